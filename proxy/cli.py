@@ -1,0 +1,196 @@
+"""The headless command line: ``python -m proxy`` / ``sockscope-proxy``.
+
+Role: parse flags, start the engine on this process's main thread, print one line per message, and stop
+cleanly on Ctrl+C / SIGTERM (exit 0). ``--demo`` starts the tutorial's exercise around the proxy.
+Errors the user can fix (port in use, bad address, non-loopback listen without ``--allow-remote``) are one
+line on stderr and exit status 2; no traceback.
+Must not import: Qt, ``inspector``.
+Thread: main thread; the engine's event loop runs here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+from proxy.demo import DemoClient, DemoServer
+from proxy.framing import DEFAULT_MAX_FRAME, FramingError, parse_framing
+from proxy.loop import new_event_loop
+from proxy.printer import Printer
+from proxy.server import ProxyConfig, ProxyError, ProxyServer, is_loopback
+
+
+class UsageError(Exception):
+    """A bad flag value: printed as one line with the flag and an example."""
+
+
+def parse_hostport(text: str, flag: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT`` or ``PORT``; IPv6 as ``[::1]:PORT``."""
+    t = text.strip()
+    host, port_s = default_host, t
+    if t.startswith("["):
+        end = t.find("]")
+        if end < 0 or not t[end + 1:].startswith(":"):
+            raise UsageError(f"{flag}: bad address {text!r}; e.g. {flag} [::1]:5556")
+        host, port_s = t[1:end], t[end + 2:]
+    elif ":" in t:
+        host, _, port_s = t.rpartition(":")
+        host = host or default_host
+    try:
+        port = int(port_s)
+    except ValueError:
+        raise UsageError(f"{flag}: bad port in {text!r}; e.g. {flag} 127.0.0.1:5556") from None
+    if not 0 <= port <= 65535:
+        raise UsageError(f"{flag}: port {port} is out of range (0-65535)")
+    return host, port
+
+
+def parse_size(text: str, flag: str) -> int:
+    t = text.strip().lower().replace("_", "")
+    mult = 1
+    for suffix, m in (("mib", 1 << 20), ("kib", 1 << 10), ("mb", 10**6), ("kb", 10**3), ("m", 1 << 20),
+                      ("k", 1 << 10), ("b", 1)):
+        if t.endswith(suffix):
+            t, mult = t[: -len(suffix)], m
+            break
+    try:
+        value = int(float(t) * mult)
+    except ValueError:
+        raise UsageError(f"{flag}: bad size {text!r}; e.g. {flag} 16MiB") from None
+    if value <= 0:
+        raise UsageError(f"{flag}: must be positive; e.g. {flag} 16MiB")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sockscope-proxy",
+        description="sockscope's headless proxy: relays TCP between your client and server and prints "
+                    "every message.",
+        epilog="example: sockscope-proxy --listen 127.0.0.1:5556 --target 127.0.0.1:5555  "
+               "(then point your client at port 5556)")
+    p.add_argument("--listen", default="127.0.0.1:5556", metavar="HOST:PORT",
+                   help="where your client connects (default 127.0.0.1:5556; port 0 picks a free one)")
+    p.add_argument("--target", default="127.0.0.1:5555", metavar="HOST:PORT",
+                   help="your server (default 127.0.0.1:5555)")
+    p.add_argument("--framing", default="raw", metavar="F",
+                   help="what one message is: raw (each read), lines, len16/len32[be|le], fixed:N, msgpack, "
+                        "json; per direction as c2s=fixed:12,s2c=lines (default raw)")
+    p.add_argument("--max-frame", default=str(DEFAULT_MAX_FRAME), metavar="SIZE",
+                   help="largest frame before that direction falls back to raw (default 16MiB)")
+    p.add_argument("--connect-timeout", type=float, default=5.0, metavar="S",
+                   help="seconds to wait for the server per connection (default 5)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow listening on a non-loopback address (reachable from the network)")
+    p.add_argument("--quiet", action="store_true", help="do not print messages (connection events still print)")
+    p.add_argument("--demo", action="store_true",
+                   help="start the tutorial's exercise server and client with the proxy between them")
+    p.add_argument("--demo-pings", type=int, default=None, metavar="N",
+                   help="with --demo: the client pings N times, then the demo ends (default: until Ctrl+C)")
+    p.add_argument("--demo-interval", type=float, default=1.0, metavar="S", help=argparse.SUPPRESS)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ProxyConfig:
+    listen_host, listen_port = parse_hostport(args.listen, "--listen")
+    target_host, target_port = parse_hostport(args.target, "--target")
+    if not is_loopback(listen_host) and not args.allow_remote:
+        raise UsageError(f"--listen {args.listen}: {listen_host} is reachable from the network; "
+                         "add --allow-remote if that is what you want (default is loopback only)")
+    max_frame = parse_size(args.max_frame, "--max-frame")
+    try:
+        framing = parse_framing(args.framing, max_frame)
+    except FramingError as e:
+        raise UsageError(f"--framing: {e}") from None
+    if args.connect_timeout <= 0:
+        raise UsageError("--connect-timeout must be positive; e.g. --connect-timeout 5")
+    return ProxyConfig(listen_host, listen_port, target_host, target_port, framing, args.connect_timeout)
+
+
+async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    demo_server: DemoServer | None = None
+    if args.demo:
+        demo_server = DemoServer().start()
+        config.target_host, config.target_port = "127.0.0.1", demo_server.port
+        if args.listen == "127.0.0.1:5556":
+            config.listen_port = 0  # the demo must not collide with a real game on 5556
+    server = ProxyServer(config, loop)
+    server.subscribe(Printer(server.clock, show_messages=not args.quiet))
+    host, port = await server.start()
+    print(f"sockscope: listening on {host}:{port} → {config.target_host}:{config.target_port} "
+          f"(framing {config.framing})", flush=True)
+    _install_signal_handlers(loop, stop)
+    client: DemoClient | None = None
+    if demo_server is not None:
+        client = DemoClient(host, port, args.demo_pings, args.demo_interval).start()
+        loop.run_in_executor(None, client.thread.join).add_done_callback(lambda _: stop.set())
+    else:
+        warning = await server.probe_target()
+        if warning:
+            print(f"sockscope: warning: {warning}", file=sys.stderr, flush=True)
+    await stop.wait()
+    print("sockscope: stopping (flushing pending messages)", flush=True)
+    if client is not None:
+        client.stop()
+    await server.shutdown()
+    if demo_server is not None:
+        demo_server.stop()
+    return 0 if client is None or client.error is None else 1
+
+
+def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    for name in ("SIGINT", "SIGTERM", "SIGBREAK"):
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):
+            # Windows' loops have no add_signal_handler: a plain handler hops onto the loop instead.
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+
+
+def _raise_fd_limit() -> None:
+    """Many concurrent game clients need more file descriptors than some defaults allow (Linux: 1024)."""
+    try:
+        import resource
+    except ImportError:  # Windows has no such limit to raise
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, 65536), hard))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except UsageError as e:
+        print(f"sockscope-proxy: error: {e}", file=sys.stderr)
+        return 2
+    _raise_fd_limit()
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(_serve(args, config))
+    except ProxyError as e:
+        print(f"sockscope-proxy: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Value types shared by the whole engine: directions, origins, states and the records it publishes.
+
+Role: the vocabulary of sockscope. Every record here is a small frozen, slotted dataclass so it can be
+handed to subscribers on any thread without copying.
+Must not import: Qt, ``inspector``, asyncio, sockets, or any other ``proxy`` module.
+Thread: none of its own; records are immutable and safe to share.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+
+
+class Side(enum.IntEnum):
+    """One end of a relayed connection, as seen by the proxy."""
+
+    CLIENT = 0
+    SERVER = 1
+
+    @property
+    def other(self) -> Side:
+        return Side.SERVER if self is Side.CLIENT else Side.CLIENT
+
+
+class Direction(enum.IntEnum):
+    """Which way a message travels: client to server (``c2s``) or server to client (``s2c``)."""
+
+    C2S = 0
+    S2C = 1
+
+    @property
+    def source(self) -> Side:
+        """The side whose bytes travel in this direction."""
+        return Side.CLIENT if self is Direction.C2S else Side.SERVER
+
+    @property
+    def destination(self) -> Side:
+        return Side.SERVER if self is Direction.C2S else Side.CLIENT
+
+    @property
+    def label(self) -> str:
+        return "c2s" if self is Direction.C2S else "s2c"
+
+    @property
+    def arrow(self) -> str:
+        return "→" if self is Direction.C2S else "←"
+
+    @classmethod
+    def from_side(cls, side: Side) -> Direction:
+        """The direction of bytes *received from* ``side``."""
+        return cls.C2S if side is Side.CLIENT else cls.S2C
+
+    @classmethod
+    def parse(cls, text: str) -> Direction:
+        t = text.strip().lower()
+        if t in ("c2s", "up", "client", "->", "→"):
+            return cls.C2S
+        if t in ("s2c", "down", "server", "<-", "←"):
+            return cls.S2C
+        raise ValueError(f"unknown direction {text!r}: expected c2s or s2c")
+
+
+class Origin(enum.StrEnum):
+    """Where a message's bytes came from."""
+
+    LIVE = "live"
+    INJECTED = "injected"
+    REPLAYED = "replayed"
+    EDITED = "edited"
+
+
+class MessageState(enum.StrEnum):
+    """What the engine did (or is doing) with a message."""
+
+    FORWARDED = "forwarded"  # written to its destination socket
+    SCHEDULED = "scheduled"  # waiting for its release time (latency, jitter, bandwidth, freeze)
+    HELD = "held"  # waiting for the user (hold rule or "hold next")
+    DROPPED = "dropped"  # deliberately not forwarded (user, rule or fault)
+    DISCARDED = "discarded"  # never forwarded because the connection closed first
+
+
+class DelayReason(enum.StrEnum):
+    """Why a message was released later than it arrived."""
+
+    LATENCY = "latency"
+    JITTER = "jitter"
+    BANDWIDTH = "bandwidth"
+    SPIKE = "spike"
+    FREEZE = "freeze"
+    HOLD = "hold"
+    QUEUE = "queue"  # waited behind an earlier message (TCP order)
+
+
+class CloseReason(enum.StrEnum):
+    """How a connection ended, from the proxy's point of view."""
+
+    CLOSED = "closed"  # both sides closed cleanly (FIN both ways)
+    CLIENT_RESET = "client reset"
+    SERVER_RESET = "server reset"
+    UPSTREAM_REFUSED = "upstream refused"
+    UPSTREAM_TIMEOUT = "upstream timeout"
+    UPSTREAM_ERROR = "upstream error"
+    PROXY_CLOSED = "closed by proxy"
+    PROXY_RESET = "reset by proxy"
+    SHUTDOWN = "proxy shutdown"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Anchors the engine's monotonic nanoseconds to wall-clock time.
+
+    The core only ever sees monotonic ``now`` values; anything shown to a human converts through here.
+    """
+
+    mono_ns: int
+    wall_ns: int
+
+    @classmethod
+    def now(cls) -> Clock:
+        return cls(time.monotonic_ns(), time.time_ns())
+
+    def to_wall_ns(self, mono_ns: int) -> int:
+        return self.wall_ns + (mono_ns - self.mono_ns)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Records published to subscribers. Each is a fact that already happened.
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionOpened:
+    conn_id: int
+    client_addr: tuple[str, int]
+    target_addr: tuple[str, int]
+    time_ns: int
+    replay_of: int | None = None
+    """For a session replay: the id of the recorded connection being replayed."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConnected:
+    conn_id: int
+    server_addr: tuple[str, int]
+    time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class HalfClosed:
+    """One side sent FIN; the proxy passed it on (after flushing what was pending)."""
+
+    conn_id: int
+    side: Side
+    time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    conn_id: int
+    reason: CloseReason
+    detail: str
+    time_ns: int
+    bytes_c2s: int
+    bytes_s2c: int
+    messages_c2s: int
+    messages_s2c: int
+    discarded: int = 0
+    """Messages that were held or scheduled when the connection ended and so never reached their peer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One framed message, as captured by the proxy.
+
+    Published once when it is framed (``state`` FORWARDED on the fast path, SCHEDULED or HELD otherwise);
+    a later :class:`MessageUpdated` tells what happened to a message that was not forwarded at once.
+    """
+
+    id: int
+    conn_id: int
+    direction: Direction
+    seq: int
+    """Per connection and direction, from 0, in stream order."""
+    data: bytes
+    arrival_ns: int
+    release_ns: int | None
+    """When it was (or is scheduled to be) written to its destination; None while held."""
+    origin: Origin = Origin.LIVE
+    state: MessageState = MessageState.FORWARDED
+    delays: tuple[tuple[DelayReason, int], ...] = ()
+    """The added delay split by reason, in nanoseconds."""
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def added_delay_ns(self) -> int | None:
+        if self.release_ns is None:
+            return None
+        return self.release_ns - self.arrival_ns
+
+
+@dataclass(frozen=True, slots=True)
+class MessageUpdated:
+    """A message changed state: released, dropped, edited, or discarded at close."""
+
+    msg_id: int
+    conn_id: int
+    direction: Direction
+    state: MessageState
+    time_ns: int
+    release_ns: int | None = None
+    data: bytes | None = None
+    """Replacement bytes when the user edited a held message."""
+    delays: tuple[tuple[DelayReason, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A warning or error worth showing to the user (framing fallback, refused upstream, ...)."""
+
+    level: str  # "info" | "warning" | "error"
+    text: str
+    time_ns: int
+    conn_id: int | None = None
+    direction: Direction | None = None
+
+
+Record = ConnectionOpened | UpstreamConnected | HalfClosed | ConnectionClosed | Message | MessageUpdated | Notice
+
+
+@dataclass(slots=True)
+class Ids:
+    """Hands out process-wide increasing ids for connections and messages (single-threaded use)."""
+
+    next_conn: int = 1
+    next_msg: int = 1
+
+    def conn(self) -> int:
+        n = self.next_conn
+        self.next_conn = n + 1
+        return n
+
+    def msg(self) -> int:
+        n = self.next_msg
+        self.next_msg = n + 1
+        return n

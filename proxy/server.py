@@ -1,0 +1,416 @@
+"""The asyncio shell: listens, accepts, connects upstream, and runs each relay core's commands on real sockets.
+
+Role: the only code in the engine that does network I/O. Each accepted client gets a ``ConnectionHandler``
+that turns socket callbacks into events for its ``Relay`` and executes the commands that come back, in order.
+It uses asyncio Protocols (not streams) because every microsecond per message counts on a 2-core machine.
+
+Backpressure: a direction's source stops being read while its destination's write buffer is above
+``WRITE_HIGH_WATER`` or while the relay holds more than ``QUEUE_CAP`` bytes for that direction (messages
+delayed by conditions or held). Memory per stalled direction therefore stays under ``STALL_CAP`` (documented
+in docs/architecture.md): write buffer + one read + queue cap, plus at most one incomplete frame (``--max-frame``).
+
+Must not import: Qt, ``inspector``.
+Thread: everything here runs on the engine's event-loop thread; other threads reach it only through
+``loop.call_soon_threadsafe`` (see ``proxy.runner``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+from proxy import commands as cmd
+from proxy import events as ev
+from proxy.framing import FramingSpec
+from proxy.model import Clock, Direction, Ids, Notice, Origin, Record, Side
+from proxy.relay import Relay
+from proxy.tasks import spawn
+
+WRITE_HIGH_WATER = 1 << 20
+WRITE_LOW_WATER = 256 << 10
+QUEUE_CAP = 2 << 20
+READ_SIZE = 256 << 10  # what asyncio and uvloop read per call; stated for the memory bound
+STALL_CAP = 4 << 20  # WRITE_HIGH_WATER + READ_SIZE + QUEUE_CAP, rounded up: the documented bound
+
+Subscriber = Callable[[Record], None]
+
+_now = time.monotonic_ns
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+class ProxyError(Exception):
+    """The proxy cannot start (port in use, bad address, ...): a message for the user, no traceback."""
+
+
+@dataclass(slots=True)
+class ProxyConfig:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 5556
+    target_host: str = "127.0.0.1"
+    target_port: int = 5555
+    framing: FramingSpec = field(default_factory=FramingSpec)
+    connect_timeout: float = 5.0
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    import ipaddress
+
+    return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+
+
+def _set_nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _abort_with_reset(transport: asyncio.BaseTransport) -> None:
+    """Close so the peer sees RST, not FIN: SO_LINGER with a zero timeout, then abort."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    cast(asyncio.Transport, transport).abort()
+
+
+def _is_reset(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE)
+
+
+class _SideProtocol(asyncio.Protocol):
+    """Socket callbacks of one side, forwarded to the connection handler."""
+
+    __slots__ = ("handler", "side")
+
+    def __init__(self, handler: ConnectionHandler, side: Side) -> None:
+        self.handler = handler
+        self.side = side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
+        transport = cast(asyncio.Transport, transport)
+        _set_nodelay(transport)
+        transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+        self.handler.transport_made(self.side, transport)
+
+    def data_received(self, data: bytes) -> None:
+        h = self.handler
+        h.run(h.relay.handle(ev.DataReceived(_now(), self.side, data)))
+        if h.relay.lanes[self.side].queued_bytes > QUEUE_CAP:
+            h.update_reading(self.side)
+
+    def eof_received(self) -> bool:
+        self.handler.eof(self.side)
+        return True  # keep the transport open: the other direction may still be flowing (half-close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.handler.lost(self.side, exc)
+
+    def pause_writing(self) -> None:
+        self.handler.dest_paused[self.side] = True
+        self.handler.update_reading(self.side.other)
+
+    def resume_writing(self) -> None:
+        self.handler.dest_paused[self.side] = False
+        self.handler.update_reading(self.side.other)
+
+
+class ConnectionHandler:
+    """Owns the two transports of one relayed connection and executes its relay's commands."""
+
+    def __init__(self, server: ProxyServer, relay: Relay) -> None:
+        self.server = server
+        self.relay = relay
+        self.loop = server.loop
+        self.transports: list[asyncio.Transport | None] = [None, None]
+        self.dest_paused = [False, False]  # indexed by the side being written to
+        self.reading_paused = [False, False]  # indexed by the side being read from
+        self.open_sides = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing = False
+        self.done = self.loop.create_future()
+        self._dispatch: dict[type[cmd.Command], Callable[[cmd.Command], None]] = {
+            cmd.Publish: self._publish,  # type: ignore[dict-item]
+            cmd.SendData: self._send,  # type: ignore[dict-item]
+            cmd.HalfClose: self._half_close,  # type: ignore[dict-item]
+            cmd.CloseConnection: self._close,  # type: ignore[dict-item]
+            cmd.ResetSide: self._reset_side,  # type: ignore[dict-item]
+            cmd.RequestWakeup: self._wakeup,  # type: ignore[dict-item]
+            cmd.OpenUpstream: self._open_upstream,  # type: ignore[dict-item]
+        }
+
+    # -------------------------------------------------------------------------------- callbacks in
+
+    def transport_made(self, side: Side, transport: asyncio.Transport) -> None:
+        self.transports[side] = transport
+        self.open_sides += 1
+        if self.relay.closed:  # closed while the upstream was connecting
+            transport.close()
+
+    def eof(self, side: Side) -> None:
+        self.run(self.relay.handle(ev.EofReceived(_now(), side)))
+
+    def lost(self, side: Side, exc: Exception | None) -> None:
+        self.transports[side] = None
+        self.open_sides -= 1
+        if exc is not None and not self.relay.closed:
+            self.run(self.relay.handle(ev.ConnectionLost(_now(), side, _is_reset(exc), str(exc) or type(exc).__name__)))
+        elif not self.relay.closed and not self._closing:
+            # Closed without an error and without our asking: treat as an EOF followed by the end.
+            self.run(self.relay.handle(ev.EofReceived(_now(), side)))
+            if not self.relay.closed:
+                self.run(self.relay.handle(ev.ConnectionLost(_now(), side, False, "socket closed")))
+        self._maybe_done()
+
+    def run(self, commands: list[cmd.Command]) -> None:
+        dispatch = self._dispatch
+        for c in commands:
+            dispatch[type(c)](c)
+
+    def update_reading(self, source: Side) -> None:
+        """Pause or resume reading ``source`` from the backpressure state of its direction."""
+        t = self.transports[source]
+        if t is None:
+            return
+        lane = self.relay.lanes[Direction.from_side(source)]
+        stalled = self.dest_paused[source.other] or lane.queued_bytes > QUEUE_CAP
+        if stalled and not self.reading_paused[source]:
+            self.reading_paused[source] = True
+            t.pause_reading()
+        elif not stalled and self.reading_paused[source] and lane.queued_bytes <= QUEUE_CAP // 2:
+            self.reading_paused[source] = False
+            t.resume_reading()
+
+    # -------------------------------------------------------------------------------- commands out
+
+    def _publish(self, c: cmd.Publish) -> None:
+        self.server.publish(c.record)
+
+    def _send(self, c: cmd.SendData) -> None:
+        t = self.transports[c.side]
+        if t is not None:
+            t.write(c.data)
+
+    def _half_close(self, c: cmd.HalfClose) -> None:
+        t = self.transports[c.side]
+        if t is not None and t.can_write_eof():
+            with contextlib.suppress(OSError, RuntimeError):
+                t.write_eof()
+
+    def _close(self, c: cmd.CloseConnection) -> None:
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for t in self.transports:
+            if t is None:
+                continue
+            if c.reset:
+                _abort_with_reset(t)
+            else:
+                t.close()  # flushes what is buffered, then closes
+        self._maybe_done()
+
+    def _reset_side(self, c: cmd.ResetSide) -> None:
+        t = self.transports[c.side]
+        if t is not None:
+            _abort_with_reset(t)
+
+    def _wakeup(self, c: cmd.RequestWakeup) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(max(0.0, (c.at - _now()) / 1e9), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self.run(self.relay.handle(ev.WakeupFired(_now())))
+        for side in (Side.CLIENT, Side.SERVER):
+            if self.reading_paused[side]:
+                self.update_reading(side)
+
+    def _open_upstream(self, c: cmd.OpenUpstream) -> None:
+        # Reading the client waits until the upstream is open, so a slow connect cannot buffer without bound.
+        client = self.transports[Side.CLIENT]
+        if client is not None:
+            client.pause_reading()
+            self.reading_paused[Side.CLIENT] = True
+        spawn(self._connect(), name=f"upstream-{self.relay.conn_id}")
+
+    async def _connect(self) -> None:
+        cfg = self.server.config
+        try:
+            transport, _ = await asyncio.wait_for(
+                self.loop.create_connection(lambda: _SideProtocol(self, Side.SERVER),
+                                            cfg.target_host, cfg.target_port),
+                cfg.connect_timeout)
+        except TimeoutError:
+            self.run(self.relay.handle(ev.UpstreamFailed(_now(), True, False,
+                                                         f"no answer within {cfg.connect_timeout:g} s")))
+            return
+        except OSError as e:
+            refused = isinstance(e, ConnectionRefusedError) or e.errno == errno.ECONNREFUSED
+            self.run(self.relay.handle(ev.UpstreamFailed(_now(), False, refused, e.strerror or str(e))))
+            return
+        if self.relay.closed:
+            transport.close()
+            return
+        peer = transport.get_extra_info("peername") or (cfg.target_host, cfg.target_port)
+        self.run(self.relay.handle(ev.UpstreamOpened(_now(), (str(peer[0]), int(peer[1])))))
+        self.update_reading(Side.CLIENT)
+
+    def _maybe_done(self) -> None:
+        if self.relay.closed and self.open_sides <= 0 and not self.done.done():
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self.done.set_result(None)
+            self.server.forget(self)
+
+
+class ProxyServer:
+    """Listens for clients and relays each to the target. Create, ``await start()``, ``await shutdown()``."""
+
+    def __init__(self, config: ProxyConfig, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.config = config
+        self.loop = loop or asyncio.get_event_loop()
+        self.clock = Clock.now()
+        self.ids = Ids()
+        self.framing = config.framing
+        self.handlers: dict[int, ConnectionHandler] = {}
+        self._subscribers: list[Subscriber] = []
+        self._server: asyncio.Server | None = None
+        self.listen_addr: tuple[str, int] | None = None
+
+    # ------------------------------------------------------------------------------ subscribers
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(record)`` on the loop thread for every published record; returns an unsubscribe."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def publish(self, record: Record) -> None:
+        for s in self._subscribers:
+            try:
+                s(record)
+            except Exception as e:  # a broken subscriber must never break relaying
+                print(f"sockscope: subscriber {s!r} failed: {e!r}", file=sys.stderr)
+
+    def notice(self, level: str, text: str) -> None:
+        self.publish(Notice(level, text, _now()))
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> tuple[str, int]:
+        cfg = self.config
+        try:
+            self._server = await self.loop.create_server(
+                self._accept, cfg.listen_host, cfg.listen_port, reuse_address=True, backlog=1024)
+        except OSError as e:
+            if e.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
+                raise ProxyError(f"port {cfg.listen_port} on {cfg.listen_host} is already in use; "
+                                 f"pick another with --listen {cfg.listen_host}:PORT") from None
+            raise ProxyError(f"cannot listen on {cfg.listen_host}:{cfg.listen_port}: {e.strerror or e}") from None
+        sock = self._server.sockets[0]
+        host, port = sock.getsockname()[:2]
+        self.listen_addr = (str(host), int(port))
+        return self.listen_addr
+
+    async def probe_target(self) -> str | None:
+        """Try the target once; return a warning text if it is unreachable (the proxy keeps listening)."""
+        cfg = self.config
+        try:
+            _, w = await asyncio.wait_for(asyncio.open_connection(cfg.target_host, cfg.target_port),
+                                          min(cfg.connect_timeout, 2.0))
+        except (OSError, TimeoutError) as e:
+            return (f"the server {cfg.target_host}:{cfg.target_port} is not reachable yet "
+                    f"({getattr(e, 'strerror', None) or e or 'timeout'}); "
+                    "sockscope keeps listening and tries again for each client")
+        w.close()
+        with contextlib.suppress(OSError):
+            await w.wait_closed()
+        return None
+
+    def _accept(self) -> asyncio.Protocol:
+        conn_id = self.ids.conn()
+        relay = Relay(conn_id, ("?", 0), (self.config.target_host, self.config.target_port), self.framing,
+                      self.ids)
+        handler = ConnectionHandler(self, relay)
+        self.handlers[conn_id] = handler
+        return _AcceptedProtocol(handler)
+
+    def forget(self, handler: ConnectionHandler) -> None:
+        self.handlers.pop(handler.relay.conn_id, None)
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop listening, flush what is pending on every connection, close them cleanly."""
+        if self._server is not None:
+            self._server.close()
+        now = _now()
+        handlers = list(self.handlers.values())
+        for h in handlers:
+            h.run(h.relay.handle(ev.ShutdownRequested(now)))
+        if handlers:
+            _, pending = await asyncio.wait([h.done for h in handlers], timeout=timeout)
+            for h in handlers:
+                if not h.done.done():
+                    for t in h.transports:
+                        if t is not None:
+                            t.abort()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+    # ------------------------------------------------------------------------------ commands from users
+
+    def inject(self, conn_id: int, direction: Direction, data: bytes, origin: Origin = Origin.INJECTED) -> None:
+        h = self._handler(conn_id)
+        h.run(h.relay.handle(ev.DataInjected(_now(), direction, data, origin)))
+
+    def close_connection(self, conn_id: int, reset: bool = False, detail: str = "") -> None:
+        h = self._handler(conn_id)
+        h.run(h.relay.handle(ev.CloseRequested(_now(), reset, detail or ("reset" if reset else "closed")
+                                               + " by the user")))
+
+    def _handler(self, conn_id: int) -> ConnectionHandler:
+        try:
+            return self.handlers[conn_id]
+        except KeyError:
+            raise KeyError(f"no open connection #{conn_id}") from None
+
+
+class _AcceptedProtocol(_SideProtocol):
+    """The client side: on accept it fills in the peer address and starts the relay."""
+
+    __slots__ = ()
+
+    def __init__(self, handler: ConnectionHandler) -> None:
+        super().__init__(handler, Side.CLIENT)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.handler.relay.client_addr = (str(peer[0]), int(peer[1]))
+        super().connection_made(transport)
+        h = self.handler
+        h.run(h.relay.handle(ev.ClientAccepted(_now())))

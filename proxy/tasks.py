@@ -1,0 +1,24 @@
+"""Named background tasks that cannot be garbage-collected while they run.
+
+Role: the one place the engine creates asyncio tasks (a ruff rule bans bare ``asyncio.create_task`` elsewhere):
+each task gets a name for debugging, and a strong reference is kept until it finishes.
+Must not import: Qt, ``inspector``.
+Thread: the engine's event-loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_running: set[asyncio.Task[Any]] = set()
+
+
+def spawn(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
+    task = asyncio.get_running_loop().create_task(coro, name=name)
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    return task

@@ -1,0 +1,147 @@
+"""Shared fixtures: real sockets on 127.0.0.1, an in-process engine thread, and bounded waits.
+
+Every network helper here has a timeout, so a broken relay fails a test instead of hanging CI.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+from hypothesis import settings
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+settings.register_profile("ci", max_examples=60, deadline=None)
+settings.register_profile("deep", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+from proxy.cli import _raise_fd_limit  # noqa: E402
+from proxy.framing import FramingSpec  # noqa: E402
+from proxy.model import Record  # noqa: E402
+from proxy.runner import ProxyThread  # noqa: E402
+from proxy.server import ProxyConfig  # noqa: E402
+
+_raise_fd_limit()
+
+IO_TIMEOUT = 10.0
+
+
+class Recorder:
+    """A thread-safe subscriber that keeps every record and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, record: Record) -> None:
+        with self._cond:
+            self.records.append(record)
+            self._cond.notify_all()
+
+    def of(self, kind: type) -> list:
+        with self._cond:
+            return [r for r in self.records if isinstance(r, kind)]
+
+    def wait_for(self, pred: Callable[[Record], bool], timeout: float = IO_TIMEOUT) -> Record:
+        with self._cond:
+            found: list[Record] = []
+
+            def check() -> bool:
+                found[:] = [r for r in self.records if pred(r)]
+                return bool(found)
+
+            if not self._cond.wait_for(check, timeout):
+                raise TimeoutError("no matching record arrived")
+            return found[0]
+
+
+class EchoServer:
+    """A threaded echo server on 127.0.0.1 (a real peer for the relay)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
+        self.port: int = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    def _echo(self, conn: socket.socket) -> None:
+        conn.settimeout(60)
+        try:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def echo_server() -> Iterator[EchoServer]:
+    s = EchoServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def start_proxy(recorder: Recorder) -> Iterator[Callable[..., ProxyThread]]:
+    """``start_proxy(target_port, framing=FramingSpec(...), **config)`` -> a running ProxyThread."""
+    started: list[ProxyThread] = []
+
+    def start(target_port: int, framing: FramingSpec | None = None, **kw: object) -> ProxyThread:
+        cfg = ProxyConfig(listen_port=0, target_port=target_port, framing=framing or FramingSpec(), **kw)  # type: ignore[arg-type]
+        p = ProxyThread(cfg, (recorder,)).start()
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+def connect(port: int, timeout: float = IO_TIMEOUT) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(65536, n - len(buf)))
+        if not chunk:
+            raise EOFError(f"EOF after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_until_eof(sock: socket.socket) -> bytes:
+    buf = bytearray()
+    while chunk := sock.recv(65536):
+        buf += chunk
+    return bytes(buf)
