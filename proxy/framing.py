@@ -159,7 +159,7 @@ class LengthPrefixFramer(_BufferedFramer):
         hs = self._hdr.size
         if len(buf) < hs:
             return None
-        (n,) = self._hdr.unpack_from(buf)
+        n: int = self._hdr.unpack_from(buf)[0]
         total = hs + n
         if total > self.max_frame:
             return total  # the base class turns this into a fallback before buffering the whole frame

@@ -363,7 +363,7 @@ class ProxyServer:
     def forget(self, handler: ConnectionHandler) -> None:
         self.handlers.pop(handler.relay.conn_id, None)
 
-    async def shutdown(self, timeout: float = 5.0) -> None:
+    async def shutdown(self, grace: float = 5.0) -> None:
         """Stop listening, flush what is pending on every connection, close them cleanly."""
         if self._server is not None:
             self._server.close()
@@ -372,7 +372,7 @@ class ProxyServer:
         for h in handlers:
             h.run(h.relay.handle(ev.ShutdownRequested(now)))
         if handlers:
-            _, pending = await asyncio.wait([h.done for h in handlers], timeout=timeout)
+            await asyncio.wait([h.done for h in handlers], timeout=grace)
             for h in handlers:
                 if not h.done.done():
                     for t in h.transports:
