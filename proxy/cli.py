@@ -15,8 +15,10 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
+from proxy.conditions import conditions_from_cli
 from proxy.demo import DemoClient, DemoServer
 from proxy.framing import DEFAULT_MAX_FRAME, FramingError, parse_framing
 from proxy.loop import new_event_loop
@@ -87,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-remote", action="store_true",
                    help="allow listening on a non-loopback address (reachable from the network)")
     p.add_argument("--quiet", action="store_true", help="do not print messages (connection events still print)")
+    g = p.add_argument_group("network conditions (see docs/conditions.md)")
+    g.add_argument("--latency", metavar="MS", help="one-way delay: 100 (both ways) or c2s=30,s2c=120")
+    g.add_argument("--jitter", metavar="MS[:DIST]",
+                   help="extra random delay that never reorders: 20, 20:normal, 20:exponential")
+    g.add_argument("--bandwidth", metavar="RATE", help="link rate: 64KB/s, 1MB/s, 500kbit, c2s=64KB/s,s2c=1MB/s")
+    g.add_argument("--spike", action="append", metavar="SPEC",
+                   help="lag spikes: every=30s,add=800ms,for=2s (periodic) or add=500ms,for=1s (now)")
+    g.add_argument("--preset", metavar="NAME", help='a named network profile, e.g. "Mobile 4G" (--list-presets)')
+    g.add_argument("--list-presets", action="store_true", help="print the presets with their sources and exit")
+    g.add_argument("--seed", type=int, metavar="N", help="seed the random parts (jitter, loss) to reproduce a run")
     p.add_argument("--demo", action="store_true",
                    help="start the tutorial's exercise server and client with the proxy between them")
     p.add_argument("--demo-pings", type=int, default=None, metavar="N",
@@ -108,7 +120,13 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         raise UsageError(f"--framing: {e}") from None
     if args.connect_timeout <= 0:
         raise UsageError("--connect-timeout must be positive; e.g. --connect-timeout 5")
-    return ProxyConfig(listen_host, listen_port, target_host, target_port, framing, args.connect_timeout)
+    try:
+        conditions = conditions_from_cli(args.latency, args.jitter, args.bandwidth, args.spike, args.preset,
+                                         now_ns=time.monotonic_ns())
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return ProxyConfig(listen_host, listen_port, target_host, target_port, framing, args.connect_timeout,
+                       conditions, args.seed)
 
 
 async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
@@ -125,6 +143,8 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     host, port = await server.start()
     print(f"sockscope: listening on {host}:{port} → {config.target_host}:{config.target_port} "
           f"(framing {config.framing})", flush=True)
+    if not config.conditions.is_passthrough:
+        print(f"sockscope: conditions {config.conditions.describe()}", flush=True)
     _install_signal_handlers(loop, stop)
     client: DemoClient | None = None
     if demo_server is not None:
@@ -135,6 +155,9 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
         if warning:
             print(f"sockscope: warning: {warning}", file=sys.stderr, flush=True)
     await stop.wait()
+    if client is not None and server.handlers:
+        # the demo client has finished: give the server's own FIN a moment to pass through before stopping
+        await asyncio.wait([h.done for h in server.handlers.values()], timeout=1.0)
     print("sockscope: stopping (flushing pending messages)", flush=True)
     if client is not None:
         client.stop()
@@ -172,6 +195,11 @@ def _raise_fd_limit() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.list_presets:
+        from proxy.presets import list_presets_text
+
+        print(list_presets_text())
+        return 0
     try:
         config = config_from_args(args)
     except UsageError as e:

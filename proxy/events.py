@@ -9,8 +9,12 @@ Thread: created on the engine's event-loop thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from proxy.model import Direction, Origin, Side
+
+if TYPE_CHECKING:
+    from proxy.conditions import Conditions, Spike
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +87,55 @@ class CloseRequested(Event):
 @dataclass(frozen=True, slots=True)
 class ShutdownRequested(Event):
     """The proxy is stopping: forward what is pending, then close both sides cleanly."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionsChanged(Event):
+    """New conditions for this connection; messages already scheduled keep their release time."""
+
+    conditions: Conditions
+
+
+@dataclass(frozen=True, slots=True)
+class SpikeStarted(Event):
+    """A one-shot lag spike starts now in ``direction``: it also delays what is queued and not yet released."""
+
+    direction: Direction
+    spike: Spike
+
+
+@dataclass(frozen=True, slots=True)
+class FaultArmed(Event):
+    """Drop or duplicate the next ``count`` messages in ``direction``."""
+
+    direction: Direction
+    kind: str  # "drop" | "duplicate"
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class HoldArmed(Event):
+    """Hold the next ``count`` messages in ``direction`` for the user."""
+
+    direction: Direction
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRequested(Event):
+    """Forward a held message, as it is or with ``data`` instead (edited)."""
+
+    msg_id: int
+    data: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DropRequested(Event):
+    """Do not forward a held or scheduled message."""
+
+    msg_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseAllRequested(Event):
+    """Forward every held message of this connection."""

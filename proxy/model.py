@@ -69,6 +69,7 @@ class Origin(enum.StrEnum):
     INJECTED = "injected"
     REPLAYED = "replayed"
     EDITED = "edited"
+    DUPLICATE = "duplicate"  # a copy made by a duplicate fault or rule
 
 
 class MessageState(enum.StrEnum):
@@ -91,6 +92,7 @@ class DelayReason(enum.StrEnum):
     FREEZE = "freeze"
     HOLD = "hold"
     QUEUE = "queue"  # waited behind an earlier message (TCP order)
+    RULE = "rule"  # a matching rule asked for extra delay
 
 
 class CloseReason(enum.StrEnum):

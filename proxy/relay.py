@@ -13,12 +13,14 @@ Thread: engine loop thread; a relay is owned by one connection handler.
 from __future__ import annotations
 
 import enum
+import random
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from proxy import commands as cmd
 from proxy import events as ev
+from proxy.conditions import PASSTHROUGH, Conditions, DirectionConditions
 from proxy.framing import Framer, FramingSpec
 from proxy.model import (
     CloseReason,
@@ -36,6 +38,8 @@ from proxy.model import (
     Side,
 )
 from proxy.model import UpstreamConnected as UpstreamConnectedRecord
+from proxy.rules import Rule, first_match
+from proxy.scheduler import DirectionScheduler, Scheduled
 
 
 class Phase(enum.Enum):
@@ -53,15 +57,36 @@ class _Pending:
     release_ns: int
     origin: Origin
     delays: tuple[tuple[DelayReason, int], ...]
+    held: bool = False
+
+
+class Shared:
+    """Engine-wide state every relay reads: rules and global "hold next" counters (single-threaded)."""
+
+    __slots__ = ("active", "hold_next", "rules")
+
+    def __init__(self) -> None:
+        self.rules: tuple[Rule, ...] = ()
+        self.hold_next = [0, 0]  # per Direction
+        self.active = False
+
+    def update(self) -> None:
+        """Recompute the flag the fast path checks, after changing rules or counters."""
+        self.active = bool(self.rules) or any(self.hold_next)
 
 
 @dataclass(slots=True)
 class _Lane:
-    """One direction of the connection: its framer, its ordered queue, and its half-close state."""
+    """One direction of the connection: its framer, conditions, ordered queue, and half-close state."""
 
     direction: Direction
     framer: Framer
+    scheduler: DirectionScheduler
+    cond: DirectionConditions
     queue: deque[_Pending] = field(default_factory=deque)
+    fast: bool = True  # no conditions, faults or holds armed on this lane: forward at once
+    hold_next: int = 0
+    warned_raw_fault: bool = False
     seq: int = 0
     source_eof: bool = False  # the source side sent FIN
     eof_sent: bool = False  # we passed the FIN on to the destination
@@ -82,6 +107,9 @@ class Relay:
         framing: FramingSpec,
         ids: Ids,
         replay_of: int | None = None,
+        conditions: Conditions = PASSTHROUGH,
+        shared: Shared | None = None,
+        seed: int | str | None = None,
     ) -> None:
         self.conn_id = conn_id
         self.client_addr = client_addr
@@ -89,10 +117,15 @@ class Relay:
         self.ids = ids
         self.replay_of = replay_of
         self.phase = Phase.CONNECTING
-        self.lanes = (
-            _Lane(Direction.C2S, framing.make(Direction.C2S)),
-            _Lane(Direction.S2C, framing.make(Direction.S2C)),
-        )
+        self.shared = shared or Shared()
+        # Seeded per connection and direction, so a run with --seed can be reproduced exactly.
+        self.lanes = tuple(
+            _Lane(d, framing.make(d), DirectionScheduler(random.Random(f"{seed}:{conn_id}:{d.label}")
+                                                         if seed is not None else random.Random()),
+                  conditions.for_direction(d))
+            for d in (Direction.C2S, Direction.S2C))
+        for lane in self.lanes:
+            self._refresh_fast(lane)
         self._wakeup_at: int | None = None
         self._dispatch: dict[type[ev.Event], Callable[[ev.Event, list[cmd.Command]], None]] = {
             ev.ClientAccepted: self._on_accepted,  # type: ignore[dict-item]
@@ -105,6 +138,13 @@ class Relay:
             ev.DataInjected: self._on_injected,  # type: ignore[dict-item]
             ev.CloseRequested: self._on_close_requested,  # type: ignore[dict-item]
             ev.ShutdownRequested: self._on_shutdown,  # type: ignore[dict-item]
+            ev.ConditionsChanged: self._on_conditions,  # type: ignore[dict-item]
+            ev.SpikeStarted: self._on_spike,  # type: ignore[dict-item]
+            ev.FaultArmed: self._on_fault_armed,  # type: ignore[dict-item]
+            ev.HoldArmed: self._on_hold_armed,  # type: ignore[dict-item]
+            ev.ReleaseRequested: self._on_release,  # type: ignore[dict-item]
+            ev.DropRequested: self._on_drop,  # type: ignore[dict-item]
+            ev.ReleaseAllRequested: self._on_release_all,  # type: ignore[dict-item]
         }
 
     # ------------------------------------------------------------------------------------------ public
@@ -119,6 +159,14 @@ class Relay:
     @property
     def closed(self) -> bool:
         return self.phase is Phase.CLOSED
+
+    @property
+    def conditions(self) -> Conditions:
+        return Conditions(self.lanes[0].cond, self.lanes[1].cond)
+
+    def held(self) -> list[int]:
+        """Ids of the messages held for the user, in stream order per direction."""
+        return [p.msg_id for lane in self.lanes for p in lane.queue if p.held]
 
     def pending(self, direction: Direction) -> int:
         """Bytes waiting in the proxy for ``direction`` (queued messages plus an incomplete frame)."""
@@ -208,6 +256,7 @@ class Relay:
         # Pending messages go out now (their delay no longer matters), then both sides get a clean close.
         if self.phase is Phase.RELAYING:
             for lane in self.lanes:
+                lane.cond = replace(lane.cond, frozen=False)
                 rest = lane.framer.flush()
                 if rest:
                     self._admit(lane, rest, e.now, Origin.LIVE, out)
@@ -224,31 +273,104 @@ class Relay:
             "warning", f"connection #{self.conn_id} {lane.direction.label}: {lane.framer.fallback}",
             now, self.conn_id, lane.direction)))
 
+    def _refresh_fast(self, lane: _Lane) -> None:
+        lane.fast = lane.cond.is_passthrough and lane.hold_next == 0
+
     def _admit(self, lane: _Lane, data: bytes, now: int, origin: Origin, out: list[cmd.Command]) -> None:
         """A framed message enters its lane: record it, then forward it at once or queue it."""
         seq = lane.seq
         lane.seq = seq + 1
         msg_id = self.ids.msg()
-        release_ns = now  # network conditions (scheduler) plug in here
-        delays: tuple[tuple[DelayReason, int], ...] = ()
-        if not lane.queue and self.phase is Phase.RELAYING and release_ns <= now:
-            # Fast path: nothing ahead of it and no delay: one record, one write.
-            out.append(cmd.Publish(Message(msg_id, self.conn_id, lane.direction, seq, data, now, now, origin,
-                                           MessageState.FORWARDED, delays)))
+        if (lane.fast and not self.shared.active and not lane.queue and self.phase is Phase.RELAYING
+                and lane.scheduler.is_idle(now)):
+            # Fast path: nothing ahead of it, nothing shaping this lane: one record, one write.
+            out.append(cmd.Publish(Message(msg_id, self.conn_id, lane.direction, seq, data, now, now, origin)))
             out.append(cmd.SendData(lane.direction.destination, data))
             lane.bytes_out += len(data)
             lane.messages_out += 1
             return
-        out.append(cmd.Publish(Message(msg_id, self.conn_id, lane.direction, seq, data, now, release_ns, origin,
-                                       MessageState.SCHEDULED, delays)))
-        lane.queue.append(_Pending(msg_id, seq, data, now, release_ns, origin, delays))
-        lane.queued_bytes += len(data)
+        self._admit_shaped(lane, msg_id, seq, data, now, origin, out)
+
+    def _admit_shaped(self, lane: _Lane, msg_id: int, seq: int, data: bytes, now: int, origin: Origin,
+                      out: list[cmd.Command]) -> None:
+        d = lane.direction
+        rule: Rule | None = None
+        if self.shared.rules:
+            rule = first_match(self.shared.rules,
+                               Message(msg_id, self.conn_id, d, seq, data, now, None, origin, MessageState.SCHEDULED))
+        fault: str | None = None
+        if rule is not None and rule.action in ("drop", "duplicate"):
+            fault = rule.action
+        elif rule is None and origin is not Origin.DUPLICATE:
+            fault, lane.cond = lane.scheduler.decide_fault(lane.cond)
+            if fault is not None:
+                self._refresh_fast(lane)
+        if fault is not None:
+            self._warn_raw_fault(lane, fault, now, out)
+        if fault == "drop":
+            out.append(cmd.Publish(Message(msg_id, self.conn_id, d, seq, data, now, None, origin,
+                                           MessageState.DROPPED)))
+            return
+        if rule is not None and rule.action in ("close", "reset"):
+            out.append(cmd.Publish(Message(msg_id, self.conn_id, d, seq, data, now, None, origin,
+                                           MessageState.DISCARDED)))
+            label = rule.name or rule.action
+            self._finish(CloseReason.PROXY_RESET if rule.action == "reset" else CloseReason.PROXY_CLOSED,
+                         f"rule {label!r} matched message {msg_id}", now, out, reset=rule.action == "reset")
+            return
+        sched = lane.scheduler.schedule(now, len(data), lane.cond)
+        release_ns, delays = sched.release_ns, sched.delays
+        if rule is not None and rule.action == "delay" and rule.delay_ms > 0:
+            extra = round(rule.delay_ms * 1e6)
+            release_ns += extra
+            delays = (*delays, (DelayReason.RULE, extra))
+        held = False
+        if rule is not None and rule.action == "hold":
+            held = True
+        elif lane.hold_next > 0:
+            lane.hold_next -= 1
+            self._refresh_fast(lane)
+            held = True
+        elif self.shared.hold_next[d] > 0:
+            self.shared.hold_next[d] -= 1
+            self.shared.update()
+            held = True
+        state = MessageState.HELD if held else MessageState.SCHEDULED
+        if (not held and not lane.queue and not lane.cond.frozen and release_ns <= now
+                and self.phase is Phase.RELAYING):
+            out.append(cmd.Publish(Message(msg_id, self.conn_id, d, seq, data, now, now, origin,
+                                           MessageState.FORWARDED, delays)))
+            self._write(lane, data, out)
+        else:
+            out.append(cmd.Publish(Message(msg_id, self.conn_id, d, seq, data, now, None if held else release_ns,
+                                           origin, state, delays)))
+            lane.queue.append(_Pending(msg_id, seq, data, now, release_ns, origin, delays, held))
+            lane.queued_bytes += len(data)
+        if fault == "duplicate":
+            dup_seq = lane.seq
+            lane.seq = dup_seq + 1
+            self._admit_shaped(lane, self.ids.msg(), dup_seq, data, now, Origin.DUPLICATE, out)
+
+    def _warn_raw_fault(self, lane: _Lane, fault: str, now: int, out: list[cmd.Command]) -> None:
+        if lane.framer.name != "raw" or lane.warned_raw_fault:
+            return
+        lane.warned_raw_fault = True
+        out.append(cmd.Publish(Notice(
+            "warning",
+            f"connection #{self.conn_id} {lane.direction.label}: {fault} under raw framing works on whole reads, "
+            "which are not your program's messages; the stream's own framing may break (choose a --framing)",
+            now, self.conn_id, lane.direction)))
+
+    def _write(self, lane: _Lane, data: bytes, out: list[cmd.Command]) -> None:
+        out.append(cmd.SendData(lane.direction.destination, data))
+        lane.bytes_out += len(data)
+        lane.messages_out += 1
 
     def _release_due(self, lane: _Lane, now: int, out: list[cmd.Command]) -> None:
-        if self.phase is not Phase.RELAYING:
+        if self.phase is not Phase.RELAYING or lane.cond.frozen:
             return
         q = lane.queue
-        while q and q[0].release_ns <= now:
+        while q and not q[0].held and q[0].release_ns <= now:
             p = q.popleft()
             lane.queued_bytes -= len(p.data)
             delays = p.delays
@@ -256,13 +378,11 @@ class Relay:
                 delays = (*delays, (DelayReason.QUEUE, now - p.release_ns))
             out.append(cmd.Publish(MessageUpdated(p.msg_id, self.conn_id, lane.direction,
                                                   MessageState.FORWARDED, now, now, None, delays)))
-            out.append(cmd.SendData(lane.direction.destination, p.data))
-            lane.bytes_out += len(p.data)
-            lane.messages_out += 1
+            self._write(lane, p.data, out)
 
     def _after_release(self, now: int, out: list[cmd.Command]) -> None:
         """Release what is due, pass on FINs whose lanes have drained, and ask for the next wake-up."""
-        if self.phase is Phase.CONNECTING:
+        if self.phase is not Phase.RELAYING:
             return
         for lane in self.lanes:
             self._release_due(lane, now, out)
@@ -273,10 +393,93 @@ class Relay:
         if self.lanes[0].eof_sent and self.lanes[1].eof_sent:
             self._finish(CloseReason.CLOSED, "both sides closed", now, out, reset=False)
             return
-        nxt = min((lane.queue[0].release_ns for lane in self.lanes if lane.queue), default=None)
+        nxt = min((lane.queue[0].release_ns for lane in self.lanes
+                   if lane.queue and not lane.queue[0].held and not lane.cond.frozen), default=None)
         if nxt is not None and nxt != self._wakeup_at:
             self._wakeup_at = nxt
             out.append(cmd.RequestWakeup(nxt))
+
+    # ------------------------------------------------------------------------------------ shaping events
+
+    def _on_conditions(self, e: ev.ConditionsChanged, out: list[cmd.Command]) -> None:
+        for lane in self.lanes:
+            new = e.conditions.for_direction(lane.direction)
+            was_frozen = lane.cond.frozen
+            lane.cond = new
+            if was_frozen and not new.frozen and lane.queue:
+                self._thaw(lane, e.now)
+            self._refresh_fast(lane)
+        self._wakeup_at = None  # timing may have changed: ask again
+        self._after_release(e.now, out)
+
+    def _thaw(self, lane: _Lane, now: int) -> None:
+        waiting = [p for p in lane.queue if not p.held]
+        thawed = lane.scheduler.thaw(now, [Scheduled(p.release_ns, p.delays) for p in waiting])
+        for p, s in zip(waiting, thawed, strict=True):
+            p.release_ns, p.delays = s.release_ns, s.delays
+
+    def _on_spike(self, e: ev.SpikeStarted, out: list[cmd.Command]) -> None:
+        lane = self.lanes[e.direction]
+        lane.cond = replace(lane.cond, spikes=(*lane.cond.spikes, e.spike))
+        add = e.spike.extra_ns(e.now)
+        if add > 0:
+            for p in lane.queue:  # what has not been released yet waits too
+                p.release_ns += add
+                p.delays = (*p.delays, (DelayReason.SPIKE, add))
+        self._refresh_fast(lane)
+        self._wakeup_at = None
+        self._after_release(e.now, out)
+
+    def _on_fault_armed(self, e: ev.FaultArmed, out: list[cmd.Command]) -> None:
+        lane = self.lanes[e.direction]
+        if e.kind == "drop":
+            lane.cond = replace(lane.cond, drop_next=lane.cond.drop_next + e.count)
+        elif e.kind == "duplicate":
+            lane.cond = replace(lane.cond, duplicate_next=lane.cond.duplicate_next + e.count)
+        else:
+            raise ValueError(f"unknown fault {e.kind!r}: expected drop or duplicate")
+        self._refresh_fast(lane)
+
+    def _on_hold_armed(self, e: ev.HoldArmed, out: list[cmd.Command]) -> None:
+        lane = self.lanes[e.direction]
+        lane.hold_next += e.count
+        self._refresh_fast(lane)
+
+    def _find(self, msg_id: int) -> tuple[_Lane, _Pending]:
+        for lane in self.lanes:
+            for p in lane.queue:
+                if p.msg_id == msg_id:
+                    return lane, p
+        raise KeyError(f"message {msg_id} is not waiting in connection #{self.conn_id}")
+
+    def _on_release(self, e: ev.ReleaseRequested, out: list[cmd.Command]) -> None:
+        lane, p = self._find(e.msg_id)
+        if not p.held and e.data is None:
+            return
+        p.held = False
+        if e.data is not None:
+            lane.queued_bytes += len(e.data) - len(p.data)
+            p.data = e.data
+            p.origin = Origin.EDITED
+        if e.now > p.release_ns:
+            p.delays = (*p.delays, (DelayReason.HOLD, e.now - p.release_ns))
+            p.release_ns = e.now
+        out.append(cmd.Publish(MessageUpdated(p.msg_id, self.conn_id, lane.direction, MessageState.SCHEDULED,
+                                              e.now, p.release_ns, e.data, p.delays)))
+        self._wakeup_at = None
+        self._after_release(e.now, out)
+
+    def _on_drop(self, e: ev.DropRequested, out: list[cmd.Command]) -> None:
+        lane, p = self._find(e.msg_id)
+        lane.queue.remove(p)
+        lane.queued_bytes -= len(p.data)
+        out.append(cmd.Publish(MessageUpdated(p.msg_id, self.conn_id, lane.direction, MessageState.DROPPED, e.now)))
+        self._wakeup_at = None
+        self._after_release(e.now, out)
+
+    def _on_release_all(self, e: ev.ReleaseAllRequested, out: list[cmd.Command]) -> None:
+        for msg_id in self.held():
+            self._on_release(ev.ReleaseRequested(e.now, msg_id), out)
 
     def _finish(self, reason: CloseReason, detail: str, now: int, out: list[cmd.Command], *, reset: bool) -> None:
         discarded = 0

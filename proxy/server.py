@@ -24,21 +24,37 @@ import struct
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 from proxy import commands as cmd
 from proxy import events as ev
+from proxy.conditions import PASSTHROUGH, Conditions, Spike
 from proxy.framing import FramingSpec
-from proxy.model import Clock, Direction, Ids, Notice, Origin, Record, Side
-from proxy.relay import Relay
+from proxy.model import (
+    Clock,
+    Direction,
+    Ids,
+    Message,
+    MessageUpdated,
+    Notice,
+    Origin,
+    Record,
+    Side,
+)
+from proxy.relay import Relay, Shared
+from proxy.rules import Rule
 from proxy.tasks import spawn
 
 WRITE_HIGH_WATER = 1 << 20
 WRITE_LOW_WATER = 256 << 10
 QUEUE_CAP = 2 << 20
 READ_SIZE = 256 << 10  # what asyncio and uvloop read per call; stated for the memory bound
+TIMER_EARLY = 0.0015  # seconds: how long before a release the shell starts watching the clock itself
 STALL_CAP = 4 << 20  # WRITE_HIGH_WATER + READ_SIZE + QUEUE_CAP, rounded up: the documented bound
+
+HISTORY_CAP = 64 << 20  # client-to-server bytes kept for session replay, over all connections
+REPLAY_MODES = ("timing", "fast", "wait-reply")
 
 Subscriber = Callable[[Record], None]
 
@@ -58,6 +74,8 @@ class ProxyConfig:
     target_port: int = 5555
     framing: FramingSpec = field(default_factory=FramingSpec)
     connect_timeout: float = 5.0
+    conditions: Conditions = PASSTHROUGH
+    seed: int | None = None
 
 
 def is_loopback(host: str) -> bool:
@@ -143,8 +161,11 @@ class ConnectionHandler:
         self.dest_paused = [False, False]  # indexed by the side being written to
         self.reading_paused = [False, False]  # indexed by the side being read from
         self.open_sides = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0
         self._closing = False
+        self.reply_seen: asyncio.Event | None = None  # set by s2c messages while a replay waits for replies
+        self.upstream_settled = asyncio.Event()  # the upstream connect succeeded or failed
         self.done = self.loop.create_future()
         self._dispatch: dict[type[cmd.Command], Callable[[cmd.Command], None]] = {
             cmd.Publish: self._publish,  # type: ignore[dict-item]
@@ -201,7 +222,10 @@ class ConnectionHandler:
     # -------------------------------------------------------------------------------- commands out
 
     def _publish(self, c: cmd.Publish) -> None:
-        self.server.publish(c.record)
+        r = c.record
+        if self.reply_seen is not None and type(r) is Message and r.direction is Direction.S2C:
+            self.reply_seen.set()
+        self.server.publish(r)
 
     def _send(self, c: cmd.SendData) -> None:
         t = self.transports[c.side]
@@ -236,11 +260,22 @@ class ConnectionHandler:
     def _wakeup(self, c: cmd.RequestWakeup) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self.loop.call_later(max(0.0, (c.at - _now()) / 1e9), self._fire)
+        self._timer_at = c.at
+        delay = (c.at - _now()) / 1e9
+        # Event-loop timers fire up to ~1 ms late (millisecond resolution, and the loop's cached clock), so the
+        # timer is set early and the last stretch is covered by yielding to the loop until the moment comes.
+        if delay > TIMER_EARLY:
+            self._timer = self.loop.call_later(delay - TIMER_EARLY, self._fire)
+        else:
+            self._timer = self.loop.call_soon(self._fire)
 
     def _fire(self) -> None:
+        now = _now()
+        if now < self._timer_at:
+            self._timer = self.loop.call_soon(self._fire)  # still early: poll I/O once more, then look again
+            return
         self._timer = None
-        self.run(self.relay.handle(ev.WakeupFired(_now())))
+        self.run(self.relay.handle(ev.WakeupFired(now)))
         for side in (Side.CLIENT, Side.SERVER):
             if self.reading_paused[side]:
                 self.update_reading(side)
@@ -254,6 +289,12 @@ class ConnectionHandler:
         spawn(self._connect(), name=f"upstream-{self.relay.conn_id}")
 
     async def _connect(self) -> None:
+        try:
+            await self._try_connect()
+        finally:
+            self.upstream_settled.set()
+
+    async def _try_connect(self) -> None:
         cfg = self.server.config
         try:
             transport, _ = await asyncio.wait_for(
@@ -294,6 +335,12 @@ class ProxyServer:
         self.ids = Ids()
         self.framing = config.framing
         self.handlers: dict[int, ConnectionHandler] = {}
+        self.shared = Shared()
+        self.global_conditions = _without_one_shots(config.conditions)
+        self.overrides: dict[int, Conditions] = {}
+        self.capturing = True
+        self.history: dict[int, list[tuple[int, bytes]]] = {}  # conn id -> c2s (arrival ns, bytes), for replay
+        self._history_bytes = 0
         self._subscribers: list[Subscriber] = []
         self._server: asyncio.Server | None = None
         self.listen_addr: tuple[str, int] | None = None
@@ -311,6 +358,13 @@ class ProxyServer:
         return unsubscribe
 
     def publish(self, record: Record) -> None:
+        kind = type(record)
+        if kind is Message:
+            self._remember(record)  # type: ignore[arg-type]
+            if not self.capturing:
+                return
+        elif kind is MessageUpdated and not self.capturing:
+            return
         for s in self._subscribers:
             try:
                 s(record)
@@ -352,13 +406,16 @@ class ProxyServer:
             await w.wait_closed()
         return None
 
-    def _accept(self) -> asyncio.Protocol:
+    def _new_handler(self, client_addr: tuple[str, int], replay_of: int | None = None) -> ConnectionHandler:
         conn_id = self.ids.conn()
-        relay = Relay(conn_id, ("?", 0), (self.config.target_host, self.config.target_port), self.framing,
-                      self.ids)
+        relay = Relay(conn_id, client_addr, (self.config.target_host, self.config.target_port), self.framing,
+                      self.ids, replay_of, self.global_conditions, self.shared, self.config.seed)
         handler = ConnectionHandler(self, relay)
         self.handlers[conn_id] = handler
-        return _AcceptedProtocol(handler)
+        return handler
+
+    def _accept(self) -> asyncio.Protocol:
+        return _AcceptedProtocol(self._new_handler(("?", 0)))
 
     def forget(self, handler: ConnectionHandler) -> None:
         self.handlers.pop(handler.relay.conn_id, None)
@@ -384,20 +441,225 @@ class ProxyServer:
 
     # ------------------------------------------------------------------------------ commands from users
 
-    def inject(self, conn_id: int, direction: Direction, data: bytes, origin: Origin = Origin.INJECTED) -> None:
-        h = self._handler(conn_id)
-        h.run(h.relay.handle(ev.DataInjected(_now(), direction, data, origin)))
+    # All of these run on the engine thread and raise KeyError/ValueError with a message for the user.
 
-    def close_connection(self, conn_id: int, reset: bool = False, detail: str = "") -> None:
+    def _send_event(self, h: ConnectionHandler, event: ev.Event) -> None:
+        h.run(h.relay.handle(event))
+        for side in (Side.CLIENT, Side.SERVER):
+            if h.reading_paused[side]:
+                h.update_reading(side)
+
+    def _targets(self, conn_id: int | None) -> list[ConnectionHandler]:
+        return list(self.handlers.values()) if conn_id is None else [self._handler(conn_id)]
+
+    def inject(self, conn_id: int, direction: Direction, data: bytes, origin: Origin = Origin.INJECTED) -> None:
+        self._send_event(self._handler(conn_id), ev.DataInjected(_now(), direction, bytes(data), origin))
+
+    def close_connection(self, conn_id: int, reset: bool = False, detail: str = "", after_s: float = 0.0) -> None:
         h = self._handler(conn_id)
-        h.run(h.relay.handle(ev.CloseRequested(_now(), reset, detail or ("reset" if reset else "closed")
-                                               + " by the user")))
+        text = detail or (("reset" if reset else "closed") + " by the user")
+
+        if after_s > 0:
+            text += f" after {after_s:g} s"
+
+        def close() -> None:
+            if not h.relay.closed:
+                self._send_event(h, ev.CloseRequested(_now(), reset, text))
+
+        if after_s > 0:
+            self.loop.call_later(after_s, close)
+        else:
+            close()
+
+    def conditions_for(self, conn_id: int | None = None) -> Conditions:
+        if conn_id is None:
+            return self.global_conditions
+        return self._handler(conn_id).relay.conditions
+
+    def set_conditions(self, conditions: Conditions | None, conn_id: int | None = None) -> None:
+        """Replace the global default (``conn_id`` None) or one connection's override; None clears an override.
+
+        One-shot counters in ``conditions`` (drop_next, duplicate_next) are armed once, not stored.
+        """
+        now = _now()
+        if conn_id is None:
+            if conditions is None:
+                raise ValueError("global conditions cannot be cleared; set passthrough conditions instead")
+            self.global_conditions = _without_one_shots(conditions)
+            targets = [h for cid, h in self.handlers.items() if cid not in self.overrides]
+        else:
+            h = self._handler(conn_id)
+            if conditions is None:
+                self.overrides.pop(conn_id, None)
+            else:
+                self.overrides[conn_id] = _without_one_shots(conditions)
+            targets = [h]
+        for h in targets:
+            effective = self.overrides.get(h.relay.conn_id, self.global_conditions)
+            self._send_event(h, ev.ConditionsChanged(now, effective))
+        if conditions is not None:
+            for d in Direction:
+                dc = conditions.for_direction(d)
+                for kind, count in (("drop", dc.drop_next), ("duplicate", dc.duplicate_next)):
+                    if count:
+                        self.arm_fault(d, kind, count, conn_id)
+
+    def spike_now(self, direction: Direction | None, add_ms: float, for_s: float,
+                  conn_id: int | None = None) -> None:
+        """A one-shot lag spike starting now; it also delays what is waiting and not yet released."""
+        now = _now()
+        spike = Spike(add_ms=add_ms, for_s=for_s, start_ns=now)
+        directions = list(Direction) if direction is None else [direction]
+        for h in self._targets(conn_id):
+            for d in directions:
+                self._send_event(h, ev.SpikeStarted(now, d, spike))
+        if conn_id is None:
+            for d in directions:
+                dc = self.global_conditions.for_direction(d)
+                self.global_conditions = self.global_conditions.replace_direction(
+                    d, replace(dc, spikes=(*dc.spikes, spike)))
+
+    def arm_fault(self, direction: Direction, kind: str, count: int = 1, conn_id: int | None = None) -> None:
+        if kind not in ("drop", "duplicate") or count < 1:
+            raise ValueError("fault must be drop or duplicate with a count of at least 1")
+        for h in self._targets(conn_id):
+            self._send_event(h, ev.FaultArmed(_now(), direction, kind, count))
+
+    def hold_next(self, direction: Direction, conn_id: int | None = None, count: int = 1) -> None:
+        """Hold the next ``count`` messages in ``direction`` (on any connection when ``conn_id`` is None)."""
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        if conn_id is None:
+            self.shared.hold_next[direction] += count
+            self.shared.update()
+        else:
+            self._send_event(self._handler(conn_id), ev.HoldArmed(_now(), direction, count))
+
+    def cancel_hold_next(self) -> None:
+        self.shared.hold_next = [0, 0]
+        self.shared.update()
+
+    def _holder(self, msg_id: int) -> ConnectionHandler:
+        for h in self.handlers.values():
+            if any(p.msg_id == msg_id for lane in h.relay.lanes for p in lane.queue):
+                return h
+        raise KeyError(f"message {msg_id} is not held or waiting (already forwarded, dropped, or closed)")
+
+    def release(self, msg_id: int, data: bytes | None = None) -> None:
+        """Forward a held message, as it is or with edited bytes."""
+        self._send_event(self._holder(msg_id), ev.ReleaseRequested(_now(), msg_id,
+                                                                   None if data is None else bytes(data)))
+
+    def drop(self, msg_id: int) -> None:
+        self._send_event(self._holder(msg_id), ev.DropRequested(_now(), msg_id))
+
+    def release_all(self, conn_id: int | None = None) -> None:
+        for h in self._targets(conn_id):
+            self._send_event(h, ev.ReleaseAllRequested(_now()))
+
+    def held(self) -> list[int]:
+        return [m for h in self.handlers.values() for m in h.relay.held()]
+
+    def set_rules(self, rules: list[Rule]) -> None:
+        self.shared.rules = tuple(rules)
+        self.shared.update()
+
+    def set_framing(self, framing: FramingSpec) -> None:
+        """Framing for connections accepted from now on (a live stream cannot be re-framed safely)."""
+        self.framing = framing
+
+    def pause_capture(self) -> None:
+        self.capturing = False
+
+    def resume_capture(self) -> None:
+        self.capturing = True
+
+    def snapshot(self) -> dict[str, object]:
+        """Current state, for a subscriber that attaches late."""
+        conns = []
+        for cid, h in self.handlers.items():
+            r = h.relay
+            conns.append({
+                "conn": cid, "client": list(r.client_addr), "target": list(r.target_addr), "phase": r.phase.value,
+                "replay_of": r.replay_of, "override": cid in self.overrides,
+                "conditions": r.conditions.to_dict(), "held": r.held(),
+                "bytes_c2s": r.lanes[0].bytes_out, "bytes_s2c": r.lanes[1].bytes_out,
+                "messages_c2s": r.lanes[0].messages_out, "messages_s2c": r.lanes[1].messages_out,
+            })
+        return {
+            "listen": list(self.listen_addr) if self.listen_addr else None,
+            "target": [self.config.target_host, self.config.target_port],
+            "framing": str(self.framing), "conditions": self.global_conditions.to_dict(),
+            "rules": [r.to_dict() for r in self.shared.rules], "hold_next": list(self.shared.hold_next),
+            "capturing": self.capturing, "connections": conns,
+        }
+
+    # ------------------------------------------------------------------------------ session replay
+
+    def _remember(self, m: Message) -> None:
+        if m.direction is not Direction.C2S or m.origin is Origin.DUPLICATE:
+            return
+        hist = self.history.get(m.conn_id)
+        if hist is None:
+            hist = self.history[m.conn_id] = []
+        hist.append((m.arrival_ns, m.data))
+        self._history_bytes += len(m.data)
+        while self._history_bytes > HISTORY_CAP and len(self.history) > 1:
+            oldest = next(iter(self.history))
+            self._history_bytes -= sum(len(d) for _, d in self.history.pop(oldest))
+
+    async def replay(self, conn_id: int, messages: list[bytes] | None = None, mode: str = "timing",
+                     reply_timeout: float = 5.0) -> int:
+        """Replay a connection's client side on a fresh upstream connection; returns the new connection's id.
+
+        ``mode``: ``timing`` keeps the original gaps, ``fast`` sends back to back, ``wait-reply`` waits for a
+        server message (or ``reply_timeout``) after each one. ``messages`` replaces the recorded ones (for
+        sessions loaded from a file).
+        """
+        if mode not in REPLAY_MODES:
+            raise ValueError(f"unknown replay mode {mode!r}; expected one of {', '.join(REPLAY_MODES)}")
+        if messages is not None:
+            items = [(0, bytes(m)) for m in messages]
+        else:
+            if conn_id not in self.history:
+                raise KeyError(f"nothing recorded from the client of connection #{conn_id} to replay")
+            items = list(self.history[conn_id])
+        h = self._new_handler(("replay", 0), replay_of=conn_id)
+        h.reply_seen = asyncio.Event()
+        spawn(self._drive_replay(h, items, mode, reply_timeout), name=f"replay-{h.relay.conn_id}")
+        return h.relay.conn_id
+
+    async def _drive_replay(self, h: ConnectionHandler, items: list[tuple[int, bytes]], mode: str,
+                            reply_timeout: float) -> None:
+        h.run(h.relay.handle(ev.ClientAccepted(_now())))
+        await h.upstream_settled.wait()
+        start = _now()
+        first = items[0][0] if items else 0
+        for arrival, data in items:
+            if h.relay.closed:
+                return
+            if mode == "timing" and arrival:
+                wait = (start + (arrival - first) - _now()) / 1e9
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            assert h.reply_seen is not None
+            h.reply_seen.clear()
+            self._send_event(h, ev.DataInjected(_now(), Direction.C2S, data, Origin.REPLAYED))
+            if mode == "wait-reply":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(h.reply_seen.wait(), reply_timeout)
+        if not h.relay.closed:
+            self._send_event(h, ev.EofReceived(_now(), Side.CLIENT))
 
     def _handler(self, conn_id: int) -> ConnectionHandler:
         try:
             return self.handlers[conn_id]
         except KeyError:
             raise KeyError(f"no open connection #{conn_id}") from None
+
+
+def _without_one_shots(c: Conditions) -> Conditions:
+    return Conditions(replace(c.c2s, drop_next=0, duplicate_next=0), replace(c.s2c, drop_next=0, duplicate_next=0))
 
 
 class _AcceptedProtocol(_SideProtocol):
