@@ -142,8 +142,7 @@ class Jitter:
         _non_negative("jitter.ms", self.ms)
         if self.distribution not in JITTER_DISTRIBUTIONS:
             raise ConditionsError(
-                f"jitter.distribution: expected one of {', '.join(JITTER_DISTRIBUTIONS)}, "
-                f"got {self.distribution!r}"
+                f"jitter.distribution: expected one of {', '.join(JITTER_DISTRIBUTIONS)}, got {self.distribution!r}"
             )
         if self.cap_ms is not None:
             _non_negative("jitter.cap_ms", self.cap_ms)
@@ -151,9 +150,7 @@ class Jitter:
     @property
     def effective_cap_ms(self) -> float:
         """The largest sample this jitter can produce."""
-        natural = (
-            EXPONENTIAL_DEFAULT_CAP_FACTOR * self.ms if self.distribution == "exponential" else 2 * self.ms
-        )
+        natural = EXPONENTIAL_DEFAULT_CAP_FACTOR * self.ms if self.distribution == "exponential" else 2 * self.ms
         return natural if self.cap_ms is None else min(self.cap_ms, natural)
 
     @property
@@ -165,10 +162,12 @@ class Jitter:
             return 0.0
         if self.distribution == "uniform":
             # E[min(U, c)] for U ~ U[0, 2J] and c <= 2J.
-            return c - c * c / (4 * j)
+            return min(j, c - c * c / (4 * j))  # min: float rounding must not push it above J
         if self.distribution == "normal":
             # E[clip(X, 0, c)] for X ~ N(J, J/2), the standard clipped-normal mean.
             mu, sigma = j, j / 2
+            if sigma == 0:  # a subnormal J: J/2 underflows to 0 and the formula would divide by it
+                return min(j, c)
             alpha, beta = (0 - mu) / sigma, (c - mu) / sigma
             fa, fb = _std_normal_cdf(alpha), _std_normal_cdf(beta)
             return c * (1 - fb) + mu * (fb - fa) + sigma * (_std_normal_pdf(alpha) - _std_normal_pdf(beta))
@@ -327,9 +326,7 @@ class DirectionConditions:
         loss = _non_negative("loss_pct", self.loss_pct)
         if loss >= 100:
             # 100 % loss on TCP is a stalled connection; freeze says that honestly and can be undone.
-            raise ConditionsError(
-                f"loss_pct: must be below 100, got {self.loss_pct!r} (use frozen for 100 %)"
-            )
+            raise ConditionsError(f"loss_pct: must be below 100, got {self.loss_pct!r} (use frozen for 100 %)")
         if self.rto_ms is not None:
             _positive("rto_ms", self.rto_ms)
 
@@ -379,16 +376,15 @@ class DirectionConditions:
         """A one-line human summary, e.g. ``100 ms + jitter 20 ms uniform, 64 KB/s, loss 2 %``."""
         if self.is_passthrough:
             return "no change"
-        parts = [f"{self.latency_ms:g} ms"]
+        parts = ["FROZEN"] if self.frozen else []
+        parts.append(f"{self.latency_ms:g} ms")
         if self.jitter.ms:
-            parts[0] += f" + {self.jitter.describe()}"
+            parts[-1] += f" + {self.jitter.describe()}"
         if self.bandwidth_bps is not None:
             parts.append(format_bandwidth(self.bandwidth_bps))
         parts.extend(f"spike {s.describe()}" for s in self.spikes)
         if self.loss_pct:
             parts.append(f"loss {self.loss_pct:g} % (as delay)")
-        if self.frozen:
-            parts.append("FROZEN")
         if self.drop_next or self.drop_fraction:
             parts.append(f"drop next {self.drop_next}, {self.drop_fraction:.0%}")
         if self.duplicate_next or self.duplicate_fraction:
@@ -436,9 +432,7 @@ def _mapping(name: str, d: object, allowed: set[str] | frozenset[str]) -> Mappin
         raise ConditionsError(f"{name}: expected a map, got {type(d).__name__}")
     unknown = sorted(str(k) for k in d if k not in allowed)
     if unknown:
-        raise ConditionsError(
-            f"{name}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed))}"
-        )
+        raise ConditionsError(f"{name}: unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed))}")
     return d
 
 
@@ -489,7 +483,10 @@ class Conditions:
             try:
                 out[name] = DirectionConditions.from_dict(m[name])
             except ConditionsError as e:
-                raise ConditionsError(f"{name}.{e}") from None
+                # Field errors read "c2s.latency_ms: ..."; errors about the map itself read "c2s: ...".
+                text = str(e)
+                whole = text.removeprefix("direction: ")
+                raise ConditionsError(f"{name}: {whole}" if whole != text else f"{name}.{text}") from None
         return cls(**out)
 
 
@@ -536,9 +533,7 @@ def _per_direction(flag: str, text: str, example: str) -> dict[Direction, str]:
         try:
             direction = Direction.parse(key)
         except ValueError:
-            raise ConditionsError(
-                f"{flag}: unknown direction {key.strip()!r} (use c2s or s2c); {example}"
-            ) from None
+            raise ConditionsError(f"{flag}: unknown direction {key.strip()!r} (use c2s or s2c); {example}") from None
         if direction in out:
             raise ConditionsError(f"{flag}: {direction.label} given twice; {example}")
         out[direction] = value.strip()
@@ -612,9 +607,7 @@ def _bandwidth(text: str) -> float | None:
         raise ConditionsError(f"--bandwidth: unknown unit {unit!r}; {_BANDWIDTH_EXAMPLE}")
     rate = value * _PREFIX[prefix] * per_unit
     if rate <= 0:
-        raise ConditionsError(
-            f"--bandwidth: must be above 0 (to stop traffic, freeze instead); {_BANDWIDTH_EXAMPLE}"
-        )
+        raise ConditionsError(f"--bandwidth: must be above 0 (to stop traffic, freeze instead); {_BANDWIDTH_EXAMPLE}")
     return rate
 
 
@@ -652,9 +645,7 @@ def parse_spike(text: str, *, now_ns: int = 0) -> dict[Direction, Spike]:
         if not sep or not value.strip():
             raise ConditionsError(f"{flag}: expected KEY=VALUE, got {part.strip()!r}; {_SPIKE_EXAMPLE}")
         if key not in ("add", "for", "every", "after", "dir"):
-            raise ConditionsError(
-                f"{flag}: unknown key {key!r} (use add, for, every, after, dir); {_SPIKE_EXAMPLE}"
-            )
+            raise ConditionsError(f"{flag}: unknown key {key!r} (use add, for, every, after, dir); {_SPIKE_EXAMPLE}")
         if key in values:
             raise ConditionsError(f"{flag}: {key} given twice; {_SPIKE_EXAMPLE}")
         values[key] = value.strip()
@@ -664,13 +655,9 @@ def parse_spike(text: str, *, now_ns: int = 0) -> dict[Direction, Spike]:
     add_ms = _duration_ms(flag, values["add"], _SPIKE_EXAMPLE, unit_required=True)
     for_s = _duration_ms(flag, values["for"], _SPIKE_EXAMPLE, unit_required=True) / 1000
     every_s = (
-        _duration_ms(flag, values["every"], _SPIKE_EXAMPLE, unit_required=True) / 1000
-        if "every" in values
-        else None
+        _duration_ms(flag, values["every"], _SPIKE_EXAMPLE, unit_required=True) / 1000 if "every" in values else None
     )
-    after_ms = (
-        _duration_ms(flag, values["after"], _SPIKE_EXAMPLE, unit_required=True) if "after" in values else 0.0
-    )
+    after_ms = _duration_ms(flag, values["after"], _SPIKE_EXAMPLE, unit_required=True) if "after" in values else 0.0
     where = values.get("dir", "both").lower()
     directions: tuple[Direction, ...]
     if where == "both":
@@ -679,9 +666,7 @@ def parse_spike(text: str, *, now_ns: int = 0) -> dict[Direction, Spike]:
         try:
             directions = (Direction.parse(where),)
         except ValueError:
-            raise ConditionsError(
-                f"{flag}: unknown dir {where!r} (use c2s, s2c or both); {_SPIKE_EXAMPLE}"
-            ) from None
+            raise ConditionsError(f"{flag}: unknown dir {where!r} (use c2s, s2c or both); {_SPIKE_EXAMPLE}") from None
     try:
         spike = Spike(add_ms=add_ms, for_s=for_s, every_s=every_s, start_ns=now_ns + _ms_to_ns(after_ms))
     except ConditionsError as e:

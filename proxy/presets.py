@@ -45,7 +45,7 @@ class Preset:
     description: str
     """The source's own label, or what the preset stands for."""
     family: str
-    """Short name of the source, for tables: "Unity Multiplayer Tools", "Chrome DevTools", ..."""
+    """Short name of the source, for tables: "Unity MT" (Multiplayer Tools), "Unity N4E", "Chrome", ..."""
     source: str
     """Where the numbers come from, precise enough to look them up again."""
     source_date: str
@@ -105,7 +105,7 @@ def _unity(name: str, label: str, delay: float, jitter: float, loss: float, *ali
     return Preset(
         name=name,
         description=label,
-        family="Unity Multiplayer Tools",
+        family="Unity MT",
         source=_UNITY_MT_SOURCE,
         source_date=_UNITY_MT_DATE,
         source_values=f"{label}: delay {delay:g} ms, jitter {jitter:g} ms, loss {loss:g} %",
@@ -125,7 +125,7 @@ def _chrome(name: str, rtt_ms: float, down_bps: float, up_bps: float, values: st
     return Preset(
         name=name,
         description=f"Chrome DevTools throttling preset {name.removeprefix('Chrome ')!r}",
-        family="Chrome DevTools",
+        family="Chrome",
         source=_CHROME_SOURCE,
         source_date=_CHROME_DATE,
         source_values=values,
@@ -147,7 +147,7 @@ def _apple(
     return Preset(
         name=name,
         description=f"Apple Network Link Conditioner profile {name.removeprefix('Apple ')!r}",
-        family="Apple NLC (second-hand)",
+        family="Apple NLC (2nd-hand)",
         source=_APPLE_SOURCE,
         source_date=_APPLE_DATE,
         source_values=values,
@@ -165,7 +165,7 @@ def _build() -> dict[str, Preset]:
         Preset(
             name="LAN",
             description="LAN",
-            family="Unity Netcode for Entities",
+            family="Unity N4E",
             source=_N4E_SOURCE,
             source_date=_N4E_DATE,
             source_values="LAN: delay 1 ms, jitter 1 ms, loss 1 %, fuzz 0 %",
@@ -228,7 +228,7 @@ def _build() -> dict[str, Preset]:
         Preset(
             name="Apple 100% Loss",
             description="Apple Network Link Conditioner profile '100% Loss'",
-            family="Apple NLC (second-hand)",
+            family="Apple NLC (2nd-hand)",
             source=_APPLE_SOURCE,
             source_date=_APPLE_DATE,
             source_values="100% Loss: loss 100 %",
@@ -242,7 +242,7 @@ def _build() -> dict[str, Preset]:
         Preset(
             name="Intercontinental",
             description="Broadband [WIFI] / International [50th Percentile]",
-            family="Unity Netcode for Entities",
+            family="Unity N4E",
             source=_N4E_SOURCE,
             source_date=_N4E_DATE,
             source_values=(
@@ -331,7 +331,7 @@ def list_presets_text() -> str:
     header = ("Preset", "c2s (up) one-way", "s2c (down) one-way", "Loss", "Source", "Date")
     rows = [header]
     for p in PRESETS.values():
-        extras = " +spikes" if p.conditions.c2s.spikes or p.conditions.s2c.spikes else ""
+        extras = " + spikes" if p.conditions.c2s.spikes or p.conditions.s2c.spikes else ""
         rows.append(
             (
                 p.name,
@@ -346,9 +346,10 @@ def list_presets_text() -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     lines.append("")
-    lines.append(
-        "Delays are added per direction (a round trip gets both). Loss on TCP shows up as delay: a lost "
-        "message is retransmitted after ~max(200 ms, 2 × RTT) and holds back everything behind it."
-    )
-    lines.append("Use a name with --preset (case and spaces ignored); flags given with it override its values.")
+    lines += [
+        "Delays are one-way, per direction: a round trip gets both.",
+        "Loss on TCP shows up as delay: a lost message is retransmitted after ~max(200 ms, 2 × RTT)",
+        "and holds back everything behind it (head-of-line blocking). Details: docs/conditions.md.",
+        "Use a name with --preset (case, spaces and punctuation ignored); other flags override its values.",
+    ]
     return "\n".join(lines)

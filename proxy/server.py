@@ -164,6 +164,7 @@ class ConnectionHandler:
         self._timer: asyncio.Handle | None = None
         self._timer_at = 0
         self._closing = False
+        self._close_reset = False
         self.reply_seen: asyncio.Event | None = None  # set by s2c messages while a replay waits for replies
         self.upstream_settled = asyncio.Event()  # the upstream connect succeeded or failed
         self.done = self.loop.create_future()
@@ -182,8 +183,11 @@ class ConnectionHandler:
     def transport_made(self, side: Side, transport: asyncio.Transport) -> None:
         self.transports[side] = transport
         self.open_sides += 1
-        if self.relay.closed:  # closed while the upstream was connecting
-            transport.close()
+        if self.relay.closed:  # closed while the upstream was connecting: close it the same way
+            if self._close_reset:
+                _abort_with_reset(transport)
+            else:
+                transport.close()
 
     def eof(self, side: Side) -> None:
         self.run(self.relay.handle(ev.EofReceived(_now(), side)))
@@ -240,6 +244,7 @@ class ConnectionHandler:
 
     def _close(self, c: cmd.CloseConnection) -> None:
         self._closing = True
+        self._close_reset = c.reset
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -310,8 +315,7 @@ class ConnectionHandler:
             self.run(self.relay.handle(ev.UpstreamFailed(_now(), False, refused, e.strerror or str(e))))
             return
         if self.relay.closed:
-            transport.close()
-            return
+            return  # transport_made already closed it the way the connection ended
         peer = transport.get_extra_info("peername") or (cfg.target_host, cfg.target_port)
         self.run(self.relay.handle(ev.UpstreamOpened(_now(), (str(peer[0]), int(peer[1])))))
         self.update_reading(Side.CLIENT)

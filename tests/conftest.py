@@ -80,12 +80,13 @@ class EchoServer:
 
     def _echo(self, conn: socket.socket) -> None:
         conn.settimeout(60)
-        try:
-            while data := conn.recv(65536):
-                conn.sendall(data)
-            conn.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        with conn:
+            try:
+                while data := conn.recv(65536):
+                    conn.sendall(data)
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
 
     def close(self) -> None:
         self.sock.close()
