@@ -1,0 +1,101 @@
+"""Decoders for captured messages: text, JSON, msgpack, pickle (read safely), struct, hex, and plugins.
+
+Role: re-exports the decoder API and builds the default registry (built-ins in confidence-tie order, then the
+``sockscope.decoders`` entry points) on first use, so importing this package stays cheap.
+Must not import: Qt, or anything from ``proxy`` except ``proxy.model``.
+Thread: any thread; pure. :func:`default_registry` is safe to call from several threads.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from proxy.model import Message
+
+from ._api import (
+    EMPTY_CONTEXT,
+    MAX_DUMP,
+    MAX_NODES,
+    MAX_PARSE,
+    SUMMARY_MAX,
+    DecodeContext,
+    Decoder,
+    EncodeError,
+    Encoder,
+    Field,
+    View,
+    error_view,
+    hex_dump,
+)
+from ._hex import HexDecoder
+from ._json import JsonDecoder
+from ._msgpack import MsgpackDecoder
+from ._pickle import PickleDecoder, PickleGlobal, PickleObject, PicklePersistent
+from ._registry import AUTO, ENTRY_POINT_GROUP, DecoderRegistry, PluginLoadError
+from ._struct import StructDecoder, parse_layout
+from ._text import TextDecoder
+
+__all__ = [
+    "AUTO",
+    "EMPTY_CONTEXT",
+    "ENTRY_POINT_GROUP",
+    "MAX_DUMP",
+    "MAX_NODES",
+    "MAX_PARSE",
+    "SUMMARY_MAX",
+    "DecodeContext",
+    "Decoder",
+    "DecoderRegistry",
+    "EncodeError",
+    "Encoder",
+    "Field",
+    "HexDecoder",
+    "JsonDecoder",
+    "MsgpackDecoder",
+    "PickleDecoder",
+    "PickleGlobal",
+    "PickleObject",
+    "PicklePersistent",
+    "PluginLoadError",
+    "StructDecoder",
+    "TextDecoder",
+    "View",
+    "builtin_decoders",
+    "decode",
+    "decode_message",
+    "default_registry",
+    "error_view",
+    "hex_dump",
+    "parse_layout",
+]
+
+
+def builtin_decoders() -> list[Decoder]:
+    """Fresh instances of the built-ins, in the order that breaks confidence ties."""
+    return [TextDecoder(), JsonDecoder(), MsgpackDecoder(), PickleDecoder(), StructDecoder(), HexDecoder()]
+
+
+_default: DecoderRegistry | None = None
+_lock = threading.Lock()
+
+
+def default_registry() -> DecoderRegistry:
+    """The process-wide registry: built-ins plus installed plugins (see ``load_errors`` for broken ones)."""
+    global _default
+    if _default is None:
+        with _lock:
+            if _default is None:
+                reg = DecoderRegistry(builtin_decoders())
+                reg.load_entry_points()
+                _default = reg
+    return _default
+
+
+def decode(data: bytes, ctx: DecodeContext = EMPTY_CONTEXT) -> View:
+    """Decode with the default registry ("decode as" from ``ctx``, else auto). Never raises."""
+    return default_registry().decode(data, ctx)
+
+
+def decode_message(msg: Message) -> View:
+    """Decode a captured message with the default registry and its per-connection settings."""
+    return default_registry().decode_message(msg)

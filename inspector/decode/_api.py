@@ -1,0 +1,151 @@
+"""The decoder contract: :class:`View`, :class:`Field`, :class:`DecodeContext` and the :class:`Decoder` protocol.
+
+Role: the vocabulary shared by the registry, the built-in decoders, third-party plugins, filters and the window.
+A decoder turns captured bytes into a :class:`View` (a one-line summary, a field tree with byte ranges, a text
+rendering) and, where it can, turns an edited text back into bytes.
+Must not import: Qt, or anything from ``proxy`` except ``proxy.model``.
+Thread: any thread; pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from proxy.model import Direction
+
+SUMMARY_MAX = 200
+"""Longest summary a decoder should produce; the table shows one line per message."""
+
+MAX_PARSE = 1 << 20
+"""Deep decoders (JSON, msgpack, pickle) look at no more than this many bytes of one message."""
+
+MAX_NODES = 2000
+"""Most :class:`Field` nodes one view holds; a bigger tree is cut and the view marked ``truncated``."""
+
+MAX_DUMP = 64 << 10
+"""Most bytes rendered as a hex dump or as text in one view."""
+
+
+class EncodeError(ValueError):
+    """An edited representation cannot be turned back into bytes; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One node of a decoded tree."""
+
+    name: str
+    value_repr: str
+    start: int | None = None
+    """First byte of this field in the message, when the decoder knows it."""
+    end: int | None = None
+    """One past the last byte of this field, when the decoder knows it."""
+    children: tuple[Field, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What a decoder makes of one message."""
+
+    decoder: str
+    summary: str
+    """One line for the message table, at most about :data:`SUMMARY_MAX` characters."""
+    fields: tuple[Field, ...] = ()
+    text: str = ""
+    """Full text rendering for the detail pane."""
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+    """Set when the decoder could not decode the bytes; ``text`` then holds a hex dump."""
+    can_encode: bool = False
+    truncated: bool = False
+    """The decoder stopped at one of its caps; what is shown is a prefix."""
+    editable: str | None = None
+    """The decoder's own editable form (the input ``encode`` expects); set whenever ``can_encode`` is."""
+    values: tuple[object, ...] = field(default=(), compare=False)
+    """Decoded top-level values (one per JSON value, msgpack object, struct record ...) for filters."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeContext:
+    """What a decoder may know about a message besides its bytes."""
+
+    direction: Direction | None = None
+    conn_id: int | None = None
+    struct_format: str | None = None
+    """A struct layout with field names, e.g. ``"<Hff12sB player_id x y name state"``."""
+    json_delimiter: bytes | None = None
+    """Bytes that separate JSON values inside one message (``b"\\n"`` for NDJSON is detected anyway)."""
+    decode_as: str | None = None
+    """A decoder name chosen by the user for this connection/direction; None means auto."""
+
+
+EMPTY_CONTEXT = DecodeContext()
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """A decoder plugin. ``encode`` is optional (see :class:`Encoder`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def confidence(self, data: bytes, ctx: DecodeContext) -> float:
+        """How likely ``data`` is this decoder's format: 0 means it cannot decode it, 1 is certain.
+
+        Called for every message on "auto", so it must be cheap: look at a prefix, never parse megabytes.
+        """
+        ...
+
+    def decode(self, data: bytes, ctx: DecodeContext) -> View:
+        """Never raises: a failure is a :class:`View` with ``error`` set (see :func:`error_view`)."""
+        ...
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """A decoder that can also turn its editable form back into bytes."""
+
+    def encode(self, edited: str, ctx: DecodeContext) -> bytes:
+        """Raises :class:`EncodeError` with a readable message when ``edited`` is not valid."""
+        ...
+
+
+def clip(text: str, limit: int = SUMMARY_MAX) -> str:
+    """``text`` on one line and at most ``limit`` characters, with an ellipsis when cut."""
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    if "\n" in text or "\r" in text:
+        text = text.replace("\r", "\\r").replace("\n", "\\n")
+        if len(text) > limit:
+            text = text[: limit - 1] + "…"
+    return text
+
+
+def hex_dump(data: bytes, limit: int = MAX_DUMP) -> str:
+    """Classic 16-bytes-a-line hex dump with an ASCII column; at most ``limit`` bytes."""
+    lines = []
+    for off in range(0, min(len(data), limit), 16):
+        chunk = data[off : off + 16]
+        left = chunk[:8].hex(" ")
+        right = chunk[8:].hex(" ")
+        hexpart = f"{left}  {right}" if right else left
+        lines.append(f"{off:08x}  {hexpart:<48}  |{chunk.translate(_ASCII_TABLE).decode('ascii')}|")
+    if len(data) > limit:
+        lines.append(f"… {len(data) - limit} more bytes not shown")
+    return "\n".join(lines)
+
+
+_ASCII_TABLE = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))
+
+
+def error_view(decoder: str, data: bytes, error: str, *, warnings: tuple[str, ...] = ()) -> View:
+    """The view of a failed decode: the error, and the bytes as a hex dump so nothing is hidden."""
+    return View(
+        decoder=decoder,
+        summary=clip(f"⚠ {decoder}: {error}"),
+        text=f"{decoder} could not decode {len(data)} bytes: {error}\n\n{hex_dump(data)}",
+        warnings=warnings,
+        error=error,
+        truncated=len(data) > MAX_DUMP,
+    )

@@ -1,0 +1,205 @@
+"""JSON decoder: one value, several concatenated values, NDJSON, a user-given delimiter, a length prefix.
+
+Role: shows ``json.dumps(...).encode()`` messages as a tree. The editable form is the JSON text itself, so
+encoding an unchanged view gives back the very same bytes; a 2- or 4-byte length prefix (``struct.pack("!I",
+len(body)) + body``) is detected, shown as a field, and recomputed on encode.
+Must not import: Qt, or anything from ``proxy`` except ``proxy.model``.
+Thread: any thread; pure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+
+from ._api import MAX_DUMP, MAX_NODES, MAX_PARSE, DecodeContext, EncodeError, Field, View, clip, error_view
+from ._render import TreeBudget
+from ._tree import value_field
+
+NAME = "json"
+MAX_VALUES = 10_000
+_DECODER = json.JSONDecoder()
+_WS = re.compile(r"[ \t\n\r]*")
+_WS_RUN = re.compile(r"\s+")
+_PREFIXES = ((">I", 4), ("<I", 4), (">H", 2), ("<H", 2))
+_PREFIX_HEADER = "# length-prefix "
+_STARTS = frozenset(b'{["')
+
+
+def length_prefix(data: bytes) -> tuple[str, int] | None:
+    """The struct format and size of a length prefix equal to the rest of ``data``, if it has one."""
+    for fmt, size in _PREFIXES:
+        if len(data) > size and data[size] in _STARTS and struct.unpack_from(fmt, data)[0] == len(data) - size:
+            return fmt, size
+    return None
+
+
+class JsonDecoder:
+    """JSON; ``editable`` is the JSON text (preceded by ``# length-prefix >I`` when the message had one)."""
+
+    name = NAME
+
+    def confidence(self, data: bytes, ctx: DecodeContext) -> float:
+        pfx = length_prefix(data)
+        head = data[pfx[1] if pfx else 0 :][:64].lstrip()
+        if not head:
+            return 0.0
+        first = head[0]
+        if first in b"{[":
+            return 0.9
+        if first == 0x22:
+            return 0.6 if data.rstrip().endswith(b'"') else 0.1
+        return 0.3 if first in b"-0123456789tfn" else 0.0
+
+    def decode(self, data: bytes, ctx: DecodeContext) -> View:
+        pfx = length_prefix(data)
+        off = pfx[1] if pfx else 0
+        body = data[off : off + MAX_PARSE]
+        truncated = len(data) - off > MAX_PARSE
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if not (truncated and exc.start >= len(body) - 3):
+                return error_view(NAME, data, f"not UTF-8 at byte {off + exc.start}")
+            text = body[: exc.start].decode("utf-8")
+        warnings: list[str] = []
+        try:
+            spans = self._split(text, ctx.json_delimiter, truncated, warnings)
+        except ValueError as exc:
+            return error_view(NAME, data, str(exc))
+        if truncated:
+            warnings.append(f"only the first {MAX_PARSE} of {len(data) - off} bytes were parsed")
+        values = tuple(v for v, _, _ in spans)
+        byte_pos = _byte_offsets(text, [p for _, s, e in spans for p in (s, e)])
+        budget = TreeBudget(MAX_NODES)
+        fields: list[Field] = []
+        if pfx:
+            fields.append(Field("length prefix", f"{len(data) - off} ({pfx[0]})", 0, off))
+        for i, (v, _, _) in enumerate(spans):
+            node = value_field(
+                "value" if len(spans) == 1 else f"value {i}",
+                v,
+                budget,
+                off + byte_pos[2 * i],
+                off + byte_pos[2 * i + 1],
+            )
+            if node is None:
+                break
+            fields.append(node)
+        summary = _WS_RUN.sub(" ", text[:400]).strip()
+        if len(spans) > 1:
+            summary = f"[{len(spans)} values] {summary}"
+        if pfx:
+            summary = f"[len {len(data) - off}] {summary}"
+        can_encode = not truncated and not warnings
+        pretty = "\n".join(json.dumps(v, indent=2, ensure_ascii=False) for v in values)
+        if len(pretty) > 4 * MAX_DUMP:
+            pretty = pretty[: 4 * MAX_DUMP] + "\n…"
+            truncated = True
+        editable = (f"{_PREFIX_HEADER}{pfx[0]}\n" if pfx else "") + text
+        return View(
+            decoder=NAME,
+            summary=clip(summary),
+            fields=tuple(fields),
+            text=pretty,
+            warnings=tuple(warnings),
+            can_encode=can_encode,
+            truncated=truncated or budget.truncated,
+            editable=editable if can_encode else None,
+            values=values,
+        )
+
+    def _split(
+        self, text: str, delimiter: bytes | None, truncated: bool, warnings: list[str]
+    ) -> list[tuple[object, int, int]]:
+        """(value, start, end) for each JSON value in ``text``; raises ValueError when it is not JSON."""
+        if delimiter:
+            return self._split_delimited(text, delimiter.decode("utf-8", "replace"), truncated, warnings)
+        out: list[tuple[object, int, int]] = []
+        n = len(text)
+        pos = 0
+        while True:
+            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+            if pos >= n:
+                break
+            if len(out) >= MAX_VALUES:
+                warnings.append(f"only the first {MAX_VALUES} values are shown")
+                break
+            try:
+                value, end = _DECODER.raw_decode(text, pos)
+            except json.JSONDecodeError as exc:
+                if out and (truncated or _incomplete(exc, n)):
+                    warnings.append(f"incomplete JSON value at character {pos} (continues in next message?)")
+                    break
+                if truncated and not out:
+                    raise ValueError(f"a JSON value larger than {MAX_PARSE} bytes is not parsed") from None
+                raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+            out.append((value, pos, end))
+            pos = end
+        if not out:
+            raise ValueError("no JSON value")
+        return out
+
+    def _split_delimited(
+        self, text: str, delim: str, truncated: bool, warnings: list[str]
+    ) -> list[tuple[object, int, int]]:
+        out: list[tuple[object, int, int]] = []
+        pos = 0
+        pieces = text.split(delim)
+        for i, piece in enumerate(pieces):
+            start, pos = pos, pos + len(piece) + len(delim)
+            if not piece.strip():
+                continue
+            if len(out) >= MAX_VALUES:
+                warnings.append(f"only the first {MAX_VALUES} values are shown")
+                break
+            try:
+                out.append((json.loads(piece), start, start + len(piece)))
+            except json.JSONDecodeError as exc:
+                if out and i == len(pieces) - 1:
+                    warnings.append(f"incomplete JSON value at character {start} (continues in next message?)")
+                    break
+                raise ValueError(f"value {i}: {exc.msg} at column {exc.colno}") from None
+        if not out:
+            raise ValueError("no JSON value")
+        return out
+
+    def encode(self, edited: str, ctx: DecodeContext) -> bytes:
+        fmt = None
+        if edited.startswith(_PREFIX_HEADER):
+            header, _, edited = edited.partition("\n")
+            fmt = header[len(_PREFIX_HEADER) :].strip()
+            if fmt not in dict(_PREFIXES):
+                raise EncodeError(f"unknown length prefix {fmt!r}: use one of >I <I >H <H")
+        warnings: list[str] = []
+        try:
+            self._split(edited, ctx.json_delimiter, False, warnings)
+        except ValueError as exc:
+            raise EncodeError(f"not valid JSON: {exc}") from None
+        if warnings:
+            raise EncodeError(f"not valid JSON: {warnings[0]}")
+        body = edited.encode("utf-8", "surrogatepass")
+        if fmt is None:
+            return body
+        try:
+            return struct.pack(fmt, len(body)) + body
+        except struct.error:
+            raise EncodeError(f"body of {len(body)} bytes does not fit a {fmt} length prefix") from None
+
+
+def _incomplete(exc: json.JSONDecodeError, n: int) -> bool:
+    return exc.pos >= n - 1 or exc.msg.startswith("Unterminated string")
+
+
+def _byte_offsets(text: str, char_positions: list[int]) -> list[int]:
+    """UTF-8 byte offsets of increasing character positions in ``text``."""
+    if text.isascii():
+        return char_positions
+    out = []
+    prev_char = prev_byte = 0
+    for p in char_positions:
+        prev_byte += len(text[prev_char:p].encode("utf-8", "surrogatepass"))
+        prev_char = p
+        out.append(prev_byte)
+    return out

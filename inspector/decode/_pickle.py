@@ -1,0 +1,741 @@
+"""Safe pickle reader: simulates the pickle VM over ``pickletools.genops`` and never runs the pickle.
+
+Role: shows what ``pickle.dumps(obj)`` sent (protocols 0 to 5). Plain values (None, bool, int, float, str,
+bytes, bytearray, list, tuple, dict, set, frozenset) are rebuilt; everything the real unpickler would import or
+call (GLOBAL, STACK_GLOBAL, REDUCE, INST, OBJ, NEWOBJ, NEWOBJ_EX, persistent ids, extension codes) becomes an
+inert stand-in that names the class or callable, e.g. ``Game(game) {'score': 3}`` or
+``⚠ would call os.system('touch /tmp/x')``. Nothing is imported, looked up or called: the only code that runs is
+this module's. ``pickle.dumps`` is used to re-encode edited plain values; loading is banned in ``inspector/``.
+Must not import: Qt, or anything from ``proxy`` except ``proxy.model``.
+Thread: any thread; pure.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import collections
+import pickle
+import pickletools
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from ._api import MAX_NODES, MAX_PARSE, DecodeContext, EncodeError, Field, View, clip, error_view
+from ._literal import parse_literal
+from ._render import Renderable, Renderer, TreeBudget, render, short_repr
+from ._tree import value_field
+
+NAME = "pickle"
+MAX_OPS = 30_000
+"""Most opcodes simulated per message; each costs a few microseconds in pure Python."""
+MAX_EXACT_NODES = 100_000
+MAX_DISASSEMBLY = 300
+
+# Loading a pickle that names any of these runs code of the sender's choosing.
+DANGEROUS_MODULES = frozenset(
+    {
+        "os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "pty", "importlib", "runpy", "code",
+        "codeop", "ctypes", "pickle", "_pickle", "marshal", "webbrowser", "commands", "popen2", "platform",
+        "multiprocessing", "threading", "_thread", "signal", "asyncio", "pdb", "bdb", "timeit", "tempfile",
+        "io", "_io", "operator", "functools", "types", "inspect", "gc", "ssl", "http", "urllib", "ftplib",
+        "smtplib", "telnetlib", "sqlite3", "shelve", "dbm", "glob", "pathlib", "zipimport", "imp", "pkgutil",
+        "site", "distutils", "setuptools", "pip", "posixpath", "ntpath", "fcntl", "resource", "select",
+        "selectors", "mmap", "readline", "rlcompleter", "cProfile", "profile", "trace", "doctest", "unittest",
+        "uuid", "zipfile", "tarfile", "logging", "sysconfig", "venv", "ensurepip", "linecache",
+    }
+)  # fmt: skip
+SAFE_BUILTINS = frozenset(
+    {"set", "frozenset", "bytearray", "bytes", "list", "dict", "tuple", "int", "float", "str", "bool",
+     "complex", "object", "slice", "range", "NoneType", "Ellipsis", "NotImplemented"}
+)  # fmt: skip
+_BUILTINS = ("builtins", "__builtin__")
+_COPYREG = ("copyreg", "copy_reg")
+_PROTOCOL_HEADER = re.compile(r"\A#\s*pickle protocol\s+(\d+)[^\n]*(?:\n|\Z)")
+_CTORS = {"set": set, "frozenset": frozenset, "bytearray": bytearray, "OrderedDict": collections.OrderedDict}
+_PUSH_ARG = frozenset(
+    {
+        "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "STRING", "BINSTRING",
+        "SHORT_BINSTRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8", "UNICODE",
+        "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "FLOAT", "BINFLOAT",
+    }
+)  # fmt: skip
+# pickletools' messages when the bytes end before the pickle does.
+_RAN_OUT = ("exhausted before seeing STOP", "but only", "no newline found")
+_PUSH_CONST: dict[str, object] = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False, "EMPTY_TUPLE": ()}
+
+
+class PickleReadError(Exception):
+    """The bytes are not a pickle the reader can follow (its message says where)."""
+
+
+class PickleGlobal(Renderable):
+    """A reference to ``module.name``, as GLOBAL/STACK_GLOBAL/INST name it. Never resolved."""
+
+    __slots__ = ("module", "name")
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module = module
+        self.name = name
+
+    @property
+    def dangerous(self) -> bool:
+        if self.module in _BUILTINS:
+            return self.name not in SAFE_BUILTINS
+        return self.module.partition(".")[0] in DANGEROUS_MODULES
+
+    @property
+    def display(self) -> str:
+        # os.system is pickled as posix.system (nt.system on Windows): show the name people write.
+        module = "os" if self.module in ("posix", "nt") else self.module
+        return f"{module}.{self.name}"
+
+    def render_into(self, r: Renderer, depth: int) -> None:
+        r.write(self.display)
+
+    def __repr__(self) -> str:
+        return self.display
+
+
+class PickleExtension(Renderable):
+    """A class named by a code in the sender's ``copyreg`` extension registry (EXT1/EXT2/EXT4)."""
+
+    __slots__ = ("code",)
+    dangerous = True  # what the code stands for is unknowable here
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def render_into(self, r: Renderer, depth: int) -> None:
+        r.write(f"<extension code {self.code}>")
+
+
+class PicklePersistent(Renderable):
+    """An object the sender stored out of band (PERSID/BINPERSID); only its ``persistent_load`` knows it."""
+
+    __slots__ = ("pid",)
+
+    def __init__(self, pid: object) -> None:
+        self.pid = pid
+
+    def render_into(self, r: Renderer, depth: int) -> None:
+        r.write("persistent_id(")
+        r.value(self.pid, depth)
+        r.write(")")
+
+
+class PickleBuffer(Renderable):
+    """An out-of-band buffer (protocol 5 NEXT_BUFFER) that was not sent in the stream."""
+
+    __slots__ = ()
+
+    def render_into(self, r: Renderer, depth: int) -> None:
+        r.write("<out-of-band buffer>")
+
+
+class PickleObject(Renderable):
+    """What loading would create by calling ``func``: an instance of a class, or the result of a call."""
+
+    __slots__ = ("args", "func", "is_instance", "items", "kwargs", "setitems", "state")
+
+    def __init__(
+        self, func: object, args: tuple[Any, ...], *, is_instance: bool, kwargs: dict[Any, Any] | None = None
+    ) -> None:
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.is_instance = is_instance
+        """True for class instantiation (NEWOBJ, INST, OBJ, copyreg), False for a REDUCE call."""
+        self.state: object = None
+        self.items: list[Any] = []
+        self.setitems: list[tuple[Any, Any]] = []
+
+    @property
+    def dangerous(self) -> bool:
+        return bool(getattr(self.func, "dangerous", False))
+
+    @property
+    def class_name(self) -> str:
+        f = self.func
+        return f.name if isinstance(f, PickleGlobal) else "?"
+
+    @property
+    def module(self) -> str:
+        f = self.func
+        return f.module if isinstance(f, PickleGlobal) else "?"
+
+    def attribute(self, name: str) -> tuple[bool, object]:
+        """Look ``name`` up in the pickled state (``__dict__`` then slots), as a filter path would."""
+        if name == "class":
+            return True, self.class_name
+        if name == "module":
+            return True, self.module
+        state = self.state
+        dicts = [state] if isinstance(state, dict) else list(state) if isinstance(state, tuple) else []
+        for d in dicts:
+            if isinstance(d, dict) and name in d:
+                return True, d[name]
+        if self.kwargs and name in self.kwargs:
+            return True, self.kwargs[name]
+        return False, None
+
+    def call_text(self, limit: int = 200) -> str:
+        r = Renderer(limit)
+        try:
+            self._call(r, 0)
+        except Exception:  # Full, or anything odd in a hostile value: the prefix is what we show
+            return r.text()[:limit] + "…"
+        return r.text()
+
+    def _call(self, r: Renderer, depth: int) -> None:
+        r.value(self.func, depth)
+        r.write("(")
+        r.items(self.args, depth)
+        if self.kwargs:
+            for k, v in self.kwargs.items():
+                r.write(", " if self.args else "")
+                r.write(f"{k}=" if isinstance(k, str) else "**")
+                r.value(v, depth)
+        r.write(")")
+
+    def render_into(self, r: Renderer, depth: int) -> None:
+        if self.is_instance:
+            r.write(f"{self.class_name}({self.module})")
+            if self.args or self.kwargs:
+                r.write(" args=")
+                r.value(self.args, depth)
+                if self.kwargs:
+                    r.write(" kwargs=")
+                    r.value(self.kwargs, depth)
+        else:
+            self._call(r, depth)
+        if isinstance(self.state, dict):
+            r.write(" ")
+            r.dict_body(self.state, depth)
+        elif self.state is not None:
+            r.write(" state=")
+            r.value(self.state, depth)
+        if self.items:
+            r.write(" items=")
+            r.value(self.items, depth)
+        if self.setitems:
+            r.write(" items={")
+            for i, (k, v) in enumerate(self.setitems):
+                r.write(", " if i else "")
+                r.value(k, depth)
+                r.write(": ")
+                r.value(v, depth)
+            r.write("}")
+
+    def children(self) -> list[tuple[str, object]]:
+        out: list[tuple[str, object]] = []
+        if self.args:
+            out.append(("args", self.args))
+        if self.kwargs:
+            out.append(("kwargs", self.kwargs))
+        state = self.state
+        if isinstance(state, tuple) and len(state) == 2:  # (__dict__, slots) from __reduce_ex__
+            for part in state:
+                if isinstance(part, dict):
+                    out.extend((k if isinstance(k, str) else repr(k), v) for k, v in part.items())
+        elif isinstance(state, dict):
+            out.extend((k if isinstance(k, str) else repr(k), v) for k, v in state.items())
+        elif state is not None:
+            out.append(("state", state))
+        out.extend((f"[{i}]", v) for i, v in enumerate(self.items))
+        out.extend((render(k, 60)[0], v) for k, v in self.setitems)
+        return out
+
+
+class _Simulation:
+    """The pickle VM's stack, mark stack and memo, with inert stand-ins for every import and call."""
+
+    def __init__(self) -> None:
+        self.stack: list[Any] = []
+        self.metastack: list[list[Any]] = []
+        self.memo: dict[int, Any] = {}
+        self.protocol: int | None = None
+        self.max_op_proto = 0
+        self.objects: list[PickleObject] = []
+        self.persistent = 0
+        self.extensions: list[int] = []
+        self.modules: list[str] = []
+        self.shared = False
+        self.ops: list[tuple[int, str, object]] = []
+        self.stopped = False
+        self.incomplete: str | None = None
+        self.pos = 0
+
+    def pop_mark(self) -> list[Any]:
+        if not self.metastack:
+            raise PickleReadError("no MARK on the stack")
+        items = self.stack
+        self.stack = self.metastack.pop()
+        return items
+
+    def top(self) -> Any:
+        if not self.stack:
+            raise PickleReadError("stack is empty")
+        return self.stack[-1]
+
+    def pop(self) -> Any:
+        if not self.stack:
+            raise PickleReadError("stack is empty")
+        return self.stack.pop()
+
+    def run(self, data: bytes) -> tuple[object, bool]:
+        """The value the pickle would return, and whether the op cap stopped the simulation.
+
+        A pickle cut short (the rest is in the next message) gives its partial value and sets ``incomplete``.
+        """
+        try:
+            for count, (opcode, arg, pos) in enumerate(pickletools.genops(data)):
+                if count >= MAX_OPS:
+                    return self.partial(), True
+                self.pos = pos if pos is not None else 0
+                name = opcode.name
+                if count < MAX_DISASSEMBLY:
+                    self.ops.append((self.pos, name, arg))
+                if opcode.proto > self.max_op_proto:
+                    self.max_op_proto = opcode.proto
+                if name == "STOP":
+                    self.stopped = True
+                    return self.pop(), False
+                self.step(name, arg)
+        except ValueError as exc:
+            if not any(s in str(exc) for s in _RAN_OUT):
+                raise
+            self.incomplete = str(exc)
+            return self.partial(), False
+        self.incomplete = "no STOP opcode"
+        return self.partial(), False
+
+    def partial(self) -> object:
+        bottom = self.metastack[0] if self.metastack else self.stack
+        return bottom[0] if bottom else None
+
+    def pending(self) -> list[Any]:
+        """Values read but not yet placed in the partial value (they wait for a SETITEMS/APPENDS)."""
+        frames = [*self.metastack, self.stack]
+        return [v for frame in frames for v in frame][1:]
+
+    def step(self, name: str, arg: Any) -> None:
+        stack = self.stack
+        if name in _PUSH_ARG:
+            stack.append(arg)
+        elif name in _PUSH_CONST:
+            stack.append(_PUSH_CONST[name])
+        elif name in ("BINPUT", "PUT", "LONG_BINPUT"):
+            self.memo[arg] = self.top()
+        elif name == "MEMOIZE":
+            self.memo[len(self.memo)] = self.top()
+        elif name in ("BINGET", "GET", "LONG_BINGET"):
+            if arg not in self.memo:
+                raise PickleReadError(f"memo key {arg} was never stored")
+            value = self.memo[arg]
+            if isinstance(value, list | dict | set | bytearray | PickleObject):
+                self.shared = True
+            stack.append(value)
+        elif name == "MARK":
+            self.metastack.append(stack)
+            self.stack = []
+        elif name == "EMPTY_LIST":
+            stack.append([])
+        elif name == "EMPTY_DICT":
+            stack.append({})
+        elif name == "EMPTY_SET":
+            stack.append(set())
+        elif name == "APPEND":
+            value = self.pop()
+            self._extend(self.top(), [value])
+        elif name == "APPENDS":
+            items = self.pop_mark()
+            self._extend(self.top(), items)
+        elif name == "LIST":
+            items = self.pop_mark()  # before touching self.stack: pop_mark replaces it
+            self.stack.append(items)
+        elif name == "TUPLE":
+            items = self.pop_mark()
+            self.stack.append(tuple(items))
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            n = int(name[-1])
+            if len(stack) < n:
+                raise PickleReadError(f"{name} needs {n} items on the stack")
+            items = stack[-n:]
+            del stack[-n:]
+            stack.append(tuple(items))
+        elif name == "DICT":
+            items = self.pop_mark()
+            self.stack.append(self._pairs_dict(items))
+        elif name == "SETITEM":
+            value = self.pop()
+            key = self.pop()
+            self._setitems(self.top(), [key, value])
+        elif name == "SETITEMS":
+            items = self.pop_mark()
+            self._setitems(self.top(), items)
+        elif name == "ADDITEMS":
+            items = self.pop_mark()
+            target = self.top()
+            if isinstance(target, set):
+                target.update(items)
+            elif isinstance(target, PickleObject):
+                target.items.extend(items)
+            else:
+                raise PickleReadError(f"ADDITEMS to {type(target).__name__}")
+        elif name == "FROZENSET":
+            items = self.pop_mark()
+            self.stack.append(frozenset(items))
+        elif name == "POP":
+            if stack:
+                stack.pop()
+            else:
+                self.pop_mark()
+        elif name == "POP_MARK":
+            self.pop_mark()
+        elif name == "DUP":
+            stack.append(self.top())
+        elif name == "GLOBAL":
+            module, _, qualname = str(arg).partition(" ")
+            stack.append(self._global(module, qualname))
+        elif name == "STACK_GLOBAL":
+            qualname = self.pop()
+            module = self.pop()
+            if not isinstance(module, str) or not isinstance(qualname, str):
+                raise PickleReadError("STACK_GLOBAL needs two strings")
+            stack.append(self._global(module, qualname))
+        elif name in ("EXT1", "EXT2", "EXT4"):
+            self.extensions.append(int(arg))
+            stack.append(PickleExtension(int(arg)))
+        elif name == "PERSID":
+            self.persistent += 1
+            stack.append(PicklePersistent(arg))
+        elif name == "BINPERSID":
+            self.persistent += 1
+            stack.append(PicklePersistent(self.pop()))
+        elif name == "REDUCE":
+            args = self.pop()
+            func = self.pop()
+            if not isinstance(args, tuple):
+                raise PickleReadError("REDUCE arguments are not a tuple")
+            stack.append(self._reduce(func, args))
+        elif name == "NEWOBJ":
+            args = self.pop()
+            cls = self.pop()
+            stack.append(self._new(cls, tuple(args) if isinstance(args, tuple | list) else (args,), None))
+        elif name == "NEWOBJ_EX":
+            kwargs = self.pop()
+            args = self.pop()
+            cls = self.pop()
+            stack.append(self._new(cls, tuple(args) if isinstance(args, tuple | list) else (args,), kwargs))
+        elif name == "INST":
+            module, _, qualname = str(arg).partition(" ")
+            args = self.pop_mark()
+            self.stack.append(self._new(self._global(module, qualname), tuple(args), None))
+        elif name == "OBJ":
+            items = self.pop_mark()
+            if not items:
+                raise PickleReadError("OBJ without a class")
+            self.stack.append(self._new(items[0], tuple(items[1:]), None))
+        elif name == "BUILD":
+            state = self.pop()
+            target = self.top()
+            if not isinstance(target, PickleObject):
+                raise PickleReadError(f"BUILD on {type(target).__name__}")
+            target.state = state
+        elif name == "PROTO":
+            self.protocol = int(arg)
+        elif name == "NEXT_BUFFER":
+            stack.append(PickleBuffer())
+        elif name in ("FRAME", "READONLY_BUFFER"):
+            pass
+        else:
+            raise PickleReadError(f"unsupported opcode {name}")
+
+    def _extend(self, target: Any, items: list[Any]) -> None:
+        if isinstance(target, list):
+            target.extend(items)
+        elif isinstance(target, PickleObject):
+            target.items.extend(items)
+        else:
+            raise PickleReadError(f"APPEND to {type(target).__name__}")
+
+    def _pairs_dict(self, items: list[Any]) -> dict[Any, Any]:
+        if len(items) % 2:
+            raise PickleReadError("odd number of items for a dict")
+        return dict(zip(items[::2], items[1::2], strict=True))
+
+    def _setitems(self, target: Any, items: list[Any]) -> None:
+        if len(items) % 2:
+            raise PickleReadError("odd number of items for SETITEMS")
+        if isinstance(target, dict):
+            for i in range(0, len(items), 2):
+                target[items[i]] = items[i + 1]
+        elif isinstance(target, PickleObject):
+            target.setitems.extend(zip(items[::2], items[1::2], strict=True))
+        else:
+            raise PickleReadError(f"SETITEM on {type(target).__name__}")
+
+    def _global(self, module: str, qualname: str) -> PickleGlobal:
+        if self.protocol is None or self.protocol < 3:
+            # The Python 2 names pickle writes below protocol 3 (``__builtin__``, ``commands``), mapped the way
+            # the standard loader's find_class maps them, so the view names what loading would really use.
+            if (module, qualname) in _compat_pickle.NAME_MAPPING:
+                module, qualname = _compat_pickle.NAME_MAPPING[(module, qualname)]
+            elif module in _compat_pickle.IMPORT_MAPPING:
+                module = _compat_pickle.IMPORT_MAPPING[module]
+        if module not in self.modules:
+            self.modules.append(module)
+        return PickleGlobal(module, qualname)
+
+    def _new(self, cls: object, args: tuple[Any, ...], kwargs: object) -> PickleObject:
+        obj = PickleObject(cls, args, is_instance=True, kwargs=kwargs if isinstance(kwargs, dict) else None)
+        self.objects.append(obj)
+        return obj
+
+    def _reduce(self, func: object, args: tuple[Any, ...]) -> object:
+        """A few harmless library patterns become plain values; every other call stays a stand-in."""
+        if isinstance(func, PickleGlobal):
+            m, n = func.module, func.name
+            if m in _BUILTINS:
+                if n in ("set", "frozenset") and len(args) <= 1 and all(isinstance(a, list | tuple) for a in args):
+                    return (set if n == "set" else frozenset)(args[0] if args else ())
+                if n in ("bytes", "bytearray"):
+                    raw = _latin1_bytes(args)
+                    if raw is not None:
+                        return raw if n == "bytes" else bytearray(raw)
+            elif m == "_codecs" and n == "encode":
+                raw = _latin1_bytes(args)
+                if raw is not None:
+                    return raw
+            elif m == "collections" and n == "OrderedDict":
+                if not args:
+                    return collections.OrderedDict()
+                if (
+                    len(args) == 1
+                    and isinstance(args[0], list)
+                    and all(isinstance(p, tuple | list) and len(p) == 2 for p in args[0])
+                ):
+                    return collections.OrderedDict((p[0], p[1]) for p in args[0])
+            elif m in _COPYREG and args:
+                if n == "_reconstructor" and len(args) == 3:
+                    base = args[1]
+                    is_object = isinstance(base, PickleGlobal) and base.module in _BUILTINS and base.name == "object"
+                    extra: tuple[Any, ...] = () if is_object and args[2] is None else args[1:]
+                    return self._new(args[0], extra, None)
+                if n == "__newobj__":
+                    return self._new(args[0], tuple(args[1:]), None)
+                if n == "__newobj_ex__" and len(args) == 3:
+                    return self._new(args[0], tuple(args[1]) if isinstance(args[1], tuple | list) else (), args[2])
+        obj = PickleObject(func, args, is_instance=False)
+        self.objects.append(obj)
+        return obj
+
+
+def _latin1_bytes(args: tuple[Any, ...]) -> bytes | None:
+    if not args:
+        return b""
+    if len(args) == 1 and isinstance(args[0], bytes | bytearray):
+        return bytes(args[0])
+    if len(args) == 2 and isinstance(args[0], str) and args[1] in ("latin1", "latin-1"):
+        try:
+            return args[0].encode("latin-1")
+        except UnicodeEncodeError:
+            return None
+    return None
+
+
+_PLAIN_LEAVES = (str, bytes, float, bool, type(None))
+_PLAIN_CONTAINERS = (list, tuple, dict, set, frozenset, bytearray, collections.OrderedDict)
+
+
+def _is_plain(value: object) -> bool:
+    """Only plain values, no cycles, and small enough as a tree (not as a DAG) for ``repr``."""
+    budget = MAX_EXACT_NODES
+    active: set[int] = set()
+
+    def walk(v: object, depth: int) -> bool:
+        nonlocal budget
+        budget -= 1
+        if budget < 0 or depth > 200:
+            return False
+        if isinstance(v, _PLAIN_LEAVES):
+            return True
+        if isinstance(v, int):
+            return v.bit_length() <= 12_000
+        if type(v) not in _PLAIN_CONTAINERS:
+            return False
+        if isinstance(v, bytearray):
+            return True
+        if id(v) in active:
+            return False
+        active.add(id(v))
+        items: Iterable[object] = (x for kv in v.items() for x in kv) if isinstance(v, dict) else v  # type: ignore[assignment]
+        ok = all(walk(x, depth + 1) for x in items)
+        active.discard(id(v))
+        return ok
+
+    try:
+        return walk(value, 0)
+    except RecursionError:
+        return False
+
+
+def _disassembly(ops: list[tuple[int, str, object]], total_ops: bool) -> str:
+    lines = ["# opcodes (as pickletools reads them)"]
+    for pos, name, arg in ops:
+        shown = "" if arg is None else clip(short_repr(arg, 60), 70)
+        lines.append(f"{pos:6d}: {name:<16} {shown}".rstrip())
+    if total_ops:
+        lines.append("  …")
+    return "\n".join(lines)
+
+
+class PickleDecoder:
+    """Python pickle, read safely; ``editable`` (plain values only) is ``# pickle protocol N`` plus a literal."""
+
+    name = NAME
+
+    def confidence(self, data: bytes, ctx: DecodeContext) -> float:
+        if len(data) < 2:
+            return 0.0
+        if data[0] == 0x80:
+            if not 2 <= data[1] <= 5:
+                return 0.0
+            return 0.95 if data[-1] == 0x2E else 0.5  # without STOP: the rest is in the next message?
+        if data[-1] != 0x2E or len(data) > 4096 or data[0] not in _PROTO01_STARTS:
+            return 0.0
+        sim = _Simulation()
+        try:
+            sim.run(data)
+        except Exception:  # not a pickle: anything genops or the simulation raises
+            return 0.0
+        return 0.0 if sim.incomplete else 0.7
+
+    def decode(self, data: bytes, ctx: DecodeContext) -> View:
+        chunk = data[:MAX_PARSE]
+        sim = _Simulation()
+        try:
+            value, capped = sim.run(chunk)
+        except Exception as exc:  # genops raises ValueError/EOFError; the simulation PickleReadError
+            if len(data) > MAX_PARSE:
+                msg = f"pickle larger than {MAX_PARSE} bytes is not read further"
+            else:
+                msg = f"not a pickle the reader can follow (byte {sim.pos}): {exc}"
+            return error_view(NAME, data, msg, warnings=tuple(self._warnings(sim)))
+        warnings = self._warnings(sim)
+        truncated = capped or len(data) > MAX_PARSE
+        if sim.incomplete and not truncated:
+            if sim.protocol is None:
+                return error_view(NAME, data, f"not a complete pickle: {sim.incomplete}", warnings=tuple(warnings))
+            warnings.append(f"incomplete pickle ({sim.incomplete}): continues in next message? partial value shown")
+        if capped:
+            warnings.append(f"stopped after {MAX_OPS} opcodes")
+        if sim.stopped and len(sim.ops) < MAX_DISASSEMBLY and sim.ops and sim.ops[-1][0] + 1 < len(data):
+            warnings.append(f"{len(data) - sim.ops[-1][0] - 1} bytes after STOP are not part of the pickle")
+        protocol = sim.protocol if sim.protocol is not None else min(sim.max_op_proto, 1)
+
+        plain = not (sim.objects or sim.persistent or truncated or sim.incomplete) and _is_plain(value)
+        exact: str | None = None
+        if plain:
+            try:
+                exact = repr(value)
+            except (RecursionError, ValueError):
+                exact = None
+        shown = exact if exact is not None else render(value, 1 << 18)[0]
+        dangerous = [o for o in sim.objects if o.dangerous]
+        if dangerous:
+            summary = f"⚠ would call {dangerous[0].call_text()}"
+            if len(dangerous) > 1:
+                summary += f" (+{len(dangerous) - 1} more)"
+        elif sim.incomplete:
+            summary = render(value, 100)[0] + " … " + render(tuple(sim.pending()), 200)[0]
+        else:
+            summary = shown[:400] if exact is not None else render(value, 220)[0]
+        budget = TreeBudget(MAX_NODES)
+        fields: list[Field] = []
+        if sim.protocol is not None:
+            fields.append(Field("protocol", str(sim.protocol), 0, 2))
+        node = value_field("value", value, budget, 0, len(chunk))
+        if node is not None:
+            fields.append(node)
+        header = f"# pickle protocol {protocol}\n"
+        banner = "".join(f"# ⚠ {w}\n" for w in warnings if w.startswith("⚠"))
+        text = banner + header + shown + "\n\n" + _disassembly(sim.ops, len(sim.ops) >= MAX_DISASSEMBLY)
+        can_encode = exact is not None
+        if can_encode and sim.shared:
+            warnings.append("shared references: re-encoding keeps the values but may not give identical bytes")
+        return View(
+            decoder=NAME,
+            summary=clip(summary),
+            fields=tuple(fields),
+            text=text,
+            warnings=tuple(warnings),
+            can_encode=can_encode,
+            truncated=truncated or budget.truncated,
+            editable=header + exact if exact is not None else None,
+            values=(value,),
+        )
+
+    @staticmethod
+    def _warnings(sim: _Simulation) -> list[str]:
+        out: list[str] = []
+        seen: set[str] = set()
+        classes: list[str] = []
+        for obj in sim.objects:
+            if obj.dangerous:
+                call = obj.call_text(120)
+                if call not in seen:
+                    seen.add(call)
+                    out.append(
+                        f"⚠ loading this with pickle.loads would call {call}: the sender chooses what runs. "
+                        "Nothing was run here."
+                    )
+            elif obj.is_instance:
+                cls = f"{obj.module}.{obj.class_name}"
+                if cls not in classes:
+                    classes.append(cls)
+            else:
+                call = obj.call_text(120)
+                if call not in seen:
+                    seen.add(call)
+                    out.append(f"loading would call {call} (shown, not called)")
+            if len(seen) > 20:
+                break
+        if classes:
+            shown = ", ".join(classes[:10]) + (" …" if len(classes) > 10 else "")
+            out.append(f"objects of classes shown by name from their pickled state (nothing imported): {shown}")
+        if sim.modules:
+            mods = ", ".join(sim.modules[:10]) + (" …" if len(sim.modules) > 10 else "")
+            out.append(f"loading would import: {mods}")
+        if sim.persistent:
+            out.append(
+                f"{sim.persistent} persistent id(s): only the sender's persistent_load knows them (not resolved)"
+            )
+        for code in sim.extensions[:5]:
+            out.append(f"⚠ extension code {code} names a class from the sender's copyreg registry (not resolved)")
+        return out
+
+    def encode(self, edited: str, ctx: DecodeContext) -> bytes:
+        protocol = pickle.DEFAULT_PROTOCOL
+        m = _PROTOCOL_HEADER.match(edited)
+        if m:
+            protocol = int(m.group(1))
+            if not 0 <= protocol <= pickle.HIGHEST_PROTOCOL:
+                raise EncodeError(f"pickle protocol {protocol} does not exist (0 to {pickle.HIGHEST_PROTOCOL})")
+            edited = edited[m.end() :]
+        try:
+            value = parse_literal(edited, _CTORS)
+        except EncodeError as exc:
+            raise EncodeError(
+                "only plain values (None, bool, int, float, str, bytes, bytearray, list, tuple, dict, set, "
+                "frozenset) can be re-encoded as a pickle; objects of other classes cannot be rebuilt without "
+                f"importing them: {exc}"
+            ) from None
+        try:
+            return pickle.dumps(value, protocol=protocol)
+        except (pickle.PicklingError, TypeError, ValueError, RecursionError) as exc:
+            raise EncodeError(f"cannot pickle this value: {exc}") from None
+
+
+# First bytes of protocol 0/1 pickles as pickle.dumps writes them (MARK, containers, scalars, GLOBAL).
+_PROTO01_STARTS = frozenset(b"(]})NIJKLMFGSTUVXcBCdltPi\x88\x89")

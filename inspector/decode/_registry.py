@@ -1,0 +1,220 @@
+"""The decoder registry: built-ins and plugins by name, "auto" by confidence, "decode as" per connection.
+
+Role: the one entry point the store, the window, filters and the dump tool use to decode. It guarantees that
+decoding never raises (a failing decoder yields an error view with a hex dump), loads third-party decoders from
+the ``sockscope.decoders`` entry-point group (a broken plugin is recorded in :attr:`DecoderRegistry.load_errors`
+and skipped), and keeps the user's per-connection/direction choices: decoder, struct layout, JSON delimiter.
+Must not import: Qt, or anything from ``proxy`` except ``proxy.model``.
+Thread: decoding from any thread; register and the ``set_*`` calls from one thread (the window's), which is
+safe because each is a single dict assignment read atomically by decoders.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from proxy.model import Direction, Message
+
+from ._api import EMPTY_CONTEXT, DecodeContext, Decoder, EncodeError, View, error_view
+
+ENTRY_POINT_GROUP = "sockscope.decoders"
+AUTO = "auto"
+
+T = TypeVar("T")
+Scope = tuple[int | None, Direction | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PluginLoadError:
+    """A decoder plugin that could not be used, and why."""
+
+    entry_point: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.entry_point}: {self.error}"
+
+
+class _Scoped(Mapping[Scope, T]):
+    """A setting for (connection, direction), for a connection, for a direction, or for everything."""
+
+    def __init__(self) -> None:
+        self._by: dict[Scope, T] = {}
+
+    def set(self, value: T | None, conn_id: int | None, direction: Direction | None) -> None:
+        if value is None:
+            self._by.pop((conn_id, direction), None)
+        else:
+            self._by[(conn_id, direction)] = value
+
+    def lookup(self, conn_id: int | None, direction: Direction | None) -> T | None:
+        by = self._by
+        if not by:
+            return None
+        for key in ((conn_id, direction), (conn_id, None), (None, direction), (None, None)):
+            if key in by:
+                return by[key]
+        return None
+
+    def __getitem__(self, key: Scope) -> T:
+        return self._by[key]
+
+    def __iter__(self) -> Iterator[Scope]:
+        return iter(self._by)
+
+    def __len__(self) -> int:
+        return len(self._by)
+
+
+class DecoderRegistry(Mapping[str, Decoder]):
+    """Decoders by lower-case name, in registration order (which breaks confidence ties)."""
+
+    def __init__(self, decoders: Iterable[Decoder] = ()) -> None:
+        self._decoders: dict[str, Decoder] = {}
+        self.load_errors: list[PluginLoadError] = []
+        self.decode_as: _Scoped[str] = _Scoped()
+        self.struct_formats: _Scoped[str] = _Scoped()
+        self.json_delimiters: _Scoped[bytes] = _Scoped()
+        for d in decoders:
+            self.register(d)
+
+    # -- Mapping ------------------------------------------------------------------------------------------
+
+    def __getitem__(self, name: str) -> Decoder:
+        return self._decoders[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoders)
+
+    def __len__(self) -> int:
+        return len(self._decoders)
+
+    # -- registration -------------------------------------------------------------------------------------
+
+    def register(self, decoder: Decoder, *, replace: bool = False) -> None:
+        name = getattr(decoder, "name", None)
+        if not isinstance(name, str) or not name or name.lower() == AUTO:
+            raise ValueError(f"a decoder needs a name other than {AUTO!r}, got {name!r}")
+        if not callable(getattr(decoder, "confidence", None)) or not callable(getattr(decoder, "decode", None)):
+            raise TypeError(f"decoder {name!r} needs confidence(data, ctx) and decode(data, ctx) methods")
+        key = name.lower()
+        if key in self._decoders and not replace:
+            raise ValueError(f"a decoder named {name!r} is already registered")
+        self._decoders[key] = decoder
+
+    def load_entry_points(self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) -> None:
+        """Register every decoder of the ``sockscope.decoders`` group; record and skip the broken ones.
+
+        An entry point may name a decoder instance, or a class or factory called with no arguments.
+        """
+        if entry_points is None:
+            try:
+                entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+            except Exception as exc:  # a broken installed distribution must not stop the window
+                self.load_errors.append(PluginLoadError("(entry point scan)", f"{type(exc).__name__}: {exc}"))
+                return
+        for ep in entry_points:
+            label = f"{ep.name} = {ep.value}"
+            try:
+                obj = ep.load()
+                decoder = obj() if isinstance(obj, type) or not hasattr(obj, "decode") else obj
+                self.register(decoder)
+            except Exception as exc:  # plugin code is arbitrary: any failure is reported, not raised
+                self.load_errors.append(PluginLoadError(label, f"{type(exc).__name__}: {exc}"))
+
+    # -- settings per connection/direction -----------------------------------------------------------------
+
+    def set_decode_as(self, name: str | None, conn_id: int | None = None, direction: Direction | None = None) -> None:
+        """Use decoder ``name`` (None or "auto" for automatic) for a connection, a direction, or both."""
+        if name is not None and name.lower() == AUTO:
+            name = None
+        if name is not None and name.lower() not in self._decoders:
+            raise KeyError(f"no decoder named {name!r}")
+        self.decode_as.set(name.lower() if name else None, conn_id, direction)
+
+    def set_struct_format(
+        self, spec: str | None, conn_id: int | None = None, direction: Direction | None = None
+    ) -> None:
+        self.struct_formats.set(spec or None, conn_id, direction)
+
+    def set_json_delimiter(
+        self, delimiter: bytes | None, conn_id: int | None = None, direction: Direction | None = None
+    ) -> None:
+        self.json_delimiters.set(delimiter or None, conn_id, direction)
+
+    def context_for(self, conn_id: int | None, direction: Direction | None) -> DecodeContext:
+        return DecodeContext(
+            direction=direction,
+            conn_id=conn_id,
+            struct_format=self.struct_formats.lookup(conn_id, direction),
+            json_delimiter=self.json_delimiters.lookup(conn_id, direction),
+            decode_as=self.decode_as.lookup(conn_id, direction),
+        )
+
+    # -- decoding -----------------------------------------------------------------------------------------
+
+    def confidences(self, data: bytes, ctx: DecodeContext = EMPTY_CONTEXT) -> list[tuple[str, float]]:
+        """Every decoder's confidence, best first (ties in registration order)."""
+        scored = []
+        for i, (name, d) in enumerate(self._decoders.items()):
+            try:
+                c = float(d.confidence(data, ctx))
+            except Exception:  # a decoder bug means "can't", never a crash
+                c = 0.0
+            if c > 0.0:
+                scored.append((-c, i, name))
+        scored.sort()
+        return [(name, -neg) for neg, _, name in scored]
+
+    def decode(self, data: bytes, ctx: DecodeContext = EMPTY_CONTEXT, decoder: str | None = None) -> View:
+        """Decode with ``decoder``, else the context's "decode as" choice, else auto. Never raises."""
+        name = decoder or ctx.decode_as
+        if name and name.lower() != AUTO:
+            return self.decode_with(name, data, ctx)
+        return self.auto(data, ctx)
+
+    def decode_message(self, msg: Message, decoder: str | None = None) -> View:
+        return self.decode(msg.data, self.context_for(msg.conn_id, msg.direction), decoder)
+
+    def auto(self, data: bytes, ctx: DecodeContext = EMPTY_CONTEXT) -> View:
+        """The most confident decoder's view; when it fails, the next one's (the hex view never fails)."""
+        first_error: View | None = None
+        for name, _ in self.confidences(data, ctx):
+            view = self.decode_with(name, data, ctx)
+            if view.error is None:
+                return view
+            first_error = first_error or view
+        return first_error or error_view("auto", data, "no decoder is registered")
+
+    def decode_with(self, name: str, data: bytes, ctx: DecodeContext = EMPTY_CONTEXT) -> View:
+        decoder = self._decoders.get(name.lower())
+        if decoder is None:
+            return error_view(name, data, f"no decoder named {name!r}")
+        try:
+            view = decoder.decode(data, ctx)
+        except Exception as exc:  # plugins and bugs: shown as an error view, never raised into the UI
+            return error_view(decoder.name, data, f"decoder failed: {type(exc).__name__}: {exc}")
+        if not isinstance(view, View):
+            return error_view(decoder.name, data, f"decoder returned {type(view).__name__}, not a View")
+        return view
+
+    def encode(self, name: str, edited: str, ctx: DecodeContext = EMPTY_CONTEXT) -> bytes:
+        """Bytes for an edited view; raises :class:`EncodeError` (only) when that is not possible."""
+        decoder = self._decoders.get(name.lower())
+        if decoder is None:
+            raise EncodeError(f"no decoder named {name!r}")
+        encode = getattr(decoder, "encode", None)
+        if encode is None:
+            raise EncodeError(f"the {decoder.name} decoder cannot encode")
+        try:
+            out = encode(edited, ctx)
+        except EncodeError:
+            raise
+        except Exception as exc:  # a decoder bug is still reported as "cannot encode"
+            raise EncodeError(f"{decoder.name} encoder failed: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(out, bytes | bytearray):
+            raise EncodeError(f"{decoder.name} encoder returned {type(out).__name__}, not bytes")
+        return bytes(out)

@@ -1,0 +1,252 @@
+"""Struct decoder: fixed-size binary records described by a user format with field names.
+
+Role: shows ``struct.pack("<Hff12sB", ...)`` messages field by field, with the byte range of each field so the
+hex view can highlight it. The layout comes from the decode context as ``FORMAT name1 name2 ...``, e.g.
+``<Hff12sB player_id x y name state``. A message may hold several records back to back.
+Must not import: Qt, or anything from ``proxy`` except ``proxy.model``.
+Thread: any thread; pure.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ._api import MAX_NODES, DecodeContext, EncodeError, Field, View, clip, error_view
+from ._literal import parse_literal
+from ._render import float_repr
+
+NAME = "struct"
+MAX_RECORDS = 10_000
+_ITEM = re.compile(r"\s*(\d*)([xcbB?hHiIlLqQnNefdspP])")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_SEPARATOR = "---"
+
+
+@dataclass(frozen=True, slots=True)
+class StructItem:
+    """One named field of a record: a scalar, a string (``12s``), or a list (``3f``)."""
+
+    name: str
+    code: str
+    count: int
+    offset: int
+    size: int
+
+    @property
+    def is_list(self) -> bool:
+        return self.code not in "sp" and self.count > 1
+
+    @property
+    def n_values(self) -> int:
+        return 1 if self.code in "sp" else self.count
+
+
+@dataclass(frozen=True, slots=True)
+class StructLayout:
+    spec: str
+    fmt: str
+    size: int
+    items: tuple[StructItem, ...]
+
+
+@lru_cache(maxsize=128)
+def parse_layout(spec: str) -> StructLayout:
+    """Parse ``FORMAT name1 name2 ...``; raises ValueError with a readable message."""
+    tokens = spec.replace(",", " ").split()
+    if not tokens:
+        raise ValueError("empty struct format")
+    fmt, names = tokens[0], tokens[1:]
+    prefix = fmt[0] if fmt[0] in "@=<>!" else ""
+    body = fmt[len(prefix) :]
+    pos = 0
+    raw_items: list[tuple[str, int, str]] = []  # (token, count, code)
+    while pos < len(body):
+        m = _ITEM.match(body, pos)
+        if not m:
+            raise ValueError(f"unknown struct code {body[pos]!r} in {fmt!r}")
+        count = int(m.group(1)) if m.group(1) else 1
+        raw_items.append((m.group(1) + m.group(2), count, m.group(2)))
+        pos = m.end()
+    try:
+        size = struct.calcsize(fmt)
+    except struct.error as exc:
+        raise ValueError(f"bad struct format {fmt!r}: {exc}") from None
+    valued = [it for it in raw_items if it[2] != "x"]
+    if len(names) > len(valued):
+        raise ValueError(f"{len(names)} names for {len(valued)} fields in {fmt!r}")
+    seen: set[str] = set()
+    for n in names:
+        if not _NAME.match(n):
+            raise ValueError(f"field name {n!r} is not an identifier")
+        if n in seen:
+            raise ValueError(f"field name {n!r} appears twice")
+        seen.add(n)
+    items: list[StructItem] = []
+    acc = ""
+    for token, count, code in raw_items:
+        acc += token
+        if code == "x":
+            continue
+        own = struct.calcsize(prefix + token)
+        end = struct.calcsize(prefix + acc)
+        i = len(items)
+        name = names[i] if i < len(names) else f"field{i}"
+        while name in seen and i >= len(names):
+            name += "_"
+        items.append(StructItem(name, code, count, end - own, own))
+    return StructLayout(spec, fmt, size, tuple(items))
+
+
+def _show(code: str, v: object) -> str:
+    """A readable value: floats of 4 or 2 bytes rounded as they were meant, NUL-trimmed text as a string."""
+    if isinstance(v, float):
+        return f"{v:.7g}" if code == "f" else f"{v:.4g}" if code == "e" else float_repr(v)
+    if isinstance(v, bytes) and code == "s":
+        try:
+            text = v.decode("utf-8")
+        except UnicodeDecodeError:
+            return repr(v)
+        return repr(text) if text.isprintable() else repr(v)
+    return repr(v)
+
+
+class StructDecoder:
+    """Fixed-size records; ``editable`` is ``name = value`` lines, records separated by ``---``."""
+
+    name = NAME
+
+    def confidence(self, data: bytes, ctx: DecodeContext) -> float:
+        if not ctx.struct_format or not data:
+            return 0.0
+        try:
+            size = parse_layout(ctx.struct_format).size
+        except ValueError:
+            return 0.0
+        if size == 0 or len(data) % size:
+            return 0.0
+        # The user configured this layout for the connection: a size match is strong evidence.
+        return 0.97 if len(data) == size else 0.93
+
+    def decode(self, data: bytes, ctx: DecodeContext) -> View:
+        if not ctx.struct_format:
+            return error_view(NAME, data, "no struct format configured for this connection")
+        try:
+            layout = parse_layout(ctx.struct_format)
+        except ValueError as exc:
+            return error_view(NAME, data, str(exc))
+        size = layout.size
+        if size == 0 or not data or len(data) % size:
+            return error_view(NAME, data, f"{len(data)} bytes is not a whole number of {size}-byte records")
+        n = len(data) // size
+        truncated = n > MAX_RECORDS
+        n = min(n, MAX_RECORDS)
+        unpacker = struct.Struct(layout.fmt)
+        records: list[dict[str, object]] = []
+        fields: list[Field] = []
+        lines: list[str] = [f"# {layout.spec.strip()}  ({size} bytes per record)"]
+        nodes = 0
+        first = ""
+        for r in range(n):
+            base = r * size
+            flat = unpacker.unpack_from(data, base)
+            record: dict[str, object] = {}
+            kids: list[Field] = []
+            shown: list[str] = []
+            i = 0
+            if r:
+                lines.append(_SEPARATOR)
+            for item in layout.items:
+                start = base + item.offset
+                if item.is_list:
+                    value: object = list(flat[i : i + item.count])
+                    each = item.size // item.count
+                    sub = tuple(
+                        Field(f"[{k}]", _show(item.code, v), start + k * each, start + (k + 1) * each)
+                        for k, v in enumerate(flat[i : i + item.count])
+                    )
+                    display = "[" + ", ".join(f.value_repr for f in sub) + "]"
+                else:
+                    value = flat[i]
+                    if item.code == "s" and isinstance(value, bytes):
+                        value = value.rstrip(b"\0")  # struct.pack pads it back
+                    sub = ()
+                    display = _show(item.code, value)
+                i += item.n_values
+                record[item.name] = value
+                shown.append(f"{item.name}={display}")
+                lines.append(f"{item.name} = {value!r}")
+                if nodes < MAX_NODES:
+                    kids.append(Field(item.name, display, start, start + item.size, sub))
+                    nodes += 1 + len(sub)
+            records.append(record)
+            if n == 1:
+                fields = kids
+            elif nodes < MAX_NODES:
+                fields.append(Field(f"record {r}", clip(" ".join(shown), 120), base, base + size, tuple(kids)))
+            if r == 0:
+                first = " ".join(shown)
+        truncated = truncated or nodes >= MAX_NODES
+        summary = first if n == 1 else f"[{n} records] {first}"
+        text = "\n".join(lines)
+        return View(
+            decoder=NAME,
+            summary=clip(summary),
+            fields=tuple(fields),
+            text=text,
+            warnings=(f"only the first {MAX_RECORDS} records are shown",) if n >= MAX_RECORDS else (),
+            can_encode=not truncated,
+            truncated=truncated,
+            editable=None if truncated else text,
+            values=tuple(records),
+        )
+
+    def encode(self, edited: str, ctx: DecodeContext) -> bytes:
+        if not ctx.struct_format:
+            raise EncodeError("no struct format configured for this connection")
+        try:
+            layout = parse_layout(ctx.struct_format)
+        except ValueError as exc:
+            raise EncodeError(str(exc)) from None
+        packer = struct.Struct(layout.fmt)
+        by_name = {item.name: item for item in layout.items}
+        out = bytearray()
+        chunks = re.split(rf"^\s*{_SEPARATOR}\s*$", edited, flags=re.MULTILINE)
+        for r, chunk in enumerate(chunks):
+            values: dict[str, object] = {}
+            for lineno, line in enumerate(chunk.splitlines(), 1):
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                name, eq, rhs = line.partition("=")
+                name = name.strip()
+                if not eq or name not in by_name:
+                    raise EncodeError(
+                        f"record {r}, line {lineno}: expected 'name = value' with a field of "
+                        f"{layout.fmt} ({', '.join(by_name)})"
+                    )
+                values[name] = parse_literal(rhs.strip(), {})
+            if not values and r == len(chunks) - 1 and r:
+                continue  # a trailing separator
+            flat: list[object] = []
+            for item in layout.items:
+                if item.name not in values:
+                    raise EncodeError(f"record {r}: no value for {item.name}")
+                v = values[item.name]
+                if item.code in "sp" and isinstance(v, str):
+                    v = v.encode("utf-8")
+                if item.is_list:
+                    if not isinstance(v, list | tuple) or len(v) != item.count:
+                        raise EncodeError(f"record {r}: {item.name} needs a list of {item.count} values")
+                    flat.extend(v)
+                else:
+                    flat.append(v)
+            try:
+                out += packer.pack(*flat)
+            except struct.error as exc:
+                raise EncodeError(f"record {r}: {exc}") from None
+        if not out:
+            raise EncodeError("no record to encode")
+        return bytes(out)

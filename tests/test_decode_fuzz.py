@@ -1,0 +1,178 @@
+"""Hypothesis fuzzing of every decoder: no exception escapes, work stays bounded, round trips hold."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import struct
+
+import msgpack
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from inspector.decode import (
+    MAX_NODES,
+    SUMMARY_MAX,
+    DecodeContext,
+    DecoderRegistry,
+    EncodeError,
+    Field,
+    View,
+    builtin_decoders,
+)
+
+REG = DecoderRegistry(builtin_decoders())
+CONTEXTS = st.sampled_from(
+    [
+        DecodeContext(),
+        DecodeContext(struct_format="<Hff12sB player_id x y name state"),
+        DecodeContext(struct_format=">I len"),
+        DecodeContext(struct_format="<3f2x5s"),
+        DecodeContext(json_delimiter=b"\n"),
+        DecodeContext(json_delimiter=b"\x00|"),
+    ]
+)
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXACT = ("text", "hex", "json", "struct")
+"""Decoders whose editable form is lossless for any input they accept."""
+
+
+def _nodes(fields: tuple[Field, ...]) -> int:
+    return sum(1 + _nodes(f.children) for f in fields)
+
+
+def _check(view: View, data: bytes, ctx: DecodeContext) -> None:
+    assert isinstance(view, View)
+    assert len(view.summary) <= SUMMARY_MAX
+    assert _nodes(view.fields) <= MAX_NODES + 1
+    assert view.can_encode == (view.editable is not None)
+    if view.can_encode and view.decoder in EXACT:
+        assert REG.encode(view.decoder, view.editable or "", ctx) == data
+
+
+# Bytes that look a little like each format, so fuzzing reaches past the first byte.
+PREFIXES = st.sampled_from([b"", b"\x80\x04", b"\x80\x02", b"(", b"{", b"[", b"\x82", b"\x93", b"\xc7", b"c", b"\xf0"])
+
+
+@FUZZ
+@given(prefix=PREFIXES, body=st.binary(max_size=600), ctx=CONTEXTS)
+def test_every_decoder_survives_random_bytes(prefix: bytes, body: bytes, ctx: DecodeContext) -> None:
+    data = prefix + body
+    for decoder in REG.values():
+        direct = decoder.decode(data, ctx)  # built-ins never raise, even without the registry's guard
+        _check(direct, data, ctx)
+        decoder.confidence(data, ctx)
+    _check(REG.decode(data, ctx), data, ctx)
+
+
+OPCODE_SOUP = b"()]}.NKJXq\x85\x86\x87Rbsuaetl\x93\x8c\x81\x92cihgp\x94"
+
+
+@FUZZ
+@given(pickled_ops=st.lists(st.sampled_from(list(OPCODE_SOUP)), max_size=60), tail=st.binary(max_size=20))
+def test_pickle_reader_survives_random_opcode_soup(pickled_ops: list[int], tail: bytes) -> None:
+    data = b"\x80\x04" + bytes(pickled_ops) + tail + b"."
+    view = REG.decode_with("pickle", data)
+    _check(view, data, DecodeContext())
+
+
+@FUZZ
+@given(text=st.text(max_size=300))
+def test_encoders_only_raise_encode_error(text: str) -> None:
+    for name in REG:
+        for ctx in (DecodeContext(), DecodeContext(struct_format="<Hb a b")):
+            try:
+                out = REG.encode(name, text, ctx)
+            except EncodeError:
+                continue
+            assert isinstance(out, bytes)
+
+
+# Plain values every format can carry
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+)
+JSONISH = st.recursive(
+    _scalars,
+    lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=8), kids, max_size=5),
+    max_leaves=25,
+)
+PLAIN = st.recursive(
+    _scalars | st.binary(max_size=20),
+    lambda kids: (
+        st.lists(kids, max_size=5)
+        | st.tuples(kids, kids)
+        | st.dictionaries(st.text(max_size=8) | st.integers(), kids, max_size=5)
+        | st.frozensets(st.integers(), max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+@FUZZ
+@given(values=st.lists(JSONISH, min_size=1, max_size=3), ndjson=st.booleans())
+def test_json_values_roundtrip(values: list[object], ndjson: bool) -> None:
+    data = ("\n" if ndjson else "").join(json.dumps(v) for v in values).encode()
+    view = REG.decode_with("json", data)
+    assert view.error is None and list(view.values) == values
+    assert REG.encode("json", view.editable or "") == data
+
+
+_INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+MSGPACKABLE = st.recursive(
+    _scalars | st.binary(max_size=20) | st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=9)),
+    lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=8) | _INT64 | st.binary(), kids),
+    max_leaves=25,
+)
+
+
+@FUZZ
+@given(values=st.lists(MSGPACKABLE, min_size=1, max_size=3))
+def test_msgpack_values_roundtrip(values: list[object]) -> None:
+    data = b"".join(msgpack.packb(v) for v in values)
+    view = REG.decode_with("msgpack", data)
+    assert view.error is None
+    assert view.can_encode
+    assert REG.encode("msgpack", view.editable or "") == data
+
+
+@FUZZ
+@given(value=PLAIN, protocol=st.integers(min_value=0, max_value=pickle.HIGHEST_PROTOCOL))
+def test_pickle_plain_values_rebuild(value: object, protocol: int) -> None:
+    data = pickle.dumps(value, protocol=protocol)
+    view = REG.decode_with("pickle", data)
+    assert view.error is None, view.error
+    assert view.values == (value,)
+    assert view.can_encode
+    again = REG.decode_with("pickle", REG.encode("pickle", view.editable or ""))
+    assert again.values == (value,)
+
+
+@FUZZ
+@given(
+    records=st.lists(
+        st.tuples(
+            st.integers(0, 65535),
+            st.floats(width=32, allow_nan=False),
+            st.floats(width=32, allow_nan=False),
+            st.binary(max_size=12),
+            st.integers(0, 255),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_struct_records_roundtrip(records: list[tuple[int, float, float, bytes, int]]) -> None:
+    ctx = DecodeContext(struct_format="<Hff12sB player_id x y name state")
+    data = b"".join(struct.pack("<Hff12sB", *r) for r in records)
+    view = REG.decode(data, ctx)
+    assert view.decoder == "struct"
+    assert REG.encode("struct", view.editable or "", ctx) == data
+    first = view.values[0]
+    assert isinstance(first, dict)
+    assert first["x"] == records[0][1] or math.isinf(records[0][1])
