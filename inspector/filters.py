@@ -816,3 +816,12 @@ def parse_filter(text: str, namespaces: Iterable[str] | None = None) -> Filter:
     except RecursionError:
         raise FilterError("filter nested too deeply", 0) from None
     return Filter(text, node, parser.fields_needed)
+
+
+def compile_for_engine(text: str) -> Callable[[Message], bool]:
+    """Filter compiler for the engine's rule slot (entry point ``sockscope.filter_compilers``).
+
+    Lets a rule sent over the control protocol carry ``json.type == "ping"``: the proxy process loads this through
+    the entry point, so ``proxy/`` itself never imports ``inspector``.
+    """
+    return parse_filter(text).to_engine_predicate()

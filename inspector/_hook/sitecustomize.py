@@ -1,0 +1,187 @@
+"""sockscope's start-up hook for ``sockscope run``: send a Python program's connects to chosen ports through
+the proxy, without editing the program and without privileges.
+
+How it gets loaded: ``sockscope run`` puts this directory first on the child's ``PYTHONPATH``. Python's
+``site`` module imports ``sitecustomize`` at start-up (unless ``-S``, ``-E`` or ``-I`` is given), which finds
+this file. Nothing here imports sockscope, Qt or anything outside the standard library, so it runs the same in
+any interpreter (Python 3.8 or later) and virtual environment, on Windows, macOS and Linux (no fork, no
+LD_PRELOAD).
+
+What it does, and all it does:
+
+* reads ``SOCKSCOPE_REDIRECT``: comma-separated ``[HOST:]PORT=PROXY_HOST:PROXY_PORT`` entries, e.g.
+  ``5555=127.0.0.1:41234``. A key without a host matches any loopback destination (``127.x.x.x``, ``::1``,
+  ``localhost``, and ``""``/``0.0.0.0``/``::`` as clients use them); a key with a host matches that host only;
+* wraps ``socket.socket.connect`` and ``socket.socket.connect_ex`` (and so ``socket.create_connection``,
+  ``asyncio``'s default loop, ``http.client`` ...) so that a TCP connect to a matching destination goes to
+  the proxy instead. The proxy then connects to the real port from the sockscope process, which is not hooked;
+* leaves everything else alone: other ports and hosts, UDP, ``bind``/``listen``/``accept`` (so a script whose
+  server listens on 5555 and whose client connects to 5555 works: only the client's connect is redirected).
+  After a redirected connect, ``getpeername()`` shows the proxy's address, not the original one;
+* then runs any other ``sitecustomize`` that this one shadows, as Python would have without it.
+
+If ``SOCKSCOPE_REDIRECT`` is absent or malformed, it redirects nothing and prints one warning to stderr.
+Child processes inherit the environment, so Python programs the program starts are redirected the same way.
+Not covered: sockets connected from C code (uvloop, C extensions), and programs started with ``-S/-E/-I``.
+
+Thread: runs once at interpreter start-up; the wrapped methods run on whichever thread connects, keep no state
+but the immutable mapping, and take no locks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_ENV = "SOCKSCOPE_REDIRECT"
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# Hosts a *client* may pass to mean "this machine": "" and the wildcard addresses connect to loopback.
+_LOCAL_NAMES = frozenset({"", "localhost", "localhost.", "0.0.0.0", "::", "0:0:0:0:0:0:0:0"})
+_ANY_LOOPBACK = "*"
+
+
+def _warn(text: str) -> None:
+    try:
+        sys.stderr.write(f"sockscope hook: {text}; connections are not redirected\n")
+        sys.stderr.flush()
+    except Exception:  # a closed or missing stderr must never stop the program starting
+        pass
+
+
+def _split_hostport(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); raises ValueError."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(text)
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            raise ValueError(text)
+    p = int(port)
+    if not 0 < p < 65536:
+        raise ValueError(text)
+    return host.strip().lower(), p
+
+
+def parse(value: str) -> dict[tuple[str, int], tuple[str, int]]:
+    """The mapping in ``SOCKSCOPE_REDIRECT``: {(host or "*", port): (proxy host, proxy port)}."""
+    mapping: dict[tuple[str, int], tuple[str, int]] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        key, sep, dest = item.partition("=")
+        if not sep:
+            raise ValueError(item)
+        key = key.strip()
+        if key.isdigit():
+            host, port = _ANY_LOOPBACK, int(key)
+            if not 0 < port < 65536:
+                raise ValueError(item)
+        else:
+            host, port = _split_hostport(key)
+        mapping[(host, port)] = _split_hostport(dest)
+    if not mapping:
+        raise ValueError(value)
+    return mapping
+
+
+def _is_loopback(host: str) -> bool:
+    # No DNS lookups here: they would be slow and could have side effects; only literal addresses and names.
+    if host in _LOCAL_NAMES:
+        return True
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback or ip.ipv4_mapped.is_unspecified
+    return ip.is_loopback
+
+
+def _install(mapping: dict[tuple[str, int], tuple[str, int]]) -> None:
+    import socket
+
+    original_connect = socket.socket.connect
+    original_connect_ex = socket.socket.connect_ex
+    ports = frozenset(port for _, port in mapping)  # the cheap test that lets every other connect straight through
+
+    def target(sock: socket.socket, address: object) -> object:
+        """The address to really connect to: the proxy for a redirected destination, else ``address``."""
+        if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return address
+        if not isinstance(address, tuple) or len(address) < 2 or not isinstance(address[1], int) \
+                or address[1] not in ports:
+            return address
+        host = address[0]
+        if isinstance(host, (bytes, bytearray)):  # a tuple, not X | Y: the child may be Python < 3.10
+            host = bytes(host).decode("ascii", "replace")
+        if not isinstance(host, str):
+            return address
+        host = host.lower()
+        proxy = mapping.get((host, address[1]))
+        if proxy is None and _is_loopback(host):
+            proxy = mapping.get((_ANY_LOOPBACK, address[1]))
+        if proxy is None:
+            return address
+        if sock.family == socket.AF_INET6:
+            if ":" in proxy[0]:
+                return (proxy[0], proxy[1], *address[2:])
+            # An IPv6 socket (e.g. create_connection("localhost") resolving to ::1) reaches the IPv4 proxy
+            # through a v4-mapped address, which needs dual-stack (Windows defaults to IPv6-only).
+            try:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            except (OSError, AttributeError):
+                return address
+            return ("::ffff:" + proxy[0], proxy[1], 0, 0)
+        return proxy
+
+    def connect(self: socket.socket, address: object, /) -> None:
+        original_connect(self, target(self, address))  # type: ignore[arg-type]
+
+    def connect_ex(self: socket.socket, address: object, /) -> int:
+        return original_connect_ex(self, target(self, address))  # type: ignore[arg-type]
+
+    connect.__doc__ = original_connect.__doc__
+    connect_ex.__doc__ = original_connect_ex.__doc__
+    socket.socket.connect = connect  # type: ignore[method-assign, assignment]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign, assignment]
+
+
+def _chain() -> None:
+    """Run the ``sitecustomize`` this file shadows (a distribution's or a virtualenv's), if there is one."""
+    import importlib.machinery
+    import importlib.util
+
+    rest = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sitecustomize"] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # site.py reports a failing sitecustomize the same way, and carries on
+        sys.stderr.write(f"Error in sitecustomize; set PYTHONVERBOSE for traceback:\n{type(e).__name__}: {e}\n")
+
+
+def _main() -> None:
+    value = os.environ.get(_ENV)
+    if value is None:
+        _warn(f"{_ENV} is not set")
+    else:
+        try:
+            mapping = parse(value)
+        except ValueError:
+            _warn(f"{_ENV}={value!r} is malformed (expected e.g. 5555=127.0.0.1:41234)")
+        else:
+            _install(mapping)
+    # Take this directory off sys.path so the program sees the path it would have had without sockscope.
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+    _chain()
+
+
+_main()

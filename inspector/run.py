@@ -1,0 +1,332 @@
+"""``sockscope run [--port 5555 ...] [proxy flags] -- python my_game.py [args]``: watch a Python program's traffic
+without editing it.
+
+Role: start one in-process proxy (``proxy.runner.ProxyThread``) per redirected port, each listening on a free
+loopback port and targeting ``127.0.0.1:PORT`` (the original destination), with the terminal printer
+subscribed; then run the program as a child process whose Python start-up hook (``inspector/_hook/``, put first
+on its ``PYTHONPATH``) sends its connects to those ports through the proxies (see ``docs/run.md``). The child's
+stdin/stdout/stderr are inherited untouched; sockscope's own lines go to stderr so the program's stdout stays
+exactly what it would be without sockscope. Exit status: the child's (128+N if it died of signal N), or 2 for
+a usage error or a program that cannot be hooked.
+Must not import: Qt (PySide6), the window (``inspector.app``, ``inspector.ui``); it is a terminal command.
+Thread: the main thread waits for the child; each proxy's engine runs on its own thread, where the printer is
+called.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from proxy.cli import UsageError, parse_size
+from proxy.conditions import Conditions, conditions_from_cli
+from proxy.framing import DEFAULT_MAX_FRAME, FramingError, FramingSpec, parse_framing
+from proxy.model import Record
+from proxy.printer import Printer
+from proxy.runner import ProxyThread
+from proxy.server import ProxyConfig, ProxyError
+
+HOOK_DIR = Path(__file__).resolve().parent / "_hook"
+REDIRECT_ENV = "SOCKSCOPE_REDIRECT"
+PROXY_HOST = "127.0.0.1"
+TARGET_HOST = "127.0.0.1"
+
+NON_PYTHON_HELP = """\
+sockscope run: {program!r} is not a Python program, so sockscope cannot redirect its connections.
+sockscope run works by adding a start-up hook to the Python interpreter; other programs need the port-change
+route instead. Start the proxy on its own:
+
+    sockscope-proxy --listen 127.0.0.1:{listen} --target 127.0.0.1:{port}
+
+then change {port} to {listen} in your client (only in the client: the server keeps listening on {port}).
+If this command does start Python (a wrapper such as `uv run` or `poetry run`), add --assume-python."""
+
+ISOLATED_HELP = """\
+sockscope run: `{flag}` makes Python skip PYTHONPATH or site start-up, so sockscope's hook cannot load and
+nothing would be redirected. Run the program without {flag}, or use the port-change route
+(sockscope-proxy --listen 127.0.0.1:5556 --target 127.0.0.1:5555, then connect your client to 5556)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sockscope run",
+        usage="sockscope run [--port 5555 ...] [options] -- python my_game.py [args]",
+        description="Run a Python program with its connections to PORT sent through sockscope's proxy, which "
+                    "prints every message. No code changes: the program still connects to PORT.",
+        epilog="example: sockscope run --port 5555 --latency 150 -- python my_game.py")
+    p.add_argument("--port", type=int, action="append", metavar="PORT",
+                   help="a loopback port whose connections go through the proxy (repeatable; default 5555)")
+    p.add_argument("--listen-port", type=int, default=0, metavar="PORT",
+                   help="where the proxy listens (default 0: a free port; only with one --port)")
+    p.add_argument("--framing", default="raw", metavar="F",
+                   help="what one message is: raw, lines, len16/len32[be|le], fixed:N, msgpack, json; "
+                        "per direction as c2s=fixed:12,s2c=lines (default raw)")
+    p.add_argument("--max-frame", default=str(DEFAULT_MAX_FRAME), metavar="SIZE",
+                   help="largest frame before that direction falls back to raw (default 16MiB)")
+    p.add_argument("--connect-timeout", type=float, default=5.0, metavar="S",
+                   help="seconds the proxy waits for the server per connection (default 5)")
+    p.add_argument("--quiet", action="store_true", help="do not print messages (connection events still print)")
+    g = p.add_argument_group("network conditions (see docs/conditions.md)")
+    g.add_argument("--latency", metavar="MS", help="one-way delay: 100 (both ways) or c2s=30,s2c=120")
+    g.add_argument("--jitter", metavar="MS[:DIST]", help="extra random delay that never reorders: 20, 20:normal")
+    g.add_argument("--bandwidth", metavar="RATE", help="link rate: 64KB/s, 500kbit, c2s=64KB/s,s2c=1MB/s")
+    g.add_argument("--spike", action="append", metavar="SPEC", help="lag spikes: every=30s,add=800ms,for=2s")
+    g.add_argument("--preset", metavar="NAME", help='a named network profile, e.g. "Mobile 4G"')
+    g.add_argument("--seed", type=int, metavar="N", help="seed the random parts to reproduce a run")
+    p.add_argument("--assume-python", action="store_true",
+                   help="treat the command as Python even if it does not look like it (e.g. `uv run`)")
+    return p
+
+
+# ------------------------------------------------------------------------------------------ the command
+
+
+def split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``[our flags] -- program args`` -> (our flags, program argv); raises UsageError without ``--``."""
+    args = list(argv)
+    if "--" not in args:
+        raise UsageError("put the program after `--`, e.g. sockscope run --port 5555 -- python my_game.py")
+    i = args.index("--")
+    if i + 1 >= len(args):
+        raise UsageError("no program after `--`, e.g. sockscope run --port 5555 -- python my_game.py")
+    return args[:i], args[i + 1:]
+
+
+def _is_python_name(path: str) -> bool:
+    name = re.split(r"[\\/]", path)[-1].lower()  # either separator: a Windows path is still a Windows path
+    for ext in (".exe", ".bat", ".cmd"):
+        name = name.removesuffix(ext)
+    # python, python3, python3.12, pythonw, python3.12-dbg, pypy3, and the Windows launcher py
+    return name.startswith(("python", "pypy")) or name == "py"
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _shebang(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return ""
+    return first[2:].decode("utf-8", "replace").strip() if first.startswith(b"#!") else ""
+
+
+def resolve_python_command(command: Sequence[str]) -> list[str] | None:
+    """The command to run if it starts a Python interpreter, else None.
+
+    A bare script (``my_game.py``) is run with this interpreter, since Windows cannot start a ``.py`` directly.
+    """
+    program = command[0]
+    found = shutil.which(program) or (program if os.path.isfile(program) else None)
+    if _is_python_name(program) or (found is not None and sys.executable and _same_file(found, sys.executable)):
+        return list(command)
+    if found is not None and "python" in _shebang(found).lower():
+        return list(command)
+    if program.lower().endswith((".py", ".pyw")) and os.path.isfile(program):
+        return [sys.executable, *command]
+    return None
+
+
+def isolating_flag(command: Sequence[str]) -> str | None:
+    """``-S``, ``-E`` or ``-I`` among the interpreter's own options (they stop the hook loading), if any."""
+    i = 1
+    while i < len(command):
+        arg = command[i]
+        if arg in ("-", "--") or not arg.startswith("-") or arg.startswith("--"):
+            return None
+        letters = arg[1:]
+        for j, ch in enumerate(letters):
+            if ch in "SEI":
+                return f"-{ch}"
+            if ch in "cm":  # -c CODE / -m MODULE: what follows is the program's, not the interpreter's
+                return None
+            if ch in "WX":  # -W arg / -X opt: the rest of this word, or the next word, is the argument
+                if j == len(letters) - 1:
+                    i += 1
+                break
+        i += 1
+    return None
+
+
+def redirect_env(redirects: dict[int, tuple[str, int]], base: dict[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: the hook first on PYTHONPATH and the port -> proxy mapping."""
+    env = dict(os.environ if base is None else base)
+    old = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(HOOK_DIR) + (os.pathsep + old if old else "")
+    env[REDIRECT_ENV] = ",".join(f"{port}={host}:{pport}" for port, (host, pport) in sorted(redirects.items()))
+    return env
+
+
+# ------------------------------------------------------------------------------------------ the proxies
+
+
+def _subscriber(printer: Printer, prefix: str, out: TextIO) -> Callable[[Record], None]:
+    """The printer's lines, prefixed with the port when several proxies share one terminal."""
+    if not prefix:
+        return printer
+
+    def write(record: Record) -> None:
+        line = printer.format(record)
+        if line is not None:
+            out.write(prefix + line + "\n")
+            out.flush()
+
+    return write
+
+
+def start_proxies(ports: Sequence[int], listen_port: int, framing: FramingSpec, conditions: Conditions,
+                  connect_timeout: float, seed: int | None, quiet: bool, out: TextIO) -> list[ProxyThread]:
+    """One running proxy per port; on failure the ones already started are stopped and the error re-raised."""
+    proxies: list[ProxyThread] = []
+    try:
+        for port in ports:
+            config = ProxyConfig(PROXY_HOST, listen_port, TARGET_HOST, port, framing, connect_timeout, conditions,
+                                 seed)
+            p = ProxyThread(config)
+            # Subscribed before the engine starts, so this runs on our thread before any record exists.
+            p.server.subscribe(_subscriber(Printer(p.server.clock, out, show_messages=not quiet),
+                                           f"[{port}] " if len(ports) > 1 else "", out))
+            proxies.append(p.start())
+    except BaseException:
+        stop_proxies(proxies)
+        raise
+    return proxies
+
+
+def stop_proxies(proxies: Sequence[ProxyThread]) -> None:
+    for p in proxies:
+        with contextlib.suppress(Exception):
+            p.stop()
+
+
+# ------------------------------------------------------------------------------------------ the child
+
+
+def wait_child(proc: subprocess.Popen[bytes]) -> int:
+    """Wait for the child, letting it handle Ctrl+C itself (the terminal sends it to both of us).
+
+    A second Ctrl+C terminates it, a third kills it; SIGTERM to sockscope is passed on.
+    """
+    def forward_term(signum: int, frame: FrameType | None) -> None:
+        with contextlib.suppress(OSError):
+            proc.terminate()
+
+    previous = None
+    with contextlib.suppress(ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM
+        previous = signal.signal(signal.SIGTERM, forward_term)
+    interrupts = 0
+    try:
+        while True:
+            try:
+                rc = proc.wait()
+                break
+            except KeyboardInterrupt:
+                interrupts += 1
+                with contextlib.suppress(OSError):
+                    if interrupts == 2:
+                        proc.terminate()
+                    elif interrupts >= 3:
+                        proc.kill()
+    finally:
+        if previous is not None:
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signal.SIGTERM, previous)
+    return 128 - rc if rc < 0 else rc  # killed by signal N: report 128+N like a shell
+
+
+def _config(args: argparse.Namespace, ports: list[int]) -> tuple[FramingSpec, Conditions]:
+    for port in ports:
+        if not 0 < port < 65536:
+            raise UsageError(f"--port {port} is out of range (1-65535)")
+    if len(set(ports)) != len(ports):
+        raise UsageError("--port: each port once")
+    if not 0 <= args.listen_port < 65536:
+        raise UsageError(f"--listen-port {args.listen_port} is out of range (0-65535)")
+    if args.listen_port and len(ports) > 1:
+        raise UsageError("--listen-port works with one --port only (with several, each proxy picks a free port)")
+    if args.listen_port in ports:
+        raise UsageError(f"--listen-port {args.listen_port} is the port being redirected; pick another or 0")
+    if args.connect_timeout <= 0:
+        raise UsageError("--connect-timeout must be positive; e.g. --connect-timeout 5")
+    try:
+        framing = parse_framing(args.framing, parse_size(args.max_frame, "--max-frame"))
+    except FramingError as e:
+        raise UsageError(f"--framing: {e}") from None
+    try:
+        conditions = conditions_from_cli(args.latency, args.jitter, args.bandwidth, args.spike, args.preset,
+                                         now_ns=time.monotonic_ns())
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return framing, conditions
+
+
+def main(argv: list[str]) -> int:
+    """``sockscope run`` (``argv`` without the ``run``): returns the exit status."""
+    err = sys.stderr
+    try:
+        ours, command = split_command(argv)
+    except UsageError as e:
+        print(f"sockscope run: error: {e}", file=err)
+        return 2
+    args = build_parser().parse_args(ours)
+    ports: list[int] = args.port or [5555]
+    try:
+        framing, conditions = _config(args, ports)
+    except UsageError as e:
+        print(f"sockscope run: error: {e}", file=err)
+        return 2
+    resolved = list(command) if args.assume_python else resolve_python_command(command)
+    if resolved is None:
+        if shutil.which(command[0]) is None and not os.path.exists(command[0]):
+            print(f"sockscope run: error: cannot find the program {command[0]!r}", file=err)
+        else:
+            print(NON_PYTHON_HELP.format(program=command[0], port=ports[0], listen=ports[0] + 1), file=err)
+        return 2
+    flag = isolating_flag(resolved)
+    if flag is not None:
+        print(ISOLATED_HELP.format(flag=flag), file=err)
+        return 2
+
+    try:
+        proxies = start_proxies(ports, args.listen_port, framing, conditions, args.connect_timeout, args.seed,
+                                args.quiet, err)
+    except ProxyError as e:
+        print(f"sockscope run: error: {e}", file=err)
+        return 2
+    try:
+        redirects = {port: (PROXY_HOST, p.port) for port, p in zip(ports, proxies, strict=True)}
+        for port, (host, pport) in redirects.items():
+            print(f"sockscope: connections to localhost:{port} go through {host}:{pport} → {TARGET_HOST}:{port} "
+                  f"(framing {framing})", file=err, flush=True)
+        if not conditions.is_passthrough:
+            print(f"sockscope: conditions {conditions.describe()}", file=err, flush=True)
+        try:
+            proc = subprocess.Popen(resolved, env=redirect_env(redirects))
+        except OSError as e:
+            print(f"sockscope run: error: cannot start {resolved[0]!r}: {e.strerror or e}", file=err)
+            return 2
+        rc = wait_child(proc)
+    finally:
+        # The child has exited, so its sockets are closed: stopping flushes what the proxies still hold.
+        stop_proxies(proxies)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
