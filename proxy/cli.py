@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo-pings", type=int, default=None, metavar="N",
                    help="with --demo: the client pings N times, then the demo ends (default: until Ctrl+C)")
     p.add_argument("--demo-interval", type=float, default=1.0, metavar="S", help=argparse.SUPPRESS)
+    from proxy import control  # lazy: control imports this module for address parsing
+
+    control.add_arguments(p)
     return p
 
 
@@ -141,6 +144,13 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     server = ProxyServer(config, loop)
     server.subscribe(Printer(server.clock, show_messages=not args.quiet))
     host, port = await server.start()
+    from proxy import control
+
+    try:
+        extras = await control.start_from_args(server, args, stop.set)
+    except ProxyError:
+        await server.shutdown()
+        raise
     print(f"sockscope: listening on {host}:{port} → {config.target_host}:{config.target_port} "
           f"(framing {config.framing})", flush=True)
     if not config.conditions.is_passthrough:
@@ -162,6 +172,7 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     if client is not None:
         client.stop()
     await server.shutdown()
+    await control.stop(extras)
     if demo_server is not None:
         demo_server.stop()
     return 0 if client is None or client.error is None else 1
@@ -217,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         with contextlib.suppress(Exception):
             loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
+        with contextlib.suppress(Exception):
+            loop.close()
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from proxy.model import (
     Record,
     Side,
 )
-from proxy.relay import Relay, Shared
+from proxy.relay import Phase, Relay, Shared
 from proxy.rules import Rule
 from proxy.tasks import spawn
 
@@ -131,7 +131,7 @@ class _SideProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         h = self.handler
         h.run(h.relay.handle(ev.DataReceived(_now(), self.side, data)))
-        if h.relay.lanes[self.side].queued_bytes > QUEUE_CAP:
+        if h.relay.lanes[self.side].queued_bytes:  # zero on the fast path: no cost there
             h.update_reading(self.side)
 
     def eof_received(self) -> bool:
@@ -165,6 +165,7 @@ class ConnectionHandler:
         self._timer_at = 0
         self._closing = False
         self._close_reset = False
+        self._connect_task: asyncio.Task[None] | None = None
         self.reply_seen: asyncio.Event | None = None  # set by s2c messages while a replay waits for replies
         self.upstream_settled = asyncio.Event()  # the upstream connect succeeded or failed
         self.done = self.loop.create_future()
@@ -188,6 +189,13 @@ class ConnectionHandler:
                 _abort_with_reset(transport)
             else:
                 transport.close()
+        elif side is Side.SERVER:
+            # Opened here, not after create_connection() returns: the server may send before that, and its
+            # bytes must find the relay already relaying.
+            cfg = self.server.config
+            peer = transport.get_extra_info("peername") or (cfg.target_host, cfg.target_port)
+            self.run(self.relay.handle(ev.UpstreamOpened(_now(), (str(peer[0]), int(peer[1])))))
+            self.update_reading(Side.CLIENT)
 
     def eof(self, side: Side) -> None:
         self.run(self.relay.handle(ev.EofReceived(_now(), side)))
@@ -215,11 +223,15 @@ class ConnectionHandler:
         if t is None:
             return
         lane = self.relay.lanes[Direction.from_side(source)]
-        stalled = self.dest_paused[source.other] or lane.queued_bytes > QUEUE_CAP
-        if stalled and not self.reading_paused[source]:
+        stalled = (self.dest_paused[source.other] or lane.queued_bytes > QUEUE_CAP
+                   or self.relay.phase is Phase.CONNECTING)
+        # Ask the transport, not a cached flag: uvloop starts reading after connection_made returns, undoing a
+        # pause made inside it.
+        reading = t.is_reading()
+        if stalled and reading:
             self.reading_paused[source] = True
             t.pause_reading()
-        elif not stalled and self.reading_paused[source] and lane.queued_bytes <= QUEUE_CAP // 2:
+        elif not stalled and not reading and lane.queued_bytes <= QUEUE_CAP // 2:
             self.reading_paused[source] = False
             t.resume_reading()
 
@@ -245,6 +257,8 @@ class ConnectionHandler:
     def _close(self, c: cmd.CloseConnection) -> None:
         self._closing = True
         self._close_reset = c.reset
+        if self._connect_task is not None and not self._connect_task.done():
+            self._connect_task.cancel()  # nothing left to connect for; shutdown must not leave it pending
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -282,16 +296,14 @@ class ConnectionHandler:
         self._timer = None
         self.run(self.relay.handle(ev.WakeupFired(now)))
         for side in (Side.CLIENT, Side.SERVER):
-            if self.reading_paused[side]:
-                self.update_reading(side)
+            self.update_reading(side)
 
     def _open_upstream(self, c: cmd.OpenUpstream) -> None:
-        # Reading the client waits until the upstream is open, so a slow connect cannot buffer without bound.
-        client = self.transports[Side.CLIENT]
-        if client is not None:
-            client.pause_reading()
-            self.reading_paused[Side.CLIENT] = True
-        spawn(self._connect(), name=f"upstream-{self.relay.conn_id}")
+        # The client is not read while the upstream connects, so a slow connect cannot buffer without bound. The
+        # second look, on the next loop pass, catches uvloop, which starts reading after connection_made returns.
+        self.update_reading(Side.CLIENT)
+        self.loop.call_soon(self.update_reading, Side.CLIENT)
+        self._connect_task = spawn(self._connect(), name=f"upstream-{self.relay.conn_id}")
 
     async def _connect(self) -> None:
         try:
@@ -314,11 +326,7 @@ class ConnectionHandler:
             refused = isinstance(e, ConnectionRefusedError) or e.errno == errno.ECONNREFUSED
             self.run(self.relay.handle(ev.UpstreamFailed(_now(), False, refused, e.strerror or str(e))))
             return
-        if self.relay.closed:
-            return  # transport_made already closed it the way the connection ended
-        peer = transport.get_extra_info("peername") or (cfg.target_host, cfg.target_port)
-        self.run(self.relay.handle(ev.UpstreamOpened(_now(), (str(peer[0]), int(peer[1])))))
-        self.update_reading(Side.CLIENT)
+        del transport  # transport_made has already started relaying (or closed it, if the relay ended)
 
     def _maybe_done(self) -> None:
         if self.relay.closed and self.open_sides <= 0 and not self.done.done():
@@ -402,8 +410,8 @@ class ProxyServer:
             _, w = await asyncio.wait_for(asyncio.open_connection(cfg.target_host, cfg.target_port),
                                           min(cfg.connect_timeout, 2.0))
         except (OSError, TimeoutError) as e:
-            return (f"the server {cfg.target_host}:{cfg.target_port} is not reachable yet "
-                    f"({getattr(e, 'strerror', None) or e or 'timeout'}); "
+            why = getattr(e, "strerror", None) or str(e) or f"no answer within {min(cfg.connect_timeout, 2.0):g} s"
+            return (f"the server {cfg.target_host}:{cfg.target_port} is not reachable yet ({why}); "
                     "sockscope keeps listening and tries again for each client")
         w.close()
         with contextlib.suppress(OSError):
@@ -434,6 +442,9 @@ class ProxyServer:
             h.run(h.relay.handle(ev.ShutdownRequested(now)))
         if handlers:
             await asyncio.wait([h.done for h in handlers], timeout=grace)
+            tasks = [h._connect_task for h in handlers if h._connect_task is not None]
+            if tasks:
+                await asyncio.wait(tasks, timeout=1.0)
             for h in handlers:
                 if not h.done.done():
                     for t in h.transports:
@@ -450,8 +461,7 @@ class ProxyServer:
     def _send_event(self, h: ConnectionHandler, event: ev.Event) -> None:
         h.run(h.relay.handle(event))
         for side in (Side.CLIENT, Side.SERVER):
-            if h.reading_paused[side]:
-                h.update_reading(side)
+            h.update_reading(side)
 
     def _targets(self, conn_id: int | None) -> list[ConnectionHandler]:
         return list(self.handlers.values()) if conn_id is None else [self._handler(conn_id)]

@@ -1,0 +1,124 @@
+"""``sockscope``: the window's command line and composition root.
+
+Role: parse flags, create the ``QApplication``, build the :class:`~inspector.ui.main_window.MainWindow` with a link
+(its own proxy, the demo, or ``--attach`` to a running proxy) and run the event loop. The proxy child (or the
+in-process engine) is stopped when the window closes.
+
+Start-up time matters (the window must show in well under a second), so heavy modules (the window, decoders,
+filters, the engine) are imported only after the arguments are parsed, and the proxy starts after the window
+is shown.
+
+Must not import at module level: PySide6, ``inspector.ui``, ``proxy.server`` (start-up time).
+Thread: main thread (Qt's GUI thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+T0 = time.perf_counter()
+
+EPILOG = """examples:
+  sockscope demo                                        watch the tutorial's client and server
+  sockscope --listen 127.0.0.1:5556 --target 127.0.0.1:5555
+                                                        then point your client at port 5556
+  sockscope --target 127.0.0.1:5555 --latency 100 --jitter 20
+  sockscope --attach 10.0.0.5:7777 --token T            a proxy started with python -m proxy --control
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sockscope", description="See, slow down and change your game's TCP traffic.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", nargs="?", choices=["demo"], help="demo: the tutorial's server and client")
+    p.add_argument("--listen", metavar="HOST:PORT", help="where your client connects (default 127.0.0.1:5556)")
+    p.add_argument("--target", metavar="HOST:PORT", help="your server; without it the start page asks")
+    p.add_argument("--framing", default="raw", metavar="F", help="raw, lines, len16, len32, msgpack, json, fixed:N")
+    p.add_argument("--attach", metavar="HOST:PORT", help="attach to a running proxy's control endpoint")
+    p.add_argument("--token", help="the control token printed by that proxy")
+    g = p.add_argument_group("network conditions (changeable live in the window)")
+    g.add_argument("--latency", metavar="MS", help="one-way latency, e.g. 100 or c2s=30,s2c=120")
+    g.add_argument("--jitter", metavar="MS", help="e.g. 20 or 20:normal")
+    g.add_argument("--bandwidth", metavar="RATE", help="e.g. 64KB/s, 500kbit, unlimited")
+    g.add_argument("--spike", action="append", metavar="SPEC", help="e.g. every=30s,add=800ms,for=2s")
+    g.add_argument("--preset", metavar="NAME", help="a named preset (sockscope-proxy --list-presets)")
+    p.add_argument("--demo-interval", type=float, default=0.5, help=argparse.SUPPRESS)
+    p.add_argument("--in-process", action="store_true",
+                   help="run the proxy engine inside the window's process (no child process)")
+    p.add_argument("--time-startup", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from inspector.bridge import LinkOptions
+    from proxy.cli import UsageError, parse_hostport
+
+    options: LinkOptions | None = None
+    attach: tuple[str, int, str] | None = None
+    try:
+        conditions = None
+        if any((args.latency, args.jitter, args.bandwidth, args.spike, args.preset)):
+            from proxy.conditions import ConditionsError, conditions_from_cli
+
+            try:
+                conditions = conditions_from_cli(args.latency, args.jitter, args.bandwidth, args.spike,
+                                                 args.preset, now_ns=time.monotonic_ns()).to_dict()
+            except ConditionsError as e:
+                raise UsageError(str(e)) from None
+        if args.attach:
+            if not args.token:
+                raise UsageError("--attach needs --token (printed by the proxy: 'control on ... token T')")
+            host, port = parse_hostport(args.attach, "--attach")
+            attach = (host, port, args.token)
+        elif args.command == "demo":
+            options = LinkOptions(demo=True, demo_interval=args.demo_interval, framing=args.framing,
+                                  conditions=conditions)
+        elif args.target:
+            options = LinkOptions(listen=parse_hostport(args.listen or "127.0.0.1:5556", "--listen"),
+                                  target=parse_hostport(args.target, "--target"), framing=args.framing,
+                                  conditions=conditions)
+            from proxy.framing import FramingError, parse_framing
+
+            try:
+                parse_framing(args.framing)
+            except FramingError as e:
+                raise UsageError(f"--framing: {e}") from None
+    except UsageError as e:
+        print(f"sockscope: error: {e}", file=sys.stderr)
+        return 2
+    if args.in_process:
+        os.environ["SOCKSCOPE_IN_PROCESS"] = "1"
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("sockscope")
+    app.setOrganizationName("sockscope")
+    from inspector.ui.main_window import MainWindow
+
+    window = MainWindow(None)
+    window.show()
+    if args.time_startup:
+        app.processEvents()
+        print(f"sockscope: window shown after {(time.perf_counter() - T0) * 1000:.0f} ms", flush=True)
+    # Start the proxy once the window is on screen: the user sees the window at once.
+    if attach is not None:
+        QTimer.singleShot(0, lambda: window.attach(*attach))
+    elif options is not None:
+        QTimer.singleShot(0, lambda: window.start_link(options))
+    else:
+        window.central.setCurrentWidget(window.start_page)
+    code = app.exec()
+    window.stop_link()
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""``python -m inspector.screenshots OUTDIR``: drive the real window with live demo traffic and save PNGs.
+
+Role: documentation pictures that cannot go stale: the demo's traffic decoded, a held message being edited,
+and the conditions panel shaping traffic. Runs offscreen (``QT_QPA_PLATFORM=offscreen``) or under ``xvfb-run``.
+Each picture is ``QWidget.grab()`` of the window (the edit dialog is painted onto the window's picture).
+Must not import: nothing special; it is a script over the public window API.
+Thread: GUI thread.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print("usage: python -m inspector.screenshots OUTDIR", file=sys.stderr)
+        return 2
+    out = Path(args[0])
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+    from PySide6.QtCore import QPoint, QSettings
+    from PySide6.QtGui import QPainter
+    from PySide6.QtWidgets import QApplication
+
+    from inspector.bridge import InProcessLink, LinkOptions
+    from inspector.ui.main_window import MainWindow
+    from proxy.model import Direction
+
+    app = QApplication.instance() or QApplication([])
+    settings = QSettings(str(Path(tempfile.mkdtemp()) / "shots.ini"), QSettings.Format.IniFormat)
+
+    def wait_until(pred: Callable[[], bool], timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the window did not reach the state in time")
+            app.processEvents()
+            time.sleep(0.01)
+
+    def settle(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            app.processEvents()
+            time.sleep(0.01)
+
+    w = MainWindow(LinkOptions(demo=True, demo_interval=0.25), settings=settings, link_factory=InProcessLink)
+    w.resize(1500, 900)
+    w.show()
+    wait_until(lambda: w.link is not None and w.model.rowCount() >= 24)
+    w.log_dock.hide()
+
+    # 1. demo traffic, a pong selected
+    pos = next(i for i in range(w.model.rowCount()) if w.store.direction(w.store.visible[i]) is Direction.S2C
+               and i > 3)
+    w.select_visible(pos)
+    w.follow_action.setChecked(False)
+    w.table.scrollTo(w.model.index(pos, 0))
+    settle(0.3)
+    w.grab().save(str(out / "window-demo.png"))
+
+    # 2. a held message being edited
+    w.follow_action.setChecked(True)
+    w.hold_next(Direction.C2S)
+    wait_until(lambda: w.store.held_count == 1)
+    settle(0.6)
+    mid = w.intercept.selected_id()
+    assert mid is not None
+    row = w.store.row_of(mid)
+    held_pos = w.store.visible_position(row) if row is not None else None
+    if held_pos is not None:
+        w.select_visible(held_pos)
+    dlg = w.edit_and_forward(mid)
+    assert dlg is not None
+    dlg.edit.setPlainText("ping 999 (edited)")
+    dlg.resize(520, 230)
+    settle(0.3)
+    shot = w.grab()
+    dpic = dlg.grab()
+    # The dialog is its own top-level window: paint it, with a title bar, where a window manager would put it.
+    title_h = 26
+    x, y = (shot.width() - dpic.width()) // 2, (shot.height() - dpic.height()) // 3
+    painter = QPainter(shot)
+    pal = dlg.palette()
+    painter.fillRect(x - 1, y - title_h - 1, dpic.width() + 2, dpic.height() + title_h + 2, pal.dark())
+    painter.fillRect(x, y - title_h, dpic.width(), title_h, pal.mid())
+    painter.setPen(pal.windowText().color())
+    painter.drawText(x + 10, y - 8, dlg.windowTitle())
+    painter.drawPixmap(QPoint(x, y), dpic)
+    painter.end()
+    shot.save(str(out / "window-held.png"))
+    dlg.reject()
+    w.forward_all()
+    wait_until(lambda: w.store.held_count == 0)
+
+    # 3. the conditions panel shaping traffic
+    w.conditions.cols[Direction.C2S].latency.spin.setValue(60)
+    w.conditions.cols[Direction.S2C].latency.spin.setValue(90)
+    w.conditions.cols[Direction.S2C].jitter.spin.setValue(20)
+    w.conditions.apply()
+    first = len(w.store)
+    wait_until(lambda: len(w.store) >= first + 10)
+    settle(1.2)
+    delayed = [i for i in range(w.model.rowCount()) if w.store.visible[i] >= first]
+    if delayed:
+        w.select_visible(delayed[-2] if len(delayed) > 1 else delayed[-1])
+    w.cond_dock.raise_()
+    settle(0.3)
+    w.grab().save(str(out / "window-conditions.png"))
+
+    w.close()
+    print(f"saved window-demo.png, window-held.png, window-conditions.png in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

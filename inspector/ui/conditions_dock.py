@@ -1,0 +1,342 @@
+"""The conditions panel: what shapes traffic, per direction, live: latency, jitter, bandwidth, loss, spikes, freeze.
+
+Role: edits a ``proxy.conditions.Conditions`` (c2s and s2c columns) and sends it to the engine with
+``set_conditions`` a moment after the last change (sliders do not flood the engine). Presets show their source
+and date. One-shot actions (spike now, drop next, freeze/thaw) and connection actions (close, reset) are buttons.
+The read-out says what the user will feel ("added round trip ≈ N ms") and that on TCP loss shows up as delay.
+Must not import: ``inspector.bridge`` (the window passes a ``send`` callable).
+Thread: GUI thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from inspector.ui import palette
+from proxy.conditions import Conditions, DirectionConditions, Jitter, format_bandwidth
+from proxy.model import Direction
+from proxy.presets import PRESETS
+
+LATENCY_MAX = 2000
+JITTER_MAX = 500
+SPIKE_MS = 800
+SPIKE_S = 2.0
+BANDWIDTHS: tuple[tuple[str, float | None], ...] = (
+    ("unlimited", None), ("1 MB/s", 1_000_000), ("256 KB/s", 256_000), ("64 KB/s", 64_000),
+    ("16 KB/s", 16_000), ("4 KB/s", 4_000), ("1 KB/s", 1_000),
+)
+
+
+class _SliderSpin(QWidget):
+    """A slider and a spin box bound together (the spin box goes further than the slider)."""
+
+    changed = Signal()
+
+    def __init__(self, maximum: int, suffix: str, tooltip: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, maximum)
+        self.slider.setToolTip(tooltip)
+        self.spin = QSpinBox()
+        self.spin.setRange(0, 60_000)
+        self.spin.setSuffix(suffix)
+        self.spin.setToolTip(tooltip)
+        self.spin.setKeyboardTracking(False)
+        self.slider.valueChanged.connect(self._from_slider)
+        self.spin.valueChanged.connect(self._from_spin)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.slider, 1)
+        lay.addWidget(self.spin)
+
+    def _from_slider(self, v: int) -> None:
+        if self.spin.value() != v and not (v == self.slider.maximum() and self.spin.value() > v):
+            self.spin.setValue(v)
+
+    def _from_spin(self, v: int) -> None:
+        self.slider.blockSignals(True)
+        self.slider.setValue(min(v, self.slider.maximum()))
+        self.slider.blockSignals(False)
+        self.changed.emit()
+
+    def value(self) -> int:
+        return self.spin.value()
+
+    def set_value(self, v: float) -> None:
+        self.spin.blockSignals(True)
+        self.slider.blockSignals(True)
+        self.spin.setValue(round(v))
+        self.slider.setValue(min(round(v), self.slider.maximum()))
+        self.spin.blockSignals(False)
+        self.slider.blockSignals(False)
+
+
+class _DirectionColumn:
+    """The editors of one direction."""
+
+    def __init__(self, direction: Direction, on_change: Callable[[], None]) -> None:
+        self.direction = direction
+        self.latency = _SliderSpin(LATENCY_MAX, " ms", f"one-way latency added to every {direction.label} message")
+        self.jitter = _SliderSpin(JITTER_MAX, " ms", "random extra delay (mean); never reorders TCP")
+        self.distribution = QComboBox()
+        self.distribution.addItems(["uniform", "normal", "exponential"])
+        self.distribution.setToolTip("shape of the jitter: uniform 0..2J, normal around J, exponential long tail")
+        self.bandwidth = QComboBox()
+        for label, _ in BANDWIDTHS:
+            self.bandwidth.addItem(label)
+        self.bandwidth.setToolTip("link rate in bytes per second (serialisation delay per message)")
+        self.loss = QDoubleSpinBox()
+        self.loss.setRange(0, 99)
+        self.loss.setDecimals(1)
+        self.loss.setSuffix(" %")
+        self.loss.setKeyboardTracking(False)
+        self.loss.setToolTip("packet loss as a network has it; on TCP each lost packet is retransmitted, "
+                             "so it shows up as delay (and holds back what follows)")
+        self.freeze = QPushButton("Freeze")
+        self.freeze.setCheckable(True)
+        self.freeze.setToolTip(f"hold every {direction.label} message until thawed")
+        self.spike = QPushButton("Spike now")
+        self.spike.setToolTip(f"add {SPIKE_MS} ms to {direction.label} messages for the next {SPIKE_S:g} s")
+        self.drop_next = QPushButton("Drop next")
+        self.drop_next.setToolTip(f"drop the next {direction.label} message (an application-level fault)")
+        self.extra: DirectionConditions = DirectionConditions()
+        """Fields the panel has no editor for (spikes, duplicate, rto), kept from presets."""
+        for w in (self.latency, self.jitter):
+            w.changed.connect(on_change)
+        self.distribution.currentIndexChanged.connect(lambda _i: on_change())
+        self.bandwidth.currentIndexChanged.connect(lambda _i: on_change())
+        self.loss.valueChanged.connect(lambda _v: on_change())
+        self.freeze.toggled.connect(lambda _b: on_change())
+
+    def value(self) -> DirectionConditions:
+        bw = BANDWIDTHS[self.bandwidth.currentIndex()][1] if self.bandwidth.currentIndex() < len(BANDWIDTHS) \
+            else self.bandwidth.currentData()
+        return replace(self.extra, latency_ms=float(self.latency.value()),
+                       jitter=Jitter(float(self.jitter.value()), self.distribution.currentText()),  # type: ignore[arg-type]
+                       bandwidth_bps=bw, loss_pct=float(self.loss.value()), frozen=self.freeze.isChecked(),
+                       drop_next=0)
+
+    def set_value(self, c: DirectionConditions) -> None:
+        widgets: list[Any] = [self.distribution, self.bandwidth, self.loss, self.freeze]
+        for w in widgets:
+            w.blockSignals(True)
+        self.latency.set_value(c.latency_ms)
+        self.jitter.set_value(c.jitter.ms)
+        self.distribution.setCurrentText(c.jitter.distribution)
+        i = next((k for k, (_, v) in enumerate(BANDWIDTHS) if v == c.bandwidth_bps), None)
+        if i is None:
+            label = format_bandwidth(c.bandwidth_bps)
+            i = self.bandwidth.findText(label)
+            if i < 0:
+                self.bandwidth.addItem(label, c.bandwidth_bps)
+                i = self.bandwidth.count() - 1
+        self.bandwidth.setCurrentIndex(i)
+        self.loss.setValue(c.loss_pct)
+        self.freeze.setChecked(c.frozen)
+        self.freeze.setText("Thaw" if c.frozen else "Freeze")
+        self.extra = replace(c, drop_next=0)
+        for w in widgets:
+            w.blockSignals(False)
+
+
+class ConditionsPanel(QWidget):
+    """Emits nothing itself: calls ``send(command, **args)`` (the window routes it to the link)."""
+
+    def __init__(self, send: Callable[..., Any], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.send = send
+        self.conditions = Conditions()
+        self.cols = {d: _DirectionColumn(d, self._changed) for d in Direction}
+        self._apply_timer = QTimer(self)
+        self._apply_timer.setSingleShot(True)
+        self._apply_timer.setInterval(150)
+        self._apply_timer.timeout.connect(self.apply)
+        colours = palette.current()
+
+        self.preset = QComboBox()
+        self.preset.addItem("(custom)")
+        self.preset.addItem("none: pass through")
+        for name in PRESETS:
+            self.preset.addItem(name)
+        self.preset.setToolTip("network presets, each with its source and date")
+        self.preset.activated.connect(self._preset_chosen)
+        self.preset_source = QLabel()
+        self.preset_source.setWordWrap(True)
+        self.preset_source.setStyleSheet(f"color: {colours.muted.name()}; font-size: small")
+
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(8)
+        grid.setVerticalSpacing(4)
+        head_c2s = QLabel(f"<b style='color:{colours.c2s.name()}'>c2s ↑</b> client→server")
+        head_s2c = QLabel(f"<b style='color:{colours.s2c.name()}'>s2c ↓</b> server→client")
+        grid.addWidget(head_c2s, 0, 1)
+        grid.addWidget(head_s2c, 0, 2)
+        rows: list[tuple[str, str]] = [("latency", "latency"), ("jitter", "jitter"), ("", "distribution"),
+                                       ("bandwidth", "bandwidth"), ("loss", "loss")]
+        for r, (label, attr) in enumerate(rows, start=1):
+            grid.addWidget(QLabel(label), r, 0)
+            for c, d in enumerate(Direction, start=1):
+                grid.addWidget(getattr(self.cols[d], attr), r, c)
+        r = len(rows) + 1
+        for c, d in enumerate(Direction, start=1):
+            buttons = QHBoxLayout()
+            for b in (self.cols[d].spike, self.cols[d].freeze, self.cols[d].drop_next):
+                buttons.addWidget(b)
+            grid.addLayout(buttons, r, c)
+            self.cols[d].spike.clicked.connect(lambda _=False, dd=d: self.spike_now(dd))
+            self.cols[d].drop_next.clicked.connect(lambda _=False, dd=d: self.drop_next(dd))
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(2, 1)
+
+        self.readout = QLabel()
+        self.readout.setStyleSheet("font-size: 15px; font-weight: bold")
+        self.note = QLabel("On TCP nothing is lost: a lost packet is sent again, so loss shows up as "
+                           "<i>delay</i> (and holds back what follows).")
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet(f"color: {colours.muted.name()}")
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+
+        self.close_button = QPushButton("Close (FIN)")
+        self.close_button.setToolTip("close the selected connection cleanly (both sides see FIN)")
+        self.reset_button = QPushButton("Reset (RST)")
+        self.reset_button.setToolTip("reset the selected connection (both sides see a connection reset)")
+        self.clear_button = QPushButton("Pass through")
+        self.clear_button.setToolTip("remove every condition")
+        self.clear_button.clicked.connect(self.clear)
+        conn_row = QHBoxLayout()
+        conn_row.addWidget(self.clear_button)
+        conn_row.addStretch(1)
+        conn_row.addWidget(QLabel("selected connection:"))
+        conn_row.addWidget(self.close_button)
+        conn_row.addWidget(self.reset_button)
+
+        preset_row = QHBoxLayout()
+        preset_row.addWidget(QLabel("Preset"))
+        preset_row.addWidget(self.preset, 1)
+        line = QFrame()
+        line.setFrameShape(QFrame.Shape.HLine)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.addLayout(preset_row)
+        lay.addWidget(self.preset_source)
+        lay.addLayout(grid)
+        lay.addWidget(line)
+        lay.addWidget(self.readout)
+        lay.addWidget(self.note)
+        lay.addLayout(conn_row)
+        lay.addWidget(self.status)
+        lay.addStretch(1)
+        self._update_readout()
+
+    # ---------------------------------------------------------------------------------------------------
+
+    def value(self) -> Conditions:
+        return Conditions(c2s=self.cols[Direction.C2S].value(), s2c=self.cols[Direction.S2C].value())
+
+    def set_conditions(self, c: Conditions, *, send: bool = False) -> None:
+        for d in Direction:
+            self.cols[d].set_value(c.for_direction(d))
+        self.conditions = c
+        self._update_readout()
+        if send:
+            self.apply()
+
+    def _changed(self) -> None:
+        self.preset.setCurrentIndex(0)
+        self.preset_source.setText("")
+        for d in Direction:
+            self.cols[d].freeze.setText("Thaw" if self.cols[d].freeze.isChecked() else "Freeze")
+        self._update_readout()
+        self._apply_timer.start()
+
+    def _preset_chosen(self, index: int) -> None:
+        if index == 0:
+            return
+        if index == 1:
+            self.preset_source.setText("")
+            self.set_conditions(Conditions(), send=True)
+            return
+        p = PRESETS[self.preset.itemText(index)]
+        self.set_conditions(p.conditions, send=True)
+        self.preset.setCurrentIndex(index)
+        self.preset_source.setText(f"{p.description}. Source: {p.family}, {p.source_date}; values "
+                                   f"{p.source_values}." + (f" {p.notes}" if p.notes else ""))
+        self.preset_source.setToolTip(p.source)
+
+    def select_preset(self, name: str) -> None:
+        i = self.preset.findText(name)
+        if i >= 0:
+            self.preset.setCurrentIndex(i)
+            self._preset_chosen(i)
+
+    def clear(self) -> None:
+        self.preset.setCurrentIndex(1)
+        self._preset_chosen(1)
+
+    def apply(self) -> None:
+        self._apply_timer.stop()
+        self.conditions = self.value()
+        self._update_readout()
+        self.send("set_conditions", conditions=self.conditions.to_dict())
+
+    def spike_now(self, d: Direction) -> None:
+        self.send("spike_now", direction=d, add_ms=float(SPIKE_MS), for_s=SPIKE_S, conn_id=None)
+
+    def drop_next(self, d: Direction) -> None:
+        c = self.value()
+        dc = c.for_direction(d)
+        self.send("set_conditions", conditions=c.replace_direction(d, replace(dc, drop_next=dc.drop_next + 1))
+                  .to_dict())
+
+    def added_rtt_ms(self) -> float:
+        c = self.value()
+        return sum(dc.latency_ms + dc.jitter.mean_ms for dc in (c.c2s, c.s2c))
+
+    def _update_readout(self) -> None:
+        c = self.value()
+        rtt = self.added_rtt_ms()
+        extra = []
+        for d in Direction:
+            dc = c.for_direction(d)
+            if dc.frozen:
+                extra.append(f"{d.label} FROZEN")
+            if dc.bandwidth_bps is not None:
+                extra.append(f"{d.label} {format_bandwidth(dc.bandwidth_bps)}")
+            if dc.loss_pct:
+                extra.append(f"{d.label} loss {dc.loss_pct:g} % → delay")
+        self.readout.setText(f"added round trip ≈ {rtt:.0f} ms" + (" · " + " · ".join(extra) if extra else ""))
+        colours = palette.current()
+        frozen = any(c.for_direction(d).frozen for d in Direction)
+        self.readout.setStyleSheet("font-size: 15px; font-weight: bold"
+                                   + (f"; color: {colours.held.name()}" if frozen else ""))
+
+    def summary(self) -> str:
+        """One line for the status bar: everything that shapes traffic now."""
+        c = self.conditions
+        if c.is_passthrough:
+            return "no conditions"
+        return f"+{self.added_rtt_ms():.0f} ms RTT" + (" · FROZEN" if any(
+            c.for_direction(d).frozen for d in Direction) else "")
+
+    def set_supported(self, supported: bool) -> None:
+        self.status.setText("" if supported else
+                            "This proxy cannot change conditions yet (the engine has no set_conditions).")

@@ -1,0 +1,113 @@
+"""The intercept panel: hold the next message per direction, the held queue, and what to do with each held one.
+
+Role: a held message blocks its direction (TCP order) until the user forwards it (as is or edited) or drops
+it. The queue is a :class:`~inspector.ui.side_models.HeldModel`; the badge "N held" is mirrored in the dock's
+title and the status bar so nobody wonders why the game froze.
+Must not import: ``inspector.bridge`` (commands go through the window's ``send``).
+Thread: GUI thread.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from inspector.ui import palette
+from inspector.ui.side_models import MSG_ID_ROLE, HeldModel
+from proxy.model import Direction
+
+
+class InterceptPanel(QWidget):
+    hold_next = Signal(object)  # Direction
+    forward = Signal(int)  # msg id
+    edit_forward = Signal(int)
+    drop = Signal(int)
+    forward_all = Signal()
+
+    def __init__(self, model: HeldModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = model
+        colours = palette.current()
+        self.hold_c2s = QPushButton("Hold next c2s ↑")
+        self.hold_c2s.setToolTip("hold the next client→server message until you forward it (Ctrl+H)")
+        self.hold_s2c = QPushButton("Hold next s2c ↓")
+        self.hold_s2c.setToolTip("hold the next server→client message until you forward it (Ctrl+Shift+H)")
+        self.hold_c2s.clicked.connect(lambda: self.hold_next.emit(Direction.C2S))
+        self.hold_s2c.clicked.connect(lambda: self.hold_next.emit(Direction.S2C))
+        self.badge = QLabel()
+        self.badge.setStyleSheet(f"color: {colours.held.name()}; font-weight: bold")
+        self.table = QTableView()
+        self.table.setModel(model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setMinimumHeight(90)
+        self.forward_button = QPushButton("Forward")
+        self.forward_button.setToolTip("send the selected held message on, unchanged (Ctrl+Return)")
+        self.edit_button = QPushButton("Edit && forward…")
+        self.edit_button.setToolTip("edit the selected held message, then send it (Ctrl+E)")
+        self.drop_button = QPushButton("Drop")
+        self.drop_button.setToolTip("never send the selected held message (Ctrl+Delete)")
+        self.all_button = QPushButton("Forward all")
+        self.all_button.setToolTip("release every held message in order (Ctrl+Shift+Return)")
+        self.forward_button.clicked.connect(lambda: self._with_selected(self.forward.emit))
+        self.edit_button.clicked.connect(lambda: self._with_selected(self.edit_forward.emit))
+        self.drop_button.clicked.connect(lambda: self._with_selected(self.drop.emit))
+        self.all_button.clicked.connect(self.forward_all.emit)
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+
+        top = QHBoxLayout()
+        top.addWidget(self.hold_c2s)
+        top.addWidget(self.hold_s2c)
+        top.addStretch(1)
+        top.addWidget(self.badge)
+        buttons = QHBoxLayout()
+        for b in (self.forward_button, self.edit_button, self.drop_button, self.all_button):
+            buttons.addWidget(b)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.addLayout(top)
+        lay.addWidget(self.table, 1)
+        lay.addLayout(buttons)
+        lay.addWidget(self.note)
+        model.modelReset.connect(self.refresh)
+        self.refresh()
+
+    def selected_id(self) -> int | None:
+        sel = self.table.selectionModel().selectedRows()
+        idx = sel[0] if sel else (self.model.index(0, 0) if self.model.rowCount() else None)
+        if idx is None or not idx.isValid():
+            return None
+        v = self.model.data(idx, MSG_ID_ROLE)
+        return int(v) if v is not None else None
+
+    def _with_selected(self, emit: object) -> None:
+        mid = self.selected_id()
+        if mid is not None:
+            emit(mid)  # type: ignore[operator]
+
+    def refresh(self) -> None:
+        n = self.model.rowCount()
+        self.badge.setText(f"{n} held" if n else "nothing held")
+        for b in (self.forward_button, self.edit_button, self.drop_button, self.all_button):
+            b.setEnabled(n > 0)
+        if n and not self.table.selectionModel().selectedRows():
+            self.table.selectRow(0)
+
+    def set_supported(self, hold: bool, release: bool) -> None:
+        self.hold_c2s.setEnabled(hold)
+        self.hold_s2c.setEnabled(hold)
+        missing = [name for name, ok in (("hold", hold), ("release/drop", release)) if not ok]
+        self.note.setText("This proxy cannot " + " or ".join(missing) + " yet." if missing else "")

@@ -1,0 +1,899 @@
+"""The main window: toolbar, filter bar, message table, detail pane, docks (connections, conditions, intercept,
+log) and status bar, wired to a :class:`~inspector.bridge.Link` through a :class:`~inspector.bridge.RecordPump`.
+
+Role: composition and reactions only. Data lives in the store, rows in the models, engine access in the link.
+The window starts its link on a worker thread (a child proxy may take a moment) and never blocks on the engine:
+commands return futures whose failures are shown in the status bar and the log. If the proxy cannot start or
+dies, the window says so in a banner, keeps what it captured, and offers to start again.
+Must not import: ``proxy.runner``/``proxy.server`` (only through the link).
+Thread: GUI thread; ``_link_ready`` and ``_command_failed`` are emitted from worker threads (queued).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QEvent, QModelIndex, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDockWidget,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMenu,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from inspector.bridge import Link, LinkError, LinkOptions, RecordPump, make_link, notice_text
+from inspector.filters import Filter
+from inspector.store import ApplyResult, MessageStore
+from inspector.ui import format as fmt
+from inspector.ui import none_guard, palette
+from inspector.ui.conditions_dock import ConditionsPanel
+from inspector.ui.decoding import Decoding
+from inspector.ui.detail import DetailPane
+from inspector.ui.editor import EditDialog
+from inspector.ui.filter_bar import FilterBar
+from inspector.ui.intercept_dock import InterceptPanel
+from inspector.ui.message_model import ROW_ROLE, Column, MessageTableModel
+from inspector.ui.side_models import CONN_ROLE, ConnectionsModel, HeldModel
+from inspector.ui.start_page import FRAMINGS, StartPage
+from proxy.cli import UsageError, parse_hostport
+from proxy.model import Direction, MessageState
+
+SYNC_FILTER_ROWS = 100_000
+"""Below this many rows a filter is applied at once; above, in slices so the window stays responsive."""
+RECENT_MAX = 8
+LOG_MAX_LINES = 2000
+
+
+class MainWindow(QMainWindow):
+    _link_ready = Signal(object, object)  # (link, error text or None)
+    _command_failed = Signal(str)
+
+    def __init__(self, options: LinkOptions | None = None, *, attach: tuple[str, int, str] | None = None,
+                 settings: QSettings | None = None, link_factory: Callable[[LinkOptions], Link] = make_link,
+                 store: MessageStore | None = None) -> None:
+        super().__init__()
+        none_guard.install()
+        self.setWindowTitle("sockscope")
+        self.settings = settings if settings is not None else QSettings("sockscope", "sockscope")
+        self.link_factory = link_factory
+        self.link: Link | None = None
+        self.options = options
+        self.store = store if store is not None else MessageStore()
+        self.decoding = Decoding(self.store)
+        self.colours = palette.current()
+        self.model = MessageTableModel(self.store, self.decoding, self)
+        self.conn_model = ConnectionsModel(self.store, self)
+        self.held_model = HeldModel(self.store, self.decoding, self)
+        self.pump = RecordPump(self.store, None, self)
+        self.pump.applied.connect(self._on_applied)
+        self.pump.link_died.connect(self._on_link_died)
+        self._link_ready.connect(self._on_link_ready)
+        self._command_failed.connect(self._report_error)
+        self.follow = True
+        self._filtering: Any = None
+        self._filter_timer = QTimer(self)
+        self._filter_timer.setInterval(0)
+        self._filter_timer.timeout.connect(self._filter_step)
+        self._last_totals = ([0, 0], [0, 0], time.monotonic())
+        self._rates = ([0.0, 0.0], [0.0, 0.0])
+        self._starting = False
+
+        self._build_central()
+        self._build_docks()
+        self._build_toolbar()
+        self._build_menus()
+        self._build_status()
+        self._restore_settings()
+
+        self._rate_timer = QTimer(self)
+        self._rate_timer.setInterval(1000)
+        self._rate_timer.timeout.connect(self._update_rates)
+        self._rate_timer.start()
+
+        if attach is not None:
+            self.attach(*attach)
+        elif options is not None:
+            self.start_link(options)
+        else:
+            self.central.setCurrentWidget(self.start_page)
+
+    # =============================================================================================== building
+
+    def _build_central(self) -> None:
+        self.start_page = StartPage()
+        self.start_page.start_requested.connect(self.start_link)
+        self.start_page.demo_requested.connect(lambda: self.start_link(LinkOptions(demo=True)))
+
+        self.banner = QWidget()
+        self.banner_text = QLabel()
+        self.banner_text.setWordWrap(True)
+        self.banner_button = QPushButton("Start again")
+        self.banner_button.clicked.connect(self.restart_link)
+        self.banner_close = QPushButton("✕")
+        self.banner_close.setFlat(True)
+        self.banner_close.setToolTip("hide this message")
+        self.banner_close.clicked.connect(lambda: self.banner.hide())
+        bl = QHBoxLayout(self.banner)
+        bl.setContentsMargins(8, 4, 8, 4)
+        bl.addWidget(self.banner_text, 1)
+        bl.addWidget(self.banner_button)
+        bl.addWidget(self.banner_close)
+        self.banner.setAutoFillBackground(True)
+        self.banner.hide()
+
+        self.filter_bar = FilterBar()
+        self.filter_bar.filter_changed.connect(self.set_filter)
+
+        self.table = QTableView()
+        self.table.setObjectName("messages")
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setShowGrid(False)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
+        vh = self.table.verticalHeader()
+        vh.hide()
+        vh.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # uniform row height: cheap scrolling
+        vh.setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        hh = self.table.horizontalHeader()
+        hh.setHighlightSections(False)
+        hh.setStretchLastSection(False)
+        widths = {Column.NUMBER: 60, Column.TIME: 82, Column.CONN: 48, Column.DIR: 36, Column.SIZE: 56,
+                  Column.DELAY: 72, Column.STATE: 80}
+        for col, w in widths.items():
+            self.table.setColumnWidth(col, w)
+        hh.setSectionResizeMode(Column.SUMMARY, QHeaderView.ResizeMode.Stretch)
+        self.table.selectionModel().currentRowChanged.connect(self._row_selected)
+        self.table.verticalScrollBar().valueChanged.connect(self._scrolled)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._table_menu)
+
+        self.detail = DetailPane(self.store, self.decoding)
+        self.detail.decode_as_changed.connect(self.model.refresh_all)
+        self.split = QSplitter(Qt.Orientation.Vertical)
+        self.split.setObjectName("table_detail_split")
+        self.split.addWidget(self.table)
+        self.split.addWidget(self.detail)
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 2)
+
+        self.main_view = QWidget()
+        mv = QVBoxLayout(self.main_view)
+        mv.setContentsMargins(0, 0, 0, 0)
+        mv.setSpacing(0)
+        mv.addWidget(self.banner)
+        mv.addWidget(self.filter_bar)
+        mv.addWidget(self.split, 1)
+
+        self.central = QStackedWidget()
+        self.central.addWidget(self.start_page)
+        self.central.addWidget(self.main_view)
+        self.central.setCurrentWidget(self.main_view)
+        self.setCentralWidget(self.central)
+
+    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        d = QDockWidget(title, self)
+        d.setObjectName(name)
+        d.setWidget(widget)
+        self.addDockWidget(area, d)
+        return d
+
+    def _build_docks(self) -> None:
+        self.conn_table = QTableView()
+        self.conn_table.setModel(self.conn_model)
+        self.conn_table.verticalHeader().hide()
+        self.conn_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.conn_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.conn_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.conn_table.horizontalHeader().setStretchLastSection(True)
+        self.conn_table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.conn_table.customContextMenuRequested.connect(self._conn_menu)
+        self.conn_table.doubleClicked.connect(lambda idx: self._only_connection(idx))
+        conn_box = QWidget()
+        cl = QVBoxLayout(conn_box)
+        cl.setContentsMargins(4, 4, 4, 4)
+        cl.addWidget(self.conn_table, 1)
+        row = QHBoxLayout()
+        self.conn_close = QPushButton("Close")
+        self.conn_close.setToolTip("close the selected connection cleanly (FIN)")
+        self.conn_reset = QPushButton("Reset")
+        self.conn_reset.setToolTip("reset the selected connection (RST)")
+        self.conn_only = QPushButton("Only this")
+        self.conn_only.setToolTip("filter the table to the selected connection")
+        self.conn_close.clicked.connect(lambda: self.close_connection(reset=False))
+        self.conn_reset.clicked.connect(lambda: self.close_connection(reset=True))
+        self.conn_only.clicked.connect(lambda: self._only_connection(self.conn_table.currentIndex()))
+        for b in (self.conn_close, self.conn_reset, self.conn_only):
+            row.addWidget(b)
+        cl.addLayout(row)
+        self.conn_dock = self._dock("Connections", "connections_dock", conn_box, Qt.DockWidgetArea.LeftDockWidgetArea)
+
+        self.conditions = ConditionsPanel(self.send)
+        self.conditions.close_button.clicked.connect(lambda: self.close_connection(reset=False))
+        self.conditions.reset_button.clicked.connect(lambda: self.close_connection(reset=True))
+        self.cond_dock = self._dock("Conditions", "conditions_dock", self.conditions,
+                                    Qt.DockWidgetArea.RightDockWidgetArea)
+
+        self.intercept = InterceptPanel(self.held_model)
+        self.intercept.hold_next.connect(self.hold_next)
+        self.intercept.forward.connect(self.forward)
+        self.intercept.edit_forward.connect(self.edit_and_forward)
+        self.intercept.drop.connect(self.drop)
+        self.intercept.forward_all.connect(self.forward_all)
+        self.intercept_dock = self._dock("Intercept", "intercept_dock", self.intercept,
+                                         Qt.DockWidgetArea.RightDockWidgetArea)
+
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(LOG_MAX_LINES)
+        self.log_dock = self._dock("Log", "log_dock", self.log, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.log_dock.hide()
+
+    def _build_toolbar(self) -> None:
+        tb = self.addToolBar("Proxy")
+        tb.setObjectName("proxy_toolbar")
+        tb.setMovable(False)
+        self.listen_edit = QLineEdit()
+        self.listen_edit.setPlaceholderText("client port")
+        self.listen_edit.setToolTip("where your client connects (sockscope listens here)")
+        self.listen_edit.setMaximumWidth(140)
+        self.target_edit = QLineEdit()
+        self.target_edit.setPlaceholderText("server HOST:PORT")
+        self.target_edit.setToolTip("your server")
+        self.target_edit.setMaximumWidth(170)
+        tb.addWidget(QLabel(" client port "))
+        tb.addWidget(self.listen_edit)
+        tb.addWidget(QLabel(" → server "))
+        tb.addWidget(self.target_edit)
+        self.start_action = QAction("▶ Start", self)
+        self.start_action.setToolTip("start (or restart) the proxy with these addresses")
+        self.start_action.triggered.connect(self._toolbar_start)
+        self.stop_action = QAction("■ Stop", self)
+        self.stop_action.setToolTip("stop the proxy (what was captured stays)")
+        self.stop_action.triggered.connect(self.stop_link)
+        tb.addAction(self.start_action)
+        tb.addAction(self.stop_action)
+        tb.addSeparator()
+        self.pause_action = QAction("Pause", self)
+        self.pause_action.setCheckable(True)
+        self.pause_action.setShortcut(QKeySequence(Qt.Key.Key_Space))
+        self.pause_action.setToolTip("pause capture: traffic still flows, new messages are not added (Space)")
+        self.pause_action.toggled.connect(self.set_paused)
+        self.clear_action = QAction("Clear", self)
+        self.clear_action.setShortcut(QKeySequence("Ctrl+K"))
+        self.clear_action.setToolTip("forget the captured messages (Ctrl+K)")
+        self.clear_action.triggered.connect(self.clear)
+        tb.addAction(self.pause_action)
+        tb.addAction(self.clear_action)
+        tb.addSeparator()
+        tb.addWidget(QLabel(" Framing "))
+        self.framing_combo = QComboBox()
+        self.framing_combo.setEditable(True)
+        self.framing_combo.addItems(FRAMINGS)
+        self.framing_combo.setToolTip("what one message is (applies to new connections)")
+        self.framing_combo.activated.connect(self._framing_chosen)
+        tb.addWidget(self.framing_combo)
+        tb.addWidget(QLabel(" Preset "))
+        self.preset_combo = QComboBox()
+        self.preset_combo.setModel(self.conditions.preset.model())
+        self.preset_combo.setToolTip("network conditions preset (details in the Conditions panel)")
+        self.preset_combo.activated.connect(self._toolbar_preset)
+        self.conditions.preset.currentIndexChanged.connect(self.preset_combo.setCurrentIndex)
+        tb.addWidget(self.preset_combo)
+        tb.addSeparator()
+        self.held_badge = QLabel()
+        self.held_badge.setToolTip("messages held for you in the Intercept panel; their direction waits")
+        tb.addWidget(self.held_badge)
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        file = mb.addMenu("&File")
+        file.addAction(self.start_action)
+        file.addAction(self.stop_action)
+        demo = file.addAction("Start the &demo")
+        demo.triggered.connect(lambda: self.start_link(LinkOptions(demo=True)))
+        home = file.addAction("Start &page…")
+        home.triggered.connect(lambda: self.central.setCurrentWidget(self.start_page))
+        file.addSeparator()
+        quit_ = file.addAction("&Quit")
+        quit_.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_.triggered.connect(self.close)
+
+        edit = mb.addMenu("&Edit")
+        self.filter_action = edit.addAction("&Filter…")
+        self.filter_action.setShortcut(QKeySequence("Ctrl+F"))
+        self.filter_action.triggered.connect(self.focus_filter)
+        edit.addSeparator()
+        for label, kind, key in (("Copy as &hex", "hex", "Ctrl+Shift+C"), ("Copy as &text", "text", None),
+                                 ("Copy as Python &bytes", "bytes", None)):
+            a = edit.addAction(label)
+            if key:
+                a.setShortcut(QKeySequence(key))
+            a.triggered.connect(lambda _=False, k=kind: self.detail.copy(k))
+
+        view = mb.addMenu("&View")
+        self.wall_action = view.addAction("&Wall-clock time")
+        self.wall_action.setCheckable(True)
+        self.wall_action.toggled.connect(self.model.set_wall_clock)
+        self.follow_action = view.addAction("F&ollow new messages")
+        self.follow_action.setCheckable(True)
+        self.follow_action.setChecked(True)
+        self.follow_action.setShortcut(QKeySequence("End"))
+        self.follow_action.toggled.connect(self._set_follow)
+        view.addSeparator()
+        for dock in (self.conn_dock, self.cond_dock, self.intercept_dock, self.log_dock):
+            view.addAction(dock.toggleViewAction())
+
+        capture = mb.addMenu("&Capture")
+        capture.addAction(self.pause_action)
+        capture.addAction(self.clear_action)
+
+        icpt = mb.addMenu("&Intercept")
+        self.hold_c2s_action = icpt.addAction("Hold next c2s ↑")
+        self.hold_c2s_action.setShortcut(QKeySequence("Ctrl+H"))
+        self.hold_c2s_action.triggered.connect(lambda: self.hold_next(Direction.C2S))
+        self.hold_s2c_action = icpt.addAction("Hold next s2c ↓")
+        self.hold_s2c_action.setShortcut(QKeySequence("Ctrl+Shift+H"))
+        self.hold_s2c_action.triggered.connect(lambda: self.hold_next(Direction.S2C))
+        icpt.addSeparator()
+        fwd = icpt.addAction("&Forward held")
+        fwd.setShortcut(QKeySequence("Ctrl+Return"))
+        fwd.triggered.connect(lambda: self.intercept.forward_button.click())
+        self.edit_action = icpt.addAction("&Edit && forward / edit && resend…")
+        self.edit_action.setShortcut(QKeySequence("Ctrl+E"))
+        self.edit_action.triggered.connect(self.edit_selected)
+        drop = icpt.addAction("&Drop held")
+        drop.setShortcut(QKeySequence("Ctrl+Delete"))
+        drop.triggered.connect(lambda: self.intercept.drop_button.click())
+        allf = icpt.addAction("Forward &all")
+        allf.setShortcut(QKeySequence("Ctrl+Shift+Return"))
+        allf.triggered.connect(self.forward_all)
+        icpt.addSeparator()
+        self.replay_action = icpt.addAction("&Replay connection (as fast as possible)")
+        self.replay_action.setShortcut(QKeySequence("Ctrl+R"))
+        self.replay_action.triggered.connect(lambda: self.replay("fast"))
+        timed = icpt.addAction("Replay connection with original &timing")
+        timed.triggered.connect(lambda: self.replay("timing"))
+
+    def _build_status(self) -> None:
+        sb = self.statusBar()
+        self.st_link = QLabel("not started")
+        self.st_conns = QLabel()
+        self.st_rates = QLabel()
+        self.st_held = QLabel()
+        self.st_lost = QLabel()
+        self.st_cond = QLabel()
+        for w in (self.st_link, self.st_conns, self.st_rates, self.st_cond, self.st_held, self.st_lost):
+            sb.addPermanentWidget(w)
+        self._update_status()
+
+    # =============================================================================================== settings
+
+    def _restore_settings(self) -> None:
+        s = self.settings
+        geo = s.value("window/geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)  # type: ignore[arg-type]
+        else:
+            self.resize(1360, 820)
+        state = s.value("window/state")
+        if state is not None:
+            self.restoreState(state)  # type: ignore[arg-type]
+        else:
+            QTimer.singleShot(0, self._default_dock_sizes)
+        split = s.value("window/split")
+        if split is not None:
+            self.split.restoreState(split)  # type: ignore[arg-type]
+        self.filter_bar.set_history(s.value("filter/history", []))
+        self.start_page.set_recent(self.recent_targets())
+        self.wall_action.setChecked(str(s.value("view/wall_clock", "false")).lower() == "true")
+
+    def _default_dock_sizes(self) -> None:
+        self.resizeDocks([self.conn_dock, self.cond_dock], [300, 470], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.cond_dock, self.intercept_dock], [340, 300], Qt.Orientation.Vertical)
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        s.setValue("window/split", self.split.saveState())
+        s.setValue("filter/history", self.filter_bar.history())
+        s.setValue("view/wall_clock", self.wall_action.isChecked())
+        s.sync()
+
+    def recent_targets(self) -> list[str]:
+        v = self.settings.value("recent/targets", [])
+        if isinstance(v, str):
+            v = [v]
+        return [str(x) for x in v] if isinstance(v, list) else []
+
+    def _remember_target(self, o: LinkOptions) -> None:
+        entry = f"{fmt.addr(o.target)} ← client port {o.listen[1]}"
+        items = [entry, *[x for x in self.recent_targets() if x != entry]][:RECENT_MAX]
+        self.settings.setValue("recent/targets", items)
+        self.start_page.set_recent(items)
+
+    # =============================================================================================== link
+
+    def start_link(self, options: LinkOptions) -> None:
+        """Start a proxy with ``options`` (stopping the current one); the window stays responsive meanwhile."""
+        if self._starting:
+            return
+        self.stop_link()
+        self.options = options
+        link = self.link_factory(options)
+        self._start_in_background(link, "starting the demo…" if options.demo else
+                                  f"starting the proxy on port {options.listen[1]}…")
+
+    def attach(self, host: str, port: int, token: str) -> None:
+        from inspector.bridge import AttachLink
+
+        self.stop_link()
+        self._start_in_background(AttachLink(host, port, token), f"attaching to {host}:{port}…")
+
+    def _start_in_background(self, link: Link, what: str) -> None:
+        self._starting = True
+        self.central.setCurrentWidget(self.main_view)
+        self.st_link.setText(what)
+        self._hide_banner()
+
+        def run() -> None:
+            try:
+                link.start()
+            except LinkError as e:
+                self._link_ready.emit(link, str(e))
+            except Exception as e:  # never leave the window waiting on an unexpected failure
+                self._link_ready.emit(link, f"{type(e).__name__}: {e}")
+            else:
+                self._link_ready.emit(link, None)
+
+        threading.Thread(target=run, name="sockscope-link-start", daemon=True).start()
+
+    def _on_link_ready(self, link: Link, error: str | None) -> None:
+        self._starting = False
+        if error is not None:
+            self._log("error", f"could not start: {error}")
+            self.show_banner(f"The proxy could not start: {error}", error=True, restart=True)
+            self.st_link.setText("not running")
+            if not len(self.store):
+                self.start_page.show_error(error)
+                self.central.setCurrentWidget(self.start_page)
+            self._update_status()
+            return
+        self.link = link
+        self.model.clock = link.clock
+        self.pump.set_link(link)
+        o = self.options
+        if link.listen_addr is not None:
+            self.listen_edit.setText(fmt.addr(link.listen_addr))
+        if link.target_addr is not None:
+            self.target_edit.setText(fmt.addr(link.target_addr))
+        if o is not None and not o.demo:
+            self._remember_target(o)
+        if o is not None:
+            self.framing_combo.setCurrentText(o.framing)
+        self.setWindowTitle(f"sockscope — {link.description}" + (" (demo)" if o is not None and o.demo else ""))
+        self._apply_supported()
+        self._log("info", f"proxy running ({link.kind}): {link.description}")
+        if o is not None and o.conditions:
+            from proxy.conditions import Conditions
+
+            self.conditions.set_conditions(Conditions.from_dict(o.conditions))
+            if not link.supports("set_conditions"):
+                self._log("warning", "this proxy cannot apply conditions yet")
+        self._update_status()
+
+    def _apply_supported(self) -> None:
+        link = self.link
+
+        def sup(command: str) -> bool:
+            return link is not None and link.alive and link.supports(command)
+
+        self.conditions.set_supported(sup("set_conditions"))
+        self.intercept.set_supported(sup("hold_next"), sup("release") and sup("drop"))
+        self.hold_c2s_action.setEnabled(sup("hold_next"))
+        self.hold_s2c_action.setEnabled(sup("hold_next"))
+        self.replay_action.setEnabled(sup("replay"))
+        for d in Direction:
+            self.conditions.cols[d].spike.setEnabled(sup("spike_now"))
+        for b in (self.conn_close, self.conn_reset, self.conditions.close_button, self.conditions.reset_button):
+            b.setEnabled(sup("close_connection"))
+
+    def stop_link(self) -> None:
+        link, self.link = self.link, None
+        self.pump.pump()  # take what is already queued
+        self.pump.stop()
+        if link is not None:
+            link.stop()
+            self._log("info", "proxy stopped")
+        self._apply_supported()
+        self._update_status()
+
+    def restart_link(self) -> None:
+        if self.options is not None:
+            self.start_link(self.options)
+        else:
+            self.central.setCurrentWidget(self.start_page)
+
+    def _toolbar_start(self) -> None:
+        try:
+            listen = parse_hostport(self.listen_edit.text() or "127.0.0.1:5556", "client port")
+            target = parse_hostport(self.target_edit.text() or "127.0.0.1:5555", "server")
+        except UsageError as e:
+            self._report_error(str(e))
+            return
+        base = self.options or LinkOptions()
+        demo = base.demo and self.link is not None and self.link.target_addr == target
+        self.start_link(LinkOptions(listen=(listen[0], 0 if demo else listen[1]), target=target,
+                                    framing=self.framing_combo.currentText() or "raw",
+                                    conditions=self.conditions.value().to_dict(), demo=demo,
+                                    demo_interval=base.demo_interval))
+
+    def _on_link_died(self, reason: str) -> None:
+        self._log("error", f"proxy stopped: {reason}")
+        if reason != "stopped":
+            self.show_banner(f"The proxy stopped: {reason}. Captured messages are kept; your client's "
+                             "connections through sockscope are gone.", error=True, restart=True)
+        self.st_link.setText("proxy stopped")
+        self._apply_supported()
+
+    # =============================================================================================== records
+
+    def _on_applied(self, result: ApplyResult) -> None:
+        if self._filtering is not None:
+            return  # a slice-wise refilter is running; it resets the model when done
+        self.model.on_applied(result)
+        self.conn_model.on_applied(result)
+        self.held_model.on_applied(result)
+        if self.follow and result.first_new_visible < self.store.visible_count:
+            self.table.scrollToBottom()
+        if result.changed_rows and self.detail.row in result.changed_rows:
+            self.detail.show_row(self.detail.row)
+        for n in result.notices:
+            self._log(n.level, notice_text(n))
+            if n.level in ("warning", "error"):
+                self.statusBar().showMessage(notice_text(n), 8000)
+        if result.held_changed:
+            self._update_held()
+
+    def _scrolled(self, value: int) -> None:
+        at_bottom = value >= self.table.verticalScrollBar().maximum() - 1
+        if at_bottom != self.follow:
+            self.follow_action.setChecked(at_bottom)
+
+    def _set_follow(self, on: bool) -> None:
+        self.follow = on
+        if on:
+            self.table.scrollToBottom()
+
+    def _row_selected(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        row = self.model.data(current, ROW_ROLE) if current.isValid() else None
+        self.detail.show_row(row)
+
+    def selected_row(self) -> int | None:
+        idx = self.table.currentIndex()
+        return self.model.data(idx, ROW_ROLE) if idx.isValid() else None
+
+    def select_visible(self, pos: int) -> None:
+        self.table.selectRow(pos)
+        self.table.setCurrentIndex(self.model.index(pos, 0))
+
+    # =============================================================================================== filter
+
+    def focus_filter(self) -> None:
+        self.filter_bar.edit.setFocus()
+        self.filter_bar.edit.selectAll()
+
+    def set_filter(self, f: Filter | None) -> None:
+        self._filter_timer.stop()
+        if f is None:
+            gen = self.store.refilter_steps(None)
+        else:
+            pred = f.predicate()
+            message = self.store.message
+            gen = self.store.refilter_steps(lambda r: pred(message(r)), chunk=20_000)
+        if len(self.store) <= SYNC_FILTER_ROWS:
+            for _ in gen:
+                pass
+            self._filter_done()
+        else:
+            self._filtering = gen
+            self.filter_bar.count.setText("filtering…")
+            self._filter_timer.start()
+
+    def _filter_step(self) -> None:
+        gen = self._filtering
+        if gen is None:
+            self._filter_timer.stop()
+            return
+        try:
+            progress = next(gen)
+        except StopIteration:
+            progress = 1.0
+        if progress >= 1.0:
+            self._filter_timer.stop()
+            self._filtering = None
+            self._filter_done()
+        else:
+            self.filter_bar.count.setText(f"filtering… {progress:.0%}")
+
+    @property
+    def filtering(self) -> bool:
+        return self._filtering is not None
+
+    def _filter_done(self) -> None:
+        selected = self.detail.row
+        self.model.reset()
+        self.filter_bar.set_counts(self.store.visible_count, len(self.store))
+        pos = self.store.visible_position(selected) if selected is not None else None
+        if pos is not None:
+            self.select_visible(pos)
+            self.table.scrollTo(self.model.index(pos, 0))
+        elif self.follow:
+            self.table.scrollToBottom()
+
+    def _only_connection(self, idx: QModelIndex) -> None:
+        conn = self.conn_model.data(idx, CONN_ROLE) if idx.isValid() else None
+        if conn is not None:
+            self.filter_bar.set_text(f"conn == {conn}")
+            self.filter_bar.apply()
+
+    # =============================================================================================== capture
+
+    def set_paused(self, paused: bool) -> None:
+        self.store.paused = paused
+        self.pause_action.setText("Resume" if paused else "Pause")
+        if paused:
+            self.show_banner("Capture paused: traffic still flows, new messages are not added to the table "
+                             "(held messages still are). Space resumes.", error=False)
+        else:
+            self._hide_banner()
+        self._update_status()
+
+    def clear(self) -> None:
+        self.store.clear()
+        self.model.reset()
+        self.held_model.reset()
+        self.detail.show_row(None)
+        self.filter_bar.set_counts(0, 0)
+
+    # =============================================================================================== commands
+
+    def send(self, name: str, **args: Any) -> None:
+        """Send a command to the engine; failures are reported (status bar + log), never raised."""
+        link = self.link
+        if link is None or not link.alive:
+            self._report_error(f"cannot {name.replace('_', ' ')}: the proxy is not running")
+            return
+        fut = link.command(name, **args)
+
+        def done(f: Any) -> None:
+            exc = f.exception()
+            if exc is not None:
+                text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+                self._command_failed.emit(f"{name.replace('_', ' ')} failed: {text or type(exc).__name__}")
+
+        fut.add_done_callback(done)
+
+    def hold_next(self, direction: Direction) -> None:
+        self.send("hold_next", direction=direction, conn_id=self._selected_conn(), count=1)
+        self.statusBar().showMessage(f"the next {direction.label} message will be held", 4000)
+
+    def forward(self, msg_id: int) -> None:
+        self.send("release", msg_id=msg_id)
+
+    def drop(self, msg_id: int) -> None:
+        self.send("drop", msg_id=msg_id)
+
+    def forward_all(self) -> None:
+        self.send("release_all")
+
+    def edit_and_forward(self, msg_id: int) -> EditDialog | None:
+        row = self.store.row_of(msg_id)
+        if row is None:
+            return None
+        return self._open_editor(row, "Forward", lambda data: self.send("release", msg_id=msg_id, data=data))
+
+    def edit_and_resend(self, row: int) -> EditDialog | None:
+        s = self.store
+        conn, d = s.conn_ids[row], Direction(s.dirs[row])
+        return self._open_editor(row, "Send a copy",
+                                 lambda data: self.send("inject", conn_id=conn, direction=d, data=data))
+
+    def edit_selected(self) -> EditDialog | None:
+        row = self.selected_row()
+        if row is not None and self.store.state(row) is MessageState.HELD:
+            return self.edit_and_forward(self.store.ids[row])
+        if row is None:
+            mid = self.intercept.selected_id()
+            return self.edit_and_forward(mid) if mid is not None else None
+        return self.edit_and_resend(row)
+
+    def _open_editor(self, row: int, action: str, then: Callable[[bytes], None]) -> EditDialog:
+        dlg = EditDialog(self.decoding, row, action, self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def finished(code: int) -> None:
+            if code == EditDialog.DialogCode.Accepted and dlg.result_bytes is not None:
+                then(dlg.result_bytes)
+
+        dlg.finished.connect(finished)
+        dlg.open()
+        self.editor = dlg
+        return dlg
+
+    def _selected_conn(self) -> int | None:
+        idx = self.conn_table.currentIndex()
+        conn = self.conn_model.data(idx, CONN_ROLE) if idx.isValid() else None
+        return int(conn) if conn is not None else None
+
+    def _target_conn(self) -> int | None:
+        conn = self._selected_conn()
+        if conn is None:
+            row = self.selected_row()
+            if row is not None:
+                conn = self.store.conn_ids[row]
+        if conn is None:
+            open_ = [c.conn_id for c in self.store.connections.values() if c.is_open]
+            conn = open_[-1] if len(open_) == 1 else None
+        return conn
+
+    def close_connection(self, reset: bool) -> None:
+        conn = self._target_conn()
+        if conn is None:
+            self._report_error("select a connection first (Connections panel or a message)")
+            return
+        self.send("close_connection", conn_id=conn, reset=reset)
+
+    def replay(self, mode: str) -> None:
+        conn = self._target_conn()
+        if conn is None:
+            self._report_error("select a connection to replay")
+            return
+        self.send("replay", conn_id=conn, mode=mode)
+
+    def _framing_chosen(self, _i: int) -> None:
+        text = self.framing_combo.currentText().strip()
+        if self.link is not None and self.link.supports("set_framing"):
+            self.send("set_framing", framing=text)
+            self.statusBar().showMessage(f"framing {text} applies to new connections", 5000)
+        elif self.options is not None:
+            self.options.framing = text
+            self.statusBar().showMessage(f"framing {text}: press ▶ Start to restart the proxy with it", 8000)
+
+    def _toolbar_preset(self, index: int) -> None:
+        self.conditions.preset.setCurrentIndex(index)
+        self.conditions._preset_chosen(index)
+
+    # =============================================================================================== context menus
+
+    def _table_menu(self, pos: Any) -> None:
+        row = self.selected_row()
+        menu = QMenu(self)
+        if row is not None:
+            conn = self.store.conn_ids[row]
+            if self.store.state(row) is MessageState.HELD:
+                mid = self.store.ids[row]
+                menu.addAction("Forward", lambda: self.forward(mid))
+                menu.addAction("Edit && forward…", lambda: self.edit_and_forward(mid))
+                menu.addAction("Drop", lambda: self.drop(mid))
+            else:
+                menu.addAction("Edit && resend…", lambda: self.edit_and_resend(row))
+            menu.addSeparator()
+            menu.addAction(f"Only connection #{conn}", lambda: self._filter_to(f"conn == {conn}"))
+            menu.addAction("Copy as hex", lambda: self.detail.copy("hex"))
+            menu.addAction("Copy as Python bytes", lambda: self.detail.copy("bytes"))
+        menu.popup(self.table.viewport().mapToGlobal(pos))
+
+    def _filter_to(self, text: str) -> None:
+        self.filter_bar.set_text(text)
+        self.filter_bar.apply()
+
+    def _conn_menu(self, pos: Any) -> None:
+        menu = QMenu(self)
+        menu.addAction("Close (FIN)", lambda: self.close_connection(False))
+        menu.addAction("Reset (RST)", lambda: self.close_connection(True))
+        menu.addAction("Replay (as fast as possible)", lambda: self.replay("fast"))
+        menu.addAction("Only this connection", lambda: self._only_connection(self.conn_table.currentIndex()))
+        menu.popup(self.conn_table.viewport().mapToGlobal(pos))
+
+    # =============================================================================================== status
+
+    def show_banner(self, text: str, *, error: bool, restart: bool = False) -> None:
+        c = self.colours
+        bg, fg = (c.error, "#ffffff") if error else (c.held_bg, c.held.name() if not c.dark else "#ffffff")
+        self.banner.setStyleSheet(f"background: {bg.name()}; color: {fg};")
+        self.banner_text.setText(text)
+        self.banner_button.setVisible(restart)
+        self.banner.show()
+
+    def _hide_banner(self) -> None:
+        self.banner.hide()
+
+    def _report_error(self, text: str) -> None:
+        self.statusBar().showMessage(f"⚠ {text}", 10000)
+        self._log("error", text)
+
+    def _log(self, level: str, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        self.log.appendPlainText(f"{stamp} {level}: {text}")
+
+    def _update_rates(self) -> None:
+        msgs, byts, t = self._last_totals
+        now = time.monotonic()
+        dt = max(1e-3, now - t)
+        s = self.store
+        self._rates = ([(s.totals_msgs[d] - msgs[d]) / dt for d in (0, 1)],
+                       [(s.totals_bytes[d] - byts[d]) / dt for d in (0, 1)])
+        self._last_totals = (s.totals_msgs[:], s.totals_bytes[:], now)
+        self._update_status()
+        self.filter_bar.set_counts(s.visible_count, len(s)) if not self.filtering else None
+
+    def _update_held(self) -> None:
+        n = self.store.held_count
+        text = f"{n} held" if n else ""
+        self.held_badge.setText(f"  {text}  " if n else "")
+        self.held_badge.setStyleSheet(f"background: {self.colours.held_bg.name()}; color: "
+                                      f"{self.colours.held.name()}; font-weight: bold; border-radius: 3px"
+                                      if n else "")
+        self.st_held.setText(text)
+        self.st_held.setStyleSheet(f"color: {self.colours.held.name()}; font-weight: bold" if n else "")
+        self.intercept_dock.setWindowTitle(f"Intercept — {n} held" if n else "Intercept")
+
+    def _update_status(self) -> None:
+        link = self.link
+        if link is not None and link.alive:
+            self.st_link.setText(f"listening {link.description}")
+        conns = self.store.connections.values()
+        open_ = sum(1 for c in conns if c.is_open)
+        self.st_conns.setText(f"{open_} open / {len(self.store.connections)} conns")
+        (m_up, m_down), (b_up, b_down) = self._rates
+        c = self.colours
+        self.st_rates.setText(
+            f"<span style='color:{c.c2s.name()}'>↑ {fmt.rate(m_up)} msg/s {fmt.size(b_up)}/s</span> · "
+            f"<span style='color:{c.s2c.name()}'>↓ {fmt.rate(m_down)} msg/s {fmt.size(b_down)}/s</span>")
+        lost = (link.events.lost if link is not None else 0)
+        extra = []
+        if self.store.skipped_while_paused:
+            extra.append(f"{self.store.skipped_while_paused:,} not captured (paused)")
+        if self.store.rows_refused:
+            extra.append(f"{self.store.rows_refused:,} refused (store full)")
+        self.st_lost.setText(f"{lost:,} events lost" + ("" if not extra else " · " + " · ".join(extra)))
+        self.st_lost.setStyleSheet(f"color: {c.error.name()}" if lost else "")
+        self.st_cond.setText(self.conditions.summary())
+        self._update_held()
+
+    # =============================================================================================== Qt events
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.PaletteChange:
+            self.colours = palette.current()
+            for m in (self.model, self.conn_model, self.held_model):
+                m.colours = self.colours
+            self.model.refresh_all()
+        super().changeEvent(event)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        with contextlib.suppress(Exception):
+            self.save_settings()
+        self.stop_link()
+        self._rate_timer.stop()
+        super().closeEvent(event)

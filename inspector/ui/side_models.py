@@ -1,0 +1,181 @@
+"""Models for the connections dock and the held queue: small tables over the store, reset or updated per batch.
+
+Role: the connections list (a few rows, updated in place with one ``dataChanged`` per batch) and the held queue
+(the messages waiting for the user, in TCP order; usually a handful, so a reset per change is fine).
+Must not import: ``inspector.bridge``.
+Thread: GUI thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+
+from inspector.store import ApplyResult, ConnectionRow, MessageStore
+from inspector.ui import format as fmt
+from inspector.ui import palette
+from inspector.ui.decoding import Decoding
+from proxy.model import Direction
+
+Index = QModelIndex | QPersistentModelIndex
+CONN_ROLE = Qt.ItemDataRole.UserRole + 2
+MSG_ID_ROLE = Qt.ItemDataRole.UserRole + 3
+
+
+class ConnectionsModel(QAbstractTableModel):
+    HEADERS = ("conn", "client", "state", "msgs ↑/↓", "bytes ↑/↓", "held")
+
+    def __init__(self, store: MessageStore, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.order: list[int] = list(store.connections)
+        self._pos: dict[int, int] = {c: i for i, c in enumerate(self.order)}
+        self.colours = palette.current()
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.order)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if (orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole
+                and 0 <= section < len(self.HEADERS)):
+            return self.HEADERS[section]
+        return None
+
+    def flags(self, index: Index) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+    def conn(self, pos: int) -> ConnectionRow | None:
+        if 0 <= pos < len(self.order):
+            return self.store.connections.get(self.order[pos])
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        c = self.conn(index.row())
+        col = index.column()
+        if c is None or not 0 <= col < len(self.HEADERS):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == 0:
+                return ("● " if c.is_open else "○ ") + f"#{c.conn_id}" + (f" replay of #{c.replay_of}"
+                                                                         if c.replay_of else "")
+            if col == 1:
+                return fmt.addr(c.client_addr)
+            if col == 2:
+                return c.state_text + (f": {c.detail}" if c.detail and not c.is_open and c.detail != c.state_text
+                                       else "")
+            if col == 3:
+                return f"{c.msgs[0]} / {c.msgs[1]}"
+            if col == 4:
+                return f"{fmt.size(c.bytes[0])} / {fmt.size(c.bytes[1])}"
+            if col == 5:
+                return str(c.held) if c.held else ""
+        if role == CONN_ROLE:
+            return c.conn_id
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if not c.is_open:
+                return self.colours.dropped
+            if col == 5 and c.held:
+                return self.colours.held
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return (f"#{c.conn_id}: client {fmt.addr(c.client_addr)} → server "
+                    f"{fmt.addr(c.server_addr or c.target_addr)}\n{c.state_text} {c.detail}".strip())
+        return None
+
+    def on_applied(self, result: ApplyResult) -> None:
+        new = [c for c in result.connections_added if c not in self._pos]
+        if new:
+            first = len(self.order)
+            self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+            for c in new:
+                self._pos[c] = len(self.order)
+                self.order.append(c)
+            self.endInsertRows()
+        # Counters change with every message: one dataChanged over all rows is cheaper than tracking which.
+        if self.order and (result.first_new_row < len(self.store) or result.connections_changed or result.held_changed):
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.order) - 1, len(self.HEADERS) - 1))
+
+    def reset(self) -> None:
+        self.beginResetModel()
+        self.order = list(self.store.connections)
+        self._pos = {c: i for i, c in enumerate(self.order)}
+        self.endResetModel()
+
+
+class HeldModel(QAbstractTableModel):
+    """The held queue: messages waiting for Forward / Edit & forward / Drop, oldest first."""
+
+    HEADERS = ("#", "conn", "dir", "size", "summary")
+
+    def __init__(self, store: MessageStore, decoding: Decoding, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.decoding = decoding
+        self.ids: list[int] = list(store.held)
+        self.colours = palette.current()
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.ids)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if (orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole
+                and 0 <= section < len(self.HEADERS)):
+            return self.HEADERS[section]
+        return None
+
+    def flags(self, index: Index) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+    def row_of(self, pos: int) -> int | None:
+        if 0 <= pos < len(self.ids):
+            return self.store.held.get(self.ids[pos])
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        row = self.row_of(index.row())
+        col = index.column()
+        if row is None or not 0 <= col < len(self.HEADERS):
+            return None
+        s = self.store
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == 0:
+                return str(s.ids[row])
+            if col == 1:
+                return f"#{s.conn_ids[row]}"
+            if col == 2:
+                return Direction(s.dirs[row]).arrow + " " + Direction(s.dirs[row]).label
+            if col == 3:
+                return str(s.sizes[row])
+            return self.decoding.summary(row)
+        if role == MSG_ID_ROLE:
+            return s.ids[row]
+        if role == Qt.ItemDataRole.ForegroundRole and col == 2:
+            return self.colours.direction(Direction(s.dirs[row]))
+        if role == Qt.ItemDataRole.BackgroundRole:
+            return self.colours.held_bg
+        return None
+
+    def on_applied(self, result: ApplyResult) -> None:
+        if result.held_changed:
+            self.reset()
+        elif result.changed_rows and self.ids:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.ids) - 1, len(self.HEADERS) - 1))
+
+    def reset(self) -> None:
+        self.beginResetModel()
+        self.ids = list(self.store.held)
+        self.endResetModel()

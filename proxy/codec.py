@@ -1,0 +1,378 @@
+"""Records to plain msgpack-able dicts and back: the one wire form shared by the control protocol and sessions.
+
+Role: ``record_to_dict`` turns every record type of :mod:`proxy.model` into a dict of ``str``, ``int``,
+``bytes``, ``list`` and ``None`` only; ``record_from_dict`` rebuilds the identical record. The round trip is
+exact (``record_from_dict(record_to_dict(r)) == r``), also through ``msgpack.packb``/``unpackb``.
+
+Wire form (documented for users in docs/protocol.md and docs/session-format.md):
+
+- ``"type"`` names the record: ``message``, ``message_updated``, ``connection_opened``,
+  ``upstream_connected``, ``half_closed``, ``connection_closed``, ``notice``.
+- Field names are the dataclass field names (``conn_id``, ``arrival_ns``, ...), so the protocol reads like
+  the model. Readable keys cost little here: msgpack packs short strings in C, and the dict build dominates.
+- ``Direction`` is ``"c2s"``/``"s2c"``, ``Side`` is ``"client"``/``"server"``; string enums (``Origin``,
+  ``MessageState``, ``DelayReason``, ``CloseReason``) are their values; addresses are ``[host, port]``;
+  ``delays`` is a list of ``[reason, ns]`` pairs; bytes stay bytes (msgpack ``bin``).
+- Decoding ignores keys it does not know, so a newer writer can add fields (the control endpoint adds
+  ``"v"``, and ``"size"``/``"truncated"`` on a truncated payload).
+
+Speed: encoding runs once per record on the engine thread, so each encoder is a straight dict literal with
+enum conversions through precomputed tables (no ``Enum.value`` property calls, no ``dataclasses.asdict``).
+Must not import: Qt, ``inspector``, asyncio, sockets.
+Thread: any; pure functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from proxy.framing import FramingSpec
+from proxy.model import (
+    CloseReason,
+    ConnectionClosed,
+    ConnectionOpened,
+    DelayReason,
+    Direction,
+    HalfClosed,
+    Message,
+    MessageState,
+    MessageUpdated,
+    Notice,
+    Origin,
+    Record,
+    Side,
+    UpstreamConnected,
+)
+
+__all__ = [
+    "RECORD_TYPES",
+    "CodecError",
+    "direction_from_wire",
+    "framing_to_dict",
+    "record_from_dict",
+    "record_to_dict",
+    "truncated_dict",
+]
+
+
+class CodecError(ValueError):
+    """A dict is not a valid record (unknown type, missing or mistyped field). The message says which."""
+
+
+# Enum <-> wire tables. Dict lookups are several times cheaper than ``member.value`` (a property).
+_DIR_OUT: Final[dict[Direction, str]] = {Direction.C2S: "c2s", Direction.S2C: "s2c"}
+_DIR_IN: Final[dict[str, Direction]] = {v: k for k, v in _DIR_OUT.items()}
+_SIDE_OUT: Final[dict[Side, str]] = {Side.CLIENT: "client", Side.SERVER: "server"}
+_SIDE_IN: Final[dict[str, Side]] = {v: k for k, v in _SIDE_OUT.items()}
+_ORIGIN_OUT: Final[dict[Origin, str]] = {m: m.value for m in Origin}
+_STATE_OUT: Final[dict[MessageState, str]] = {m: m.value for m in MessageState}
+_DELAY_OUT: Final[dict[DelayReason, str]] = {m: m.value for m in DelayReason}
+_CLOSE_OUT: Final[dict[CloseReason, str]] = {m: m.value for m in CloseReason}
+
+
+def direction_from_wire(value: object) -> Direction:
+    """``"c2s"``/``"s2c"`` (also 0/1) to a ``Direction``; ``CodecError`` otherwise."""
+    if isinstance(value, str):
+        d = _DIR_IN.get(value)
+        if d is not None:
+            return d
+    elif isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+        return Direction(value)
+    raise CodecError(f"direction: expected 'c2s' or 's2c', got {value!r}")
+
+
+def _delays_out(delays: tuple[tuple[DelayReason, int], ...]) -> list[list[Any]]:
+    out = _DELAY_OUT
+    return [[out[reason], ns] for reason, ns in delays]
+
+
+# ------------------------------------------------------------------------------------------------ encoders
+
+
+def _enc_message(r: Message) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "id": r.id,
+        "conn_id": r.conn_id,
+        "direction": _DIR_OUT[r.direction],
+        "seq": r.seq,
+        "data": r.data,
+        "arrival_ns": r.arrival_ns,
+        "release_ns": r.release_ns,
+        "origin": _ORIGIN_OUT[r.origin],
+        "state": _STATE_OUT[r.state],
+        # The fast path has no delays: skip the list comprehension for it.
+        "delays": _delays_out(r.delays) if r.delays else [],
+    }
+
+
+def _enc_message_updated(r: MessageUpdated) -> dict[str, Any]:
+    return {
+        "type": "message_updated",
+        "msg_id": r.msg_id,
+        "conn_id": r.conn_id,
+        "direction": _DIR_OUT[r.direction],
+        "state": _STATE_OUT[r.state],
+        "time_ns": r.time_ns,
+        "release_ns": r.release_ns,
+        "data": r.data,
+        "delays": _delays_out(r.delays) if r.delays else [],
+    }
+
+
+def _enc_opened(r: ConnectionOpened) -> dict[str, Any]:
+    return {
+        "type": "connection_opened",
+        "conn_id": r.conn_id,
+        "client_addr": [r.client_addr[0], r.client_addr[1]],
+        "target_addr": [r.target_addr[0], r.target_addr[1]],
+        "time_ns": r.time_ns,
+        "replay_of": r.replay_of,
+    }
+
+
+def _enc_upstream(r: UpstreamConnected) -> dict[str, Any]:
+    return {
+        "type": "upstream_connected",
+        "conn_id": r.conn_id,
+        "server_addr": [r.server_addr[0], r.server_addr[1]],
+        "time_ns": r.time_ns,
+    }
+
+
+def _enc_half_closed(r: HalfClosed) -> dict[str, Any]:
+    return {"type": "half_closed", "conn_id": r.conn_id, "side": _SIDE_OUT[r.side], "time_ns": r.time_ns}
+
+
+def _enc_closed(r: ConnectionClosed) -> dict[str, Any]:
+    return {
+        "type": "connection_closed",
+        "conn_id": r.conn_id,
+        "reason": _CLOSE_OUT[r.reason],
+        "detail": r.detail,
+        "time_ns": r.time_ns,
+        "bytes_c2s": r.bytes_c2s,
+        "bytes_s2c": r.bytes_s2c,
+        "messages_c2s": r.messages_c2s,
+        "messages_s2c": r.messages_s2c,
+        "discarded": r.discarded,
+    }
+
+
+def _enc_notice(r: Notice) -> dict[str, Any]:
+    return {
+        "type": "notice",
+        "level": r.level,
+        "text": r.text,
+        "time_ns": r.time_ns,
+        "conn_id": r.conn_id,
+        "direction": None if r.direction is None else _DIR_OUT[r.direction],
+    }
+
+
+_ENCODERS: Final[dict[type, Callable[[Any], dict[str, Any]]]] = {
+    Message: _enc_message,
+    MessageUpdated: _enc_message_updated,
+    ConnectionOpened: _enc_opened,
+    UpstreamConnected: _enc_upstream,
+    HalfClosed: _enc_half_closed,
+    ConnectionClosed: _enc_closed,
+    Notice: _enc_notice,
+}
+
+
+def record_to_dict(record: Record) -> dict[str, Any]:
+    """The wire form of ``record`` (a fresh dict the caller may extend, e.g. with ``"v"``)."""
+    try:
+        enc = _ENCODERS[type(record)]
+    except KeyError:
+        raise CodecError(f"not a record: {type(record).__name__}") from None
+    return enc(record)
+
+
+def truncated_dict(record: Message | MessageUpdated, keep: int) -> dict[str, Any]:
+    """The wire form with ``data`` cut to its first ``keep`` bytes, plus ``"size"`` and ``"truncated": True``.
+
+    Used when a control subscriber falls behind: the event still says what happened and how big it was.
+    """
+    d = record_to_dict(record)
+    data = d["data"]
+    if data is not None and len(data) > keep:
+        d["size"] = len(data)
+        d["data"] = data[:keep]
+        d["truncated"] = True
+    return d
+
+
+# ------------------------------------------------------------------------------------------------ decoders
+# Decoding validates types: dicts arrive from files and sockets, and a bad one must say what is wrong rather
+# than building a record that breaks something later.
+
+
+def _int(d: Mapping[str, Any], key: str) -> int:
+    v = d.get(key)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise CodecError(f"{d.get('type')}.{key}: expected an integer, got {v!r}")
+    return v
+
+
+def _opt_int(d: Mapping[str, Any], key: str) -> int | None:
+    return None if d.get(key) is None else _int(d, key)
+
+
+def _str(d: Mapping[str, Any], key: str) -> str:
+    v = d.get(key)
+    if not isinstance(v, str):
+        raise CodecError(f"{d.get('type')}.{key}: expected a string, got {v!r}")
+    return v
+
+
+def _bytes(d: Mapping[str, Any], key: str) -> bytes:
+    v = d.get(key)
+    if not isinstance(v, bytes):
+        raise CodecError(f"{d.get('type')}.{key}: expected bytes, got {type(v).__name__}")
+    return v
+
+
+def _addr(d: Mapping[str, Any], key: str) -> tuple[str, int]:
+    v = d.get(key)
+    if (not isinstance(v, list | tuple) or len(v) != 2 or not isinstance(v[0], str)
+            or isinstance(v[1], bool) or not isinstance(v[1], int)):
+        raise CodecError(f"{d.get('type')}.{key}: expected [host, port], got {v!r}")
+    return (v[0], v[1])
+
+
+def _enum(d: Mapping[str, Any], key: str, cls: Any) -> Any:
+    v = d.get(key)
+    try:
+        return cls(v)
+    except ValueError:
+        raise CodecError(f"{d.get('type')}.{key}: unknown value {v!r}") from None
+
+
+def _direction(d: Mapping[str, Any], key: str = "direction") -> Direction:
+    try:
+        return direction_from_wire(d.get(key))
+    except CodecError as e:
+        raise CodecError(f"{d.get('type')}.{e}") from None
+
+
+def _delays(d: Mapping[str, Any]) -> tuple[tuple[DelayReason, int], ...]:
+    v = d.get("delays", [])
+    if not isinstance(v, list | tuple):
+        raise CodecError(f"{d.get('type')}.delays: expected a list, got {v!r}")
+    out: list[tuple[DelayReason, int]] = []
+    for item in v:
+        if (not isinstance(item, list | tuple) or len(item) != 2 or isinstance(item[1], bool)
+                or not isinstance(item[1], int)):
+            raise CodecError(f"{d.get('type')}.delays: expected [reason, ns] pairs, got {item!r}")
+        try:
+            out.append((DelayReason(item[0]), item[1]))
+        except ValueError:
+            raise CodecError(f"{d.get('type')}.delays: unknown reason {item[0]!r}") from None
+    return tuple(out)
+
+
+def _dec_message(d: Mapping[str, Any]) -> Message:
+    return Message(
+        id=_int(d, "id"),
+        conn_id=_int(d, "conn_id"),
+        direction=_direction(d),
+        seq=_int(d, "seq"),
+        data=_bytes(d, "data"),
+        arrival_ns=_int(d, "arrival_ns"),
+        release_ns=_opt_int(d, "release_ns"),
+        origin=_enum(d, "origin", Origin),
+        state=_enum(d, "state", MessageState),
+        delays=_delays(d),
+    )
+
+
+def _dec_message_updated(d: Mapping[str, Any]) -> MessageUpdated:
+    return MessageUpdated(
+        msg_id=_int(d, "msg_id"),
+        conn_id=_int(d, "conn_id"),
+        direction=_direction(d),
+        state=_enum(d, "state", MessageState),
+        time_ns=_int(d, "time_ns"),
+        release_ns=_opt_int(d, "release_ns"),
+        data=None if d.get("data") is None else _bytes(d, "data"),
+        delays=_delays(d),
+    )
+
+
+def _dec_opened(d: Mapping[str, Any]) -> ConnectionOpened:
+    return ConnectionOpened(
+        conn_id=_int(d, "conn_id"),
+        client_addr=_addr(d, "client_addr"),
+        target_addr=_addr(d, "target_addr"),
+        time_ns=_int(d, "time_ns"),
+        replay_of=_opt_int(d, "replay_of"),
+    )
+
+
+def _dec_upstream(d: Mapping[str, Any]) -> UpstreamConnected:
+    return UpstreamConnected(conn_id=_int(d, "conn_id"), server_addr=_addr(d, "server_addr"),
+                             time_ns=_int(d, "time_ns"))
+
+
+def _dec_half_closed(d: Mapping[str, Any]) -> HalfClosed:
+    side = _SIDE_IN.get(d.get("side"))  # type: ignore[arg-type]
+    if side is None:
+        raise CodecError(f"half_closed.side: expected 'client' or 'server', got {d.get('side')!r}")
+    return HalfClosed(conn_id=_int(d, "conn_id"), side=side, time_ns=_int(d, "time_ns"))
+
+
+def _dec_closed(d: Mapping[str, Any]) -> ConnectionClosed:
+    return ConnectionClosed(
+        conn_id=_int(d, "conn_id"),
+        reason=_enum(d, "reason", CloseReason),
+        detail=_str(d, "detail"),
+        time_ns=_int(d, "time_ns"),
+        bytes_c2s=_int(d, "bytes_c2s"),
+        bytes_s2c=_int(d, "bytes_s2c"),
+        messages_c2s=_int(d, "messages_c2s"),
+        messages_s2c=_int(d, "messages_s2c"),
+        discarded=_int(d, "discarded") if "discarded" in d else 0,
+    )
+
+
+def _dec_notice(d: Mapping[str, Any]) -> Notice:
+    return Notice(
+        level=_str(d, "level"),
+        text=_str(d, "text"),
+        time_ns=_int(d, "time_ns"),
+        conn_id=_opt_int(d, "conn_id"),
+        direction=None if d.get("direction") is None else _direction(d),
+    )
+
+
+_DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], Record]]] = {
+    "message": _dec_message,
+    "message_updated": _dec_message_updated,
+    "connection_opened": _dec_opened,
+    "upstream_connected": _dec_upstream,
+    "half_closed": _dec_half_closed,
+    "connection_closed": _dec_closed,
+    "notice": _dec_notice,
+}
+
+RECORD_TYPES: Final[frozenset[str]] = frozenset(_DECODERS)
+"""The ``type`` values that name a record (every other control event type is protocol-level)."""
+
+
+def record_from_dict(d: Mapping[str, Any]) -> Record:
+    """Rebuild the record ``record_to_dict`` produced; ``CodecError`` says what is wrong with a bad dict."""
+    if not isinstance(d, Mapping):
+        raise CodecError(f"expected a map, got {type(d).__name__}")
+    t = d.get("type")
+    dec = _DECODERS.get(t) if isinstance(t, str) else None
+    if dec is None:
+        raise CodecError(f"unknown record type {t!r}; expected one of {', '.join(sorted(_DECODERS))}")
+    return dec(d)
+
+
+def framing_to_dict(spec: FramingSpec) -> dict[str, Any]:
+    """A framing as the protocol and session headers show it: ``{"c2s", "s2c", "max_frame", "text"}``."""
+    return {"c2s": spec.c2s, "s2c": spec.s2c, "max_frame": spec.max_frame, "text": str(spec)}

@@ -1,0 +1,313 @@
+"""``python -m proxy`` as a user runs it: a real child process, real sockets, real signals.
+
+Every child is started with a timeout and killed in a ``finally``; output is read by threads into line lists that
+a test waits on (with a deadline), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IO_TIMEOUT, connect, recv_exact
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONUNBUFFERED": "1"}
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+def run_cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "proxy", *args], capture_output=True, text=True,
+                          encoding="utf-8", env=ENV, cwd=REPO, timeout=timeout)
+
+
+class Child:
+    """A running ``python -m proxy`` whose stdout and stderr lines are collected as they come."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "proxy", *args], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, encoding="utf-8", env=env or ENV,
+                                     cwd=REPO)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._cond = threading.Condition()
+        self._readers = [threading.Thread(target=self._read, args=(s, lines), daemon=True)
+                         for s, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for t in self._readers:
+            t.start()
+
+    def _read(self, stream: object, lines: list[str]) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            with self._cond:
+                lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_line(self, lines: list[str], pred: Callable[[str], bool], timeout: float = IO_TIMEOUT) -> str:
+        with self._cond:
+            found: list[str] = []
+
+            def check() -> bool:
+                found[:] = [x for x in lines if pred(x)]
+                return bool(found) or self.proc.poll() is not None
+
+            self._cond.wait_for(check, timeout)
+            if not found:
+                raise AssertionError(f"no such line within {timeout} s; stdout={self.out} stderr={self.err} "
+                                     f"exit={self.proc.poll()}")
+            return found[0]
+
+    def listening_port(self) -> int:
+        line = self.wait_line(self.out, lambda x: "listening on" in x)
+        m = re.search(r"listening on [^ ]+:(\d+)", line)
+        assert m, line
+        return int(m.group(1))
+
+    def finish(self, timeout: float = 20.0) -> int:
+        rc = self.proc.wait(timeout)
+        for t in self._readers:
+            t.join(timeout)
+        return rc
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(IO_TIMEOUT)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def child() -> Iterator[Callable[..., Child]]:
+    started: list[Child] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Child:
+        c = Child(*args, env=env)
+        started.append(c)
+        return c
+
+    yield start
+    for c in started:
+        c.kill()
+
+
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port: int = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _echo(listener: socket.socket, done: threading.Event) -> threading.Thread:
+    """Echo every client of ``listener`` until it is closed; one thread per client."""
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(IO_TIMEOUT)
+            try:
+                while data := conn.recv(65536):
+                    conn.sendall(data)
+            except OSError:
+                pass
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return t
+
+
+# ------------------------------------------------------------------------------------------------ the demo
+
+
+def test_demo_runs_the_exercise_through_the_proxy() -> None:
+    r = run_cli("--demo", "--demo-pings", "2", "--demo-interval", "0.1")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    out = r.stdout
+    assert "[CLIENT] Message received: Hello from the exercise server! 🚀" in out
+    assert "[SERVER] Client says: Ping received! 📥" in out
+    # the proxy's own message lines, with the emoji intact. The welcome is sometimes tagged [scheduled] by a
+    # known engine bug (see test_without_conditions_every_message_is_forwarded_at_once in test_relay_sockets).
+    assert re.search(r"#1 ← s2c +36 B(?: \[scheduled\])? +\"Hello from the exercise server! 🚀\"", out), out
+    assert re.search(r"#1 → c2s +19 B +\"Ping received! 📥\"", out), out
+    assert "pong 2" in out
+    assert re.search(r"#1 closed: ", out), out
+
+
+# ------------------------------------------------------------------------------------------------ usage errors
+
+
+def _one_line_error(r: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_port_in_use_is_one_line_and_exit_2() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        r = run_cli("--listen", f"127.0.0.1:{port}")
+    _one_line_error(r, "already in use", str(port))
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--listen", "nonsense:xx"), "--listen"),
+    (("--listen", "127.0.0.1:70000"), "out of range"),
+    (("--target", "[::1"), "--target"),
+    (("--listen", "0.0.0.0:0"), "--allow-remote"),
+    (("--framing", "bogus"), "--framing"),
+    (("--framing", "fixed:0"), "--framing"),
+    (("--max-frame", "lots"), "--max-frame"),
+    (("--connect-timeout", "0"), "--connect-timeout"),
+])
+def test_bad_flags_are_one_line_and_exit_2(args: tuple[str, ...], needle: str) -> None:
+    _one_line_error(run_cli(*args), needle)
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+
+def test_unreachable_target_warns_then_relays_once_the_server_is_up(child: Callable[..., Child]) -> None:
+    target = _free_port()
+    p = child("--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{target}")
+    port = p.listening_port()
+    warning = p.wait_line(p.err, lambda x: "warning" in x)
+    assert f"127.0.0.1:{target}" in warning and "keeps listening" in warning
+    assert p.proc.poll() is None, "the proxy gave up instead of listening"
+
+    done = threading.Event()
+    try:
+        listener = socket.create_server(("127.0.0.1", target))
+    except OSError:
+        pytest.skip(f"port {target} was taken by another process meanwhile")
+    with listener:
+        _echo(listener, done)
+        with connect(port) as c:
+            c.sendall("hello 🚀".encode())
+            assert recv_exact(c, len("hello 🚀".encode())) == "hello 🚀".encode()
+        p.wait_line(p.out, lambda x: '"hello 🚀"' in x and "c2s" in x)
+        done.set()
+
+
+def _relay_then_signal(child: Callable[..., Child], sig: int, env: dict[str, str] | None = None) -> None:
+    done = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        _echo(listener, done)
+        p = child("--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{listener.getsockname()[1]}", env=env)
+        port = p.listening_port()
+        with connect(port) as c:
+            # A round trip proves the loop is serving, so its signal handlers are installed.
+            c.sendall(b"ping")
+            assert recv_exact(c, 4) == b"ping"
+            p.proc.send_signal(sig)
+            assert c.recv(1) == b"", "the client did not get a clean EOF when the proxy stopped"
+        rc = p.finish()
+        done.set()
+    assert rc == 0, (rc, p.err)
+    assert not any("Traceback" in x for x in p.err), p.err
+    assert any("stopping" in x for x in p.out), p.out
+    assert any(re.search(r"#1 closed: proxy shutdown", x) for x in p.out), p.out
+
+
+@posix_only
+def test_sigterm_stops_cleanly(child: Callable[..., Child]) -> None:
+    _relay_then_signal(child, signal.SIGTERM)
+
+
+@posix_only
+def test_ctrl_c_stops_cleanly(child: Callable[..., Child]) -> None:
+    _relay_then_signal(child, signal.SIGINT)
+
+
+STOP_WHILE_CONNECTING = (
+    "proxy/server.py: ConnectionHandler._open_upstream spawns the _connect task without keeping it, and neither "
+    "ConnectionHandler._close nor ProxyServer.shutdown cancels it; shutdown returns while create_connection is "
+    "still pending, then uvloop's loop.close() fails with OSError EBUSY ('Device or resource busy', handles "
+    "still open) and 'Event loop is closed' errors; cli.main does not suppress loop.close(), so Ctrl+C prints a "
+    "traceback and exits 1. Fix: keep the task on the handler, cancel it in _close (and await it in shutdown)")
+
+
+@posix_only
+@pytest.mark.parametrize("loop", [
+    pytest.param("uvloop"),
+    "asyncio",
+])
+def test_ctrl_c_while_a_client_waits_for_a_slow_server(child: Callable[..., Child], loop: str) -> None:
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    # A server whose accept backlog is full: the proxy's connect hangs (its SYNs are dropped).
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        fillers = []
+        try:
+            for _ in range(3):
+                f = socket.socket()
+                fillers.append(f)
+                f.setblocking(False)
+                try:
+                    f.connect(listener.getsockname())
+                except BlockingIOError:
+                    pass
+            p = child("--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{listener.getsockname()[1]}",
+                      "--connect-timeout", "30", env={**ENV, "SOCKSCOPE_LOOP": loop})
+            port = p.listening_port()
+            with connect(port) as c:
+                p.wait_line(p.out, lambda x: "#1 opened" in x)
+                p.proc.send_signal(signal.SIGINT)
+                try:
+                    assert c.recv(1) == b""
+                except ConnectionResetError:
+                    pass
+                rc = p.finish()
+        finally:
+            for f in fillers:
+                f.close()
+    assert not any("Traceback" in x for x in p.err), "\n".join(p.err)
+    assert rc == 0, (rc, p.err)
+    assert any("#1 closed: proxy shutdown" in x for x in p.out), p.out
+
+
+def test_start_warning_for_a_silent_target_says_why(child: Callable[..., Child]) -> None:
+    with socket.socket() as listener:  # full backlog: connects to it time out
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        fillers = []
+        try:
+            for _ in range(3):
+                f = socket.socket()
+                fillers.append(f)
+                f.setblocking(False)
+                try:
+                    f.connect(listener.getsockname())
+                except BlockingIOError:
+                    pass
+            p = child("--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{listener.getsockname()[1]}",
+                      "--connect-timeout", "0.5")
+            warning = p.wait_line(p.err, lambda x: "warning" in x)
+        finally:
+            for f in fillers:
+                f.close()
+    assert "()" not in warning and ("timeout" in warning or "no answer" in warning), warning

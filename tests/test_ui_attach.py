@@ -1,0 +1,98 @@
+"""The window attached to a proxy over the control protocol (``sockscope --attach``): traffic, commands, and the
+proxy going away. The proxy engine and its control endpoint run in-process; the window talks msgpack to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QSettings
+
+pytest.importorskip("proxy.control")
+pytest.importorskip("proxy.client")
+
+from inspector.ui.main_window import MainWindow
+from inspector.ui.message_model import Column
+from proxy.control import ControlServer
+from proxy.model import Direction
+from proxy.runner import ProxyThread
+from proxy.server import ProxyConfig
+from tests.conftest import EchoServer, connect, recv_exact
+
+TOKEN = "test-token"
+WAIT = 10_000
+
+
+class Endpoint:
+    def __init__(self, target_port: int) -> None:
+        self.proxy = ProxyThread(ProxyConfig(listen_port=0, target_port=target_port)).start()
+
+        async def start() -> ControlServer:
+            cs = ControlServer(self.proxy.server, token=TOKEN)
+            await cs.start()
+            return cs
+
+        self.cs = asyncio.run_coroutine_threadsafe(start(), self.proxy.loop).result(10)
+        assert self.cs.address is not None
+        self.port = self.cs.address[1]
+
+    def close_control(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.cs.close(), self.proxy.loop).result(10)
+
+
+@pytest.fixture
+def endpoint(echo_server: EchoServer) -> Iterator[Endpoint]:
+    e = Endpoint(echo_server.port)
+    yield e
+    e.close_control()
+    e.proxy.stop()
+
+
+@pytest.fixture
+def window(qtbot: Any, tmp_path: Any, endpoint: Endpoint) -> Iterator[MainWindow]:
+    w = MainWindow(attach=("127.0.0.1", endpoint.port, TOKEN),
+                   settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.link is not None, timeout=WAIT)
+    yield w
+    w.stop_link()
+
+
+def test_attached_window_shows_traffic_and_edits_held_messages(qtbot: Any, window: MainWindow,
+                                                               endpoint: Endpoint) -> None:
+    w = window
+    assert w.link is not None and w.link.kind == "control"
+    assert w.link.listen_addr == endpoint.proxy.server.listen_addr
+    with connect(endpoint.proxy.port) as c:
+        c.sendall(b"hello")
+        assert recv_exact(c, 5) == b"hello"
+        qtbot.waitUntil(lambda: w.model.rowCount() >= 2, timeout=WAIT)
+        assert w.model.data(w.model.index(0, Column.SUMMARY)) == '"hello"'
+        if not callable(getattr(endpoint.proxy.server, "hold_next", None)):
+            pytest.skip("the engine has no hold_next yet")
+        fut = w.link.command("hold_next", direction=Direction.C2S, conn_id=None, count=1)
+        qtbot.waitUntil(fut.done, timeout=WAIT)
+        assert fut.exception() is None
+        c.sendall(b"secret")
+        qtbot.waitUntil(lambda: w.store.held_count == 1, timeout=WAIT)
+        mid = w.intercept.selected_id()
+        assert mid is not None
+        dlg = w.edit_and_forward(mid)
+        assert dlg is not None
+        dlg.edit.setPlainText("public")
+        dlg.accept()
+        assert recv_exact(c, 6) == b"public"
+        qtbot.waitUntil(lambda: w.store.held_count == 0, timeout=WAIT)
+
+
+def test_attached_window_survives_the_control_endpoint_closing(qtbot: Any, window: MainWindow,
+                                                              endpoint: Endpoint) -> None:
+    endpoint.close_control()
+    qtbot.waitUntil(lambda: not window.banner.isHidden(), timeout=WAIT)
+    assert "proxy stopped" in window.banner_text.text().lower()
+    window.hold_next(Direction.C2S)
+    assert "not running" in window.log.toPlainText()
