@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import resource
-import sys
+import os
 
 import pytest
 
@@ -153,12 +152,17 @@ def test_clear_keeps_held_and_connections() -> None:
     assert s.held == {} and s.state(0) is MessageState.DROPPED
 
 
-def _rss_mb() -> float:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024 if sys.platform != "darwin" else kb / (1 << 20)
+def _rss_mb() -> float | None:
+    """Current (not peak) resident memory: the peak belongs to whichever test ran before in this process."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+    except OSError:
+        return None
 
 
 def test_a_million_rows() -> None:
+    before = _rss_mb()
     s = MessageStore()
     payload = bytes(range(64))
     batch = 50_000
@@ -171,7 +175,9 @@ def test_a_million_rows() -> None:
     assert s.state(777_776) is MessageState.DROPPED
     s.refilter(lambda r: s.conn_ids[r] == 2)
     assert s.visible_count == 250_000
-    assert _rss_mb() < 600, f"RSS {_rss_mb():.0f} MB"
+    after = _rss_mb()
+    if before is not None and after is not None:  # Linux; the benchmark reports the figure everywhere
+        assert after - before < 600, f"1,000,000 rows took {after - before:.0f} MB"
 
 
 @pytest.mark.parametrize("n", [0, 1])
