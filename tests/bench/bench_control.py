@@ -52,8 +52,9 @@ s.sendall(struct.pack(">I", len(body)) + body)
 state = {"messages": 0, "first": None, "last": None, "dropped": 0, "truncated": 0, "bytes": 0, "lag_ns": []}
 lock = threading.Lock()
 def read():
-    u = msgpack.Unpacker(raw=False, max_buffer_size=1 << 30)
-    buf = b""
+    buf = bytearray()
+    pos = 0
+    unpack = struct.Struct(">I").unpack_from
     while True:
         if mode == "stuck":
             time.sleep(3600)
@@ -62,13 +63,17 @@ def read():
             return
         if mode == "slow":
             time.sleep(0.05)
+        if pos:
+            del buf[:pos]
+            pos = 0
         buf += data
-        while len(buf) >= 4:
-            n = struct.unpack_from(">I", buf)[0]
-            if len(buf) < 4 + n:
+        view = memoryview(buf)
+        while len(buf) - pos >= 4:
+            n = unpack(buf, pos)[0]
+            if len(buf) - pos - 4 < n:
                 break
-            ev = msgpack.unpackb(buf[4:4 + n], raw=False)
-            buf = buf[4 + n:]
+            ev = msgpack.unpackb(view[pos + 4:pos + 4 + n], raw=False)
+            pos += 4 + n
             t = ev["type"]
             with lock:
                 if t == "hello":
@@ -86,6 +91,7 @@ def read():
                 elif t == "dropped":
                     state["dropped"] = ev["total_dropped"]
                     state["truncated"] = ev["total_truncated"]
+        view.release()
 threading.Thread(target=read, daemon=True).start()
 sys.stdin.readline()
 with lock:
@@ -254,7 +260,7 @@ def throughput_once(mode: str, size: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     size = (128 if args.quick else 512) << 20
     out: dict[str, Any] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
