@@ -37,7 +37,7 @@ def ingest(rate: int = 20_000, seconds: float = 5.0) -> dict[str, float]:
         def stop(self) -> None:
             self.death = "stopped"
 
-    app = QApplication.instance() or QApplication([])
+    _app = QApplication.instance() or QApplication([])  # kept alive for the whole benchmark
 
     def spin(ms: int) -> None:
         loop = QEventLoop()
