@@ -384,6 +384,9 @@ class Relay:
         """Release what is due, pass on FINs whose lanes have drained, and ask for the next wake-up."""
         if self.phase is not Phase.RELAYING:
             return
+        c2s, s2c = self.lanes
+        if not (c2s.queue or s2c.queue or c2s.source_eof or s2c.source_eof):
+            return  # the fast path's case: nothing waiting, nothing to close
         for lane in self.lanes:
             self._release_due(lane, now, out)
             if lane.source_eof and not lane.eof_sent and not lane.queue:

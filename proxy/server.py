@@ -54,6 +54,7 @@ TIMER_EARLY = 0.0015  # seconds: how long before a release the shell starts watc
 STALL_CAP = 4 << 20  # WRITE_HIGH_WATER + READ_SIZE + QUEUE_CAP, rounded up: the documented bound
 
 HISTORY_CAP = 64 << 20  # client-to-server bytes kept for session replay, over all connections
+HISTORY_CONN_CAP = 8 << 20  # ... and per connection: a bulk transfer is not a session worth replaying from memory
 REPLAY_MODES = ("timing", "fast", "wait-reply")
 
 Subscriber = Callable[[Record], None]
@@ -353,6 +354,8 @@ class ProxyServer:
         self.capturing = True
         self.history: dict[int, list[tuple[int, bytes]]] = {}  # conn id -> c2s (arrival ns, bytes), for replay
         self._history_bytes = 0
+        self._history_conn_bytes: dict[int, int] = {}
+        self.history_truncated: set[int] = set()  # connections too big to keep in memory for replay
         self._subscribers: list[Subscriber] = []
         self._server: asyncio.Server | None = None
         self.listen_addr: tuple[str, int] | None = None
@@ -615,12 +618,24 @@ class ProxyServer:
             return
         hist = self.history.get(m.conn_id)
         if hist is None:
+            if m.conn_id in self.history_truncated:
+                return
             hist = self.history[m.conn_id] = []
+            self._history_conn_bytes[m.conn_id] = 0
+        n = len(m.data)
+        if self._history_conn_bytes[m.conn_id] + n > HISTORY_CONN_CAP:
+            # Past the cap the recording of this connection stops; replay from a session file still works.
+            self.history_truncated.add(m.conn_id)
+            self._history_bytes -= self._history_conn_bytes.pop(m.conn_id)
+            del self.history[m.conn_id]
+            return
         hist.append((m.arrival_ns, m.data))
-        self._history_bytes += len(m.data)
+        self._history_conn_bytes[m.conn_id] += n
+        self._history_bytes += n
         while self._history_bytes > HISTORY_CAP and len(self.history) > 1:
             oldest = next(iter(self.history))
-            self._history_bytes -= sum(len(d) for _, d in self.history.pop(oldest))
+            del self.history[oldest]
+            self._history_bytes -= self._history_conn_bytes.pop(oldest)
 
     async def replay(self, conn_id: int, messages: list[bytes] | None = None, mode: str = "timing",
                      reply_timeout: float = 5.0) -> int:
@@ -635,6 +650,9 @@ class ProxyServer:
         if messages is not None:
             items = [(0, bytes(m)) for m in messages]
         else:
+            if conn_id in self.history_truncated:
+                raise ValueError(f"connection #{conn_id} sent more than {HISTORY_CONN_CAP >> 20} MiB, more than "
+                                 "sockscope keeps in memory for replay; replay it from a recorded session instead")
             if conn_id not in self.history:
                 raise KeyError(f"nothing recorded from the client of connection #{conn_id} to replay")
             items = list(self.history[conn_id])

@@ -193,3 +193,20 @@ def test_session_replay_against_live_server(echo_server, start_proxy, recorder) 
         assert b"".join(replies) == b"ping 0\nping 1\nping 2\n"
         sent = [m for m in recorder.of(Message) if m.conn_id == new_id and m.direction is Direction.C2S]
         assert all(m.origin is Origin.REPLAYED for m in sent)
+
+
+def test_replay_history_is_bounded(echo_server, start_proxy, recorder) -> None:
+    import asyncio
+
+    from proxy.server import HISTORY_CONN_CAP
+
+    p = start_proxy(echo_server.port)
+    blob = b"x" * (HISTORY_CONN_CAP + (1 << 20))
+    with connect(p.port) as c:
+        c.sendall(blob)
+        assert len(recv_exact(c, len(blob))) == len(blob)
+    closed = recorder.wait_for(lambda r: isinstance(r, ConnectionClosed))
+    assert p.call(lambda: sum(len(d) for h in p.server.history.values() for _, d in h)) == 0
+    fut = asyncio.run_coroutine_threadsafe(p.server.replay(closed.conn_id, None, "fast"), p.loop)  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="recorded session"):
+        fut.result(10)
