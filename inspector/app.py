@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:  # Qt-free: the program's own output is the point
+        from inspector import run
+
+        return run.main(argv[1:])
     args = build_parser().parse_args(argv)
     from inspector.bridge import LinkOptions
     from proxy.cli import UsageError, parse_hostport
