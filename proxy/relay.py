@@ -96,6 +96,20 @@ class _Lane:
     warned: bool = False
 
 
+def _segment(frames: list[bytes], bandwidth_bps: float) -> list[bytes]:
+    """Split raw reads into the pieces a slow link would deliver (about 10 ms of link time each, at least one
+    1460-byte segment): under ``raw`` framing a read has no meaning of its own, and a 256 KiB read released whole
+    after 4 s at 64 KB/s would make the rate a staircase instead of a slope."""
+    size = max(1460, min(65536, int(bandwidth_bps / 100)))
+    out: list[bytes] = []
+    for f in frames:
+        if len(f) <= size:
+            out.append(f)
+        else:
+            out.extend(f[i : i + size] for i in range(0, len(f), size))
+    return out
+
+
 class Relay:
     """State machine for one relayed connection. Feed it events; execute the commands it returns, in order."""
 
@@ -208,6 +222,9 @@ class Relay:
         frames = lane.framer.feed(e.data)
         if lane.framer.fallback is not None and not lane.warned:
             self._warn_fallback(lane, e.now, out)
+        bandwidth = lane.cond.bandwidth_bps
+        if bandwidth and lane.framer.name == "raw":
+            frames = _segment(frames, bandwidth)
         for frame in frames:
             self._admit(lane, frame, e.now, Origin.LIVE, out)
         if frames:
