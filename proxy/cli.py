@@ -142,7 +142,7 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
         if args.listen == "127.0.0.1:5556":
             config.listen_port = 0  # the demo must not collide with a real game on 5556
     server = ProxyServer(config, loop)
-    server.subscribe(Printer(server.clock, show_messages=not args.quiet))
+    server.subscribe(Printer(server.clock, show_messages=not args.quiet), messages=not args.quiet)
     host, port = await server.start()
     from proxy import control
 

@@ -357,18 +357,26 @@ class ProxyServer:
         self._history_conn_bytes: dict[int, int] = {}
         self.history_truncated: set[int] = set()  # connections too big to keep in memory for replay
         self._subscribers: list[Subscriber] = []
+        self._message_subscribers: list[Subscriber] = []
         self._server: asyncio.Server | None = None
         self.listen_addr: tuple[str, int] | None = None
 
     # ------------------------------------------------------------------------------ subscribers
 
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call ``callback(record)`` on the loop thread for every published record; returns an unsubscribe."""
+    def subscribe(self, callback: Subscriber, *, messages: bool = True) -> Callable[[], None]:
+        """Call ``callback(record)`` on the loop thread for every published record; returns an unsubscribe.
+
+        ``messages=False`` leaves out ``Message`` and ``MessageUpdated`` (a quiet printer needs only connection
+        events), which keeps the per-message path short.
+        """
         self._subscribers.append(callback)
+        if messages:
+            self._message_subscribers.append(callback)
 
         def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
+            for subs in (self._subscribers, self._message_subscribers):
+                with contextlib.suppress(ValueError):
+                    subs.remove(callback)
 
         return unsubscribe
 
@@ -378,9 +386,14 @@ class ProxyServer:
             self._remember(record)  # type: ignore[arg-type]
             if not self.capturing:
                 return
-        elif kind is MessageUpdated and not self.capturing:
-            return
-        for s in self._subscribers:
+            subscribers = self._message_subscribers
+        elif kind is MessageUpdated:
+            if not self.capturing:
+                return
+            subscribers = self._message_subscribers
+        else:
+            subscribers = self._subscribers
+        for s in subscribers:
             try:
                 s(record)
             except Exception as e:  # a broken subscriber must never break relaying
