@@ -1,7 +1,8 @@
 """``python -m inspector.dump SESSION [--filter EXPR] [--decode-as NAME] [--struct FMT]``: decoded messages, no Qt.
 
-Role: the headless reader of recordings: streams a session file (``proxy.session``), applies the shared filter
-language and prints one decoded line per message (and the decoded tree with ``--tree``).
+Role: the headless reader of recordings: streams a session file (``proxy.session``), or follows a live proxy's
+control endpoint (``--follow HOST:PORT --token T``), applies the shared filter language and prints one decoded
+line per message (and the decoded tree with ``--tree``).
 Must not import: Qt (PySide6).
 Thread: main thread.
 """
@@ -10,17 +11,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from inspector.decode import default_registry
 from inspector.filters import FilterError, parse_filter
-from proxy.model import ConnectionClosed, ConnectionOpened, Direction, Message, Notice
+from proxy.model import ConnectionClosed, ConnectionOpened, Direction, Message, Notice, Record
 from proxy.session import SessionError, open_session
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m inspector.dump", description="Print decoded messages of a session.")
-    ap.add_argument("session", help="a session file written by --record")
+    ap.add_argument("session", nargs="?", help="a session file written by --record")
+    ap.add_argument("--follow", metavar="HOST:PORT", help="follow a live proxy's control endpoint instead")
+    ap.add_argument("--token", default=None, help="the control token (with --follow)")
     ap.add_argument("--filter", default="", metavar="EXPR", help='e.g. c2s and json.type == "ping"')
     ap.add_argument("--decode-as", default=None, metavar="NAME", help="text, json, msgpack, pickle, struct, hex")
     ap.add_argument("--struct", default=None, metavar="FMT", help='struct format with names: "<Hff x y"')
@@ -43,10 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     def view_of(m: Message) -> object:
         return registry.decode_message(m)
 
+    if bool(args.session) == bool(args.follow):
+        print("dump: error: give a session file, or --follow HOST:PORT --token T", file=sys.stderr)
+        return 2
     shown = 0
+    truncated = False
     try:
-        reader = open_session(args.session)
-        for r in reader:
+        records = _follow(args.follow, args.token) if args.follow else open_session(args.session)
+        for r in records:
             if isinstance(r, Message):
                 if not flt.matches(r, view_of):  # type: ignore[arg-type]
                     continue
@@ -65,16 +72,44 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"#{r.conn_id} closed: {r.reason.value} ({r.detail})")
             elif isinstance(r, Notice):
                 print(f"{r.level}: {r.text}")
-        if reader.truncated:
+            sys.stdout.flush()
+        truncated = bool(getattr(records, "truncated", False))
+        if truncated:
             print("dump: note: the file ends inside a record (cut by a crash?); everything before it is shown",
                   file=sys.stderr)
-    except SessionError as e:
+    except (SessionError, ConnectionError, OSError) as e:
         print(f"dump: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 0
     except BrokenPipeError:
         return 0
     print(f"dump: {shown} message(s) shown", file=sys.stderr)
     return 0
+
+
+def _follow(address: str, token: str | None) -> Iterator[Record]:
+    """Records from a live proxy, until it goes away."""
+    from proxy.cli import UsageError, parse_hostport
+    from proxy.client import ControlError, SyncControlClient
+
+    try:
+        host, port = parse_hostport(address, "--follow")
+    except UsageError as e:
+        raise ConnectionError(str(e)) from None
+    if not token:
+        raise ConnectionError("--follow needs --token (the proxy prints it: 'control on ... token T')")
+    try:
+        client = SyncControlClient(host, port, token)
+    except ControlError as e:
+        raise ConnectionError(f"cannot attach to {address}: {e}") from None
+    try:
+        for event in client.iter_events():
+            record = event.get("record")
+            if record is not None:
+                yield record
+    finally:
+        client.close()
 
 
 if __name__ == "__main__":

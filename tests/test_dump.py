@@ -61,3 +61,41 @@ def test_dump_filter_and_errors(session: Path, tmp_path: Path) -> None:
 def test_dump_decode_as_hex(session: Path) -> None:
     out = dump(str(session), "--decode-as", "hex")
     assert out.returncode == 0 and "[hex]" in out.stdout
+
+
+def test_dump_follows_a_live_proxy() -> None:
+    import os
+    import re
+
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    proxy = subprocess.Popen([sys.executable, "-m", "proxy", "--demo", "--demo-interval", "0.1", "--listen",
+                              "127.0.0.1:0", "--control", "127.0.0.1:0", "--quiet"],
+                             stdout=subprocess.PIPE, text=True, encoding="utf-8", env=env)
+    follower = None
+    try:
+        assert proxy.stdout is not None
+        for line in proxy.stdout:
+            m = re.search(r"control on ([\d.]+:\d+) token (\S+)", line)
+            if m:
+                break
+        else:
+            pytest.fail("the proxy never printed its control address")
+        follower = subprocess.Popen([sys.executable, "-m", "inspector.dump", "--follow", m.group(1), "--token",
+                                     m.group(2), "--filter", 's2c and text ~ "pong"'],
+                                    stdout=subprocess.PIPE, text=True, encoding="utf-8", env=env)
+        assert follower.stdout is not None
+        line = follower.stdout.readline()  # blocks until the first pong; the test timeout bounds it
+        assert "← s2c" in line and "pong" in line
+    finally:
+        for p in (follower, proxy):
+            if p is not None:
+                p.terminate()
+                p.wait(10)
+                if p.stdout:
+                    p.stdout.close()
+
+
+def test_dump_needs_a_source() -> None:
+    assert dump().returncode == 2
+    out = dump("--follow", "127.0.0.1:1", "--token", "x")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
