@@ -28,6 +28,8 @@ EPILOG = """examples:
                                                         then point your client at port 5556
   sockscope --target 127.0.0.1:5555 --latency 100 --jitter 20
   sockscope --attach 10.0.0.5:7777 --token T            a proxy started with python -m proxy --control
+  sockscope export game.sockscope --to game.pcapng      for Wireshark (or .jsonl, or replay.py)
+  sockscope import capture.pcapng --framing lines -o game.sockscope
 """
 
 
@@ -60,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from inspector import run
 
         return run.main(argv[1:])
+    if argv[:1] in (["export"], ["import"]):  # Qt-free: session export, capture import (inspector/interop)
+        from inspector.interop import cli as interop_cli
+
+        return interop_cli.main(argv)
     args = build_parser().parse_args(argv)
     from inspector.bridge import LinkOptions
     from proxy.cli import UsageError, parse_hostport

@@ -12,13 +12,14 @@ safe because each is a single dict assignment read atomically by decoders.
 from __future__ import annotations
 
 import importlib.metadata
+import struct
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from proxy.model import Direction, Message
 
-from ._api import EMPTY_CONTEXT, DecodeContext, Decoder, EncodeError, View, error_view
+from ._api import EMPTY_CONTEXT, DecodeContext, Decoder, EncodeError, Field, View, error_view
 
 ENTRY_POINT_GROUP = "sockscope.decoders"
 AUTO = "auto"
@@ -180,7 +181,36 @@ class DecoderRegistry(Mapping[str, Decoder]):
         return self.decode(msg.data, self.context_for(msg.conn_id, msg.direction), decoder)
 
     def auto(self, data: bytes, ctx: DecodeContext = EMPTY_CONTEXT) -> View:
-        """The most confident decoder's view; when it fails, the next one's (the hex view never fails)."""
+        """The most confident decoder's view; when it fails, the next one's (the hex view never fails).
+
+        A message that is a length prefix plus a body (``--framing len16``/``len32``, the usual way games frame
+        msgpack or pickle) is decoded as its body when the whole message reads only as text or hex.
+        """
+        view = self._auto(data, ctx)
+        if view.decoder in _UNSTRUCTURED and len(data) > 2:
+            wrapped = self._prefixed(data, ctx)
+            if wrapped is not None:
+                return wrapped
+        return view
+
+    def _prefixed(self, data: bytes, ctx: DecodeContext) -> View | None:
+        for fmt, size in _LENGTH_PREFIXES:
+            if len(data) <= size or struct.unpack_from(fmt, data)[0] != len(data) - size:
+                continue
+            body = data[size:]
+            inner = self._auto(body, ctx)
+            if inner.error is not None or inner.decoder in _UNSTRUCTURED:
+                continue
+            prefix = Field("length prefix", f"{len(body)} ({fmt})", 0, size)
+            return replace(
+                inner,
+                summary=f"[len {len(body)}] {inner.summary}",
+                fields=(prefix, *(_shift(f, size) for f in inner.fields)),
+                editable=None if inner.editable is None else f"{_PREFIX_HEADER}{fmt}\n{inner.editable}",
+            )
+        return None
+
+    def _auto(self, data: bytes, ctx: DecodeContext) -> View:
         first_error: View | None = None
         for name, _ in self.confidences(data, ctx):
             view = self.decode_with(name, data, ctx)
@@ -209,6 +239,13 @@ class DecoderRegistry(Mapping[str, Decoder]):
         encode = getattr(decoder, "encode", None)
         if encode is None:
             raise EncodeError(f"the {decoder.name} decoder cannot encode")
+        prefix_fmt: str | None = None
+        if decoder.name != "json" and edited.startswith(_PREFIX_HEADER):
+            # a body behind a length prefix (see auto): encode the body, then put a fresh prefix in front
+            header, _, edited = edited.partition("\n")
+            prefix_fmt = header[len(_PREFIX_HEADER):].strip()
+            if prefix_fmt not in dict(_LENGTH_PREFIXES):
+                raise EncodeError(f"unknown length prefix {prefix_fmt!r}: use one of >I <I >H <H")
         try:
             out = encode(edited, ctx)
         except EncodeError:
@@ -217,4 +254,24 @@ class DecoderRegistry(Mapping[str, Decoder]):
             raise EncodeError(f"{decoder.name} encoder failed: {type(exc).__name__}: {exc}") from exc
         if not isinstance(out, bytes | bytearray):
             raise EncodeError(f"{decoder.name} encoder returned {type(out).__name__}, not bytes")
+        if prefix_fmt is not None:
+            try:
+                return struct.pack(prefix_fmt, len(out)) + bytes(out)
+            except struct.error:
+                raise EncodeError(f"a body of {len(out)} bytes does not fit a {prefix_fmt} length prefix") from None
         return bytes(out)
+
+
+_UNSTRUCTURED = frozenset({"text", "hex"})
+_LENGTH_PREFIXES: tuple[tuple[str, int], ...] = ((">I", 4), ("<I", 4), (">H", 2), ("<H", 2))
+_PREFIX_HEADER = "# length-prefix "
+
+
+def _shift(f: Field, by: int) -> Field:
+    """A field tree moved ``by`` bytes to the right (its bytes sit behind a length prefix)."""
+    return replace(
+        f,
+        start=None if f.start is None else f.start + by,
+        end=None if f.end is None else f.end + by,
+        children=tuple(_shift(c, by) for c in f.children),
+    )

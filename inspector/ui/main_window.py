@@ -246,6 +246,38 @@ class MainWindow(QMainWindow):
         self.log.setMaximumBlockCount(LOG_MAX_LINES)
         self.log_dock = self._dock("Log", "log_dock", self.log, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.log_dock.hide()
+        self._build_timeline()
+
+    # -- timeline (issue 7): Timeline + Statistics docks, annotation badges, detail note, selection sync
+    def _build_timeline(self) -> None:
+        from inspector.timeline.dock import TimelineController
+
+        self.timeline = TimelineController(self.store, self, conditions=self.conditions.value)
+        bottom = Qt.DockWidgetArea.BottomDockWidgetArea
+        self.timeline_dock = self._dock("Timeline", "timeline_dock", self.timeline.panel, bottom)
+        self.stats_dock = self._dock("Statistics", "statistics_dock", self.timeline.stats_panel, bottom)
+        self.tabifyDockWidget(self.timeline_dock, self.stats_dock)
+        self.timeline_dock.raise_()
+        self.timeline.message_selected.connect(self._select_store_row)
+        self.table.setItemDelegateForColumn(
+            Column.SUMMARY, self.timeline.make_delegate(lambda idx: self.model.data(idx, ROW_ROLE), self.table))
+        self.table.selectionModel().currentRowChanged.connect(
+            lambda cur, _prev: self.timeline.select_row(self.model.data(cur, ROW_ROLE) if cur.isValid() else None))
+        detail_layout = self.detail.layout()
+        if isinstance(detail_layout, QVBoxLayout):
+            detail_layout.insertWidget(1, self.timeline.detail_note)
+
+    def _select_store_row(self, row: int) -> None:
+        """A plot point or ladder arrow was clicked: select that message in the table (or at least show it)."""
+        self.follow_action.setChecked(False)
+        pos = self.store.visible_position(row)
+        if pos is None:
+            self.detail.show_row(row)
+            self.timeline.select_row(row)
+            self.statusBar().showMessage("that message is hidden by the filter; shown in the detail pane", 5000)
+            return
+        self.select_visible(pos)
+        self.table.scrollTo(self.model.index(pos, 0))
 
     def _build_toolbar(self) -> None:
         tb = self.addToolBar("Proxy")
@@ -312,6 +344,11 @@ class MainWindow(QMainWindow):
         demo.triggered.connect(lambda: self.start_link(LinkOptions(demo=True)))
         home = file.addAction("Start &page…")
         home.triggered.connect(lambda: self.central.setCurrentWidget(self.start_page))
+        # Sessions (open/save, drag and drop, keep recording) and exports of the visible messages.
+        from inspector.interop.window import SessionActions
+
+        self.sessions = SessionActions(self)
+        self.sessions.add_to_menu(file)
         file.addSeparator()
         quit_ = file.addAction("&Quit")
         quit_.setShortcut(QKeySequence.StandardKey.Quit)
@@ -339,7 +376,8 @@ class MainWindow(QMainWindow):
         self.follow_action.setShortcut(QKeySequence("End"))
         self.follow_action.toggled.connect(self._set_follow)
         view.addSeparator()
-        for dock in (self.conn_dock, self.cond_dock, self.intercept_dock, self.log_dock):
+        for dock in (self.conn_dock, self.cond_dock, self.intercept_dock, self.timeline_dock, self.stats_dock,
+                     self.log_dock):
             view.addAction(dock.toggleViewAction())
 
         capture = mb.addMenu("&Capture")

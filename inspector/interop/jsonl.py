@@ -1,0 +1,167 @@
+"""Export messages as JSON lines: one JSON object per line, with the decoded view of each message.
+
+Role: a format any tool reads (``jq``, pandas, a learner's own script). Lines, in the order messages got their
+final state (forwarded, dropped, discarded; still-held ones at the end):
+
+- ``{"type": "connection", "conn": 1, "client": "127.0.0.1:50000", "target": "127.0.0.1:5555", "time": ...}``
+  before a connection's first message;
+- ``{"type": "message", "id", "conn", "dir", "seq", "state", "origin", "size", "arrival_ns", "release_ns",
+  "arrival", "delay_ms", "delays", "held", "hex", "text", "decoded": {"decoder", "summary", "values",
+  "error"}}`` where ``text`` is the UTF-8 text when the bytes are valid UTF-8 (else null), ``arrival`` is
+  ISO 8601 wall-clock time, and ``values`` are the decoder's values when they are JSON-able (else
+  ``values_repr`` holds their ``repr``). ``hex`` always has the exact bytes.
+
+Must not import: PySide6, ``inspector.ui``.
+Thread: any; one exporter belongs to the thread that feeds it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+from collections.abc import Callable, Iterable
+from typing import IO, Any, Final
+
+from proxy.model import Clock, ConnectionOpened, Message, MessageUpdated, Record
+
+from .fold import Final_, MessageFolder
+
+__all__ = ["JsonlExporter", "jsonable"]
+
+_MAX_DEPTH: Final = 64
+
+
+class _NotJsonable(Exception):
+    pass
+
+
+def jsonable(value: object) -> object:
+    """``value`` as plain JSON types; raises ``ValueError`` if it holds something JSON cannot say."""
+    try:
+        return _conv(value, 0)
+    except (_NotJsonable, RecursionError):
+        raise ValueError(f"not JSON-able: {type(value).__name__}") from None
+
+
+def _conv(v: object, depth: int) -> object:
+    if depth > _MAX_DEPTH:
+        raise _NotJsonable
+    if v is None or isinstance(v, bool | int | str):
+        return v
+    if isinstance(v, float):
+        if math.isfinite(v):
+            return v
+        raise _NotJsonable
+    if isinstance(v, list | tuple):
+        return [_conv(x, depth + 1) for x in v]
+    if isinstance(v, dict):
+        if not all(isinstance(k, str) for k in v):
+            raise _NotJsonable
+        return {k: _conv(x, depth + 1) for k, x in v.items()}
+    raise _NotJsonable
+
+
+class JsonlExporter:
+    """``add`` records (a session's, or store rows as records), then ``close``."""
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None, decode: bool = True,
+                 decoder: Callable[[Message], Any] | None = None) -> None:
+        self.path = os.fspath(path)
+        self.clock = clock or Clock(0, 0)
+        self.messages = 0
+        self._folder = MessageFolder()
+        self._decode = decode
+        self._decoder = decoder
+        self._conns: dict[int, ConnectionOpened] = {}
+        self._announced: set[int] = set()
+        self._f: IO[str] | None = open(self.path, "w", encoding="utf-8", newline="\n")
+        self._dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+    def add_many(self, records: Iterable[Record]) -> None:
+        for r in records:
+            self.add(r)
+
+    def add(self, r: Record) -> None:
+        if isinstance(r, Message):
+            f = self._folder.message(r)
+        elif isinstance(r, MessageUpdated):
+            f = self._folder.update(r)
+        else:
+            if isinstance(r, ConnectionOpened):
+                self._conns[r.conn_id] = r
+            return
+        if f is not None:
+            self._line(f)
+
+    def _iso(self, mono_ns: int) -> str:
+        wall = self.clock.to_wall_ns(mono_ns)
+        t = _dt.datetime.fromtimestamp(wall // 1_000_000_000, _dt.UTC)
+        return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{wall % 1_000_000_000 // 1000:06d}Z"
+
+    def _line(self, f: Final_) -> None:
+        assert self._f is not None
+        m = f.message
+        write = self._f.write
+        if m.conn_id not in self._announced:
+            self._announced.add(m.conn_id)
+            c = self._conns.get(m.conn_id)
+            conn: dict[str, Any] = {"type": "connection", "conn": m.conn_id}
+            if c is not None:
+                conn.update(client=f"{c.client_addr[0]}:{c.client_addr[1]}",
+                            target=f"{c.target_addr[0]}:{c.target_addr[1]}", time_ns=c.time_ns,
+                            time=self._iso(c.time_ns), replay_of=c.replay_of)
+            write(self._dumps(conn) + "\n")
+        try:
+            text: str | None = m.data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        d: dict[str, Any] = {
+            "type": "message", "id": m.id, "conn": m.conn_id, "dir": m.direction.label, "seq": m.seq,
+            "state": m.state.value, "origin": m.origin.value, "size": len(m.data),
+            "arrival_ns": m.arrival_ns, "release_ns": m.release_ns, "arrival": self._iso(m.arrival_ns),
+            "delay_ms": None if m.release_ns is None else (m.release_ns - m.arrival_ns) / 1e6,
+            "delays": {r.value: ns for r, ns in m.delays}, "held": f.held,
+            "hex": m.data.hex(), "text": text,
+        }
+        if f.original is not None:
+            d["original_hex"] = f.original.hex()
+        if self._decode:
+            d["decoded"] = self._decoded(m)
+        write(self._dumps(d) + "\n")
+        self.messages += 1
+
+    def _decoded(self, m: Message) -> dict[str, Any]:
+        if self._decoder is None:
+            from inspector.decode import decode_message
+
+            self._decoder = decode_message
+        view = self._decoder(m)
+        out: dict[str, Any] = {"decoder": view.decoder, "summary": view.summary}
+        if view.error:
+            out["error"] = view.error
+        if view.values:
+            try:
+                out["values"] = jsonable(list(view.values))
+            except ValueError:
+                out["values_repr"] = [repr(v)[:10_000] for v in view.values]
+        return out
+
+    def close(self) -> int:
+        """Write the messages still held at the end (state ``held``) and close; returns the lines of messages."""
+        if self._f is None:
+            return self.messages
+        try:
+            for f in self._folder.drain():
+                self._line(f)
+        finally:
+            fh, self._f = self._f, None
+            fh.close()
+        return self.messages
+
+    def __enter__(self) -> JsonlExporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
