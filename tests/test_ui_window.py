@@ -300,3 +300,35 @@ def test_pump_applies_in_batches(qtbot: Any) -> None:
     pump.set_link(link)
     qtbot.waitUntil(lambda: len(store) == 1000, timeout=WAIT)
     assert batches == [1000]
+
+
+@pytest.mark.parametrize("mode", ["fast", "wait-reply", "timing"])
+def test_replay_and_resend_reach_the_real_peer(qtbot: Any, make_window: Callable[..., MainWindow],
+                                               echo_server: EchoServer, mode: str) -> None:
+    w = make_window(LinkOptions(listen=("127.0.0.1", 0), target=("127.0.0.1", echo_server.port)))
+    link = wait_link(qtbot, w)
+    assert link.listen_addr is not None
+    with connect(link.listen_addr[1]) as c:
+        for word in (b"one", b"two"):
+            c.sendall(word)
+            assert recv_exact(c, 3) == word
+        qtbot.waitUntil(lambda: len(w.store) >= 4, timeout=WAIT)
+        first = w.store.conn_ids[0]
+        # resend a copy, edited, into the live connection: the echo comes back to the client
+        dlg = w.edit_and_resend(0)
+        assert dlg is not None
+        dlg.edit.setPlainText("ONE")
+        dlg.accept()
+        assert recv_exact(c, 3) == b"ONE"
+    qtbot.waitUntil(lambda: not w.store.connections[first].is_open, timeout=WAIT)
+    w.conn_table.selectRow(0)
+    w.replay(mode)
+
+    def replay_done() -> bool:
+        new = [cid for cid in w.store.connections if cid != first]
+        if not new:
+            return False
+        rows = [r for r in range(len(w.store)) if w.store.conn_ids[r] == new[0] and w.store.dirs[r] == 1]
+        return b"".join(w.store.payload(r) for r in rows) == b"onetwoONE"
+
+    qtbot.waitUntil(replay_done, timeout=WAIT)

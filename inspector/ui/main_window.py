@@ -410,6 +410,8 @@ class MainWindow(QMainWindow):
         self.replay_action.triggered.connect(lambda: self.replay("fast"))
         timed = icpt.addAction("Replay connection with original &timing")
         timed.triggered.connect(lambda: self.replay("timing"))
+        waiting = icpt.addAction("Replay connection &waiting for each reply")
+        waiting.triggered.connect(lambda: self.replay("wait-reply"))
 
     def _build_status(self) -> None:
         sb = self.statusBar()
@@ -806,7 +808,19 @@ class MainWindow(QMainWindow):
         if conn is None:
             self._report_error("select a connection to replay")
             return
-        self.send("replay", conn_id=conn, mode=mode)
+        if mode == "timing":
+            self.send("replay", conn_id=conn, mode=mode)  # the engine kept the original arrival times
+            return
+        # The client side as the table holds it, so a session opened from a file or an imported capture can be
+        # replayed too (the engine only remembers connections it relayed itself).
+        s = self.store
+        messages = [s.payload(r) for r in range(len(s))
+                    if s.conn_ids[r] == conn and s.dirs[r] == Direction.C2S
+                    and s.state(r) not in (MessageState.DROPPED, MessageState.DISCARDED)]
+        if not messages:
+            self._report_error(f"connection #{conn} has no client-to-server messages to replay")
+            return
+        self.send("replay", conn_id=conn, mode=mode, messages=messages)
 
     def _framing_chosen(self, _i: int) -> None:
         text = self.framing_combo.currentText().strip()
