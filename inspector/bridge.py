@@ -58,7 +58,7 @@ __all__ = [
 
 COMMANDS: Final = (
     "set_conditions", "hold_next", "release", "drop", "release_all", "inject", "close_connection", "replay",
-    "set_framing", "pause_capture", "spike_now",
+    "set_framing", "pause_capture", "spike_now", "set_rules",
 )
 """Commands the window may send, with the engine's argument names (``ProxyServer`` methods):
 
@@ -326,6 +326,10 @@ def _engine_call(name: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         from proxy.framing import parse_framing
 
         args["framing"] = parse_framing(args["framing"])
+    elif name == "set_rules":
+        from proxy.rules import Rule
+
+        args["rules"] = [Rule.from_dict(r) for r in args.get("rules", [])]
     elif name == "pause_capture":
         return ("pause_capture" if args.pop("paused", True) else "resume_capture"), {}
     elif name == "replay":

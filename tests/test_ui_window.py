@@ -332,3 +332,32 @@ def test_replay_and_resend_reach_the_real_peer(qtbot: Any, make_window: Callable
         return b"".join(w.store.payload(r) for r in rows) == b"onetwoONE"
 
     qtbot.waitUntil(replay_done, timeout=WAIT)
+
+
+def test_rules_from_the_intercept_panel_hold_and_delay(qtbot: Any, make_window: Callable[..., MainWindow],
+                                                       echo_server: EchoServer) -> None:
+    w = make_window(LinkOptions(listen=("127.0.0.1", 0), target=("127.0.0.1", echo_server.port)))
+    link = wait_link(qtbot, w)
+    assert link.listen_addr is not None and link.supports("set_rules")
+    panel = w.intercept
+    panel.rule_filter.setText("c2s and size >")  # a broken filter: the error shows, nothing is sent
+    panel.add_rule()
+    assert panel.rule_error.isVisibleTo(w) and not panel.rules
+    panel.rule_filter.setText('c2s and text ~ "secret"')
+    panel.rule_action.setCurrentText("hold")
+    panel.add_rule()
+    assert panel.rule_list.count() == 1
+    with connect(link.listen_addr[1]) as c:
+        # the rule reaches the engine asynchronously: wait until a matching message is really held
+        def held_one() -> bool:
+            return w.store.held_count >= 1
+
+        c.sendall(b"hello")
+        assert recv_exact(c, 5) == b"hello"
+        c.sendall(b"secret")
+        qtbot.waitUntil(held_one, timeout=WAIT)
+        w.forward_all()
+        assert recv_exact(c, 6) == b"secret"
+        panel.rule_list.setCurrentRow(0)
+        panel.remove_rule()
+        assert panel.rules == []

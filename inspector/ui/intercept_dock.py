@@ -9,18 +9,26 @@ Thread: GUI thread.
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
+    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
+    QListWidget,
     QPushButton,
+    QSpinBox,
     QTableView,
     QVBoxLayout,
     QWidget,
 )
 
+from inspector.filters import FilterError, parse_filter
 from inspector.ui import palette
 from inspector.ui.side_models import MSG_ID_ROLE, HeldModel
 from proxy.model import Direction
@@ -32,6 +40,7 @@ class InterceptPanel(QWidget):
     edit_forward = Signal(int)
     drop = Signal(int)
     forward_all = Signal()
+    rules_changed = Signal(list)  # rule maps for the engine's set_rules, in order
 
     def __init__(self, model: HeldModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -81,9 +90,82 @@ class InterceptPanel(QWidget):
         lay.addLayout(top)
         lay.addWidget(self.table, 1)
         lay.addLayout(buttons)
+        lay.addWidget(self._build_rules())
         lay.addWidget(self.note)
         model.modelReset.connect(self.refresh)
         self.refresh()
+
+    def _build_rules(self) -> QGroupBox:
+        """Rules: "when a message matches this filter, then hold / delay / drop / duplicate / close / reset"."""
+        box = QGroupBox("Rules (first match wins)")
+        self.rule_filter = QLineEdit()
+        self.rule_filter.setPlaceholderText('when: e.g. c2s and text ~ "ping"   ·   json.type == "move"')
+        self.rule_action = QComboBox()
+        self.rule_action.addItems(["hold", "delay", "drop", "duplicate", "close", "reset"])
+        self.rule_delay = QSpinBox()
+        self.rule_delay.setRange(1, 60_000)
+        self.rule_delay.setValue(200)
+        self.rule_delay.setSuffix(" ms")
+        self.rule_delay.setEnabled(False)
+        self.rule_action.currentTextChanged.connect(lambda a: self.rule_delay.setEnabled(a == "delay"))
+        self.rule_add = QPushButton("Add rule")
+        self.rule_add.clicked.connect(self.add_rule)
+        self.rule_filter.returnPressed.connect(self.add_rule)
+        self.rule_error = QLabel()
+        self.rule_error.setStyleSheet(f"color: {palette.current().error.name()}")
+        self.rule_list = QListWidget()
+        self.rule_list.setMaximumHeight(80)
+        self.rule_remove = QPushButton("Remove")
+        self.rule_remove.clicked.connect(self.remove_rule)
+        self.rules: list[dict[str, Any]] = []
+        row = QHBoxLayout()
+        row.addWidget(self.rule_filter, 1)
+        row.addWidget(QLabel("then"))
+        row.addWidget(self.rule_action)
+        row.addWidget(self.rule_delay)
+        row.addWidget(self.rule_add)
+        lower = QHBoxLayout()
+        lower.addWidget(self.rule_list, 1)
+        lower.addWidget(self.rule_remove)
+        lay = QVBoxLayout(box)
+        lay.setContentsMargins(6, 4, 6, 4)
+        lay.addLayout(row)
+        lay.addWidget(self.rule_error)
+        lay.addLayout(lower)
+        self.rule_error.hide()
+        return box
+
+    def add_rule(self) -> None:
+        text = self.rule_filter.text().strip()
+        try:
+            parse_filter(text)  # the engine compiles it again; checking here puts the error next to the box
+        except FilterError as e:
+            self.rule_error.setText(f"column {e.column + 1}: {e}")
+            self.rule_error.show()
+            return
+        if not text:
+            self.rule_error.setText("type a filter: the rule applies to the messages it matches")
+            self.rule_error.show()
+            return
+        self.rule_error.hide()
+        action = self.rule_action.currentText()
+        rule: dict[str, Any] = {"filter": text, "action": action, "name": f"{action} when {text}"}
+        label = f"when {text}  →  {action}"
+        if action == "delay":
+            rule["delay_ms"] = float(self.rule_delay.value())
+            label += f" {self.rule_delay.value()} ms"
+        self.rules.append(rule)
+        self.rule_list.addItem(label)
+        self.rule_filter.clear()
+        self.rules_changed.emit(list(self.rules))
+
+    def remove_rule(self) -> None:
+        row = self.rule_list.currentRow()
+        if row < 0:
+            return
+        self.rule_list.takeItem(row)
+        del self.rules[row]
+        self.rules_changed.emit(list(self.rules))
 
     def selected_id(self) -> int | None:
         sel = self.table.selectionModel().selectedRows()

@@ -238,6 +238,7 @@ class MainWindow(QMainWindow):
         self.intercept.edit_forward.connect(self.edit_and_forward)
         self.intercept.drop.connect(self.drop)
         self.intercept.forward_all.connect(self.forward_all)
+        self.intercept.rules_changed.connect(lambda rules: self.send("set_rules", rules=rules))
         self.intercept_dock = self._dock("Intercept", "intercept_dock", self.intercept,
                                          Qt.DockWidgetArea.RightDockWidgetArea)
 
