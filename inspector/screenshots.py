@@ -52,10 +52,13 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.01)
 
     w = MainWindow(LinkOptions(demo=True, demo_interval=0.25), settings=settings, link_factory=InProcessLink)
-    w.resize(1500, 900)
+    w.resize(1600, 1150)
     w.show()
     wait_until(lambda: w.link is not None and w.model.rowCount() >= 24)
     w.log_dock.hide()
+    if hasattr(w, "timeline_dock"):  # the timeline has pictures of its own (docs/timeline.png): here, room for the rest
+        w.timeline_dock.hide()
+        w.stats_dock.hide()
 
     # 1. demo traffic, a pong selected
     pos = next(i for i in range(w.model.rowCount()) if w.store.direction(w.store.visible[i]) is Direction.S2C

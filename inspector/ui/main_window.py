@@ -12,6 +12,7 @@ Thread: GUI thread; ``_link_ready`` and ``_command_failed`` are emitted from wor
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QStackedWidget,
     QTableView,
+    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -350,6 +352,13 @@ class MainWindow(QMainWindow):
 
         self.sessions = SessionActions(self)
         self.sessions.add_to_menu(file)
+        toolbar = self.findChild(QToolBar, "proxy_toolbar")
+        if toolbar is not None:  # "● Rec" next to the proxy controls, the same action as the menu's
+            rec = self.sessions.record_action
+            rec.setIconText("● Rec")
+            rec.setToolTip("keep recording everything to a session file while live")
+            toolbar.addSeparator()
+            toolbar.addAction(rec)
         file.addSeparator()
         quit_ = file.addAction("&Quit")
         quit_.setShortcut(QKeySequence.StandardKey.Quit)
@@ -422,7 +431,8 @@ class MainWindow(QMainWindow):
         self.st_held = QLabel()
         self.st_lost = QLabel()
         self.st_cond = QLabel()
-        for w in (self.st_link, self.st_conns, self.st_rates, self.st_cond, self.st_held, self.st_lost):
+        self.st_rec = QLabel()
+        for w in (self.st_link, self.st_conns, self.st_rates, self.st_cond, self.st_held, self.st_lost, self.st_rec):
             sb.addPermanentWidget(w)
         self._update_status()
 
@@ -434,7 +444,7 @@ class MainWindow(QMainWindow):
         if geo is not None:
             self.restoreGeometry(geo)  # type: ignore[arg-type]
         else:
-            self.resize(1360, 820)
+            self.resize(1440, 960)
         state = s.value("window/state")
         if state is not None:
             self.restoreState(state)  # type: ignore[arg-type]
@@ -450,6 +460,8 @@ class MainWindow(QMainWindow):
     def _default_dock_sizes(self) -> None:
         self.resizeDocks([self.conn_dock, self.cond_dock], [300, 470], Qt.Orientation.Horizontal)
         self.resizeDocks([self.cond_dock, self.intercept_dock], [340, 300], Qt.Orientation.Vertical)
+        if hasattr(self, "timeline_dock"):  # plots and ladder need some height to be readable
+            self.resizeDocks([self.timeline_dock], [300], Qt.Orientation.Vertical)
 
     def save_settings(self) -> None:
         s = self.settings
@@ -932,6 +944,12 @@ class MainWindow(QMainWindow):
         self.st_lost.setText(f"{lost:,} events lost" + ("" if not extra else " · " + " · ".join(extra)))
         self.st_lost.setStyleSheet(f"color: {c.error.name()}" if lost else "")
         self.st_cond.setText(self.conditions.summary())
+        recording = getattr(self, "sessions", None)
+        if recording is not None and recording.record_action.isChecked() and recording.spool_path:
+            self.st_rec.setText(f"● recording to {os.path.basename(recording.spool_path)}")
+            self.st_rec.setStyleSheet(f"color: {c.error.name()}")
+        else:
+            self.st_rec.setText("")
         self._update_held()
 
     # =============================================================================================== Qt events
