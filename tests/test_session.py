@@ -260,3 +260,47 @@ def test_recorder_stops_cleanly_on_disk_error(start_proxy: Any, recorder: Record
     assert recv_exact(s, 1) == b"y"
     assert rec.failed is not None
     s.close()
+
+
+def test_a_slow_disk_never_stalls_relaying(start_proxy: Any, recorder: Records, echo_server: EchoServer,
+                                           tmp_path: Path) -> None:
+    """The writer thread is stuck (a disk that does not answer): relaying goes on, the recording keeps every
+    record but cuts payloads once it is ``backlog_bytes`` behind, says so, and is complete once the disk is back."""
+    import threading
+
+    p = start_proxy(echo_server.port)
+    path = tmp_path / "slow.sockscope"
+    rec = _start_recording(p, path, backlog_bytes=64 << 10, keep_bytes=16, flush_bytes=1)
+    gate = threading.Event()
+    real = rec._file
+    assert real is not None
+
+    class Stuck:
+        def write(self, data: bytes) -> int:
+            gate.wait(30)
+            return real.write(data)
+
+        def flush(self) -> None:
+            real.flush()
+
+        def close(self) -> None:
+            real.close()
+
+    def install() -> None:
+        rec._file = Stuck()  # type: ignore[assignment]
+
+    p.call(install)
+    blob = b"z" * (32 << 10)
+    with connect(p.port) as c:
+        for _ in range(8):  # 256 KiB each way while the disk is stuck: every echo still comes back
+            c.sendall(blob)
+            assert recv_exact(c, len(blob)) == blob
+    note = recorder.wait_for(lambda r: isinstance(r, Notice) and "behind the disk" in r.text)
+    assert note is not None
+    recorder.wait_for(lambda r: isinstance(r, ConnectionClosed))
+    gate.set()
+    p.call(rec.close)
+    assert rec.truncated_payloads > 0
+    msgs = [r for r in open_session(path) if isinstance(r, Message)]
+    assert len(msgs) == len(recorder.of(Message))  # no record is lost, only payload bytes
+    assert any(len(m.data) == 16 for m in msgs) and any(len(m.data) == len(blob) for m in msgs)
