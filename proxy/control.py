@@ -368,8 +368,8 @@ class ControlServer:
 
     async def start(self) -> tuple[str, int]:
         try:
-            self._server = await self.loop.create_server(lambda: _Subscriber(self), self.host, self.port,
-                                                         reuse_address=True)
+            # reuse_address left to asyncio: SO_REUSEADDR on POSIX only (on Windows it lets a port be stolen)
+            self._server = await self.loop.create_server(lambda: _Subscriber(self), self.host, self.port)
         except OSError as e:
             raise ProxyError(f"--control {self.host}:{self.port}: cannot listen: {e.strerror or e}") from None
         host, port = self._server.sockets[0].getsockname()[:2]

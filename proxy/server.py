@@ -60,7 +60,8 @@ REPLAY_MODES = ("timing", "fast", "wait-reply")
 Subscriber = Callable[[Record], None]
 
 _now = time.monotonic_ns
-_LINGER_RESET = struct.pack("ii", 1, 0)
+# struct linger is two ints on POSIX but two u_shorts on Windows; a wrong size is refused and no RST would go out.
+_LINGER_RESET = struct.pack("HH", 1, 0) if sys.platform == "win32" else struct.pack("ii", 1, 0)
 
 
 class ProxyError(Exception):
@@ -408,7 +409,8 @@ class ProxyServer:
         cfg = self.config
         try:
             self._server = await self.loop.create_server(
-                self._accept, cfg.listen_host, cfg.listen_port, reuse_address=True, backlog=1024)
+                # reuse_address left to asyncio: SO_REUSEADDR on POSIX only (on Windows it lets a port be stolen)
+                self._accept, cfg.listen_host, cfg.listen_port, backlog=1024)
         except OSError as e:
             if e.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
                 raise ProxyError(f"port {cfg.listen_port} on {cfg.listen_host} is already in use; "
