@@ -34,6 +34,8 @@ EPILOG = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from proxy.cli import add_condition_arguments
+
     p = argparse.ArgumentParser(
         prog="sockscope", description="See, slow down and change your game's TCP traffic.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,12 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--framing", default="raw", metavar="F", help="raw, lines, len16, len32, msgpack, json, fixed:N")
     p.add_argument("--attach", metavar="HOST:PORT", help="attach to a running proxy's control endpoint")
     p.add_argument("--token", help="the control token printed by that proxy")
-    g = p.add_argument_group("network conditions (changeable live in the window)")
-    g.add_argument("--latency", metavar="MS", help="one-way latency, e.g. 100 or c2s=30,s2c=120")
-    g.add_argument("--jitter", metavar="MS", help="e.g. 20 or 20:normal")
-    g.add_argument("--bandwidth", metavar="RATE", help="e.g. 64KB/s, 500kbit, unlimited")
-    g.add_argument("--spike", action="append", metavar="SPEC", help="e.g. every=30s,add=800ms,for=2s")
-    g.add_argument("--preset", metavar="NAME", help="a named preset (sockscope-proxy --list-presets)")
+    add_condition_arguments(p, seed=False)
     p.add_argument("--demo-interval", type=float, default=0.5, help=argparse.SUPPRESS)
     p.add_argument("--in-process", action="store_true",
                    help="run the proxy engine inside the window's process (no child process)")
@@ -68,20 +65,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return interop_cli.main(argv)
     args = build_parser().parse_args(argv)
     from inspector.bridge import LinkOptions
-    from proxy.cli import UsageError, parse_hostport
+    from proxy.cli import UsageError, conditions_from_args, parse_hostport
 
     options: LinkOptions | None = None
     attach: tuple[str, int, str] | None = None
     try:
         conditions = None
         if any((args.latency, args.jitter, args.bandwidth, args.spike, args.preset)):
-            from proxy.conditions import ConditionsError, conditions_from_cli
-
-            try:
-                conditions = conditions_from_cli(args.latency, args.jitter, args.bandwidth, args.spike,
-                                                 args.preset, now_ns=time.monotonic_ns()).to_dict()
-            except ConditionsError as e:
-                raise UsageError(str(e)) from None
+            conditions = conditions_from_args(args).to_dict()
         if args.attach:
             if not args.token:
                 raise UsageError("--attach needs --token (printed by the proxy: 'control on ... token T')")

@@ -23,14 +23,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from proxy.cli import UsageError, parse_size
-from proxy.conditions import Conditions, conditions_from_cli
+from proxy.cli import UsageError, add_condition_arguments, conditions_from_args, parse_size
+from proxy.conditions import Conditions
 from proxy.framing import DEFAULT_MAX_FRAME, FramingError, FramingSpec, parse_framing
 from proxy.model import Record
 from proxy.printer import Printer
@@ -77,13 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connect-timeout", type=float, default=5.0, metavar="S",
                    help="seconds the proxy waits for the server per connection (default 5)")
     p.add_argument("--quiet", action="store_true", help="do not print messages (connection events still print)")
-    g = p.add_argument_group("network conditions (see docs/conditions.md)")
-    g.add_argument("--latency", metavar="MS", help="one-way delay: 100 (both ways) or c2s=30,s2c=120")
-    g.add_argument("--jitter", metavar="MS[:DIST]", help="extra random delay that never reorders: 20, 20:normal")
-    g.add_argument("--bandwidth", metavar="RATE", help="link rate: 64KB/s, 500kbit, c2s=64KB/s,s2c=1MB/s")
-    g.add_argument("--spike", action="append", metavar="SPEC", help="lag spikes: every=30s,add=800ms,for=2s")
-    g.add_argument("--preset", metavar="NAME", help='a named network profile, e.g. "Mobile 4G"')
-    g.add_argument("--seed", type=int, metavar="N", help="seed the random parts to reproduce a run")
+    add_condition_arguments(p)
     p.add_argument("--assume-python", action="store_true",
                    help="treat the command as Python even if it does not look like it (e.g. `uv run`)")
     return p
@@ -268,12 +261,7 @@ def _config(args: argparse.Namespace, ports: list[int]) -> tuple[FramingSpec, Co
         framing = parse_framing(args.framing, parse_size(args.max_frame, "--max-frame"))
     except FramingError as e:
         raise UsageError(f"--framing: {e}") from None
-    try:
-        conditions = conditions_from_cli(args.latency, args.jitter, args.bandwidth, args.spike, args.preset,
-                                         now_ns=time.monotonic_ns())
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    return framing, conditions
+    return framing, conditions_from_args(args)
 
 
 def main(argv: list[str]) -> int:

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from proxy.conditions import conditions_from_cli
+from proxy.conditions import Conditions, conditions_from_cli
 from proxy.demo import DemoClient, DemoServer
 from proxy.framing import DEFAULT_MAX_FRAME, FramingError, parse_framing
 from proxy.loop import new_event_loop
@@ -68,6 +68,30 @@ def parse_size(text: str, flag: str) -> int:
     return value
 
 
+def add_condition_arguments(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
+    """The network-condition flags, shared by ``sockscope-proxy``, ``sockscope`` and ``sockscope run``."""
+    g = p.add_argument_group("network conditions (see docs/conditions.md)")
+    g.add_argument("--latency", metavar="MS", help="one-way delay: 100 (both ways) or c2s=30,s2c=120")
+    g.add_argument("--jitter", metavar="MS[:DIST]",
+                   help="extra random delay that never reorders: 20, 20:normal, 20:exponential")
+    g.add_argument("--bandwidth", metavar="RATE", help="link rate: 64KB/s, 1MB/s, 500kbit, c2s=64KB/s,s2c=1MB/s")
+    g.add_argument("--spike", action="append", metavar="SPEC",
+                   help="lag spikes: every=30s,add=800ms,for=2s (periodic) or add=500ms,for=1s (now)")
+    g.add_argument("--preset", metavar="NAME", help='a named network profile, e.g. "Mobile 4G" (--list-presets)')
+    if seed:
+        g.add_argument("--seed", type=int, metavar="N",
+                       help="seed the random parts (jitter, loss) to reproduce a run")
+
+
+def conditions_from_args(args: argparse.Namespace) -> Conditions:
+    """The conditions the flags of :func:`add_condition_arguments` ask for; ``UsageError`` names the bad flag."""
+    try:
+        return conditions_from_cli(args.latency, args.jitter, args.bandwidth, args.spike, args.preset,
+                                   now_ns=time.monotonic_ns())
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sockscope-proxy",
@@ -89,16 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-remote", action="store_true",
                    help="allow listening on a non-loopback address (reachable from the network)")
     p.add_argument("--quiet", action="store_true", help="do not print messages (connection events still print)")
-    g = p.add_argument_group("network conditions (see docs/conditions.md)")
-    g.add_argument("--latency", metavar="MS", help="one-way delay: 100 (both ways) or c2s=30,s2c=120")
-    g.add_argument("--jitter", metavar="MS[:DIST]",
-                   help="extra random delay that never reorders: 20, 20:normal, 20:exponential")
-    g.add_argument("--bandwidth", metavar="RATE", help="link rate: 64KB/s, 1MB/s, 500kbit, c2s=64KB/s,s2c=1MB/s")
-    g.add_argument("--spike", action="append", metavar="SPEC",
-                   help="lag spikes: every=30s,add=800ms,for=2s (periodic) or add=500ms,for=1s (now)")
-    g.add_argument("--preset", metavar="NAME", help='a named network profile, e.g. "Mobile 4G" (--list-presets)')
-    g.add_argument("--list-presets", action="store_true", help="print the presets with their sources and exit")
-    g.add_argument("--seed", type=int, metavar="N", help="seed the random parts (jitter, loss) to reproduce a run")
+    add_condition_arguments(p)
+    p.add_argument("--list-presets", action="store_true", help="print the presets with their sources and exit")
     p.add_argument("--demo", action="store_true",
                    help="start the tutorial's exercise server and client with the proxy between them")
     p.add_argument("--demo-pings", type=int, default=None, metavar="N",
@@ -123,11 +139,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         raise UsageError(f"--framing: {e}") from None
     if args.connect_timeout <= 0:
         raise UsageError("--connect-timeout must be positive; e.g. --connect-timeout 5")
-    try:
-        conditions = conditions_from_cli(args.latency, args.jitter, args.bandwidth, args.spike, args.preset,
-                                         now_ns=time.monotonic_ns())
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    conditions = conditions_from_args(args)
     return ProxyConfig(listen_host, listen_port, target_host, target_port, framing, args.connect_timeout,
                        conditions, args.seed)
 
