@@ -1,8 +1,9 @@
 """``python -m inspector.screenshots OUTDIR``: drive the real window with live demo traffic and save PNGs.
 
 Role: documentation pictures that cannot go stale: the demo's traffic decoded, a held message being edited,
-and the conditions panel shaping traffic. Runs offscreen (``QT_QPA_PLATFORM=offscreen``) or under ``xvfb-run``.
-Each picture is ``QWidget.grab()`` of the window (the edit dialog is painted onto the window's picture).
+the conditions panel shaping traffic, and a message composed from scratch. Runs offscreen
+(``QT_QPA_PLATFORM=offscreen``) or under ``xvfb-run``.
+Each picture is ``QWidget.grab()`` of the window (dialogs are painted onto the window's picture).
 Must not import: nothing special; it is a script over the public window API.
 Thread: GUI thread.
 """
@@ -27,14 +28,31 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
     from PySide6.QtCore import QPoint, QSettings
-    from PySide6.QtGui import QPainter
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtGui import QPainter, QPixmap
+    from PySide6.QtWidgets import QApplication, QWidget
 
     from inspector.bridge import InProcessLink, LinkOptions
     from inspector.ui.main_window import MainWindow
     from proxy.model import Direction
 
     app = QApplication.instance() or QApplication([])
+
+    def with_dialog(dlg: QWidget) -> QPixmap:
+        """The window's picture with ``dlg`` (its own top-level window) painted on it, with a title bar, where
+        a window manager would put it."""
+        shot = w.grab()
+        dpic = dlg.grab()
+        title_h = 26
+        x, y = (shot.width() - dpic.width()) // 2, (shot.height() - dpic.height()) // 3
+        painter = QPainter(shot)
+        pal = dlg.palette()
+        painter.fillRect(x - 1, y - title_h - 1, dpic.width() + 2, dpic.height() + title_h + 2, pal.dark())
+        painter.fillRect(x, y - title_h, dpic.width(), title_h, pal.mid())
+        painter.setPen(pal.windowText().color())
+        painter.drawText(x + 10, y - 8, dlg.windowTitle())
+        painter.drawPixmap(QPoint(x, y), dpic)
+        painter.end()
+        return shot
     settings = QSettings(str(Path(tempfile.mkdtemp()) / "shots.ini"), QSettings.Format.IniFormat)
 
     def wait_until(pred: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -85,20 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     dlg.edit.setPlainText("ping 999 (edited)")
     dlg.resize(520, 230)
     settle(0.3)
-    shot = w.grab()
-    dpic = dlg.grab()
-    # The dialog is its own top-level window: paint it, with a title bar, where a window manager would put it.
-    title_h = 26
-    x, y = (shot.width() - dpic.width()) // 2, (shot.height() - dpic.height()) // 3
-    painter = QPainter(shot)
-    pal = dlg.palette()
-    painter.fillRect(x - 1, y - title_h - 1, dpic.width() + 2, dpic.height() + title_h + 2, pal.dark())
-    painter.fillRect(x, y - title_h, dpic.width(), title_h, pal.mid())
-    painter.setPen(pal.windowText().color())
-    painter.drawText(x + 10, y - 8, dlg.windowTitle())
-    painter.drawPixmap(QPoint(x, y), dpic)
-    painter.end()
-    shot.save(str(out / "window-held.png"))
+    with_dialog(dlg).save(str(out / "window-held.png"))
     dlg.reject()
     w.forward_all()
     wait_until(lambda: w.store.held_count == 0)
@@ -118,8 +123,24 @@ def main(argv: list[str] | None = None) -> int:
     settle(0.3)
     w.grab().save(str(out / "window-conditions.png"))
 
+    # 4. a message composed from scratch: JSON, server → client, on the demo's connection
+    w.conditions.clear()
+    pong = next((i for i in range(w.model.rowCount() - 1, -1, -1)
+                 if w.store.direction(w.store.visible[i]) is Direction.S2C), None)
+    if pong is not None:
+        w.select_visible(pong)
+    composer = w.compose(direction=Direction.S2C)
+    composer.form.setCurrentText("json")
+    composer.edit.setPlainText('{"type": "pong", "id": 999, "note": "sent by hand from sockscope"}')
+    composer.resize(620, 330)
+    w._update_status()  # the status bar says "no conditions" now, not at its next tick
+    settle(0.3)
+    with_dialog(composer).save(str(out / "window-compose.png"))
+    composer.accept()  # really sent: the row appears marked "injected"
+    settle(0.5)
+
     w.close()
-    print(f"saved window-demo.png, window-held.png, window-conditions.png in {out}")
+    print(f"saved window-demo.png, window-held.png, window-conditions.png, window-compose.png in {out}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from PySide6.QtCore import Qt
 
 from inspector.store import MessageStore
 from inspector.ui.decoding import Decoding
@@ -53,7 +54,15 @@ def test_side_models_pass_qt_model_tester(qtmodeltester, store: MessageStore) ->
     qtmodeltester.check(held, force_py=True)
     assert conns.rowCount() == 2 and held.rowCount() == 1
     assert conns.data(conns.index(0, 3)) == "2 / 1"
+    assert conns.data(conns.index(0, 1)) == ":4000"  # loopback client: the port is what tells them apart
+    assert "4000" in conns.data(conns.index(0, 1), 3)  # ToolTipRole: the full address
+    assert "↑" in conns.headerData(3, Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole)
     assert held.data(held.index(0, 4)) == '"ping"'
+    changed: list[int] = []
+    held.dataChanged.connect(lambda a, b, _roles=(): changed.append(b.row()))
+    held.refresh_all()  # after "decode as": one signal over the queue
+    assert changed == [0]
+    qtmodeltester.check(held, force_py=True)
 
 
 def test_one_insert_per_batch_and_changes_in_one_signal(qtbot, store: MessageStore) -> None:  # type: ignore[no-untyped-def]

@@ -188,16 +188,28 @@ class ConditionsPanel(QWidget):
         head_s2c = QLabel(f"<b style='color:{colours.s2c.name()}'>s2c ↓</b> server→client")
         grid.addWidget(head_c2s, 0, 1)
         grid.addWidget(head_s2c, 0, 2)
-        rows: list[tuple[str, str]] = [("latency", "latency"), ("jitter", "jitter"), ("", "distribution"),
-                                       ("bandwidth", "bandwidth"), ("loss", "loss")]
-        for r, (label, attr) in enumerate(rows, start=1):
-            grid.addWidget(QLabel(label), r, 0)
+        rows: list[tuple[str, str, str]] = [
+            ("latency", "latency", "one-way delay added to every message"),
+            ("jitter", "jitter", "random extra delay on top of the latency"),
+            ("jitter shape", "distribution", "how the jitter is spread"),
+            ("bandwidth", "bandwidth", "link rate: big messages take longer"),
+            ("loss", "loss", "lost packets; on TCP they are resent, so loss is felt as delay"),
+            ("freeze", "freeze", "hold everything in that direction until thawed"),
+        ]
+        for r, (label, attr, tip) in enumerate(rows, start=1):
+            row_label = QLabel(label)
+            row_label.setToolTip(tip)
+            grid.addWidget(row_label, r, 0)
             for c, d in enumerate(Direction, start=1):
                 grid.addWidget(getattr(self.cols[d], attr), r, c)
         r = len(rows) + 1
+        once = QLabel("once")
+        once.setToolTip("one-shot faults: a latency spike now, or drop the next message")
+        grid.addWidget(once, r, 0)
         for c, d in enumerate(Direction, start=1):
             buttons = QHBoxLayout()
-            for b in (self.cols[d].spike, self.cols[d].freeze, self.cols[d].drop_next):
+            buttons.setSpacing(4)
+            for b in (self.cols[d].spike, self.cols[d].drop_next):
                 buttons.addWidget(b)
             grid.addLayout(buttons, r, c)
             self.cols[d].spike.clicked.connect(lambda _=False, dd=d: self.spike_now(dd))
@@ -213,6 +225,8 @@ class ConditionsPanel(QWidget):
         self.note.setStyleSheet(f"color: {colours.muted.name()}")
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.status.hide()
+        self.preset_source.hide()
 
         self.close_button = QPushButton("Close (FIN)")
         self.close_button.setToolTip("close the selected connection cleanly (both sides see FIN)")
@@ -262,7 +276,7 @@ class ConditionsPanel(QWidget):
 
     def _changed(self) -> None:
         self.preset.setCurrentIndex(0)
-        self.preset_source.setText("")
+        self._set_source("")
         for d in Direction:
             self.cols[d].freeze.setText("Thaw" if self.cols[d].freeze.isChecked() else "Freeze")
         self._update_readout()
@@ -272,15 +286,19 @@ class ConditionsPanel(QWidget):
         if index == 0:
             return
         if index == 1:
-            self.preset_source.setText("")
+            self._set_source("")
             self.set_conditions(Conditions(), send=True)
             return
         p = PRESETS[self.preset.itemText(index)]
         self.set_conditions(p.conditions, send=True)
         self.preset.setCurrentIndex(index)
-        self.preset_source.setText(f"{p.description}. Source: {p.family}, {p.source_date}; values "
-                                   f"{p.source_values}." + (f" {p.notes}" if p.notes else ""))
+        self._set_source(f"{p.description}. Source: {p.family}, {p.source_date}; values "
+                         f"{p.source_values}." + (f" {p.notes}" if p.notes else ""))
         self.preset_source.setToolTip(p.source)
+
+    def _set_source(self, text: str) -> None:
+        self.preset_source.setText(text)
+        self.preset_source.setVisible(bool(text))
 
     def select_preset(self, name: str) -> None:
         i = self.preset.findText(name)
@@ -340,3 +358,4 @@ class ConditionsPanel(QWidget):
     def set_supported(self, supported: bool) -> None:
         self.status.setText("" if supported else
                             "This proxy cannot change conditions yet (the engine has no set_conditions).")
+        self.status.setVisible(not supported)

@@ -8,7 +8,9 @@ Thread: GUI thread.
 
 from __future__ import annotations
 
-from inspector.decode import AUTO, DecoderRegistry, View, default_registry
+from dataclasses import replace
+
+from inspector.decode import AUTO, DecoderRegistry, View, default_registry, parse_layout
 from inspector.store import MessageStore
 from proxy.model import Direction
 
@@ -42,13 +44,52 @@ class Decoding:
         ctx = self.registry.context_for(s.conn_ids[row], Direction(s.dirs[row]))
         return self.registry.decode(data, ctx).summary
 
+    def encoders(self) -> list[str]:
+        """The decoders that can turn edited text back into bytes (for editing and composing)."""
+        return [name for name, d in self.registry.items() if callable(getattr(d, "encode", None))]
+
+    # -- "decode as" and struct layouts, per connection and direction ----------------------------------------
+    # Every change forgets the store's cached summaries (they are keyed by row only), so the table, the held
+    # queue and anything else that asks ``summary()`` decode again with the new choice.
+
     def decode_as(self, name: str | None, conn_id: int | None = None, direction: Direction | None = None) -> None:
-        self.registry.set_decode_as(name, conn_id, direction)
+        """Use decoder ``name`` (None/"auto": automatic) for a connection and direction. ``direction`` None
+        means both directions: a per-direction choice made earlier for that connection is removed, since it
+        would otherwise win over the connection-wide one."""
+        reg = self.registry
+        if direction is None and conn_id is not None:
+            for d in Direction:
+                reg.decode_as.set(None, conn_id, d)
+        reg.set_decode_as(name, conn_id, direction)
         self.store.invalidate_summaries()
 
     def current_decode_as(self, conn_id: int | None, direction: Direction | None) -> str:
         return self.registry.decode_as.lookup(conn_id, direction) or AUTO
 
-    def encode(self, decoder: str, edited: str, conn_id: int, direction: Direction) -> bytes:
+    def set_struct_format(self, spec: str | None, conn_id: int | None = None,
+                          direction: Direction | None = None) -> None:
+        """The ``struct`` decoder's layout (``<Hff12sB player_id x y name state``) for a connection and
+        direction (None: both). Raises ``ValueError`` with a readable message for a bad layout."""
+        spec = (spec or "").strip() or None
+        if spec is not None:
+            parse_layout(spec)
+        reg = self.registry
+        if direction is None and conn_id is not None:
+            for d in Direction:
+                reg.struct_formats.set(None, conn_id, d)
+        reg.set_struct_format(spec, conn_id, direction)
+        self.store.invalidate_summaries()
+
+    def current_struct_format(self, conn_id: int | None, direction: Direction | None) -> str:
+        return self.registry.struct_formats.lookup(conn_id, direction) or ""
+
+    def preview(self, data: bytes, name: str, struct_format: str, conn_id: int | None,
+                direction: Direction | None) -> View:
+        """``data`` decoded as it would be with a choice not applied yet (the decode-as dialog's preview)."""
+        ctx = replace(self.registry.context_for(conn_id, direction), decode_as=None if name == AUTO else name,
+                      struct_format=struct_format.strip() or None)
+        return self.registry.decode(data, ctx)
+
+    def encode(self, decoder: str, edited: str, conn_id: int | None, direction: Direction | None) -> bytes:
         """Raises ``inspector.decode.EncodeError`` with a readable message."""
         return self.registry.encode(decoder, edited, self.registry.context_for(conn_id, direction))

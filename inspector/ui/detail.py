@@ -16,21 +16,23 @@ from PySide6.QtGui import QAction, QColor, QFontDatabase, QGuiApplication, QText
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
+    QLineEdit,
     QMenu,
     QPlainTextEdit,
+    QPushButton,
     QSizePolicy,
     QSplitter,
     QTabWidget,
     QTextEdit,
-    QToolButton,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from inspector.decode import AUTO, Field, View
+from inspector.decode import AUTO, Field, View, parse_layout
 from inspector.store import MessageStore
 from inspector.ui import format as fmt
 from inspector.ui import palette
@@ -43,6 +45,8 @@ _HEX_COL = 10  # "00000000  "
 _ASCII_COL = _HEX_COL + BYTES_PER_LINE * 3 + 1  # the padded hex area, then one space
 _ASCII = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))
 RANGE_ROLE = Qt.ItemDataRole.UserRole + 10
+STRUCT_TIP = ("the struct layout for this connection and direction: byte order (< little, > big), codes "
+              "(B H I Q f d 12s ...), then a name per field; Enter applies")
 
 
 def hex_lines(data: bytes, limit: int = HEX_LIMIT) -> str:
@@ -135,9 +139,15 @@ class DetailPane(QWidget):
         self.decode_as.setToolTip("Decode this connection's messages in this direction as …")
         self.decode_as.addItems(self.decoding.names())
         self.decode_as.activated.connect(self._decode_as_chosen)
-        self.copy_button = QToolButton()
-        self.copy_button.setText("Copy as")
-        self.copy_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.struct_format = QLineEdit()
+        self.struct_format.setPlaceholderText("<Hff12sB player_id x y name state")
+        self.struct_format.setToolTip(STRUCT_TIP)
+        self.struct_format.setMinimumWidth(220)
+        self.struct_format.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.struct_format.editingFinished.connect(self._struct_format_entered)
+        self.struct_format.hide()
+        self.copy_button = QPushButton("Copy as")
+        self.copy_button.setToolTip("copy the message as hex, text or a Python bytes literal")
         menu = QMenu(self.copy_button)
         self.copy_hex = QAction("Hex", self)
         self.copy_text = QAction("Text", self)
@@ -152,12 +162,17 @@ class DetailPane(QWidget):
         head.addWidget(self.title, 1)
         head.addWidget(QLabel("decode as:"))
         head.addWidget(self.decode_as)
+        head.addWidget(self.struct_format)
         head.addWidget(self.copy_button)
 
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["field", "value", "bytes"])
-        self.tree.setColumnWidth(0, 110)
-        self.tree.setColumnWidth(1, 200)
+        self.tree.headerItem().setToolTip(2, "byte range in the message (select a field to highlight it)")
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         self.tree.currentItemChanged.connect(self._field_chosen)
         self.hex = HexView()
         self.text = QPlainTextEdit()
@@ -169,10 +184,15 @@ class DetailPane(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.tree)
         split.addWidget(self.hex)
-        split.setStretchFactor(0, 2)
-        split.setStretchFactor(1, 3)
-        self.hex.setMinimumWidth(self.hex.fontMetrics().horizontalAdvance("0" * 60))
-        split.setSizes([250, 640])
+        # Shared about 10 : 17, which shows the hex view's ASCII column in a 1600 px window; narrower, the hex view
+        # scrolls sideways. The splitter is the user's to move.
+        fm = self.hex.fontMetrics()
+        hex_width = fm.horizontalAdvance("0" * (_ASCII_COL + BYTES_PER_LINE + 2)) + 24
+        self.hex.setMinimumWidth(fm.horizontalAdvance("0" * 36))
+        self.tree.setMinimumWidth(200)
+        split.setStretchFactor(0, 10)
+        split.setStretchFactor(1, 17)
+        split.setSizes([hex_width * 10 // 17, hex_width])
         self.tabs = QTabWidget()
         self.tabs.addTab(split, "Decoded + hex")
         self.tabs.addTab(self.text, "Text")
@@ -193,6 +213,7 @@ class DetailPane(QWidget):
             self.hex.set_data(b"")
             self.text.setPlainText("")
             self.warnings.hide()
+            self.struct_format.hide()
             self.view = None
             return
         s = self.store
@@ -209,6 +230,7 @@ class DetailPane(QWidget):
             + (f" · {origin}" if origin != "live" else "") + (f" · {delay}" if delay else "")
             + f" · <b>{view.decoder}</b>")
         self.decode_as.setCurrentText(self.decoding.current_decode_as(s.conn_ids[row], d))
+        self._show_struct_format(s.conn_ids[row], d)
         notes = list(view.warnings)
         if view.error:
             notes.insert(0, f"⚠ {view.error}")
@@ -243,14 +265,53 @@ class DetailPane(QWidget):
         rng = item.data(0, RANGE_ROLE) or (None, None)
         self.hex.highlight(rng[0], rng[1])
 
+    def _show_struct_format(self, conn_id: int, d: Direction) -> None:
+        is_struct = self.decode_as.currentText() == "struct"
+        self.struct_format.setVisible(is_struct)
+        if is_struct and not self.struct_format.hasFocus():
+            self.struct_format.setText(self.decoding.current_struct_format(conn_id, d))
+            self.struct_format.setStyleSheet("")
+
     def _decode_as_chosen(self, _index: int) -> None:
         if self.row is None:
             return
         name = self.decode_as.currentText()
         s = self.store
-        self.decoding.decode_as(None if name == AUTO else name, s.conn_ids[self.row], Direction(s.dirs[self.row]))
+        conn_id, d = s.conn_ids[self.row], Direction(s.dirs[self.row])
+        self.decoding.decode_as(None if name == AUTO else name, conn_id, d)
+        self.show_row(self.row)
+        if name == "struct" and not self.decoding.current_struct_format(conn_id, d):
+            self.struct_format.setFocus()  # struct cannot guess the layout: ask for it right there
+        self.decode_as_changed.emit()
+
+    def set_struct_format(self, spec: str) -> bool:
+        """Use layout ``spec`` for the shown message's connection and direction; False (and the reason shown)
+        when it does not parse."""
+        if self.row is None:
+            return False
+        s = self.store
+        conn_id, d = s.conn_ids[self.row], Direction(s.dirs[self.row])
+        if spec.strip() == self.decoding.current_struct_format(conn_id, d):
+            return True
+        try:
+            if spec.strip():
+                parse_layout(spec.strip())
+            self.decoding.set_struct_format(spec, conn_id, d)
+        except ValueError as e:
+            self.struct_format.setStyleSheet(f"QLineEdit {{ border: 1px solid {palette.current().error.name()}; }}")
+            self.struct_format.setToolTip(f"⚠ {e}")
+            self.warnings.setText(f"⚠ struct layout: {e}")
+            self.warnings.setStyleSheet(f"color: {palette.current().error.name()}")
+            self.warnings.show()
+            return False
+        self.struct_format.setStyleSheet("")
+        self.struct_format.setToolTip(STRUCT_TIP)
         self.show_row(self.row)
         self.decode_as_changed.emit()
+        return True
+
+    def _struct_format_entered(self) -> None:
+        self.set_struct_format(self.struct_format.text())
 
     def copy(self, kind: str) -> str:
         if self.row is None:

@@ -47,7 +47,7 @@ class FilterBar(QWidget):
         self.apply_button.setText("Apply")
         self.apply_button.clicked.connect(self.apply)
         self.count = QLabel()
-        self.count.setToolTip("visible / all messages")
+        self.count.setToolTip("messages shown by the filter / all captured messages")
         self.error = QLabel()
         self.error.setTextFormat(Qt.TextFormat.RichText)
         self.error.hide()
@@ -140,4 +140,5 @@ class FilterBar(QWidget):
         self.edit.setText(current)
 
     def set_counts(self, visible: int, total: int) -> None:
-        self.count.setText(f"{visible:,} / {total:,}" if visible != total else f"{total:,}")
+        noun = "message" if total == 1 else "messages"
+        self.count.setText(f"{visible:,} of {total:,} shown" if visible != total else f"{total:,} {noun}")

@@ -50,6 +50,16 @@ def addr(a: tuple[str, int] | None) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def short_addr(a: tuple[str, int] | None) -> str:
+    """``:50312`` for a loopback address (the usual case: client and proxy on one machine), else :func:`addr`."""
+    if a is not None and a[0] in LOOPBACK:
+        return f":{a[1]}"
+    return addr(a)
+
+
 def bytes_literal(data: bytes) -> str:
     return repr(bytes(data))
 

@@ -46,9 +46,10 @@ from inspector.store import ApplyResult, MessageStore
 from inspector.ui import format as fmt
 from inspector.ui import none_guard, palette
 from inspector.ui.conditions_dock import ConditionsPanel
+from inspector.ui.decode_as import DecodeAsDialog
 from inspector.ui.decoding import Decoding
 from inspector.ui.detail import DetailPane
-from inspector.ui.editor import EditDialog
+from inspector.ui.editor import ComposeDialog, EditDialog
 from inspector.ui.filter_bar import FilterBar
 from inspector.ui.intercept_dock import InterceptPanel
 from inspector.ui.message_model import ROW_ROLE, Column, MessageTableModel
@@ -96,6 +97,10 @@ class MainWindow(QMainWindow):
         self._last_totals = ([0, 0], [0, 0], time.monotonic())
         self._rates = ([0.0, 0.0], [0.0, 0.0])
         self._starting = False
+        self.editor: EditDialog | None = None
+        self.composer: ComposeDialog | None = None
+        self.decode_as_dialog: DecodeAsDialog | None = None
+        self.context_menu: QMenu | None = None
 
         self._build_central()
         self._build_docks()
@@ -169,7 +174,7 @@ class MainWindow(QMainWindow):
         self.table.customContextMenuRequested.connect(self._table_menu)
 
         self.detail = DetailPane(self.store, self.decoding)
-        self.detail.decode_as_changed.connect(self.model.refresh_all)
+        self.detail.decode_as_changed.connect(self._decoding_changed)
         self.split = QSplitter(Qt.Orientation.Vertical)
         self.split.setObjectName("table_detail_split")
         self.split.addWidget(self.table)
@@ -204,8 +209,11 @@ class MainWindow(QMainWindow):
         self.conn_table.verticalHeader().hide()
         self.conn_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.conn_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.conn_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.conn_table.horizontalHeader().setStretchLastSection(True)
+        ch = self.conn_table.horizontalHeader()
+        ch.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        ch.setStretchLastSection(False)
+        ch.setMinimumSectionSize(32)
+        ch.setSectionResizeMode(len(ConnectionsModel.HEADERS) - 1, QHeaderView.ResizeMode.Stretch)  # "held"
         self.conn_table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.conn_table.customContextMenuRequested.connect(self._conn_menu)
         self.conn_table.doubleClicked.connect(lambda idx: self._only_connection(idx))
@@ -408,6 +416,10 @@ class MainWindow(QMainWindow):
         self.edit_action = icpt.addAction("&Edit && forward / edit && resend…")
         self.edit_action.setShortcut(QKeySequence("Ctrl+E"))
         self.edit_action.triggered.connect(self.edit_selected)
+        self.compose_action = icpt.addAction("&Compose message…")
+        self.compose_action.setShortcut(QKeySequence("Ctrl+Shift+E"))
+        self.compose_action.setToolTip("write a new message and send it on an open connection (Ctrl+Shift+E)")
+        self.compose_action.triggered.connect(lambda: self.compose())
         drop = icpt.addAction("&Drop held")
         drop.setShortcut(QKeySequence("Ctrl+Delete"))
         drop.triggered.connect(lambda: self.intercept.drop_button.click())
@@ -458,7 +470,7 @@ class MainWindow(QMainWindow):
         self.wall_action.setChecked(str(s.value("view/wall_clock", "false")).lower() == "true")
 
     def _default_dock_sizes(self) -> None:
-        self.resizeDocks([self.conn_dock, self.cond_dock], [300, 470], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.conn_dock, self.cond_dock], [340, 450], Qt.Orientation.Horizontal)
         self.resizeDocks([self.cond_dock, self.intercept_dock], [340, 300], Qt.Orientation.Vertical)
         if hasattr(self, "timeline_dock"):  # plots and ladder need some height to be readable
             self.resizeDocks([self.timeline_dock], [300], Qt.Orientation.Vertical)
@@ -565,6 +577,7 @@ class MainWindow(QMainWindow):
         self.hold_c2s_action.setEnabled(sup("hold_next"))
         self.hold_s2c_action.setEnabled(sup("hold_next"))
         self.replay_action.setEnabled(sup("replay"))
+        self.compose_action.setEnabled(sup("inject"))
         for d in Direction:
             self.conditions.cols[d].spike.setEnabled(sup("spike_now"))
         for b in (self.conn_close, self.conn_reset, self.conditions.close_button, self.conditions.reset_button):
@@ -780,6 +793,84 @@ class MainWindow(QMainWindow):
             return self.edit_and_forward(mid) if mid is not None else None
         return self.edit_and_resend(row)
 
+    def compose(self, conn_id: int | None = None, direction: Direction | None = None) -> ComposeDialog:
+        """Open the compose dialog: a new message, written as text/JSON/msgpack/struct/hex, sent with ``inject``
+        on an open connection (default: the selected one) in either direction (default: the selected message's).
+        The sent messages appear in the table marked "injected"."""
+        row = self.selected_row()
+        if conn_id is None:
+            conn_id = self._target_conn()
+        if direction is None:
+            direction = Direction(self.store.dirs[row]) if row is not None else Direction.C2S
+        form = None
+        if row is not None and self.store.conn_ids[row] == conn_id:
+            view = self.decoding.view(row)
+            form = view.decoder if view.can_encode else None
+        if form is None and conn_id is not None:
+            chosen = self.decoding.current_decode_as(conn_id, direction)
+            form = None if chosen == "auto" else chosen
+        dlg = ComposeDialog(self.decoding, self._open_connections(), conn_id, direction, form, self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.send_requested.connect(self._inject)
+
+        def refresh() -> None:
+            with contextlib.suppress(RuntimeError):  # the dialog is gone
+                dlg.set_connections(self._open_connections())
+
+        self.conn_model.rowsInserted.connect(refresh)
+        self.conn_model.dataChanged.connect(refresh)
+        dlg.destroyed.connect(lambda: self._disconnect_quietly(refresh))
+        dlg.open()
+        self.composer = dlg
+        return dlg
+
+    def _disconnect_quietly(self, slot: Callable[[], None]) -> None:
+        for sig in (self.conn_model.rowsInserted, self.conn_model.dataChanged):
+            with contextlib.suppress(RuntimeError, TypeError):
+                sig.disconnect(slot)
+
+    def _open_connections(self) -> list[tuple[int, str]]:
+        return [(c.conn_id, f"#{c.conn_id}  client {fmt.addr(c.client_addr)}")
+                for c in self.store.connections.values() if c.is_open]
+
+    def _inject(self, conn_id: int, direction: Direction, data: bytes) -> None:
+        self.send("inject", conn_id=conn_id, direction=direction, data=data)
+        self.statusBar().showMessage(f"sent {len(data)} bytes {direction.arrow} {direction.label} on "
+                                     f"connection #{conn_id}", 5000)
+
+    # -- decode as -----------------------------------------------------------------------------------------
+
+    def decode_connection_as(self, conn_id: int | None = None, direction: Direction | None = None
+                             ) -> DecodeAsDialog | None:
+        """The "Decode as…" dialog for a connection (default: the selected one)."""
+        if conn_id is None:
+            conn_id = self._target_conn()
+        if conn_id is None:
+            self._report_error("select a connection first (Connections panel or a message)")
+            return None
+        dlg = DecodeAsDialog(self.decoding, conn_id, direction, self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.accepted.connect(self._decoding_changed)
+        dlg.open()
+        self.decode_as_dialog = dlg
+        return dlg
+
+    def set_decoder(self, name: str, conn_id: int, direction: Direction | None = None) -> None:
+        """Decode a connection's messages (one direction or both) with ``name`` ("auto" to detect again)."""
+        self.decoding.decode_as(None if name == "auto" else name, conn_id, direction)
+        self._decoding_changed()
+
+    def _decoding_changed(self) -> None:
+        """A "decode as" or struct layout changed: summaries (cache already dropped by ``Decoding``), the held
+        queue, the detail pane, and a filter over decoded fields are all worked out again."""
+        self.model.refresh_all()
+        self.held_model.refresh_all()
+        if self.detail.row is not None:
+            self.detail.show_row(self.detail.row)
+        current = self.filter_bar.current
+        if current is not None and current.needs_decode:
+            self.set_filter(current)
+
     def _open_editor(self, row: int, action: str, then: Callable[[bytes], None]) -> EditDialog:
         dlg = EditDialog(self.decoding, row, action, self)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -863,21 +954,63 @@ class MainWindow(QMainWindow):
             else:
                 menu.addAction("Edit && resend…", lambda: self.edit_and_resend(row))
             menu.addSeparator()
+            menu.addAction(self.compose_action)
+            menu.addSeparator()
             menu.addAction(f"Only connection #{conn}", lambda: self._filter_to(f"conn == {conn}"))
+            menu.addMenu(self._decoder_menu(menu, conn, Direction(self.store.dirs[row])))
             menu.addAction("Copy as hex", lambda: self.detail.copy("hex"))
             menu.addAction("Copy as Python bytes", lambda: self.detail.copy("bytes"))
+        else:
+            menu.addAction(self.compose_action)
+        self.context_menu = menu
         menu.popup(self.table.viewport().mapToGlobal(pos))
+
+    def _decoder_menu(self, parent: QMenu, conn: int, direction: Direction | None) -> QMenu:
+        """A submenu "Decode #N as ▸ auto / text / json / …" (checked: the current choice), then the dialog."""
+        scope = f"{direction.arrow} {direction.label}" if direction is not None else "both directions"
+        sub = QMenu(f"Decode #{conn} {scope} as", parent)
+        current = self.decoding.current_decode_as(conn, direction or Direction.C2S)
+        def chooser(name: str) -> Callable[[], None]:
+            return lambda: self._choose_decoder(name, conn, direction)
+
+        for name in self.decoding.names():
+            a = sub.addAction(name)
+            a.triggered.connect(chooser(name))
+            a.setCheckable(True)
+            a.setChecked(name == current)
+        sub.addSeparator()
+        sub.addAction("Per direction, struct layout…", lambda: self.decode_connection_as(conn, direction))
+        return sub
+
+    def _choose_decoder(self, name: str, conn: int, direction: Direction | None) -> None:
+        if name == "struct" and not self.decoding.current_struct_format(conn, direction or Direction.C2S):
+            dlg = self.decode_connection_as(conn, direction)  # struct cannot guess: ask for the layout
+            if dlg is not None:
+                dlg.decoder.setCurrentText("struct")
+                dlg.struct_format.setFocus()
+            return
+        self.set_decoder(name, conn, direction)
 
     def _filter_to(self, text: str) -> None:
         self.filter_bar.set_text(text)
         self.filter_bar.apply()
 
     def _conn_menu(self, pos: Any) -> None:
+        idx = self.conn_table.indexAt(pos)
+        if idx.isValid():
+            self.conn_table.selectRow(idx.row())
+        conn = self._selected_conn()
         menu = QMenu(self)
         menu.addAction("Close (FIN)", lambda: self.close_connection(False))
         menu.addAction("Reset (RST)", lambda: self.close_connection(True))
         menu.addAction("Replay (as fast as possible)", lambda: self.replay("fast"))
         menu.addAction("Only this connection", lambda: self._only_connection(self.conn_table.currentIndex()))
+        if conn is not None:
+            menu.addSeparator()
+            menu.addMenu(self._decoder_menu(menu, conn, None))
+            menu.addAction("Decode as… (per direction, struct layout)", lambda: self.decode_connection_as(conn))
+            menu.addAction(self.compose_action)
+        self.context_menu = menu
         menu.popup(self.conn_table.viewport().mapToGlobal(pos))
 
     # =============================================================================================== status

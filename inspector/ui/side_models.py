@@ -25,6 +25,9 @@ MSG_ID_ROLE = Qt.ItemDataRole.UserRole + 3
 
 class ConnectionsModel(QAbstractTableModel):
     HEADERS = ("conn", "client", "state", "msgs ↑/↓", "bytes ↑/↓", "held")
+    TOOLTIPS = ("connection number (● open, ○ closed)", "the client's address (:port when on this machine)",
+                "open, closing, closed, reset …", "messages client→server ↑ / server→client ↓",
+                "bytes client→server ↑ / server→client ↓", "messages held for you in the Intercept panel")
 
     def __init__(self, store: MessageStore, parent: Any = None) -> None:
         super().__init__(parent)
@@ -40,9 +43,11 @@ class ConnectionsModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self.HEADERS)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if (orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole
-                and 0 <= section < len(self.HEADERS)):
-            return self.HEADERS[section]
+        if orientation == Qt.Orientation.Horizontal and 0 <= section < len(self.HEADERS):
+            if role == Qt.ItemDataRole.DisplayRole:
+                return self.HEADERS[section]
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return self.TOOLTIPS[section]
         return None
 
     def flags(self, index: Index) -> Qt.ItemFlag:
@@ -67,7 +72,7 @@ class ConnectionsModel(QAbstractTableModel):
                 return ("● " if c.is_open else "○ ") + f"#{c.conn_id}" + (f" replay of #{c.replay_of}"
                                                                          if c.replay_of else "")
             if col == 1:
-                return fmt.addr(c.client_addr)
+                return fmt.short_addr(c.client_addr)
             if col == 2:
                 return c.state_text + (f": {c.detail}" if c.detail and not c.is_open and c.detail != c.state_text
                                        else "")
@@ -179,3 +184,8 @@ class HeldModel(QAbstractTableModel):
         self.beginResetModel()
         self.ids = list(self.store.held)
         self.endResetModel()
+
+    def refresh_all(self) -> None:
+        """Summaries changed (decode as): one dataChanged over every row."""
+        if self.ids:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.ids) - 1, len(self.HEADERS) - 1))
