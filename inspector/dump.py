@@ -20,6 +20,9 @@ from proxy.session import SessionError, open_session
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from proxy.cli import console_safe
+
+    console_safe()
     ap = argparse.ArgumentParser(prog="python -m inspector.dump", description="Print decoded messages of a session.")
     ap.add_argument("session", nargs="?", help="a session file written by --record")
     ap.add_argument("--follow", metavar="HOST:PORT", help="follow a live proxy's control endpoint instead")

@@ -266,6 +266,9 @@ def _config(args: argparse.Namespace, ports: list[int]) -> tuple[FramingSpec, Co
 
 def main(argv: list[str]) -> int:
     """``sockscope run`` (``argv`` without the ``run``): returns the exit status."""
+    from proxy.cli import console_safe
+
+    console_safe()
     err = sys.stderr
     try:
         ours, command = split_command(argv)

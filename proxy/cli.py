@@ -203,6 +203,16 @@ def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Even
                 signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
 
 
+def console_safe() -> None:
+    """Never die on a character the console cannot show: Windows gives a redirected or piped stdout its ANSI
+    code page (cp1252), which has no "→" and no emoji. Such characters are written as escapes instead."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(Exception):
+                reconfigure(errors="backslashreplace")
+
+
 def _raise_fd_limit() -> None:
     """Many concurrent game clients need more file descriptors than some defaults allow (Linux: 1024)."""
     try:
@@ -217,6 +227,7 @@ def _raise_fd_limit() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    console_safe()
     args = build_parser().parse_args(argv)
     if args.list_presets:
         from proxy.presets import list_presets_text

@@ -5,8 +5,11 @@ Every network helper here has a timeout, so a broken relay fails a test instead 
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
+import struct
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -28,6 +31,15 @@ from proxy.server import ProxyConfig  # noqa: E402
 _raise_fd_limit()
 
 IO_TIMEOUT = 10.0
+
+# struct linger is two ints on POSIX but two u_shorts on Windows (the same packing as proxy/server.py).
+LINGER_RESET = struct.pack("HH", 1, 0) if sys.platform == "win32" else struct.pack("ii", 1, 0)
+
+
+def abort_with_reset(sock: socket.socket) -> None:
+    """Close ``sock`` so the peer sees RST rather than FIN (SO_LINGER with a zero timeout), on every OS."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+    sock.close()
 
 
 class Recorder:
@@ -60,12 +72,18 @@ class Recorder:
 
 
 class EchoServer:
-    """A threaded echo server on 127.0.0.1 (a real peer for the relay)."""
+    """A threaded echo server on 127.0.0.1 (a real peer for the relay).
+
+    ``close()`` really stops it: closing a listening socket does not wake a thread blocked in ``accept()`` on
+    Linux (the socket stays listening and the thread stays parked), so it wakes the thread with a connection of
+    its own and waits for it to end.
+    """
 
     def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
         self.port: int = self.sock.getsockname()[1]
         self.conns: list[socket.socket] = []
+        self._closing = False
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -74,6 +92,9 @@ class EchoServer:
             try:
                 conn, _ = self.sock.accept()
             except OSError:
+                return
+            if self._closing:
+                conn.close()
                 return
             self.conns.append(conn)
             threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
@@ -89,12 +110,45 @@ class EchoServer:
                 pass
 
     def close(self) -> None:
-        self.sock.close()
-        for c in self.conns:
+        self._closing = True
+        if self._thread.is_alive():
             try:
-                c.close()
+                socket.create_connection(("127.0.0.1", self.port), timeout=IO_TIMEOUT).close()
             except OSError:
                 pass
+        self._thread.join(IO_TIMEOUT)
+        self.sock.close()
+        for c in self.conns:
+            # shutdown first: close() alone does not wake the echo thread blocked in recv() on Linux
+            for op in (lambda c=c: c.shutdown(socket.SHUT_RDWR), c.close):
+                try:
+                    op()
+                except OSError:
+                    pass
+
+
+@pytest.fixture(autouse=True)
+def _qt_garbage_on_the_main_thread(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Qt objects are destroyed on the GUI thread only, never by a garbage collection on an engine thread.
+
+    Python's cyclic collector runs on whichever thread happens to allocate. A window dropped in a reference
+    cycle, collected on an in-process engine thread (uvloop's ``create_task``), runs ``~QWidget`` there while the
+    GUI thread deletes widgets too: each holds what the other waits for (a Qt mutex against the GIL) and the run
+    hangs where no timeout can fire. So during a Qt test automatic collection is off (as pyqtgraph's
+    ``GarbageCollector`` does in applications), and this fixture, torn down after ``qtbot`` closed the widgets,
+    collects on the main thread.
+    """
+    if not {"qtbot", "qapp"} & set(request.fixturenames):
+        yield
+        return
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.collect()
+        if was_enabled:
+            gc.enable()
 
 
 @pytest.fixture

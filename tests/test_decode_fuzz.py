@@ -8,7 +8,7 @@ import pickle
 import struct
 
 import msgpack
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from inspector.decode import (
@@ -114,10 +114,25 @@ PLAIN = st.recursive(
 )
 
 
+def _concatenated(values: list[object]) -> str:
+    """Concatenated JSON ("{}{}", "true1"): no separator, except where two numbers would read as one ("1" "0" is
+    the single value 10 on the wire, for any decoder), which a sender must separate with whitespace."""
+    out = ""
+    for v in values:
+        text = json.dumps(v)
+        if out and out[-1].isdigit() and text[0].isdigit():
+            out += " "
+        out += text
+    return out
+
+
 @FUZZ
 @given(values=st.lists(JSONISH, min_size=1, max_size=3), ndjson=st.booleans())
+@example(values=[1, 0], ndjson=False)
+@example(values=[1.5, 2], ndjson=False)
+@example(values=[True, 1, {}], ndjson=False)
 def test_json_values_roundtrip(values: list[object], ndjson: bool) -> None:
-    data = ("\n" if ndjson else "").join(json.dumps(v) for v in values).encode()
+    data = ("\n".join(json.dumps(v) for v in values) if ndjson else _concatenated(values)).encode()
     view = REG.decode_with("json", data)
     assert view.error is None and list(view.values) == values
     assert REG.encode("json", view.editable or "") == data
@@ -176,3 +191,10 @@ def test_struct_records_roundtrip(records: list[tuple[int, float, float, bytes, 
     first = view.values[0]
     assert isinstance(first, dict)
     assert first["x"] == records[0][1] or math.isinf(records[0][1])
+
+
+def test_struct_padding_bytes_survive_a_round_trip() -> None:
+    ctx = DecodeContext(struct_format="<3f2x5s")
+    data = bytes(12) + b"\x00\x01" + bytes(5)
+    view = REG.decode_with("struct", data, ctx)
+    assert not view.can_encode or REG.encode("struct", view.editable or "", ctx) == data

@@ -39,7 +39,7 @@ from proxy.model import (
 )
 from proxy.recorder import Recorder
 from proxy.session import open_session
-from tests.conftest import EchoServer, connect, recv_exact, recv_until_eof
+from tests.conftest import EchoServer, abort_with_reset, connect, recv_exact, recv_until_eof
 from tests.conftest import Recorder as Records
 
 TSHARK = shutil.which("tshark")
@@ -180,8 +180,7 @@ def _live_session(start_proxy: Any, recorder: Records, echo_server: EchoServer,
     cid_b = opened.conn_id  # type: ignore[union-attr]
     b.sendall(b"x" * 10)
     received[cid_b] = recv_exact(b, 10)
-    b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    b.close()
+    abort_with_reset(b)
     recorder.wait_for(lambda r: isinstance(r, ConnectionClosed) and r.conn_id == cid_b)
     recorder.wait_for(lambda r: isinstance(r, ConnectionClosed) and r.conn_id == cid_a)
     p.call(rec.close)

@@ -191,15 +191,27 @@ class StructDecoder:
         truncated = truncated or nodes >= MAX_NODES
         summary = first if n == 1 else f"[{n} records] {first}"
         text = "\n".join(lines)
+        warnings = [f"only the first {MAX_RECORDS} records are shown"] if n >= MAX_RECORDS else []
+        editable = not truncated
+        if editable:
+            # Pad bytes, NaN payloads and NUL-trimmed strings do not all survive decode -> encode; only offer
+            # editing when forwarding the unedited view would give back these very bytes.
+            try:
+                editable = self.encode(text, ctx) == data
+            except (EncodeError, ValueError, struct.error):
+                editable = False
+            if not editable:
+                warnings.append("re-encoding would change these bytes (padding, NaN payloads or trailing bytes): "
+                                "edit as hex instead")
         return View(
             decoder=NAME,
             summary=clip(summary),
             fields=tuple(fields),
             text=text,
-            warnings=(f"only the first {MAX_RECORDS} records are shown",) if n >= MAX_RECORDS else (),
-            can_encode=not truncated,
+            warnings=tuple(warnings),
+            can_encode=editable,
             truncated=truncated,
-            editable=None if truncated else text,
+            editable=text if editable else None,
             values=tuple(records),
         )
 

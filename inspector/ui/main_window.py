@@ -51,6 +51,7 @@ from inspector.ui.decoding import Decoding
 from inspector.ui.detail import DetailPane
 from inspector.ui.editor import ComposeDialog, EditDialog
 from inspector.ui.filter_bar import FilterBar
+from inspector.ui.gc_guard import GuiThreadCollector
 from inspector.ui.intercept_dock import InterceptPanel
 from inspector.ui.message_model import ROW_ROLE, Column, MessageTableModel
 from inspector.ui.side_models import CONN_ROLE, ConnectionsModel, HeldModel
@@ -73,6 +74,9 @@ class MainWindow(QMainWindow):
                  store: MessageStore | None = None) -> None:
         super().__init__()
         none_guard.install()
+        self._collector = GuiThreadCollector(self)
+        self._collector.start()
+        self.destroyed.connect(self._collector.stop)
         self.setWindowTitle("sockscope")
         self.settings = settings if settings is not None else QSettings("sockscope", "sockscope")
         self.link_factory = link_factory
@@ -1100,4 +1104,5 @@ class MainWindow(QMainWindow):
             self.save_settings()
         self.stop_link()
         self._rate_timer.stop()
+        self._collector.stop()
         super().closeEvent(event)
