@@ -20,6 +20,7 @@ from ._render import float_repr
 
 NAME = "struct"
 MAX_RECORDS = 10_000
+_NAN = float("nan")
 _ITEM = re.compile(r"\s*(\d*)([xcbB?hHiIlLqQnNefdspP])")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SEPARATOR = "---"
@@ -144,6 +145,7 @@ class StructDecoder:
         truncated = n > MAX_RECORDS
         n = min(n, MAX_RECORDS)
         unpacker = struct.Struct(layout.fmt)
+        exact = True
         records: list[dict[str, object]] = []
         fields: list[Field] = []
         lines: list[str] = [f"# {layout.spec.strip()}  ({size} bytes per record)"]
@@ -152,6 +154,10 @@ class StructDecoder:
         for r in range(n):
             base = r * size
             flat = unpacker.unpack_from(data, base)
+            if exact:
+                # what encoding the shown values would give: pad bytes as zeros, every NaN as the plain NaN
+                canon = [_NAN if isinstance(v, float) and v != v else v for v in flat]
+                exact = unpacker.pack(*canon) == data[base : base + size]
             record: dict[str, object] = {}
             kids: list[Field] = []
             shown: list[str] = []
@@ -192,17 +198,12 @@ class StructDecoder:
         summary = first if n == 1 else f"[{n} records] {first}"
         text = "\n".join(lines)
         warnings = [f"only the first {MAX_RECORDS} records are shown"] if n >= MAX_RECORDS else []
-        editable = not truncated
-        if editable:
-            # Pad bytes, NaN payloads and NUL-trimmed strings do not all survive decode -> encode; only offer
-            # editing when forwarding the unedited view would give back these very bytes.
-            try:
-                editable = self.encode(text, ctx) == data
-            except (EncodeError, ValueError, struct.error):
-                editable = False
-            if not editable:
-                warnings.append("re-encoding would change these bytes (padding, NaN payloads or trailing bytes): "
-                                "edit as hex instead")
+        # Pad bytes and NaN payloads do not survive decode -> encode: only offer editing when forwarding the
+        # unedited view would give back these very bytes.
+        editable = not truncated and exact
+        if not truncated and not exact:
+            warnings.append("re-encoding would change these bytes (non-zero padding or a NaN payload): "
+                            "edit as hex instead")
         return View(
             decoder=NAME,
             summary=clip(summary),

@@ -154,6 +154,28 @@ class TimelinePlots(QWidget):
             self.msg_curves[d] = self.msgs_plot.plot([], [], pen=pen, name=name, stepMode=None)
             self.byte_curves[d] = self.bytes_plot.plot([], [], pen=pen)
         self._conf: list[tuple[int, float, float]] = []
+        self._compact = False
+
+    COMPACT_BELOW = 330
+    """Below this height (px) the bytes/s plot steps aside so the other two keep readable axes."""
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self.set_compact(self.height() < self.COMPACT_BELOW)
+
+    def set_compact(self, compact: bool) -> None:
+        if compact == self._compact:
+            return
+        self._compact = compact
+        ci = self.graphics.ci
+        if compact:
+            ci.removeItem(self.bytes_plot)
+            self.msgs_plot.showAxis("bottom")
+            self.msgs_plot.setLabel("bottom", "time (s)")
+        else:
+            ci.addItem(self.bytes_plot, row=2, col=0)
+            ci.layout.setRowStretchFactor(2, 3)
+            self.msgs_plot.hideAxis("bottom")
 
     # ------------------------------------------------------------------------------------------ data
 
