@@ -112,7 +112,7 @@ class TimelinePlots(QWidget):
             p.setClipToView(True)
             p.setDownsampling(auto=True, mode="peak")
             p.vb.sigRangeChangedManually.connect(self._moved_by_user)
-        self.rtt_plot.getAxis("left").setLabel("round trip (ms)", color=fg)
+        self.rtt_plot.getAxis("left").setLabel("RTT (ms)", color=fg)  # short: the plots may be only ~80 px tall
         self.msgs_plot.getAxis("left").setLabel("msg/s", color=fg)
         self.bytes_plot.setLabel("bottom", "time (s)", color=fg)
         self.msgs_plot.setXLink(self.rtt_plot)
