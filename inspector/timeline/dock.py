@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QEvent,
     QModelIndex,
     QObject,
@@ -63,6 +62,7 @@ from inspector.timeline.plots import TimelinePlots
 from inspector.timeline.stats import Analysis, GroupRow, rows_to_csv
 from inspector.ui import format as fmt
 from inspector.ui import palette
+from inspector.ui.table_base import HeaderedTableModel
 
 Index = QModelIndex | QPersistentModelIndex
 REFRESH_MS: Final = 100
@@ -77,7 +77,10 @@ ConditionsFn = Callable[[], Any]
 """Returns the current ``proxy.conditions.Conditions`` (what the user configured), for the latency band."""
 
 
-class StatsModel(QAbstractTableModel):
+class StatsModel(HeaderedTableModel):
+    HEADERS = STATS_HEADERS
+    TOOLTIPS = STATS_TIPS
+
     """Rows of :class:`~inspector.timeline.stats.GroupRow`; replaced in one go per refresh."""
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -85,24 +88,8 @@ class StatsModel(QAbstractTableModel):
         self.rows: list[GroupRow] = []
         self.colours = palette.current()
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(STATS_HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and 0 <= section < len(STATS_HEADERS):
-            if role == Qt.ItemDataRole.DisplayRole:
-                return STATS_HEADERS[section]
-            if role == Qt.ItemDataRole.ToolTipRole:
-                return STATS_TIPS[section]
-        return None
-
-    def flags(self, index: Index) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+    def row_total(self) -> int:
+        return len(self.rows)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self.rows) or not 0 <= index.column() < 7:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QFont
 
 from inspector.store import ApplyResult, MessageStore
 from inspector.ui import format as fmt
 from inspector.ui import palette
 from inspector.ui.decoding import Decoding
+from inspector.ui.table_base import HeaderedTableModel
 from proxy.model import Clock, Direction, MessageState, Origin
 
 Index = QModelIndex | QPersistentModelIndex
@@ -52,7 +53,10 @@ _STATE_TEXT = {
 }
 
 
-class MessageTableModel(QAbstractTableModel):
+class MessageTableModel(HeaderedTableModel):
+    HEADERS = HEADERS
+    TOOLTIPS = TOOLTIPS
+
     def __init__(self, store: MessageStore, decoding: Decoding, parent: Any = None) -> None:
         super().__init__(parent)
         self.store = store
@@ -68,24 +72,8 @@ class MessageTableModel(QAbstractTableModel):
 
     # ------------------------------------------------------------------------------------------ Qt API
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else self._count
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and 0 <= section < len(HEADERS):
-            if role == Qt.ItemDataRole.DisplayRole:
-                return HEADERS[section]
-            if role == Qt.ItemDataRole.ToolTipRole:
-                return TOOLTIPS[section]
-        return None
-
-    def flags(self, index: Index) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+    def row_total(self) -> int:
+        return self._count
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
 
 from inspector.store import ApplyResult, ConnectionRow, MessageStore
 from inspector.ui import format as fmt
 from inspector.ui import palette
 from inspector.ui.decoding import Decoding
+from inspector.ui.table_base import HeaderedTableModel
 from proxy.model import Direction
 
 Index = QModelIndex | QPersistentModelIndex
@@ -23,7 +24,7 @@ CONN_ROLE = Qt.ItemDataRole.UserRole + 2
 MSG_ID_ROLE = Qt.ItemDataRole.UserRole + 3
 
 
-class ConnectionsModel(QAbstractTableModel):
+class ConnectionsModel(HeaderedTableModel):
     HEADERS = ("conn", "client", "state", "msgs ↑/↓", "bytes ↑/↓", "held")
     TOOLTIPS = ("connection number (● open, ○ closed)", "the client's address (:port when on this machine)",
                 "open, closing, closed, reset …", "messages client→server ↑ / server→client ↓",
@@ -36,24 +37,8 @@ class ConnectionsModel(QAbstractTableModel):
         self._pos: dict[int, int] = {c: i for i, c in enumerate(self.order)}
         self.colours = palette.current()
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.order)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and 0 <= section < len(self.HEADERS):
-            if role == Qt.ItemDataRole.DisplayRole:
-                return self.HEADERS[section]
-            if role == Qt.ItemDataRole.ToolTipRole:
-                return self.TOOLTIPS[section]
-        return None
-
-    def flags(self, index: Index) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+    def row_total(self) -> int:
+        return len(self.order)
 
     def conn(self, pos: int) -> ConnectionRow | None:
         if 0 <= pos < len(self.order):
@@ -114,7 +99,7 @@ class ConnectionsModel(QAbstractTableModel):
         self.endResetModel()
 
 
-class HeldModel(QAbstractTableModel):
+class HeldModel(HeaderedTableModel):
     """The held queue: messages waiting for Forward / Edit & forward / Drop, oldest first."""
 
     HEADERS = ("#", "conn", "dir", "size", "summary")
@@ -126,22 +111,8 @@ class HeldModel(QAbstractTableModel):
         self.ids: list[int] = list(store.held)
         self.colours = palette.current()
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.ids)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if (orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole
-                and 0 <= section < len(self.HEADERS)):
-            return self.HEADERS[section]
-        return None
-
-    def flags(self, index: Index) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+    def row_total(self) -> int:
+        return len(self.ids)
 
     def row_of(self, pos: int) -> int | None:
         if 0 <= pos < len(self.ids):
