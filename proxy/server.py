@@ -422,19 +422,27 @@ class ProxyServer:
         return self.listen_addr
 
     async def probe_target(self) -> str | None:
-        """Try the target once; return a warning text if it is unreachable (the proxy keeps listening)."""
+        """A warning text if nothing listens on a local target yet (the proxy keeps listening regardless).
+
+        It never connects: a connection would use up the one ``accept()`` of a server that serves a single client,
+        which is exactly what the tutorial's server does. For a target on this machine, a port that can be bound
+        has no listener; a remote target is not checked (each client's connection reports its own failure).
+        """
         cfg = self.config
+        if not is_loopback(cfg.target_host):
+            return None
         try:
-            _, w = await asyncio.wait_for(asyncio.open_connection(cfg.target_host, cfg.target_port),
-                                          min(cfg.connect_timeout, 2.0))
-        except (OSError, TimeoutError) as e:
-            why = getattr(e, "strerror", None) or str(e) or f"no answer within {min(cfg.connect_timeout, 2.0):g} s"
-            return (f"the server {cfg.target_host}:{cfg.target_port} is not reachable yet ({why}); "
-                    "sockscope keeps listening and tries again for each client")
-        w.close()
-        with contextlib.suppress(OSError):
-            await w.wait_closed()
-        return None
+            infos = socket.getaddrinfo(cfg.target_host, cfg.target_port, type=socket.SOCK_STREAM)
+        except OSError:
+            return None
+        for family, kind, proto, _, addr in infos:
+            with socket.socket(family, kind, proto) as s:
+                try:
+                    s.bind(addr)  # no SO_REUSEADDR: fails while anything holds the port
+                except OSError:
+                    return None
+        return (f"nothing is listening on {cfg.target_host}:{cfg.target_port} yet (is your server running?); "
+                "sockscope keeps listening and tries the server again for each client")
 
     def _new_handler(self, client_addr: tuple[str, int], replay_of: int | None = None) -> ConnectionHandler:
         conn_id = self.ids.conn()

@@ -6,6 +6,7 @@ a test waits on (with a deadline), never by sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -290,7 +291,7 @@ def test_ctrl_c_while_a_client_waits_for_a_slow_server(child: Callable[..., Chil
     assert any("#1 closed: proxy shutdown" in x for x in p.out), p.out
 
 
-def test_start_warning_for_a_silent_target_says_why(child: Callable[..., Child]) -> None:
+def test_a_silent_target_fails_each_connection_with_a_reason(child: Callable[..., Child]) -> None:
     with socket.socket() as listener:  # full backlog: connects to it time out
         listener.bind(("127.0.0.1", 0))
         listener.listen(0)
@@ -306,8 +307,27 @@ def test_start_warning_for_a_silent_target_says_why(child: Callable[..., Child])
                     pass
             p = child("--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{listener.getsockname()[1]}",
                       "--connect-timeout", "0.5")
-            warning = p.wait_line(p.err, lambda x: "warning" in x)
+            with connect(p.listening_port()) as c:
+                line = p.wait_line(p.out, lambda x: "cannot reach the server" in x)
+                with contextlib.suppress(ConnectionResetError):
+                    c.recv(1)
         finally:
             for f in fillers:
                 f.close()
-    assert "()" not in warning and ("timeout" in warning or "no answer" in warning), warning
+    assert "no answer within 0.5 s" in line, line
+
+
+def test_a_one_shot_server_is_not_used_up_by_the_proxy(child: Callable[..., Child]) -> None:
+    """The tutorial's server accepts one client and exits: starting the proxy must not take that accept."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(IO_TIMEOUT)
+        p = child("--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{listener.getsockname()[1]}")
+        port = p.listening_port()
+        with connect(port) as c:
+            conn, _ = listener.accept()  # the first and only connection the server sees is the client's
+            with conn:
+                conn.sendall("Hello from the exercise server! 🚀".encode())
+                assert recv_exact(c, len("Hello from the exercise server! 🚀".encode())).decode().endswith("🚀")
+        assert not any("warning" in x for x in p.err), p.err
+
+
