@@ -448,11 +448,20 @@ class AttachLink(Link):
             self.stats = dict(event)
         elif kind == "hello":
             self._read_hello(event)
+        elif kind == "conditions_changed" and event.get("conn_id") is None:
+            # Someone (another window, a script) changed the global conditions: the window shows what is in force.
+            conditions = event.get("conditions")
+            if isinstance(conditions, Mapping):
+                self.remote_conditions = dict(conditions)
+                self.remote_conditions_seq += 1
         elif kind == "bye" and not self._closing:
             self.death = f"the proxy said goodbye: {event.get('reason', '')}".rstrip(": ")
 
     truncated = 0
     """Messages whose payload the proxy cut short because this window fell behind."""
+    remote_conditions: dict[str, Any] | None = None
+    remote_conditions_seq = 0
+    """Bumped (on the reader thread) each time the proxy announces new global conditions."""
     stats: dict[str, Any] | None = None
 
     def _command(self, name: str, args: dict[str, Any]) -> concurrent.futures.Future[Any]:

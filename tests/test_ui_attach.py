@@ -96,3 +96,19 @@ def test_attached_window_survives_the_control_endpoint_closing(qtbot: Any, windo
     assert "proxy stopped" in window.banner_text.text().lower()
     window.hold_next(Direction.C2S)
     assert "not running" in window.log.toPlainText()
+
+
+def test_attached_window_follows_conditions_set_by_another_client(qtbot: Any, window: MainWindow,
+                                                                   endpoint: Endpoint) -> None:
+    from proxy.client import SyncControlClient
+    from proxy.conditions import Conditions, DirectionConditions
+
+    other = SyncControlClient("127.0.0.1", endpoint.port, TOKEN)
+    try:
+        wanted = Conditions(DirectionConditions(latency_ms=120), DirectionConditions(latency_ms=30))
+        other.call("set_conditions", conditions=wanted.to_dict())
+        window._local_conditions_at = 0.0  # this window has not touched them
+        qtbot.waitUntil(lambda: window.conditions.value().c2s.latency_ms == 120, timeout=WAIT)
+        assert window.conditions.value().s2c.latency_ms == 30
+    finally:
+        other.close()

@@ -74,6 +74,8 @@ class MainWindow(QMainWindow):
                  store: MessageStore | None = None) -> None:
         super().__init__()
         none_guard.install()
+        self._remote_seq = 0
+        self._local_conditions_at = 0.0
         self._collector = GuiThreadCollector(self)
         self._collector.start()
         self.destroyed.connect(self._collector.stop)
@@ -749,6 +751,8 @@ class MainWindow(QMainWindow):
 
     def send(self, name: str, **args: Any) -> None:
         """Send a command to the engine; failures are reported (status bar + log), never raised."""
+        if name == "set_conditions":
+            self._local_conditions_at = time.monotonic()
         link = self.link
         if link is None or not link.alive:
             self._report_error(f"cannot {name.replace('_', ' ')}: the proxy is not running")
@@ -1060,7 +1064,30 @@ class MainWindow(QMainWindow):
         self.st_held.setStyleSheet(f"color: {self.colours.held.name()}; font-weight: bold" if n else "")
         self.intercept_dock.setWindowTitle(f"Intercept — {n} held" if n else "Intercept")
 
+    def _follow_remote_conditions(self) -> None:
+        """Show the global conditions in force when something else changed them (another window, a script);
+        an echo of this window's own change, or one that arrives while the user is still moving a slider, is
+        left alone."""
+        link = self.link
+        seq = getattr(link, "remote_conditions_seq", 0)
+        if link is None or seq == self._remote_seq:
+            return
+        self._remote_seq = seq
+        remote = getattr(link, "remote_conditions", None)
+        if remote is None or time.monotonic() - self._local_conditions_at < 1.5:
+            return
+        from proxy.conditions import Conditions, ConditionsError
+
+        try:
+            c = Conditions.from_dict(remote)
+        except ConditionsError:
+            return
+        if c != self.conditions.value():
+            self.conditions.set_conditions(c, send=False)
+            self.statusBar().showMessage("conditions changed by another client of this proxy", 5000)
+
     def _update_status(self) -> None:
+        self._follow_remote_conditions()
         link = self.link
         if link is not None and link.alive:
             self.st_link.setText(f"listening {link.description}")
