@@ -548,6 +548,7 @@ class ChildProcessLink(AttachLink):
                     th, _, tp = rest[2].rpartition(":")
                     with contextlib.suppress(ValueError):
                         self.target_addr = (th.strip("[]"), int(tp))
+        self.proc.stdout.close()
         if not ready.done():
             self.proc.wait()
             err = " ".join(self._stderr[-3:]).strip() or f"exit status {self.proc.returncode}"
@@ -558,10 +559,14 @@ class ChildProcessLink(AttachLink):
         for line in self.proc.stderr:
             self._stderr.append(line.strip().removeprefix("sockscope-proxy: error: "))
             del self._stderr[:-20]
+        self.proc.stderr.close()
 
     def _watch(self) -> None:
         assert self.proc is not None
         code = self.proc.wait()
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()  # the child is gone: nothing more will be written to it
         if not self._closing and self.death is None:
             err = self._stderr[-1] if self._stderr else ""
             self.death = f"the proxy process exited (status {code}){': ' + err if err else ''}"

@@ -1,0 +1,45 @@
+"""The window with its proxy as a real child process (what ``sockscope demo`` runs): traffic arrives over the
+control protocol, and killing the child is survived, said, and recoverable."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QSettings
+
+from inspector.bridge import ChildProcessLink, LinkOptions
+from inspector.ui.main_window import MainWindow
+
+WAIT = 20_000
+
+
+@pytest.fixture
+def window(qtbot: Any, tmp_path: Any) -> Iterator[MainWindow]:
+    w = MainWindow(LinkOptions(demo=True, demo_interval=0.1),
+                   settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                   link_factory=ChildProcessLink)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.stop_link()
+
+
+@pytest.mark.timeout(90)
+def test_demo_child_traffic_then_the_child_is_killed(qtbot: Any, window: MainWindow) -> None:
+    w = window
+    qtbot.waitUntil(lambda: w.link is not None and w.model.rowCount() >= 4, timeout=WAIT)
+    link = w.link
+    assert isinstance(link, ChildProcessLink) and link.proc is not None
+    texts = [w.model.index(r, 5).data() for r in range(w.model.rowCount())]
+    assert any("Ping received!" in str(t) for t in texts), texts
+    link.proc.kill()  # the proxy process dies without a word
+    qtbot.waitUntil(lambda: not w.banner.isHidden(), timeout=WAIT)
+    assert "proxy" in w.banner_text.text().lower()
+    rows = w.model.rowCount()
+    w.filter_bar.set_text("s2c")  # the captured messages are still there and usable
+    w.filter_bar.apply()
+    assert 0 < w.model.rowCount() < rows
+    w.restart_link()
+    qtbot.waitUntil(lambda: w.link is not None and w.link is not link and w.link.alive, timeout=WAIT)
