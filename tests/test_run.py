@@ -348,3 +348,36 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "sockscope run: error: put the program after `--`" in err
     assert "hook cannot load" in err
+
+
+def test_hook_patches_the_windows_proactor_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Windows asyncio connects through ``IocpProactor.connect`` (ConnectEx), not ``socket.connect``: the hook
+    swaps the address there too. Checked here with a stand-in proactor class, since only Windows has the real one."""
+    import importlib.util
+    import types
+
+    spec = importlib.util.spec_from_file_location("sockscope_hook_under_test",
+                                                  Path(__file__).resolve().parents[1] / "inspector" / "_hook"
+                                                  / "sitecustomize.py")
+    assert spec is not None and spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    monkeypatch.setenv("SOCKSCOPE_REDIRECT", "")  # importing must not install anything into this process
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    seen: list[object] = []
+
+    class IocpProactor:
+        def connect(self, conn: object, address: object) -> str:
+            seen.append(address)
+            return "future"
+
+    fake = types.ModuleType("asyncio.windows_events")
+    fake.IocpProactor = IocpProactor  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "asyncio.windows_events", fake)
+    import asyncio
+
+    monkeypatch.setattr(asyncio, "windows_events", fake, raising=False)
+    spec.loader.exec_module(hook)
+    hook._patch_proactor(lambda conn, address: ("127.0.0.1", 41234) if address == ("127.0.0.1", 5555) else address)
+    assert IocpProactor().connect(object(), ("127.0.0.1", 5555)) == "future"
+    IocpProactor().connect(object(), ("127.0.0.1", 8080))
+    assert seen == [("127.0.0.1", 41234), ("127.0.0.1", 8080)]

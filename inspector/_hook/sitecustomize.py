@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 _ENV = "SOCKSCOPE_REDIRECT"
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -149,6 +150,26 @@ def _install(mapping: dict[tuple[str, int], tuple[str, int]]) -> None:
     connect_ex.__doc__ = original_connect_ex.__doc__
     socket.socket.connect = connect  # type: ignore[method-assign, assignment]
     socket.socket.connect_ex = connect_ex  # type: ignore[method-assign, assignment]
+    if sys.platform == "win32":
+        _patch_proactor(target)
+
+
+def _patch_proactor(target: Any) -> None:
+    """asyncio's default loop on Windows connects with ``ConnectEx`` (``IocpProactor.connect``) and never calls
+    ``socket.connect``: the same address swap goes there. It costs importing asyncio at start-up, on Windows only."""
+    try:
+        from asyncio import windows_events  # type: ignore[attr-defined, unused-ignore]
+    except Exception:  # not Windows after all, or a stripped-down Python: nothing to patch
+        return
+    proactor: Any = getattr(windows_events, "IocpProactor", None)
+    original = getattr(proactor, "connect", None)
+    if proactor is None or original is None:
+        return
+
+    def connect(self: Any, conn: Any, address: Any) -> Any:
+        return original(self, conn, target(conn, address))
+
+    proactor.connect = connect
 
 
 def _chain() -> None:
