@@ -117,6 +117,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         QTimer.singleShot(0, lambda: window.start_link(options))
     else:
         window.central.setCurrentWidget(window.start_page)
+    if args.time_startup and options is not None:
+        # for the benchmark: when the first decoded client message (the tutorial's reply, then pings) is a row
+        def first_row() -> None:
+            if window.model.rowCount() and any(window.store.dirs[r] == 0 for r in range(len(window.store))):
+                print(f"sockscope: first decoded client message after {(time.perf_counter() - T0) * 1000:.0f} ms",
+                      flush=True)
+            else:
+                QTimer.singleShot(10, first_row)
+
+        QTimer.singleShot(0, first_row)
     code = app.exec()
     window.stop_link()
     return int(code)
