@@ -25,6 +25,8 @@ from proxy.loop import new_event_loop
 from proxy.printer import Printer
 from proxy.server import ProxyConfig, ProxyError, ProxyServer, is_loopback
 
+DEMO_ATTACH_WAIT = 10.0  # seconds --demo waits for a first control subscriber before the client connects
+
 
 class UsageError(Exception):
     """A bad flag value: printed as one line with the flag and an example."""
@@ -170,6 +172,12 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     _install_signal_handlers(loop, stop)
     client: DemoClient | None = None
     if demo_server is not None:
+        endpoints = [e for e in extras if isinstance(e, control.ControlServer)]
+        if endpoints:
+            # The demo's first messages (the welcome and "Ping received!") are the point: when a window is
+            # about to attach, let it attach first (bounded, so a demo without a window still runs).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(endpoints[0].attached.wait(), DEMO_ATTACH_WAIT)
         client = DemoClient(host, port, args.demo_pings, args.demo_interval).start()
         loop.run_in_executor(None, client.thread.join).add_done_callback(lambda _: stop.set())
     else:

@@ -351,6 +351,8 @@ class ControlServer:
         self.connections: set[_Subscriber] = set()
         """Every open control connection, authenticated or not."""
         self.subscribers: list[_Subscriber] = []
+        self.attached = asyncio.Event()
+        """Set once a first subscriber has authenticated (``--demo`` waits for it, so the window sees the start)."""
         """Authenticated connections: they receive events."""
         self._server: asyncio.Server | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -410,6 +412,7 @@ class ControlServer:
     def _attach(self, sub: _Subscriber) -> None:
         sub.send_forced(self.hello())
         self.subscribers.append(sub)
+        self.attached.set()
 
     def _detach(self, sub: _Subscriber) -> None:
         self.connections.discard(sub)

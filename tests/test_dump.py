@@ -84,8 +84,11 @@ def test_dump_follows_a_live_proxy() -> None:
                                      m.group(2), "--filter", 's2c and text ~ "pong"'],
                                     stdout=subprocess.PIPE, text=True, encoding="utf-8", env=env)
         assert follower.stdout is not None
-        line = follower.stdout.readline()  # blocks until the first pong; the test timeout bounds it
+        for line in follower.stdout:  # connection events, then the first pong; the test timeout bounds it
+            if "pong" in line:
+                break
         assert "← s2c" in line and "pong" in line
+        assert "ping" not in line.replace("pong", "")  # the filter kept client messages out
     finally:
         for p in (follower, proxy):
             if p is not None:
