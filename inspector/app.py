@@ -33,6 +33,33 @@ EPILOG = """examples:
 """
 
 
+# Qt's X11 plugin (xcb) loads these at start-up and aborts the process, with a hard-to-read message, when one is
+# missing, which is common on fresh or minimal Linux installs. Debian/Ubuntu package -> library it provides.
+_XCB_LIBRARIES = {
+    "libxcb-cursor0": "libxcb-cursor.so.0", "libxcb-icccm4": "libxcb-icccm.so.4", "libxcb-image0": "libxcb-image.so.0",
+    "libxcb-keysyms1": "libxcb-keysyms.so.1", "libxcb-randr0": "libxcb-randr.so.0",
+    "libxcb-render-util0": "libxcb-render-util.so.0", "libxcb-shape0": "libxcb-shape.so.0",
+    "libxcb-xkb1": "libxcb-xkb.so.1", "libxkbcommon-x11-0": "libxkbcommon-x11.so.0",
+}
+
+
+def missing_x11_libraries() -> list[str]:
+    """The packages Qt's X11 plugin would miss, on Linux with an X display; empty elsewhere or when all load."""
+    if not sys.platform.startswith("linux") or not os.environ.get("DISPLAY"):
+        return []
+    if os.environ.get("QT_QPA_PLATFORM", "xcb") != "xcb" or os.environ.get("WAYLAND_DISPLAY"):
+        return []
+    import ctypes
+
+    missing = []
+    for package, library in _XCB_LIBRARIES.items():
+        try:
+            ctypes.CDLL(library)
+        except OSError:
+            missing.append(package)
+    return missing
+
+
 def build_parser() -> argparse.ArgumentParser:
     from proxy.cli import add_condition_arguments
 
@@ -97,6 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.in_process:
         os.environ["SOCKSCOPE_IN_PROCESS"] = "1"
 
+    missing = missing_x11_libraries()
+    if missing:
+        print("sockscope: the window needs system libraries that are not installed: " + " ".join(missing)
+              + f"\n  on Debian/Ubuntu: sudo apt-get install {' '.join(missing)}"
+              + "\n  or run without a window: sockscope-proxy --demo", file=sys.stderr)
+        return 2
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
