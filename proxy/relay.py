@@ -234,8 +234,9 @@ class Relay:
         lane = self.lanes[e.direction]
         if lane.source_eof or not e.data:
             return
-        # Injected bytes pass through a framer of their own kind so a half-received live frame in the lane's
-        # framer is not corrupted by them; the caller gives whole messages.
+        # Injected bytes are one whole message: they skip the lane's framer, so a live frame half-received in it is
+        # neither split nor joined with them (it has not been forwarded yet, so nothing interleaves on the wire).
+        # Everything after framing (rules, conditions, holds, records) is the receive path's.
         self._admit(lane, e.data, e.now, e.origin, out)
         self._after_release(e.now, out)
 
