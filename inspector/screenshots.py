@@ -16,6 +16,32 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QPixmap
+    from PySide6.QtWidgets import QWidget
+
+
+def window_with_dialog(window: QWidget, dlg: QWidget) -> QPixmap:
+    """The window's picture with ``dlg`` (its own top-level window) painted on it, with a title bar, where a
+    window manager would put it: offscreen there is no window manager to draw them together."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QPainter
+
+    shot = window.grab()
+    dpic = dlg.grab()
+    title_h = 26
+    x, y = (shot.width() - dpic.width()) // 2, (shot.height() - dpic.height()) // 3
+    painter = QPainter(shot)
+    pal = dlg.palette()
+    painter.fillRect(x - 1, y - title_h - 1, dpic.width() + 2, dpic.height() + title_h + 2, pal.dark())
+    painter.fillRect(x, y - title_h, dpic.width(), title_h, pal.mid())
+    painter.setPen(pal.windowText().color())
+    painter.drawText(x + 10, y - 8, dlg.windowTitle())
+    painter.drawPixmap(QPoint(x, y), dpic)
+    painter.end()
+    return shot
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,9 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-    from PySide6.QtCore import QPoint, QSettings
-    from PySide6.QtGui import QPainter, QPixmap
-    from PySide6.QtWidgets import QApplication, QWidget
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
 
     from inspector.bridge import InProcessLink, LinkOptions
     from inspector.ui.main_window import MainWindow
@@ -38,21 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([])
 
     def with_dialog(dlg: QWidget) -> QPixmap:
-        """The window's picture with ``dlg`` (its own top-level window) painted on it, with a title bar, where
-        a window manager would put it."""
-        shot = w.grab()
-        dpic = dlg.grab()
-        title_h = 26
-        x, y = (shot.width() - dpic.width()) // 2, (shot.height() - dpic.height()) // 3
-        painter = QPainter(shot)
-        pal = dlg.palette()
-        painter.fillRect(x - 1, y - title_h - 1, dpic.width() + 2, dpic.height() + title_h + 2, pal.dark())
-        painter.fillRect(x, y - title_h, dpic.width(), title_h, pal.mid())
-        painter.setPen(pal.windowText().color())
-        painter.drawText(x + 10, y - 8, dlg.windowTitle())
-        painter.drawPixmap(QPoint(x, y), dpic)
-        painter.end()
-        return shot
+        return window_with_dialog(w, dlg)
     settings = QSettings(str(Path(tempfile.mkdtemp()) / "shots.ini"), QSettings.Format.IniFormat)
 
     def wait_until(pred: Callable[[], bool], timeout: float = 15.0) -> None:

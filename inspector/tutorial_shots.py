@@ -235,24 +235,13 @@ class Shooter:
 
     def save_with_dialog(self, step: int, dialog: object) -> None:
         """The window with a dialog painted where a window manager would put it (offscreen has none)."""
-        from PySide6.QtCore import QPoint
-        from PySide6.QtGui import QPainter
         from PySide6.QtWidgets import QDialog
+
+        from inspector.screenshots import window_with_dialog
 
         assert isinstance(dialog, QDialog)
         self.settle_for_picture()
-        shot = self.w.grab()
-        dpic = dialog.grab()
-        title_h = 26
-        x, y = (shot.width() - dpic.width()) // 2, (shot.height() - dpic.height()) // 3
-        painter = QPainter(shot)
-        pal = dialog.palette()
-        painter.fillRect(x - 1, y - title_h - 1, dpic.width() + 2, dpic.height() + title_h + 2, pal.dark())
-        painter.fillRect(x, y - title_h, dpic.width(), title_h, pal.mid())
-        painter.setPen(pal.windowText().color())
-        painter.drawText(x + 10, y - 8, dialog.windowTitle())
-        painter.drawPixmap(QPoint(x, y), dpic)
-        painter.end()
+        shot = window_with_dialog(self.w, dialog)
         name = STEPS[step][0]
         if not shot.save(str(self.out / name)):
             raise RuntimeError(f"could not write {self.out / name}")
