@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     def view_of(m: Message) -> object:
-        return registry.decode_message(m)
+        return registry.decode_message(m, detail=False)
 
     if bool(args.session) == bool(args.follow):
         print("dump: error: give a session file, or --follow HOST:PORT --token T", file=sys.stderr)
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if isinstance(r, Message):
                 if not flt.matches(r, view_of):  # type: ignore[arg-type]
                     continue
-                v = registry.decode_message(r)
+                v = registry.decode_message(r, detail=args.tree)
                 arrow = "→" if r.direction is Direction.C2S else "←"
                 print(f"{r.arrival_ns / 1e9:14.6f} #{r.conn_id} {arrow} {r.direction.label} {r.size:>6} B "
                       f"[{v.decoder}] {v.summary}")

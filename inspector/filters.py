@@ -740,7 +740,7 @@ def _vor2(a: Decoded, b: Decoded) -> Decoded:
 
 
 def _default_provider(msg: Message) -> View | None:
-    return default_registry().decode_message(msg)
+    return default_registry().decode_message(msg, detail=False)
 
 
 class _OneView:

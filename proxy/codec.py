@@ -66,7 +66,9 @@ _DIR_IN: Final[dict[str, Direction]] = {v: k for k, v in _DIR_OUT.items()}
 _SIDE_OUT: Final[dict[Side, str]] = {Side.CLIENT: "client", Side.SERVER: "server"}
 _SIDE_IN: Final[dict[str, Side]] = {v: k for k, v in _SIDE_OUT.items()}
 _ORIGIN_OUT: Final[dict[Origin, str]] = {m: m.value for m in Origin}
+_ORIGIN_IN: Final[dict[str, Origin]] = {m.value: m for m in Origin}
 _STATE_OUT: Final[dict[MessageState, str]] = {m: m.value for m in MessageState}
+_STATE_IN: Final[dict[str, MessageState]] = {m.value: m for m in MessageState}
 _DELAY_OUT: Final[dict[DelayReason, str]] = {m: m.value for m in DelayReason}
 _CLOSE_OUT: Final[dict[CloseReason, str]] = {m: m.value for m in CloseReason}
 
@@ -275,6 +277,21 @@ def _delays(d: Mapping[str, Any]) -> tuple[tuple[DelayReason, int], ...]:
 
 
 def _dec_message(d: Mapping[str, Any]) -> Message:
+    # Fast path for the dict _enc_message writes (a session holds millions): exact types, no delays. Anything
+    # else goes through the checks below, which say what is wrong.
+    try:
+        i, c, s, a, rel, data = d["id"], d["conn_id"], d["seq"], d["arrival_ns"], d["release_ns"], d["data"]
+        direction, origin, state = _DIR_IN[d["direction"]], _ORIGIN_IN[d["origin"]], _STATE_IN[d["state"]]
+    except (KeyError, TypeError):
+        pass
+    else:
+        if (type(i) is int and type(c) is int and type(s) is int and type(a) is int and type(data) is bytes
+                and (rel is None or type(rel) is int) and d.get("delays", []) == []):
+            return Message(i, c, direction, s, data, a, rel, origin, state)
+    return _dec_message_checked(d)
+
+
+def _dec_message_checked(d: Mapping[str, Any]) -> Message:
     return Message(
         id=_int(d, "id"),
         conn_id=_int(d, "conn_id"),

@@ -141,10 +141,27 @@ def test_bad_message_fields() -> None:
     for key, value, words in [("data", "text", "message.data: expected bytes"),
                               ("state", "gone", "message.state: unknown value"),
                               ("delays", [["slow", 1]], "unknown reason"),
-                              ("id", True, "message.id: expected an integer")]:
+                              ("id", True, "message.id: expected an integer"),
+                              ("seq", 1.0, "message.seq: expected an integer"),
+                              ("release_ns", "soon", "message.release_ns: expected an integer"),
+                              ("direction", ["c2s"], "message.direction"),
+                              ("origin", None, "message.origin: unknown value"),
+                              ("delays", "", "message.delays: expected a list"),
+                              ("delays", None, "message.delays: expected a list")]:
         bad = {**good, key: value}
         with pytest.raises(CodecError, match=words):
             record_from_dict(bad)
+
+
+def test_message_fast_path_and_checked_path_agree() -> None:
+    plain = Message(7, 2, Direction.S2C, 3, b"xy", 10, 20, Origin.INJECTED, MessageState.HELD)
+    assert record_from_dict(record_to_dict(plain)) == plain
+    d = record_to_dict(plain)
+    del d["delays"]  # older writers left it out
+    assert record_from_dict(d) == plain
+    assert record_from_dict({**d, "direction": 1}) == plain  # the numeric direction takes the checked path
+    delayed = Message(8, 2, Direction.C2S, 4, b"z", 10, 30, delays=((DelayReason.LATENCY, 20),))
+    assert record_from_dict(record_to_dict(delayed)) == delayed
 
 
 def test_direction_from_wire() -> None:

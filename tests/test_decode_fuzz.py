@@ -6,8 +6,10 @@ import json
 import math
 import pickle
 import struct
+from dataclasses import replace
 
 import msgpack
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +23,8 @@ from inspector.decode import (
     View,
     builtin_decoders,
 )
+from inspector.decode._render import render
+from proxy.model import Direction
 
 REG = DecoderRegistry(builtin_decoders())
 CONTEXTS = st.sampled_from(
@@ -64,6 +68,54 @@ def test_every_decoder_survives_random_bytes(prefix: bytes, body: bytes, ctx: De
         _check(direct, data, ctx)
         decoder.confidence(data, ctx)
     _check(REG.decode(data, ctx), data, ctx)
+
+
+def _agree(data: bytes, ctx: DecodeContext) -> None:
+    lite_ctx = replace(ctx, detail=False)
+    for name in REG:
+        full, lite = REG.decode_with(name, data, ctx), REG.decode_with(name, data, lite_ctx)
+        assert (lite.decoder, lite.summary, lite.error) == (full.decoder, full.summary, full.error), name
+        assert _same(lite.values, full.values), name
+        assert not lite.can_encode and lite.editable is None
+    full, lite = REG.decode(data, ctx), REG.decode(data, lite_ctx)
+    assert (lite.decoder, lite.summary, lite.error) == (full.decoder, full.summary, full.error)
+    assert _same(lite.values, full.values)
+
+
+def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    """Equal renderings: NaN equals itself, and the pickle reader's objects compare by what they hold."""
+    return [render(v, 1 << 16)[0] for v in a] == [render(v, 1 << 16)[0] for v in b]
+
+
+@FUZZ
+@given(prefix=PREFIXES, body=st.binary(max_size=600), ctx=CONTEXTS)
+def test_summary_only_views_agree_with_full_views(prefix: bytes, body: bytes, ctx: DecodeContext) -> None:
+    _agree(prefix + body, ctx)
+
+
+@pytest.mark.parametrize("data", [
+    b'{"type": "pos", "x": 3, "y": 7}', b'{"a": 1}\n{"b": 2}\n', b"\x00\x00\x00\x08{\"a\": 1}",
+    msgpack.packb({"cmd": "move", "raw": b"\x01"}) * 2, pickle.dumps({"x": 1.5, "name": "p1"}, protocol=4),
+    b"cos\nsystem\n(S'echo hi'\ntR.", struct.pack("<Hff12sB", 1, 2.5, 3.5, b"bob", 2) * 3,
+    "Ping received! 📥".encode(), "📥".encode()[:2], b"\x00\x01\x02\xff" * 30, b"", b"[1, 2",
+])
+def test_summary_only_views_agree_on_every_decoder(data: bytes) -> None:
+    _agree(data, DecodeContext(struct_format="<Hff12sB player_id x y name state"))
+    _agree(data, DecodeContext())
+
+
+def test_summary_only_context_follows_decode_as_changes() -> None:
+    reg = DecoderRegistry(builtin_decoders())
+    before = reg.context_for(1, Direction.C2S, detail=False)
+    assert before.decode_as is None and not before.detail
+    assert reg.context_for(1, Direction.C2S, detail=False) is before  # cached
+    reg.set_decode_as("hex", 1, Direction.C2S)
+    assert reg.context_for(1, Direction.C2S, detail=False).decode_as == "hex"
+    assert reg.context_for(1, Direction.C2S).decode_as == "hex" and reg.context_for(1, Direction.C2S).detail
+    reg.set_struct_format("<I n", None, Direction.C2S)
+    assert reg.context_for(1, Direction.C2S, detail=False).struct_format == "<I n"
+    reg.decode_as.set(None, 1, Direction.C2S)  # the window clears per-direction choices this way
+    assert reg.context_for(1, Direction.C2S, detail=False).decode_as is None
 
 
 OPCODE_SOUP = b"()]}.NKJXq\x85\x86\x87Rbsuaetl\x93\x8c\x81\x92cihgp\x94"

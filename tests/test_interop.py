@@ -14,10 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from inspector.interop.cli import main as cli_main
 from inspector.interop.fold import MessageFolder
+from inspector.interop.jsonl import JsonlExporter
 from inspector.interop.pcap_import import CaptureError, CaptureImporter, client_messages, import_capture
 from inspector.interop.pcapng_export import PcapngExporter, export_records
 from inspector.interop.session_io import SessionLoader, SessionWriter
@@ -513,6 +515,28 @@ def test_jsonl_and_replay_script_exports(tmp_path: Path, echo_server: EchoServer
                          capture_output=True, text=True, timeout=30, encoding="utf-8")
     assert run.returncode == 0, run.stderr
     assert "-> 'edited'" in run.stdout and "<- 'edited" in run.stdout
+
+
+@pytest.mark.parametrize(("payload", "decoder", "keys", "expected"), [
+    (b'"\\ud800 lone"', "json", ("values",), ["\ud800 lone"]),  # JSON's escape for a lone surrogate
+    (b"hello world, this is text \xff ok", "text", ("values",), ["hello world, this is text \udcff ok"]),
+    (b'{"hp": NaN, "x": Infinity}', "json", ("values_repr",), ["{'hp': nan, 'x': inf}"]),
+    (b"[" * 950 + b"]" * 950, "json text", ("values", "values_repr"), None),  # near the recursion limit
+    (msgpack.packb({1: "a"}), "msgpack", ("values_repr",), ["{1: 'a'}"]),
+], ids=["lone-surrogate", "invalid-utf8", "nan", "deep", "int-keys"])
+def test_jsonl_export_writes_valid_json_for_hostile_values(
+    tmp_path: Path, payload: bytes, decoder: str, keys: tuple[str, ...], expected: list[object] | None
+) -> None:
+    out = tmp_path / "m.jsonl"
+    with JsonlExporter(out) as x:
+        x.add(Message(1, 1, Direction.C2S, 0, payload, 1, 1))
+        x.add(Message(2, 1, Direction.C2S, 1, b'{"after": true}', 2, 2))
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    first, second = lines[1], lines[2]
+    assert first["decoded"]["decoder"] in decoder.split() and bytes.fromhex(first["hex"]) == payload
+    found = [k for k in keys if k in first["decoded"]]
+    assert found and (expected is None or first["decoded"][found[0]] == expected)
+    assert second["decoded"]["values"] == [{"after": True}]  # nothing lost after a hostile message
 
 
 def test_folder_gives_each_message_once_with_its_final_bytes() -> None:

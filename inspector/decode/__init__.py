@@ -17,6 +17,7 @@ from ._api import (
     MAX_DUMP,
     MAX_NODES,
     MAX_PARSE,
+    SUMMARY_CONTEXT,
     SUMMARY_MAX,
     DecodeContext,
     Decoder,
@@ -42,6 +43,7 @@ __all__ = [
     "MAX_DUMP",
     "MAX_NODES",
     "MAX_PARSE",
+    "SUMMARY_CONTEXT",
     "SUMMARY_MAX",
     "DecodeContext",
     "Decoder",
@@ -96,6 +98,9 @@ def decode(data: bytes, ctx: DecodeContext = EMPTY_CONTEXT) -> View:
     return default_registry().decode(data, ctx)
 
 
-def decode_message(msg: Message) -> View:
-    """Decode a captured message with the default registry and its per-connection settings."""
-    return default_registry().decode_message(msg)
+def decode_message(msg: Message, *, detail: bool = True) -> View:
+    """Decode a captured message with the default registry and its per-connection settings.
+
+    ``detail`` False gives a summary-only view (see :attr:`DecodeContext.detail`): several times faster, for
+    callers that read only the decoder, summary, values and error."""
+    return default_registry().decode_message(msg, detail=detail)

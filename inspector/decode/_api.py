@@ -78,9 +78,15 @@ class DecodeContext:
     """Bytes that separate JSON values inside one message (``b"\\n"`` for NDJSON is detected anyway)."""
     decode_as: str | None = None
     """A decoder name chosen by the user for this connection/direction; None means auto."""
+    detail: bool = True
+    """False when the caller reads only ``decoder``, ``summary``, ``values`` and ``error`` (the table's summary
+    column, filters, the timeline, JSON-lines export). A decoder may then skip the field tree, the text rendering
+    and the editable form, which cost most of a decode; it must give the same ``decoder``, ``summary``,
+    ``values`` and ``error`` as with detail. Such a view has ``can_encode`` False: it is never edited."""
 
 
 EMPTY_CONTEXT = DecodeContext()
+SUMMARY_CONTEXT = DecodeContext(detail=False)
 
 
 @runtime_checkable

@@ -27,12 +27,15 @@ class HexDecoder:
 
     def decode(self, data: bytes, ctx: DecodeContext) -> View:
         truncated = len(data) > MAX_DUMP
-        dump = hex_dump(data)
         head = data[:_SUMMARY_BYTES].hex(" ")
         more = " …" if len(data) > _SUMMARY_BYTES else ""
+        summary = f"{head}{more} ({len(data)} bytes)"
+        if not ctx.detail:
+            return View(decoder=NAME, summary=summary, truncated=truncated, values=(data,))
+        dump = hex_dump(data)
         return View(
             decoder=NAME,
-            summary=f"{head}{more} ({len(data)} bytes)",
+            summary=summary,
             fields=(Field("bytes", f"{len(data)} bytes", 0, len(data)),),
             text=dump,
             can_encode=not truncated,

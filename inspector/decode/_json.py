@@ -71,6 +71,14 @@ class JsonDecoder:
         if truncated:
             warnings.append(f"only the first {MAX_PARSE} of {len(data) - off} bytes were parsed")
         values = tuple(v for v, _, _ in spans)
+        summary = _WS_RUN.sub(" ", text[:400]).strip()
+        if len(spans) > 1:
+            summary = f"[{len(spans)} values] {summary}"
+        if pfx:
+            summary = f"[len {len(data) - off}] {summary}"
+        if not ctx.detail:
+            return View(decoder=NAME, summary=clip(summary), warnings=tuple(warnings), truncated=truncated,
+                        values=values)
         byte_pos = _byte_offsets(text, [p for _, s, e in spans for p in (s, e)])
         budget = TreeBudget(MAX_NODES)
         fields: list[Field] = []
@@ -87,11 +95,6 @@ class JsonDecoder:
             if node is None:
                 break
             fields.append(node)
-        summary = _WS_RUN.sub(" ", text[:400]).strip()
-        if len(spans) > 1:
-            summary = f"[{len(spans)} values] {summary}"
-        if pfx:
-            summary = f"[len {len(data) - off}] {summary}"
         can_encode = not truncated and not warnings
         pretty = "\n".join(json.dumps(v, indent=2, ensure_ascii=False) for v in values)
         if len(pretty) > 4 * MAX_DUMP:

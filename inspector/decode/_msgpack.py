@@ -40,6 +40,14 @@ def _confidence_of_first(b: int, n: int) -> float:
 
 
 def _unpack(chunk: bytes, use_list: bool) -> tuple[list[object], list[int]]:
+    if use_list:
+        # The usual message is one whole object: unpackb is five times cheaper than a streaming Unpacker.
+        # Anything else (several objects, a cut one, a bad byte) takes the Unpacker, which says exactly what.
+        try:
+            return [msgpack.unpackb(chunk, raw=False, strict_map_key=False,
+                                    unicode_errors="surrogateescape")], [len(chunk)]
+        except Exception:  # msgpack raises ExtraData, ValueError, TypeError, FormatError, StackError ...
+            pass
     unpacker = msgpack.Unpacker(
         raw=False,
         use_list=use_list,
@@ -91,6 +99,9 @@ class MsgpackDecoder:
                 )
         if truncated and len(data) > MAX_PARSE:
             warnings.append(f"only the first {MAX_PARSE} of {len(data)} bytes were parsed")
+        if not ctx.detail:
+            return View(decoder=NAME, summary=_summary(values, _exact_repr(values)), warnings=tuple(warnings),
+                        truncated=truncated, values=tuple(values))
 
         budget = TreeBudget(MAX_NODES)
         fields: list[Field] = []
@@ -109,12 +120,10 @@ class MsgpackDecoder:
                 "re-encoding gives different bytes: the sender packed some values differently "
                 "from msgpack-python's defaults (e.g. float32, non-minimal ints)"
             )
-        text = editable if editable is not None else "\n".join(render(v, 1 << 20)[0] for v in values[:100])
-        head = text[:400].replace("\n", " ")
-        summary = f"[{len(values)} objects] {head}" if len(values) > 1 else head
+        text = _text(values, editable)
         return View(
             decoder=NAME,
-            summary=clip(summary),
+            summary=_summary(values, editable),
             fields=tuple(fields),
             text=text,
             warnings=tuple(warnings),
@@ -147,6 +156,15 @@ class MsgpackDecoder:
             except (TypeError, ValueError, OverflowError) as exc:
                 raise EncodeError(f"value {i + 1} cannot be packed: {exc}") from None
         return b"".join(out)
+
+
+def _text(values: list[object], exact: str | None) -> str:
+    return exact if exact is not None else "\n".join(render(v, 1 << 20)[0] for v in values[:100])
+
+
+def _summary(values: list[object], exact: str | None) -> str:
+    head = _text(values, exact)[:400].replace("\n", " ")
+    return clip(f"[{len(values)} objects] {head}" if len(values) > 1 else head)
 
 
 def _exact_repr(values: list[object]) -> str | None:

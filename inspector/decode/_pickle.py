@@ -651,6 +651,9 @@ class PickleDecoder:
             summary = render(value, 100)[0] + " … " + render(tuple(sim.pending()), 200)[0]
         else:
             summary = shown[:400] if exact is not None else render(value, 220)[0]
+        if not ctx.detail:
+            return View(decoder=NAME, summary=clip(summary), warnings=tuple(warnings), truncated=truncated,
+                        values=(value,))
         budget = TreeBudget(MAX_NODES)
         fields: list[Field] = []
         if sim.protocol is not None:

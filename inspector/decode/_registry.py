@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -42,14 +42,17 @@ class PluginLoadError:
 class _Scoped(Mapping[Scope, T]):
     """A setting for (connection, direction), for a connection, for a direction, or for everything."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
         self._by: dict[Scope, T] = {}
+        self._on_change = on_change
 
     def set(self, value: T | None, conn_id: int | None, direction: Direction | None) -> None:
         if value is None:
             self._by.pop((conn_id, direction), None)
         else:
             self._by[(conn_id, direction)] = value
+        if self._on_change is not None:
+            self._on_change()  # after the change: see DecoderRegistry.context_for
 
     def lookup(self, conn_id: int | None, direction: Direction | None) -> T | None:
         by = self._by
@@ -76,9 +79,11 @@ class DecoderRegistry(Mapping[str, Decoder]):
     def __init__(self, decoders: Iterable[Decoder] = ()) -> None:
         self._decoders: dict[str, Decoder] = {}
         self.load_errors: list[PluginLoadError] = []
-        self.decode_as: _Scoped[str] = _Scoped()
-        self.struct_formats: _Scoped[str] = _Scoped()
-        self.json_delimiters: _Scoped[bytes] = _Scoped()
+        self._generation = 0
+        self._contexts: dict[tuple[int | None, Direction | None, bool], tuple[int, DecodeContext]] = {}
+        self.decode_as: _Scoped[str] = _Scoped(self._settings_changed)
+        self.struct_formats: _Scoped[str] = _Scoped(self._settings_changed)
+        self.json_delimiters: _Scoped[bytes] = _Scoped(self._settings_changed)
         for d in decoders:
             self.register(d)
 
@@ -146,29 +151,53 @@ class DecoderRegistry(Mapping[str, Decoder]):
     ) -> None:
         self.json_delimiters.set(delimiter or None, conn_id, direction)
 
-    def context_for(self, conn_id: int | None, direction: Direction | None) -> DecodeContext:
-        return DecodeContext(
+    def _settings_changed(self) -> None:
+        self._generation += 1
+
+    def context_for(self, conn_id: int | None, direction: Direction | None, *, detail: bool = True) -> DecodeContext:
+        """The user's settings for a connection and direction; ``detail`` False asks for a summary-only view."""
+        # Cached: building the frozen context costs as much as decoding a small message. An entry is stamped
+        # with the generation read *before* the settings, and a change bumps it *after* assigning, so a context
+        # built from settings that changed meanwhile is never reused (decoding runs on several threads).
+        key = (conn_id, direction, detail)
+        gen = self._generation
+        hit = self._contexts.get(key)
+        if hit is not None and hit[0] == gen:
+            return hit[1]
+        ctx = DecodeContext(
             direction=direction,
             conn_id=conn_id,
             struct_format=self.struct_formats.lookup(conn_id, direction),
             json_delimiter=self.json_delimiters.lookup(conn_id, direction),
             decode_as=self.decode_as.lookup(conn_id, direction),
+            detail=detail,
         )
+        if len(self._contexts) >= _MAX_CONTEXTS:
+            self._contexts.clear()  # a long capture's closed connections
+        self._contexts[key] = (gen, ctx)
+        return ctx
 
     # -- decoding -----------------------------------------------------------------------------------------
 
     def confidences(self, data: bytes, ctx: DecodeContext = EMPTY_CONTEXT) -> list[tuple[str, float]]:
         """Every decoder's confidence, best first (ties in registration order)."""
+        return [(name, c) for c, name, _ in self._ranked(data, ctx)]
+
+    def _ranked(self, data: bytes, ctx: DecodeContext) -> list[tuple[float, str, Decoder]]:
+        """(confidence, name, decoder) of every decoder that can try, best first, ties in registration order."""
         scored = []
-        for i, (name, d) in enumerate(self._decoders.items()):
+        for name, d in self._decoders.items():
             try:
-                c = float(d.confidence(data, ctx))
+                c = d.confidence(data, ctx)
+                if type(c) is not float:
+                    c = float(c)
             except Exception:  # a decoder bug means "can't", never a crash
-                c = 0.0
+                continue
             if c > 0.0:
-                scored.append((-c, i, name))
-        scored.sort()
-        return [(name, -neg) for neg, _, name in scored]
+                scored.append((c, name, d))
+        if len(scored) > 1:
+            scored.sort(key=_by_confidence, reverse=True)  # stable: equal confidences keep registration order
+        return scored
 
     def decode(self, data: bytes, ctx: DecodeContext = EMPTY_CONTEXT, decoder: str | None = None) -> View:
         """Decode with ``decoder``, else the context's "decode as" choice, else auto. Never raises."""
@@ -177,8 +206,9 @@ class DecoderRegistry(Mapping[str, Decoder]):
             return self.decode_with(name, data, ctx)
         return self.auto(data, ctx)
 
-    def decode_message(self, msg: Message, decoder: str | None = None) -> View:
-        return self.decode(msg.data, self.context_for(msg.conn_id, msg.direction), decoder)
+    def decode_message(self, msg: Message, decoder: str | None = None, *, detail: bool = True) -> View:
+        """``msg`` decoded with its connection's settings; ``detail`` False: see :attr:`DecodeContext.detail`."""
+        return self.decode(msg.data, self.context_for(msg.conn_id, msg.direction, detail=detail), decoder)
 
     def auto(self, data: bytes, ctx: DecodeContext = EMPTY_CONTEXT) -> View:
         """The most confident decoder's view; when it fails, the next one's (the hex view never fails).
@@ -212,8 +242,8 @@ class DecoderRegistry(Mapping[str, Decoder]):
 
     def _auto(self, data: bytes, ctx: DecodeContext) -> View:
         first_error: View | None = None
-        for name, _ in self.confidences(data, ctx):
-            view = self.decode_with(name, data, ctx)
+        for _, _, decoder in self._ranked(data, ctx):
+            view = self._decode_by(decoder, data, ctx)
             if view.error is None:
                 return view
             first_error = first_error or view
@@ -223,6 +253,10 @@ class DecoderRegistry(Mapping[str, Decoder]):
         decoder = self._decoders.get(name.lower())
         if decoder is None:
             return error_view(name, data, f"no decoder named {name!r}")
+        return self._decode_by(decoder, data, ctx)
+
+    @staticmethod
+    def _decode_by(decoder: Decoder, data: bytes, ctx: DecodeContext) -> View:
         try:
             view = decoder.decode(data, ctx)
         except Exception as exc:  # plugins and bugs: shown as an error view, never raised into the UI
@@ -260,6 +294,13 @@ class DecoderRegistry(Mapping[str, Decoder]):
             except struct.error:
                 raise EncodeError(f"a body of {len(out)} bytes does not fit a {prefix_fmt} length prefix") from None
         return bytes(out)
+
+
+_MAX_CONTEXTS = 4096
+
+
+def _by_confidence(entry: tuple[float, str, Decoder]) -> float:
+    return entry[0]
 
 
 _UNSTRUCTURED = frozenset({"text", "hex"})

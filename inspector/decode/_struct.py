@@ -114,6 +114,22 @@ def _show(code: str, v: object) -> str:
     return repr(v)
 
 
+def _record(layout: StructLayout, flat: tuple[object, ...]) -> dict[str, object]:
+    """One record's values by field name, as the detailed decode builds them."""
+    record: dict[str, object] = {}
+    i = 0
+    for item in layout.items:
+        if item.is_list:
+            value: object = list(flat[i : i + item.count])
+        else:
+            value = flat[i]
+            if item.code == "s" and isinstance(value, bytes):
+                value = value.rstrip(b"\0")
+        i += item.n_values
+        record[item.name] = value
+    return record
+
+
 class StructDecoder:
     """Fixed-size records; ``editable`` is ``name = value`` lines, records separated by ``---``."""
 
@@ -151,10 +167,14 @@ class StructDecoder:
         lines: list[str] = [f"# {layout.spec.strip()}  ({size} bytes per record)"]
         nodes = 0
         first = ""
+        detail = ctx.detail
         for r in range(n):
             base = r * size
             flat = unpacker.unpack_from(data, base)
-            if exact:
+            if not detail and r:
+                records.append(_record(layout, flat))
+                continue
+            if exact and detail:
                 # what encoding the shown values would give: pad bytes as zeros, every NaN as the plain NaN
                 canon = [_NAN if isinstance(v, float) and v != v else v for v in flat]
                 exact = unpacker.pack(*canon) == data[base : base + size]
@@ -183,7 +203,8 @@ class StructDecoder:
                 i += item.n_values
                 record[item.name] = value
                 shown.append(f"{item.name}={display}")
-                lines.append(f"{item.name} = {value!r}")
+                if detail:
+                    lines.append(f"{item.name} = {value!r}")
                 if nodes < MAX_NODES:
                     kids.append(Field(item.name, display, start, start + item.size, sub))
                     nodes += 1 + len(sub)
@@ -196,6 +217,10 @@ class StructDecoder:
                 first = " ".join(shown)
         truncated = truncated or nodes >= MAX_NODES
         summary = first if n == 1 else f"[{n} records] {first}"
+        if not detail:
+            warnings = [f"only the first {MAX_RECORDS} records are shown"] if n >= MAX_RECORDS else []
+            return View(decoder=NAME, summary=clip(summary), warnings=tuple(warnings), truncated=truncated,
+                        values=tuple(records))
         text = "\n".join(lines)
         warnings = [f"only the first {MAX_RECORDS} records are shown"] if n >= MAX_RECORDS else []
         # Pad bytes and NaN payloads do not survive decode -> encode: only offer editing when forwarding the

@@ -78,6 +78,8 @@ class TextDecoder:
         if not data:
             return 0.5
         probe = data[:_PROBE]
+        if probe.isascii() and _CONTROLS.search(probe) is None:
+            return 0.5  # the usual case, without the cut-character and noise accounting below
         head, tail = _split_edges(probe) if len(data) <= _PROBE else (_split_edges(probe)[0], 0)
         body = probe[head : len(probe) - tail]
         bad = 0
@@ -112,12 +114,15 @@ class TextDecoder:
             warnings.append(f"ends with {post}: {SPLIT_TAIL}")
         if truncated:
             warnings.append(f"showing the first {MAX_DUMP} of {len(data)} bytes")
-        editable = pre + escape(decoded, one_line=False) + post
-        text = (pre + "…" if pre else "") + escape(decoded, one_line=False) + ("…" + post if post else "")
         line = escape(decoded[:SUMMARY_PROBE], one_line=True)
         summary = clip(
             (pre + "…" if pre else "") + f'"{line}"' + ("…" + post if post else ""),
         )
+        if not ctx.detail:
+            return View(decoder=NAME, summary=summary, warnings=tuple(warnings), truncated=truncated,
+                        values=(decoded,))
+        editable = pre + escape(decoded, one_line=False) + post
+        text = (pre + "…" if pre else "") + escape(decoded, one_line=False) + ("…" + post if post else "")
         fields = self._line_fields(shown)
         return View(
             decoder=NAME,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
 from collections.abc import Callable, Iterable
 from typing import IO, Any, Final
@@ -28,39 +27,59 @@ from proxy.model import Clock, ConnectionOpened, Message, MessageUpdated, Record
 
 from .fold import Final_, MessageFolder
 
-__all__ = ["JsonlExporter", "jsonable"]
+__all__ = ["JsonlExporter"]
 
 _MAX_DEPTH: Final = 64
+_JSON_TYPED: Final = frozenset({"json", "text"})
+"""Decoders whose values are JSON types by construction (str keys, no bytes), so ``jsonable`` is skipped."""
 
 
-class _NotJsonable(Exception):
-    pass
+def _decoded(view: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"decoder": view.decoder, "summary": view.summary}
+    if view.error:
+        out["error"] = view.error
+    if view.values:
+        if view.decoder in _JSON_TYPED or _plain_json(view.values, 0):
+            # As they are: the encoder writes tuples as arrays and refuses NaN/Infinity (the caller then
+            # falls back to values_repr).
+            out["values"] = list(view.values)
+        else:
+            out["values_repr"] = _reprs(view.values)
+    return out
 
 
-def jsonable(value: object) -> object:
-    """``value`` as plain JSON types; raises ``ValueError`` if it holds something JSON cannot say."""
-    try:
-        return _conv(value, 0)
-    except (_NotJsonable, RecursionError):
-        raise ValueError(f"not JSON-able: {type(value).__name__}") from None
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 
 
-def _conv(v: object, depth: int) -> object:
+def _plain_json(v: object, depth: int) -> bool:
+    """Whether ``v`` holds only JSON types with string keys (exact types: the fast check of ``jsonable``)."""
+    t = type(v)
+    if t in _SCALARS:
+        return True
     if depth > _MAX_DEPTH:
-        raise _NotJsonable
-    if v is None or isinstance(v, bool | int | str):
-        return v
-    if isinstance(v, float):
-        if math.isfinite(v):
-            return v
-        raise _NotJsonable
-    if isinstance(v, list | tuple):
-        return [_conv(x, depth + 1) for x in v]
-    if isinstance(v, dict):
-        if not all(isinstance(k, str) for k in v):
-            raise _NotJsonable
-        return {k: _conv(x, depth + 1) for k, x in v.items()}
-    raise _NotJsonable
+        return False
+    scalars = _SCALARS
+    if t is dict:
+        for k, x in v.items():  # type: ignore[attr-defined]
+            if type(k) is not str or not (type(x) in scalars or _plain_json(x, depth + 1)):
+                return False
+        return True
+    if t is list or t is tuple:
+        for x in v:  # type: ignore[attr-defined]
+            if not (type(x) in scalars or _plain_json(x, depth + 1)):
+                return False
+        return True
+    return False
+
+
+def _reprs(values: Iterable[object]) -> list[str]:
+    out = []
+    for v in values:
+        try:
+            out.append(repr(v)[:10_000])
+        except (RecursionError, ValueError):  # very deep nesting; a huge int
+            out.append(f"<{type(v).__name__} too deeply nested or too large to show>")
+    return out
 
 
 class JsonlExporter:
@@ -76,8 +95,12 @@ class JsonlExporter:
         self._decoder = decoder
         self._conns: dict[int, ConnectionOpened] = {}
         self._announced: set[int] = set()
-        self._f: IO[str] | None = open(self.path, "w", encoding="utf-8", newline="\n")
-        self._dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        # A lone surrogate (JSON's "\ud800", text decoded with surrogateescape) cannot be UTF-8: backslashreplace
+        # writes it as the JSON escape "\ud800", which reads back as the same string.
+        self._f: IO[str] | None = open(self.path, "w", encoding="utf-8", errors="backslashreplace", newline="\n")
+        self._dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+        self._iso_sec: int | None = None
+        self._iso_head = ""
 
     def add_many(self, records: Iterable[Record]) -> None:
         for r in records:
@@ -97,8 +120,11 @@ class JsonlExporter:
 
     def _iso(self, mono_ns: int) -> str:
         wall = self.clock.to_wall_ns(mono_ns)
-        t = _dt.datetime.fromtimestamp(wall // 1_000_000_000, _dt.UTC)
-        return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{wall % 1_000_000_000 // 1000:06d}Z"
+        sec, ns = divmod(wall, 1_000_000_000)
+        if sec != self._iso_sec:  # messages come in bursts: format each second once
+            self._iso_sec = sec
+            self._iso_head = _dt.datetime.fromtimestamp(sec, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._iso_head}.{ns // 1000:06d}Z"
 
     def _line(self, f: Final_) -> None:
         assert self._f is not None
@@ -128,25 +154,26 @@ class JsonlExporter:
         if f.original is not None:
             d["original_hex"] = f.original.hex()
         if self._decode:
-            d["decoded"] = self._decoded(m)
-        write(self._dumps(d) + "\n")
+            view = self._view(m)
+            d["decoded"] = decoded = _decoded(view)
+            try:
+                line = self._dumps(d)
+            except (ValueError, RecursionError):  # NaN/Infinity (JSON has neither) or nesting in trusted values
+                decoded.pop("values", None)
+                decoded["values_repr"] = _reprs(view.values)
+                line = self._dumps(d)
+        else:
+            line = self._dumps(d)
+        write(line + "\n")
         self.messages += 1
 
-    def _decoded(self, m: Message) -> dict[str, Any]:
+    def _view(self, m: Message) -> Any:
         if self._decoder is None:
-            from inspector.decode import decode_message
+            from inspector.decode import default_registry
 
-            self._decoder = decode_message
-        view = self._decoder(m)
-        out: dict[str, Any] = {"decoder": view.decoder, "summary": view.summary}
-        if view.error:
-            out["error"] = view.error
-        if view.values:
-            try:
-                out["values"] = jsonable(list(view.values))
-            except ValueError:
-                out["values_repr"] = [repr(v)[:10_000] for v in view.values]
-        return out
+            reg = default_registry()
+            self._decoder = lambda msg: reg.decode_message(msg, detail=False)
+        return self._decoder(m)
 
     def close(self) -> int:
         """Write the messages still held at the end (state ``held``) and close; returns the lines of messages."""

@@ -412,7 +412,7 @@ class SessionActions(QObject):
 
                 def view(m: Any) -> Any:  # the table's decoding, so "decode as" choices apply
                     row = w.store.row_of(m.id)
-                    return w.decoding.view(row) if row is not None else _default_view(m)
+                    return w.decoding.view(row, detail=False) if row is not None else _default_view(m)
 
                 exporter = JsonlExporter(path, clock=clock, decoder=view)
             else:
@@ -563,4 +563,4 @@ def _local_file(mime: Any) -> str | None:
 def _default_view(m: Any) -> Any:
     from inspector.decode import decode_message
 
-    return decode_message(m)
+    return decode_message(m, detail=False)

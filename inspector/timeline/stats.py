@@ -210,7 +210,7 @@ class _RowView:
 
     def __call__(self) -> View:
         if self.view is None:
-            self.view = self.registry.decode_message(self.store.message(self.row))
+            self.view = self.registry.decode_message(self.store.message(self.row), detail=False)
         return self.view
 
 

@@ -23,13 +23,13 @@ class Decoding:
     def names(self) -> list[str]:
         return [AUTO, *self.registry]
 
-    def view(self, row: int, decoder: str | None = None) -> View:
+    def view(self, row: int, decoder: str | None = None, *, detail: bool = True) -> View:
         s = self.store
         if s.payload_evicted(row):
             from inspector.decode import error_view
 
             return error_view("store", b"", f"payload evicted (memory cap); {s.sizes[row]} bytes were captured")
-        return self.registry.decode_message(s.message(row), decoder)
+        return self.registry.decode_message(s.message(row), decoder, detail=detail)
 
     def summary(self, row: int) -> str:
         return self.store.summary(row, self._make_summary)
@@ -41,7 +41,7 @@ class Decoding:
         data = s.payload(row)
         if not data:
             return "(empty)"
-        ctx = self.registry.context_for(s.conn_ids[row], Direction(s.dirs[row]))
+        ctx = self.registry.context_for(s.conn_ids[row], Direction(s.dirs[row]), detail=False)
         return self.registry.decode(data, ctx).summary
 
     def encoders(self) -> list[str]:

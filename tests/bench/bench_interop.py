@@ -9,7 +9,9 @@ Prints one JSON object (messages/s are end to end: reading the session file, fol
 - ``export_pcapng``: session -> pcapng with the default fast path (struct frames, scapy's pcapng writer);
   ``export_pcapng_scapy``: the same with every frame built by scapy's layers (the slow reference).
 - ``import_pcapng``: the exported pcapng -> records (scapy's reader, struct parsing, reassembly, framing) -> session.
-- ``export_jsonl`` with and without the decoded views.
+- ``export_jsonl`` with and without the decoded views (the session holds JSON position updates), and with views
+  for the same updates as text, JSON, msgpack and pickle (the pickle reader is a pure-Python simulation that
+  never unpickles, so it is the slowest).
 - ``open_1m``: the window opens a 1,000,000-message session: seconds until the first rows are in the table, and
   until everything is loaded (offscreen Qt). Target: first rows < 1 s.
 Targets: export and import >= 50,000 messages/s.
@@ -20,10 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -35,7 +41,20 @@ from proxy.model import Clock, CloseReason, ConnectionClosed, ConnectionOpened, 
 from proxy.session import open_session
 
 
-def write_session(path: Path, n: int, conns: int = 10) -> None:
+def _json_position(i: int) -> bytes:
+    return b'{"type": "pos", "x": %d, "y": 7}' % i
+
+
+PAYLOADS: dict[str, Callable[[int], bytes]] = {
+    "json": _json_position,
+    "text": lambda i: b"Ping received! %d" % i,
+    "msgpack": lambda i: msgpack.packb({"type": "pos", "x": i, "y": 7}),
+    "pickle": lambda i: pickle.dumps({"type": "pos", "x": i, "y": 7}),
+}
+"""A game's position update (or the tutorial's reply) in each format the window decodes."""
+
+
+def write_session(path: Path, n: int, conns: int = 10, payload: Callable[[int], bytes] = _json_position) -> None:
     with SessionWriter(path, clock=Clock(0, 1_700_000_000_000_000_000)) as w:
         for c in range(1, conns + 1):
             w.write(ConnectionOpened(c, ("127.0.0.1", 40000 + c), ("127.0.0.1", 5555), 0))
@@ -44,7 +63,7 @@ def write_session(path: Path, n: int, conns: int = 10) -> None:
         for i in range(n):
             c = 1 + i % conns
             d = (i // conns) & 1
-            w.write(Message(i + 1, c, Direction(d), seqs[c][d], b'{"type": "pos", "x": %d, "y": 7}' % i,
+            w.write(Message(i + 1, c, Direction(d), seqs[c][d], payload(i),
                             1_000 + i * 10_000, 1_000 + i * 10_000))
             seqs[c][d] += 1
         for c in range(1, conns + 1):
@@ -128,6 +147,12 @@ def main() -> None:
         results["import_pcapng"] = bench_import(tmp / "s.pcapng", tmp / "back.sockscope")
         results["export_jsonl_decoded"] = bench_jsonl(session, tmp / "s.jsonl", True)
         results["export_jsonl_plain"] = bench_jsonl(session, tmp / "p.jsonl", False)
+        by_format: dict[str, float] = {}
+        for name, payload in PAYLOADS.items():
+            fmt_session = tmp / f"{name}.sockscope"
+            write_session(fmt_session, n // 4, payload=payload)
+            by_format[name] = bench_jsonl(fmt_session, tmp / f"{name}.jsonl", True)["messages_per_s"]
+        results["export_jsonl_decoded_msgs_per_s_by_format"] = by_format
         big = tmp / "big.sockscope"
         write_session(big, 200_000 if args.quick else 1_000_000)
         results["open_1m"] = bench_open_1m(big)
