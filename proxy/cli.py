@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from proxy.conditions import Conditions, conditions_from_cli
 from proxy.demo import DemoClient, DemoServer
 from proxy.framing import DEFAULT_MAX_FRAME, FramingError, parse_framing
-from proxy.loop import new_event_loop
+from proxy.loop import new_event_loop, tune_allocator
 from proxy.printer import Printer
 from proxy.server import ProxyConfig, ProxyError, ProxyServer, is_loopback
 
@@ -248,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sockscope-proxy: error: {e}", file=sys.stderr)
         return 2
     _raise_fd_limit()
+    tune_allocator()
     loop = new_event_loop()
     try:
         return loop.run_until_complete(_serve(args, config))

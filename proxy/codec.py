@@ -24,8 +24,11 @@ Thread: any; pure functions.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any, Final
+
+import msgpack
 
 from proxy.framing import FramingSpec
 from proxy.model import (
@@ -47,9 +50,11 @@ from proxy.model import (
 
 __all__ = [
     "RECORD_TYPES",
+    "SPLICE_MIN",
     "CodecError",
     "direction_from_wire",
     "framing_to_dict",
+    "pack_framed",
     "record_from_dict",
     "record_to_dict",
     "truncated_dict",
@@ -393,3 +398,37 @@ def record_from_dict(d: Mapping[str, Any]) -> Record:
 def framing_to_dict(spec: FramingSpec) -> dict[str, Any]:
     """A framing as the protocol and session headers show it: ``{"c2s", "s2c", "max_frame", "text"}``."""
     return {"c2s": spec.c2s, "s2c": spec.s2c, "max_frame": spec.max_frame, "text": str(spec)}
+
+
+# ------------------------------------------------------------------------------------------ framed, spliced
+
+SPLICE_MIN: Final = 16 << 10
+"""Payloads at least this big are not copied into a packed frame but kept as a piece of their own."""
+_U32: Final = struct.Struct(">I")
+_BIN32: Final = b"\xc6"  # msgpack bin 32
+
+
+def pack_framed(packer: msgpack.Packer, d: dict[str, Any]) -> tuple[bytes, ...]:
+    """``d`` as a u32 big-endian length plus its msgpack map (the framing of session records and control frames),
+    in pieces to write one after another (``writev``, ``writelines``).
+
+    A ``"data"`` payload of at least :data:`SPLICE_MIN` bytes is one of the pieces, the very object given, not a
+    copy: at bulk rates the copies, not the packing, are what costs. It is packed as ``bin 32``, which every
+    msgpack reader accepts. Otherwise the result is one piece. ``packer`` must pack bytes as ``bin``.
+    """
+    data = d.get("data")
+    if type(data) is not bytes or len(data) < SPLICE_MIN:
+        body = packer.pack(d)
+        return (_U32.pack(len(body)) + body,)
+    pack = packer.pack
+    head: list[bytes] = [packer.pack_map_header(len(d))]
+    tail: list[bytes] = []
+    into = head
+    for k, v in d.items():
+        if k == "data":
+            head += [pack(k), _BIN32 + _U32.pack(len(data))]
+            into = tail
+        else:
+            into += [pack(k), pack(v)]
+    before, after = b"".join(head), b"".join(tail)
+    return _U32.pack(len(before) + len(data) + len(after)) + before, data, after

@@ -46,7 +46,7 @@ from typing import Any, Final
 
 import msgpack
 
-from proxy.codec import direction_from_wire, framing_to_dict, record_to_dict, truncated_dict
+from proxy.codec import direction_from_wire, framing_to_dict, pack_framed, record_to_dict, truncated_dict
 from proxy.model import Direction, Message, MessageState, MessageUpdated, Record
 from proxy.server import ProxyError, ProxyServer, is_loopback
 from proxy.session import sockscope_version
@@ -132,8 +132,8 @@ class _Subscriber(asyncio.Protocol):
         self.closing = False
         self._inbuf = bytearray()
         self._auth_timer: asyncio.TimerHandle | None = None
-        # Outgoing queue: frames not yet handed to the transport.
-        self.out: collections.deque[bytes] = collections.deque()
+        # Outgoing queue: frames not yet handed to the transport, each as the pieces ``pack_framed`` made.
+        self.out: collections.deque[tuple[bytes, ...]] = collections.deque()
         self.out_bytes = 0
         self.paused = False
         self.scheduled = False
@@ -251,10 +251,10 @@ class _Subscriber(asyncio.Protocol):
 
     # ---------------------------------------------------------------------------- outgoing frames
 
-    def push(self, frame: bytes) -> None:
+    def push(self, frame: tuple[bytes, ...]) -> None:
         """Queue an event frame (the caller already applied the queue bounds)."""
         self.out.append(frame)
-        self.out_bytes += len(frame)
+        self.out_bytes += sum(map(len, frame))
         if not self.scheduled:
             self.scheduled = True
             self.control._schedule_flush(self)
@@ -266,7 +266,7 @@ class _Subscriber(asyncio.Protocol):
         if self.out_bytes > self.max_bytes + FORCED_SLACK:
             self.fail("too far behind: replies are not being read")
             return
-        self.push(pack_frame(obj))
+        self.push((pack_frame(obj),))
 
     def note_dropped(self) -> None:
         self.dropped_total += 1
@@ -288,8 +288,8 @@ class _Subscriber(asyncio.Protocol):
             size = 0
             while out and size < FLUSH_CHUNK:
                 f = out.popleft()
-                parts.append(f)
-                size += len(f)
+                parts += f
+                size += sum(map(len, f))
             self.out_bytes -= size
             # writelines: uvloop sends the frames with one writev, no joined copy of large payloads.
             t.writelines(parts)
@@ -435,7 +435,7 @@ class ControlServer:
         """Send a protocol event (never dropped) to every subscriber."""
         if not self.subscribers:
             return
-        frame = pack_frame(obj)
+        frame = (pack_frame(obj),)
         for s in list(self.subscribers):
             if s.out_bytes > s.max_bytes + FORCED_SLACK:
                 s.fail("too far behind: replies are not being read")
@@ -444,10 +444,9 @@ class ControlServer:
 
     # ---------------------------------------------------------------------------- the hot path
 
-    def _frame_of(self, d: dict[str, Any]) -> bytes:
+    def _frame_of(self, d: dict[str, Any]) -> tuple[bytes, ...]:
         d["v"] = PROTOCOL_VERSION
-        body: bytes = self._packer.pack(d)
-        return _U32.pack(len(body)) + body
+        return pack_framed(self._packer, d)
 
     def _on_record(self, r: Record) -> None:
         """Called by the engine for every record: count it, then queue it for each subscriber."""
@@ -470,8 +469,8 @@ class ControlServer:
             return
         # Encoded at most once per form (full, truncated) however many subscribers there are; a form nobody
         # needs is never built, so a subscriber far behind costs only a counter.
-        full: bytes | None = None
-        trunc: bytes | None = None
+        full: tuple[bytes, ...] | None = None
+        trunc: tuple[bytes, ...] | None = None
         size = 200 + (len(data) if data is not None else 0)  # frame size estimate, before encoding
         for s in subs:
             if s.closing:

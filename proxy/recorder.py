@@ -5,6 +5,8 @@ Records are packed into an in-memory buffer on the engine thread and handed to a
 passes ``flush_bytes`` or ``flush_records``, when ``flush_interval`` (100 ms) has passed since the first
 unwritten record, and on close. The engine thread never waits for the disk: measured here, a plain ``write()``
 on the loop thread held bulk relaying to the disk's ~450 MB/s (0.2-0.35x of relaying without recording).
+The writer takes everything queued as one batch and appends it through a :mod:`proxy.filesink` sink (direct
+I/O where the filesystem has it, so the page cache costs the relay no CPU).
 Every record is kept. If the disk falls more than ``backlog_bytes`` (128 MiB) behind, message payloads are cut
 to their first ``keep_bytes`` in the file (the record, its size and a notice in the file say so) until the
 writer catches up: game traffic never gets near this; a bulk transfer faster than the disk does.
@@ -20,25 +22,23 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
-import struct
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Final
+from typing import Final
 
 import msgpack
 
-from proxy.codec import framing_to_dict, record_to_dict, truncated_dict
+from proxy.codec import framing_to_dict, pack_framed, record_to_dict, truncated_dict
+from proxy.filesink import DirectSink, Sink, open_sink
 from proxy.model import Message, MessageUpdated, Notice, Record
 from proxy.server import ProxyServer
 from proxy.session import encode_header
 
 __all__ = ["Recorder"]
 
-_U32: Final = struct.Struct(">I")
-_BIN32: Final = b"\xc6"  # msgpack bin 32 marker
-_SPLICE: Final = 16 << 10  # payloads at least this big are handed to the writer as they are
+_BATCH_BYTES: Final = 8 << 20
 
 
 class Recorder:
@@ -46,7 +46,7 @@ class Recorder:
 
     def __init__(self, path: str | os.PathLike[str], server: ProxyServer, *, flush_interval: float = 0.1,
                  flush_bytes: int = 256 << 10, flush_records: int = 4096, backlog_bytes: int = 128 << 20,
-                 keep_bytes: int = 4096) -> None:
+                 keep_bytes: int = 4096, direct: bool | None = None) -> None:
         self.path = os.fspath(path)
         self.server = server
         self.loop: asyncio.AbstractEventLoop = server.loop
@@ -67,14 +67,14 @@ class Recorder:
         self._pending = 0
         self._timer: asyncio.TimerHandle | None = None
         self._packer = msgpack.Packer(use_bin_type=True)
-        # OSError here (bad directory, no permission) propagates: the CLI reports it before serving.
-        self._file: IO[bytes] | None = open(self.path, "wb")
         cfg = server.config
         header = encode_header(clock=server.clock, listen=server.listen_addr,
                                target=(cfg.target_host, cfg.target_port), framing=framing_to_dict(server.framing),
                                created_wall_ns=time.time_ns())
-        self._file.write(header)
-        self._file.flush()
+        # OSError here (bad directory, no permission) propagates: the CLI reports it before serving.
+        self._sink: Sink | None = open_sink(self.path, header, direct=direct)
+        self.direct = isinstance(self._sink, DirectSink)
+        """Whether the file is written with direct I/O (see :mod:`proxy.filesink`)."""
         self.bytes_written = len(header)
         self._backlog = 0  # bytes handed to the writer thread and not yet written (read racily: a hint)
         self._lock = threading.Lock()
@@ -86,47 +86,27 @@ class Recorder:
         self._unsubscribe: Callable[[], None] | None = server.subscribe(self)
 
     def __call__(self, record: Record) -> None:
-        if self._file is None:
+        if self._sink is None:
             return
         if self._backlog > self.backlog_bytes and type(record) in (Message, MessageUpdated):
-            body = self._packer.pack(truncated_dict(record, self.keep_bytes))  # type: ignore[arg-type]
+            d = truncated_dict(record, self.keep_bytes)  # type: ignore[arg-type]
             if self.truncated_payloads == 0:
                 self.loop.call_soon(self._warn_behind)
             self.truncated_payloads += 1
         else:
             d = record_to_dict(record)
-            data = d.get("data")
-            if isinstance(data, bytes) and len(data) >= _SPLICE:
-                self._append_spliced(d, data)
-                return
-            body = self._packer.pack(d)
+        pieces = pack_framed(self._packer, d)
         buf = self._buf
-        buf += _U32.pack(len(body))
-        buf += body
-        self._after_append()
-
-    def _append_spliced(self, d: dict[str, object], data: bytes) -> None:
-        """A record with a big payload, without copying the payload: the map is packed around it (the payload as
-        msgpack bin 32, which any msgpack reader takes) and the payload object itself is handed to the writer."""
-        pack = self._packer.pack
-        head: list[bytes] = [self._packer.pack_map_header(len(d))]
-        tail: list[bytes] = []
-        into = head
-        for k, v in d.items():
-            if k == "data":
-                head += [pack(k), _BIN32 + _U32.pack(len(data))]
-                into = tail
-            else:
-                into += [pack(k), pack(v)]
-        before, after = b"".join(head), b"".join(tail)
-        buf = self._buf
-        buf += _U32.pack(len(before) + len(data) + len(after))
-        buf += before
-        self._chunks.append(bytes(buf))
-        self._chunks.append(data)
-        self._chunked_bytes += len(buf) + len(data)
-        buf.clear()
-        buf += after
+        if len(pieces) == 1:
+            buf += pieces[0]
+        else:  # a big payload: handed to the writer as it is, never copied here
+            head, data, tail = pieces
+            buf += head
+            self._chunks.append(bytes(buf))
+            self._chunks.append(data)
+            self._chunked_bytes += len(buf) + len(data)
+            buf.clear()
+            buf += tail
         self._after_append()
 
     def _after_append(self) -> None:
@@ -145,7 +125,7 @@ class Recorder:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._file is None or not (self._buf or self._chunks):
+        if self._sink is None or not (self._buf or self._chunks):
             return
         chunks = self._chunks
         if self._buf:
@@ -165,14 +145,30 @@ class Recorder:
         return self._idle.wait(timeout)
 
     def _write_loop(self) -> None:
-        while (item := self._queue.get()) is not None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is None:
+                break
+            # Take everything queued meanwhile: one batch is one trip through the sink (a few system calls,
+            # each of which gives the GIL away and must win it back from the busy event-loop thread).
             chunks, size, records = item
-            f = self._file
-            if f is not None and self.failed is None:
+            chunks = list(chunks)
+            while size < _BATCH_BYTES:
                 try:
-                    for chunk in chunks:
-                        f.write(chunk)
-                    f.flush()
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                chunks += more[0]
+                size += more[1]
+                records += more[2]
+            sink = self._sink
+            if sink is not None and self.failed is None:
+                try:
+                    sink.write_batch(chunks)
                 except (OSError, ValueError) as e:
                     why = f"recording to {self.path} stopped: {getattr(e, 'strerror', None) or e}"
                     self.failed = why
@@ -209,12 +205,9 @@ class Recorder:
             self._queue.put(None)
             if wait:
                 self._writer.join(30)
-        f, self._file = self._file, None
-        if f is not None:
-            try:
-                f.close()
-            except OSError:
-                pass
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.close()
 
     def close(self) -> None:
         """Write what is buffered, stop listening and close the file. Safe to call twice."""

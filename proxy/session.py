@@ -7,7 +7,8 @@ replay and by the window's "open session"). The format is specified for humans i
     u32 big-endian header length, msgpack header map   (format version, clock anchor, settings, ...)
     repeated: u32 big-endian record length, msgpack record map  (``proxy.codec`` wire form)
 
-A crash can only cut the file inside its last record (records are appended whole), so a short tail is
+A crash can only cut the file inside its last record (records are appended whole) or, when the recorder wrote
+with direct I/O, leave less than a block of zero bytes after it (see :mod:`proxy.filesink`); either tail is
 reported through ``SessionReader.truncated``, never raised. Anything else that is wrong (another file type,
 a newer format, a corrupt header, an impossible length, a record that does not decode) raises
 :class:`SessionError` naming the byte offset and the problem.
@@ -214,6 +215,13 @@ class SessionReader:
                 n_buf = len(buf)
                 while n_buf - i >= 4:
                     (n,) = _U32.unpack_from(buf, i)
+                    if n == 0 and self._only_zeros_after(buf, i):
+                        # A direct-I/O writer pads its last block with zeros and cuts the file back at once;
+                        # a crash in between leaves the padding: the file ends here, like any cut file.
+                        self.truncated = True
+                        self.truncated_bytes = self.total_bytes - (pos + i)
+                        self.bytes_read = self.total_bytes
+                        return
                     if n == 0 or n > MAX_RECORD:
                         raise self._fail(pos + i, f"corrupt record: length {n} is impossible "
                                                   f"(after {self.records} whole records)")
@@ -247,6 +255,15 @@ class SessionReader:
             self.bytes_read = self.total_bytes
         finally:
             f.close()
+
+    def _only_zeros_after(self, buf: bytearray, i: int) -> bool:
+        """Whether the buffer from ``i`` and the rest of the file hold nothing but zero bytes (reads to the end)."""
+        if buf.count(0, i) != len(buf) - i:
+            return False
+        while chunk := self._f.read(self._chunk):
+            if chunk.count(0) != len(chunk):
+                return False
+        return True
 
     def close(self) -> None:
         self._f.close()

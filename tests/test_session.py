@@ -30,10 +30,10 @@ def _start_recording(p: ProxyThread, path: Path, **kw: Any) -> Recorder:
 
 
 def _record_traffic(start_proxy: Any, recorder: Records, echo_server: EchoServer, path: Path,
-                    conns: int, rounds: int) -> dict[int, bytes]:
+                    conns: int, rounds: int, direct: bool | None = None) -> dict[int, bytes]:
     """Relay ``conns`` interleaved connections while recording; returns what each client sent, by local port."""
     p = start_proxy(echo_server.port)
-    rec = _start_recording(p, path)
+    rec = _start_recording(p, path, direct=direct)
     rng = random.Random(4)
     socks = [connect(p.port) for _ in range(conns)]
     sent: dict[int, bytearray] = {s.getsockname()[1]: bytearray() for s in socks}
@@ -54,10 +54,12 @@ def _record_traffic(start_proxy: Any, recorder: Records, echo_server: EchoServer
     return {port: bytes(b) for port, b in sent.items()}
 
 
+@pytest.mark.parametrize("direct", [None, False], ids=["direct-io-where-possible", "buffered"])
 def test_recording_of_100_connections_is_byte_exact(start_proxy: Any, recorder: Records,
-                                                    echo_server: EchoServer, tmp_path: Path) -> None:
+                                                    echo_server: EchoServer, tmp_path: Path,
+                                                    direct: bool | None) -> None:
     path = tmp_path / "s.sockscope"
-    sent = _record_traffic(start_proxy, recorder, echo_server, path, CONNS, rounds=5)
+    sent = _record_traffic(start_proxy, recorder, echo_server, path, CONNS, rounds=5, direct=direct)
     session = open_session(path)
     assert session.header.format == 1
     assert session.header.target == ("127.0.0.1", echo_server.port)
@@ -238,17 +240,17 @@ def test_recorder_stops_cleanly_on_disk_error(start_proxy: Any, recorder: Record
     rec = _start_recording(p, tmp_path / "s")
 
     class Broken:
-        def write(self, data: bytes) -> int:
-            raise OSError(28, "No space left on device")
+        size = 0
 
-        def flush(self) -> None: ...
+        def write_batch(self, chunks: list[bytes]) -> None:
+            raise OSError(28, "No space left on device")
 
         def close(self) -> None: ...
 
     def breaking() -> None:
-        assert rec._file is not None
-        rec._file.close()
-        rec._file = Broken()  # type: ignore[assignment]
+        assert rec._sink is not None
+        rec._sink.close()
+        rec._sink = Broken()
 
     p.call(breaking)
     s = connect(p.port)
@@ -272,22 +274,21 @@ def test_a_slow_disk_never_stalls_relaying(start_proxy: Any, recorder: Records, 
     path = tmp_path / "slow.sockscope"
     rec = _start_recording(p, path, backlog_bytes=64 << 10, keep_bytes=16, flush_bytes=1)
     gate = threading.Event()
-    real = rec._file
+    real = rec._sink
     assert real is not None
 
     class Stuck:
-        def write(self, data: bytes) -> int:
-            gate.wait(30)
-            return real.write(data)
+        size = 0
 
-        def flush(self) -> None:
-            real.flush()
+        def write_batch(self, chunks: list[bytes]) -> None:
+            gate.wait(30)
+            real.write_batch(chunks)
 
         def close(self) -> None:
             real.close()
 
     def install() -> None:
-        rec._file = Stuck()  # type: ignore[assignment]
+        rec._sink = Stuck()
 
     p.call(install)
     blob = b"z" * (32 << 10)
