@@ -25,6 +25,7 @@ import ctypes
 import errno
 import mmap
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final, Protocol
 
 __all__ = ["BLOCK", "BufferedSink", "DirectSink", "Sink", "open_sink"]
@@ -40,8 +41,9 @@ class Sink(Protocol):
     size: int
     """Bytes in the file: everything handed to ``write_batch`` so far."""
 
-    def write_batch(self, chunks: list[bytes]) -> None:
-        """Append ``chunks``; raises OSError (disk full, device gone)."""
+    def write_batch(self, chunks: list[bytes], *, final: bool = True) -> None:
+        """Append ``chunks``; raises OSError (disk full, device gone). With ``final`` False more is coming soon:
+        the sink may keep a partial block back until a later call (``final`` True) or ``close``."""
         ...
 
     def close(self) -> None: ...
@@ -88,7 +90,7 @@ class BufferedSink:
         self.fd = fd
         self.size = 0
 
-    def write_batch(self, chunks: list[bytes]) -> None:
+    def write_batch(self, chunks: list[bytes], *, final: bool = True) -> None:
         fd = self.fd
         if not hasattr(os, "writev"):  # Windows
             for chunk in chunks:
@@ -121,23 +123,48 @@ class BufferedSink:
 _memmove = ctypes.memmove
 
 
+class _Segment:
+    """One aligned staging buffer and the write of it in flight, if any."""
+
+    __slots__ = ("addr", "buf", "pending", "view")
+
+    def __init__(self) -> None:
+        self.buf = mmap.mmap(-1, STAGING)  # page-aligned, so aligned for direct I/O
+        self.view = memoryview(self.buf)
+        self.addr = ctypes.addressof(ctypes.c_char.from_buffer(self.buf))
+        self.pending: Future[None] | None = None
+
+    def settle(self) -> None:
+        """Wait for the write in flight; raises its OSError."""
+        if self.pending is not None:
+            f, self.pending = self.pending, None
+            f.result()
+
+    def release(self) -> None:
+        self.view.release()
+        with contextlib.suppress(BufferError):  # the ctypes view of the buffer lives until collected
+            self.buf.close()
+
+
 class DirectSink:
-    """``O_DIRECT`` writes from an aligned staging buffer; see the module docstring."""
+    """``O_DIRECT`` writes from two aligned staging buffers: while a full one is written by an I/O thread, the
+    next is filled. See the module docstring."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.size = 0
-        self._buf = mmap.mmap(-1, STAGING)  # page-aligned, so aligned for direct I/O
-        self._view = memoryview(self._buf)
-        self._addr = ctypes.addressof(ctypes.c_char.from_buffer(self._buf))
-        self._pos = 0  # file offset of the staging buffer's first byte (a multiple of BLOCK)
-        self._fill = 0  # bytes of the file staged from _pos on
+        self._segs = (_Segment(), _Segment())
+        self._seg = self._segs[0]
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="sockscope-record-io")
+        self._pos = 0  # file offset of the current segment's first byte (a multiple of BLOCK)
+        self._fill = 0  # bytes staged in the current segment
         self._closed = False
 
-    def write_batch(self, chunks: list[bytes]) -> None:
+    def write_batch(self, chunks: list[bytes], *, final: bool = True) -> None:
         for chunk in chunks:
             self._stage(chunk)
-        self._write_staged()
+        if final:
+            self._write_staged()
 
     def _stage(self, chunk: bytes) -> None:
         if type(chunk) is not bytes:
@@ -146,7 +173,7 @@ class DirectSink:
         if not n:
             return
         if n <= _SMALL and self._fill + n <= STAGING:
-            self._view[self._fill:self._fill + n] = chunk  # a short copy: cheaper than giving up the GIL
+            self._seg.view[self._fill:self._fill + n] = chunk  # a short copy: cheaper than giving up the GIL
             self._fill += n
             self.size += n
             return
@@ -155,44 +182,57 @@ class DirectSink:
         off = 0
         while off < n:
             k = min(STAGING - self._fill, n - off)
-            _memmove(self._addr + self._fill, src + off, k)  # releases the GIL while it copies
+            _memmove(self._seg.addr + self._fill, src + off, k)  # releases the GIL while it copies
             self._fill += k
             off += k
             self.size += k
             if self._fill == STAGING:
-                self._pwrite(STAGING)
-                self._pos += STAGING
-                self._fill = 0
+                self._hand_off()
+
+    def _hand_off(self) -> None:
+        """The current segment is full: the I/O thread writes it while the other one fills."""
+        seg = self._seg
+        seg.pending = self._io.submit(_pwrite_all, self.fd, seg.view, STAGING, self._pos)
+        self._pos += STAGING
+        self._fill = 0
+        self._seg = self._segs[1] if seg is self._segs[0] else self._segs[0]
+        self._seg.settle()
 
     def _write_staged(self) -> None:
         """Everything staged to the file: whole blocks, then the last partial block padded and cut back."""
+        for s in self._segs:
+            s.settle()
+        seg = self._seg
         whole = self._fill & ~(BLOCK - 1)
         if whole:
-            self._pwrite(whole)
+            _pwrite_all(self.fd, seg.view, whole, self._pos)
             rest = self._fill - whole
             if rest:
-                _memmove(self._addr, self._addr + whole, rest)
+                _memmove(seg.addr, seg.addr + whole, rest)
             self._pos += whole
             self._fill = rest
         if self._fill:
-            self._view[self._fill:BLOCK] = bytes(BLOCK - self._fill)
-            self._pwrite(BLOCK)
+            seg.view[self._fill:BLOCK] = bytes(BLOCK - self._fill)
+            _pwrite_all(self.fd, seg.view, BLOCK, self._pos)
             os.ftruncate(self.fd, self._pos + self._fill)
-
-    def _pwrite(self, n: int) -> None:
-        done = 0
-        while done < n:  # direct writes are whole or fail; a short one is retried from where it stopped
-            k = os.pwrite(self.fd, self._view[done:n], self._pos + done)
-            if k <= 0:
-                raise OSError(errno.EIO, "the file took no bytes")
-            done += k
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         with contextlib.suppress(OSError):
+            self._write_staged()
+        self._io.shutdown(wait=True)
+        with contextlib.suppress(OSError):
             os.close(self.fd)
-        self._view.release()
-        with contextlib.suppress(BufferError):  # the ctypes view of the buffer lives until collected
-            self._buf.close()
+        for s in self._segs:
+            s.release()
+
+
+def _pwrite_all(fd: int, view: memoryview, n: int, pos: int) -> None:
+    done = 0
+    while done < n:  # direct writes are whole or fail; a short one is retried from where it stopped
+        k = os.pwrite(fd, view[done:n], pos + done)
+        if k <= 0:
+            raise OSError(errno.EIO, "the file took no bytes")
+        done += k

@@ -38,7 +38,10 @@ from proxy.session import encode_header
 
 __all__ = ["Recorder"]
 
-_BATCH_BYTES: Final = 8 << 20
+_LINGER: Final = 0.02
+"""How long the writer keeps a burst open for more data before it finishes the file's last block."""
+_NAP: Final = 0.002
+_NOTHING: Final = object()
 
 
 class Recorder:
@@ -145,41 +148,57 @@ class Recorder:
         return self._idle.wait(timeout)
 
     def _write_loop(self) -> None:
+        q = self._queue
         stop = False
         while not stop:
-            item = self._queue.get()
+            item = q.get()
             if item is None:
-                break
-            # Take everything queued meanwhile: one batch is one trip through the sink (a few system calls,
-            # each of which gives the GIL away and must win it back from the busy event-loop thread).
-            chunks, size, records = item
-            chunks = list(chunks)
-            while size < _BATCH_BYTES:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
+                return
+            # A burst: stage what arrives as it arrives (the sink writes whole 8 MiB segments), and finish the
+            # file's last block only once nothing more has come for a moment. Every system call gives the GIL
+            # away and must win it back from the busy event-loop thread: a few big writes keep up with bulk
+            # relaying where a write per message fell behind.
+            until = time.monotonic() + _LINGER
+            while True:
+                self._write(item[0], item[1], item[2], final=False)
+                nxt = self._next(until)
+                if nxt is _NOTHING:
                     break
-                if more is None:
+                if nxt is None:
                     stop = True
                     break
-                chunks += more[0]
-                size += more[1]
-                records += more[2]
-            sink = self._sink
-            if sink is not None and self.failed is None:
-                try:
-                    sink.write_batch(chunks)
-                except (OSError, ValueError) as e:
-                    why = f"recording to {self.path} stopped: {getattr(e, 'strerror', None) or e}"
-                    self.failed = why
-                    self.loop.call_soon_threadsafe(self._fail, why)
-                else:
-                    self.records_written += records
-                    self.bytes_written += size
+                item = nxt  # type: ignore[assignment]
+            self._write([], 0, 0, final=True)
+            with self._lock:
+                if self._backlog <= 0 and q.empty():
+                    self._idle.set()
+
+    def _next(self, until: float) -> object:
+        """The next queued item, waiting in short naps until ``until``; ``_NOTHING`` when none came."""
+        q = self._queue
+        while True:
+            try:
+                return q.get_nowait()
+            except queue.Empty:
+                if time.monotonic() >= until:
+                    return _NOTHING
+                time.sleep(_NAP)
+
+    def _write(self, chunks: list[bytes], size: int, records: int, *, final: bool) -> None:
+        sink = self._sink
+        if sink is not None and self.failed is None:
+            try:
+                sink.write_batch(chunks, final=final)
+            except (OSError, ValueError) as e:
+                why = f"recording to {self.path} stopped: {getattr(e, 'strerror', None) or e}"
+                self.failed = why
+                self.loop.call_soon_threadsafe(self._fail, why)
+            else:
+                self.records_written += records
+                self.bytes_written += size
+        if size:
             with self._lock:
                 self._backlog -= size
-                if self._backlog <= 0 and self._queue.empty():
-                    self._idle.set()
 
     def _warn_behind(self) -> None:
         self.server.publish(Notice(

@@ -242,7 +242,7 @@ def test_recorder_stops_cleanly_on_disk_error(start_proxy: Any, recorder: Record
     class Broken:
         size = 0
 
-        def write_batch(self, chunks: list[bytes]) -> None:
+        def write_batch(self, chunks: list[bytes], *, final: bool = True) -> None:
             raise OSError(28, "No space left on device")
 
         def close(self) -> None: ...
@@ -280,9 +280,9 @@ def test_a_slow_disk_never_stalls_relaying(start_proxy: Any, recorder: Records, 
     class Stuck:
         size = 0
 
-        def write_batch(self, chunks: list[bytes]) -> None:
+        def write_batch(self, chunks: list[bytes], *, final: bool = True) -> None:
             gate.wait(30)
-            real.write_batch(chunks)
+            real.write_batch(chunks, final=final)
 
         def close(self) -> None:
             real.close()
