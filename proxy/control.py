@@ -69,6 +69,9 @@ MAX_FRAME: Final = 64 << 20
 DEFAULT_QUEUE_BYTES: Final = 16 << 20
 DEFAULT_QUEUE_EVENTS: Final = 100_000
 TRUNCATE_KEEP: Final = 256
+DEFAULT_PAYLOAD_RATE: Final = 32 << 20
+"""Payload bytes per second each subscriber gets in full (``--control-payload-rate``); see ``ControlServer``."""
+PAYLOAD_BURST: Final = 16 << 20
 """Bytes of payload kept in an event once a subscriber's queue is past half full: enough for a summary."""
 AUTH_TIMEOUT: Final = 10.0
 CLOSE_GRACE: Final = 1.0
@@ -139,6 +142,10 @@ class _Subscriber(asyncio.Protocol):
         self.scheduled = False
         self.max_bytes = control.queue_bytes
         self.soft_bytes = control.queue_bytes // 2
+        self.rate = control.payload_rate
+        self.burst = control.payload_burst
+        self.tokens = float(self.burst)
+        self.tokens_at = time.monotonic()
         self.max_events = control.queue_events
         self.dropped_total = 0
         self.truncated_total = 0
@@ -268,6 +275,20 @@ class _Subscriber(asyncio.Protocol):
             return
         self.push((pack_frame(obj),))
 
+    def take_payload(self, n: int, now: float) -> bool:
+        """Whether ``n`` more payload bytes fit this subscriber's rate budget (a token bucket); takes them."""
+        if not self.rate:
+            return True
+        tokens = self.tokens + (now - self.tokens_at) * self.rate
+        self.tokens_at = now
+        if tokens > self.burst:
+            tokens = self.burst
+        if tokens < n:
+            self.tokens = tokens
+            return False
+        self.tokens = tokens - n
+        return True
+
     def note_dropped(self) -> None:
         self.dropped_total += 1
         self._dropped_unreported += 1
@@ -328,12 +349,18 @@ class ControlServer:
 
     ``host`` must be a loopback address unless ``allow_remote`` (the token is a password, not encryption).
     ``token`` defaults to a fresh ``secrets.token_urlsafe(16)``. ``queue_bytes``/``queue_events`` bound
-    each subscriber's backlog.
+    each subscriber's backlog. ``payload_rate`` (bytes/s, 0 for no limit) is how many payload bytes of live
+    messages each subscriber gets in full, after a burst of ``payload_burst`` bytes; past it, big payloads
+    arrive truncated (size kept, counted like queue truncation). A window cannot show a 2 GB/s bulk transfer
+    byte by byte, and a subscriber reading every byte of one takes the CPU the relay needs; game traffic stays
+    far below the default 32 MiB/s. Held messages always carry their whole payload (they are there to be
+    edited), and ``--record`` keeps everything.
     """
 
     def __init__(self, server: ProxyServer, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None,
                  allow_remote: bool = False, queue_bytes: int = DEFAULT_QUEUE_BYTES,
-                 queue_events: int = DEFAULT_QUEUE_EVENTS) -> None:
+                 queue_events: int = DEFAULT_QUEUE_EVENTS, payload_rate: int = DEFAULT_PAYLOAD_RATE,
+                 payload_burst: int = PAYLOAD_BURST) -> None:
         if not is_loopback(host) and not allow_remote:
             raise ValueError(f"--control {host}: {host} is reachable from the network; anyone who can reach it "
                              "and has the token controls the proxy. Use a loopback address (and an SSH tunnel, "
@@ -347,6 +374,10 @@ class ControlServer:
         self.token: str = token or secrets.token_urlsafe(16)
         self.queue_bytes = queue_bytes
         self.queue_events = queue_events
+        if payload_rate < 0:
+            raise ValueError("--control-payload-rate must not be negative")
+        self.payload_rate = payload_rate
+        self.payload_burst = payload_burst
         self.address: tuple[str, int] | None = None
         self.connections: set[_Subscriber] = set()
         """Every open control connection, authenticated or not."""
@@ -452,6 +483,7 @@ class ControlServer:
         """Called by the engine for every record: count it, then queue it for each subscriber."""
         t = type(r)
         data: bytes | None = None
+        budgeted = False  # a live message: its payload counts against each subscriber's rate budget
         if t is Message:
             m: Message = r  # type: ignore[assignment]
             data = m.data
@@ -459,6 +491,8 @@ class ControlServer:
             self._bytes[m.direction] += len(data)
             if m.state is MessageState.HELD:
                 self._held.add(m.id)
+            else:
+                budgeted = len(data) > TRUNCATE_KEEP
         elif t is MessageUpdated:
             u: MessageUpdated = r  # type: ignore[assignment]
             data = u.data
@@ -472,6 +506,7 @@ class ControlServer:
         full: tuple[bytes, ...] | None = None
         trunc: tuple[bytes, ...] | None = None
         size = 200 + (len(data) if data is not None else 0)  # frame size estimate, before encoding
+        now = time.monotonic() if budgeted else 0.0
         for s in subs:
             if s.closing:
                 continue
@@ -480,7 +515,8 @@ class ControlServer:
                 s.note_dropped()
                 continue
             if data is not None and len(data) > TRUNCATE_KEEP and (
-                    queued >= s.soft_bytes or queued + size > s.max_bytes):
+                    queued >= s.soft_bytes or queued + size > s.max_bytes
+                    or (budgeted and not s.take_payload(len(data), now))):
                 if queued + TRUNCATE_KEEP + 200 > s.max_bytes:
                     s.note_dropped()
                     continue
@@ -515,7 +551,8 @@ class ControlServer:
             "connections": sorted(srv.handlers),
             "conditions": None,
             "presets": [],
-            "limits": {"max_frame": MAX_FRAME, "queue_bytes": self.queue_bytes, "queue_events": self.queue_events},
+            "limits": {"max_frame": MAX_FRAME, "queue_bytes": self.queue_bytes, "queue_events": self.queue_events,
+                       "payload_rate": self.payload_rate},
         }
         conditions_for = getattr(srv, "conditions_for", None)
         if conditions_for is not None:
@@ -863,6 +900,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "printed at start)")
     parser.add_argument("--record", default=None, metavar="FILE",
                         help="append every message and connection event to a session file")
+    parser.add_argument("--control-payload-rate", default=None, metavar="RATE",
+                        help="payload bytes per second each control subscriber gets in full, e.g. 32MB/s (the "
+                             "default), 0 for no limit; past it big payloads arrive truncated, size kept (held "
+                             "messages and --record always keep everything)")
     parser.add_argument("--parent-watch", action="store_true",
                         help="exit when standard input reaches end of file (a parent process that holds the pipe "
                              "went away)")
@@ -905,7 +946,9 @@ async def start_from_args(server: ProxyServer, args: argparse.Namespace,
                 raise ProxyError(str(e)) from None
             token = getattr(args, "token", None) or os.environ.get("SOCKSCOPE_TOKEN") or None
             try:
-                cs = ControlServer(server, host, port, token=token,
+                rate_text = getattr(args, "control_payload_rate", None)
+                rate = DEFAULT_PAYLOAD_RATE if rate_text is None else _parse_rate(rate_text)
+                cs = ControlServer(server, host, port, token=token, payload_rate=rate,
                                    allow_remote=bool(getattr(args, "allow_remote", False)))
             except ValueError as e:
                 raise ProxyError(str(e)) from None
@@ -959,3 +1002,19 @@ def watch_stdin(loop: asyncio.AbstractEventLoop, stop_callback: Callable[[], Non
     t = threading.Thread(target=run, name="sockscope-parent-watch", daemon=True)
     t.start()
     return t
+
+
+def _parse_rate(text: str) -> int:
+    """``--control-payload-rate``: ``32MB/s``, ``1GiB/s``, ``0`` or ``unlimited`` (no limit); ValueError if bad."""
+    from proxy.conditions import parse_bandwidth
+
+    if text.strip() == "0":
+        return 0
+    try:
+        rates = set(parse_bandwidth(text).values())
+    except ValueError as e:
+        raise ValueError(str(e).replace("--bandwidth", "--control-payload-rate")) from None
+    if len(rates) != 1:
+        raise ValueError("--control-payload-rate: give one rate (it applies to each subscriber, both directions)")
+    rate = rates.pop()
+    return 0 if rate is None else max(1, int(rate))

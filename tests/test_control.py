@@ -644,6 +644,40 @@ def _truncation(proxy: ProxyThread, control: Control) -> None:
         assert e["size"] == 20_000 and len(e["data"]) == 256
 
 
+def test_payload_rate_budget_truncates_live_bulk_but_never_held_messages(
+        start_proxy: Callable[..., ProxyThread], echo_server: EchoServer) -> None:
+    from proxy.model import Direction, Message, MessageState
+
+    proxy = start_proxy(echo_server.port)
+    control = Control(proxy, payload_rate=1000, payload_burst=50_000)
+    try:
+        c = control.client()
+        assert c.hello["limits"]["payload_rate"] == 1000
+        live = [Message(2000 + i, 1, Direction.C2S, i, bytes([i]) * 20_000, 0, 0) for i in range(4)]
+        held = Message(2100, 1, Direction.S2C, 0, b"h" * 30_000, 0, None, state=MessageState.HELD)
+        small = Message(2101, 1, Direction.C2S, 4, b"s" * 200, 0, 0)
+        proxy.call(lambda: [proxy.server.publish(m) for m in [*live, held, small]])
+        evs = {e["id"]: e for e in (c.wait_for(lambda e: e["type"] == "message") for _ in range(6))}
+        assert [bool(evs[m.id].get("truncated")) for m in live] == [False, False, True, True]  # 40 kB of 50 kB
+        assert evs[2002]["size"] == 20_000 and len(evs[2002]["data"]) == 256
+        assert evs[2100]["data"] == held.data and not evs[2100].get("truncated")  # held: always whole
+        assert evs[2101]["data"] == small.data
+    finally:
+        control.close()
+
+
+def test_payload_rate_flag(proxy: ProxyThread) -> None:
+    from proxy.control import DEFAULT_PAYLOAD_RATE, _parse_rate
+
+    assert _parse(["--control", "127.0.0.1:0"]).control_payload_rate is None
+    assert DEFAULT_PAYLOAD_RATE == 32 << 20
+    assert _parse_rate("0") == 0 and _parse_rate("unlimited") == 0
+    assert _parse_rate("8MB/s") == 8_000_000 and _parse_rate("1MiB/s") == 1 << 20
+    for bad in ("fast", "c2s=1MB/s,s2c=2MB/s"):
+        with pytest.raises(ValueError, match="--control-payload-rate"):
+            _parse_rate(bad)
+
+
 # ------------------------------------------------------------------------------------------ CLI helpers
 
 
