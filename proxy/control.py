@@ -901,7 +901,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", default=None, metavar="FILE",
                         help="append every message and connection event to a session file")
     parser.add_argument("--control-payload-rate", default=None, metavar="RATE",
-                        help="payload bytes per second each control subscriber gets in full, e.g. 32MB/s (the "
+                        help="payload bytes per second each control subscriber gets in full, e.g. 32MiB/s (the "
                              "default), 0 for no limit; past it big payloads arrive truncated, size kept (held "
                              "messages and --record always keep everything)")
     parser.add_argument("--parent-watch", action="store_true",
