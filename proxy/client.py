@@ -16,10 +16,12 @@ called from any thread.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import queue
 import struct
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final
 
@@ -202,6 +204,9 @@ class SyncControlClient:
             raise
         self.hello = self._client.hello
         self._pump = asyncio.run_coroutine_threadsafe(self._pump_events(), self._loop)
+        # A script that breaks out of iter_events and exits without close() still says goodbye properly,
+        # instead of asyncio printing "Task was destroyed but it is pending!" at exit.
+        self._finalizer = weakref.finalize(self, _close_quietly, self._loop, self._thread, self._client, self._pump)
 
     async def _pump_events(self) -> None:
         try:
@@ -252,23 +257,32 @@ class SyncControlClient:
         return self._client.closed_reason
 
     def close(self) -> None:
-        if not self._thread.is_alive():
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result(5)
-            self._pump.result(5)  # the pump ends with the connection; stopping the loop under it would warn
-        except Exception:
-            pass
-        self._stop_loop()
+        self._finalizer()
 
     def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        if not self._thread.is_alive():
-            self._loop.close()
+        _stop_loop(self._loop, self._thread)
 
     def __enter__(self) -> SyncControlClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _close_quietly(loop: asyncio.AbstractEventLoop, thread: threading.Thread, client: ControlClient,
+                   pump: concurrent.futures.Future[None]) -> None:
+    if not thread.is_alive():
+        return
+    try:
+        asyncio.run_coroutine_threadsafe(client.close(), loop).result(5)
+        pump.result(5)  # the pump ends with the connection; stopping the loop under it would warn
+    except Exception:
+        pass
+    _stop_loop(loop, thread)
+
+
+def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    if not thread.is_alive():
+        loop.close()

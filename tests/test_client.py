@@ -132,3 +132,19 @@ def test_call_timeout(endpoint: tuple[ProxyThread, int]) -> None:
         finally:
             release.set()
         assert c.call("ping")["echo"] is None
+
+
+def test_a_script_that_exits_without_close_says_nothing_at_exit(endpoint: tuple[ProxyThread, int]) -> None:
+    """A learner's script breaks out of iter_events and ends: no asyncio 'Task was destroyed' noise."""
+    import subprocess
+    import sys
+
+    proxy, port = endpoint
+    script = ("import sys\nfrom proxy.client import SyncControlClient\n"
+              f"c = SyncControlClient('127.0.0.1', {port}, {TOKEN!r})\n"
+              "print(c.hello['type'])\n"
+              "c.call('snapshot')\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "hello"
+    assert "destroyed" not in run.stderr and "Traceback" not in run.stderr, run.stderr
