@@ -139,7 +139,7 @@ def test_a_script_that_exits_without_close_says_nothing_at_exit(endpoint: tuple[
     import subprocess
     import sys
 
-    proxy, port = endpoint
+    _, port = endpoint
     script = ("import sys\nfrom proxy.client import SyncControlClient\n"
               f"c = SyncControlClient('127.0.0.1', {port}, {TOKEN!r})\n"
               "print(c.hello['type'])\n"

@@ -66,6 +66,10 @@ def test_demo_traffic_appears_decoded(qtbot: Any, make_window: Callable[..., Mai
     assert w.model.data(w.model.index(0, Column.DIR)) == "←"
     assert w.conn_model.rowCount() == 1
     assert "listening 127.0.0.1:" in w.st_link.text()
+    w._rate_timer.stop()  # the count must follow the rows themselves, not the once-a-second status refresh
+    n = w.model.rowCount()
+    qtbot.waitUntil(lambda: w.model.rowCount() > n, timeout=WAIT)
+    assert w.filter_bar.count.text() == f"{w.model.rowCount()} messages"
 
 
 def test_selecting_a_row_fills_the_detail_pane_and_highlights_hex(

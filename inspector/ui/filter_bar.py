@@ -141,4 +141,6 @@ class FilterBar(QWidget):
 
     def set_counts(self, visible: int, total: int) -> None:
         noun = "message" if total == 1 else "messages"
-        self.count.setText(f"{visible:,} of {total:,} shown" if visible != total else f"{total:,} {noun}")
+        text = f"{visible:,} of {total:,} shown" if visible != total else f"{total:,} {noun}"
+        if text != self.count.text():
+            self.count.setText(text)

@@ -637,6 +637,7 @@ class MainWindow(QMainWindow):
         self.held_model.on_applied(result)
         if self.follow and result.first_new_visible < self.store.visible_count:
             self.table.scrollToBottom()
+        self.filter_bar.set_counts(self.store.visible_count, len(self.store))  # with the rows, not a second later
         if result.changed_rows and self.detail.row in result.changed_rows:
             self.detail.show_row(self.detail.row)
         for n in result.notices:
