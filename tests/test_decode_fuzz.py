@@ -23,6 +23,7 @@ from inspector.decode import (
     View,
     builtin_decoders,
 )
+from inspector.decode._pickle import _run_plain, _Simulation
 from inspector.decode._render import render
 from proxy.model import Direction
 
@@ -218,6 +219,73 @@ def test_pickle_plain_values_rebuild(value: object, protocol: int) -> None:
     assert view.can_encode
     again = REG.decode_with("pickle", REG.encode("pickle", view.editable or ""))
     assert again.values == (value,)
+
+
+def _same_simulation(data: bytes) -> bool:
+    """The one-loop reader of plain pickles and the opcode-by-opcode reader end in the same state; returns
+    whether the fast one took the pickle at all."""
+    fast, slow = _Simulation(), _Simulation()
+    try:
+        slow_value, slow_capped = slow.run(data, fast=False)
+    except Exception:
+        slow_value = slow_capped = None
+        slow.incomplete = "raised"
+    if _run_plain(data) is None:
+        return False
+    value, capped = fast.run(data)
+    assert render(value, 1 << 16)[0] == render(slow_value, 1 << 16)[0] and capped == slow_capped
+    assert slow.incomplete is None and slow.stopped and fast.stopped
+    assert (fast.ops, fast.protocol, fast.max_op_proto, fast.shared, fast.pos) == (
+        slow.ops, slow.protocol, slow.max_op_proto, slow.shared, slow.pos)
+    assert not (slow.objects or slow.persistent or slow.modules or slow.extensions)
+    return True
+
+
+SHAREABLE = st.recursive(
+    _scalars | st.binary(max_size=20),
+    lambda kids: (
+        st.lists(kids, max_size=5)
+        | st.tuples(kids, kids)
+        | st.dictionaries(st.text(max_size=8) | st.integers() | st.booleans(), kids, max_size=5)
+        | st.sets(st.integers() | st.text(max_size=4), max_size=4)
+        | st.frozensets(st.integers(), max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@FUZZ
+@given(value=SHAREABLE, protocol=st.integers(min_value=2, max_value=pickle.HIGHEST_PROTOCOL), twice=st.booleans())
+def test_fast_plain_pickle_reader_matches_the_opcode_reader(value: object, protocol: int, twice: bool) -> None:
+    if twice:
+        value = [value, value, {"again": value}]  # memo references: BINGET, and "shared" when mutable
+    data = pickle.dumps(value, protocol=protocol)
+    took = _same_simulation(data)
+    assert took or protocol < 4  # below 4, sets (and bytes, below 3) are pickled as calls: the full reader's
+    for cut in {1, len(data) // 2, len(data) - 1}:  # cut short: the fast reader leaves it to the other one
+        assert not _same_simulation(data[:cut])
+
+
+@FUZZ
+@given(pickled_ops=st.lists(st.sampled_from(list(OPCODE_SOUP)), max_size=60), tail=st.binary(max_size=20))
+def test_fast_plain_pickle_reader_agrees_on_opcode_soup(pickled_ops: list[int], tail: bytes) -> None:
+    _same_simulation(b"\x80\x04" + bytes(pickled_ops) + tail + b".")
+
+
+def test_fast_plain_pickle_reader_takes_what_games_send_and_nothing_else() -> None:
+    cyclic: list[object] = []
+    cyclic.append(cyclic)
+    for value in ({"type": "pos", "x": 12345, "y": 7, "hp": 0.5}, [1, -2, 2**70, None, True, b"\x00"], cyclic,
+                  {(1, 2): frozenset({3}), "s": {4}}, "é" * 300, ()):
+        for protocol in range(4, pickle.HIGHEST_PROTOCOL + 1):
+            assert _same_simulation(pickle.dumps(value, protocol=protocol)), (value, protocol)
+    for protocol in (2, 3):  # pygame tutorials' default is often protocol 2 or 3
+        assert _same_simulation(pickle.dumps({"type": "pos", "x": [1, 2.5], "name": "p1"}, protocol=protocol))
+    import collections
+
+    for other in (collections.OrderedDict(a=1), pickle.dumps(1, protocol=1), b"cos\nsystem\n(S'x'\ntR."):
+        data = other if isinstance(other, bytes) else pickle.dumps(other, protocol=4)
+        assert _run_plain(data) is None
 
 
 @FUZZ

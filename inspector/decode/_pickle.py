@@ -17,6 +17,7 @@ import collections
 import pickle
 import pickletools
 import re
+import struct
 from collections.abc import Iterable
 from typing import Any
 
@@ -282,11 +283,17 @@ class _Simulation:
             raise PickleReadError("stack is empty")
         return self.stack.pop()
 
-    def run(self, data: bytes) -> tuple[object, bool]:
+    def run(self, data: bytes, *, fast: bool = True) -> tuple[object, bool]:
         """The value the pickle would return, and whether the op cap stopped the simulation.
 
         A pickle cut short (the rest is in the next message) gives its partial value and sets ``incomplete``.
+        ``fast`` False always takes the opcode-by-opcode path (tests compare the two).
         """
+        plain = _run_plain(data) if fast else None
+        if plain is not None:
+            value, self.ops, self.protocol, self.max_op_proto, self.shared, self.pos = plain
+            self.stopped = True
+            return value, False
         try:
             for count, (opcode, arg, pos) in enumerate(pickletools.genops(data)):
                 if count >= MAX_OPS:
@@ -529,6 +536,195 @@ class _Simulation:
         obj = PickleObject(func, args, is_instance=False)
         self.objects.append(obj)
         return obj
+
+
+_U2 = struct.Struct("<H")
+_I4 = struct.Struct("<i")
+_U4 = struct.Struct("<I")
+_U8 = struct.Struct("<Q")
+_F8 = struct.Struct(">d")
+_OPS = {op.code.encode("latin-1")[0]: (op.name, op.proto) for op in pickletools.opcodes}
+_SHARED = (list, dict, set, bytearray)
+
+
+def _run_plain(data: bytes) -> tuple[object, list[tuple[int, str, object]], int, int, bool, int] | None:
+    """The simulation of a complete protocol 2-5 pickle of plain values (dicts, lists, tuples, sets, strings,
+    bytes, numbers: what games send), in one tight loop; None for anything else, which ``_Simulation`` then
+    reads opcode by opcode through pickletools (globals, calls, old protocols, cut or broken pickles). Gives
+    what that path would give: (value, ops, protocol, max_op_proto, shared, pos of STOP); a test compares them.
+    """
+    n = len(data)
+    if n < 3 or data[0] != 0x80:
+        return None
+    stack: list[Any] = []
+    metastack: list[list[Any]] = []
+    memo: dict[int, Any] = {}
+    ops: list[tuple[int, str, object]] = []
+    protocol = -1
+    max_proto = 0
+    shared = False
+    pos = 0
+    ops_seen = 0
+    try:
+        while pos < n:
+            code = data[pos]
+            name, proto = _OPS.get(code, ("", 0))
+            start = pos
+            pos += 1
+            arg: Any = None
+            if code == 0x8C or code == 0x43:  # SHORT_BINUNICODE, SHORT_BINBYTES
+                end = pos + 1 + data[pos]
+                if end > n:
+                    return None
+                arg = str(data[pos + 1:end], "utf-8", "surrogatepass") if code == 0x8C else data[pos + 1:end]
+                pos = end
+                stack.append(arg)
+            elif code == 0x94:  # MEMOIZE
+                memo[len(memo)] = stack[-1]
+            elif code == 0x4B:  # BININT1
+                arg = data[pos]
+                pos += 1
+                stack.append(arg)
+            elif code == 0x4D:  # BININT2
+                arg = _U2.unpack_from(data, pos)[0]
+                pos += 2
+                stack.append(arg)
+            elif code == 0x4A:  # BININT
+                arg = _I4.unpack_from(data, pos)[0]
+                pos += 4
+                stack.append(arg)
+            elif code == 0x47:  # BINFLOAT
+                arg = _F8.unpack_from(data, pos)[0]
+                pos += 8
+                stack.append(arg)
+            elif code == 0x28:  # MARK
+                metastack.append(stack)
+                stack = []
+            elif code == 0x75 or code == 0x65 or code == 0x74 or code == 0x6C or code == 0x64 or code == 0x90 \
+                    or code == 0x91:  # SETITEMS APPENDS TUPLE LIST DICT ADDITEMS FROZENSET: mark-based
+                items = stack
+                stack = metastack.pop()
+                if code == 0x75:
+                    target = stack[-1]
+                    if type(target) is not dict or len(items) % 2:
+                        return None
+                    for i in range(0, len(items), 2):
+                        target[items[i]] = items[i + 1]
+                elif code == 0x65:
+                    target = stack[-1]
+                    if type(target) is not list:
+                        return None
+                    target.extend(items)
+                elif code == 0x74:
+                    stack.append(tuple(items))
+                elif code == 0x6C:
+                    stack.append(items)
+                elif code == 0x64:
+                    if len(items) % 2:
+                        return None
+                    stack.append(dict(zip(items[::2], items[1::2], strict=True)))
+                elif code == 0x90:
+                    target = stack[-1]
+                    if type(target) is not set:
+                        return None
+                    target.update(items)
+                else:
+                    stack.append(frozenset(items))
+            elif code == 0x7D:  # EMPTY_DICT
+                stack.append({})
+            elif code == 0x5D:  # EMPTY_LIST
+                stack.append([])
+            elif code == 0x29:  # EMPTY_TUPLE
+                stack.append(())
+            elif code == 0x8F:  # EMPTY_SET
+                stack.append(set())
+            elif code == 0x85 or code == 0x86 or code == 0x87:  # TUPLE1-3
+                k = code - 0x84
+                if len(stack) < k:
+                    return None
+                items = stack[-k:]
+                del stack[-k:]
+                stack.append(tuple(items))
+            elif code == 0x73:  # SETITEM
+                value = stack.pop()
+                key = stack.pop()
+                target = stack[-1]
+                if type(target) is not dict:
+                    return None
+                target[key] = value
+            elif code == 0x61:  # APPEND
+                value = stack.pop()
+                target = stack[-1]
+                if type(target) is not list:
+                    return None
+                target.append(value)
+            elif code == 0x4E:  # NONE
+                stack.append(None)
+            elif code == 0x88:  # NEWTRUE
+                stack.append(True)
+            elif code == 0x89:  # NEWFALSE
+                stack.append(False)
+            elif code == 0x58 or code == 0x42:  # BINUNICODE, BINBYTES
+                size = _U4.unpack_from(data, pos)[0]
+                end = pos + 4 + size
+                if end > n:
+                    return None
+                arg = str(data[pos + 4:end], "utf-8", "surrogatepass") if code == 0x58 else data[pos + 4:end]
+                pos = end
+                stack.append(arg)
+            elif code == 0x8A:  # LONG1
+                end = pos + 1 + data[pos]
+                if end > n:
+                    return None
+                arg = int.from_bytes(data[pos + 1:end], "little", signed=True)
+                pos = end
+                stack.append(arg)
+            elif code == 0x71 or code == 0x72:  # BINPUT, LONG_BINPUT
+                if code == 0x71:
+                    arg = data[pos]
+                    pos += 1
+                else:
+                    arg = _U4.unpack_from(data, pos)[0]
+                    pos += 4
+                memo[arg] = stack[-1]
+            elif code == 0x68 or code == 0x6A:  # BINGET, LONG_BINGET
+                if code == 0x68:
+                    arg = data[pos]
+                    pos += 1
+                else:
+                    arg = _U4.unpack_from(data, pos)[0]
+                    pos += 4
+                value = memo[arg]
+                if isinstance(value, _SHARED):
+                    shared = True
+                stack.append(value)
+            elif code == 0x80:  # PROTO
+                arg = data[pos]
+                pos += 1
+                protocol = arg
+            elif code == 0x95:  # FRAME
+                arg = _U8.unpack_from(data, pos)[0]
+                pos += 8
+            elif code == 0x2E:  # STOP
+                if ops_seen < MAX_DISASSEMBLY:
+                    ops.append((start, name, None))
+                if proto > max_proto:
+                    max_proto = proto
+                if protocol < 0 or metastack or len(stack) != 1:
+                    return None  # left to the full reader, which words what is odd about it
+                return stack[0], ops, protocol, max_proto, shared, start
+            else:
+                return None  # globals, calls, persistent ids, old protocols: the full reader
+            if ops_seen < MAX_DISASSEMBLY:
+                ops.append((start, name, arg))
+            ops_seen += 1
+            if ops_seen >= MAX_OPS:
+                return None
+            if proto > max_proto:
+                max_proto = proto
+    except (IndexError, KeyError, TypeError, ValueError, struct.error, UnicodeDecodeError):
+        return None  # cut short, or something the full reader reports properly
+    return None
 
 
 def _latin1_bytes(args: tuple[Any, ...]) -> bytes | None:

@@ -83,11 +83,14 @@ class TextDecoder:
         head, tail = _split_edges(probe) if len(data) <= _PROBE else (_split_edges(probe)[0], 0)
         body = probe[head : len(probe) - tail]
         bad = 0
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if not (len(data) > _PROBE and exc.start >= len(body) - 3):  # else: the probe cut a character
-                bad = body.decode("utf-8", "replace").count("\ufffd")
+        if len(data) <= _PROBE:  # the whole message: count bad sequences without raising and catching
+            bad = body.decode("utf-8", "replace").count("\ufffd")
+        else:
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if exc.start < len(body) - 3:  # else: the probe cut a character
+                    bad = body.decode("utf-8", "replace").count("\ufffd")
         noise = bad + len(_CONTROLS.findall(body))
         if noise * 20 <= len(body):
             return 0.5 if not bad else 0.2
