@@ -130,6 +130,10 @@ class _Segment:
 
     def __init__(self) -> None:
         self.buf = mmap.mmap(-1, STAGING)  # page-aligned, so aligned for direct I/O
+        # Fault the pages in now, before traffic: 2,048 page faults per buffer would otherwise land on the
+        # first seconds of a bulk recording and put the writer behind.
+        self.buf.write(bytes(STAGING))
+        self.buf.seek(0)
         self.view = memoryview(self.buf)
         self.addr = ctypes.addressof(ctypes.c_char.from_buffer(self.buf))
         self.pending: Future[None] | None = None
