@@ -538,11 +538,10 @@ class _Simulation:
         return obj
 
 
-_U2 = struct.Struct("<H")
-_I4 = struct.Struct("<i")
 _U4 = struct.Struct("<I")
 _U8 = struct.Struct("<Q")
-_F8 = struct.Struct(">d")
+_FIXED_ARGS = {0x4D: struct.Struct("<H"), 0x4A: struct.Struct("<i"), 0x47: struct.Struct(">d")}
+"""BININT2, BININT, BINFLOAT: fixed-size arguments, read as pickletools reads them."""
 _OPS = {op.code.encode("latin-1")[0]: (op.name, op.proto) for op in pickletools.opcodes}
 _SHARED = (list, dict, set, bytearray)
 
@@ -585,17 +584,10 @@ def _run_plain(data: bytes) -> tuple[object, list[tuple[int, str, object]], int,
                 arg = data[pos]
                 pos += 1
                 stack.append(arg)
-            elif code == 0x4D:  # BININT2
-                arg = _U2.unpack_from(data, pos)[0]
-                pos += 2
-                stack.append(arg)
-            elif code == 0x4A:  # BININT
-                arg = _I4.unpack_from(data, pos)[0]
-                pos += 4
-                stack.append(arg)
-            elif code == 0x47:  # BINFLOAT
-                arg = _F8.unpack_from(data, pos)[0]
-                pos += 8
+            elif code in _FIXED_ARGS:  # BININT2, BININT, BINFLOAT
+                fmt = _FIXED_ARGS[code]
+                arg = fmt.unpack_from(data, pos)[0]
+                pos += fmt.size
                 stack.append(arg)
             elif code == 0x28:  # MARK
                 metastack.append(stack)
@@ -679,25 +671,20 @@ def _run_plain(data: bytes) -> tuple[object, list[tuple[int, str, object]], int,
                 arg = int.from_bytes(data[pos + 1:end], "little", signed=True)
                 pos = end
                 stack.append(arg)
-            elif code == 0x71 or code == 0x72:  # BINPUT, LONG_BINPUT
-                if code == 0x71:
+            elif code == 0x71 or code == 0x72 or code == 0x68 or code == 0x6A:  # [LONG_]BINPUT, [LONG_]BINGET
+                if code == 0x71 or code == 0x68:
                     arg = data[pos]
                     pos += 1
                 else:
                     arg = _U4.unpack_from(data, pos)[0]
                     pos += 4
-                memo[arg] = stack[-1]
-            elif code == 0x68 or code == 0x6A:  # BINGET, LONG_BINGET
-                if code == 0x68:
-                    arg = data[pos]
-                    pos += 1
+                if code == 0x71 or code == 0x72:
+                    memo[arg] = stack[-1]
                 else:
-                    arg = _U4.unpack_from(data, pos)[0]
-                    pos += 4
-                value = memo[arg]
-                if isinstance(value, _SHARED):
-                    shared = True
-                stack.append(value)
+                    value = memo[arg]
+                    if isinstance(value, _SHARED):
+                        shared = True
+                    stack.append(value)
             elif code == 0x80:  # PROTO
                 arg = data[pos]
                 pos += 1
