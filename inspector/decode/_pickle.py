@@ -542,6 +542,8 @@ _U4 = struct.Struct("<I")
 _U8 = struct.Struct("<Q")
 _FIXED_ARGS = {0x4D: struct.Struct("<H"), 0x4A: struct.Struct("<i"), 0x47: struct.Struct(">d")}
 """BININT2, BININT, BINFLOAT: fixed-size arguments, read as pickletools reads them."""
+_SIZED_ARGS = {0x8C: (1, True), 0x43: (1, False), 0x58: (4, True), 0x42: (4, False)}
+"""SHORT_BINUNICODE, SHORT_BINBYTES, BINUNICODE, BINBYTES: (width of the length, whether it is UTF-8 text)."""
 _OPS = {op.code.encode("latin-1")[0]: (op.name, op.proto) for op in pickletools.opcodes}
 _SHARED = (list, dict, set, bytearray)
 
@@ -571,11 +573,13 @@ def _run_plain(data: bytes) -> tuple[object, list[tuple[int, str, object]], int,
             start = pos
             pos += 1
             arg: Any = None
-            if code == 0x8C or code == 0x43:  # SHORT_BINUNICODE, SHORT_BINBYTES
-                end = pos + 1 + data[pos]
+            if code in _SIZED_ARGS:  # [SHORT_]BINUNICODE, [SHORT_]BINBYTES: a length, then the bytes
+                width, text = _SIZED_ARGS[code]
+                first = pos + width
+                end = first + (data[pos] if width == 1 else _U4.unpack_from(data, pos)[0])
                 if end > n:
                     return None
-                arg = str(data[pos + 1:end], "utf-8", "surrogatepass") if code == 0x8C else data[pos + 1:end]
+                arg = str(data[first:end], "utf-8", "surrogatepass") if text else data[first:end]
                 pos = end
                 stack.append(arg)
             elif code == 0x94:  # MEMOIZE
@@ -656,14 +660,6 @@ def _run_plain(data: bytes) -> tuple[object, list[tuple[int, str, object]], int,
                 stack.append(True)
             elif code == 0x89:  # NEWFALSE
                 stack.append(False)
-            elif code == 0x58 or code == 0x42:  # BINUNICODE, BINBYTES
-                size = _U4.unpack_from(data, pos)[0]
-                end = pos + 4 + size
-                if end > n:
-                    return None
-                arg = str(data[pos + 4:end], "utf-8", "surrogatepass") if code == 0x58 else data[pos + 4:end]
-                pos = end
-                stack.append(arg)
             elif code == 0x8A:  # LONG1
                 end = pos + 1 + data[pos]
                 if end > n:
