@@ -23,7 +23,7 @@ from inspector.decode import (
     View,
     builtin_decoders,
 )
-from inspector.decode._pickle import _run_plain, _Simulation
+from inspector.decode._pickle import _is_plain, _run_plain, _Simulation
 from inspector.decode._render import render
 from proxy.model import Direction
 
@@ -117,6 +117,38 @@ def test_summary_only_context_follows_decode_as_changes() -> None:
     assert reg.context_for(1, Direction.C2S, detail=False).struct_format == "<I n"
     reg.decode_as.set(None, 1, Direction.C2S)  # the window clears per-direction choices this way
     assert reg.context_for(1, Direction.C2S, detail=False).decode_as is None
+
+
+def _text_confidence_reference(data: bytes) -> float:
+    """The text decoder's confidence as first written (no shortcuts), to check the shortcuts against."""
+    from inspector.decode._text import _CONTROLS, _PROBE, _split_edges
+
+    if not data:
+        return 0.5
+    probe = data[:_PROBE]
+    head, tail = _split_edges(probe) if len(data) <= _PROBE else (_split_edges(probe)[0], 0)
+    body = probe[head : len(probe) - tail]
+    bad = 0
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if not (len(data) > _PROBE and exc.start >= len(body) - 3):
+            bad = body.decode("utf-8", "replace").count("\ufffd")
+    noise = bad + len(_CONTROLS.findall(body))
+    if noise * 20 <= len(body):
+        return 0.5 if not bad else 0.2
+    return 0.05 if noise * 4 < len(body) else 0.0
+
+
+@FUZZ
+@given(prefix=PREFIXES, body=st.binary(max_size=600), text=st.text(max_size=200), long=st.booleans())
+@example(prefix=b"", body=b"\x80", text="", long=False)
+@example(prefix=b"", body=b"\x00\x01\x02a", text="", long=False)
+def test_text_confidence_shortcuts_change_nothing(prefix: bytes, body: bytes, text: str, long: bool) -> None:
+    data = prefix + text.encode("utf-8", "surrogatepass") + body
+    if long:
+        data = (data or b"x") * (5000 // len(data or b"x") + 1)
+    assert REG["text"].confidence(data, DecodeContext()) == _text_confidence_reference(data)
 
 
 OPCODE_SOUP = b"()]}.NKJXq\x85\x86\x87Rbsuaetl\x93\x8c\x81\x92cihgp\x94"
@@ -238,6 +270,7 @@ def _same_simulation(data: bytes) -> bool:
     assert (fast.ops, fast.protocol, fast.max_op_proto, fast.shared, fast.pos) == (
         slow.ops, slow.protocol, slow.max_op_proto, slow.shared, slow.pos)
     assert not (slow.objects or slow.persistent or slow.modules or slow.extensions)
+    assert not fast.small_tree or _is_plain(value)
     return True
 
 

@@ -265,6 +265,9 @@ class _Simulation:
         self.stopped = False
         self.incomplete: str | None = None
         self.pos = 0
+        self.small_tree = False
+        """Set by the fast reader: the value is a tree of at most 200 plain nodes (no memo read, so nothing is
+        shared and nothing cycles), which makes ``_is_plain`` true without walking it."""
 
     def pop_mark(self) -> list[Any]:
         if not self.metastack:
@@ -291,7 +294,7 @@ class _Simulation:
         """
         plain = _run_plain(data) if fast else None
         if plain is not None:
-            value, self.ops, self.protocol, self.max_op_proto, self.shared, self.pos = plain
+            value, self.ops, self.protocol, self.max_op_proto, self.shared, self.pos, self.small_tree = plain
             self.stopped = True
             return value, False
         try:
@@ -548,11 +551,12 @@ _OPS = {op.code.encode("latin-1")[0]: (op.name, op.proto) for op in pickletools.
 _SHARED = (list, dict, set, bytearray)
 
 
-def _run_plain(data: bytes) -> tuple[object, list[tuple[int, str, object]], int, int, bool, int] | None:
+def _run_plain(data: bytes) -> tuple[object, list[tuple[int, str, object]], int, int, bool, int, bool] | None:
     """The simulation of a complete protocol 2-5 pickle of plain values (dicts, lists, tuples, sets, strings,
     bytes, numbers: what games send), in one tight loop; None for anything else, which ``_Simulation`` then
     reads opcode by opcode through pickletools (globals, calls, old protocols, cut or broken pickles). Gives
-    what that path would give: (value, ops, protocol, max_op_proto, shared, pos of STOP); a test compares them.
+    what that path would give: (value, ops, protocol, max_op_proto, shared, pos of STOP), and whether the value
+    is a small tree (see ``_Simulation.small_tree``); a test compares them.
     """
     n = len(data)
     if n < 3 or data[0] != 0x80:
@@ -566,6 +570,7 @@ def _run_plain(data: bytes) -> tuple[object, list[tuple[int, str, object]], int,
     shared = False
     pos = 0
     ops_seen = 0
+    gets = 0
     try:
         while pos < n:
             code = data[pos]
@@ -678,6 +683,7 @@ def _run_plain(data: bytes) -> tuple[object, list[tuple[int, str, object]], int,
                     memo[arg] = stack[-1]
                 else:
                     value = memo[arg]
+                    gets += 1
                     if isinstance(value, _SHARED):
                         shared = True
                     stack.append(value)
@@ -695,7 +701,7 @@ def _run_plain(data: bytes) -> tuple[object, list[tuple[int, str, object]], int,
                     max_proto = proto
                 if protocol < 0 or metastack or len(stack) != 1:
                     return None  # left to the full reader, which words what is odd about it
-                return stack[0], ops, protocol, max_proto, shared, start
+                return stack[0], ops, protocol, max_proto, shared, start, gets == 0 and ops_seen <= 200
             else:
                 return None  # globals, calls, persistent ids, old protocols: the full reader
             if ops_seen < MAX_DISASSEMBLY:
@@ -813,7 +819,8 @@ class PickleDecoder:
             warnings.append(f"{len(data) - sim.ops[-1][0] - 1} bytes after STOP are not part of the pickle")
         protocol = sim.protocol if sim.protocol is not None else min(sim.max_op_proto, 1)
 
-        plain = not (sim.objects or sim.persistent or truncated or sim.incomplete) and _is_plain(value)
+        plain = not (sim.objects or sim.persistent or truncated or sim.incomplete) and (
+            sim.small_tree or _is_plain(value))
         exact: str | None = None
         if plain:
             try:

@@ -80,6 +80,11 @@ class TextDecoder:
         probe = data[:_PROBE]
         if probe.isascii() and _CONTROLS.search(probe) is None:
             return 0.5  # the usual case, without the cut-character and noise accounting below
+        # Control bytes are all below 0x80, so the cut-character edges below never hold one: counted on the
+        # probe, they are the body's. Binary data (a pickle, a struct) is mostly controls: no need to go on.
+        controls = len(_CONTROLS.findall(probe))
+        if controls * 4 >= len(probe):
+            return 0.0
         head, tail = _split_edges(probe) if len(data) <= _PROBE else (_split_edges(probe)[0], 0)
         body = probe[head : len(probe) - tail]
         bad = 0
@@ -91,7 +96,7 @@ class TextDecoder:
             except UnicodeDecodeError as exc:
                 if exc.start < len(body) - 3:  # else: the probe cut a character
                     bad = body.decode("utf-8", "replace").count("\ufffd")
-        noise = bad + len(_CONTROLS.findall(body))
+        noise = bad + controls
         if noise * 20 <= len(body):
             return 0.5 if not bad else 0.2
         return 0.05 if noise * 4 < len(body) else 0.0
