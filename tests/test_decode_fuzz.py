@@ -267,8 +267,11 @@ def _same_simulation(data: bytes) -> bool:
     value, capped = fast.run(data)
     assert render(value, 1 << 16)[0] == render(slow_value, 1 << 16)[0] and capped == slow_capped
     assert slow.incomplete is None and slow.stopped and fast.stopped
-    assert (fast.ops, fast.protocol, fast.max_op_proto, fast.shared, fast.pos) == (
-        slow.ops, slow.protocol, slow.max_op_proto, slow.shared, slow.pos)
+    assert (fast.ops, fast.protocol, fast.max_op_proto, fast.shared, fast.pos, fast.op_count) == (
+        slow.ops, slow.protocol, slow.max_op_proto, slow.shared, slow.pos, slow.op_count)
+    unlisted = _Simulation()
+    unlisted.run(data, listing=False)
+    assert unlisted.ops == [] and (unlisted.pos, unlisted.op_count) == (slow.pos, slow.op_count)
     assert not (slow.objects or slow.persistent or slow.modules or slow.extensions)
     assert not fast.small_tree or _is_plain(value)
     return True

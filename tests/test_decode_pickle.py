@@ -282,3 +282,13 @@ def test_pickle_split_across_two_reads_shows_the_first_part(reg: DecoderRegistry
     assert any("incomplete pickle" in w and "next message" in w for w in view.warnings)
     assert "'type', 'state'" in view.summary  # read, waiting for the SETITEMS in the next part
     assert not view.can_encode
+
+
+@pytest.mark.parametrize("detail", [True, False])
+def test_bytes_after_stop_are_named_in_both_views(reg: DecoderRegistry, detail: bool) -> None:
+    """Two pickles in one read (the second is not shown) or garbage after one: the warning says how much."""
+    data = pickle.dumps({"x": 1}, protocol=4) + pickle.dumps({"y": 2}, protocol=4)
+    view = reg.decode_with("pickle", data, DecodeContext(detail=detail))
+    extra = len(pickle.dumps({"y": 2}, protocol=4))
+    assert f"{extra} bytes after STOP are not part of the pickle" in view.warnings
+    assert view.values == ({"x": 1},)

@@ -16,6 +16,8 @@ from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from inspector.interop.cli import main as cli_main
 from inspector.interop.fold import MessageFolder
@@ -584,3 +586,17 @@ def test_capture_importer_refuses_a_bad_framing(tmp_path: Path) -> None:
         CaptureImporter(tmp_path / "x.pcap", framing="nope")
     with pytest.raises(ValueError):
         PcapngExporter(tmp_path / "x.pcapng", mss=0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=64) | st.text(max_size=32).map(lambda t: t.encode("utf-8", "surrogatepass")))
+@example(data="x\ufffdy".encode())
+@example(data="x\ufffdy".encode() + b"\xff")
+def test_jsonl_text_field_is_exactly_strict_utf8(data: bytes) -> None:
+    from inspector.interop.jsonl import _utf8_or_none
+
+    try:
+        expected: str | None = data.decode("utf-8")
+    except UnicodeDecodeError:
+        expected = None
+    assert _utf8_or_none(data) == expected

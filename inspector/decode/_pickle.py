@@ -266,6 +266,8 @@ class _Simulation:
         self.incomplete: str | None = None
         self.pos = 0
         self.small_tree = False
+        self.op_count = 0
+        """Opcodes read, STOP included (set when the pickle stopped)."""
         """Set by the fast reader: the value is a tree of at most 200 plain nodes (no memo read, so nothing is
         shared and nothing cycles), which makes ``_is_plain`` true without walking it."""
 
@@ -286,15 +288,17 @@ class _Simulation:
             raise PickleReadError("stack is empty")
         return self.stack.pop()
 
-    def run(self, data: bytes, *, fast: bool = True) -> tuple[object, bool]:
+    def run(self, data: bytes, *, fast: bool = True, listing: bool = True) -> tuple[object, bool]:
         """The value the pickle would return, and whether the op cap stopped the simulation.
 
         A pickle cut short (the rest is in the next message) gives its partial value and sets ``incomplete``.
-        ``fast`` False always takes the opcode-by-opcode path (tests compare the two).
+        ``fast`` False always takes the opcode-by-opcode path (tests compare the two). ``listing`` False lets the
+        fast path leave ``ops`` (the disassembly) empty; ``op_count`` and ``pos`` are kept either way.
         """
-        plain = _run_plain(data) if fast else None
+        plain = _run_plain(data, listing) if fast else None
         if plain is not None:
-            value, self.ops, self.protocol, self.max_op_proto, self.shared, self.pos, self.small_tree = plain
+            value, self.ops, self.protocol, self.max_op_proto, self.shared, self.pos, self.small_tree, \
+                self.op_count = plain
             self.stopped = True
             return value, False
         try:
@@ -309,6 +313,7 @@ class _Simulation:
                     self.max_op_proto = opcode.proto
                 if name == "STOP":
                     self.stopped = True
+                    self.op_count = count + 1
                     return self.pop(), False
                 self.step(name, arg)
         except ValueError as exc:
@@ -551,12 +556,15 @@ _OPS = {op.code.encode("latin-1")[0]: (op.name, op.proto) for op in pickletools.
 _SHARED = (list, dict, set, bytearray)
 
 
-def _run_plain(data: bytes) -> tuple[object, list[tuple[int, str, object]], int, int, bool, int, bool] | None:
+def _run_plain(
+    data: bytes, listing: bool = True
+) -> tuple[object, list[tuple[int, str, object]], int, int, bool, int, bool, int] | None:
     """The simulation of a complete protocol 2-5 pickle of plain values (dicts, lists, tuples, sets, strings,
     bytes, numbers: what games send), in one tight loop; None for anything else, which ``_Simulation`` then
     reads opcode by opcode through pickletools (globals, calls, old protocols, cut or broken pickles). Gives
     what that path would give: (value, ops, protocol, max_op_proto, shared, pos of STOP), and whether the value
-    is a small tree (see ``_Simulation.small_tree``); a test compares them.
+    is a small tree (see ``_Simulation.small_tree``), and the opcode count; a test compares them. ``listing``
+    False leaves the ops list empty (summaries do not show the disassembly).
     """
     n = len(data)
     if n < 3 or data[0] != 0x80:
@@ -695,16 +703,17 @@ def _run_plain(data: bytes) -> tuple[object, list[tuple[int, str, object]], int,
                 arg = _U8.unpack_from(data, pos)[0]
                 pos += 8
             elif code == 0x2E:  # STOP
-                if ops_seen < MAX_DISASSEMBLY:
+                if listing and ops_seen < MAX_DISASSEMBLY:
                     ops.append((start, name, None))
                 if proto > max_proto:
                     max_proto = proto
                 if protocol < 0 or metastack or len(stack) != 1:
                     return None  # left to the full reader, which words what is odd about it
-                return stack[0], ops, protocol, max_proto, shared, start, gets == 0 and ops_seen <= 200
+                return (stack[0], ops, protocol, max_proto, shared, start, gets == 0 and ops_seen <= 200,
+                        ops_seen + 1)
             else:
                 return None  # globals, calls, persistent ids, old protocols: the full reader
-            if ops_seen < MAX_DISASSEMBLY:
+            if listing and ops_seen < MAX_DISASSEMBLY:
                 ops.append((start, name, arg))
             ops_seen += 1
             if ops_seen >= MAX_OPS:
@@ -800,7 +809,7 @@ class PickleDecoder:
         chunk = data[:MAX_PARSE]
         sim = _Simulation()
         try:
-            value, capped = sim.run(chunk)
+            value, capped = sim.run(chunk, listing=ctx.detail)
         except Exception as exc:  # genops raises ValueError/EOFError; the simulation PickleReadError
             if len(data) > MAX_PARSE:
                 msg = f"pickle larger than {MAX_PARSE} bytes is not read further"
@@ -815,8 +824,8 @@ class PickleDecoder:
             warnings.append(f"incomplete pickle ({sim.incomplete}): continues in next message? partial value shown")
         if capped:
             warnings.append(f"stopped after {MAX_OPS} opcodes")
-        if sim.stopped and len(sim.ops) < MAX_DISASSEMBLY and sim.ops and sim.ops[-1][0] + 1 < len(data):
-            warnings.append(f"{len(data) - sim.ops[-1][0] - 1} bytes after STOP are not part of the pickle")
+        if sim.stopped and sim.op_count < MAX_DISASSEMBLY and sim.pos + 1 < len(data):
+            warnings.append(f"{len(data) - sim.pos - 1} bytes after STOP are not part of the pickle")
         protocol = sim.protocol if sim.protocol is not None else min(sim.max_op_proto, 1)
 
         plain = not (sim.objects or sim.persistent or truncated or sim.incomplete) and (

@@ -34,6 +34,20 @@ _JSON_TYPED: Final = frozenset({"json", "text"})
 """Decoders whose values are JSON types by construction (str keys, no bytes), so ``jsonable`` is skipped."""
 
 
+def _utf8_or_none(data: bytes) -> str | None:
+    """``data`` as text if it is valid UTF-8, else None, without raising for binary data (a pickle, a struct):
+    an exception per message costs as much as the rest of its line."""
+    text = data.decode("utf-8", "replace")
+    if "\ufffd" not in text:
+        return text
+    if b"\xef\xbf\xbd" not in data:  # every U+FFFD came from a bad byte: not UTF-8
+        return None
+    try:  # a real U+FFFD in the text: decide strictly
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def _decoded(view: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"decoder": view.decoder, "summary": view.summary}
     if view.error:
@@ -139,10 +153,7 @@ class JsonlExporter:
                             target=f"{c.target_addr[0]}:{c.target_addr[1]}", time_ns=c.time_ns,
                             time=self._iso(c.time_ns), replay_of=c.replay_of)
             write(self._dumps(conn) + "\n")
-        try:
-            text: str | None = m.data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
+        text = _utf8_or_none(m.data)
         d: dict[str, Any] = {
             "type": "message", "id": m.id, "conn": m.conn_id, "dir": m.direction.label, "seq": m.seq,
             "state": m.state.value, "origin": m.origin.value, "size": len(m.data),
