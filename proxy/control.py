@@ -1010,11 +1010,13 @@ def _parse_rate(text: str) -> int:
 
     if text.strip() == "0":
         return 0
+    bad = ValueError(f"--control-payload-rate: cannot read {text!r}; e.g. 32MiB/s, 1MB/s, 500kbit, "
+                     "or 0 for no limit (one rate: it applies to each subscriber, both directions)")
     try:
         rates = set(parse_bandwidth(text).values())
-    except ValueError as e:
-        raise ValueError(str(e).replace("--bandwidth", "--control-payload-rate")) from None
+    except ValueError:
+        raise bad from None
     if len(rates) != 1:
-        raise ValueError("--control-payload-rate: give one rate (it applies to each subscriber, both directions)")
+        raise bad
     rate = rates.pop()
     return 0 if rate is None else max(1, int(rate))
