@@ -98,7 +98,7 @@ class _Lane:
 
 def _segment(frames: list[bytes], bandwidth_bps: float) -> list[bytes]:
     """Split raw reads into the pieces a slow link would deliver (about 10 ms of link time each, at least one
-    1460-byte segment): under ``raw`` framing a read has no meaning of its own, and a 256 KiB read released whole
+    1460-byte segment): under ``raw`` framing a read has no meaning of its own, and a 1 MiB read released whole
     after 4 s at 64 KB/s would make the rate a staircase instead of a slope."""
     size = max(1460, min(65536, int(bandwidth_bps / 100)))
     out: list[bytes] = []
