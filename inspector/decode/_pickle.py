@@ -552,7 +552,9 @@ _FIXED_ARGS = {0x4D: struct.Struct("<H"), 0x4A: struct.Struct("<i"), 0x47: struc
 """BININT2, BININT, BINFLOAT: fixed-size arguments, read as pickletools reads them."""
 _SIZED_ARGS = {0x8C: (1, True), 0x43: (1, False), 0x58: (4, True), 0x42: (4, False)}
 """SHORT_BINUNICODE, SHORT_BINBYTES, BINUNICODE, BINBYTES: (width of the length, whether it is UTF-8 text)."""
-_OPS = {op.code.encode("latin-1")[0]: (op.name, op.proto) for op in pickletools.opcodes}
+_NAMES = {op.code.encode("latin-1")[0]: op.name for op in pickletools.opcodes}
+_PROTOS = bytes(next((op.proto for op in pickletools.opcodes if op.code.encode("latin-1")[0] == c), 0)
+                for c in range(256))
 _SHARED = (list, dict, set, bytearray)
 
 
@@ -582,7 +584,7 @@ def _run_plain(
     try:
         while pos < n:
             code = data[pos]
-            name, proto = _OPS.get(code, ("", 0))
+            proto = _PROTOS[code]
             start = pos
             pos += 1
             arg: Any = None
@@ -704,7 +706,7 @@ def _run_plain(
                 pos += 8
             elif code == 0x2E:  # STOP
                 if listing and ops_seen < MAX_DISASSEMBLY:
-                    ops.append((start, name, None))
+                    ops.append((start, _NAMES[code], None))
                 if proto > max_proto:
                     max_proto = proto
                 if protocol < 0 or metastack or len(stack) != 1:
@@ -714,7 +716,7 @@ def _run_plain(
             else:
                 return None  # globals, calls, persistent ids, old protocols: the full reader
             if listing and ops_seen < MAX_DISASSEMBLY:
-                ops.append((start, name, arg))
+                ops.append((start, _NAMES[code], arg))
             ops_seen += 1
             if ops_seen >= MAX_OPS:
                 return None

@@ -78,6 +78,8 @@ class DecoderRegistry(Mapping[str, Decoder]):
 
     def __init__(self, decoders: Iterable[Decoder] = ()) -> None:
         self._decoders: dict[str, Decoder] = {}
+        self._scorers: list[tuple[str, Decoder, Callable[[bytes, DecodeContext], float]]] = []
+        """(name, decoder, its bound ``confidence``) in registration order: what ``auto`` asks per message."""
         self.load_errors: list[PluginLoadError] = []
         self._generation = 0
         self._contexts: dict[tuple[int | None, Direction | None, bool], tuple[int, DecodeContext]] = {}
@@ -110,6 +112,7 @@ class DecoderRegistry(Mapping[str, Decoder]):
         if key in self._decoders and not replace:
             raise ValueError(f"a decoder named {name!r} is already registered")
         self._decoders[key] = decoder
+        self._scorers = [(n, d, d.confidence) for n, d in self._decoders.items()]
 
     def load_entry_points(self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) -> None:
         """Register every decoder of the ``sockscope.decoders`` group; record and skip the broken ones.
@@ -186,9 +189,9 @@ class DecoderRegistry(Mapping[str, Decoder]):
     def _ranked(self, data: bytes, ctx: DecodeContext) -> list[tuple[float, str, Decoder]]:
         """(confidence, name, decoder) of every decoder that can try, best first, ties in registration order."""
         scored = []
-        for name, d in self._decoders.items():
+        for name, d, confidence in self._scorers:
             try:
-                c = d.confidence(data, ctx)
+                c = confidence(data, ctx)
                 if type(c) is not float:
                     c = float(c)
             except Exception:  # a decoder bug means "can't", never a crash
