@@ -5,16 +5,15 @@ Two sinks, one interface (``write_batch``, ``size``, ``close``):
 
 - :class:`DirectSink` (Linux, filesystems that accept ``O_DIRECT``): chunks are copied into an aligned staging
   buffer and written from there straight to the device, bypassing the page cache. Measured on the 2-core test
-  machine, buffered writes of a bulk recording cost 0.1-1.3 CPU seconds per 512 MiB (the kernel allocating page
-  cache, which on a VM whose free memory is handed back to the host means faulting it in again), while direct
-  writes cost 0.02-0.06 s: the CPU stays with the relay. A chunk of up to 512 KiB (every read the loop makes)
-  is copied into the staging buffer holding the GIL, about 25-50 µs: giving the GIL away and winning it back
-  from the busy event-loop thread costs more (measured: half the writer's CPU and context switches). A bigger
-  one (a 50 MB frame) goes through ``ctypes.memmove``, which releases the GIL, so the event loop never waits
-  milliseconds for it. A partial last
-  block is written padded and the file is cut back to its true length at once (``ftruncate``), so the file
-  always ends at the last byte handed in; a crash between the two leaves zero bytes after the last record,
-  which :mod:`proxy.session` reads as a cut file.
+  machine, buffered writes of a bulk recording cost 0.1-1.3 CPU seconds per 512 MiB (the kernel allocating page cache,
+  which on a VM whose free memory is handed back to the host means faulting it in again), while direct writes cost
+  0.02-0.06 s: the CPU stays with the relay. A chunk of up to 512 KiB (a game's message, most reads) is copied into
+  the staging buffer holding the GIL, about 25-50 µs: giving the GIL away and winning it back from the busy
+  event-loop thread costs more (measured: half the writer's CPU and context switches). A bigger one (a full 1 MiB
+  bulk read, a 50 MB frame) goes through ``ctypes.memmove``, which releases the GIL, so the event loop never waits
+  milliseconds for it. A partial last block is written padded and the file is cut back to its true length at once
+  (``ftruncate``), so the file always ends at the last byte handed in; a crash between the two leaves zero bytes
+  after the last record, which :mod:`proxy.session` reads as a cut file.
 - :class:`BufferedSink`: one ``writev`` per batch (Windows: ``write`` loops).
 
 Must not import: Qt, ``inspector``.

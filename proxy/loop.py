@@ -34,13 +34,13 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 def tune_allocator() -> bool:
     """On glibc, keep freed payload buffers in the heap for the next read instead of giving them back to the OS.
 
-    Every read the loop makes becomes a fresh ``bytes`` of up to 256 KiB. glibc serves those from ``mmap`` or trims
-    the heap top as soon as they are freed, so the next read faults its pages in again (and the kernel zeroes
-    them): measured here, 11,000-14,000 page faults per 512 MiB relayed. With these thresholds (allocations
-    under 4 MiB from the heap, up to 64 MiB of free heap kept) they fall to about 2,000. Bulk throughput moved
-    within noise (+1-2 % in proxybench); what it buys is a long-running proxy whose heap, once grown by a
-    recording's backlog or a burst, is reused instead of faulted in again every time. Called once by the
-    proxy's own process (never by the window, which embeds the engine in a process it does not own).
+    Every read becomes a fresh ``bytes`` of up to 1 MiB (``server.READ_SIZE``). glibc serves those from ``mmap`` or
+    trims the heap top as soon as they are freed, so the next read faults its pages in again (and the kernel zeroes
+    them): measured here, 11,000-14,000 page faults per 512 MiB relayed. With these thresholds (allocations under
+    4 MiB from the heap, up to 64 MiB of free heap kept) they fall to about 2,000. Bulk throughput moved within noise
+    (+1-2 % in proxybench); what it buys is a long-running proxy whose heap, once grown by a recording's backlog or
+    a burst, is reused instead of faulted in again every time. Called once by the proxy's own process (never by the
+    window, which embeds the engine in a process it does not own).
     Returns whether the allocator took the settings; a no-op elsewhere (musl, macOS, Windows).
     """
     if not sys.platform.startswith("linux") or os.environ.get("SOCKSCOPE_MALLOC", "").lower() == "default":
