@@ -1,62 +1,59 @@
-"""Append-only file output for the recorder: direct I/O where the OS has it, ordinary buffered writes elsewhere.
+"""Append-only file output for the recorder: staged in memory on the event-loop thread, written by an I/O thread.
 
-Role: the recorder's writer thread hands batches of byte chunks to a sink, which appends them to the session file.
-Two sinks, one interface (``write_batch``, ``size``, ``close``):
+Role: :class:`StagedFile` takes the recorder's bytes on the event-loop thread and copies them at once into a
+staging segment (8 MiB, page-aligned, faulted in before traffic). A full segment, or whatever :meth:`flush` finds
+staged, is handed to one I/O thread that writes it; the loop thread never waits for the disk. Two ways to write:
 
-- :class:`DirectSink` (Linux, filesystems that accept ``O_DIRECT``): chunks are copied into an aligned staging
-  buffer and written from there straight to the device, bypassing the page cache. Measured on the 2-core test
-  machine, buffered writes of a bulk recording cost 0.1-1.3 CPU seconds per 512 MiB (the kernel allocating page cache,
-  which on a VM whose free memory is handed back to the host means faulting it in again), while direct writes cost
-  0.02-0.06 s: the CPU stays with the relay. A chunk of up to 512 KiB (a game's message, most reads) is copied into
-  the staging buffer holding the GIL, about 25-50 µs: giving the GIL away and winning it back from the busy
-  event-loop thread costs more (measured: half the writer's CPU and context switches). A bigger one (a full 1 MiB
-  bulk read, a 50 MB frame) goes through ``ctypes.memmove``, which releases the GIL, so the event loop never waits
-  milliseconds for it. A partial last block is written padded and the file is cut back to its true length at once
-  (``ftruncate``), so the file always ends at the last byte handed in; a crash between the two leaves zero bytes
-  after the last record, which :mod:`proxy.session` reads as a cut file.
-- :class:`BufferedSink`: one ``writev`` per batch (Windows: ``write`` loops).
+- direct I/O (Linux, filesystems that accept ``O_DIRECT``): whole blocks straight from the segment to the device,
+  bypassing the page cache. A partial last block is written padded and the file is cut back to its true length at
+  once (``ftruncate``), so the file always ends at the last byte flushed; a crash between the two leaves zero bytes
+  after the last record, which :mod:`proxy.session` reads as a cut file. The next write rewrites that block whole.
+- buffered writes everywhere else (tmpfs, Windows, macOS): the same segments, written through the page cache.
+
+Why copy on the loop thread rather than hand the payload objects to a writer thread (the design before): measured on
+the 2-core test machine, every payload kept alive until a writer got to it grew the heap by the writer's lag, and
+each relayed read then faulted fresh pages in (10,000-30,000 page faults per 512 MiB, which on a VM that hands free
+memory back to the host are expensive), and the writer had to win the GIL from the busy loop for every chunk. The
+copy here reads a payload that is still in the CPU's cache, into memory faulted in once. Buffered writes of a bulk
+recording cost 0.1-1.3 CPU seconds per 512 MiB on that machine (allocating page cache), direct writes 0.02-0.06 s.
 
 Must not import: Qt, ``inspector``.
-Thread: created on any thread; ``write_batch`` and ``close`` from one thread at a time (the recorder's writer).
+Thread: ``append``, ``flush`` and ``close`` on one thread (the engine's event loop); the writes run on the file's own
+I/O thread, which also reports errors through ``on_error``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import mmap
 import os
+import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Final, Protocol
+from typing import Final
 
-__all__ = ["BLOCK", "BufferedSink", "DirectSink", "Sink", "open_sink"]
+__all__ = ["BLOCK", "SEGMENT", "StagedFile", "open_staged"]
 
 BLOCK: Final = 4096
 """Alignment of direct I/O offsets, lengths and buffers (the largest logical block size in common use)."""
-STAGING: Final = 8 << 20
-_IOV_MAX: Final = 512
-_SMALL: Final = 512 << 10
-"""Chunks up to this size are copied into staging holding the GIL (see the module docstring)."""
+SEGMENT: Final = 8 << 20
+"""Bytes per staging segment: one direct write per full segment."""
+KEEP_SEGMENTS: Final = 6
+"""Segments kept for reuse (48 MiB): all are made when the file opens, so a disk that is briefly slower than the
+relay (measured here: 8 MiB direct writes take 2.5-15 ms, i.e. 0.6-3 GB/s) costs no page faults on the loop
+thread. When more are needed the disk is behind for longer; the extra ones are unmapped once it catches up."""
+
+WriteAt = Callable[[int, memoryview, int], int]
+"""``(fd, data, offset) -> bytes written``: one write system call (replaced in tests by a stuck or failing disk)."""
 
 
-class Sink(Protocol):
-    size: int
-    """Bytes in the file: everything handed to ``write_batch`` so far."""
-
-    def write_batch(self, chunks: list[bytes], *, final: bool = True) -> None:
-        """Append ``chunks``; raises OSError (disk full, device gone). With ``final`` False more is coming soon:
-        the sink may keep a partial block back until a later call (``final`` True) or ``close``."""
-        ...
-
-    def close(self) -> None: ...
-
-
-def open_sink(path: str, first: bytes, *, direct: bool | None = None) -> Sink:
-    """Create or truncate ``path`` and write ``first`` (the session header) through the sink.
+def open_staged(path: str, first: bytes, *, direct: bool | None = None,
+                on_error: Callable[[OSError], None] | None = None) -> StagedFile:
+    """Create or truncate ``path`` and write ``first`` (the session header) through a new :class:`StagedFile`.
 
     ``direct`` None uses direct I/O when the platform and the filesystem accept it, else buffered writes; True
-    insists (OSError if impossible); False never tries. Errors opening the file propagate.
+    insists (OSError if impossible); False never tries. Errors opening or writing the header propagate.
     """
     if direct is not False and hasattr(os, "O_DIRECT"):
         try:
@@ -65,181 +62,215 @@ def open_sink(path: str, first: bytes, *, direct: bool | None = None) -> Sink:
             if direct or e.errno != errno.EINVAL:  # EINVAL: this filesystem has no direct I/O (tmpfs)
                 raise
         else:
-            sink = DirectSink(fd)
+            f = StagedFile(fd, direct=True)
             try:
-                sink.write_batch([first])
+                f.append(first)
+                f.sync()
             except OSError as e:
-                sink.close()
+                f.close()
                 if direct or e.errno != errno.EINVAL:  # the open was accepted but the writes are not (FUSE)
                     raise
             else:
-                return sink
+                f.on_error = on_error
+                return f
     elif direct:
         raise OSError(errno.EINVAL, "direct I/O is not available on this platform")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
-    buffered = BufferedSink(fd)
+    f = StagedFile(fd, direct=False)
     try:
-        buffered.write_batch([first])
+        f.append(first)
+        f.sync()
     except BaseException:
-        buffered.close()
+        f.close()
         raise
-    return buffered
+    f.on_error = on_error
+    return f
 
 
-class BufferedSink:
-    """Ordinary writes through the page cache."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.size = 0
-
-    def write_batch(self, chunks: list[bytes], *, final: bool = True) -> None:
-        fd = self.fd
-        if not hasattr(os, "writev"):  # Windows
-            for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
-                self.size += len(chunk)
-            return
-        chunks = list(chunks)
-        i = 0
-        while i < len(chunks):
-            batch = chunks[i:i + _IOV_MAX]
-            n = os.writev(fd, batch)
-            if n == 0 and any(batch):
-                raise OSError(errno.EIO, "the file took no bytes")
-            self.size += n
-            for c in batch:  # a short write: skip what went out, retry the rest
-                if n >= len(c):
-                    n -= len(c)
-                    i += 1
-                else:
-                    chunks[i] = c[n:]
-                    break
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+def _pwrite(fd: int, data: memoryview, offset: int) -> int:
+    return os.pwrite(fd, data, offset)
 
 
-_memmove = ctypes.memmove
+def _write(fd: int, data: memoryview, offset: int) -> int:  # buffered: jobs run in file order, so append
+    return os.write(fd, data)
 
 
 class _Segment:
-    """One aligned staging buffer and the write of it in flight, if any."""
+    """One page-aligned staging buffer, faulted in when made."""
 
-    __slots__ = ("addr", "buf", "pending", "view")
+    __slots__ = ("buf", "view")
 
     def __init__(self) -> None:
-        self.buf = mmap.mmap(-1, STAGING)  # page-aligned, so aligned for direct I/O
-        # Fault the pages in now, before traffic: 2,048 page faults per buffer would otherwise land on the
-        # first seconds of a bulk recording and put the writer behind.
-        self.buf.write(bytes(STAGING))
-        self.buf.seek(0)
+        populate = getattr(mmap, "MAP_POPULATE", 0)
+        if populate:
+            self.buf = mmap.mmap(-1, SEGMENT, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+        else:
+            self.buf = mmap.mmap(-1, SEGMENT)
+            # Fault the pages in now rather than on the first seconds of a bulk recording.
+            zeros = bytes(1 << 20)
+            for _ in range(SEGMENT >> 20):
+                self.buf.write(zeros)
         self.view = memoryview(self.buf)
-        self.addr = ctypes.addressof(ctypes.c_char.from_buffer(self.buf))
-        self.pending: Future[None] | None = None
-
-    def settle(self) -> None:
-        """Wait for the write in flight; raises its OSError."""
-        if self.pending is not None:
-            f, self.pending = self.pending, None
-            f.result()
 
     def release(self) -> None:
         self.view.release()
-        with contextlib.suppress(BufferError):  # the ctypes view of the buffer lives until collected
+        with contextlib.suppress(BufferError):  # a write's slice may still be referenced until collected
             self.buf.close()
 
 
-class DirectSink:
-    """``O_DIRECT`` writes from two aligned staging buffers: while a full one is written by an I/O thread, the
-    next is filled. See the module docstring."""
+class StagedFile:
+    """An append-only file: :meth:`append` copies into staging, :meth:`flush` hands what is staged to the I/O
+    thread. See the module docstring."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, *, direct: bool, on_error: Callable[[OSError], None] | None = None) -> None:
         self.fd = fd
+        self.direct = direct
+        self.on_error = on_error
+        """Called on the I/O thread with the first write error; nothing more is written after it."""
         self.size = 0
-        self._segs = (_Segment(), _Segment())
-        self._seg = self._segs[0]
-        self._io = ThreadPoolExecutor(1, thread_name_prefix="sockscope-record-io")
-        self._pos = 0  # file offset of the current segment's first byte (a multiple of BLOCK)
+        """Bytes appended so far."""
+        self.written = 0
+        """Bytes known to be in the file (updated by the I/O thread; read it as a hint)."""
+        self.error: OSError | None = None
+        self._write_at: WriteAt = _pwrite if direct else _write
+        self._seg = _Segment()
+        self._free: list[_Segment] = [_Segment()]
+        self._base = 0  # file offset of the current segment's first byte (a multiple of SEGMENT)
         self._fill = 0  # bytes staged in the current segment
+        self._handed = 0  # bytes of the current segment already handed to the I/O thread
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="sockscope-record-io")
+        self._pad_buf = mmap.mmap(-1, BLOCK) if direct else None  # the I/O thread's padded last block
+        self._pad = memoryview(self._pad_buf) if self._pad_buf is not None else memoryview(b"")
+        self._lock = threading.Lock()  # guards _free against the I/O thread
         self._closed = False
+        # The rest of the pool is faulted in by the I/O thread, off the loop thread, before the first write.
+        self._last: Future[None] | None = self._io.submit(self._fill_pool)
 
-    def write_batch(self, chunks: list[bytes], *, final: bool = True) -> None:
-        for chunk in chunks:
-            self._stage(chunk)
-        if final:
-            self._write_staged()
+    def _fill_pool(self) -> None:
+        for _ in range(KEEP_SEGMENTS - 2):
+            seg = _Segment()
+            with self._lock:
+                if self._closed:
+                    seg.release()
+                    return
+                self._free.append(seg)
 
-    def _stage(self, chunk: bytes) -> None:
-        if type(chunk) is not bytes:
-            chunk = bytes(chunk)
-        n = len(chunk)
-        if not n:
-            return
-        if n <= _SMALL and self._fill + n <= STAGING:
-            self._seg.view[self._fill:self._fill + n] = chunk
-            self._fill += n
+    @property
+    def backlog(self) -> int:
+        """Bytes appended and not yet in the file."""
+        return self.size - self.written
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        """Copy ``data`` into staging; a full segment goes to the I/O thread. Never waits for the disk."""
+        n = len(data)
+        fill = self._fill
+        if fill + n < SEGMENT:
+            self._seg.view[fill:fill + n] = data
+            self._fill = fill + n
             self.size += n
             return
-        src = ctypes.cast(ctypes.c_char_p(chunk), ctypes.c_void_p).value
-        assert src is not None
+        src = memoryview(data).cast("B")
         off = 0
         while off < n:
-            k = min(STAGING - self._fill, n - off)
-            _memmove(self._seg.addr + self._fill, src + off, k)  # releases the GIL while it copies
+            k = min(SEGMENT - self._fill, n - off)
+            self._seg.view[self._fill:self._fill + k] = src[off:off + k]
             self._fill += k
-            off += k
             self.size += k
-            if self._fill == STAGING:
-                self._hand_off()
+            off += k
+            if self._fill == SEGMENT:
+                self._seal()
 
-    def _hand_off(self) -> None:
-        """The current segment is full: the I/O thread writes it while the other one fills."""
-        seg = self._seg
-        seg.pending = self._io.submit(_pwrite_all, self.fd, seg.view, STAGING, self._pos)
-        self._pos += STAGING
-        self._fill = 0
-        self._seg = self._segs[1] if seg is self._segs[0] else self._segs[0]
-        self._seg.settle()
+    def flush(self) -> None:
+        """Hand everything staged to the I/O thread (it reaches the OS soon after; no fsync)."""
+        if self._fill > self._handed:
+            self._submit(self._seg, self._handed, self._fill, recycle=False)
+            self._handed = self._fill
 
-    def _write_staged(self) -> None:
-        """Everything staged to the file: whole blocks, then the last partial block padded and cut back."""
-        for s in self._segs:
-            s.settle()
-        seg = self._seg
-        whole = self._fill & ~(BLOCK - 1)
-        if whole:
-            _pwrite_all(self.fd, seg.view, whole, self._pos)
-            rest = self._fill - whole
-            if rest:
-                _memmove(seg.addr, seg.addr + whole, rest)
-            self._pos += whole
-            self._fill = rest
-        if self._fill:
-            seg.view[self._fill:BLOCK] = bytes(BLOCK - self._fill)
-            _pwrite_all(self.fd, seg.view, BLOCK, self._pos)
-            os.ftruncate(self.fd, self._pos + self._fill)
+    def sync(self, timeout: float | None = None) -> bool:
+        """Flush, then block until every write handed over so far is done; raises the write error if one failed.
+        For tests, the header and ``close``; False on timeout."""
+        self.flush()
+        last = self._last
+        if last is not None:
+            try:
+                last.result(timeout)
+            except TimeoutError:
+                return False
+        if self.error is not None:
+            raise self.error
+        return True
 
     def close(self) -> None:
+        """Write everything staged, wait for it, close the file. Errors were already reported; safe to call twice."""
         if self._closed:
             return
-        self._closed = True
         with contextlib.suppress(OSError):
-            self._write_staged()
+            self.flush()
+        with self._lock:
+            self._closed = True
         self._io.shutdown(wait=True)
         with contextlib.suppress(OSError):
             os.close(self.fd)
-        for s in self._segs:
+        self._seg.release()
+        self._pad.release()
+        if self._pad_buf is not None:
+            with contextlib.suppress(BufferError):
+                self._pad_buf.close()
+        for s in self._free:
             s.release()
+        self._free.clear()
 
+    def _seal(self) -> None:
+        """The current segment is full: it goes to the I/O thread and an idle one (or a new one) takes its place."""
+        self._submit(self._seg, self._handed, SEGMENT, recycle=True)
+        self._base += SEGMENT
+        self._fill = self._handed = 0
+        with self._lock:
+            seg = self._free.pop() if self._free else None
+        self._seg = seg if seg is not None else _Segment()
 
-def _pwrite_all(fd: int, view: memoryview, n: int, pos: int) -> None:
-    done = 0
-    while done < n:  # direct writes are whole or fail; a short one is retried from where it stopped
-        k = os.pwrite(fd, view[done:n], pos + done)
-        if k <= 0:
-            raise OSError(errno.EIO, "the file took no bytes")
-        done += k
+    def _submit(self, seg: _Segment, start: int, end: int, *, recycle: bool) -> None:
+        self._last = self._io.submit(self._write_job, seg, self._base, start, end, recycle)
+
+    def _write_job(self, seg: _Segment, base: int, start: int, end: int, recycle: bool) -> None:
+        """I/O thread: write ``seg[start:end]`` at ``base + start``."""
+        try:
+            if self.error is None:
+                if self.direct:
+                    self._write_direct(seg, base, start, end)
+                else:
+                    self._write_all(seg.view[start:end], base + start)
+                self.written = base + end
+        except OSError as e:
+            self.error = e
+            if self.on_error is not None:
+                self.on_error(e)
+        finally:
+            if recycle:
+                with self._lock:
+                    keep = len(self._free) < KEEP_SEGMENTS
+                    if keep:
+                        self._free.append(seg)
+                if not keep:
+                    seg.release()
+
+    def _write_direct(self, seg: _Segment, base: int, start: int, end: int) -> None:
+        lo = start & ~(BLOCK - 1)  # rewrite the block a flush left padded
+        whole = end & ~(BLOCK - 1)
+        if whole > lo:
+            self._write_all(seg.view[lo:whole], base + lo)
+        if end > whole:
+            # The loop thread may be appending right after ``end`` in this block: write a padded copy of it.
+            pad = self._pad
+            pad[:end - whole] = seg.view[whole:end]
+            pad[end - whole:] = bytes(BLOCK - (end - whole))
+            self._write_all(pad, base + whole)
+            os.ftruncate(self.fd, base + end)
+
+    def _write_all(self, view: memoryview, offset: int) -> None:
+        done, n = 0, len(view)
+        while done < n:  # direct writes are whole or fail; a short one is retried from where it stopped
+            k = self._write_at(self.fd, view[done:], offset + done)
+            if k <= 0:
+                raise OSError(errno.EIO, "the file took no bytes")
+            done += k

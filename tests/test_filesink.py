@@ -1,16 +1,19 @@
-"""The recorder's file sinks: direct I/O and buffered writes give the same file, batch after batch, on a real disk."""
+"""The recorder's staged file: direct I/O and buffered writes give the same file, flush after flush, on a real disk;
+a stuck or failing disk never blocks the appending thread."""
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import threading
 from pathlib import Path
 
 import msgpack
 import pytest
 
 from proxy.codec import SPLICE_MIN, pack_framed, record_to_dict
-from proxy.filesink import BLOCK, STAGING, BufferedSink, DirectSink, open_sink
+from proxy.filesink import BLOCK, KEEP_SEGMENTS, SEGMENT, StagedFile, open_staged
 from proxy.model import Direction, Message
 from proxy.session import SessionReader, encode_header, encode_record
 
@@ -19,7 +22,7 @@ def _direct_works(d: Path) -> bool:
     if not hasattr(os, "O_DIRECT"):
         return False
     try:
-        open_sink(str(d / "probe"), b"x", direct=True).close()
+        open_staged(str(d / "probe"), b"x", direct=True).close()
     except OSError:
         return False
     return True
@@ -32,31 +35,48 @@ def direct(request: pytest.FixtureRequest, tmp_path: Path) -> bool:
     return bool(request.param == "direct")
 
 
-def test_batches_reach_the_file_exactly_and_at_once(tmp_path: Path, direct: bool) -> None:
-    """After every batch the file holds exactly the bytes handed in so far: a partial last block is never left
-    padded, a chunk bigger than the staging buffer goes through whole, and short chunks between big ones keep
-    their order."""
+def test_appends_reach_the_file_exactly_at_every_sync(tmp_path: Path, direct: bool) -> None:
+    """After every sync the file holds exactly the bytes appended so far: a partial last block is never left
+    padded, a flush in the middle of a block is rewritten whole by the next one, pieces bigger than a segment go
+    through whole, and short pieces between big ones keep their order."""
     rng = random.Random(7)
     path = tmp_path / "f.bin"
-    sink = open_sink(str(path), b"HEADER", direct=direct)
-    assert isinstance(sink, DirectSink if direct else BufferedSink)
+    f = open_staged(str(path), b"HEADER", direct=direct)
+    assert f.direct is direct
     expected = bytearray(b"HEADER")
-    sizes = [1, 3, BLOCK - 1, BLOCK, BLOCK + 1, 100, SPLICE_MIN, 256 << 10, STAGING - 7, STAGING + 5, 2 * STAGING + 1]
-    for batch in range(12):
-        chunks = [rng.randbytes(rng.choice(sizes)) for _ in range(rng.randint(1, 5))]
-        sink.write_batch(chunks)
-        for c in chunks:
-            expected += c
-        assert sink.size == len(expected) == os.path.getsize(path), batch
-    sink.close()
+    sizes = [1, 3, BLOCK - 1, BLOCK, BLOCK + 1, 100, SPLICE_MIN, 256 << 10, SEGMENT - 7, SEGMENT + 5, 2 * SEGMENT + 1]
+    for batch in range(14):
+        for _ in range(rng.randint(1, 5)):
+            piece = rng.randbytes(rng.choice(sizes))
+            f.append(piece)
+            expected += piece
+            if rng.random() < 0.3:
+                f.flush()  # a flush in the middle: the I/O thread writes while more is appended
+        assert f.sync(10)
+        assert f.size == f.written == len(expected) == os.path.getsize(path), batch
+    f.close()
     assert path.read_bytes() == expected
 
 
-def test_a_bytearray_chunk_is_written_too(tmp_path: Path, direct: bool) -> None:
-    sink = open_sink(str(tmp_path / "f"), b"", direct=direct)
-    sink.write_batch([bytearray(b"abc"), b"", memoryview(b"defg").tobytes()])
-    sink.close()
-    assert (tmp_path / "f").read_bytes() == b"abcdefg"
+def test_a_segment_filled_exactly_then_flushed(tmp_path: Path, direct: bool) -> None:
+    path = tmp_path / "f.bin"
+    f = open_staged(str(path), b"", direct=direct)
+    a, b = os.urandom(SEGMENT), os.urandom(BLOCK + 3)
+    f.append(a)
+    f.flush()
+    f.append(b)
+    f.close()
+    assert path.read_bytes() == a + b
+
+
+def test_bytearray_and_memoryview_pieces_are_written_too(tmp_path: Path, direct: bool) -> None:
+    f = open_staged(str(tmp_path / "f"), b"", direct=direct)
+    f.append(bytearray(b"abc"))
+    f.append(b"")
+    f.append(memoryview(b"defg"))
+    f.append(memoryview(bytearray(b"h" * SEGMENT)))
+    f.close()
+    assert (tmp_path / "f").read_bytes() == b"abcdefg" + b"h" * SEGMENT
 
 
 def test_direct_insisted_on_where_impossible_is_an_error(tmp_path: Path) -> None:
@@ -65,16 +85,61 @@ def test_direct_insisted_on_where_impossible_is_an_error(tmp_path: Path) -> None
         if not shm.is_dir() or _direct_works(shm):
             pytest.skip("no filesystem without direct I/O to try")
         with pytest.raises(OSError):
-            open_sink(str(shm / f"sockscope-test-{os.getpid()}"), b"x", direct=True)
+            open_staged(str(shm / f"sockscope-test-{os.getpid()}"), b"x", direct=True)
         (shm / f"sockscope-test-{os.getpid()}").unlink(missing_ok=True)
         # and by default it falls back to buffered writes there
-        sink = open_sink(str(shm / f"sockscope-test-{os.getpid()}"), b"x")
-        assert isinstance(sink, BufferedSink)
-        sink.close()
+        f = open_staged(str(shm / f"sockscope-test-{os.getpid()}"), b"x")
+        assert not f.direct
+        f.close()
         (shm / f"sockscope-test-{os.getpid()}").unlink()
     else:
         with pytest.raises(OSError):
-            open_sink(str(tmp_path / "f"), b"x", direct=True)
+            open_staged(str(tmp_path / "f"), b"x", direct=True)
+
+
+def test_a_stuck_disk_never_blocks_appending_and_loses_nothing(tmp_path: Path, direct: bool) -> None:
+    """The I/O thread hangs in a write: appends go on (staging grows past the kept segments), and once the disk
+    answers the file is complete and the extra segments are given back."""
+    path = tmp_path / "f.bin"
+    f = open_staged(str(path), b"H", direct=direct)
+    gate = threading.Event()
+    entered = threading.Event()
+    real = f._write_at
+
+    def stuck(fd: int, data: memoryview, offset: int) -> int:
+        entered.set()
+        assert gate.wait(30)
+        return real(fd, data, offset)
+
+    f._write_at = stuck
+    pieces = [os.urandom(1 << 20) for _ in range((KEEP_SEGMENTS + 3) * (SEGMENT >> 20))]
+    for p in pieces:
+        f.append(p)  # never waits: this thread would hang here if it did
+    assert entered.wait(10)
+    assert f.backlog >= len(pieces) << 20
+    gate.set()
+    assert f.sync(30)
+    assert len(f._free) <= KEEP_SEGMENTS
+    f.close()
+    assert path.read_bytes() == b"H" + b"".join(pieces)
+
+
+def test_a_failing_disk_is_reported_once_and_appending_goes_on(tmp_path: Path, direct: bool) -> None:
+    errors: list[OSError] = []
+    f = open_staged(str(tmp_path / "f"), b"H", direct=direct, on_error=errors.append)
+
+    def full(fd: int, data: memoryview, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    f._write_at = full
+    for _ in range(3):
+        f.append(os.urandom(SEGMENT))  # seals segments: each write job fails
+    with pytest.raises(OSError, match="No space"):
+        f.sync(10)
+    f.append(b"more")
+    f.close()
+    assert len(errors) == 1 and errors[0].errno == errno.ENOSPC
+    assert isinstance(f, StagedFile) and f.error is errors[0]
 
 
 def test_pack_framed_splices_big_payloads_without_copying() -> None:

@@ -239,18 +239,12 @@ def test_recorder_stops_cleanly_on_disk_error(start_proxy: Any, recorder: Record
     p = start_proxy(echo_server.port)
     rec = _start_recording(p, tmp_path / "s")
 
-    class Broken:
-        size = 0
-
-        def write_batch(self, chunks: list[bytes], *, final: bool = True) -> None:
-            raise OSError(28, "No space left on device")
-
-        def close(self) -> None: ...
+    def full(fd: int, data: memoryview, offset: int) -> int:
+        raise OSError(28, "No space left on device")
 
     def breaking() -> None:
-        assert rec._sink is not None
-        rec._sink.close()
-        rec._sink = Broken()
+        assert rec._file is not None
+        rec._file._write_at = full
 
     p.call(breaking)
     s = connect(p.port)
@@ -266,29 +260,24 @@ def test_recorder_stops_cleanly_on_disk_error(start_proxy: Any, recorder: Record
 
 def test_a_slow_disk_never_stalls_relaying(start_proxy: Any, recorder: Records, echo_server: EchoServer,
                                            tmp_path: Path) -> None:
-    """The writer thread is stuck (a disk that does not answer): relaying goes on, the recording keeps every
+    """The I/O thread is stuck (a disk that does not answer): relaying goes on, the recording keeps every
     record but cuts payloads once it is ``backlog_bytes`` behind, says so, and is complete once the disk is back."""
     import threading
 
     p = start_proxy(echo_server.port)
     path = tmp_path / "slow.sockscope"
-    rec = _start_recording(p, path, backlog_bytes=64 << 10, keep_bytes=16, flush_bytes=1)
+    rec = _start_recording(p, path, backlog_bytes=64 << 10, keep_bytes=16, flush_interval=0.001)
     gate = threading.Event()
-    real = rec._sink
-    assert real is not None
+    f = rec._file
+    assert f is not None
+    real = f._write_at
 
-    class Stuck:
-        size = 0
-
-        def write_batch(self, chunks: list[bytes], *, final: bool = True) -> None:
-            gate.wait(30)
-            real.write_batch(chunks, final=final)
-
-        def close(self) -> None:
-            real.close()
+    def stuck(fd: int, data: memoryview, offset: int) -> int:
+        gate.wait(30)
+        return real(fd, data, offset)
 
     def install() -> None:
-        rec._sink = Stuck()
+        f._write_at = stuck
 
     p.call(install)
     blob = b"z" * (32 << 10)
