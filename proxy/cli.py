@@ -157,7 +157,8 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
             config.listen_port = 0  # the demo must not collide with a real game on 5556
     server = ProxyServer(config, loop)
     server.subscribe(Printer(server.clock, show_messages=not args.quiet), messages=not args.quiet)
-    host, port = await server.start()
+    wait_attach = getattr(args, "wait_attach", None)
+    host, port = await server.start(accept=wait_attach is None)
     from proxy import control
 
     try:
@@ -170,6 +171,17 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     if not config.conditions.is_passthrough:
         print(f"sockscope: conditions {config.conditions.describe()}", flush=True)
     _install_signal_handlers(loop, stop)
+    if wait_attach is not None:
+        endpoint = next(e for e in extras if isinstance(e, control.ControlServer))
+        print(f"sockscope: waiting for a control client to attach before accepting connections"
+              f"{f' (at most {wait_attach:g} s)' if wait_attach else ''}", flush=True)
+        waiting = asyncio.ensure_future(endpoint.attached.wait())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([waiting, stopping], timeout=wait_attach or None, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        stopping.cancel()
+        if not stop.is_set():
+            await server.start_accepting()
     client: DemoClient | None = None
     if demo_server is not None:
         endpoints = [e for e in extras if isinstance(e, control.ControlServer)]

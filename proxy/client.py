@@ -36,6 +36,8 @@ MAX_FRAME: Final = 1 << 30
 """The proxy's events are bounded by its own frames (a 16 MiB message by default); this only guards
 against a peer that is not a sockscope proxy."""
 _U32: Final = struct.Struct(">I")
+READ_CHUNK: Final = 1 << 20
+"""Most bytes taken from the connection per wake-up (also the stream's buffer limit)."""
 _END: Final = object()
 
 
@@ -78,7 +80,7 @@ class ControlClient:
                       timeout: float = 10.0) -> ControlClient:  # noqa: ASYNC109 - one bound for connect+auth
         """Connect, authenticate and wait for ``hello``. Raises ``ControlError`` (refused, wrong token)."""
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=READ_CHUNK), timeout)
         except (OSError, TimeoutError) as e:
             raise ControlError(f"cannot connect to the proxy's control endpoint {host}:{port}: "
                                f"{getattr(e, 'strerror', None) or e or 'timeout'}") from None
@@ -111,24 +113,20 @@ class ControlClient:
 
     async def _read_loop(self) -> None:
         reason = "connection closed by the proxy"
+        buf = bytearray()
         try:
             while True:
-                ev = await self._read_frame()
-                t = ev.get("type")
-                if t == "reply":
-                    fut = self._pending.pop(ev.get("id"), None)  # type: ignore[arg-type]
-                    if fut is not None and not fut.done():
-                        if ev.get("ok"):
-                            fut.set_result(ev.get("result"))
-                        else:
-                            fut.set_exception(ControlError(str(ev.get("error", "unknown error"))))
-                    continue
-                self._events.put_nowait(_decorate(ev))
-                if t == "bye":
-                    reason = f"the proxy said bye: {ev.get('reason')}"
+                # Whatever has arrived, then every whole frame in it: a burst of events costs one wake-up, not
+                # two awaits per frame.
+                chunk = await self._reader.read(READ_CHUNK)
+                if not chunk:
                     break
-        except asyncio.IncompleteReadError:
-            pass
+                buf += chunk
+                pos = self._dispatch(buf)
+                if pos < 0:
+                    reason = f"the proxy said bye: {self._bye_reason}"
+                    break
+                del buf[:pos]
         except Exception as e:  # OSError, a malformed frame: the connection is over either way
             reason = f"connection lost: {e}"
         finally:
@@ -139,6 +137,37 @@ class ControlClient:
             self._pending.clear()
             self._events.put_nowait(_END)
             self._writer.close()
+
+    _bye_reason: object = None
+
+    def _dispatch(self, buf: bytearray) -> int:
+        """Handle every whole frame at the start of ``buf``; returns the bytes used, or -1 after a ``bye``."""
+        pos, end = 0, len(buf)
+        unpack_from, unpackb, put = _U32.unpack_from, msgpack.unpackb, self._events.put_nowait
+        while end - pos >= 4:
+            (n,) = unpack_from(buf, pos)
+            if n > MAX_FRAME:
+                raise ControlError(f"frame of {n} bytes from the proxy: not a sockscope control endpoint?")
+            if end - pos - 4 < n:
+                break
+            ev = unpackb(buf[pos + 4:pos + 4 + n], raw=False)
+            pos += 4 + n
+            if not isinstance(ev, dict):
+                raise ControlError(f"the proxy sent a {type(ev).__name__}, not a map")
+            t = ev.get("type")
+            if t == "reply":
+                fut = self._pending.pop(ev.get("id"), None)  # type: ignore[arg-type]
+                if fut is not None and not fut.done():
+                    if ev.get("ok"):
+                        fut.set_result(ev.get("result"))
+                    else:
+                        fut.set_exception(ControlError(str(ev.get("error", "unknown error"))))
+                continue
+            put(_decorate(ev))
+            if t == "bye":
+                self._bye_reason = ev.get("reason")
+                return -1
+        return pos
 
     async def call(self, command: str, timeout: float | None = 10.0,  # noqa: ASYNC109 - bounds the reply wait
                    **args: Any) -> Any:

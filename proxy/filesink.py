@@ -29,6 +29,7 @@ import errno
 import mmap
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final
@@ -40,9 +41,12 @@ BLOCK: Final = 4096
 SEGMENT: Final = 8 << 20
 """Bytes per staging segment: one direct write per full segment."""
 KEEP_SEGMENTS: Final = 6
-"""Segments kept for reuse (48 MiB): all are made when the file opens, so a disk that is briefly slower than the
-relay (measured here: 8 MiB direct writes take 2.5-15 ms, i.e. 0.6-3 GB/s) costs no page faults on the loop
-thread. When more are needed the disk is behind for longer; the extra ones are unmapped once it catches up."""
+"""Segments made when the file opens (48 MiB, faulted in by the I/O thread before the first write), so a disk that
+is briefly slower than the relay (measured here: 8 MiB direct writes take 2.5-15 ms, i.e. 0.6-3 GB/s) costs no
+page faults on the loop thread. When more are needed the disk is behind for longer: the loop thread makes them,
+they stay while traffic keeps coming, and the ones beyond this many are unmapped after ``IDLE_TRIM`` seconds
+without a shortage (making and unmapping them at each shortage cost the loop thread milliseconds each time)."""
+IDLE_TRIM: Final = 5.0
 
 WriteAt = Callable[[int, memoryview, int], int]
 """``(fd, data, offset) -> bytes written``: one write system call (replaced in tests by a stuck or failing disk)."""
@@ -142,6 +146,7 @@ class StagedFile:
         self._pad_buf = mmap.mmap(-1, BLOCK) if direct else None  # the I/O thread's padded last block
         self._pad = memoryview(self._pad_buf) if self._pad_buf is not None else memoryview(b"")
         self._lock = threading.Lock()  # guards _free against the I/O thread
+        self._short_at = 0.0  # when the loop thread last found no idle segment
         self._closed = False
         # The rest of the pool is faulted in by the I/O thread, off the loop thread, before the first write.
         self._last: Future[None] | None = self._io.submit(self._fill_pool)
@@ -227,7 +232,10 @@ class StagedFile:
         self._fill = self._handed = 0
         with self._lock:
             seg = self._free.pop() if self._free else None
-        self._seg = seg if seg is not None else _Segment()
+        if seg is None:  # the disk is behind: staging grows
+            self._short_at = time.monotonic()
+            seg = _Segment()
+        self._seg = seg
 
     def _submit(self, seg: _Segment, start: int, end: int, *, recycle: bool) -> None:
         self._last = self._io.submit(self._write_job, seg, self._base, start, end, recycle)
@@ -247,12 +255,14 @@ class StagedFile:
                 self.on_error(e)
         finally:
             if recycle:
+                spare: list[_Segment] = []
                 with self._lock:
-                    keep = len(self._free) < KEEP_SEGMENTS
-                    if keep:
-                        self._free.append(seg)
-                if not keep:
-                    seg.release()
+                    self._free.append(seg)
+                    if len(self._free) > KEEP_SEGMENTS and time.monotonic() - self._short_at > IDLE_TRIM:
+                        spare = self._free[KEEP_SEGMENTS:]
+                        del self._free[KEEP_SEGMENTS:]
+                for s in spare:
+                    s.release()
 
     def _write_direct(self, seg: _Segment, base: int, start: int, end: int) -> None:
         lo = start & ~(BLOCK - 1)  # rewrite the block a flush left padded

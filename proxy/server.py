@@ -416,12 +416,23 @@ class ProxyServer:
 
     # ------------------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> tuple[str, int]:
+    async def start(self, *, accept: bool = True) -> tuple[str, int]:
+        """Listen; with ``accept`` False the port listens (and is returned) but connections wait in the kernel's
+        accept queue, their bytes in their socket buffers, until :meth:`start_accepting`."""
         cfg = self.config
         try:
-            self._server = await self.loop.create_server(
-                # reuse_address left to asyncio: SO_REUSEADDR on POSIX only (on Windows it lets a port be stolen)
-                self._accept, cfg.listen_host, cfg.listen_port, backlog=1024)
+            if accept:
+                self._server = await self.loop.create_server(
+                    # reuse_address left to asyncio: SO_REUSEADDR on POSIX only (on Windows it lets a port be
+                    # stolen)
+                    self._accept, cfg.listen_host, cfg.listen_port, backlog=1024)
+            else:
+                # A server that does not serve yet has not called listen() either: connecting would be refused.
+                # socket.create_server listens at once (and sets SO_REUSEADDR on POSIX only, like asyncio).
+                sock = socket.create_server((cfg.listen_host, cfg.listen_port), backlog=1024)
+                sock.setblocking(False)
+                self._server = await self.loop.create_server(self._accept, sock=sock, backlog=1024,
+                                                             start_serving=False)
         except OSError as e:
             if e.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
                 raise ProxyError(f"port {cfg.listen_port} on {cfg.listen_host} is already in use; "
@@ -431,6 +442,11 @@ class ProxyServer:
         host, port = sock.getsockname()[:2]
         self.listen_addr = (str(host), int(port))
         return self.listen_addr
+
+    async def start_accepting(self) -> None:
+        """Accept the connections waiting since ``start(accept=False)``, and every later one."""
+        if self._server is not None and not self._server.is_serving():
+            await self._server.start_serving()
 
     async def probe_target(self) -> str | None:
         """A warning text if nothing listens on a local target yet (the proxy keeps listening regardless).

@@ -331,3 +331,39 @@ def test_a_one_shot_server_is_not_used_up_by_the_proxy(child: Callable[..., Chil
         assert not any("warning" in x for x in p.err), p.err
 
 
+
+
+def test_wait_attach_holds_game_connections_until_a_control_client_attaches(child: Callable[..., Child]) -> None:
+    """With ``--wait-attach`` a game client that connects first is held (not refused, not relayed) until a control
+    client attaches; then that client sees the connection and its first bytes, and the game sees its echo."""
+    from proxy.client import SyncControlClient
+    from proxy.model import ConnectionOpened, Message
+
+    done = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        _echo(listener, done)
+        p = child("--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{listener.getsockname()[1]}",
+                  "--control", "127.0.0.1:0", "--token", "t0k", "--wait-attach")
+        port = p.listening_port()
+        line = p.wait_line(p.out, lambda x: "control on" in x)
+        cport = int(line.split()[3].rsplit(":", 1)[1])
+        p.wait_line(p.out, lambda x: "waiting for a control client" in x)
+        with connect(port) as c:
+            c.sendall(b"first bytes")
+            c.settimeout(0.3)
+            with pytest.raises(TimeoutError):  # held: nothing is relayed yet (bounded, not a sync sleep)
+                c.recv(1)
+            assert not any("opened" in x for x in p.out), p.out
+            c.settimeout(IO_TIMEOUT)
+            with SyncControlClient("127.0.0.1", cport, "t0k") as sub:
+                assert recv_exact(c, 11) == b"first bytes"
+                opened = sub.wait_for(lambda e: isinstance(e.get("record"), ConnectionOpened))
+                first = sub.wait_for(lambda e: isinstance(e.get("record"), Message))
+                assert first["record"].data == b"first bytes"
+                assert opened["record"].conn_id == first["record"].conn_id
+        done.set()
+
+
+@pytest.mark.parametrize("args", [("--wait-attach",), ("--control", "127.0.0.1:0", "--wait-attach", "-1")])
+def test_wait_attach_without_control_is_one_line_and_exit_2(args: tuple[str, ...]) -> None:
+    _one_line_error(run_cli("--listen", "127.0.0.1:0", *args), "--wait-attach")

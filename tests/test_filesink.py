@@ -12,6 +12,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from proxy import filesink
 from proxy.codec import SPLICE_MIN, pack_framed, record_to_dict
 from proxy.filesink import BLOCK, KEEP_SEGMENTS, SEGMENT, StagedFile, open_staged
 from proxy.model import Direction, Message
@@ -97,9 +98,11 @@ def test_direct_insisted_on_where_impossible_is_an_error(tmp_path: Path) -> None
             open_staged(str(tmp_path / "f"), b"x", direct=True)
 
 
-def test_a_stuck_disk_never_blocks_appending_and_loses_nothing(tmp_path: Path, direct: bool) -> None:
-    """The I/O thread hangs in a write: appends go on (staging grows past the kept segments), and once the disk
-    answers the file is complete and the extra segments are given back."""
+def test_a_stuck_disk_never_blocks_appending_and_loses_nothing(tmp_path: Path, direct: bool,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The I/O thread hangs in a write: appends go on (staging grows past the segments made at the start), and once
+    the disk answers the file is complete. The extra segments stay while traffic comes, and are given back once
+    there has been no shortage for ``IDLE_TRIM`` seconds."""
     path = tmp_path / "f.bin"
     f = open_staged(str(path), b"H", direct=direct)
     gate = threading.Event()
@@ -119,9 +122,14 @@ def test_a_stuck_disk_never_blocks_appending_and_loses_nothing(tmp_path: Path, d
     assert f.backlog >= len(pieces) << 20
     gate.set()
     assert f.sync(30)
+    assert len(f._free) > KEEP_SEGMENTS  # kept for the next burst
+    monkeypatch.setattr(filesink, "IDLE_TRIM", 0.0)
+    tail = os.urandom(2 * SEGMENT)
+    f.append(tail)
+    assert f.sync(30)
     assert len(f._free) <= KEEP_SEGMENTS
     f.close()
-    assert path.read_bytes() == b"H" + b"".join(pieces)
+    assert path.read_bytes() == b"H" + b"".join(pieces) + tail
 
 
 def test_a_failing_disk_is_reported_once_and_appending_goes_on(tmp_path: Path, direct: bool) -> None:
