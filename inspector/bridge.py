@@ -29,7 +29,6 @@ import contextlib
 import importlib
 import inspect
 import os
-import secrets
 import subprocess
 import sys
 import threading
@@ -41,6 +40,7 @@ from typing import Any, Final
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from inspector.store import ApplyResult, MessageStore
+from proxy.control import new_token
 from proxy.model import Clock, Message, Notice, Record
 
 __all__ = [
@@ -485,14 +485,14 @@ class ChildProcessLink(AttachLink):
     READY_PREFIX: Final = "sockscope: control on "
 
     def __init__(self, options: LinkOptions) -> None:
-        super().__init__("127.0.0.1", 0, secrets.token_urlsafe(16))
+        super().__init__("127.0.0.1", 0, new_token())
         self.options = options
         self.proc: subprocess.Popen[str] | None = None
         self._stderr: list[str] = []
 
     def argv(self) -> list[str]:
         o = self.options
-        args = [sys.executable, "-m", "proxy", "--control", "127.0.0.1:0", "--token", self.token, "--quiet",
+        args = [sys.executable, "-m", "proxy", "--control", "127.0.0.1:0", f"--token={self.token}", "--quiet",
                 "--framing", o.framing]
         if proxy_supports_flag("--parent-watch"):
             args.append("--parent-watch")

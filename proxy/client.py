@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import queue
 import struct
@@ -37,7 +38,7 @@ MAX_FRAME: Final = 1 << 30
 against a peer that is not a sockscope proxy."""
 _U32: Final = struct.Struct(">I")
 READ_CHUNK: Final = 1 << 20
-"""Most bytes taken from the connection per wake-up (also the stream's buffer limit)."""
+"""The receive buffer: most bytes taken from the connection per wake-up."""
 _END: Final = object()
 
 
@@ -61,16 +62,96 @@ def _decorate(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+class _Receiver(asyncio.BufferedProtocol):
+    """The control connection's protocol: bytes arrive straight in one buffer, and every whole frame in it is
+    decoded from there (a frame bigger than the buffer is received into a buffer of its own). A payload is thus
+    copied twice on its way in (by the kernel, then by msgpack into its ``bytes``), where a stream reader and a
+    frame buffer copied it five times."""
+
+    def __init__(self, client: ControlClient) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray(READ_CHUNK)
+        self.view = memoryview(self.buf)
+        self.start = 0  # first byte not yet decoded
+        self.end = 0  # first byte not yet received
+        self.big: memoryview | None = None  # a frame too big for ``buf``, being received
+        self.big_fill = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.big is not None:
+            return self.big[self.big_fill:]
+        if self.end == len(self.buf):  # full, with a partial frame at the end: move it to the front
+            k = self.end - self.start
+            self.buf[:k] = self.view[self.start:self.end]
+            self.start, self.end = 0, k
+        return self.view[self.end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        try:
+            self._decode(nbytes)
+        except Exception as e:  # a malformed frame, or not a sockscope proxy: this connection is over
+            self.client._finish(f"connection lost: {e}")
+            if self.transport is not None:
+                self.transport.abort()
+
+    def _decode(self, nbytes: int) -> None:
+        client = self.client
+        if self.big is not None:
+            self.big_fill += nbytes
+            if self.big_fill < len(self.big):
+                return
+            big, self.big = self.big, None
+            with big:
+                obj = msgpack.unpackb(big, raw=False)
+            client._on_frame(obj)
+            return
+        self.end += nbytes
+        view, pos, end = self.view, self.start, self.end
+        unpack_from, unpackb = _U32.unpack_from, msgpack.unpackb
+        while end - pos >= 4 and not client.closing:
+            (n,) = unpack_from(view, pos)
+            if n > MAX_FRAME:
+                raise ControlError(f"frame of {n} bytes from the proxy: not a sockscope control endpoint?")
+            stop = pos + 4 + n
+            if stop > end:
+                if 4 + n > len(self.buf):
+                    self.big = memoryview(bytearray(n))
+                    have = end - pos - 4
+                    self.big[:have] = view[pos + 4:end]
+                    self.big_fill = have
+                    pos = end
+                break
+            client._on_frame(unpackb(view[pos + 4:stop], raw=False))
+            pos = stop
+        if pos == end:
+            self.start = self.end = 0
+        else:
+            self.start = pos
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client._finish(f"connection lost: {exc}" if exc else "connection closed by the proxy")
+        self.client._lost.set()
+
+
 class ControlClient:
     """An authenticated control connection. Use :meth:`connect`; close with :meth:`close`."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._events: asyncio.Queue[Any] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._first: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._lost = asyncio.Event()
+        self.closing = False
         self.hello: dict[str, Any] = {}
         """The proxy's ``hello``: versions, settings, clock anchor, conditions, presets."""
         self.closed_reason: str | None = None
@@ -79,95 +160,68 @@ class ControlClient:
     async def connect(cls, host: str, port: int, token: str,
                       timeout: float = 10.0) -> ControlClient:  # noqa: ASYNC109 - one bound for connect+auth
         """Connect, authenticate and wait for ``hello``. Raises ``ControlError`` (refused, wrong token)."""
+        self = cls()
+        loop = asyncio.get_running_loop()
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=READ_CHUNK), timeout)
+            transport, _ = await asyncio.wait_for(loop.create_connection(lambda: _Receiver(self), host, port),
+                                                  timeout)
         except (OSError, TimeoutError) as e:
             raise ControlError(f"cannot connect to the proxy's control endpoint {host}:{port}: "
                                f"{getattr(e, 'strerror', None) or e or 'timeout'}") from None
-        self = cls(reader, writer)
+        self._transport = transport  # type: ignore[assignment]
         try:
-            writer.write(_frame({"v": PROTOCOL_VERSION, "type": "auth", "token": token}))
-            first = await asyncio.wait_for(self._read_frame(), timeout)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError) as e:
-            writer.close()
+            transport.write(_frame({"v": PROTOCOL_VERSION, "type": "auth", "token": token}))  # type: ignore[attr-defined]
+            first = await asyncio.wait_for(asyncio.shield(self._first), timeout)
+        except (OSError, TimeoutError, ControlError) as e:
+            transport.close()
             raise ControlError(f"{host}:{port}: no hello from the proxy ({type(e).__name__}: {e})") from None
         except BaseException:
-            writer.close()
+            transport.close()
             raise
         if first.get("type") != "hello":
-            writer.close()
+            transport.close()
             reason = first.get("reason") or first.get("error") or first
             raise ControlError(f"{host}:{port}: the proxy refused the connection: {reason}")
         self.hello = first
-        self._task = asyncio.get_running_loop().create_task(self._read_loop(), name="sockscope-control-client")
         return self
 
-    async def _read_frame(self) -> dict[str, Any]:
-        (n,) = _U32.unpack(await self._reader.readexactly(4))
-        if n > MAX_FRAME:
-            raise ControlError(f"frame of {n} bytes from the proxy: not a sockscope control endpoint?")
-        obj = msgpack.unpackb(await self._reader.readexactly(n), raw=False)
+    def _on_frame(self, obj: object) -> None:
+        """One decoded frame: the first answers :meth:`connect`; replies settle calls; the rest are events."""
         if not isinstance(obj, dict):
             raise ControlError(f"the proxy sent a {type(obj).__name__}, not a map")
-        return obj
+        if not self._first.done():
+            self._first.set_result(obj)
+            if obj.get("type") != "hello":
+                self._finish(f"the proxy refused the connection: {obj.get('reason')}")
+            return
+        t = obj.get("type")
+        if t == "reply":
+            fut = self._pending.pop(obj.get("id"), None)  # type: ignore[arg-type]
+            if fut is not None and not fut.done():
+                if obj.get("ok"):
+                    fut.set_result(obj.get("result"))
+                else:
+                    fut.set_exception(ControlError(str(obj.get("error", "unknown error"))))
+            return
+        self._events.put_nowait(_decorate(obj))
+        if t == "bye":
+            self._finish(f"the proxy said bye: {obj.get('reason')}")
 
-    async def _read_loop(self) -> None:
-        reason = "connection closed by the proxy"
-        buf = bytearray()
-        try:
-            while True:
-                # Whatever has arrived, then every whole frame in it: a burst of events costs one wake-up, not
-                # two awaits per frame.
-                chunk = await self._reader.read(READ_CHUNK)
-                if not chunk:
-                    break
-                buf += chunk
-                pos = self._dispatch(buf)
-                if pos < 0:
-                    reason = f"the proxy said bye: {self._bye_reason}"
-                    break
-                del buf[:pos]
-        except Exception as e:  # OSError, a malformed frame: the connection is over either way
-            reason = f"connection lost: {e}"
-        finally:
-            self.closed_reason = reason
-            for fut in self._pending.values():
-                if not fut.done():
-                    fut.set_exception(ControlError(reason))
-            self._pending.clear()
-            self._events.put_nowait(_END)
-            self._writer.close()
-
-    _bye_reason: object = None
-
-    def _dispatch(self, buf: bytearray) -> int:
-        """Handle every whole frame at the start of ``buf``; returns the bytes used, or -1 after a ``bye``."""
-        pos, end = 0, len(buf)
-        unpack_from, unpackb, put = _U32.unpack_from, msgpack.unpackb, self._events.put_nowait
-        while end - pos >= 4:
-            (n,) = unpack_from(buf, pos)
-            if n > MAX_FRAME:
-                raise ControlError(f"frame of {n} bytes from the proxy: not a sockscope control endpoint?")
-            if end - pos - 4 < n:
-                break
-            ev = unpackb(buf[pos + 4:pos + 4 + n], raw=False)
-            pos += 4 + n
-            if not isinstance(ev, dict):
-                raise ControlError(f"the proxy sent a {type(ev).__name__}, not a map")
-            t = ev.get("type")
-            if t == "reply":
-                fut = self._pending.pop(ev.get("id"), None)  # type: ignore[arg-type]
-                if fut is not None and not fut.done():
-                    if ev.get("ok"):
-                        fut.set_result(ev.get("result"))
-                    else:
-                        fut.set_exception(ControlError(str(ev.get("error", "unknown error"))))
-                continue
-            put(_decorate(ev))
-            if t == "bye":
-                self._bye_reason = ev.get("reason")
-                return -1
-        return pos
+    def _finish(self, reason: str) -> None:
+        """The connection is over (once): fail what waits, end the events, close the transport."""
+        if self.closing:
+            return
+        self.closing = True
+        self.closed_reason = reason
+        if not self._first.done():
+            self._first.set_exception(ControlError(reason))
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ControlError(reason))
+        self._pending.clear()
+        self._events.put_nowait(_END)
+        if self._transport is not None:
+            self._transport.close()
 
     async def call(self, command: str, timeout: float | None = 10.0,  # noqa: ASYNC109 - bounds the reply wait
                    **args: Any) -> Any:
@@ -178,7 +232,8 @@ class ControlClient:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[cid] = fut
         try:
-            self._writer.write(_frame({**args, "v": PROTOCOL_VERSION, "type": command, "id": cid}))
+            assert self._transport is not None
+            self._transport.write(_frame({**args, "v": PROTOCOL_VERSION, "type": command, "id": cid}))
         except (OSError, RuntimeError) as e:
             self._pending.pop(cid, None)
             raise ControlError(f"cannot send {command}: {e}") from None
@@ -199,17 +254,17 @@ class ControlClient:
             yield ev
 
     async def close(self) -> None:
+        t = self._transport
+        if t is None:
+            return
         if self.closed_reason is None:
-            try:
-                self._writer.write(_frame({"v": PROTOCOL_VERSION, "type": "bye"}))
-            except (OSError, RuntimeError):
-                pass
-        self._writer.close()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), 2.0)
-            except (TimeoutError, OSError):
-                self._task.cancel()
+            with contextlib.suppress(OSError, RuntimeError):
+                t.write(_frame({"v": PROTOCOL_VERSION, "type": "bye"}))
+        self._finish("closed by this client")
+        try:
+            await asyncio.wait_for(self._lost.wait(), 2.0)
+        except TimeoutError:
+            t.abort()
 
 
 class SyncControlClient:

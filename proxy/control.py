@@ -350,11 +350,20 @@ class _Subscriber(asyncio.Protocol):
 # ------------------------------------------------------------------------------------------ the endpoint
 
 
+def new_token() -> str:
+    """A random token (128 bits, URL-safe) that never starts with ``-``: users paste it after ``--token``, where
+    argparse would take ``-abc`` for an option."""
+    while True:
+        token = secrets.token_urlsafe(16)
+        if not token.startswith("-"):
+            return token
+
+
 class ControlServer:
     """The control endpoint of one ``ProxyServer``. Create on the engine loop, ``await start()``, ``await close()``.
 
     ``host`` must be a loopback address unless ``allow_remote`` (the token is a password, not encryption).
-    ``token`` defaults to a fresh ``secrets.token_urlsafe(16)``. ``queue_bytes``/``queue_events`` bound
+    ``token`` defaults to a fresh :func:`new_token`. ``queue_bytes``/``queue_events`` bound
     each subscriber's backlog. ``payload_rate`` (bytes/s, 0 for no limit) is how many payload bytes of live
     messages each subscriber gets in full, after a burst of ``payload_burst`` bytes; past it, big payloads
     arrive truncated (size kept, counted like queue truncation). A window cannot show a 2 GB/s bulk transfer
@@ -377,7 +386,7 @@ class ControlServer:
         self.loop: asyncio.AbstractEventLoop = server.loop
         self.host = host
         self.port = port
-        self.token: str = token or secrets.token_urlsafe(16)
+        self.token: str = token or new_token()
         self.queue_bytes = queue_bytes
         self.queue_events = queue_events
         if payload_rate < 0:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from proxy.client import ControlClient, ControlError, SyncControlClient
+from proxy.codec import record_to_dict
 from proxy.control import ControlServer
 from proxy.model import ConnectionOpened, Direction, Message
 from proxy.runner import ProxyThread
@@ -148,3 +149,108 @@ def test_a_script_that_exits_without_close_says_nothing_at_exit(endpoint: tuple[
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "hello"
     assert "destroyed" not in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+# ------------------------------------------------------------------------------------------ the receiver
+
+
+def _frames(objs: list[dict[str, object]]) -> bytes:
+    import msgpack
+
+    out = bytearray()
+    for o in objs:
+        body = msgpack.packb(o, use_bin_type=True)
+        out += len(body).to_bytes(4, "big") + body
+    return bytes(out)
+
+
+def _feed(chunks: list[bytes]) -> tuple[dict[str, object], list[dict[str, object]], str | None]:
+    """Push ``chunks`` through a client's receiver the way the event loop does (get_buffer, then
+    buffer_updated); returns the hello, the events and the closing reason."""
+    from proxy.client import _END, _Receiver
+
+    async def run() -> tuple[dict[str, object], list[dict[str, object]], str | None]:
+        client = ControlClient()
+        rx = _Receiver(client)
+        for chunk in chunks:
+            view = memoryview(chunk)
+            while view:
+                buf = rx.get_buffer(-1)
+                k = min(len(buf), len(view))
+                assert k > 0
+                buf[:k] = view[:k]
+                rx.buffer_updated(k)
+                view = view[k:]
+        hello = client._first.result() if client._first.done() else {}
+        events = []
+        while not client._events.empty():
+            ev = client._events.get_nowait()
+            if ev is not _END:
+                events.append(ev)
+        return hello, events, client.closed_reason
+
+    return asyncio.run(run())
+
+
+_STREAM = [
+    {"v": 1, "type": "hello", "protocol": 1},
+    {"v": 1, "type": "stats", "held": 0},
+    {"v": 1, **record_to_dict(Message(1, 1, Direction.C2S, 0, b"\x00" * 300, 5, 6))},
+    {"v": 1, "type": "stats", "held": 1},
+]
+
+
+@pytest.mark.parametrize("how", ["whole", "byte-by-byte", "split-everywhere"])
+def test_receiver_decodes_frames_whole_one_byte_at_a_time_and_split(how: str) -> None:
+    blob = _frames(_STREAM)
+    if how == "whole":
+        chunks = [blob]
+    elif how == "byte-by-byte":
+        chunks = [blob[i:i + 1] for i in range(len(blob))]
+    else:
+        chunks = [blob[i:i + 7] for i in range(0, len(blob), 7)]
+    hello, events, reason = _feed(chunks)
+    assert hello["type"] == "hello"
+    assert [e["type"] for e in events] == ["stats", "message", "stats"]
+    msg = events[1]["record"]
+    assert isinstance(msg, Message) and msg.data == b"\x00" * 300 and msg.direction is Direction.C2S
+    assert reason is None
+
+
+def test_receiver_keeps_trailing_bytes_for_the_next_read() -> None:
+    blob = _frames(_STREAM)
+    cut = len(blob) - 5  # the last frame arrives in two reads
+    _hello, events, _ = _feed([blob[:cut]])
+    assert [e["type"] for e in events] == ["stats", "message"]
+    _hello, events, _ = _feed([blob[:cut], blob[cut:]])
+    assert [e["type"] for e in events] == ["stats", "message", "stats"]
+
+
+def test_receiver_takes_frames_bigger_than_its_buffer_and_small_ones_after_them() -> None:
+    """A 5 MiB payload (five times the buffer) arrives in 64 KiB reads, then small frames in the same read."""
+    from proxy.client import READ_CHUNK
+
+    big = bytes(range(256)) * ((5 * READ_CHUNK) // 256)
+    stream = [_STREAM[0], {**_STREAM[2], "data": big}, _STREAM[1], _STREAM[3]]
+    blob = _frames(stream)
+    _hello, events, reason = _feed([blob[i:i + (64 << 10)] for i in range(0, len(blob), 64 << 10)])
+    assert [e["type"] for e in events] == ["message", "stats", "stats"]
+    assert events[0]["record"].data == big  # type: ignore[union-attr]
+    assert reason is None
+
+
+def test_receiver_refuses_a_frame_claiming_more_than_the_limit() -> None:
+    from proxy.client import MAX_FRAME
+
+    blob = _frames(_STREAM[:1]) + (MAX_FRAME + 1).to_bytes(4, "big") + b"x" * 10
+    hello, events, reason = _feed([blob])
+    assert hello["type"] == "hello" and events == []
+    assert reason is not None and "not a sockscope control endpoint" in reason
+
+
+def test_receiver_refuses_a_frame_that_is_not_a_map() -> None:
+    import msgpack
+
+    body = msgpack.packb([1, 2, 3])
+    _hello, _events, reason = _feed([_frames(_STREAM[:1]) + len(body).to_bytes(4, "big") + body])
+    assert reason is not None and "not a map" in reason

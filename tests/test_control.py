@@ -752,3 +752,13 @@ def test_watch_stdin_stops_when_the_parent_goes_away() -> None:
         if p.poll() is None:
             p.kill()
         p.stdout.close()
+
+
+def test_generated_tokens_never_look_like_an_option() -> None:
+    """Users paste the token after ``--token``: one starting with ``-`` would be taken for an option (1 in 64 of
+    ``secrets.token_urlsafe`` values do)."""
+    from proxy.control import new_token
+
+    tokens = {new_token() for _ in range(2000)}
+    assert len(tokens) == 2000 and not any(t.startswith("-") for t in tokens)
+    assert all(len(t) >= 22 for t in tokens)  # 128 bits, URL-safe base64

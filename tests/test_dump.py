@@ -80,8 +80,8 @@ def test_dump_follows_a_live_proxy() -> None:
                 break
         else:
             pytest.fail("the proxy never printed its control address")
-        follower = subprocess.Popen([sys.executable, "-m", "inspector.dump", "--follow", m.group(1), "--token",
-                                     m.group(2), "--filter", 's2c and text ~ "pong"'],
+        follower = subprocess.Popen([sys.executable, "-m", "inspector.dump", "--follow", m.group(1),
+                                     f"--token={m.group(2)}", "--filter", 's2c and text ~ "pong"'],
                                     stdout=subprocess.PIPE, text=True, encoding="utf-8", env=env)
         assert follower.stdout is not None
         for line in follower.stdout:  # connection events, then the first pong; the test timeout bounds it
