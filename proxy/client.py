@@ -267,6 +267,18 @@ class ControlClient:
             t.abort()
 
 
+class _EventQueue(queue.Queue[dict[str, Any] | None]):
+    """A ``queue.Queue`` that also takes a batch under one lock and one wake-up."""
+
+    def put_many(self, items: list[dict[str, Any]]) -> None:
+        if not items:
+            return
+        with self.not_empty:
+            self.queue.extend(items)
+            self.unfinished_tasks += len(items)
+            self.not_empty.notify()
+
+
 class SyncControlClient:
     """A blocking facade over :class:`ControlClient`, running on its own thread and event loop.
 
@@ -275,7 +287,7 @@ class SyncControlClient:
     """
 
     def __init__(self, host: str, port: int, token: str, timeout: float = 10.0) -> None:
-        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.events: _EventQueue = _EventQueue()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="sockscope-control-client",
                                         daemon=True)
@@ -293,11 +305,21 @@ class SyncControlClient:
         self._finalizer = weakref.finalize(self, _close_quietly, self._loop, self._thread, self._client, self._pump)
 
     async def _pump_events(self) -> None:
+        source, out = self._client._events, self.events
         try:
-            async for ev in self._client.events():
-                self.events.put(ev)
+            while True:
+                # Everything that has arrived crosses to the reading thread in one go: one lock and one
+                # wake-up per burst, not per event.
+                batch = [await source.get()]
+                while not source.empty():
+                    batch.append(source.get_nowait())
+                if _END in batch:
+                    source.put_nowait(_END)  # for anyone else iterating the client's events
+                    out.put_many(batch[:batch.index(_END)])
+                    return
+                out.put_many(batch)
         finally:
-            self.events.put(None)
+            out.put(None)
 
     def call(self, command: str, timeout: float = 10.0, **args: Any) -> Any:
         """Like ``ControlClient.call``, blocking; raises ``ControlError``."""

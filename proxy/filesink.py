@@ -25,6 +25,7 @@ I/O thread, which also reports errors through ``on_error``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import mmap
 import os
@@ -40,6 +41,7 @@ BLOCK: Final = 4096
 """Alignment of direct I/O offsets, lengths and buffers (the largest logical block size in common use)."""
 SEGMENT: Final = 8 << 20
 """Bytes per staging segment: one direct write per full segment."""
+_HUGE: Final = 2 << 20
 KEEP_SEGMENTS: Final = 6
 """Segments made when the file opens (48 MiB, faulted in by the I/O thread before the first write), so a disk that
 is briefly slower than the relay (measured here: 8 MiB direct writes take 2.5-15 ms, i.e. 0.6-3 GB/s) costs no
@@ -100,21 +102,33 @@ def _write(fd: int, data: memoryview, offset: int) -> int:  # buffered: jobs run
 
 
 class _Segment:
-    """One page-aligned staging buffer, faulted in when made."""
+    """One page-aligned staging buffer, faulted in when made; on Linux backed by transparent huge pages where the
+    kernel has them (``madvise``). Measured here, 8 MiB direct writes from huge pages ran at 4.9 GB/s for 0.004 CPU
+    seconds per GiB, from 4 KiB pages at 2.6 GB/s for 0.034 s: the kernel pins 4 pages per write instead of 2,048.
+    The segment also faults in 3x faster."""
 
     __slots__ = ("buf", "view")
 
     def __init__(self) -> None:
-        populate = getattr(mmap, "MAP_POPULATE", 0)
-        if populate:
-            self.buf = mmap.mmap(-1, SEGMENT, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+        private = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+        advise = getattr(mmap, "MADV_HUGEPAGE", None)
+        if private and advise is not None:
+            # Only private anonymous memory gets huge pages (mmap's default is shared), and only whole aligned
+            # ones: map one huge page more and use the aligned part.
+            self.buf = mmap.mmap(-1, SEGMENT + _HUGE, flags=private)
+            c = ctypes.c_char.from_buffer(self.buf)
+            off = -ctypes.addressof(c) % _HUGE
+            del c
+            with contextlib.suppress(OSError):  # a kernel without THP: 4 KiB pages
+                self.buf.madvise(advise, off, SEGMENT)
+            self.view = memoryview(self.buf)[off:off + SEGMENT]
         else:
             self.buf = mmap.mmap(-1, SEGMENT)
-            # Fault the pages in now rather than on the first seconds of a bulk recording.
-            zeros = bytes(1 << 20)
-            for _ in range(SEGMENT >> 20):
-                self.buf.write(zeros)
-        self.view = memoryview(self.buf)
+            self.view = memoryview(self.buf)
+        # Fault the pages in now rather than on the first seconds of a bulk recording.
+        zeros = bytes(1 << 20)
+        for i in range(0, SEGMENT, 1 << 20):
+            self.view[i:i + (1 << 20)] = zeros
 
     def release(self) -> None:
         self.view.release()
