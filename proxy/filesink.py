@@ -160,6 +160,7 @@ class StagedFile:
         self._pad_buf = mmap.mmap(-1, BLOCK) if direct else None  # the I/O thread's padded last block
         self._pad = memoryview(self._pad_buf) if self._pad_buf is not None else memoryview(b"")
         self._lock = threading.Lock()  # guards _free against the I/O thread
+        self._reserved: tuple[_Segment, int, int] | None = None  # (segment, start, tail room) of a reserve()
         self._short_at = 0.0  # when the loop thread last found no idle segment
         self._closed = False
         # The rest of the pool is faulted in by the I/O thread, off the loop thread, before the first write.
@@ -181,6 +182,7 @@ class StagedFile:
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
         """Copy ``data`` into staging; a full segment goes to the I/O thread. Never waits for the disk."""
+        self._reserved = None
         n = len(data)
         fill = self._fill
         if fill + n < SEGMENT:
@@ -198,6 +200,36 @@ class StagedFile:
             off += k
             if self._fill == SEGMENT:
                 self._seal()
+
+    def reserve(self, head: int, tail: int, least: int, most: int) -> memoryview | None:
+        """Staging memory for a piece of ``least`` to ``most`` bytes to be appended with :meth:`commit`, after a
+        head of exactly ``head`` bytes and before a tail of up to ``tail``; None if the current segment has less
+        room. Nothing is appended until ``commit``, and any append in between cancels the reservation."""
+        start = self._fill + head
+        room = SEGMENT - start - tail
+        if room < least:
+            self._reserved = None
+            return None
+        self._reserved = (self._seg, start, tail)
+        return self._seg.view[start:start + min(room, most)]
+
+    def commit(self, head: bytes, n: int, tail: bytes) -> bool:
+        """Append ``head``, the first ``n`` bytes of the reserved memory (already filled: not copied) and ``tail``.
+        False, appending nothing, if the reservation was cancelled or the head or tail is not what was promised."""
+        r, self._reserved = self._reserved, None
+        fill = self._fill
+        if r is None or r[0] is not self._seg or r[1] != fill + len(head) or len(tail) > r[2]:
+            return False
+        view = self._seg.view
+        start = fill + len(head)
+        end = start + n
+        view[fill:start] = head
+        view[end:end + len(tail)] = tail
+        self._fill = end + len(tail)
+        self.size += self._fill - fill
+        if self._fill == SEGMENT:
+            self._seal()
+        return True
 
     def flush(self) -> None:
         """Hand everything staged to the I/O thread (it reaches the OS soon after; no fsync)."""

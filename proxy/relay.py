@@ -301,9 +301,10 @@ class Relay:
         msg_id = self.ids.msg()
         if (lane.fast and not self.shared.active and not lane.queue and self.phase is Phase.RELAYING
                 and lane.scheduler.is_idle(now)):
-            # Fast path: nothing ahead of it, nothing shaping this lane: one record, one write.
-            out.append(cmd.Publish(Message(msg_id, self.conn_id, lane.direction, seq, data, now, now, origin)))
+            # Fast path: nothing ahead of it, nothing shaping this lane: one write, one record. The write goes
+            # first: the game's bytes must not wait while subscribers (a recording, a window) take the record.
             out.append(cmd.SendData(lane.direction.destination, data))
+            out.append(cmd.Publish(Message(msg_id, self.conn_id, lane.direction, seq, data, now, now, origin)))
             lane.bytes_out += len(data)
             lane.messages_out += 1
             return
@@ -356,9 +357,9 @@ class Relay:
         state = MessageState.HELD if held else MessageState.SCHEDULED
         if (not held and not lane.queue and not lane.cond.frozen and release_ns <= now
                 and self.phase is Phase.RELAYING):
+            self._write(lane, data, out)  # before the record, as on the fast path
             out.append(cmd.Publish(Message(msg_id, self.conn_id, d, seq, data, now, now, origin,
                                            MessageState.FORWARDED, delays)))
-            self._write(lane, data, out)
         else:
             out.append(cmd.Publish(Message(msg_id, self.conn_id, d, seq, data, now, None if held else release_ns,
                                            origin, state, delays)))
@@ -394,9 +395,9 @@ class Relay:
             delays = p.delays
             if now > p.release_ns:  # late: it waited behind something (a connect, a hold, a freeze)
                 delays = (*delays, (DelayReason.QUEUE, now - p.release_ns))
+            self._write(lane, p.data, out)  # before the record, as on the fast path
             out.append(cmd.Publish(MessageUpdated(p.msg_id, self.conn_id, lane.direction,
                                                   MessageState.FORWARDED, now, now, None, delays)))
-            self._write(lane, p.data, out)
 
     def _after_release(self, now: int, out: list[cmd.Command]) -> None:
         """Release what is due, pass on FINs whose lanes have drained, and ask for the next wake-up."""

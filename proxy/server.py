@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import Protocol, cast
 
 from proxy import commands as cmd
 from proxy import events as ev
@@ -114,17 +114,34 @@ def _is_reset(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ECONNRESET, errno.EPIPE)
 
 
+class ReadSink(Protocol):
+    """Something that offers memory for the relay's next read and wants to know what landed there (the
+    recorder: the read lands where its session record will be). Called on the engine thread only, always as
+    ``read_buffer`` then, if bytes came, ``read_landed`` right before the relay handles them."""
+
+    def read_buffer(self) -> memoryview | None:
+        """Where the next read may land, or None for the server's own buffer."""
+        ...
+
+    def read_landed(self, data: bytes) -> None:
+        """The last buffer offered now holds ``data`` (a copy the relay goes on with)."""
+        ...
+
+
 class _SideProtocol(asyncio.BufferedProtocol):
     """Socket callbacks of one side, forwarded to the connection handler.
 
     Reads land in the server's one read buffer (``READ_SIZE``) and are copied out at once: bigger reads than the
-    loops' own 256 KiB mean fewer messages, so less per-message work for a bulk transfer."""
+    loops' own 256 KiB mean fewer messages, so less per-message work for a bulk transfer. While a recording offers
+    its staging memory (:class:`ReadSink`), a read lands there instead, where its session record will be, and the
+    recording keeps it without a copy of its own."""
 
-    __slots__ = ("handler", "side")
+    __slots__ = ("handler", "side", "staged")
 
     def __init__(self, handler: ConnectionHandler, side: Side) -> None:
         self.handler = handler
         self.side = side
+        self.staged: memoryview | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, so no isinstance check here.
@@ -134,10 +151,25 @@ class _SideProtocol(asyncio.BufferedProtocol):
         self.handler.transport_made(self.side, transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.handler.server.read_view
+        server = self.handler.server
+        sink = server.read_sink
+        if sink is not None:
+            self.staged = sink.read_buffer()
+            if self.staged is not None:
+                return self.staged
+        return server.read_view
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(self.handler.server.read_view[:nbytes]))
+        staged = self.staged
+        if staged is None:
+            self.data_received(bytes(self.handler.server.read_view[:nbytes]))
+            return
+        self.staged = None
+        data = bytes(staged[:nbytes])
+        sink = self.handler.server.read_sink
+        if sink is not None:
+            sink.read_landed(data)  # before the relay publishes the message this read becomes
+        self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
         h = self.handler
@@ -359,6 +391,8 @@ class ProxyServer:
         self.framing = config.framing
         self.handlers: dict[int, ConnectionHandler] = {}
         self.read_view = memoryview(bytearray(READ_SIZE))
+        self.read_sink: ReadSink | None = None
+        """Offers the memory reads land in instead of ``read_view`` (set by a recording)."""
         """Where every read of this server's loop lands before it is copied into a message (see _SideProtocol)."""
         self.shared = Shared()
         self.global_conditions = _without_one_shots(config.conditions)

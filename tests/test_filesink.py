@@ -205,3 +205,32 @@ def test_allocator_tuning_takes_on_glibc_and_can_be_turned_off(monkeypatch: pyte
         assert not tune_allocator()
     monkeypatch.setenv("SOCKSCOPE_MALLOC", "default")
     assert not tune_allocator()
+
+
+def test_reserved_memory_is_appended_in_place_by_commit(tmp_path: Path, direct: bool) -> None:
+    """A piece written into reserved staging memory is appended between its head and tail without a copy; an
+    append after the reservation cancels it (the caller then appends the piece normally); a segment filled to
+    the byte by a commit goes to the disk."""
+    path = tmp_path / "f.bin"
+    f = open_staged(str(path), b"H", direct=direct)
+    view = f.reserve(3, 10, 1, 100)
+    assert view is not None and len(view) == 100
+    view[:5] = b"hello"
+    assert f.commit(b"<h>", 5, b"</t>")
+    view = f.reserve(3, 10, 1, 100)
+    assert view is not None
+    view[:4] = b"lost"
+    f.append(b"[appended]")  # takes the space: the reservation is void
+    assert not f.commit(b"<h>", 4, b"")
+    assert not f.commit(b"<h>", 4, b"")  # and stays void
+    view = f.reserve(1, 4, 1, 100)
+    assert view is not None
+    assert not f.commit(b"<h>", 1, b"")  # a head of another size than reserved
+    room = SEGMENT - f.size - 2  # fill the first segment to its last byte
+    view = f.reserve(1, 1, room, room)
+    assert view is not None and len(view) == room
+    view[:] = b"z" * room
+    assert f.commit(b"(", room, b")")
+    assert f.reserve(1, 1, SEGMENT, SEGMENT) is None  # never more than a segment
+    f.close()
+    assert path.read_bytes() == b"H<h>hello</t>[appended](" + b"z" * room + b")"

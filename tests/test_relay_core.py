@@ -56,14 +56,15 @@ def test_accept_opens_upstream_and_publishes() -> None:
 
 
 def test_fast_path_one_record_one_write_each_way() -> None:
+    """The write comes before the record: the game's bytes never wait for what subscribers do with it."""
     r = opened()
     out = r.handle(ev.DataReceived(100, C, b"Ping received! \xf0\x9f\x93\xa5"))
     assert out == [
-        cmd.Publish(Message(1, 1, Direction.C2S, 0, b"Ping received! \xf0\x9f\x93\xa5", 100, 100)),
         cmd.SendData(S, b"Ping received! \xf0\x9f\x93\xa5"),
+        cmd.Publish(Message(1, 1, Direction.C2S, 0, b"Ping received! \xf0\x9f\x93\xa5", 100, 100)),
     ]
     out = r.handle(ev.DataReceived(200, S, b"pong"))
-    assert out == [cmd.Publish(Message(2, 1, Direction.S2C, 0, b"pong", 200, 200)), cmd.SendData(C, b"pong")]
+    assert out == [cmd.SendData(C, b"pong"), cmd.Publish(Message(2, 1, Direction.S2C, 0, b"pong", 200, 200))]
     out = r.handle(ev.DataReceived(300, C, b"x"))
     assert records(out)[0].seq == 1  # type: ignore[attr-defined]
 
@@ -161,8 +162,8 @@ def test_upstream_timeout_reason() -> None:
 def test_injected_data_goes_through_the_receive_path() -> None:
     r = opened()
     out = r.handle(ev.DataInjected(10, Direction.S2C, b"from sockscope"))
-    assert out == [cmd.Publish(Message(1, 1, Direction.S2C, 0, b"from sockscope", 10, 10, Origin.INJECTED)),
-                   cmd.SendData(C, b"from sockscope")]
+    assert out == [cmd.SendData(C, b"from sockscope"),
+                   cmd.Publish(Message(1, 1, Direction.S2C, 0, b"from sockscope", 10, 10, Origin.INJECTED))]
 
 
 def test_close_requested_fin_and_reset() -> None:
