@@ -69,9 +69,9 @@ MAX_FRAME: Final = 64 << 20
 DEFAULT_QUEUE_BYTES: Final = 16 << 20
 DEFAULT_QUEUE_EVENTS: Final = 100_000
 TRUNCATE_KEEP: Final = 256
-DEFAULT_PAYLOAD_RATE: Final = 32 << 20
+DEFAULT_PAYLOAD_RATE: Final = 8 << 20
 """Payload bytes per second each subscriber gets in full (``--control-payload-rate``); see ``ControlServer``."""
-PAYLOAD_BURST: Final = 16 << 20
+PAYLOAD_BURST: Final = 8 << 20
 """Bytes of payload kept in an event once a subscriber's queue is past half full: enough for a summary."""
 AUTH_TIMEOUT: Final = 10.0
 CLOSE_GRACE: Final = 1.0
@@ -372,8 +372,11 @@ class ControlServer:
     each subscriber's backlog. ``payload_rate`` (bytes/s, 0 for no limit) is how many payload bytes of live
     messages each subscriber gets in full, after a burst of ``payload_burst`` bytes; past it, big payloads
     arrive truncated (size kept, counted like queue truncation). A window cannot show a 2 GB/s bulk transfer
-    byte by byte, and a subscriber reading every byte of one takes the CPU the relay needs; game traffic stays
-    far below the default 32 MiB/s. Held messages always carry their whole payload (they are there to be
+    byte by byte, and a subscriber reading every byte of one takes the CPU the relay needs (measured with
+    recording on, 2 cores: at 32 MiB/s the payloads cost the relay 5-10 % of its bulk throughput); a window keeps
+    1 GiB of payloads, which 32 MiB/s of one bulk transfer would turn over in half a minute, evicting the game's
+    own earlier messages. Game traffic stays far below the default 8 MiB/s (after an 8 MiB burst: a level or an
+    asset sent at once arrives whole). Held messages always carry their whole payload (they are there to be
     edited), and ``--record`` keeps everything.
     """
 
@@ -931,7 +934,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", default=None, metavar="FILE",
                         help="append every message and connection event to a session file")
     parser.add_argument("--control-payload-rate", default=None, metavar="RATE",
-                        help="payload bytes per second each control subscriber gets in full, e.g. 32MiB/s (the "
+                        help="payload bytes per second each control subscriber gets in full, e.g. 8MiB/s (the "
                              "default), 0 for no limit; past it big payloads arrive truncated, size kept (held "
                              "messages and --record always keep everything)")
     parser.add_argument("--wait-attach", nargs="?", type=float, const=0.0, default=None, metavar="S",
@@ -1049,7 +1052,7 @@ def _parse_rate(text: str) -> int:
 
     if text.strip() == "0":
         return 0
-    bad = ValueError(f"--control-payload-rate: cannot read {text!r}; e.g. 32MiB/s, 1MB/s, 500kbit, "
+    bad = ValueError(f"--control-payload-rate: cannot read {text!r}; e.g. 8MiB/s, 1MB/s, 500kbit, "
                      "or 0 for no limit (one rate: it applies to each subscriber, both directions)")
     try:
         rates = set(parse_bandwidth(text).values())

@@ -670,7 +670,7 @@ def test_payload_rate_flag(proxy: ProxyThread) -> None:
     from proxy.control import DEFAULT_PAYLOAD_RATE, _parse_rate
 
     assert _parse(["--control", "127.0.0.1:0"]).control_payload_rate is None
-    assert DEFAULT_PAYLOAD_RATE == 32 << 20
+    assert DEFAULT_PAYLOAD_RATE == 8 << 20
     assert _parse_rate("0") == 0 and _parse_rate("unlimited") == 0
     assert _parse_rate("8MB/s") == 8_000_000 and _parse_rate("1MiB/s") == 1 << 20
     for bad in ("fast", "c2s=1MB/s,s2c=2MB/s"):
