@@ -16,7 +16,6 @@ called from any thread.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import itertools
 import queue
@@ -29,6 +28,7 @@ from typing import Any, Final
 import msgpack
 
 from proxy.codec import RECORD_TYPES, CodecError, record_from_dict
+from proxy.loop import new_event_loop
 
 __all__ = ["ControlClient", "ControlError", "SyncControlClient"]
 
@@ -107,26 +107,37 @@ class _Receiver(asyncio.BufferedProtocol):
             big, self.big = self.big, None
             with big:
                 obj = msgpack.unpackb(big, raw=False)
-            client._on_frame(obj)
+            ev = client._on_frame(obj)
+            if ev is not None:
+                client._deliver([ev])
             return
         self.end += nbytes
         view, pos, end = self.view, self.start, self.end
-        unpack_from, unpackb = _U32.unpack_from, msgpack.unpackb
-        while end - pos >= 4 and not client.closing:
-            (n,) = unpack_from(view, pos)
-            if n > MAX_FRAME:
-                raise ControlError(f"frame of {n} bytes from the proxy: not a sockscope control endpoint?")
-            stop = pos + 4 + n
-            if stop > end:
-                if 4 + n > len(self.buf):
-                    self.big = memoryview(bytearray(n))
-                    have = end - pos - 4
-                    self.big[:have] = view[pos + 4:end]
-                    self.big_fill = have
-                    pos = end
-                break
-            client._on_frame(unpackb(view[pos + 4:stop], raw=False))
-            pos = stop
+        unpack_from, unpackb, on_frame = _U32.unpack_from, msgpack.unpackb, client._on_frame
+        batch: list[dict[str, Any]] = []  # every event of this read goes to the reader at once
+        try:
+            while end - pos >= 4 and not client.closing:
+                (n,) = unpack_from(view, pos)
+                if n > MAX_FRAME:
+                    raise ControlError(f"frame of {n} bytes from the proxy: not a sockscope control endpoint?")
+                stop = pos + 4 + n
+                if stop > end:
+                    if 4 + n > len(self.buf):
+                        self.big = memoryview(bytearray(n))
+                        have = end - pos - 4
+                        self.big[:have] = view[pos + 4:end]
+                        self.big_fill = have
+                        pos = end
+                    break
+                ev = on_frame(unpackb(view[pos + 4:stop], raw=False))
+                pos = stop
+                if ev is not None:
+                    batch.append(ev)
+                    if ev.get("type") == "bye":
+                        break
+        finally:
+            if batch:
+                client._deliver(batch)
         if pos == end:
             self.start = self.end = 0
         else:
@@ -143,8 +154,9 @@ class _Receiver(asyncio.BufferedProtocol):
 class ControlClient:
     """An authenticated control connection. Use :meth:`connect`; close with :meth:`close`."""
 
-    def __init__(self) -> None:
+    def __init__(self, sink: _EventQueue | None = None) -> None:
         loop = asyncio.get_running_loop()
+        self._sink = sink
         self._transport: asyncio.Transport | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -157,10 +169,13 @@ class ControlClient:
         self.closed_reason: str | None = None
 
     @classmethod
-    async def connect(cls, host: str, port: int, token: str,
-                      timeout: float = 10.0) -> ControlClient:  # noqa: ASYNC109 - one bound for connect+auth
-        """Connect, authenticate and wait for ``hello``. Raises ``ControlError`` (refused, wrong token)."""
-        self = cls()
+    async def connect(cls, host: str, port: int, token: str, timeout: float = 10.0,  # noqa: ASYNC109 - one bound
+                      *, sink: _EventQueue | None = None) -> ControlClient:
+        """Connect, authenticate and wait for ``hello``. Raises ``ControlError`` (refused, wrong token).
+
+        With ``sink``, events go there (in batches, then ``None`` at the end) instead of to :meth:`events`:
+        :class:`SyncControlClient` hands them straight to the reading thread that way."""
+        self = cls(sink)
         loop = asyncio.get_running_loop()
         try:
             transport, _ = await asyncio.wait_for(loop.create_connection(lambda: _Receiver(self), host, port),
@@ -185,27 +200,36 @@ class ControlClient:
         self.hello = first
         return self
 
-    def _on_frame(self, obj: object) -> None:
-        """One decoded frame: the first answers :meth:`connect`; replies settle calls; the rest are events."""
+    def _on_frame(self, obj: object) -> dict[str, Any] | None:
+        """One decoded frame: the first answers :meth:`connect`; replies settle calls; the rest are events,
+        returned for :meth:`_deliver`."""
         if not isinstance(obj, dict):
             raise ControlError(f"the proxy sent a {type(obj).__name__}, not a map")
         if not self._first.done():
             self._first.set_result(obj)
             if obj.get("type") != "hello":
                 self._finish(f"the proxy refused the connection: {obj.get('reason')}")
-            return
-        t = obj.get("type")
-        if t == "reply":
+            return None
+        if obj.get("type") == "reply":
             fut = self._pending.pop(obj.get("id"), None)  # type: ignore[arg-type]
             if fut is not None and not fut.done():
                 if obj.get("ok"):
                     fut.set_result(obj.get("result"))
                 else:
                     fut.set_exception(ControlError(str(obj.get("error", "unknown error"))))
-            return
-        self._events.put_nowait(_decorate(obj))
-        if t == "bye":
-            self._finish(f"the proxy said bye: {obj.get('reason')}")
+            return None
+        return _decorate(obj)
+
+    def _deliver(self, batch: list[dict[str, Any]]) -> None:
+        """Events decoded from one read, in order; a ``bye`` among them ends the connection after them."""
+        if self._sink is not None:
+            self._sink.put_many(batch)
+        else:
+            for ev in batch:
+                self._events.put_nowait(ev)
+        last = batch[-1]
+        if last.get("type") == "bye":
+            self._finish(f"the proxy said bye: {last.get('reason')}")
 
     def _finish(self, reason: str) -> None:
         """The connection is over (once): fail what waits, end the events, close the transport."""
@@ -220,6 +244,8 @@ class ControlClient:
                 fut.set_exception(ControlError(reason))
         self._pending.clear()
         self._events.put_nowait(_END)
+        if self._sink is not None:
+            self._sink.put(None)
         if self._transport is not None:
             self._transport.close()
 
@@ -288,38 +314,20 @@ class SyncControlClient:
 
     def __init__(self, host: str, port: int, token: str, timeout: float = 10.0) -> None:
         self.events: _EventQueue = _EventQueue()
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_event_loop()  # uvloop where installed: a wake-up of this thread costs less
         self._thread = threading.Thread(target=self._loop.run_forever, name="sockscope-control-client",
                                         daemon=True)
         self._thread.start()
         try:
             self._client: ControlClient = asyncio.run_coroutine_threadsafe(
-                ControlClient.connect(host, port, token, timeout), self._loop).result(timeout + 1)
+                ControlClient.connect(host, port, token, timeout, sink=self.events), self._loop).result(timeout + 1)
         except BaseException:
             self._stop_loop()
             raise
         self.hello = self._client.hello
-        self._pump = asyncio.run_coroutine_threadsafe(self._pump_events(), self._loop)
         # A script that breaks out of iter_events and exits without close() still says goodbye properly,
         # instead of asyncio printing "Task was destroyed but it is pending!" at exit.
-        self._finalizer = weakref.finalize(self, _close_quietly, self._loop, self._thread, self._client, self._pump)
-
-    async def _pump_events(self) -> None:
-        source, out = self._client._events, self.events
-        try:
-            while True:
-                # Everything that has arrived crosses to the reading thread in one go: one lock and one
-                # wake-up per burst, not per event.
-                batch = [await source.get()]
-                while not source.empty():
-                    batch.append(source.get_nowait())
-                if _END in batch:
-                    source.put_nowait(_END)  # for anyone else iterating the client's events
-                    out.put_many(batch[:batch.index(_END)])
-                    return
-                out.put_many(batch)
-        finally:
-            out.put(None)
+        self._finalizer = weakref.finalize(self, _close_quietly, self._loop, self._thread, self._client)
 
     def call(self, command: str, timeout: float = 10.0, **args: Any) -> Any:
         """Like ``ControlClient.call``, blocking; raises ``ControlError``."""
@@ -375,15 +383,11 @@ class SyncControlClient:
         self.close()
 
 
-def _close_quietly(loop: asyncio.AbstractEventLoop, thread: threading.Thread, client: ControlClient,
-                   pump: concurrent.futures.Future[None]) -> None:
+def _close_quietly(loop: asyncio.AbstractEventLoop, thread: threading.Thread, client: ControlClient) -> None:
     if not thread.is_alive():
         return
-    try:
+    with contextlib.suppress(Exception):
         asyncio.run_coroutine_threadsafe(client.close(), loop).result(5)
-        pump.result(5)  # the pump ends with the connection; stopping the loop under it would warn
-    except Exception:
-        pass
     _stop_loop(loop, thread)
 
 
