@@ -159,6 +159,7 @@ class _Subscriber(asyncio.Protocol):
         self.truncated_total = 0
         self._dropped_unreported = 0
         self._truncated_unreported = 0
+        self._report_due = False  # a drop or a truncation from falling behind waits to be reported
 
     # ---------------------------------------------------------------------------- transport callbacks
 
@@ -304,9 +305,14 @@ class _Subscriber(asyncio.Protocol):
         self.dropped_total += 1
         self._dropped_unreported += 1
 
-    def note_truncated(self) -> None:
+    def note_truncated(self, report: bool = True) -> None:
+        """Count a truncated event. Only one cut because this subscriber fell behind asks for a ``dropped``
+        report; one cut by the payload budget (every bulk message, at bulk rates) is reported with the next
+        report or in ``stats``: a report per batch of events would double the writes and the client's wake-ups."""
         self.truncated_total += 1
         self._truncated_unreported += 1
+        if report:
+            self._report_due = True
 
     def flush(self) -> None:
         """Hand queued frames to the transport while it is writable, in chunks of about ``FLUSH_CHUNK``."""
@@ -325,12 +331,13 @@ class _Subscriber(asyncio.Protocol):
             self.out_bytes -= size
             # writelines: uvloop sends the frames with one writev, no joined copy of large payloads.
             t.writelines(parts)
-        if not out and not self.paused and (self._dropped_unreported or self._truncated_unreported):
+        if not out and not self.paused and (self._dropped_unreported or self._report_due):
             # Caught up: say what was missed since the last report, before anything newer.
             t.write(pack_frame({"v": 1, "type": "dropped", "count": self._dropped_unreported,
                                 "truncated": self._truncated_unreported, "total_dropped": self.dropped_total,
                                 "total_truncated": self.truncated_total}))
             self._dropped_unreported = self._truncated_unreported = 0
+            self._report_due = False
 
     def fail(self, reason: str) -> None:
         """Say why in a ``bye`` and disconnect this client (only this one)."""
@@ -547,15 +554,15 @@ class ControlServer:
             if len(s.out) >= s.max_events:
                 s.note_dropped()
                 continue
+            behind = queued >= s.soft_bytes or queued + size > s.max_bytes
             if data is not None and len(data) > TRUNCATE_KEEP and (
-                    queued >= s.soft_bytes or queued + size > s.max_bytes
-                    or (budgeted and not s.take_payload(len(data), now))):
+                    behind or (budgeted and not s.take_payload(len(data), now))):
                 if queued + TRUNCATE_KEEP + 200 > s.max_bytes:
                     s.note_dropped()
                     continue
                 if trunc is None:
                     trunc = self._frame_of(truncated_dict(r, TRUNCATE_KEEP))  # type: ignore[arg-type]
-                s.note_truncated()
+                s.note_truncated(report=behind)
                 s.push(trunc, later)
                 continue
             if queued + size > s.max_bytes:

@@ -662,6 +662,10 @@ def test_payload_rate_budget_truncates_live_bulk_but_never_held_messages(
         assert evs[2002]["size"] == 20_000 and len(evs[2002]["data"]) == 256
         assert evs[2100]["data"] == held.data and not evs[2100].get("truncated")  # held: always whole
         assert evs[2101]["data"] == small.data
+        # Budget cuts are policy, not loss: no "dropped" report of their own (the next stats frame counts them),
+        # unlike cuts from falling behind.
+        stats = c.wait_for(lambda e: e["type"] in ("stats", "dropped"))
+        assert stats["type"] == "stats" and stats["events_truncated"] == 2
     finally:
         control.close()
 
