@@ -1,8 +1,11 @@
 """Append-only file output for the recorder: staged in memory on the event-loop thread, written by an I/O thread.
 
 Role: :class:`StagedFile` takes the recorder's bytes on the event-loop thread and copies them at once into a
-staging segment (8 MiB, page-aligned, faulted in before traffic). A full segment, or whatever :meth:`flush` finds
-staged, is handed to one I/O thread that writes it; the loop thread never waits for the disk. Two ways to write:
+staging segment (8 MiB, page-aligned, on huge pages where the kernel has them, faulted in before traffic). Or it
+lends the memory where the next bytes go (:meth:`StagedFile.reserve`): the relay reads a payload straight into it
+and the recorder commits it there with its record's head and tail around it (:meth:`StagedFile.commit`), no copy.
+A full segment, or whatever :meth:`flush` finds staged, is handed to one I/O thread that writes it; the loop
+thread never waits for the disk. Two ways to write:
 
 - direct I/O (Linux, filesystems that accept ``O_DIRECT``): whole blocks straight from the segment to the device,
   bypassing the page cache. A partial last block is written padded and the file is cut back to its true length at
@@ -18,8 +21,8 @@ copy here reads a payload that is still in the CPU's cache, into memory faulted 
 recording cost 0.1-1.3 CPU seconds per 512 MiB on that machine (allocating page cache), direct writes 0.02-0.06 s.
 
 Must not import: Qt, ``inspector``.
-Thread: ``append``, ``flush`` and ``close`` on one thread (the engine's event loop); the writes run on the file's own
-I/O thread, which also reports errors through ``on_error``.
+Thread: ``append``, ``reserve``, ``commit``, ``flush`` and ``close`` on one thread (the engine's event loop); the
+writes run on the file's own I/O thread, which also reports errors through ``on_error``.
 """
 
 from __future__ import annotations

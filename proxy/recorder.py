@@ -3,7 +3,9 @@
 Role: writes the format defined in :mod:`proxy.session` (header, then length-prefixed msgpack records).
 Each record is packed on the engine thread and copied at once into the staging memory of a
 :class:`proxy.filesink.StagedFile`, whose own I/O thread writes every full 8 MiB segment, and whatever is staged
-``flush_interval`` (100 ms) after the first unwritten record, and everything on close. The engine thread never
+``flush_interval`` (100 ms) after the first unwritten record, and everything on close. The recorder is also the
+server's :class:`proxy.server.ReadSink`: raw reads land in staging after room for their record's fixed-size head,
+so a bulk payload is written to the file from the very memory the relay read it into. The engine thread never
 waits for the disk: measured here, a plain ``write()`` on the loop thread held bulk relaying to the disk's
 ~450 MB/s (0.2-0.35x of relaying without recording).
 Every record is kept. If the disk falls more than ``backlog_bytes`` (128 MiB) behind, message payloads are cut
