@@ -28,7 +28,6 @@ from typing import Any, Final
 import msgpack
 
 from proxy.codec import RECORD_TYPES, CodecError, record_from_dict
-from proxy.loop import new_event_loop
 
 __all__ = ["ControlClient", "ControlError", "SyncControlClient"]
 
@@ -314,7 +313,7 @@ class SyncControlClient:
 
     def __init__(self, host: str, port: int, token: str, timeout: float = 10.0) -> None:
         self.events: _EventQueue = _EventQueue()
-        self._loop = new_event_loop()  # uvloop where installed: a wake-up of this thread costs less
+        self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="sockscope-control-client",
                                         daemon=True)
         self._thread.start()

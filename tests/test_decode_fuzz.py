@@ -144,6 +144,8 @@ def _text_confidence_reference(data: bytes) -> float:
 @given(prefix=PREFIXES, body=st.binary(max_size=600), text=st.text(max_size=200), long=st.booleans())
 @example(prefix=b"", body=b"\x80", text="", long=False)
 @example(prefix=b"", body=b"\x00\x01\x02a", text="", long=False)
+@example(prefix=b"", body=b"\xef\xbf\xbd", text="", long=False)  # U+FFFD sent as text is not a bad byte
+@example(prefix=b"", body=b"\xef\xbf\xbd\x80", text="", long=False)
 def test_text_confidence_shortcuts_change_nothing(prefix: bytes, body: bytes, text: str, long: bool) -> None:
     data = prefix + text.encode("utf-8", "surrogatepass") + body
     if long:

@@ -90,6 +90,12 @@ class TextDecoder:
         bad = 0
         if len(data) <= _PROBE:  # the whole message: count bad sequences without raising and catching
             bad = body.decode("utf-8", "replace").count("\ufffd")
+            if bad and b"\xef\xbf\xbd" in body:
+                try:  # U+FFFD written by the sender is text, not a bad sequence
+                    body.decode("utf-8")
+                    bad = 0
+                except UnicodeDecodeError:
+                    pass
         else:
             try:
                 body.decode("utf-8")
