@@ -442,11 +442,6 @@ def message_head_tail(packer: msgpack.Packer, r: Message) -> tuple[bytes, bytes]
     return head, tail
 
 
-# The head above spells out the message record's first keys: fail at import, not in a recording, if they change.
-assert list(_enc_message(Message(0, 0, Direction.C2S, 0, b"", 0, 0))) == [
-    "type", "id", "conn_id", "direction", "seq", "data", *_AFTER_DATA]
-
-
 def pack_framed(packer: msgpack.Packer, d: dict[str, Any]) -> tuple[bytes, ...]:
     """``d`` as a u32 big-endian length plus its msgpack map (the framing of session records and control frames),
     in pieces to write one after another (``writev``, ``writelines``).

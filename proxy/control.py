@@ -69,10 +69,11 @@ MAX_FRAME: Final = 64 << 20
 DEFAULT_QUEUE_BYTES: Final = 16 << 20
 DEFAULT_QUEUE_EVENTS: Final = 100_000
 TRUNCATE_KEEP: Final = 256
+"""Bytes of payload kept in an event once a subscriber's queue is past half full: enough for a summary."""
 DEFAULT_PAYLOAD_RATE: Final = 8 << 20
 """Payload bytes per second each subscriber gets in full (``--control-payload-rate``); see ``ControlServer``."""
 PAYLOAD_BURST: Final = 8 << 20
-"""Bytes of payload kept in an event once a subscriber's queue is past half full: enough for a summary."""
+"""Payload bytes a subscriber gets in full at once before the rate applies."""
 AUTH_TIMEOUT: Final = 10.0
 CLOSE_GRACE: Final = 1.0
 """Seconds ``ControlServer.close`` lets clients take their ``bye`` before aborting their connections."""

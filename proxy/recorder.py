@@ -58,13 +58,12 @@ class Recorder:
         self.truncated_payloads = 0
         """Message payloads cut in the file because the disk fell behind."""
         self.records = 0
-        """Records appended (they are in the file once :meth:`wait_written` returns)."""
+        """Records appended (in the file once flushed and written; all of them after :meth:`close`)."""
         self.staged_reads = 0
         """Messages whose payload the relay read straight into the file's staging memory (no copy)."""
         self.failed: str | None = None
         """Why recording stopped early (a disk error), else None."""
         self._timer: asyncio.TimerHandle | None = None
-        self._closed_size = 0
         self._packer = msgpack.Packer(use_bin_type=True)
         cfg = server.config
         header = encode_header(clock=server.clock, listen=server.listen_addr,
@@ -78,11 +77,6 @@ class Recorder:
         self._landed: bytes | None = None
         if server.read_sink is None:
             server.read_sink = self
-
-    @property
-    def bytes_written(self) -> int:
-        """Bytes in the file so far, header included (a hint while recording; exact after :meth:`close`)."""
-        return self._file.written if self._file is not None else self._closed_size
 
     def read_buffer(self) -> memoryview | None:
         """:class:`proxy.server.ReadSink`: the relay's next read may land in staging, right after room for its
@@ -138,16 +132,6 @@ class Recorder:
         if self._file is not None:
             self._file.flush()
 
-    def wait_written(self, timeout: float = 10.0) -> bool:
-        """Flush and block until everything so far is in the file (for tests). Call it on the engine thread."""
-        f = self._file
-        if f is None:
-            return True
-        try:
-            return f.sync(timeout)
-        except OSError:  # reported through on_error already
-            return True
-
     def _on_io_error(self, e: OSError) -> None:
         """I/O thread: the disk failed; the file writes nothing more."""
         why = f"recording to {self.path} stopped: {e.strerror or e}"
@@ -181,7 +165,6 @@ class Recorder:
         f, self._file = self._file, None
         if f is not None:
             f.close()
-            self._closed_size = f.written
 
     def close(self) -> None:
         """Write what is staged, stop listening and close the file. Safe to call twice."""

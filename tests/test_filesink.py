@@ -15,7 +15,7 @@ import pytest
 from proxy import filesink
 from proxy.codec import SPLICE_MIN, pack_framed, record_to_dict
 from proxy.filesink import BLOCK, KEEP_SEGMENTS, SEGMENT, StagedFile, open_staged
-from proxy.model import Direction, Message
+from proxy.model import DelayReason, Direction, Message, MessageState, Origin
 from proxy.session import SessionReader, encode_header, encode_record
 
 
@@ -148,6 +148,28 @@ def test_a_failing_disk_is_reported_once_and_appending_goes_on(tmp_path: Path, d
     f.close()
     assert len(errors) == 1 and errors[0].errno == errno.ENOSPC
     assert isinstance(f, StagedFile) and f.error is errors[0]
+
+
+@pytest.mark.parametrize("m", [
+    Message(5, 3, Direction.S2C, 7, b"abc" * 10_000, 123_456_789, None),
+    Message(2**40, 1, Direction.C2S, 2**33, b"", 1, 2, Origin.INJECTED, MessageState.SCHEDULED,
+            ((DelayReason.QUEUE, 45), (DelayReason.LATENCY, 10**9))),
+    Message(1, 1, Direction.C2S, 0, b"x", 0, 0),
+])
+def test_message_head_tail_is_the_message_record_with_a_fixed_size_head(m: Message) -> None:
+    """Head, payload and tail read back as exactly the record ``pack_framed`` writes, whatever the values: this
+    is what the recorder writes around a payload the relay read into staging."""
+    from proxy.codec import MESSAGE_HEAD, message_head_tail, record_from_dict
+
+    packer = msgpack.Packer(use_bin_type=True)
+    head, tail = message_head_tail(packer, m)
+    assert len(head) == MESSAGE_HEAD
+    blob = head + m.data + tail
+    assert int.from_bytes(blob[:4], "big") == len(blob) - 4
+    d = msgpack.unpackb(blob[4:], raw=False)
+    assert list(d) == list(record_to_dict(m)) and d == record_to_dict(m)
+    assert record_from_dict(d) == m
+    assert d == msgpack.unpackb(b"".join(pack_framed(packer, record_to_dict(m)))[4:], raw=False)
 
 
 def test_pack_framed_splices_big_payloads_without_copying() -> None:
