@@ -29,7 +29,14 @@ def window(qtbot: Any, tmp_path: Any) -> Iterator[MainWindow]:
 @pytest.mark.timeout(90)
 def test_demo_child_traffic_then_the_child_is_killed(qtbot: Any, window: MainWindow) -> None:
     w = window
-    qtbot.waitUntil(lambda: w.link is not None and w.model.rowCount() >= 4, timeout=WAIT)
+    try:
+        qtbot.waitUntil(lambda: w.link is not None and w.model.rowCount() >= 4, timeout=WAIT)
+    except Exception:
+        lk: Any = w.link
+        raise AssertionError(
+            f"no demo traffic: rows={w.model.rowCount()} link={lk!r} alive={getattr(lk, 'alive', None)} "
+            f"death={getattr(lk, 'death', None)!r} exit={lk.proc.poll() if lk is not None and lk.proc else None} "
+            f"stderr={getattr(lk, '_stderr', None)} banner={w.banner_text.text()!r}") from None
     link = w.link
     assert isinstance(link, ChildProcessLink) and link.proc is not None
     texts = [w.model.index(r, 5).data() for r in range(w.model.rowCount())]
