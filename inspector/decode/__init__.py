@@ -14,6 +14,7 @@ from proxy.model import Message
 
 from ._api import (
     EMPTY_CONTEXT,
+    GAVE_UP,
     MAX_DUMP,
     MAX_NODES,
     MAX_PARSE,
@@ -26,7 +27,10 @@ from ._api import (
     Field,
     View,
     error_view,
+    gave_up,
+    gave_up_view,
     hex_dump,
+    past_deadline,
 )
 from ._hex import HexDecoder
 from ._json import JsonDecoder
@@ -40,6 +44,7 @@ __all__ = [
     "AUTO",
     "EMPTY_CONTEXT",
     "ENTRY_POINT_GROUP",
+    "GAVE_UP",
     "MAX_DUMP",
     "MAX_NODES",
     "MAX_PARSE",
@@ -67,8 +72,11 @@ __all__ = [
     "decode_message",
     "default_registry",
     "error_view",
+    "gave_up",
+    "gave_up_view",
     "hex_dump",
     "parse_layout",
+    "past_deadline",
 ]
 
 
@@ -98,9 +106,9 @@ def decode(data: bytes, ctx: DecodeContext = EMPTY_CONTEXT) -> View:
     return default_registry().decode(data, ctx)
 
 
-def decode_message(msg: Message, *, detail: bool = True) -> View:
+def decode_message(msg: Message, *, detail: bool = True, deadline_ns: int | None = None) -> View:
     """Decode a captured message with the default registry and its per-connection settings.
 
     ``detail`` False gives a summary-only view (see :attr:`DecodeContext.detail`): several times faster, for
     callers that read only the decoder, summary, values and error."""
-    return default_registry().decode_message(msg, detail=detail)
+    return default_registry().decode_message(msg, detail=detail, deadline_ns=deadline_ns)

@@ -9,6 +9,7 @@ Thread: any thread; pure.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -83,10 +84,23 @@ class DecodeContext:
     column, filters, the timeline, JSON-lines export). A decoder may then skip the field tree, the text rendering
     and the editable form, which cost most of a decode; it must give the same ``decoder``, ``summary``,
     ``values`` and ``error`` as with detail. Such a view has ``can_encode`` False: it is never edited."""
+    deadline_ns: int | None = None
+    """A ``time.monotonic_ns()`` value past which the decode stops and returns :func:`gave_up_view`. Set by
+    callers on threads that must not wait (rules on the relay's thread, the window's GUI thread); decoders that
+    loop in Python check :func:`past_deadline` every few hundred steps. None: only the decoder's own caps."""
 
 
 EMPTY_CONTEXT = DecodeContext()
 SUMMARY_CONTEXT = DecodeContext(detail=False)
+
+
+def past_deadline(ctx: DecodeContext) -> bool:
+    """Whether ``ctx`` has a deadline and it has passed."""
+    return ctx.deadline_ns is not None and time.monotonic_ns() > ctx.deadline_ns
+
+
+GAVE_UP = "gave up: "
+"""How the error of a view starts when a decoder stopped at its deadline or its work budget."""
 
 
 @runtime_checkable
@@ -155,3 +169,13 @@ def error_view(decoder: str, data: bytes, error: str, *, warnings: tuple[str, ..
         error=error,
         truncated=len(data) > MAX_DUMP,
     )
+
+
+def gave_up_view(decoder: str, data: bytes, why: str) -> View:
+    """The view of a decode stopped at its deadline or work budget: ``error`` starts with :data:`GAVE_UP`."""
+    return error_view(decoder, data, GAVE_UP + why)
+
+
+def gave_up(view: View) -> bool:
+    """Whether ``view`` is a decode that stopped at its deadline or work budget (not a decoding error)."""
+    return view.error is not None and view.error.startswith(GAVE_UP)

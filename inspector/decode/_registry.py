@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from proxy.model import Direction, Message
 
-from ._api import EMPTY_CONTEXT, DecodeContext, Decoder, EncodeError, Field, View, error_view
+from ._api import EMPTY_CONTEXT, DecodeContext, Decoder, EncodeError, Field, View, error_view, gave_up
 
 ENTRY_POINT_GROUP = "sockscope.decoders"
 AUTO = "auto"
@@ -209,9 +209,14 @@ class DecoderRegistry(Mapping[str, Decoder]):
             return self.decode_with(name, data, ctx)
         return self.auto(data, ctx)
 
-    def decode_message(self, msg: Message, decoder: str | None = None, *, detail: bool = True) -> View:
-        """``msg`` decoded with its connection's settings; ``detail`` False: see :attr:`DecodeContext.detail`."""
-        return self.decode(msg.data, self.context_for(msg.conn_id, msg.direction, detail=detail), decoder)
+    def decode_message(self, msg: Message, decoder: str | None = None, *, detail: bool = True,
+                       deadline_ns: int | None = None) -> View:
+        """``msg`` decoded with its connection's settings; ``detail`` False: see :attr:`DecodeContext.detail`;
+        ``deadline_ns``: see :attr:`DecodeContext.deadline_ns`."""
+        ctx = self.context_for(msg.conn_id, msg.direction, detail=detail)
+        if deadline_ns is not None:
+            ctx = replace(ctx, deadline_ns=deadline_ns)
+        return self.decode(msg.data, ctx, decoder)
 
     def auto(self, data: bytes, ctx: DecodeContext = EMPTY_CONTEXT) -> View:
         """The most confident decoder's view; when it fails, the next one's (the hex view never fails).
@@ -247,8 +252,8 @@ class DecoderRegistry(Mapping[str, Decoder]):
         first_error: View | None = None
         for _, _, decoder in self._ranked(data, ctx):
             view = self._decode_by(decoder, data, ctx)
-            if view.error is None:
-                return view
+            if view.error is None or gave_up(view):
+                return view  # past the deadline, trying the next decoder would only overrun it further
             first_error = first_error or view
         return first_error or error_view("auto", data, "no decoder is registered")
 
