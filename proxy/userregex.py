@@ -9,7 +9,7 @@ would pass :data:`MAX_MEM` is refused as too large.
 
 Linear is not the whole story on the relay's thread: RE2's cost per byte grows with the size of the compiled
 program when its DFA cannot cache the states (a 27-instruction pattern can cost 170 ns per byte, a
-2,000-instruction one 12 µs), so :attr:`UserRegex.max_bytes` is the longest input one search may read within
+2,000-instruction one 15 µs), so :attr:`UserRegex.max_bytes` is the longest input one search may read within
 :data:`RULE_REGEX_WORK`; rules do not run a regex on a longer message (they say so instead).
 
 Must not import: Qt, ``inspector``, asyncio, sockets.
@@ -31,10 +31,11 @@ refused; a bigger budget would also make a thrashing DFA slower, not faster."""
 MAX_PATTERN = 4 << 10
 """Longest pattern accepted, in bytes: compiling is linear in the pattern, but rules compile on the relay's loop."""
 
-RULE_REGEX_WORK = 1_000_000
-"""Bytes searched times program instructions that one rule regex may cost per message. RE2 spends at most about
-8 ns per unit on this machine class even when its DFA thrashes, so a search stays under about 8 ms; a plain
-pattern of 10 instructions reads up to 100 KB."""
+RULE_REGEX_WORK = 500_000
+"""Bytes searched times program instructions that one rule regex may cost per message. The worst patterns found
+(DFA thrashing, then RE2's NFA) cost about 8 ns per unit on the 2-core test machine, so a search stays under about
+4 ms; ``"type":\\s*"ping"`` (20 instructions) reads up to 25 KB. A plain word is a substring test, counted as one
+unit per 8 bytes (4 MB)."""
 
 _METACHARACTERS = frozenset(b"\\.^$|?*+()[]{}")
 _ANCHOR = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
@@ -61,17 +62,17 @@ class UserRegex:
         """A str pattern is UTF-8 (``.`` is one character) and searches UTF-8 bytes; a bytes pattern is Latin-1
         (``.`` is one byte)."""
         self.program_size: int = compiled.programsize  # type: ignore[attr-defined]
-        self.max_bytes = RULE_REGEX_WORK // max(1, self.program_size)
+        # The most common pattern is a plain word ("tick"): a substring test gives the same answer at a fifth of
+        # the cost of a call into RE2, and is linear too.
+        self.literal: bytes | None = encoded if not _METACHARACTERS.intersection(encoded) else None
+        """The pattern's bytes when it has no metacharacter: searching is then a substring test."""
+        self.max_bytes = RULE_REGEX_WORK * 8 if self.literal is not None else RULE_REGEX_WORK // self.program_size
         """The longest input a rule searches with this pattern (see :data:`RULE_REGEX_WORK`)."""
         # The module's search() wraps every call in a generator and a match object; the underlying RE2 object's
         # Match() is half the cost. It is not public API, so fall back to search() if a release renames it.
         raw = getattr(compiled, "_regexp", None)
         self._match = getattr(raw, "Match", None) if _ANCHOR is not None else None
         self._fallback = compiled.search  # type: ignore[attr-defined]
-        # The most common pattern is a plain word ("tick"): a substring test gives the same answer at a fifth of
-        # the cost of a call into RE2, and is linear too.
-        self.literal: bytes | None = encoded if not _METACHARACTERS.intersection(encoded) else None
-        """The pattern's bytes when it has no metacharacter: searching is then a substring test."""
 
     def search(self, data: bytes) -> bool:
         """Whether the pattern occurs in ``data`` (UTF-8 bytes for a str pattern)."""

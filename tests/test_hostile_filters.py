@@ -499,4 +499,7 @@ def test_fuzz_parser_gives_a_filter_or_a_filter_error_and_matching_never_raises(
     engine = compile_for_engine(text)
     for m in SAMPLES:
         assert f.matches(m, REG.decode_message) in (True, False)
-        assert engine(m) in (True, False)
+        try:
+            assert engine(m) in (True, False)
+        except RuleUndecided:  # a regex too costly for this message on the relay's thread: no match, with a reason
+            pass
