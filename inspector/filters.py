@@ -279,7 +279,7 @@ class _Parser:
 
     @staticmethod
     def describe(t: _Token) -> str:
-        return "the end of the filter" if t.kind == "eof" else repr(t.text)
+        return "the end of the filter" if t.kind == "eof" else repr(_clip(t.text))
 
     # -- grammar --
 
@@ -408,12 +408,12 @@ class _Parser:
         if lname in MESSAGE_FIELDS and not path:
             return _Node("leaf", plain=_message_leaf(lname, name_tok, op, value_tok, op_tok, self.for_rules))
         if lname in MESSAGE_FIELDS:
-            raise FilterError(f"{name!r} has no sub-fields", name_tok.col)
+            raise FilterError(f"{_clip(name)!r} has no sub-fields", name_tok.col)
         if not self.is_namespace(lname):
             choices = list(MESSAGE_FIELDS) + sorted(self.all_namespaces())
             close = difflib.get_close_matches(lname, choices, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f"; fields are {', '.join(choices)}"
-            raise FilterError(f"unknown field {name!r}{hint}", name_tok.col)
+            raise FilterError(f"unknown field {_clip(name)!r}{hint}", name_tok.col)
         self.fields_needed.add(lname)
         test = _value_test(op, value_tok, op_tok, self.for_rules) if op is not None else _truthy
         return _Node("leaf", decoded=_decoded_leaf(lname, tuple(path), test, op is None))
@@ -462,7 +462,7 @@ def _message_leaf(
                 target = MessageState(word.lower())
         except ValueError:
             raise FilterError(
-                f"unknown {name} {word!r}: expected one of {', '.join(VALUE_NAMES[name])}", value_tok.col
+                f"unknown {name} {_clip(word)!r}: expected one of {', '.join(VALUE_NAMES[name])}", value_tok.col
             ) from None
         attr = {"dir": "direction", "origin": "origin", "state": "state"}[name]
         if op == "==":

@@ -253,6 +253,18 @@ def test_nesting_cap_is_exact_and_says_where() -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    ["x" * 100_000 + " == 1", "dir == " + "q" * 100_000, 'c2s "' + "a" * 100_000 + '"', "size > 1" + "a" * 100_000,
+     "text ~ '" + "(" * 3000 + "'"],
+    ids=["field", "dir", "string", "number", "regex"],
+)
+def test_errors_about_huge_input_stay_one_short_line(text: str) -> None:
+    with pytest.raises(FilterError) as info:
+        parse_filter(text)
+    assert len(str(info.value)) < 300 and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
     ("text", "column"),
     [
         ("size > " + "9" * 5000, 7),
