@@ -26,7 +26,8 @@ Grammar (``and`` binds tighter than ``or``; ``not`` tighter than both)::
 
 Must not import: Qt, or anything from ``proxy`` except ``proxy.model`` and ``proxy.userregex``.
 Thread: any thread; pure. A :class:`Filter` is immutable and can be shared between threads; an
-:class:`EngineViews` (the rules' decode cache) belongs to one thread, the relay's.
+:class:`EngineViews` (the rules' one-message decode cache) is meant for the relay's thread, and is still correct
+shared between threads (its cache entry is replaced whole: at worst a message is decoded twice).
 """
 
 from __future__ import annotations
