@@ -6,6 +6,14 @@ never decode; decoded fields (``json.pos.x > 3``, ``pickle.class == "Game"``) as
 message's decoded :class:`~inspector.decode.View` only when evaluation reaches them, so a store can hand in its
 cache of decoded views. No ``eval``: a hand-written lexer and recursive-descent parser.
 
+Nothing a user types may hang or crash what evaluates a filter (the window, or a rule on the relay's thread):
+regexes run on RE2 (linear time; :mod:`proxy.userregex`), ``and``/``or`` chains of any length are evaluated by
+loops, parentheses and ``not`` nest at most :data:`MAX_NESTING` deep, number literals are at most
+:data:`MAX_NUMBER_CHARS` long, and anything else that goes wrong while matching means "no match". As a rule
+(:func:`compile_for_engine`), a filter decodes a message only up to :data:`RULE_DECODE_MAX_BYTES` and within
+:data:`RULE_DECODE_BUDGET_NS`, and runs a regex only within :data:`~proxy.userregex.RULE_REGEX_WORK`; past those it
+raises :class:`~proxy.model.RuleUndecided`, which the relay turns into "no match" and a one-time warning.
+
 Grammar (``and`` binds tighter than ``or``; ``not`` tighter than both)::
 
     expr       := and_expr (("or" | "||") and_expr)*
@@ -16,31 +24,41 @@ Grammar (``and`` binds tighter than ``or``; ``not`` tighter than both)::
     op         := "==" | "!=" | "<" | "<=" | ">" | ">=" | "~" | "!~" | "contains"
     value      := string | number | true | false | null | bare word
 
-Must not import: Qt, or anything from ``proxy`` except ``proxy.model``.
-Thread: any thread; pure. A :class:`Filter` is immutable and can be shared between threads.
+Must not import: Qt, or anything from ``proxy`` except ``proxy.model`` and ``proxy.userregex``.
+Thread: any thread; pure. A :class:`Filter` is immutable and can be shared between threads; an
+:class:`EngineViews` (the rules' one-message decode cache) is meant for the relay's thread, and is still correct
+shared between threads (its cache entry is replaced whole: at worst a message is decoded twice).
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from inspector.decode import PickleObject, View, default_registry
-from proxy.model import Direction, Message, MessageState, Origin
+from inspector.decode import DecoderRegistry, PickleObject, View, default_registry, gave_up
+from proxy.model import Direction, Message, MessageState, Origin, RuleUndecided
+from proxy.userregex import RegexError, UserRegex, compile_user_regex
 
 __all__ = [
     "DECODED_NAMESPACES",
     "FIELD_NAMES",
     "KEYWORDS",
+    "MAX_NESTING",
+    "MAX_NUMBER_CHARS",
     "MESSAGE_FIELDS",
     "OPERATORS",
+    "RULE_DECODE_BUDGET_NS",
+    "RULE_DECODE_MAX_BYTES",
     "VALUE_NAMES",
+    "EngineViews",
     "Filter",
     "FilterError",
     "ViewProvider",
+    "compile_for_engine",
     "parse_filter",
 ]
 
@@ -64,6 +82,17 @@ VALUE_NAMES: dict[str, tuple[str, ...]] = {
     "state": tuple(s.value for s in MessageState),
 }
 """The values a field accepts, for completion after ``dir ==`` etc."""
+
+MAX_NESTING = 64
+"""How deep parentheses and ``not``/``!`` may nest, together. Parsing and compiling recurse once per level;
+chains of ``and``/``or`` are flat and may be any length."""
+MAX_NUMBER_CHARS = 100
+"""Longest number literal: enough for any 256-bit value, short of ``int()``'s quadratic conversion."""
+RULE_DECODE_BUDGET_NS = 2_000_000
+"""Time a rule's filter may spend decoding one message on the relay's thread (2 ms: with the decoders' checking
+interval a message costs the relay well under the 10 ms target, and other connections' round trips stay short)."""
+RULE_DECODE_MAX_BYTES = 64 << 10
+"""Largest message a rule's filter decodes; bigger ones do not match decoded-field conditions (with a warning)."""
 
 _NUMERIC_FIELDS: dict[str, Callable[[Message], int]] = {
     "conn": lambda m: m.conn_id,
@@ -95,6 +124,8 @@ class _Token:
     """For strings: the bytes a ``bytes`` predicate matches (``\\xNN`` is one raw byte, other text is UTF-8)."""
 
 
+# The lexer's own patterns stay on `re`: each is anchored at the current position and every repeat is followed by
+# something its characters cannot be (or by nothing), so a match costs at most a few passes over one token.
 _NUMBER = re.compile(r"-?(?:0[xX][0-9a-fA-F]+|(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?)")
 _PATH_INDEX = re.compile(r"\d+")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -128,7 +159,9 @@ def _lex(text: str) -> list[_Token]:
             word = m.group()
             end = m.end()
             if end < n and (text[end].isalnum() or text[end] == "_"):
-                raise FilterError(f"bad number {text[i : end + 1]!r}", i)
+                raise FilterError(f"bad number {_clip(text[i : end + 1])!r}", i)
+            if len(word) > MAX_NUMBER_CHARS:
+                raise FilterError(f"number too long: {len(word)} characters, at most {MAX_NUMBER_CHARS}", i)
             digits = word.lstrip("-")
             value: object
             if digits[:2].lower() == "0x":
@@ -217,12 +250,14 @@ class _Node:
 
 
 class _Parser:
-    def __init__(self, text: str, namespaces: Iterable[str] | None) -> None:
+    def __init__(self, text: str, namespaces: Iterable[str] | None, for_rules: bool = False) -> None:
         self.text = text
         self.tokens = _lex(text)
         self.pos = 0
         self.namespaces_given = set(namespaces) if namespaces is not None else None
         self.fields_needed: set[str] = set()
+        self.depth = 0
+        self.for_rules = for_rules
 
     # -- token helpers --
 
@@ -245,7 +280,7 @@ class _Parser:
 
     @staticmethod
     def describe(t: _Token) -> str:
-        return "the end of the filter" if t.kind == "eof" else repr(t.text)
+        return "the end of the filter" if t.kind == "eof" else repr(_clip(t.text))
 
     # -- grammar --
 
@@ -266,7 +301,7 @@ class _Parser:
             if self.tok.kind == "eof":
                 raise FilterError(f"expected a condition after {op.text!r}", self.tok.col)
             parts.append(self.and_expr())
-        return parts[0] if len(parts) == 1 else _Node("or", children=tuple(parts))
+        return parts[0] if len(parts) == 1 else _Node("or", children=_flat("or", parts))
 
     def and_expr(self) -> _Node:
         parts = [self.not_expr()]
@@ -275,16 +310,18 @@ class _Parser:
             if self.tok.kind == "eof":
                 raise FilterError(f"expected a condition after {op.text!r}", self.tok.col)
             parts.append(self.not_expr())
-        return parts[0] if len(parts) == 1 else _Node("and", children=tuple(parts))
+        return parts[0] if len(parts) == 1 else _Node("and", children=_flat("and", parts))
 
     def not_expr(self) -> _Node:
         if self.at_word("not") or self.at_op("!"):
-            op = self.advance()
+            op = self.enter()
             if self.tok.kind == "eof":
                 raise FilterError(f"expected a condition after {op.text!r}", self.tok.col)
-            return _Node("not", children=(self.not_expr(),))
+            node = _Node("not", children=(self.not_expr(),))
+            self.depth -= 1
+            return node
         if self.tok.kind == "(":
-            open_tok = self.advance()
+            open_tok = self.enter()
             if self.tok.kind == ")":
                 raise FilterError("expected a condition inside '()'", self.tok.col)
             node = self.or_expr()
@@ -294,8 +331,17 @@ class _Parser:
                     self.tok.col,
                 )
             self.advance()
+            self.depth -= 1
             return node
         return self.comparison()
+
+    def enter(self) -> _Token:
+        """Take a '(' or 'not': one level deeper, refused past MAX_NESTING (parsing recurses per level)."""
+        t = self.tok
+        if self.depth >= MAX_NESTING:
+            raise FilterError(f"nested more than {MAX_NESTING} levels deep (parentheses and 'not' together)", t.col)
+        self.depth += 1
+        return self.advance()
 
     def comparison(self) -> _Node:
         t = self.tok
@@ -361,16 +407,16 @@ class _Parser:
         name = name_tok.text
         lname = name.lower()
         if lname in MESSAGE_FIELDS and not path:
-            return _Node("leaf", plain=_message_leaf(lname, name_tok, op, value_tok, op_tok))
+            return _Node("leaf", plain=_message_leaf(lname, name_tok, op, value_tok, op_tok, self.for_rules))
         if lname in MESSAGE_FIELDS:
-            raise FilterError(f"{name!r} has no sub-fields", name_tok.col)
+            raise FilterError(f"{_clip(name)!r} has no sub-fields", name_tok.col)
         if not self.is_namespace(lname):
             choices = list(MESSAGE_FIELDS) + sorted(self.all_namespaces())
             close = difflib.get_close_matches(lname, choices, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f"; fields are {', '.join(choices)}"
-            raise FilterError(f"unknown field {name!r}{hint}", name_tok.col)
+            raise FilterError(f"unknown field {_clip(name)!r}{hint}", name_tok.col)
         self.fields_needed.add(lname)
-        test = _value_test(op, value_tok, op_tok) if op is not None else _truthy
+        test = _value_test(op, value_tok, op_tok, self.for_rules) if op is not None else _truthy
         return _Node("leaf", decoded=_decoded_leaf(lname, tuple(path), test, op is None))
 
     def all_namespaces(self) -> set[str]:
@@ -391,7 +437,7 @@ def _need_op(name: str, op: str | None, allowed: Iterable[str], tok: _Token | No
 
 
 def _message_leaf(
-    name: str, name_tok: _Token, op: str | None, value_tok: _Token | None, op_tok: _Token | None
+    name: str, name_tok: _Token, op: str | None, value_tok: _Token | None, op_tok: _Token | None, bounded: bool
 ) -> Callable[[Message], bool]:
     if name in ("c2s", "s2c"):
         if op is not None:
@@ -417,7 +463,7 @@ def _message_leaf(
                 target = MessageState(word.lower())
         except ValueError:
             raise FilterError(
-                f"unknown {name} {word!r}: expected one of {', '.join(VALUE_NAMES[name])}", value_tok.col
+                f"unknown {name} {_clip(word)!r}: expected one of {', '.join(VALUE_NAMES[name])}", value_tok.col
             ) from None
         attr = {"dir": "direction", "origin": "origin", "state": "state"}[name]
         if op == "==":
@@ -445,10 +491,15 @@ def _message_leaf(
         raw = value_tok.raw
         if op in ("~", "!~"):
             rx = _compile_regex(raw, value_tok)
-            search = rx.search
+            lit = rx.literal
+            if lit is not None and not bounded:  # a plain word: the substring test, without a call in between
+                if op == "~":
+                    return lambda m: lit in m.data
+                return lambda m: lit not in m.data
+            search = _searcher(rx, bounded)
             if op == "~":
-                return lambda m: search(m.data) is not None
-            return lambda m: search(m.data) is None
+                return lambda m: search(m.data)
+            return lambda m: not search(m.data)
         if op == "contains":
             return lambda m: raw in m.data
         if op == "==":
@@ -456,11 +507,10 @@ def _message_leaf(
         return lambda m: m.data != raw
     s = str(value_tok.value)
     if op in ("~", "!~"):
-        srx = _compile_regex(s, value_tok)
-        ssearch = srx.search
+        ssearch = _searcher(_compile_regex(s, value_tok), bounded)
         if op == "~":
-            return lambda m: ssearch(m.data.decode("utf-8", "replace")) is not None
-        return lambda m: ssearch(m.data.decode("utf-8", "replace")) is None
+            return lambda m: ssearch(_utf8(m.data))
+        return lambda m: not ssearch(_utf8(m.data))
     if op == "contains":
         return lambda m: s in m.data.decode("utf-8", "replace")
     if op == "==":
@@ -483,13 +533,46 @@ def _size_pred(op: str, n: Any) -> Callable[[Message], bool]:
     return lambda m: len(m.data) != n
 
 
-def _compile_regex(pattern: str | bytes, tok: _Token) -> re.Pattern[Any]:
+def _compile_regex(pattern: str | bytes, tok: _Token) -> UserRegex:
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise FilterError(f"bad regular expression: {exc.msg}", tok.col + 1 + (exc.pos or 0)) from None
-    except (OverflowError, RecursionError, ValueError) as exc:  # absurd repeat counts, deep nesting
-        raise FilterError(f"bad regular expression: {exc}", tok.col) from None
+        return compile_user_regex(pattern)
+    except RegexError as exc:
+        # The offset is in the pattern, the column in the filter: escapes make it approximate, never outside.
+        col = min(tok.col + 1 + exc.offset, tok.col + len(tok.text) - 1)
+        raise FilterError(f"bad regular expression: {exc.message}", max(col, tok.col)) from None
+
+
+def _searcher(rx: UserRegex, bounded: bool) -> Callable[[bytes], bool]:
+    """``rx.search``; for a rule, refusing (RuleUndecided) an input longer than the regex's work bound."""
+    search = rx.searcher()
+    if not bounded:
+        return search
+    limit = rx.max_bytes
+
+    def bounded_search(data: bytes) -> bool:
+        if len(data) > limit:
+            raise RuleUndecided(
+                f"message of {_size(len(data))} is too long for the regex {_clip(repr(rx.pattern))}, which rules "
+                f"run on at most {_size(limit)} (RE2 program of {rx.program_size} instructions)")
+        return search(data)
+
+    return bounded_search
+
+
+def _utf8(data: bytes) -> bytes:
+    """The message as text (bad bytes read as U+FFFD), as the UTF-8 a text regex searches."""
+    return data if data.isascii() else data.decode("utf-8", "replace").encode("utf-8")
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    value, unit = (n / 1024, "KiB") if n < 1 << 20 else (n / (1 << 20), "MiB")
+    return f"{value:.0f} {unit}" if value >= 100 else f"{value:.2g} {unit}"
 
 
 def _lt(a: Any, b: Any) -> bool:
@@ -539,14 +622,14 @@ def _resolve(value: object, path: tuple[str | int, ...]) -> object:
         if isinstance(value, dict):
             if seg in value:
                 value = value[seg]
-            elif isinstance(seg, str) and seg.encode() in value:
-                value = value[seg.encode()]
+            elif isinstance(seg, str) and (key := seg.encode("utf-8", "surrogatepass")) in value:
+                value = value[key]
             elif isinstance(seg, int) and str(seg) in value:
                 value = value[str(seg)]
             else:
                 return _MISSING
         elif isinstance(value, list | tuple):
-            idx = seg if isinstance(seg, int) else int(seg) if seg.lstrip("-").isdigit() else None
+            idx = seg if isinstance(seg, int) else _index(seg)
             if idx is None or not -len(value) <= idx < len(value):
                 return _MISSING
             value = value[idx]
@@ -564,6 +647,14 @@ def _resolve(value: object, path: tuple[str | int, ...]) -> object:
     return value
 
 
+def _index(seg: str) -> int | None:
+    """A quoted list index (``["2"]``, ``["-1"]``): ASCII digits only (``int("²")`` raises) and not absurdly long."""
+    digits = seg[1:] if seg.startswith("-") else seg
+    if 0 < len(digits) <= 18 and digits.isascii() and digits.isdigit():
+        return int(seg)
+    return None
+
+
 def _truthy(v: object) -> bool:
     try:
         return bool(v)
@@ -575,7 +666,7 @@ def _number(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def _value_test(op: str, tok: _Token | None, op_tok: _Token | None) -> Callable[[object], bool]:
+def _value_test(op: str, tok: _Token | None, op_tok: _Token | None, bounded: bool) -> Callable[[object], bool]:
     assert tok is not None
     lit: object
     if tok.kind == "ident":
@@ -588,16 +679,21 @@ def _value_test(op: str, tok: _Token | None, op_tok: _Token | None) -> Callable[
 
     if op in ("~", "!~"):
         pattern = str(lit) if tok.kind == "string" else tok.text
-        srx = _compile_regex(pattern, tok)
-        brx = _compile_regex(raw, tok) if tok.kind == "string" else re.compile(re.escape(raw))
+        ssearch = _searcher(_compile_regex(pattern, tok), bounded)
+        if tok.kind == "string":
+            bsearch = _searcher(_compile_regex(raw, tok), bounded)
+        else:  # a bare word or number against bytes: the literal itself
+
+            def bsearch(data: bytes) -> bool:
+                return raw in data
 
         def search(v: object) -> bool:
             if isinstance(v, str):
-                return srx.search(v) is not None
+                return ssearch(v.encode("utf-8", "surrogatepass"))
             if isinstance(v, bytes | bytearray):
-                return brx.search(v) is not None
+                return bsearch(bytes(v))
             if isinstance(v, int | float | bool) or v is None:
-                return srx.search(str(v)) is not None
+                return ssearch(str(v).encode())
             return False
 
         if op == "~":
@@ -652,19 +748,20 @@ def _decoded_leaf(
     ns: str, path: tuple[str | int, ...], test: Callable[[object], bool], bare: bool
 ) -> Callable[[Message, Callable[[Message], View | None]], bool]:
     def leaf(m: Message, get_view: Callable[[Message], View | None]) -> bool:
-        view = get_view(m)
+        view = get_view(m)  # may raise RuleUndecided (a rule that cannot decode this message): it must propagate
         if view is None or view.error is not None or view.decoder != ns:
             return False
-        if not path:
-            return True if bare else any(test(v) for v in view.values)
+        if bare and not path:
+            return True
         for root in view.values:
-            v = _resolve(root, path)
-            if v is not _MISSING:
-                try:
-                    if test(v):
-                        return True
-                except Exception:  # exotic values (a cyclic list compared to a list) never break a filter
-                    continue
+            try:
+                v = _resolve(root, path) if path else root
+                if v is not _MISSING and test(v):
+                    return True
+            except RuleUndecided:
+                raise
+            except Exception:  # exotic values (a cyclic list compared to a list) never break a filter
+                continue
         return False
 
     return leaf
@@ -672,6 +769,17 @@ def _decoded_leaf(
 
 # ---------------------------------------------------------------------------------------------------------
 # Compilation
+
+
+def _flat(kind: str, parts: list[_Node]) -> tuple[_Node, ...]:
+    """Children of an n-ary and/or node, with same-kind children spliced in: ``(a and b) and c`` is one node."""
+    out: list[_Node] = []
+    for p in parts:
+        if p.kind == kind:
+            out.extend(p.children)
+        else:
+            out.append(p)
+    return tuple(out)
 
 
 def _plain(node: _Node) -> Callable[[Message], bool]:
@@ -686,25 +794,47 @@ def _plain(node: _Node) -> Callable[[Message], bool]:
         f = _plain(node.children[0])
         return lambda m: not f(m)
     fs = [_plain(c) for c in node.children]
-    if node.kind == "and":
-        return _fold(fs, all_=True)
-    return _fold(fs, all_=False)
+    return _all(fs) if node.kind == "and" else _any(fs)
 
 
-def _fold(fs: list[Callable[[Message], bool]], all_: bool) -> Callable[[Message], bool]:
-    # Nested two-operand closures beat a loop over a list for the usual two or three operands.
-    acc = fs[-1]
-    for f in reversed(fs[:-1]):
-        acc = _and2(f, acc) if all_ else _or2(f, acc)
-    return acc
+# One closure per operand count up to three (the usual filter) beats a loop; longer chains loop, so a chain of any
+# length costs one Python frame, never one per operand.
 
 
-def _and2(a: Callable[[Message], bool], b: Callable[[Message], bool]) -> Callable[[Message], bool]:
-    return lambda m: a(m) and b(m)
+def _all(fs: list[Callable[[Message], bool]]) -> Callable[[Message], bool]:
+    if len(fs) == 2:
+        a, b = fs
+        return lambda m: a(m) and b(m)
+    if len(fs) == 3:
+        a, b, c = fs
+        return lambda m: a(m) and b(m) and c(m)
+    chain = tuple(fs)
+
+    def all_(m: Message) -> bool:
+        for f in chain:
+            if not f(m):
+                return False
+        return True
+
+    return all_
 
 
-def _or2(a: Callable[[Message], bool], b: Callable[[Message], bool]) -> Callable[[Message], bool]:
-    return lambda m: a(m) or b(m)
+def _any(fs: list[Callable[[Message], bool]]) -> Callable[[Message], bool]:
+    if len(fs) == 2:
+        a, b = fs
+        return lambda m: a(m) or b(m)
+    if len(fs) == 3:
+        a, b, c = fs
+        return lambda m: a(m) or b(m) or c(m)
+    chain = tuple(fs)
+
+    def any_(m: Message) -> bool:
+        for f in chain:
+            if f(m):
+                return True
+        return False
+
+    return any_
 
 
 Decoded = Callable[[Message, Callable[[Message], "View | None"]], bool]
@@ -725,18 +855,37 @@ def _with_view(node: _Node) -> Decoded:
         f = _with_view(node.children[0])
         return lambda m, g: not f(m, g)
     fs = [_with_view(c) for c in node.children]
-    acc = fs[-1]
-    for f in reversed(fs[:-1]):
-        acc = _vand2(f, acc) if node.kind == "and" else _vor2(f, acc)
-    return acc
+    return _vall(fs) if node.kind == "and" else _vany(fs)
 
 
-def _vand2(a: Decoded, b: Decoded) -> Decoded:
-    return lambda m, g: a(m, g) and b(m, g)
+def _vall(fs: list[Decoded]) -> Decoded:
+    if len(fs) == 2:
+        a, b = fs
+        return lambda m, g: a(m, g) and b(m, g)
+    chain = tuple(fs)
+
+    def all_(m: Message, g: Callable[[Message], View | None]) -> bool:
+        for f in chain:
+            if not f(m, g):
+                return False
+        return True
+
+    return all_
 
 
-def _vor2(a: Decoded, b: Decoded) -> Decoded:
-    return lambda m, g: a(m, g) or b(m, g)
+def _vany(fs: list[Decoded]) -> Decoded:
+    if len(fs) == 2:
+        a, b = fs
+        return lambda m, g: a(m, g) or b(m, g)
+    chain = tuple(fs)
+
+    def any_(m: Message, g: Callable[[Message], View | None]) -> bool:
+        for f in chain:
+            if f(m, g):
+                return True
+        return False
+
+    return any_
 
 
 def _default_provider(msg: Message) -> View | None:
@@ -760,18 +909,66 @@ class _OneView:
         return self._view
 
 
+class EngineViews:
+    """The view provider of filters used as rules, on the relay's thread: bounded, and shared by the rules.
+
+    A message is decoded at most once however many rules read decoded fields (the relay hands every rule the same
+    record), only if it is at most ``max_bytes`` long, and with a deadline ``budget_ns`` from now. Past either it
+    raises :class:`~proxy.model.RuleUndecided` saying why: the rule does not match and the relay warns once.
+    """
+
+    __slots__ = ("_last", "_registry", "budget_ns", "max_bytes")
+
+    def __init__(self, registry: DecoderRegistry | None = None, budget_ns: int = RULE_DECODE_BUDGET_NS,
+                 max_bytes: int = RULE_DECODE_MAX_BYTES) -> None:
+        self._registry = registry
+        self.budget_ns = budget_ns
+        self.max_bytes = max_bytes
+        self._last: tuple[Message, View | str] | None = None
+        """The last message and its view, or why it has none. Holding the record keeps its identity unique."""
+
+    def __call__(self, msg: Message) -> View:
+        last = self._last
+        if last is not None and last[0] is msg:
+            got = last[1]
+        else:
+            got = self._decode(msg)
+            self._last = (msg, got)
+        if isinstance(got, str):
+            raise RuleUndecided(got)  # a fresh exception each time: re-raising one would grow its traceback
+        return got
+
+    def _decode(self, msg: Message) -> View | str:
+        n = len(msg.data)
+        if n > self.max_bytes:
+            return f"message of {_size(n)} is larger than the {_size(self.max_bytes)} that rules decode"
+        registry = self._registry if self._registry is not None else default_registry()
+        view = registry.decode_message(msg, detail=False, deadline_ns=time.monotonic_ns() + self.budget_ns)
+        if gave_up(view):
+            return f"rule filter gave up decoding message {msg.id} ({view.decoder}, {self.budget_ns / 1e6:g} ms budget)"
+        return view
+
+
+_ENGINE_VIEWS = EngineViews()
+"""What rules compiled by :func:`compile_for_engine` share (one engine thread per process)."""
+
+
 class Filter:
     """A compiled filter. Build with :func:`parse_filter`."""
 
-    __slots__ = ("_fast", "_slow", "fields_needed", "needs_decode", "text")
+    __slots__ = ("_fast", "_for_rules", "_namespaces", "_slow", "fields_needed", "needs_decode", "text")
 
-    def __init__(self, text: str, node: _Node, fields_needed: set[str]) -> None:
+    def __init__(self, text: str, node: _Node, fields_needed: set[str], namespaces: tuple[str, ...] | None = None,
+                 for_rules: bool = False) -> None:
         self.text = text
         self.fields_needed: frozenset[str] = frozenset(fields_needed)
         """Decoder namespaces the filter reads, e.g. ``{"json"}``."""
         self.needs_decode = bool(fields_needed)
         self._fast: Callable[[Message], bool] | None = None if self.needs_decode else _plain(node)
         self._slow: Decoded | None = _with_view(node) if self.needs_decode else None
+        self._namespaces = namespaces
+        self._for_rules = for_rules
+        """Compiled with the rules' bounds (regex work): see :meth:`to_engine_predicate`."""
 
     def matches(self, msg: Message, view_provider: ViewProvider | None = None) -> bool:
         """Whether ``msg`` passes. ``view_provider`` is asked for a decoded view only if a decoded field is
@@ -791,10 +988,21 @@ class Filter:
         provider = view_provider or _default_provider
         return lambda m: slow(m, _OneView(provider))
 
-    def to_engine_predicate(self) -> Callable[[Message], bool]:
-        """For the proxy's rule slot: a ``Callable[[Message], bool]`` that decodes on demand with the default
-        registry (only when the filter uses decoded fields)."""
-        return self.predicate(None)
+    def to_engine_predicate(self, views: EngineViews | None = None) -> Callable[[Message], bool]:
+        """For the proxy's rule slot, on the relay's thread: a ``Callable[[Message], bool]`` whose work is bounded.
+
+        Decoded fields come from ``views`` (default: the default registry, shared by every rule; see
+        :class:`EngineViews`) and regexes refuse inputs past their work bound; either way the predicate raises
+        :class:`~proxy.model.RuleUndecided`, which the relay reads as "no match" plus a one-time warning.
+        """
+        if not self._for_rules:
+            return _parse(self.text, self._namespaces, for_rules=True).to_engine_predicate(views)
+        if self._fast is not None:
+            return self._fast
+        slow = self._slow
+        assert slow is not None
+        provider: Callable[[Message], View] = views if views is not None else _ENGINE_VIEWS
+        return lambda m: slow(m, provider)
 
     def select(self, messages: Iterable[Message], view_provider: ViewProvider | None = None) -> list[Message]:
         pred = self.predicate(view_provider)
@@ -810,18 +1018,24 @@ def parse_filter(text: str, namespaces: Iterable[str] | None = None) -> Filter:
     ``namespaces`` limits the decoder names allowed before a dotted path (default: the built-ins plus the
     default registry's plugins).
     """
-    parser = _Parser(text, namespaces)
+    return _parse(text, namespaces, for_rules=False)
+
+
+def _parse(text: str, namespaces: Iterable[str] | None, *, for_rules: bool) -> Filter:
+    names = tuple(namespaces) if namespaces is not None else None
+    parser = _Parser(text, names, for_rules)
     try:
         node = parser.parse()
-    except RecursionError:
+    except RecursionError:  # MAX_NESTING keeps parsing far from the limit; this is a last resort
         raise FilterError("filter nested too deeply", 0) from None
-    return Filter(text, node, parser.fields_needed)
+    return Filter(text, node, parser.fields_needed, names, for_rules)
 
 
 def compile_for_engine(text: str) -> Callable[[Message], bool]:
     """Filter compiler for the engine's rule slot (entry point ``sockscope.filter_compilers``).
 
     Lets a rule sent over the control protocol carry ``json.type == "ping"``: the proxy process loads this through
-    the entry point, so ``proxy/`` itself never imports ``inspector``.
+    the entry point, so ``proxy/`` itself never imports ``inspector``. The predicate is bounded as
+    :meth:`Filter.to_engine_predicate` says.
     """
-    return parse_filter(text).to_engine_predicate()
+    return _parse(text, None, for_rules=True).to_engine_predicate()

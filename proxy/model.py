@@ -231,6 +231,12 @@ class Notice:
     direction: Direction | None = None
 
 
+class RuleUndecided(Exception):
+    """A rule's predicate cannot decide on a message within what the relay's thread may spend on it (a message
+    too big to decode or to search, a decode that ran out of time). The rule does not match; the relay warns once
+    per rule and connection with this exception's text, which should say why in the user's terms."""
+
+
 Record = ConnectionOpened | UpstreamConnected | HalfClosed | ConnectionClosed | Message | MessageUpdated | Notice
 
 

@@ -38,7 +38,7 @@ from proxy.model import (
     Side,
 )
 from proxy.model import UpstreamConnected as UpstreamConnectedRecord
-from proxy.rules import Rule, first_match
+from proxy.rules import Rule, failure_text, first_match
 from proxy.scheduler import DirectionScheduler, Scheduled
 
 
@@ -141,6 +141,10 @@ class Relay:
         for lane in self.lanes:
             self._refresh_fast(lane)
         self._wakeup_at: int | None = None
+        self._rule_failures: list[tuple[Rule, Exception]] = []
+        """Rules whose match raised on the message being admitted (filled by first_match)."""
+        self._rules_warned: list[Rule] = []
+        """Rules already reported as failing on this connection (by identity): one warning each, never a flood."""
         self._dispatch: dict[type[ev.Event], Callable[[ev.Event, list[cmd.Command]], None]] = {
             ev.ClientAccepted: self._on_accepted,  # type: ignore[dict-item]
             ev.UpstreamOpened: self._on_upstream_opened,  # type: ignore[dict-item]
@@ -316,7 +320,10 @@ class Relay:
         rule: Rule | None = None
         if self.shared.rules:
             rule = first_match(self.shared.rules,
-                               Message(msg_id, self.conn_id, d, seq, data, now, None, origin, MessageState.SCHEDULED))
+                               Message(msg_id, self.conn_id, d, seq, data, now, None, origin, MessageState.SCHEDULED),
+                               self._rule_failures_append)
+            if self._rule_failures:
+                self._warn_rule_failures(lane, msg_id, now, out)
         fault: str | None = None
         if rule is not None and rule.action in ("drop", "duplicate"):
             fault = rule.action
@@ -369,6 +376,27 @@ class Relay:
             dup_seq = lane.seq
             lane.seq = dup_seq + 1
             self._admit_shaped(lane, self.ids.msg(), dup_seq, data, now, Origin.DUPLICATE, out)
+
+    def _rule_failures_append(self, rule: Rule, exc: Exception) -> None:
+        self._rule_failures.append((rule, exc))
+
+    def _warn_rule_failures(self, lane: _Lane, msg_id: int, now: int, out: list[cmd.Command]) -> None:
+        """A rule whose match raised did not match (first_match went on); say why, once per rule and connection."""
+        rules = self.shared.rules
+        for rule, exc in self._rule_failures:
+            if any(r is rule for r in self._rules_warned):
+                continue
+            # Forget rules that were replaced since: the list stays as short as the rule set.
+            self._rules_warned = [r for r in self._rules_warned if any(r is x for x in rules)]
+            self._rules_warned.append(rule)
+            index = next((i for i, x in enumerate(rules) if x is rule), 0)
+            label = rule.name or f"{rule.action} rule {index + 1}"
+            out.append(cmd.Publish(Notice(
+                "warning",
+                f"connection #{self.conn_id} {lane.direction.label}: rule {label!r} did not apply to message "
+                f"{msg_id}: {failure_text(exc)} (not reported again on this connection)",
+                now, self.conn_id, lane.direction)))
+        self._rule_failures.clear()
 
     def _warn_raw_fault(self, lane: _Lane, fault: str, now: int, out: list[cmd.Command]) -> None:
         if lane.framer.name != "raw" or lane.warned_raw_fault:

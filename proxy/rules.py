@@ -7,24 +7,33 @@ compiler registered with :func:`register_filter_compiler` (loaded from the entry
 ``sockscope.filter_compilers`` so this package never imports ``inspector``). Rules are evaluated in order;
 the first that matches decides.
 
+Rules run on the relay's thread, so nothing in them may stall or kill a connection: ``bytes_regex`` is RE2
+(linear time, see :mod:`proxy.userregex`) and searches a message only when its size times the pattern's program
+fits :data:`~proxy.userregex.RULE_REGEX_WORK`; a predicate that raises (a bug, or
+:class:`~proxy.model.RuleUndecided` from a filter that would have to decode too much) means "no match", and
+:func:`first_match` reports it so the relay can warn.
+
 Must not import: Qt, ``inspector``, asyncio, sockets.
 Thread: engine loop thread; rules are immutable and may be shared by every relay.
 """
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from proxy.model import Direction, Message
+from proxy.model import Direction, Message, RuleUndecided
+from proxy.userregex import RegexError, UserRegex, compile_user_regex
 
 Action = Literal["delay", "hold", "drop", "duplicate", "close", "reset"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 
 FilterCompiler = Callable[[str], Callable[[Message], bool]]
 _compilers: list[FilterCompiler] = []
+RuleFailed = Callable[["Rule", Exception], None]
+"""Told about a rule whose match raised (the rule is then taken as not matching)."""
 
 
 class RuleError(ValueError):
@@ -59,16 +68,27 @@ class Match:
     bytes_regex: bytes | None = None
     expression: str | None = None
     """A filter-language expression, compiled by a registered filter compiler."""
-    _regex: re.Pattern[bytes] | None = field(default=None, compare=False, repr=False)
+    _regex: UserRegex | None = field(default=None, compare=False, repr=False)
     _predicate: Callable[[Message], bool] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        # Checked here, once: a wrong type would otherwise raise on every message the rule looks at.
+        if self.direction is not None and not isinstance(self.direction, Direction):
+            raise RuleError(f"direction must be c2s or s2c, got {self.direction!r}")
+        for name in ("conn_id", "min_size", "max_size"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                raise RuleError(f"{name} must be a whole number, got {type(v).__name__} {_clip(repr(v))}")
         if self.bytes_regex is not None:
+            if not isinstance(self.bytes_regex, bytes | bytearray):
+                raise RuleError(f"bytes_regex must be a string, got {type(self.bytes_regex).__name__}")
             try:
-                object.__setattr__(self, "_regex", re.compile(self.bytes_regex, re.DOTALL))
-            except re.error as e:
-                raise RuleError(f"bad bytes regex {self.bytes_regex!r}: {e}") from None
+                object.__setattr__(self, "_regex", compile_user_regex(bytes(self.bytes_regex), dotall=True))
+            except RegexError as e:
+                raise RuleError(f"bad bytes regex {_clip(repr(self.bytes_regex))}: {e.message}") from None
         if self.expression is not None and self._predicate is None:
+            if not isinstance(self.expression, str):
+                raise RuleError(f"filter must be a string, got {type(self.expression).__name__}")
             _load_compilers()
             if not _compilers:
                 raise RuleError("filter expressions in rules need the inspector installed "
@@ -76,7 +96,9 @@ class Match:
             try:
                 object.__setattr__(self, "_predicate", _compilers[-1](self.expression))
             except ValueError as e:
-                raise RuleError(f"bad filter {self.expression!r}: {e}") from None
+                raise RuleError(f"bad filter {_clip(repr(self.expression))}: {e}") from None
+            except Exception as e:  # a compiler bug must not escape as something the caller does not expect
+                raise RuleError(f"bad filter {_clip(repr(self.expression))}: {type(e).__name__}: {e}") from None
 
     @classmethod
     def with_predicate(cls, predicate: Callable[[Message], bool], **kw: Any) -> Match:
@@ -94,8 +116,15 @@ class Match:
             return False
         if self.max_size is not None and n > self.max_size:
             return False
-        if self._regex is not None and self._regex.search(msg.data) is None:
-            return False
+        rx = self._regex
+        if rx is not None:
+            if n > rx.max_bytes:
+                raise RuleUndecided(
+                    f"message {msg.id} of {_size(n)} is too long for its regex {_clip(repr(self.bytes_regex))}, "
+                    f"which rules run on at most {_size(rx.max_bytes)} (RE2 program of {rx.program_size} "
+                    "instructions); add max_size to the rule, or simplify the pattern")
+            if not rx.search(msg.data):
+                return False
         return self._predicate is None or bool(self._predicate(msg))
 
 
@@ -110,8 +139,8 @@ class Rule:
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
             raise RuleError(f"unknown rule action {self.action!r}; expected one of {', '.join(ACTIONS)}")
-        if self.delay_ms < 0:
-            raise RuleError("delay_ms must be >= 0")
+        if not isinstance(self.delay_ms, int | float) or not math.isfinite(self.delay_ms) or self.delay_ms < 0:
+            raise RuleError(f"delay_ms must be a finite number >= 0, got {_clip(repr(self.delay_ms))}")
 
     def to_dict(self) -> dict[str, Any]:
         m = self.match
@@ -126,19 +155,51 @@ class Rule:
     def from_dict(cls, d: dict[str, Any]) -> Rule:
         if not isinstance(d, dict):
             raise RuleError(f"a rule must be a map, got {type(d).__name__}")
+        raw_dir = d.get("direction")
+        if raw_dir and not isinstance(raw_dir, str):
+            raise RuleError(f"direction must be c2s or s2c, got {_clip(repr(raw_dir))}")
         try:
-            direction = Direction.parse(d["direction"]) if d.get("direction") else None
+            direction = Direction.parse(raw_dir) if raw_dir else None
         except ValueError as e:
             raise RuleError(str(e)) from None
         regex = d.get("bytes_regex")
         if isinstance(regex, str):
-            regex = regex.encode("utf-8")
+            regex = regex.encode("utf-8", "surrogateescape")
+        delay = d.get("delay_ms", 0.0)
+        if not isinstance(delay, int | float) or isinstance(delay, bool) or delay != delay:
+            raise RuleError(f"delay_ms must be a number of milliseconds, got {_clip(repr(delay))}")
         match = Match(direction, d.get("conn"), d.get("min_size"), d.get("max_size"), regex, d.get("filter"))
-        return cls(match, d.get("action", ""), float(d.get("delay_ms", 0.0)), str(d.get("name", "")))
+        return cls(match, d.get("action", ""), float(delay), str(d.get("name", "")))
 
 
-def first_match(rules: tuple[Rule, ...], msg: Message) -> Rule | None:
+def first_match(rules: tuple[Rule, ...], msg: Message, failed: RuleFailed | None = None) -> Rule | None:
+    """The first rule that matches ``msg``. A rule whose match raises does not match: ``failed`` is told, and the
+    rules after it are still tried."""
     for r in rules:
-        if r.match.matches(msg):
+        try:
+            hit = r.match.matches(msg)
+        except Exception as e:  # a predicate never kills a connection; the relay warns instead
+            if failed is not None:
+                failed(r, e)
+            continue
+        if hit:
             return r
     return None
+
+
+def failure_text(e: Exception) -> str:
+    """What a warning says about a rule's failed match: the reason of :class:`RuleUndecided`, else the exception."""
+    text = str(e) if isinstance(e, RuleUndecided) else f"its match raised {type(e).__name__}: {e}"
+    return _clip(text, 400)
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 1 << 20:
+        return f"{n / 1024:.3g} KiB"
+    return f"{n / (1 << 20):.3g} MiB"

@@ -286,3 +286,20 @@ def test_generated_filters_parse_and_agree_with_their_negation(text: str) -> Non
     n = parse_filter(f"not ({text})")
     for m in ALL:
         assert f.matches(m, REG.decode_message) != n.matches(m, REG.decode_message)
+
+
+def test_text_regex_reads_bad_bytes_as_replacement_characters() -> None:
+    bad = msg(b"ok \xff end")
+    assert parse_filter('text ~ "ok . end"').matches(bad)  # one U+FFFD, one character
+    assert parse_filter('text ~ "\\ufffd"').matches(bad)
+    assert not parse_filter('bytes ~ "ok .. end"').matches(bad)  # bytes: one byte is one character
+
+
+def test_regex_is_re2_with_its_syntax() -> None:
+    assert parse_filter(r'text ~ "(?i)HELLO FROM"').matches(WELCOME)
+    assert parse_filter(r'text ~ "\\x{1F680}"').matches(WELCOME)  # RE2's code point escape (\\ reaches the regex)
+    assert parse_filter(r'text ~ "exercise server! .\z"').matches(WELCOME)
+    with pytest.raises(FilterError, match=r"\\Z; write \\z"):
+        parse_filter(r'text ~ "server! .\Z"')
+    with pytest.raises(FilterError, match="lookahead"):
+        parse_filter('bytes ~ "ping(?= )"')
