@@ -134,10 +134,9 @@ def _in_range(v: int | None) -> bool:
 def _range_problem(r: Record) -> str | None:
     """What is outside the values the engine writes, or None. Message, the bulk of every session, is checked
     with one expression; the rest field by field."""
-    if isinstance(r, Message):
-        if (0 <= r.id < _I64 and 0 <= r.conn_id < _I64 and 0 <= r.seq < _I64 and 0 <= r.arrival_ns < _I64
-                and (r.release_ns is None or 0 <= r.release_ns < _I64) and not r.delays):
-            return None
+    if isinstance(r, Message) and not r.delays and 0 <= (r.id | r.conn_id | r.seq | r.arrival_ns
+                                                       | (r.release_ns or 0)) < _I64:
+        return None  # each is in 0..2^63-1 exactly when their bitwise or is
     kind = type(r).__name__
     for name in ("id", "msg_id", "conn_id", "seq", "arrival_ns", "release_ns", "time_ns", "replay_of", "bytes_c2s",
                  "bytes_s2c", "messages_c2s", "messages_s2c", "discarded"):
@@ -323,6 +322,7 @@ class SessionReader:
 
     def _records(self) -> Iterator[Record]:
         f = self._f
+        unpackb = msgpack.unpackb
         buf = bytearray()
         pos = self.bytes_read  # offset of buf[0] in the file, for error messages
         eof = False
@@ -349,7 +349,8 @@ class SessionReader:
                     body = bytes(buf[i + 4:i + 4 + n])
                     big = n > _CHECK_CONTAINERS_ABOVE
                     try:
-                        d = _unpack(body, counted=big)
+                        d = _unpack(body, counted=True) if big else unpackb(
+                            body, raw=False, max_str_len=_STR_MAX, max_array_len=_ARRAY_MAX, max_map_len=_MAP_MAX)
                     except Exception as e:
                         raise self._fail(pos + i, f"corrupt record #{self.records + 1}: not msgpack "
                                                   f"({_unpack_error(e)})") from None
@@ -360,9 +361,12 @@ class SessionReader:
                         record = record_from_dict(d)
                     except CodecError as e:
                         raise self._fail(pos + i, f"corrupt record #{self.records + 1}: {_short(e)}") from None
-                    problem = _range_problem(record)
-                    if problem is not None:
-                        raise self._fail(pos + i, f"corrupt record #{self.records + 1}: {problem}")
+                    if type(record) is not Message or record.delays or not 0 <= (
+                            record.id | record.conn_id | record.seq | record.arrival_ns | (record.release_ns or 0)
+                    ) < _I64:  # the common case inline; _range_problem says what is wrong
+                        problem = _range_problem(record)
+                        if problem is not None:
+                            raise self._fail(pos + i, f"corrupt record #{self.records + 1}: {problem}")
                     i += 4 + n
                     self.records += 1
                     self.bytes_read = pos + i
