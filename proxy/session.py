@@ -267,7 +267,9 @@ class SessionReader:
         (n,) = _U32.unpack(raw_len)
         if n == 0 or n > MAX_HEADER:
             raise self._fail(len(MAGIC), f"corrupt session header: length {n} is impossible")
-        body = self._f.read(n)  # n <= MAX_HEADER (1 MiB)
+        if n > self.total_bytes - len(MAGIC) - 4:  # checked before reading: never allocate what is not there
+            raise SessionError(f"{self._shown}: file ends inside the session header: nothing was recorded")
+        body = self._f.read(n)
         if len(body) < n:
             raise SessionError(f"{self._shown}: file ends inside the session header: nothing was recorded")
         at = len(MAGIC) + 4
