@@ -414,7 +414,7 @@ def test_corrupt_and_truncated_files_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(CaptureError, match="not a pcap or pcapng capture"):
         import_capture(junk)
     code, _, err = _run_cli(["import", str(junk), "-o", str(tmp_path / "o.sockscope")])
-    assert code == 1 and "not a pcap or pcapng" in err and "Traceback" not in err
+    assert code == 2 and "not a pcap or pcapng" in err and "Traceback" not in err
     assert not (tmp_path / "o.sockscope").exists()
     (tmp_path / "empty.pcap").write_bytes(b"")
     with pytest.raises(CaptureError, match="empty"):
@@ -422,7 +422,7 @@ def test_corrupt_and_truncated_files_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(CaptureError, match="cannot open"):
         import_capture(tmp_path / "missing.pcap")
 
-    # cut inside the 7th packet: the first six import, the damage is reported
+    # cut inside the 7th packet: the first six import, where the file ends is reported (not an error)
     whole = tmp_path / "whole.pcap"
     wrpcap(str(whole), _exercise_packets())
     raw = whole.read_bytes()
@@ -433,8 +433,8 @@ def test_corrupt_and_truncated_files_give_clear_errors(tmp_path: Path) -> None:
     cut = tmp_path / "cut.pcap"
     cut.write_bytes(raw[:offsets[6] + 30])
     recs, report = import_capture(cut)
-    assert report.truncated_file and report.packets in (6, 7)  # scapy hands over the cut packet too
-    assert any("ends early" in w or "cut short" in w for w in report.warnings)
+    assert report.truncated_file and report.packets == 6 and report.damage is None
+    assert any("ends inside packet 7" in w for w in report.warnings)
     assert [r.data for r in recs if isinstance(r, Message)] == [WELCOME, REPLY, b"ping 1"]
 
     # a pcapng with a corrupt block in the middle
@@ -449,14 +449,15 @@ def test_corrupt_and_truncated_files_give_clear_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pcapng"
     bad.write_bytes(bytes(data))
     code, _, err = _run_cli(["import", str(bad), "-o", str(tmp_path / "bad.sockscope")])
-    assert code == 0 and "warning:" in err and "Traceback" not in err, err  # reported, what came before kept
+    assert code == 2 and "error:" in err and "Traceback" not in err, err  # reported, what came before kept
+    assert str(bad) in err and "4294967280" in err and len(err.splitlines()) == 1
     kept = [r for r in _records(tmp_path / "bad.sockscope") if isinstance(r, Message)]
     assert [m.data for m in kept][:2] == [WELCOME, REPLY]
     assert _header(tmp_path / "bad.sockscope").format == 1
 
     # sessions: not a session, and a corrupt record, through the export command
     code, _, err = _run_cli(["export", str(junk), "--to", str(tmp_path / "x.pcapng")])
-    assert code == 1 and "not a sockscope session" in err
+    assert code == 2 and "not a sockscope session" in err
     good = tmp_path / "good.sockscope"
     with SessionWriter(good) as sw:
         sw.write_many(_sample_records())
@@ -464,7 +465,8 @@ def test_corrupt_and_truncated_files_give_clear_errors(tmp_path: Path) -> None:
     broken[-40:-30] = b"\xc1" * 10  # msgpack's "never used" byte
     (tmp_path / "broken.sockscope").write_bytes(bytes(broken))
     code, _, err = _run_cli(["export", str(tmp_path / "broken.sockscope"), "--to", str(tmp_path / "b.jsonl")])
-    assert code == 1 and "corrupt record" in err
+    assert code == 2 and "corrupt record" in err
+    assert (tmp_path / "b.jsonl").read_text(encoding="utf-8").count('"type":"message"') >= 2  # kept before it
     code, _, err = _run_cli(["export", str(good), "--to", str(tmp_path / "x.txt")])
     assert code == 2 and "extension" in err
 

@@ -7,8 +7,11 @@ Role: argument parsing and progress/summary lines for
 - ``sockscope import CAPTURE.pcap[ng] -o SESSION [--framing F] [--server-port P]``, which writes a session file
   readable by ``proxy.session`` (and the window's File → Open session…), reporting gaps and damage.
 
-Exit status: 0 done (gaps and warnings are reported on stderr but are not failures), 1 the input could not be
-read or the output written, 2 a usage error.
+Exit status: 0 done (gaps, warnings and a file cut short inside its last packet or record are reported on
+stderr but are not failures); 2 a usage error, or an input that is missing, not a capture/session, or damaged;
+1 the output could not be written. An input error is one line on stderr naming the file, the place and what is
+wrong, never a traceback; with damage further in, everything before it is still written to the output (a
+complete file) and the line says so.
 Must not import: PySide6, ``inspector.ui``; scapy only through the exporters, lazily.
 Thread: main thread.
 """
@@ -31,7 +34,7 @@ from proxy.model import (
     Record,
     UpstreamConnected,
 )
-from proxy.session import SessionError, SessionReader, open_session
+from proxy.session import SessionError, SessionReader, open_session, shown_path
 
 __all__ = ["FORMATS", "build_parser", "format_for", "main"]
 
@@ -87,16 +90,33 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     out = out or sys.stdout
     err = err or sys.stderr
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    from inspector.interop.pcap_import import CaptureError
+
     try:
         if args.command == "export":
             return _export(args, out, err)
         return _import(args, out, err)
-    except _Usage as e:
+    except (_Usage, SessionError, CaptureError) as e:
         print(f"sockscope {args.command}: error: {e}", file=err)
         return 2
-    except (SessionError, OSError) as e:
-        print(f"sockscope {args.command}: error: {e}", file=err)
+    except OSError as e:  # writing the output (input errors are SessionError/CaptureError)
+        print(f"sockscope {args.command}: error: {' '.join(str(e).split())}", file=err)
         return 1
+
+
+class _UntilDamage:
+    """The records of a session up to a corrupt one: iteration ends there, ``error`` keeps the reason, so the
+    exporters finish (and close) a complete file holding everything before the damage."""
+
+    def __init__(self, records: Iterator[Record]) -> None:
+        self._records = records
+        self.error: SessionError | None = None
+
+    def __iter__(self) -> Iterator[Record]:
+        try:
+            yield from self._records
+        except SessionError as e:
+            self.error = e
 
 
 def _selected(records: Iterator[Record], args: argparse.Namespace) -> Iterator[Record]:
@@ -135,7 +155,8 @@ def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _export_from(reader: SessionReader, fmt: str, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     header = reader.header
     t0 = time.perf_counter()
-    records = _selected(iter(reader), args)
+    source = _UntilDamage(iter(reader))
+    records = _selected(iter(source), args)
     if fmt == "pcapng":
         from inspector.interop.pcapng_export import PcapngExporter
 
@@ -167,16 +188,19 @@ def _export_from(reader: SessionReader, fmt: str, args: argparse.Namespace, out:
         rx.add_many(records)
         n = rx.close()
         summary = f"a script that sends {n:,} client messages"
-    if reader.truncated:
-        print(f"sockscope export: note: {args.session} ends inside a record ({reader.truncated_bytes} bytes "
-              "ignored; the recording was cut short)", file=err)
     dt = time.perf_counter() - t0
     print(f"wrote {args.to}: {summary} ({dt:.2f} s)", file=out)
+    if source.error is not None:
+        print(f"sockscope export: error: {source.error}; everything before it is in {args.to}", file=err)
+        return 2
+    if reader.truncated:
+        print(f"sockscope export: note: {shown_path(args.session)} ends inside a record ({reader.truncated_bytes} "
+              "bytes ignored; the recording was cut short)", file=err)
     return 0
 
 
 def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from inspector.interop.pcap_import import CaptureError, CaptureImporter
+    from inspector.interop.pcap_import import CaptureImporter
     from inspector.interop.session_io import SessionWriter
     from proxy.codec import framing_to_dict
     from proxy.framing import FramingError, parse_framing
@@ -199,17 +223,15 @@ def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 w.write(first)
             w.write_many(it)
         os.replace(tmp, args.output)
-    except CaptureError as e:
-        print(f"sockscope import: error: {e}", file=err)
-        return 1
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     r = imp.report
+    name = shown_path(args.capture)
     for warning in r.warnings:
-        print(f"sockscope import: warning: {warning}", file=err)
+        print(f"sockscope import: warning: {name}: {warning}", file=err)
     for gap in r.gaps:
-        print(f"sockscope import: gap: {gap}", file=err)
+        print(f"sockscope import: gap: {name}: {gap}", file=err)
     extra = []
     if r.retransmitted:
         extra.append(f"{r.retransmitted:,} retransmitted")
@@ -221,4 +243,9 @@ def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     print(f"wrote {args.output}: {r.messages:,} messages in {r.connections} connections from {r.packets:,} packets"
           + (f" ({', '.join(extra)})" if extra else "") + (f"; {len(r.gaps)} gaps" if r.gaps else "")
           + f" ({dt:.2f} s)", file=out)
+    if r.damage is not None:
+        kept = (f"everything before it ({r.packets:,} packets) is in {args.output}" if r.packets else
+                f"no packet came before it ({args.output} holds no messages)")
+        print(f"sockscope import: error: {r.damage}; {kept}", file=err)
+        return 2
     return 0

@@ -72,6 +72,7 @@ _OPEN, _DATA, _FIN, _RST = 0, 1, 2, 3
 _ETH4: Final = struct.Struct("!6s6sHBBHHHBBH4s4sHHIIBBHHH")  # Ethernet + IPv4 + TCP, 54 bytes
 _ETH6: Final = struct.Struct("!6s6sHIHBB16s16sHHIIBBHHH")  # Ethernet + IPv6 + TCP, 74 bytes
 _LITTLE: Final = sys.byteorder == "little"
+_MAX_WALL_NS: Final = (1 << 63) - 1
 _SYNTH_NET: Final = int(ipaddress.IPv4Address("198.18.0.0"))  # RFC 2544 benchmarking range
 _RESET_BY_CLIENT: Final = frozenset({CloseReason.CLIENT_RESET})
 _RESETS: Final = frozenset({CloseReason.CLIENT_RESET, CloseReason.SERVER_RESET, CloseReason.UPSTREAM_REFUSED,
@@ -279,8 +280,13 @@ class PcapngExporter:
 
     # ----------------------------------------------------------------------------------------- comments
 
+    def _wall_ns(self, mono_ns: int) -> int:
+        """Wall-clock time for the file: a session's times and anchor are each within 0..2^63-1 ns, but their
+        sum can still fall before 1970, which pcapng (unsigned) and some platforms' clocks cannot show."""
+        return min(max(0, self.clock.to_wall_ns(mono_ns)), _MAX_WALL_NS)
+
     def _clock_text(self, mono_ns: int) -> str:
-        wall = self.clock.to_wall_ns(mono_ns)
+        wall = self._wall_ns(mono_ns)
         sec, ns = divmod(wall, 1_000_000_000)
         cached_sec, text = self._clock_cache
         if sec != cached_sec:
@@ -361,7 +367,7 @@ class PcapngExporter:
                 comment: str | None) -> None:
         frame = self._frame_fast(c, d, seq, ack, flags, payload) if self.engine == "fast" else \
             self._frame_scapy(c, d, seq, ack, flags, payload)
-        wall = self.clock.to_wall_ns(t)
+        wall = self._wall_ns(t)
         if comment is not None:
             frame = _Commented(frame)
             frame.comments = [comment.encode("utf-8")]

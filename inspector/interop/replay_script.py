@@ -6,6 +6,10 @@ as comments), optionally pausing as the client did (``--fast`` sends back to bac
 Each message is a Python ``bytes`` literal with a comment saying what it was (id, direction, seq, decoded
 text). One list and one ``replay`` call per connection.
 
+Everything from the session is data in the script, never code: payloads are ``bytes`` literals, the host a
+``str`` literal, and what goes into comments or the docstring (host names, the source's name) is escaped so
+a newline, quote or backslash in a hostile session or file name cannot end the comment or the docstring.
+
 Must not import: PySide6, ``inspector.ui``.
 Thread: any; one exporter belongs to the thread that feeds it.
 """
@@ -35,6 +39,25 @@ class _ConnScript:
     target: tuple[str, int] | None = None
     items: list[tuple[Message, bool]] = field(default_factory=list)
     """(message, sent): c2s messages in stream order; ``sent`` is false for dropped/discarded ones."""
+
+
+HOST_SHOWN_MAX: Final = 100
+
+
+def _in_comment(text: str, limit: int = HOST_SHOWN_MAX) -> str:
+    """``text`` safe inside a ``#`` comment: control characters (newlines above all) escaped, length capped."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _in_docstring(text: str) -> str:
+    """``text`` safe inside a triple-quoted docstring: ASCII escapes, and no quote that could close it."""
+    return ascii(text).replace('"', '\\"')
+
+
+def _name(conn_id: int) -> str:
+    return f"CONNECTION_{conn_id}" if conn_id >= 0 else f"CONNECTION_MINUS_{-conn_id}"
 
 
 def _comment_text(data: bytes) -> str:
@@ -116,7 +139,7 @@ class ReplayScriptExporter:
         out: list[str] = []
         w = out.append
         w("#!/usr/bin/env python3")
-        w(f'"""Replay the client side of {self.source} with plain sockets.')
+        w(f'"""Replay the client side of {_in_docstring(self.source)} with plain sockets.')
         w("")
         w(f"Made by sockscope on {time.strftime('%Y-%m-%d %H:%M')}. For each recorded connection it connects to the")
         w("server, sends what the client sent (as the server received it), and prints the server's replies.")
@@ -136,11 +159,11 @@ class ReplayScriptExporter:
         w("")
         names = []
         for c in conns:
-            name = f"CONNECTION_{c.conn_id}"
+            name = _name(c.conn_id)
             names.append(name)
             if c.client is not None and c.target is not None:
-                w(f"# Connection #{c.conn_id}: client {c.client[0]}:{c.client[1]} -> server "
-                  f"{c.target[0]}:{c.target[1]}")
+                w(f"# Connection #{c.conn_id}: client {_in_comment(c.client[0])}:{c.client[1]} -> server "
+                  f"{_in_comment(c.target[0])}:{c.target[1]}")
             w(f"{name} = [")
             w("    # (pause in seconds before sending, the bytes to send)")
             prev: int | None = None

@@ -118,8 +118,9 @@ class SessionLoader:
     """Read a session in batches: ``while not loader.done: apply(loader.next_batch())``.
 
     ``progress`` (0..1) follows the bytes read. Raises :class:`proxy.session.SessionError` on open (not a
-    session, newer format) and from :meth:`next_batch` when a record is corrupt; a file cut short inside its
-    last record is not an error (``truncated`` is then true after the last batch).
+    session, newer format, corrupt header) and from :meth:`next_batch` when a record is corrupt, after the
+    records before it were returned; a file cut short inside its last record is not an error (``truncated`` is
+    then true after the last batch).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -129,6 +130,7 @@ class SessionLoader:
         self._it: Iterator[Record] = iter(self._reader)
         self.done = False
         self.records = 0
+        self._error: SessionError | None = None
 
     @property
     def progress(self) -> float:
@@ -147,7 +149,15 @@ class SessionLoader:
         return self._reader.truncated_bytes
 
     def next_batch(self, max_records: int = 20_000, max_seconds: float | None = None) -> list[Record]:
-        """Up to ``max_records`` records (fewer at the end, or when ``max_seconds`` has passed)."""
+        """Up to ``max_records`` records (fewer at the end, or when ``max_seconds`` has passed).
+
+        A corrupt record ends the batch with the records before it; the :class:`SessionError` is raised by the
+        next call, so a caller applying each batch keeps everything that could be read.
+        """
+        if self._error is not None:
+            error, self._error = self._error, None
+            self.close()
+            raise error
         out: list[Record] = []
         if self.done:
             return out
@@ -162,6 +172,11 @@ class SessionLoader:
                     break
         except StopIteration:
             self.done = True
+        except SessionError as e:
+            if not out:
+                self.close()
+                raise
+            self._error = e
         except BaseException:
             self.close()
             raise

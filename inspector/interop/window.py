@@ -361,6 +361,8 @@ class SessionActions(QObject):
                     self.w._log("warning", str(gap))
                 self._loaded(f"imported {title}: {r.messages:,} messages in {r.connections} connections"
                              + (f", {len(r.gaps)} gaps (see the log)" if r.gaps else ""))
+                if r.damage is not None:  # the file is damaged further in: what came before stays in the table
+                    self._fail(r.damage)
                 return False
             return True
 
