@@ -217,3 +217,23 @@ def test_parse_framing() -> None:
     for bad in ["", "bogus", "fixed:0", "fixed:x", "up=lines", "c2s=lines,s2c", "len24"]:
         with pytest.raises(FramingError):
             parse_framing(bad)
+
+
+_JSON_PIECES = ['{', '}', '[', ']', ',', ':', ' ', '\n', '"a"', '"\\"', '"\\u00e9"', '"\\x"', '1', '-0', '01', '1.5e3',
+                '.5', 'true', 'tru', 'null', 'NaN', '-Infinity', '"', '\\', '\t', '""', '[]', '{}', '"k":']
+
+
+@given(st.lists(st.sampled_from(_JSON_PIECES), min_size=1, max_size=30), st.integers(1, 7))
+def test_json_framer_agrees_with_json_loads(pieces: list[str], step: int) -> None:
+    """The iterative scanner accepts a value exactly when Python's json does (whole or split anyhow)."""
+    data = "".join(pieces).strip().encode() + b"\n"
+    try:
+        json.loads(data)
+        valid = True
+    except ValueError:
+        valid = False
+    for chunks in ([data], [data[i:i + step] for i in range(0, len(data), step)]):
+        frames, rest, fallback = feed_all("json", chunks)
+        assert b"".join(frames) + rest == data
+        one_value = fallback is None and rest == b"" and len([f for f in frames if f.strip()]) == 1
+        assert one_value == valid, (data, frames, fallback)
