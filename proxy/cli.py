@@ -22,7 +22,7 @@ from proxy.conditions import Conditions, conditions_from_cli
 from proxy.demo import DemoClient, DemoServer
 from proxy.framing import DEFAULT_MAX_FRAME, FramingError, parse_framing
 from proxy.loop import new_event_loop, tune_allocator
-from proxy.printer import Printer
+from proxy.printer import Printer, close_terminals, say
 from proxy.server import ProxyConfig, ProxyError, ProxyServer, is_loopback
 
 DEMO_ATTACH_WAIT = 10.0  # seconds --demo waits for a first control subscriber before the client connects
@@ -166,15 +166,15 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     except ProxyError:
         await server.shutdown()
         raise
-    print(f"sockscope: listening on {host}:{port} → {config.target_host}:{config.target_port} "
-          f"(framing {config.framing})", flush=True)
+    say(f"sockscope: listening on {host}:{port} → {config.target_host}:{config.target_port} "
+        f"(framing {config.framing})")
     if not config.conditions.is_passthrough:
-        print(f"sockscope: conditions {config.conditions.describe()}", flush=True)
+        say(f"sockscope: conditions {config.conditions.describe()}")
     _install_signal_handlers(loop, stop)
     if wait_attach is not None:
         endpoint = next(e for e in extras if isinstance(e, control.ControlServer))
-        print(f"sockscope: waiting for a control client to attach before accepting connections"
-              f"{f' (at most {wait_attach:g} s)' if wait_attach else ''}", flush=True)
+        say(f"sockscope: waiting for a control client to attach before accepting connections"
+            f"{f' (at most {wait_attach:g} s)' if wait_attach else ''}")
         waiting = asyncio.ensure_future(endpoint.attached.wait())
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait([waiting, stopping], timeout=wait_attach or None, return_when=asyncio.FIRST_COMPLETED)
@@ -195,12 +195,12 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     else:
         warning = await server.probe_target()
         if warning:
-            print(f"sockscope: warning: {warning}", file=sys.stderr, flush=True)
+            say(f"sockscope: warning: {warning}", err=True)
     await stop.wait()
     if client is not None and server.handlers:
         # the demo client has finished: give the server's own FIN a moment to pass through before stopping
         await asyncio.wait([h.done for h in server.handlers.values()], timeout=1.0)
-    print("sockscope: stopping (flushing pending messages)", flush=True)
+    say("sockscope: stopping (flushing pending messages)")
     if client is not None:
         client.stop()
     await server.shutdown()
@@ -274,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             loop.run_until_complete(loop.shutdown_asyncgens())
         with contextlib.suppress(Exception):
             loop.close()
+        close_terminals()  # bounded: a terminal that does not read never keeps the proxy from exiting
 
 
 if __name__ == "__main__":

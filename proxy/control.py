@@ -59,6 +59,7 @@ from proxy.codec import (
 )
 from proxy.framing import MSGPACK_MAX_DEPTH
 from proxy.model import Direction, Message, MessageState, MessageUpdated, Record
+from proxy.printer import say
 from proxy.server import ProxyError, ProxyServer, is_loopback
 from proxy.session import sockscope_version
 from proxy.tasks import spawn
@@ -737,7 +738,7 @@ class ControlServer:
             try:
                 hello["conditions"] = conditions_for(None).to_dict()
             except Exception as e:  # hello must go out even if the engine's half-built feature misbehaves
-                print(f"sockscope: control: conditions_for failed: {e!r}", file=sys.stderr)
+                say(f"sockscope: control: conditions_for failed: {e!r}", err=True)
         hello["presets"] = _presets()
         return hello
 
@@ -1027,8 +1028,9 @@ def _error_text(name: str, e: BaseException) -> str:
     if isinstance(e, KeyError | ValueError | TypeError | LookupError):
         return f"{name}: {_exc_text(e)}"
     # Anything else is a bug in the engine or here: keep the proxy alive, show the trace on stderr.
-    print(f"sockscope: control command {name!r} failed:", file=sys.stderr)
-    traceback.print_exception(e, file=sys.stderr)
+    say(f"sockscope: control command {_shown(name)} failed:", err=True)
+    for line in "".join(traceback.format_exception(e)).splitlines():
+        say(line, err=True)
     return f"{name}: internal error: {type(e).__name__}: {e}"
 
 
@@ -1142,7 +1144,7 @@ async def start_from_args(server: ProxyServer, args: argparse.Namespace,
             chost, cport = await cs.start()
             started.append(cs)
             shown = f"[{chost}]" if ":" in chost else chost
-            print(f"sockscope: control on {shown}:{cport} token {cs.token}", flush=True)
+            say(f"sockscope: control on {shown}:{cport} token {cs.token}")
         if getattr(args, "parent_watch", False):
             started.append(watch_stdin(loop, on_parent_gone or _default_stop))
     except BaseException:
@@ -1174,7 +1176,7 @@ def watch_stdin(loop: asyncio.AbstractEventLoop, stop_callback: Callable[[], Non
     def run() -> None:
         stream: Any = sys.stdin.buffer if sys.stdin is not None else None
         if stream is None:
-            print("sockscope: --parent-watch: there is no standard input to watch", file=sys.stderr, flush=True)
+            say("sockscope: --parent-watch: there is no standard input to watch", err=True)
             return
         try:
             while stream.read1(65536):

@@ -587,3 +587,51 @@ def game_round_trip_port(port: int, payload: bytes = b"still relaying") -> None:
     with connect(port) as s:
         s.sendall(payload)
         assert recv_exact(s, len(payload)) == payload
+
+
+# ------------------------------------------------------------------------------ a terminal that does not read
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(not HAS_PROC, reason="a subprocess proxy, measured through /proc (Linux)")
+def test_a_stdout_nobody_reads_never_stops_the_relay(echo_server: EchoServer) -> None:
+    """Issue 16 item 7: the printer wrote each line with a blocking write on the relay's loop; ~1,070 connection
+    lines filled a pipe nobody read and every connection stopped. Now lines past a bounded buffer are dropped and
+    counted, the relay never waits, and the proxy still stops at once on SIGTERM."""
+    with ProxyProcess(echo_server.port, control=False) as p:
+        for i in range(4000):  # 6 lines, 600 bytes each: 2.4 MB, far more than a pipe and the buffer hold
+            with connect(p.port, timeout=IO_TIMEOUT) as s:
+                msg = f"hello {i} ".encode().ljust(100, b"~")
+                s.sendall(msg)
+                assert recv_exact(s, len(msg)) == msg
+        game_round_trip_port(p.port)
+        # The terminal starts reading again: what was kept comes out, then how much was dropped.
+        p.drain()
+        deadline = time.monotonic() + IO_TIMEOUT
+        while b"lines dropped" not in b"".join(p._drained):
+            assert time.monotonic() < deadline, b"".join(p._drained)[-500:]
+            game_round_trip_port(p.port)  # (each round trip also makes a few lines)
+        t = time.monotonic()
+        out, err = p.stop()
+        assert p.proc.returncode == 0 and time.monotonic() - t < 5, err
+    text = out.decode("utf-8", "replace")
+    m = re.search(r"… (\d+) lines dropped: the terminal is not reading fast enough", text)
+    assert m and int(m.group(1)) > 1000, text[-2000:]
+    assert "hello 0" in text  # the first lines were kept, whole
+    assert all(line.startswith(("sockscope", "…")) or re.match(r"\d\d:\d\d:\d\d\.\d{3} ", line)
+               for line in text.splitlines()), "a line was cut or mixed with another"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not HAS_PROC, reason="a subprocess proxy (POSIX signals)")
+def test_the_proxy_stops_at_once_with_its_stdout_full(echo_server: EchoServer) -> None:
+    with ProxyProcess(echo_server.port, control=False) as p:
+        big = b"x" * 60_000
+        with connect(p.port) as s:  # each message prints a line: fill the pipe
+            for _ in range(400):
+                s.sendall(big)
+                recv_exact(s, len(big))
+        t = time.monotonic()
+        p.proc.terminate()
+        p.proc.wait(IO_TIMEOUT)  # raises TimeoutExpired if the proxy is stuck in a write
+        assert time.monotonic() - t < 5
