@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 import time
@@ -22,7 +23,7 @@ from proxy.conditions import Conditions, conditions_from_cli
 from proxy.demo import DemoClient, DemoServer
 from proxy.framing import DEFAULT_MAX_FRAME, FramingError, parse_framing
 from proxy.loop import new_event_loop, tune_allocator
-from proxy.printer import Printer, close_terminals, say
+from proxy.printer import Printer, TerminalLogHandler, close_terminals, say
 from proxy.server import ProxyConfig, ProxyError, ProxyServer, is_loopback
 
 DEMO_ATTACH_WAIT = 10.0  # seconds --demo waits for a first control subscriber before the client connects
@@ -261,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _raise_fd_limit()
     tune_allocator()
+    logging.basicConfig(level=logging.WARNING, handlers=[TerminalLogHandler()])
     loop = new_event_loop()
     try:
         return loop.run_until_complete(_serve(args, config))

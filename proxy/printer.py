@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
+import logging
 import os
 import sys
 import threading
@@ -247,6 +248,19 @@ def close_terminals(timeout: float = EXIT_WAIT) -> None:
         _terminals.clear()
     for t in ts:
         t.close(max(0.0, deadline - time.monotonic()))
+
+
+class TerminalLogHandler(logging.Handler):
+    """Log records (asyncio's "Fatal error on transport", say) to stderr through its ``Terminal``: Python's
+    default last-resort handler writes to stderr with a blocking write, on whatever thread logs."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+        except Exception:
+            text = f"{record.levelname}: {record.msg!r}"
+        for line in text.splitlines():
+            say(line, err=True)
 
 
 class Printer:
