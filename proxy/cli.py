@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -31,6 +32,54 @@ DEMO_ATTACH_WAIT = 10.0  # seconds --demo waits for a first control subscriber b
 
 class UsageError(Exception):
     """A bad flag value: printed as one line with the flag and an example."""
+
+
+# ------------------------------------------------------------------------------------------ the control token
+# A token on a command line is visible to every user of the machine (``ps``, /proc/<pid>/cmdline), so no
+# sockscope command takes one there: it comes from the environment (readable by the same user only) or a file.
+
+TOKEN_ENV = "SOCKSCOPE_TOKEN"
+TOKEN_HOW = f"put it in the {TOKEN_ENV} environment variable or in a file given with --token-file PATH"
+
+
+class _RefuseToken(argparse.Action):
+    """``--token T`` exits with one line saying how to pass the token instead."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw: object) -> None:
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        parser.exit(2, f"{parser.prog}: error: --token on the command line is visible to every user of this "
+                       f"machine (ps); {TOKEN_HOW}\n")
+
+
+def add_token_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """``--token-file PATH`` (and a ``--token`` that refuses, saying why). ``purpose`` ends the help sentence."""
+    parser.add_argument("--token-file", default=None, metavar="PATH",
+                        help=f"a file holding the control token {purpose} (default: ${TOKEN_ENV}; a token is "
+                             "never given on the command line, where other users could read it)")
+    parser.add_argument("--token", action=_RefuseToken)
+
+
+def token_from_args(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The token from ``--token-file`` or ``$SOCKSCOPE_TOKEN`` (in that order) and where it came from;
+    ``(None, "")`` if neither gives one. ``UsageError`` for a file that cannot be read or holds no token."""
+    path = getattr(args, "token_file", None)
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                token = f.read(4096).strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"--token-file {path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
+        if not token or any(c.isspace() for c in token):
+            raise UsageError(f"--token-file {path}: expected one token (a line without spaces), found "
+                             f"{'nothing' if not token else 'several words'}")
+        return token, "--token-file"
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        return token, f"${TOKEN_ENV}"
+    return None, ""
 
 
 def parse_hostport(text: str, flag: str, default_host: str = "127.0.0.1") -> tuple[str, int]:

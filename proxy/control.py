@@ -18,7 +18,7 @@ Engine commands are dispatched through an explicit table (``_COMMANDS``); each h
 ``ProxyServer`` method it needs as a literal, so a client can never reach an arbitrary attribute. A method
 the engine does not have yet is answered with "not supported by this proxy yet".
 
-Also here: ``add_arguments``/``start_from_args``/``stop`` for ``proxy.cli`` (``--control``, ``--token``,
+Also here: ``add_arguments``/``start_from_args``/``stop`` for ``proxy.cli`` (``--control``, ``--token-file``,
 ``--record``, ``--parent-watch``) and ``watch_stdin`` (no orphan proxies).
 Must not import: Qt, ``inspector``.
 Thread: the engine's event-loop thread, except ``watch_stdin``'s reader thread (which only calls
@@ -33,7 +33,6 @@ import collections
 import dataclasses
 import enum
 import inspect
-import os
 import reprlib
 import secrets
 import signal
@@ -487,8 +486,8 @@ def _msgpack_kind(body: bytes) -> str:
 
 
 def new_token() -> str:
-    """A random token (128 bits, URL-safe) that never starts with ``-``: users paste it after ``--token``, where
-    argparse would take ``-abc`` for an option."""
+    """A random token (128 bits, URL-safe) that never starts with ``-`` (a token pasted into a shell, say
+    ``SOCKSCOPE_TOKEN=-abc``, is easier to get right without one)."""
     while True:
         token = secrets.token_urlsafe(16)
         if not token.startswith("-"):
@@ -521,7 +520,7 @@ class ControlServer:
                              "and has the token controls the proxy. Use a loopback address (and an SSH tunnel, "
                              "see docs/remote.md) or add --allow-remote")
         if token is not None and not token:
-            raise ValueError("--token: the token must not be empty")
+            raise ValueError("the control token must not be empty")
         self.server = server
         self.loop: asyncio.AbstractEventLoop = server.loop
         self.host = host
@@ -1071,13 +1070,13 @@ def _direction(a: dict[str, Any]) -> Direction:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--control``, ``--token``, ``--record``, ``--parent-watch`` (and ``--allow-remote`` if missing)."""
+    """Add ``--control``, ``--token-file``, ``--record``, ``--parent-watch`` (and ``--allow-remote`` if missing)."""
     parser.add_argument("--control", default=None, metavar="HOST:PORT",
                         help="open the control endpoint (for the window or scripts) on HOST:PORT; port 0 picks a "
                              "free one; loopback only unless --allow-remote")
-    parser.add_argument("--token", default=None, metavar="T",
-                        help="the control token clients must send (default: $SOCKSCOPE_TOKEN, else a random one, "
-                             "printed at start)")
+    from proxy.cli import add_token_arguments  # lazy: cli imports this module
+
+    add_token_arguments(parser, "clients must send (else a random one, printed at start)")
     parser.add_argument("--record", default=None, metavar="FILE",
                         help="append every message and connection event to a session file")
     parser.add_argument("--control-payload-rate", default=None, metavar="RATE",
@@ -1106,8 +1105,9 @@ async def start_from_args(server: ProxyServer, args: argparse.Namespace,
                           on_parent_gone: Callable[[], None] | None = None) -> list[object]:
     """Start what the flags of :func:`add_arguments` ask for; returns the objects to pass to :func:`stop`.
 
-    Call after ``await server.start()``. Prints ``sockscope: control on HOST:PORT token TOKEN`` (one line,
-    flushed) when ``--control`` is given. ``on_parent_gone`` runs on the loop when ``--parent-watch`` sees
+    Call after ``await server.start()``. Prints ``sockscope: control on HOST:PORT token TOKEN`` (one line) when
+    ``--control`` is given, or ``... (token from $SOCKSCOPE_TOKEN)`` / ``(token from --token-file)`` when the user
+    chose the token. ``on_parent_gone`` runs on the loop when ``--parent-watch`` sees
     EOF (default: raise SIGINT, which the CLI turns into a clean stop). Errors are ``ProxyError``.
     """
     started: list[object] = []
@@ -1127,13 +1127,13 @@ async def start_from_args(server: ProxyServer, args: argparse.Namespace,
             raise ProxyError("--wait-attach needs --control (something must be able to attach), and a wait of "
                              "0 or more seconds")
         if control:
-            from proxy.cli import UsageError, parse_hostport  # lazy: cli imports this module
+            from proxy.cli import UsageError, parse_hostport, token_from_args  # lazy: cli imports this module
 
             try:
                 host, port = parse_hostport(control, "--control")
+                token, source = token_from_args(args)
             except UsageError as e:
                 raise ProxyError(str(e)) from None
-            token = getattr(args, "token", None) or os.environ.get("SOCKSCOPE_TOKEN") or None
             try:
                 rate_text = getattr(args, "control_payload_rate", None)
                 rate = DEFAULT_PAYLOAD_RATE if rate_text is None else _parse_rate(rate_text)
@@ -1144,7 +1144,9 @@ async def start_from_args(server: ProxyServer, args: argparse.Namespace,
             chost, cport = await cs.start()
             started.append(cs)
             shown = f"[{chost}]" if ":" in chost else chost
-            say(f"sockscope: control on {shown}:{cport} token {cs.token}")
+            # A generated token is shown here, on the terminal (never on a command line); one the user gave is not.
+            say(f"sockscope: control on {shown}:{cport} " + (f"(token from {source})" if token else
+                                                             f"token {cs.token}"))
         if getattr(args, "parent_watch", False):
             started.append(watch_stdin(loop, on_parent_gone or _default_stop))
     except BaseException:

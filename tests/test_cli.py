@@ -343,7 +343,7 @@ def test_wait_attach_holds_game_connections_until_a_control_client_attaches(chil
     with socket.create_server(("127.0.0.1", 0)) as listener:
         _echo(listener, done)
         p = child("--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{listener.getsockname()[1]}",
-                  "--control", "127.0.0.1:0", "--token", "t0k", "--wait-attach")
+                  "--control", "127.0.0.1:0", "--wait-attach", env={**ENV, "SOCKSCOPE_TOKEN": "t0k"})
         port = p.listening_port()
         line = p.wait_line(p.out, lambda x: "control on" in x)
         cport = int(line.split()[3].rsplit(":", 1)[1])
@@ -456,3 +456,56 @@ def test_terminal_on_a_stream_without_a_file_writes_directly() -> None:
     p = Printer(Clock(0, 0), buf, prefix="[5555] ")
     p(Notice("warning", "careful", 0))
     assert buf.getvalue().splitlines()[-1].startswith("[5555] ") and "warning: careful" in buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------------ the control token
+
+
+def test_a_token_on_the_command_line_is_refused_with_one_line() -> None:
+    """Issue 16 item 6: every user of the machine can read a command line (``ps``)."""
+    for args in (("--token", "s3cret"), ("--token=s3cret",), ("--token",)):
+        out = run_cli("--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", *args)
+        assert out.returncode == 2 and out.stdout == ""
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert "SOCKSCOPE_TOKEN" in out.stderr and "--token-file" in out.stderr and "s3cret" not in out.stderr
+
+
+def test_the_token_comes_from_a_file_or_the_environment(child: Callable[..., Child], tmp_path: Path) -> None:
+    from proxy.client import ControlError, SyncControlClient
+
+    token_file = tmp_path / "token"
+    token_file.write_text("fr0m-a-file\n")
+    for extra, env, token, source in (
+            (("--token-file", str(token_file)), {**ENV, "SOCKSCOPE_TOKEN": "not-this-one"}, "fr0m-a-file",
+             "--token-file"),
+            ((), {**ENV, "SOCKSCOPE_TOKEN": "fr0m-the-env"}, "fr0m-the-env", "$SOCKSCOPE_TOKEN")):
+        p = child("--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", *extra, env=env)
+        line = p.wait_line(p.out, lambda x: "control on" in x)
+        assert line.endswith(f"(token from {source})") and token not in line  # a chosen token is not echoed
+        cport = int(line.split()[3].rsplit(":", 1)[1])
+        with SyncControlClient("127.0.0.1", cport, token) as c:
+            assert c.call("ping", echo=1)["echo"] == 1
+        with pytest.raises(ControlError, match="wrong token"):
+            SyncControlClient("127.0.0.1", cport, "guess")
+        p.proc.terminate()
+        assert p.finish() == 0
+
+
+def test_without_a_token_the_proxy_makes_one_and_prints_it(child: Callable[..., Child]) -> None:
+    env = {k: v for k, v in ENV.items() if k != "SOCKSCOPE_TOKEN"}
+    p = child("--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", env=env)
+    line = p.wait_line(p.out, lambda x: "control on" in x)
+    m = re.fullmatch(r"sockscope: control on [\d.]+:\d+ token (\S{20,})", line)
+    assert m, line
+    if Path(f"/proc/{p.proc.pid}/cmdline").exists():
+        assert m.group(1).encode() not in Path(f"/proc/{p.proc.pid}/cmdline").read_bytes()
+
+
+@pytest.mark.parametrize("content", ["", "two words\n"])
+def test_a_bad_token_file_is_one_line_and_exit_2(tmp_path: Path, content: str) -> None:
+    f = tmp_path / "token"
+    f.write_text(content)
+    _one_line_error(run_cli("--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--token-file", str(f)),
+                    "--token-file")
+    _one_line_error(run_cli("--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--token-file",
+                            str(tmp_path / "missing")), "--token-file")
