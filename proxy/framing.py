@@ -311,6 +311,67 @@ DEFAULT_MAX_JSON_DEPTH = 512
 """Nesting past which the JSON framer falls back to raw: no game sends that, and Python's own ``json`` (which
 decoders use) refuses a little under 1,000 levels. The scanner itself has no recursion to run out of."""
 
+# A scalar cut by the end of what has arrived is checked as a prefix by this automaton over only the new bytes, so
+# bytes that can never become JSON (``00``, ``1.x``, ``hello``) fall back at once instead of waiting for a
+# terminator that a peer waiting for an answer would never send; and a long number arriving byte by byte costs
+# O(n). States 0-8 are inside a number; 100 + 16 * w + k is inside literal ``_LITERALS[w]`` with k bytes matched.
+_LITERALS = (b"true", b"false", b"null", b"NaN", b"Infinity")
+_N_START, _N_MINUS, _N_ZERO, _N_INT, _N_DOT, _N_FRAC, _N_E, _N_ESIGN, _N_EXP = range(9)
+_LITERAL_START = {word[0]: 100 + 16 * w + 1 for w, word in enumerate(_LITERALS)}
+
+
+def _scalar_prefix(state: int, buf: bytearray, i: int, end: int) -> int:
+    """Run the automaton from ``state`` over ``buf[i:end]``: the new state, or -1 once these bytes cannot begin a
+    JSON number or literal."""
+    while i < end:
+        c = buf[i]
+        i += 1
+        if state >= 100:
+            w, k = divmod(state - 100, 16)
+            word = _LITERALS[w]
+            if k < len(word) and c == word[k]:
+                state += 1
+                continue
+            return -1
+        digit = 0x30 <= c <= 0x39
+        if state == _N_START or state == _N_MINUS:
+            if c == 0x30:
+                state = _N_ZERO
+            elif digit:
+                state = _N_INT
+            elif c == 0x2D and state == _N_START:
+                state = _N_MINUS
+            elif c in _LITERAL_START and (state == _N_START or c == 0x49):  # -Infinity
+                state = _LITERAL_START[c]
+            else:
+                return -1
+        elif state == _N_ZERO or state == _N_INT or state == _N_FRAC:
+            if c == 0x2E and state != _N_FRAC:
+                state = _N_DOT
+            elif c == 0x65 or c == 0x45:
+                state = _N_E
+            elif digit and state != _N_ZERO:
+                pass
+            else:
+                return -1
+        elif state == _N_DOT:
+            if not digit:
+                return -1
+            state = _N_FRAC
+        elif state == _N_E:
+            if c == 0x2B or c == 0x2D:
+                state = _N_ESIGN
+            elif digit:
+                state = _N_EXP
+            else:
+                return -1
+        elif not digit:  # _N_ESIGN, _N_EXP
+            return -1
+        else:
+            state = _N_EXP
+    return state
+
+
 # Scanner states (what the next token may be)
 _TOP, _VALUE, _VALUE_OR_CLOSE, _KEY, _KEY_OR_CLOSE, _COLON, _AFTER, _STRING, _SCALAR_TOKEN = range(9)
 
@@ -338,6 +399,8 @@ class JsonFramer(_BufferedFramer):
         self._stack = bytearray()  # the open brackets, innermost last
         self._key = False  # the string being scanned is an object key
         self._tok = 0  # start of the scalar being scanned
+        self._tok_state = _N_START  # its prefix automaton's state (see _scalar_prefix) ...
+        self._tok_checked = 0  # ... after the bytes up to here
 
     def _scan(self, buf: bytearray) -> int | None:
         n = len(buf)
@@ -361,7 +424,13 @@ class JsonFramer(_BufferedFramer):
             elif st == _SCALAR_TOKEN:
                 j = _SCALAR_RUN.match(buf, i).end()  # type: ignore[union-attr]
                 if j == n and (stack or not _LITERAL.fullmatch(buf, self._tok, n)):
-                    # a number may go on, so it needs a terminator (a whole literal at top level does not)
+                    # a number may go on, so it needs a terminator (a whole literal at top level does not); but
+                    # bytes that cannot begin one are refused now, not held waiting
+                    self._tok_state = _scalar_prefix(self._tok_state, buf, self._tok_checked, j)
+                    if self._tok_state < 0:
+                        shown = bytes(buf[self._tok:min(j, self._tok + 20)])
+                        raise ValueError(f"not JSON ({shown!r} cannot begin a number or literal)")
+                    self._tok_checked = j
                     self._suspend(j, st, begin)
                     return None
                 if not _SCALAR.fullmatch(buf, self._tok, j):
@@ -440,6 +509,7 @@ class JsonFramer(_BufferedFramer):
                         continue
                     if c in _SCALAR_START:
                         st, self._tok = _SCALAR_TOKEN, i
+                        self._tok_state, self._tok_checked = _N_START, i
                         continue
                     if c == 0x5D and st == _VALUE_OR_CLOSE:
                         stack.pop()

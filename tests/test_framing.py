@@ -237,3 +237,21 @@ def test_json_framer_agrees_with_json_loads(pieces: list[str], step: int) -> Non
         assert b"".join(frames) + rest == data
         one_value = fallback is None and rest == b"" and len([f for f in frames if f.strip()]) == 1
         assert one_value == valid, (data, frames, fallback)
+
+
+@pytest.mark.parametrize("data", [b"00000000" + b"." * 56, b"1.x", b"-a", b"truth", b"[1, 2, 01"])
+def test_json_bytes_that_cannot_become_json_are_not_held_back(data: bytes) -> None:
+    """A top-level number waits for its terminator, but bytes that can never begin a JSON value fall back at once:
+    a peer waiting for an answer to a non-JSON message would otherwise wait for ever."""
+    f = make_framer("json")
+    assert b"".join(f.feed(data)) == data and f.buffered == 0
+    assert f.fallback is not None and "not JSON" in f.fallback
+    one = make_framer("json")  # the same, one byte at a time
+    assert b"".join(fr for i in range(len(data)) for fr in one.feed(data[i:i + 1])) == data
+    assert one.fallback is not None
+
+
+def test_json_a_number_cut_by_a_read_still_waits() -> None:
+    f = make_framer("json")
+    assert f.feed(b"-12.5e") == [] and f.fallback is None
+    assert f.feed(b"+3\n") == [b"-12.5e+3\n"]
