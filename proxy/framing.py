@@ -291,21 +291,29 @@ _SCALAR_RUN = re.compile(rb"[-+.0-9A-Za-z]*+")
 _NUMBER_OR_LITERAL = rb"-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?(?:[eE][-+]?[0-9]++)?|true|false|null|NaN|-?Infinity"
 _SCALAR = re.compile(_NUMBER_OR_LITERAL)
 _LITERAL = re.compile(rb"true|false|null")
-# Fast paths: whole runs of flat array items or object members, each followed by a comma, in one C-level match
-# instead of a Python step per token (game messages are mostly these). What a run stops before (a nested
-# container, the last item, bytes not here yet) is left to the step-by-step scanner, which goes on from there,
-# so a run never looks at a byte more than twice.
-_FLAT = rb'(?:"' + _STRING_BODY + rb'"|(?:' + _NUMBER_OR_LITERAL + rb')|\[[ \t\r\n]*+\]|\{[ \t\r\n]*+\})'
-_KEY_COLON = rb'[ \t\r\n]*+"' + _STRING_BODY + rb'"[ \t\r\n]*+:[ \t\r\n]*+'
-_ARRAY_RUN = re.compile(rb"((?:[ \t\r\n]*+" + _FLAT + rb"[ \t\r\n]*+,)*+)(?:[ \t\r\n]*+" + _FLAT
-                        + rb"[ \t\r\n]*+(\]))?")
-"""Flat items each with its comma (group 1), then maybe a last flat item and the closing bracket (group 2)."""
-_OBJECT_RUN = re.compile(rb"((?:" + _KEY_COLON + _FLAT + rb"[ \t\r\n]*+,)*+)(?:" + _KEY_COLON
-                         + rb"(?:" + _FLAT + rb"[ \t\r\n]*+(\})|(?=[\[{])))?")
-"""Flat members each with its comma (group 1), then maybe a last flat member and the closing brace (group 2),
-or the key of a member whose value is a container (which the scanner then opens)."""
+# Fast paths: whole runs of array items or object members, each followed by a comma, in one C-level match instead
+# of a Python step per token. An item may be a scalar, a string, or a container of those ([1, 2], {"x": 1}): game
+# messages are mostly such runs (lists of positions, of entity states). What a run stops before (a deeper container,
+# the last item, bytes not here yet) is left to the step-by-step scanner, which goes on from there, so a run never
+# looks at a byte more than twice. Runs nest containers two levels below where they start (``_RUN_DEPTH``).
+_W = rb"[ \t\r\n]*+"
+_QUOTED = rb'"' + _STRING_BODY + rb'"'
+# (empty containers first: tried first, they cost a dense ``[],[],…`` stream half as much, and others nothing)
+_FLAT = rb"(?:\[" + _W + rb"\]|\{" + _W + rb"\}|" + _QUOTED + rb"|(?:" + _NUMBER_OR_LITERAL + rb"))"
+_MEMBER = _QUOTED + _W + rb":" + _W + _FLAT
+_ITEM = (rb"(?:" + _FLAT + rb"|\[" + _W + rb"(?:" + _FLAT + _W + rb"," + _W + rb")*+" + _FLAT + _W + rb"\]|\{" + _W
+         + rb"(?:" + _MEMBER + _W + rb"," + _W + rb")*+" + _MEMBER + _W + rb"\})")
+_RUN_DEPTH = 2
+_KEY_COLON = _W + _QUOTED + _W + rb":" + _W
+_ARRAY_RUN = re.compile(rb"((?:" + _W + _ITEM + _W + rb",)*+)(?:" + _W + _ITEM + _W + rb"(\]))?")
+"""Items each with its comma (group 1), then maybe a last item and the closing bracket (group 2)."""
+_OBJECT_RUN = re.compile(rb"((?:" + _KEY_COLON + _ITEM + _W + rb",)*+)(?:" + _KEY_COLON
+                         + rb"(?:" + _ITEM + _W + rb"(\})|(?=[\[{])))?")
+"""Members each with its comma (group 1), then maybe a last member and the closing brace (group 2), or the key of
+a member whose value is a deeper container (which the scanner then opens)."""
 _WS_BYTES = frozenset(b" \t\r\n")
 _SCALAR_START = frozenset(b"-0123456789tfnNI")
+_OPENERS = frozenset(b"[{")
 
 DEFAULT_MAX_JSON_DEPTH = 512
 """Nesting past which the JSON framer falls back to raw: no game sends that, and Python's own ``json`` (which
@@ -401,6 +409,7 @@ class JsonFramer(_BufferedFramer):
         self._tok = 0  # start of the scalar being scanned
         self._tok_state = _N_START  # its prefix automaton's state (see _scalar_prefix) ...
         self._tok_checked = 0  # ... after the bytes up to here
+        self._no_run = -1  # items of the container open at this depth were too deep for a run: do not try again
 
     def _scan(self, buf: bytearray) -> int | None:
         n = len(buf)
@@ -438,28 +447,8 @@ class JsonFramer(_BufferedFramer):
                     raise ValueError(f"not JSON ({shown!r} is not a number or literal)")
                 i = j
             else:
-                m = None
-                if len(stack) < self.max_depth:
-                    if st == _VALUE_OR_CLOSE or (st == _VALUE and stack[-1] == 0x5B):
-                        m = _ARRAY_RUN.match(buf, i)
-                    elif st == _KEY or st == _KEY_OR_CLOSE:
-                        m = _OBJECT_RUN.match(buf, i)
-                if m is not None and m.end() > i:
-                    closed = m.end(2) > 0
-                    if m.end() > m.end(1) and not closed:
-                        st = _VALUE  # stopped after the key of a member whose value is a container
-                    elif m.end(1) > i:
-                        st = _VALUE if stack[-1] == 0x5B else _KEY
-                    i = m.end()
-                    if closed:
-                        stack.pop()
-                        if stack:
-                            st = _AFTER
-                            continue
-                        end = _WS_RUN.match(buf, i).end()  # type: ignore[union-attr]
-                        self.work += end - begin + 1
-                        self._reset_scan()
-                        return end
+                if len(stack) < self._no_run:
+                    self._no_run = -1  # that container has ended
                 if i < n and buf[i] in _WS_BYTES:
                     i = _WS_RUN.match(buf, i).end()  # type: ignore[union-attr]
                 if i == n:
@@ -476,46 +465,92 @@ class JsonFramer(_BufferedFramer):
                         st = _VALUE if stack[-1] == 0x5B else _KEY
                         i += 1
                         continue
-                    if c != (0x5D if stack[-1] == 0x5B else 0x7D):
-                        raise ValueError(f"not JSON (unexpected {bytes([c])!r} at byte {i})")
-                    stack.pop()
-                    i += 1
+                    # closing brackets, as many as follow one another (a tight loop: deep ends cost little)
+                    while True:
+                        if c != (0x5D if stack[-1] == 0x5B else 0x7D):
+                            raise ValueError(f"not JSON (unexpected {bytes([c])!r} at byte {i})")
+                        stack.pop()
+                        i += 1
+                        if not stack or i == n:
+                            break
+                        c = buf[i]
+                        if c != 0x5D and c != 0x7D:
+                            break
+                    if stack:
+                        continue  # still _AFTER
                 elif st == _COLON:
                     if c != 0x3A:
                         raise ValueError(f"not JSON (expected ':' at byte {i}, got {bytes([c])!r})")
                     st = _VALUE
                     i += 1
                     continue
-                elif st == _KEY or st == _KEY_OR_CLOSE:
-                    if c == 0x22:
-                        st, self._key = _STRING, True
-                        i += 1
-                        continue
-                    if c != 0x7D or st == _KEY:
-                        raise ValueError(f"not JSON (expected a key at byte {i}, got {bytes([c])!r})")
-                    stack.pop()
-                    i += 1
-                else:  # _TOP, _VALUE, _VALUE_OR_CLOSE: a value starts here
-                    if c == 0x22:
-                        st, self._key = _STRING, False
-                        i += 1
-                        continue
-                    if c == 0x5B or c == 0x7B:
-                        if len(stack) >= self.max_depth:
-                            raise ValueError(f"nesting deeper than {self.max_depth} levels")
-                        stack.append(c)
-                        st = _VALUE_OR_CLOSE if c == 0x5B else _KEY_OR_CLOSE
-                        i += 1
-                        continue
-                    if c in _SCALAR_START:
-                        st, self._tok = _SCALAR_TOKEN, i
-                        self._tok_state, self._tok_checked = _N_START, i
-                        continue
-                    if c == 0x5D and st == _VALUE_OR_CLOSE:
+                else:
+                    # A run of whole items or members in one match, unless it would fail at once (an item that
+                    # opens two containers: ``[[``), or could nest past the cap.
+                    depth = len(stack)
+                    if (st != _TOP and depth + _RUN_DEPTH <= self.max_depth and depth != self._no_run
+                            and not ((c == 0x5B or c == 0x7B) and i + 1 < n and buf[i + 1] in _OPENERS)):
+                        m = None
+                        if st == _KEY or st == _KEY_OR_CLOSE:
+                            m = _OBJECT_RUN.match(buf, i)
+                        elif stack[-1] == 0x5B:
+                            m = _ARRAY_RUN.match(buf, i)
+                        if m is not None and m.end() == i:
+                            # An array's items tend to share a shape: if this one is too deep for a run, the
+                            # next ones are too. Asking again per item would double the cost of such arrays.
+                            self._no_run = depth
+                        elif m is not None:
+                            closed = m.end(2) > 0
+                            if m.end() > m.end(1) and not closed:
+                                st = _VALUE  # stopped after the key of a member whose value is a container
+                            elif m.end(1) > i:
+                                st = _VALUE if stack[-1] == 0x5B else _KEY
+                            i = m.end()
+                            if not closed:
+                                continue
+                            stack.pop()
+                            if stack:
+                                st = _AFTER
+                                continue
+                            end = _WS_RUN.match(buf, i).end()  # type: ignore[union-attr]
+                            self.work += end - begin + 1
+                            self._reset_scan()
+                            return end
+                    if st == _KEY or st == _KEY_OR_CLOSE:
+                        if c == 0x22:
+                            st, self._key = _STRING, True
+                            i += 1
+                            continue
+                        if c != 0x7D or st == _KEY:
+                            raise ValueError(f"not JSON (expected a key at byte {i}, got {bytes([c])!r})")
                         stack.pop()
                         i += 1
-                    else:
-                        raise ValueError(f"not JSON (byte {bytes([c])!r} at {i} cannot start a value)")
+                    else:  # _TOP, _VALUE, _VALUE_OR_CLOSE: a value starts here
+                        if c == 0x22:
+                            st, self._key = _STRING, False
+                            i += 1
+                            continue
+                        if c == 0x5B or c == 0x7B:
+                            # opening brackets, as many as follow one another (inside arrays: an object needs a key)
+                            while True:
+                                if len(stack) >= self.max_depth:
+                                    raise ValueError(f"nesting deeper than {self.max_depth} levels")
+                                stack.append(c)
+                                i += 1
+                                if c == 0x7B or i == n or buf[i] not in _OPENERS:
+                                    break
+                                c = buf[i]
+                            st = _VALUE_OR_CLOSE if c == 0x5B else _KEY_OR_CLOSE
+                            continue
+                        if c in _SCALAR_START:
+                            st, self._tok = _SCALAR_TOKEN, i
+                            self._tok_state, self._tok_checked = _N_START, i
+                            continue
+                        if c == 0x5D and st == _VALUE_OR_CLOSE:
+                            stack.pop()
+                            i += 1
+                        else:
+                            raise ValueError(f"not JSON (byte {bytes([c])!r} at {i} cannot start a value)")
             # A value just ended: inside a container, what follows it; at top level, the frame (and the
             # whitespace already here after it).
             if stack:

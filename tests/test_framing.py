@@ -220,7 +220,8 @@ def test_parse_framing() -> None:
 
 
 _JSON_PIECES = ['{', '}', '[', ']', ',', ':', ' ', '\n', '"a"', '"\\"', '"\\u00e9"', '"\\x"', '1', '-0', '01', '1.5e3',
-                '.5', 'true', 'tru', 'null', 'NaN', '-Infinity', '"', '\\', '\t', '""', '[]', '{}', '"k":']
+                '.5', 'true', 'tru', 'null', 'NaN', '-Infinity', '"', '\\', '\t', '""', '[]', '{}', '"k":', '[[', ']]',
+                '[0]', '{"b":[0]}', '[{', '}]', '{"a":', '[[1,2],', '{"x":1,"y":2}', '[[[0]]]', '-12.5E+10', '1e']
 
 
 @given(st.lists(st.sampled_from(_JSON_PIECES), min_size=1, max_size=30), st.integers(1, 7))
