@@ -304,6 +304,7 @@ _MEMBER = _QUOTED + _W + rb":" + _W + _FLAT
 _ITEM = (rb"(?:" + _FLAT + rb"|\[" + _W + rb"(?:" + _FLAT + _W + rb"," + _W + rb")*+" + _FLAT + _W + rb"\]|\{" + _W
          + rb"(?:" + _MEMBER + _W + rb"," + _W + rb")*+" + _MEMBER + _W + rb"\})")
 _RUN_DEPTH = 2
+_CUT_ITEM = 512
 _KEY_COLON = _W + _QUOTED + _W + rb":" + _W
 _ARRAY_RUN = re.compile(rb"((?:" + _W + _ITEM + _W + rb",)*+)(?:" + _W + _ITEM + _W + rb"(\]))?")
 """Items each with its comma (group 1), then maybe a last item and the closing bracket (group 2)."""
@@ -498,7 +499,9 @@ class JsonFramer(_BufferedFramer):
                         if m is not None and m.end() == i:
                             # An array's items tend to share a shape: if this one is too deep for a run, the
                             # next ones are too. Asking again per item would double the cost of such arrays.
-                            self._no_run = depth
+                            # (Not when the item may just be cut by the end of what has arrived.)
+                            if n - i > _CUT_ITEM:
+                                self._no_run = depth
                         elif m is not None:
                             closed = m.end(2) > 0
                             if m.end() > m.end(1) and not closed:
