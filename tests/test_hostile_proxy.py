@@ -615,8 +615,8 @@ def test_a_stdout_nobody_reads_never_stops_the_relay(echo_server: EchoServer) ->
         out, err = p.stop()
         assert p.proc.returncode == 0 and time.monotonic() - t < 5, err
     text = out.decode("utf-8", "replace")
-    m = re.search(r"… (\d+) lines dropped: the terminal is not reading fast enough", text)
-    assert m and int(m.group(1)) > 1000, text[-2000:]
+    dropped = [int(n) for n in re.findall(r"… (\d+) lines dropped: the terminal is not reading fast enough", text)]
+    assert sum(dropped) > 1000, (dropped, text[-2000:])  # (one notice per gap: the writer caught up now and then)
     assert "hello 0" in text  # the first lines were kept, whole
     assert all(line.startswith(("sockscope", "…")) or re.match(r"\d\d:\d\d:\d\d\.\d{3} ", line)
                for line in text.splitlines()), "a line was cut or mixed with another"
