@@ -27,7 +27,7 @@ EPILOG = """examples:
   sockscope --listen 127.0.0.1:5556 --target 127.0.0.1:5555
                                                         then point your client at port 5556
   sockscope --target 127.0.0.1:5555 --latency 100 --jitter 20
-  sockscope --attach 10.0.0.5:7777 --token T            a proxy started with python -m proxy --control
+  SOCKSCOPE_TOKEN=T sockscope --attach 127.0.0.1:7777   a proxy started with python -m proxy --control
   sockscope export game.sockscope --to game.pcapng      for Wireshark (or .jsonl, or replay.py)
   sockscope import capture.pcapng --framing lines -o game.sockscope
 """
@@ -61,7 +61,7 @@ def missing_x11_libraries() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from proxy.cli import add_condition_arguments
+    from proxy.cli import add_condition_arguments, add_token_arguments
 
     p = argparse.ArgumentParser(
         prog="sockscope", description="See, slow down and change your game's TCP traffic.", epilog=EPILOG,
@@ -71,13 +71,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", metavar="HOST:PORT", help="your server; without it the start page asks")
     p.add_argument("--framing", default="raw", metavar="F", help="raw, lines, len16, len32, msgpack, json, fixed:N")
     p.add_argument("--attach", metavar="HOST:PORT", help="attach to a running proxy's control endpoint")
-    p.add_argument("--token", help="the control token printed by that proxy")
+    add_token_arguments(p, "of the proxy given with --attach (it prints it: 'control on ... token T')")
     add_condition_arguments(p, seed=False)
     p.add_argument("--demo-interval", type=float, default=0.5, help=argparse.SUPPRESS)
     p.add_argument("--in-process", action="store_true",
                    help="run the proxy engine inside the window's process (no child process)")
     p.add_argument("--time-startup", action="store_true", help=argparse.SUPPRESS)
     return p
+
+
+def attach_from_args(args: argparse.Namespace) -> tuple[str, int, str]:
+    """``--attach HOST:PORT`` and its token (``$SOCKSCOPE_TOKEN`` or ``--token-file``); ``UsageError`` if bad."""
+    from proxy.cli import TOKEN_HOW, UsageError, parse_hostport, token_from_args
+
+    host, port = parse_hostport(args.attach, "--attach")
+    token, _ = token_from_args(args)
+    if token is None:
+        raise UsageError(f"--attach needs the proxy's token (it prints it: 'control on ... token T'): {TOKEN_HOW}")
+    return host, port, token
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,10 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any((args.latency, args.jitter, args.bandwidth, args.spike, args.preset)):
             conditions = conditions_from_args(args).to_dict()
         if args.attach:
-            if not args.token:
-                raise UsageError("--attach needs --token (printed by the proxy: 'control on ... token T')")
-            host, port = parse_hostport(args.attach, "--attach")
-            attach = (host, port, args.token)
+            attach = attach_from_args(args)
         elif args.command == "demo":
             options = LinkOptions(demo=True, demo_interval=args.demo_interval, framing=args.framing,
                                   conditions=conditions)

@@ -6,8 +6,9 @@ Role: everything the window knows about *where* the engine runs. A :class:`Link`
 
 - :class:`InProcessLink`: the engine on a background thread of this process (``proxy.runner.ProxyThread``),
   subscribed directly. Used by tests, and by ``sockscope`` while the control protocol is not available.
-- :class:`ChildProcessLink`: starts ``python -m proxy --control 127.0.0.1:0 --token T`` and talks to it over the
-  control protocol (``proxy.client``); the child exits by itself when this process goes away.
+- :class:`ChildProcessLink`: starts ``python -m proxy --control 127.0.0.1:0`` (its token in the child's
+  environment, never on its command line) and talks to it over the control protocol (``proxy.client``); the
+  child exits by itself when this process goes away.
 - :class:`AttachLink`: the control protocol to a proxy someone else started (``sockscope --attach``).
 
 :func:`make_link` picks one; the window never checks which. Switching the whole window to the control
@@ -40,6 +41,7 @@ from typing import Any, Final
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from inspector.store import ApplyResult, MessageStore
+from proxy.cli import TOKEN_ENV
 from proxy.control import new_token
 from proxy.model import Clock, Message, Notice, Record
 
@@ -479,7 +481,10 @@ class AttachLink(Link):
 
 
 class ChildProcessLink(AttachLink):
-    """Starts ``python -m proxy --control 127.0.0.1:0 --token T`` as a child and attaches to it."""
+    """Starts ``python -m proxy --control 127.0.0.1:0`` as a child and attaches to it.
+
+    The token goes to the child in its environment (``SOCKSCOPE_TOKEN``), which only this user can read; on its
+    command line every user of the machine would see it (``ps``)."""
 
     kind = "child process"
     READY_PREFIX: Final = "sockscope: control on "
@@ -492,8 +497,7 @@ class ChildProcessLink(AttachLink):
 
     def argv(self) -> list[str]:
         o = self.options
-        args = [sys.executable, "-m", "proxy", "--control", "127.0.0.1:0", f"--token={self.token}", "--quiet",
-                "--framing", o.framing]
+        args = [sys.executable, "-m", "proxy", "--control", "127.0.0.1:0", "--quiet", "--framing", o.framing]
         if proxy_supports_flag("--parent-watch"):
             args.append("--parent-watch")
         if o.demo:
@@ -504,6 +508,7 @@ class ChildProcessLink(AttachLink):
 
     def start(self) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")  # we read it as utf-8
+        env[TOKEN_ENV] = self.token
         flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)
         try:
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,

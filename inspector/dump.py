@@ -1,8 +1,8 @@
 """``python -m inspector.dump SESSION [--filter EXPR] [--decode-as NAME] [--struct FMT]``: decoded messages, no Qt.
 
 Role: the headless reader of recordings: streams a session file (``proxy.session``), or follows a live proxy's
-control endpoint (``--follow HOST:PORT --token T``), applies the shared filter language and prints one decoded
-line per message (and the decoded tree with ``--tree``).
+control endpoint (``--follow HOST:PORT``, the token in ``$SOCKSCOPE_TOKEN`` or ``--token-file``), applies the
+shared filter language and prints one decoded line per message (and the decoded tree with ``--tree``).
 Must not import: Qt (PySide6).
 Thread: main thread.
 """
@@ -20,13 +20,13 @@ from proxy.session import SessionError, open_session
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from proxy.cli import console_safe
+    from proxy.cli import UsageError, add_token_arguments, console_safe, token_from_args
 
     console_safe()
     ap = argparse.ArgumentParser(prog="python -m inspector.dump", description="Print decoded messages of a session.")
     ap.add_argument("session", nargs="?", help="a session file written by --record")
     ap.add_argument("--follow", metavar="HOST:PORT", help="follow a live proxy's control endpoint instead")
-    ap.add_argument("--token", default=None, help="the control token (with --follow)")
+    add_token_arguments(ap, "of the proxy given with --follow")
     ap.add_argument("--filter", default="", metavar="EXPR", help='e.g. c2s and json.type == "ping"')
     ap.add_argument("--decode-as", default=None, metavar="NAME", help="text, json, msgpack, pickle, struct, hex")
     ap.add_argument("--struct", default=None, metavar="FMT", help='struct format with names: "<Hff x y"')
@@ -50,12 +50,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return registry.decode_message(m, detail=False)
 
     if bool(args.session) == bool(args.follow):
-        print("dump: error: give a session file, or --follow HOST:PORT --token T", file=sys.stderr)
+        print("dump: error: give a session file, or --follow HOST:PORT (with the token in $SOCKSCOPE_TOKEN)",
+              file=sys.stderr)
+        return 2
+    try:
+        token, _ = token_from_args(args) if args.follow else (None, "")
+    except UsageError as e:
+        print(f"dump: error: {e}", file=sys.stderr)
         return 2
     shown = 0
     truncated = False
     try:
-        records = _follow(args.follow, args.token) if args.follow else open_session(args.session)
+        records = _follow(args.follow, token) if args.follow else open_session(args.session)
         for r in records:
             if isinstance(r, Message):
                 if not flt.matches(r, view_of):  # type: ignore[arg-type]
@@ -93,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _follow(address: str, token: str | None) -> Iterator[Record]:
     """Records from a live proxy, until it goes away."""
-    from proxy.cli import UsageError, parse_hostport
+    from proxy.cli import TOKEN_HOW, UsageError, parse_hostport
     from proxy.client import ControlError, SyncControlClient
 
     try:
@@ -101,7 +107,8 @@ def _follow(address: str, token: str | None) -> Iterator[Record]:
     except UsageError as e:
         raise ConnectionError(str(e)) from None
     if not token:
-        raise ConnectionError("--follow needs --token (the proxy prints it: 'control on ... token T')")
+        raise ConnectionError(f"--follow needs the proxy's token (it prints it: 'control on ... token T'): "
+                              f"{TOKEN_HOW}")
     try:
         client = SyncControlClient(host, port, token)
     except ControlError as e:

@@ -23,7 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
@@ -31,8 +31,7 @@ from typing import TextIO
 from proxy.cli import UsageError, add_condition_arguments, conditions_from_args, parse_size
 from proxy.conditions import Conditions
 from proxy.framing import DEFAULT_MAX_FRAME, FramingError, FramingSpec, parse_framing
-from proxy.model import Record
-from proxy.printer import Printer
+from proxy.printer import Printer, close_terminals
 from proxy.runner import ProxyThread
 from proxy.server import ProxyConfig, ProxyError
 
@@ -169,20 +168,6 @@ def redirect_env(redirects: dict[int, tuple[str, int]], base: dict[str, str] | N
 # ------------------------------------------------------------------------------------------ the proxies
 
 
-def _subscriber(printer: Printer, prefix: str, out: TextIO) -> Callable[[Record], None]:
-    """The printer's lines, prefixed with the port when several proxies share one terminal."""
-    if not prefix:
-        return printer
-
-    def write(record: Record) -> None:
-        line = printer.format(record)
-        if line is not None:
-            out.write(prefix + line + "\n")
-            out.flush()
-
-    return write
-
-
 def start_proxies(ports: Sequence[int], listen_port: int, framing: FramingSpec, conditions: Conditions,
                   connect_timeout: float, seed: int | None, quiet: bool, out: TextIO) -> list[ProxyThread]:
     """One running proxy per port; on failure the ones already started are stopped and the error re-raised."""
@@ -193,8 +178,8 @@ def start_proxies(ports: Sequence[int], listen_port: int, framing: FramingSpec, 
                                  seed)
             p = ProxyThread(config)
             # Subscribed before the engine starts, so this runs on our thread before any record exists.
-            p.server.subscribe(_subscriber(Printer(p.server.clock, out, show_messages=not quiet),
-                                           f"[{port}] " if len(ports) > 1 else "", out))
+            p.server.subscribe(Printer(p.server.clock, out, show_messages=not quiet,
+                                       prefix=f"[{port}] " if len(ports) > 1 else ""))
             proxies.append(p.start())
     except BaseException:
         stop_proxies(proxies)
@@ -316,6 +301,7 @@ def main(argv: list[str]) -> int:
     finally:
         # The child has exited, so its sockets are closed: stopping flushes what the proxies still hold.
         stop_proxies(proxies)
+        close_terminals()  # the printer's last lines, waiting a short bound at most
     return rc
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
+import os
 import signal
 import sys
 import time
@@ -22,7 +24,7 @@ from proxy.conditions import Conditions, conditions_from_cli
 from proxy.demo import DemoClient, DemoServer
 from proxy.framing import DEFAULT_MAX_FRAME, FramingError, parse_framing
 from proxy.loop import new_event_loop, tune_allocator
-from proxy.printer import Printer
+from proxy.printer import Printer, TerminalLogHandler, close_terminals, say
 from proxy.server import ProxyConfig, ProxyError, ProxyServer, is_loopback
 
 DEMO_ATTACH_WAIT = 10.0  # seconds --demo waits for a first control subscriber before the client connects
@@ -30,6 +32,54 @@ DEMO_ATTACH_WAIT = 10.0  # seconds --demo waits for a first control subscriber b
 
 class UsageError(Exception):
     """A bad flag value: printed as one line with the flag and an example."""
+
+
+# ------------------------------------------------------------------------------------------ the control token
+# A token on a command line is visible to every user of the machine (``ps``, /proc/<pid>/cmdline), so no
+# sockscope command takes one there: it comes from the environment (readable by the same user only) or a file.
+
+TOKEN_ENV = "SOCKSCOPE_TOKEN"
+TOKEN_HOW = f"put it in the {TOKEN_ENV} environment variable or in a file given with --token-file PATH"
+
+
+class _RefuseToken(argparse.Action):
+    """``--token T`` exits with one line saying how to pass the token instead."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw: object) -> None:
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        parser.exit(2, f"{parser.prog}: error: --token on the command line is visible to every user of this "
+                       f"machine (ps); {TOKEN_HOW}\n")
+
+
+def add_token_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """``--token-file PATH`` (and a ``--token`` that refuses, saying why). ``purpose`` ends the help sentence."""
+    parser.add_argument("--token-file", default=None, metavar="PATH",
+                        help=f"a file holding the control token {purpose} (default: ${TOKEN_ENV}; a token is "
+                             "never given on the command line, where other users could read it)")
+    parser.add_argument("--token", action=_RefuseToken)
+
+
+def token_from_args(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The token from ``--token-file`` or ``$SOCKSCOPE_TOKEN`` (in that order) and where it came from;
+    ``(None, "")`` if neither gives one. ``UsageError`` for a file that cannot be read or holds no token."""
+    path = getattr(args, "token_file", None)
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                token = f.read(4096).strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"--token-file {path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
+        if not token or any(c.isspace() for c in token):
+            raise UsageError(f"--token-file {path}: expected one token (a line without spaces), found "
+                             f"{'nothing' if not token else 'several words'}")
+        return token, "--token-file"
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        return token, f"${TOKEN_ENV}"
+    return None, ""
 
 
 def parse_hostport(text: str, flag: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -166,15 +216,15 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     except ProxyError:
         await server.shutdown()
         raise
-    print(f"sockscope: listening on {host}:{port} → {config.target_host}:{config.target_port} "
-          f"(framing {config.framing})", flush=True)
+    say(f"sockscope: listening on {host}:{port} → {config.target_host}:{config.target_port} "
+        f"(framing {config.framing})")
     if not config.conditions.is_passthrough:
-        print(f"sockscope: conditions {config.conditions.describe()}", flush=True)
+        say(f"sockscope: conditions {config.conditions.describe()}")
     _install_signal_handlers(loop, stop)
     if wait_attach is not None:
         endpoint = next(e for e in extras if isinstance(e, control.ControlServer))
-        print(f"sockscope: waiting for a control client to attach before accepting connections"
-              f"{f' (at most {wait_attach:g} s)' if wait_attach else ''}", flush=True)
+        say(f"sockscope: waiting for a control client to attach before accepting connections"
+            f"{f' (at most {wait_attach:g} s)' if wait_attach else ''}")
         waiting = asyncio.ensure_future(endpoint.attached.wait())
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait([waiting, stopping], timeout=wait_attach or None, return_when=asyncio.FIRST_COMPLETED)
@@ -195,12 +245,12 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     else:
         warning = await server.probe_target()
         if warning:
-            print(f"sockscope: warning: {warning}", file=sys.stderr, flush=True)
+            say(f"sockscope: warning: {warning}", err=True)
     await stop.wait()
     if client is not None and server.handlers:
         # the demo client has finished: give the server's own FIN a moment to pass through before stopping
         await asyncio.wait([h.done for h in server.handlers.values()], timeout=1.0)
-    print("sockscope: stopping (flushing pending messages)", flush=True)
+    say("sockscope: stopping (flushing pending messages)")
     if client is not None:
         client.stop()
     await server.shutdown()
@@ -261,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _raise_fd_limit()
     tune_allocator()
+    logging.basicConfig(level=logging.WARNING, handlers=[TerminalLogHandler()])
     loop = new_event_loop()
     try:
         return loop.run_until_complete(_serve(args, config))
@@ -274,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             loop.run_until_complete(loop.shutdown_asyncgens())
         with contextlib.suppress(Exception):
             loop.close()
+        close_terminals()  # bounded: a terminal that does not read never keeps the proxy from exiting
 
 
 if __name__ == "__main__":

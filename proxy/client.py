@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import msgpack
 
-from proxy.codec import RECORD_TYPES, CodecError, record_from_dict
+from proxy.codec import RECORD_TYPES, SMALL_FRAME, CodecError, record_from_dict, unpack_frame
 
 __all__ = ["ControlClient", "ControlError", "SyncControlClient"]
 
@@ -35,6 +35,9 @@ PROTOCOL_VERSION: Final = 1
 MAX_FRAME: Final = 1 << 30
 """The proxy's events are bounded by its own frames (a 16 MiB message by default); this only guards
 against a peer that is not a sockscope proxy."""
+FIRST_FRAME_MAX: Final = 1 << 20
+"""The first frame (``hello``, or a ``bye`` saying why not) is a few KiB. Until it has come, whatever answers on
+the port may not be a sockscope proxy at all, so a bigger claim ends the connection before anything is allocated."""
 _U32: Final = struct.Struct(">I")
 READ_CHUNK: Final = 1 << 20
 """The receive buffer: most bytes taken from the connection per wake-up."""
@@ -105,7 +108,7 @@ class _Receiver(asyncio.BufferedProtocol):
                 return
             big, self.big = self.big, None
             with big:
-                obj = msgpack.unpackb(big, raw=False)
+                obj = unpack_frame(big)
             ev = client._on_frame(obj)
             if ev is not None:
                 client._deliver([ev])
@@ -117,8 +120,9 @@ class _Receiver(asyncio.BufferedProtocol):
         try:
             while end - pos >= 4 and not client.closing:
                 (n,) = unpack_from(view, pos)
-                if n > MAX_FRAME:
-                    raise ControlError(f"frame of {n} bytes from the proxy: not a sockscope control endpoint?")
+                if n > MAX_FRAME or (n > FIRST_FRAME_MAX and not client._first.done()):
+                    which = "frame" if client._first.done() else "first frame"
+                    raise ControlError(f"a {which} of {n} bytes from the proxy: not a sockscope control endpoint?")
                 stop = pos + 4 + n
                 if stop > end:
                     if 4 + n > len(self.buf):
@@ -128,7 +132,9 @@ class _Receiver(asyncio.BufferedProtocol):
                         self.big_fill = have
                         pos = end
                     break
-                ev = on_frame(unpackb(view[pos + 4:stop], raw=False))
+                # Small frames: msgpack's own size-relative limits, one C call. Bigger ones: unpack_frame's limits.
+                body = view[pos + 4:stop]
+                ev = on_frame(unpackb(body, raw=False) if n <= SMALL_FRAME else unpack_frame(body))
                 pos = stop
                 if ev is not None:
                     batch.append(ev)

@@ -51,14 +51,18 @@ from proxy.model import (
 
 __all__ = [
     "RECORD_TYPES",
+    "SMALL_FRAME",
     "SPLICE_MIN",
     "CodecError",
+    "FrameLimitError",
     "direction_from_wire",
     "framing_to_dict",
+    "nesting_exceeds",
     "pack_framed",
     "record_from_dict",
     "record_to_dict",
     "truncated_dict",
+    "unpack_frame",
 ]
 
 
@@ -466,3 +470,76 @@ def pack_framed(packer: msgpack.Packer, d: dict[str, Any]) -> tuple[bytes, ...]:
             into += [pack(k), pack(v)]
     before, after = b"".join(head), b"".join(tail)
     return _U32.pack(len(before) + len(data) + len(after)) + before, data, after
+
+
+# ------------------------------------------------------------------------------------------ decoding limits
+# A msgpack frame from a socket is decoded into Python objects, and an object costs far more than its bytes: an
+# empty array is one byte on the wire and a 56-byte list (plus an 8-byte slot in its parent) in memory, so a
+# 48 MiB frame of empty arrays would become gigabytes. Limits relative to the frame's size keep what a frame can
+# cost near what it weighs. Nesting needs no limit here: msgpack's C unpacker keeps open containers on a fixed
+# stack of 1,024 levels (no recursion) and raises ``StackError`` past it; code that walks decoded values must
+# still never recurse on them (see ``nesting_exceeds``).
+
+SMALL_FRAME: Final = 64 << 10
+"""Frames up to this size are decoded with msgpack's own limits (each container at most as many items as the
+frame has bytes): whatever they hold costs a few MiB at most, and the hot path pays nothing more."""
+CONTAINER_FLOOR: Final = 4096
+CONTAINER_RATIO: Final = 32
+"""A bigger frame may hold at most ``CONTAINER_FLOOR + size // CONTAINER_RATIO`` arrays and maps in all (a
+2,000-connection ``snapshot`` reply has one per ~50 bytes; a frame of empty arrays has one per byte)."""
+
+
+class FrameLimitError(ValueError):
+    """A frame holds more than its size allows (too many containers, a container longer than the frame)."""
+
+
+def _limits(size: int) -> dict[str, int]:
+    return {"max_str_len": size, "max_bin_len": size, "max_ext_len": size, "max_array_len": size,
+            "max_map_len": size // 2}
+
+
+def unpack_frame(data: bytes | bytearray | memoryview) -> Any:
+    """Decode one msgpack frame body (``raw=False``, string map keys) with limits relative to its size.
+
+    Raises ``FrameLimitError`` past a limit, ``msgpack.StackError`` past 1,024 nesting levels, and msgpack's
+    other ``ValueError`` exceptions for malformed data. A frame of ``SMALL_FRAME`` bytes or less costs one C call.
+    """
+    size = memoryview(data).nbytes
+    if size <= SMALL_FRAME:
+        return msgpack.unpackb(data, raw=False)  # msgpack's defaults are the size-relative limits above
+    left = CONTAINER_FLOOR + size // CONTAINER_RATIO
+
+    def count(obj: Any) -> Any:
+        nonlocal left
+        left -= 1
+        if left < 0:
+            raise FrameLimitError(f"a {size}-byte frame holds more than the limit of "
+                                  f"{CONTAINER_FLOOR + size // CONTAINER_RATIO} arrays and maps")
+        return obj
+
+    try:
+        return msgpack.unpackb(data, raw=False, list_hook=count, object_hook=count, **_limits(size))
+    except ValueError as e:
+        if "exceeds max_" in str(e):
+            raise FrameLimitError(f"a {size}-byte frame is over a limit: {e}") from None
+        raise
+
+
+def nesting_exceeds(obj: object, limit: int) -> bool:
+    """Whether ``obj`` (decoded msgpack: lists, tuples, dicts, scalars) nests containers deeper than ``limit``.
+
+    Iterative, and stops at the first container past the limit: cost at most the number of objects.
+    """
+    stack: list[tuple[object, int]] = [(obj, 0)]
+    while stack:
+        o, depth = stack.pop()
+        if isinstance(o, dict):
+            children: Any = [*o.keys(), *o.values()]
+        elif isinstance(o, list | tuple):
+            children = o
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list | tuple))
+    return False

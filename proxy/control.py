@@ -18,7 +18,7 @@ Engine commands are dispatched through an explicit table (``_COMMANDS``); each h
 ``ProxyServer`` method it needs as a literal, so a client can never reach an arbitrary attribute. A method
 the engine does not have yet is answered with "not supported by this proxy yet".
 
-Also here: ``add_arguments``/``start_from_args``/``stop`` for ``proxy.cli`` (``--control``, ``--token``,
+Also here: ``add_arguments``/``start_from_args``/``stop`` for ``proxy.cli`` (``--control``, ``--token-file``,
 ``--record``, ``--parent-watch``) and ``watch_stdin`` (no orphan proxies).
 Must not import: Qt, ``inspector``.
 Thread: the engine's event-loop thread, except ``watch_stdin``'s reader thread (which only calls
@@ -33,7 +33,7 @@ import collections
 import dataclasses
 import enum
 import inspect
-import os
+import reprlib
 import secrets
 import signal
 import struct
@@ -46,13 +46,25 @@ from typing import Any, Final
 
 import msgpack
 
-from proxy.codec import direction_from_wire, framing_to_dict, pack_framed, record_to_dict, truncated_dict
+from proxy.codec import (
+    FrameLimitError,
+    direction_from_wire,
+    framing_to_dict,
+    nesting_exceeds,
+    pack_framed,
+    record_to_dict,
+    truncated_dict,
+    unpack_frame,
+)
+from proxy.framing import MSGPACK_MAX_DEPTH
 from proxy.model import Direction, Message, MessageState, MessageUpdated, Record
+from proxy.printer import say
 from proxy.server import ProxyError, ProxyServer, is_loopback
 from proxy.session import sockscope_version
 from proxy.tasks import spawn
 
 __all__ = [
+    "AUTH_MAX_FRAME",
     "MAX_FRAME",
     "PROTOCOL_VERSION",
     "ControlServer",
@@ -75,6 +87,18 @@ DEFAULT_PAYLOAD_RATE: Final = 8 << 20
 PAYLOAD_BURST: Final = 8 << 20
 """Payload bytes a subscriber gets in full at once before the rate applies."""
 AUTH_TIMEOUT: Final = 10.0
+"""Seconds a new connection has to send its whole auth frame."""
+AUTH_MAX_FRAME: Final = 4096
+"""Largest first (auth) frame: checked from its length prefix, before a byte of it is buffered or decoded. Until
+a client has authenticated it costs the proxy at most this much memory, and its frame is decoded as a flat map
+of at most ``AUTH_MAX_KEYS`` scalars (``_decode_auth``)."""
+AUTH_MAX_KEYS: Final = 16
+MAX_UNAUTHENTICATED: Final = 64
+"""Connections allowed to wait for their auth frame at once; a newer one cuts off the one that waited longest,
+so idle connections cannot pile up (a real client authenticates within milliseconds)."""
+COMMAND_MAX_DEPTH: Final = 32
+"""Containers nested deeper than this in a command are refused with an error reply (the deepest real command,
+``set_conditions``, nests 4): handlers and error messages never meet a structure deep enough to hurt."""
 CLOSE_GRACE: Final = 1.0
 """Seconds ``ControlServer.close`` lets clients take their ``bye`` before aborting their connections."""
 STATS_INTERVAL: Final = 1.0
@@ -171,7 +195,8 @@ class _Subscriber(asyncio.Protocol):
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         t.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
         self.control.connections.add(self)
-        self._auth_timer = self.loop.call_later(AUTH_TIMEOUT, self._auth_timeout)
+        self._auth_timer = self.loop.call_later(self.control.auth_timeout, self._auth_timeout)
+        self.control._waiting_for_auth(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -201,20 +226,32 @@ class _Subscriber(asyncio.Protocol):
         n_buf = len(buf)
         while n_buf - pos >= 4:
             (n,) = _U32.unpack_from(buf, pos)
+            if not self.authed and n > AUTH_MAX_FRAME:
+                # Decided from the length alone: nothing of this frame is buffered or decoded.
+                self.fail(f"not a sockscope control client: the first frame claims {n} bytes, and an auth frame is "
+                          f"at most {AUTH_MAX_FRAME}; send {{'v': 1, 'type': 'auth', 'token': ...}} first")
+                return
             if n > MAX_FRAME:
-                if not self.authed:
-                    self.fail(f"not a sockscope control client: the first frame claims {n} bytes "
-                              f"(limit {MAX_FRAME}); send {{'v': 1, 'type': 'auth', 'token': ...}} first")
-                else:
-                    self.fail(f"frame of {n} bytes is larger than the limit of {MAX_FRAME} bytes")
+                self.fail(f"frame of {n} bytes is larger than the limit of {MAX_FRAME} bytes")
                 return
             end = pos + 4 + n
             if end > n_buf:
                 break
             body = bytes(buf[pos + 4:end])
             pos = end
+            if not self.authed:
+                self._authenticate(body)
+                if self.closing:
+                    return
+                continue
             try:
-                obj = msgpack.unpackb(body, raw=False)
+                obj = unpack_frame(body)
+            except FrameLimitError as e:
+                self.fail(f"frame refused: {e}")
+                return
+            except msgpack.StackError:
+                self.fail(f"malformed frame: nesting deeper than {MSGPACK_MAX_DEPTH} levels")
+                return
             except Exception as e:
                 self.fail(f"malformed frame: not a msgpack value ({type(e).__name__})")
                 return
@@ -229,7 +266,33 @@ class _Subscriber(asyncio.Protocol):
     def _auth_timeout(self) -> None:
         self._auth_timer = None
         if not self.authed:
-            self.fail(f"no auth frame within {AUTH_TIMEOUT:g} s")
+            self.fail(f"no auth frame within {self.control.auth_timeout:g} s")
+
+    def _authenticate(self, body: bytes) -> None:
+        """The first frame: a small flat map, checked before anything else a client sends is looked at."""
+        try:
+            obj = _decode_auth(body)
+        except ValueError as e:
+            self.fail(f"malformed frame: {e}")
+            return
+        v = obj.get("v")
+        if v != PROTOCOL_VERSION:
+            self.fail(f"unsupported protocol version {_shown(v)}: this proxy speaks v{PROTOCOL_VERSION}")
+            return
+        t = obj.get("type")
+        if t != "auth":
+            self.fail(f"the first frame must be {{'v': 1, 'type': 'auth', 'token': ...}}, got type {_shown(t)}")
+            return
+        token = obj.get("token")
+        if not isinstance(token, str) or not secrets.compare_digest(token.encode(), self.control.token.encode()):
+            self.fail("wrong token")
+            return
+        self.authed = True
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        self.control._authenticated(self)
+        self.control._attach(self)
 
     def _handle(self, obj: object) -> None:
         if not isinstance(obj, dict):
@@ -237,32 +300,26 @@ class _Subscriber(asyncio.Protocol):
             return
         v = obj.get("v")
         if v != PROTOCOL_VERSION:
-            self.fail(f"unsupported protocol version {v!r}: this proxy speaks v{PROTOCOL_VERSION}")
+            self.fail(f"unsupported protocol version {_shown(v)}: this proxy speaks v{PROTOCOL_VERSION}")
             return
         t = obj.get("type")
-        if not self.authed:
-            if t != "auth":
-                self.fail(f"the first frame must be {{'v': 1, 'type': 'auth', 'token': ...}}, got type {t!r}")
-                return
-            token = obj.get("token")
-            if not isinstance(token, str) or not secrets.compare_digest(token.encode(), self.control.token.encode()):
-                self.fail("wrong token")
-                return
-            self.authed = True
-            if self._auth_timer is not None:
-                self._auth_timer.cancel()
-                self._auth_timer = None
-            self.control._attach(self)
-            return
         if t == "bye":
             self.close("client said bye")
             return
         if not isinstance(t, str):
-            self.send_forced({"v": 1, "type": "error", "error": f"frame without a string 'type': {t!r}"})
+            self.send_forced({"v": 1, "type": "error", "error": f"frame without a string 'type': {_shown(t)}"})
             return
         cid = obj.get("id")
         if cid is None:
-            self.send_forced({"v": 1, "type": "error", "error": f"command {t!r} has no 'id'; replies need one"})
+            self.send_forced({"v": 1, "type": "error", "error": f"command {_shown(t)} has no 'id'; replies need one"})
+            return
+        if isinstance(cid, dict | list | tuple):
+            self.send_forced({"v": 1, "type": "error", "error": f"command {_shown(t)}: 'id' must be a number or a "
+                                                                "string"})
+            return
+        if nesting_exceeds(obj, COMMAND_MAX_DEPTH):
+            self.control._reply_error(self, cid, f"{_shown(t)}: refused: nesting deeper than {COMMAND_MAX_DEPTH} "
+                                                 "levels")
             return
         self.control._execute(self, cid, t, obj)
 
@@ -363,9 +420,74 @@ class _Subscriber(asyncio.Protocol):
 # ------------------------------------------------------------------------------------------ the endpoint
 
 
+def _shown(value: object, limit: int = 60) -> str:
+    """``repr`` for an error message, bounded in length and depth whatever a client sent (a plain ``repr`` of a
+    1,000-level list raises RecursionError; of a 3,000-character string, makes a 3,000-character line)."""
+    return _REPR.repr(value)[:limit]
+
+
+def _make_repr() -> reprlib.Repr:
+    r = reprlib.Repr()
+    r.maxlevel, r.maxstring, r.maxother, r.maxlong = 2, 40, 40, 40
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = 4
+    return r
+
+
+_REPR: Final = _make_repr()
+
+
+def _decode_auth(body: bytes) -> dict[str, Any]:
+    """The auth frame as a dict of at most ``AUTH_MAX_KEYS`` string keys to scalars (or empty containers).
+
+    Read header by header with nested containers refused outright (``max_array_len=0``), so an unauthenticated
+    client's frame costs a few dozen small objects at most, whatever it holds. ``ValueError`` says what is wrong.
+    """
+    limit = max(1, len(body))
+    up = msgpack.Unpacker(raw=False, max_buffer_size=limit, max_array_len=0, max_map_len=0, max_str_len=limit,
+                          max_bin_len=limit, max_ext_len=limit)
+    up.feed(body)
+    try:
+        n = up.read_map_header()
+        if n > AUTH_MAX_KEYS:
+            raise ValueError(f"the auth frame has {n} keys (at most {AUTH_MAX_KEYS})")
+        obj: dict[str, Any] = {}
+        for _ in range(n):
+            key, value = up.unpack(), up.unpack()
+            if not isinstance(key, str):
+                raise ValueError(f"the auth frame has a {type(key).__name__} key; keys are strings")
+            obj[key] = value
+    except msgpack.OutOfData:
+        raise ValueError("the frame ends inside a msgpack value") from None
+    except ValueError as e:
+        text = str(e)
+        if "Unexpected type header" in text:
+            raise ValueError(f"expected a map (the auth frame), got {_msgpack_kind(body)}") from None
+        if "exceeds max_array_len" in text or "exceeds max_map_len" in text:
+            raise ValueError("the auth frame must be a flat map of scalars") from None
+        raise ValueError(text[:100]) from None
+    except Exception as e:  # msgpack's FormatError and friends: never let a client's bytes raise out of here
+        raise ValueError(f"not a msgpack value ({type(e).__name__})") from None
+    if up.tell() != len(body):
+        raise ValueError(f"{len(body) - up.tell()} bytes after the auth map inside its frame")
+    return obj
+
+
+def _msgpack_kind(body: bytes) -> str:
+    b = body[0] if body else -1
+    if 0x90 <= b <= 0x9F or b in (0xDC, 0xDD):
+        return "an array"
+    if 0xA0 <= b <= 0xBF or b in (0xD9, 0xDA, 0xDB):
+        return "a string"
+    if b in (0xC4, 0xC5, 0xC6):
+        return "bytes"
+    if 0xD4 <= b <= 0xD8 or b in (0xC7, 0xC8, 0xC9):
+        return "an ext value"
+    return "a scalar" if b >= 0 else "nothing"
+
+
 def new_token() -> str:
-    """A random token (128 bits, URL-safe) that never starts with ``-``: users paste it after ``--token``, where
-    argparse would take ``-abc`` for an option."""
+    """A random token (128 bits, URL-safe) that never starts with ``-`` (a token pasted into a shell, say
+    ``SOCKSCOPE_TOKEN=-abc``, is easier to get right without one)."""
     while True:
         token = secrets.token_urlsafe(16)
         if not token.startswith("-"):
@@ -391,13 +513,14 @@ class ControlServer:
     def __init__(self, server: ProxyServer, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None,
                  allow_remote: bool = False, queue_bytes: int = DEFAULT_QUEUE_BYTES,
                  queue_events: int = DEFAULT_QUEUE_EVENTS, payload_rate: int = DEFAULT_PAYLOAD_RATE,
-                 payload_burst: int = PAYLOAD_BURST) -> None:
+                 payload_burst: int = PAYLOAD_BURST, auth_timeout: float = AUTH_TIMEOUT,
+                 max_unauthenticated: int = MAX_UNAUTHENTICATED) -> None:
         if not is_loopback(host) and not allow_remote:
             raise ValueError(f"--control {host}: {host} is reachable from the network; anyone who can reach it "
                              "and has the token controls the proxy. Use a loopback address (and an SSH tunnel, "
                              "see docs/remote.md) or add --allow-remote")
         if token is not None and not token:
-            raise ValueError("--token: the token must not be empty")
+            raise ValueError("the control token must not be empty")
         self.server = server
         self.loop: asyncio.AbstractEventLoop = server.loop
         self.host = host
@@ -409,6 +532,9 @@ class ControlServer:
             raise ValueError("--control-payload-rate must not be negative")
         self.payload_rate = payload_rate
         self.payload_burst = payload_burst
+        self.auth_timeout = auth_timeout
+        self.max_unauthenticated = max(1, max_unauthenticated)
+        self._unauthenticated: dict[_Subscriber, None] = {}  # oldest first
         self.address: tuple[str, int] | None = None
         self.connections: set[_Subscriber] = set()
         """Every open control connection, authenticated or not."""
@@ -477,7 +603,18 @@ class ControlServer:
         self.subscribers.append(sub)
         self.attached.set()
 
+    def _waiting_for_auth(self, sub: _Subscriber) -> None:
+        self._unauthenticated[sub] = None
+        if len(self._unauthenticated) > self.max_unauthenticated:
+            oldest = next(iter(self._unauthenticated))
+            oldest.fail(f"too many control connections waiting to authenticate (more than "
+                        f"{self.max_unauthenticated}); this one waited longest")
+
+    def _authenticated(self, sub: _Subscriber) -> None:
+        self._unauthenticated.pop(sub, None)
+
     def _detach(self, sub: _Subscriber) -> None:
+        self._unauthenticated.pop(sub, None)
         self.connections.discard(sub)
         if sub in self.subscribers:
             self.subscribers.remove(sub)
@@ -600,7 +737,7 @@ class ControlServer:
             try:
                 hello["conditions"] = conditions_for(None).to_dict()
             except Exception as e:  # hello must go out even if the engine's half-built feature misbehaves
-                print(f"sockscope: control: conditions_for failed: {e!r}", file=sys.stderr)
+                say(f"sockscope: control: conditions_for failed: {e!r}", err=True)
         hello["presets"] = _presets()
         return hello
 
@@ -634,7 +771,7 @@ class ControlServer:
     def _execute(self, sub: _Subscriber, cid: object, name: str, args: dict[str, Any]) -> None:
         handler = _COMMANDS.get(name)
         if handler is None:
-            self._reply_error(sub, cid, f"unknown command {name!r}; known: {', '.join(sorted(_COMMANDS))}")
+            self._reply_error(sub, cid, f"unknown command {_shown(name)}; known: {', '.join(sorted(_COMMANDS))}")
             return
         try:
             result = handler(self, args)
@@ -682,7 +819,7 @@ class ControlServer:
         conditions: Any  # proxy.conditions.Conditions | None, imported lazily
         if preset is not None:
             if not isinstance(preset, str):
-                raise CommandError(f"preset: expected a name, got {preset!r}")
+                raise CommandError(f"preset: expected a name, got {_shown(preset)}")
             from proxy.presets import find_preset
 
             conditions = find_preset(preset).conditions
@@ -754,7 +891,7 @@ class ControlServer:
         conn_id = _int(a, "conn_id")
         mode = a.get("mode", "timing")
         if mode not in REPLAY_MODES:
-            raise CommandError(f"mode: expected one of {', '.join(REPLAY_MODES)}, got {mode!r}")
+            raise CommandError(f"mode: expected one of {', '.join(REPLAY_MODES)}, got {_shown(mode)}")
         messages = a.get("messages")
         if messages is not None and (not isinstance(messages, list)
                                      or not all(isinstance(m, bytes) for m in messages)):
@@ -800,7 +937,7 @@ class ControlServer:
         arm_fault = self._engine("arm_fault")
         kind = a.get("kind")
         if kind not in ("drop", "duplicate"):
-            raise CommandError(f"kind: expected 'drop' or 'duplicate', got {kind!r}")
+            raise CommandError(f"kind: expected 'drop' or 'duplicate', got {_shown(kind)}")
         count = _opt_int(a, "count")
         arm_fault(_direction(a), kind, 1 if count is None else count, _opt_int(a, "conn_id"))
         return None
@@ -811,7 +948,7 @@ class ControlServer:
 
         text = a.get("framing")
         if not isinstance(text, str):
-            raise CommandError(f"framing: expected text such as 'lines' or 'c2s=len16,s2c=raw', got {text!r}")
+            raise CommandError(f"framing: expected text such as 'lines' or 'c2s=len16,s2c=raw', got {_shown(text)}")
         max_frame = _opt_int(a, "max_frame") or self.server.framing.max_frame
         spec = parse_framing(text, max_frame)
         set_framing(spec)
@@ -890,15 +1027,16 @@ def _error_text(name: str, e: BaseException) -> str:
     if isinstance(e, KeyError | ValueError | TypeError | LookupError):
         return f"{name}: {_exc_text(e)}"
     # Anything else is a bug in the engine or here: keep the proxy alive, show the trace on stderr.
-    print(f"sockscope: control command {name!r} failed:", file=sys.stderr)
-    traceback.print_exception(e, file=sys.stderr)
+    say(f"sockscope: control command {_shown(name)} failed:", err=True)
+    for line in "".join(traceback.format_exception(e)).splitlines():
+        say(line, err=True)
     return f"{name}: internal error: {type(e).__name__}: {e}"
 
 
 def _int(a: dict[str, Any], key: str) -> int:
     v = a.get(key)
     if isinstance(v, bool) or not isinstance(v, int):
-        raise CommandError(f"{key}: expected an integer, got {v!r}")
+        raise CommandError(f"{key}: expected an integer, got {_shown(v)}")
     return v
 
 
@@ -909,7 +1047,7 @@ def _opt_int(a: dict[str, Any], key: str) -> int | None:
 def _number(a: dict[str, Any], key: str) -> float:
     v = a.get(key)
     if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
-        raise CommandError(f"{key}: expected a number, got {v!r}")
+        raise CommandError(f"{key}: expected a number, got {_shown(v)}")
     return float(v)
 
 
@@ -932,13 +1070,13 @@ def _direction(a: dict[str, Any]) -> Direction:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--control``, ``--token``, ``--record``, ``--parent-watch`` (and ``--allow-remote`` if missing)."""
+    """Add ``--control``, ``--token-file``, ``--record``, ``--parent-watch`` (and ``--allow-remote`` if missing)."""
     parser.add_argument("--control", default=None, metavar="HOST:PORT",
                         help="open the control endpoint (for the window or scripts) on HOST:PORT; port 0 picks a "
                              "free one; loopback only unless --allow-remote")
-    parser.add_argument("--token", default=None, metavar="T",
-                        help="the control token clients must send (default: $SOCKSCOPE_TOKEN, else a random one, "
-                             "printed at start)")
+    from proxy.cli import add_token_arguments  # lazy: cli imports this module
+
+    add_token_arguments(parser, "clients must send (else a random one, printed at start)")
     parser.add_argument("--record", default=None, metavar="FILE",
                         help="append every message and connection event to a session file")
     parser.add_argument("--control-payload-rate", default=None, metavar="RATE",
@@ -967,8 +1105,9 @@ async def start_from_args(server: ProxyServer, args: argparse.Namespace,
                           on_parent_gone: Callable[[], None] | None = None) -> list[object]:
     """Start what the flags of :func:`add_arguments` ask for; returns the objects to pass to :func:`stop`.
 
-    Call after ``await server.start()``. Prints ``sockscope: control on HOST:PORT token TOKEN`` (one line,
-    flushed) when ``--control`` is given. ``on_parent_gone`` runs on the loop when ``--parent-watch`` sees
+    Call after ``await server.start()``. Prints ``sockscope: control on HOST:PORT token TOKEN`` (one line) when
+    ``--control`` is given, or ``... (token from $SOCKSCOPE_TOKEN)`` / ``(token from --token-file)`` when the user
+    chose the token. ``on_parent_gone`` runs on the loop when ``--parent-watch`` sees
     EOF (default: raise SIGINT, which the CLI turns into a clean stop). Errors are ``ProxyError``.
     """
     started: list[object] = []
@@ -988,13 +1127,13 @@ async def start_from_args(server: ProxyServer, args: argparse.Namespace,
             raise ProxyError("--wait-attach needs --control (something must be able to attach), and a wait of "
                              "0 or more seconds")
         if control:
-            from proxy.cli import UsageError, parse_hostport  # lazy: cli imports this module
+            from proxy.cli import UsageError, parse_hostport, token_from_args  # lazy: cli imports this module
 
             try:
                 host, port = parse_hostport(control, "--control")
+                token, source = token_from_args(args)
             except UsageError as e:
                 raise ProxyError(str(e)) from None
-            token = getattr(args, "token", None) or os.environ.get("SOCKSCOPE_TOKEN") or None
             try:
                 rate_text = getattr(args, "control_payload_rate", None)
                 rate = DEFAULT_PAYLOAD_RATE if rate_text is None else _parse_rate(rate_text)
@@ -1005,7 +1144,9 @@ async def start_from_args(server: ProxyServer, args: argparse.Namespace,
             chost, cport = await cs.start()
             started.append(cs)
             shown = f"[{chost}]" if ":" in chost else chost
-            print(f"sockscope: control on {shown}:{cport} token {cs.token}", flush=True)
+            # A generated token is shown here, on the terminal (never on a command line); one the user gave is not.
+            say(f"sockscope: control on {shown}:{cport} " + (f"(token from {source})" if token else
+                                                             f"token {cs.token}"))
         if getattr(args, "parent_watch", False):
             started.append(watch_stdin(loop, on_parent_gone or _default_stop))
     except BaseException:
@@ -1037,7 +1178,7 @@ def watch_stdin(loop: asyncio.AbstractEventLoop, stop_callback: Callable[[], Non
     def run() -> None:
         stream: Any = sys.stdin.buffer if sys.stdin is not None else None
         if stream is None:
-            print("sockscope: --parent-watch: there is no standard input to watch", file=sys.stderr, flush=True)
+            say("sockscope: --parent-watch: there is no standard input to watch", err=True)
             return
         try:
             while stream.read1(65536):

@@ -14,13 +14,15 @@ import threading
 import time
 from collections.abc import Callable
 
+from proxy.printer import say
+
 BUFFER_SIZE = 2048
 WELCOME = "Hello from the exercise server! 🚀"
 REPLY = "Ping received! 📥"
 
 
 def _print(line: str) -> None:
-    print(line, flush=True)
+    say(line)  # never blocks: the demo's peers share the proxy's terminal
 
 
 class DemoServer:

@@ -3,8 +3,12 @@
 Role: pure, incremental framers. ``feed(data)`` returns the complete frames found so far (concatenating every
 frame ever returned, plus ``flush()`` at the end, gives back exactly the bytes fed). Each framer caps the size
 of one frame (``max_frame``); past the cap, or when the stream is not what the framing says (bad msgpack, bad
-JSON), the framer falls back to ``raw`` for the rest of the stream and sets ``fallback`` to a human-readable
-reason the relay publishes once. Nothing is lost or reordered by a fallback.
+JSON, nesting deeper than a framer can follow), the framer falls back to ``raw`` for the rest of the stream and
+sets ``fallback`` to a human-readable reason the relay publishes once. Nothing is lost or reordered by a fallback.
+
+Runs on the relay's thread, so every framer's cost is bounded by the bytes it is fed: no recursion (the JSON
+scanner is iterative, msgpack's C unpacker uses a fixed stack), no rescans (a frame arriving byte by byte costs
+O(n) in total; ``work`` counts it), and no exception escapes ``feed`` whatever the bytes are.
 
 Must not import: Qt, ``inspector``, asyncio, sockets.
 Thread: engine loop thread; pure objects owned by one relay.
@@ -12,11 +16,10 @@ Thread: engine loop thread; pure objects owned by one relay.
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 import msgpack
 
@@ -78,6 +81,9 @@ class _BufferedFramer:
         self.max_frame = max_frame
         self.fallback: str | None = None
         self._buf = bytearray()
+        self.work = 0
+        """Bytes looked at so far, plus one per call: a deterministic measure that framing stays O(n) however
+        the stream is split (tests assert it; it costs one integer add per scan)."""
 
     @property
     def buffered(self) -> int:
@@ -86,7 +92,8 @@ class _BufferedFramer:
     def _scan(self, buf: bytearray) -> int | None:
         """Length of the first complete frame at the start of ``buf``, or None if more bytes are needed.
 
-        May raise ``ValueError`` when the stream is not valid for this framing.
+        May raise ``ValueError`` when the stream is not valid for this framing; any other exception is a bug,
+        and is also turned into a fallback rather than lose the connection.
         """
         raise NotImplementedError
 
@@ -107,6 +114,9 @@ class _BufferedFramer:
                 n = self._scan(buf)
             except ValueError as e:
                 out.extend(self._give_up(str(e)))
+                return out
+            except Exception as e:  # a framer may never lose bytes, whatever they hold: not even through a bug
+                out.extend(self._give_up(f"internal error ({type(e).__name__}: {e})"))
                 return out
             if n is None:
                 if len(buf) > self.max_frame:
@@ -141,8 +151,10 @@ class LinesFramer(_BufferedFramer):
     def _scan(self, buf: bytearray) -> int | None:
         i = buf.find(b"\n", self._scanned)
         if i < 0:
+            self.work += len(buf) - self._scanned + 1
             self._scanned = len(buf)
             return None
+        self.work += i + 1 - self._scanned + 1
         self._scanned = 0
         return i + 1
 
@@ -156,6 +168,7 @@ class LengthPrefixFramer(_BufferedFramer):
         self._hdr = struct.Struct(("!" if endian == "be" else "<") + ("H" if width == 2 else "I"))
 
     def _scan(self, buf: bytearray) -> int | None:
+        self.work += 1
         hs = self._hdr.size
         if len(buf) < hs:
             return None
@@ -175,30 +188,72 @@ class FixedFramer(_BufferedFramer):
         self.size = size
 
     def _scan(self, buf: bytearray) -> int | None:
+        self.work += 1
         return self.size if len(buf) >= self.size else None
 
 
+# msgpack headers that declare a length: first byte -> (header size, bytes per declared unit, fixed extra bytes).
+# From the header alone, the smallest frame the object can be is known (an array element is at least one byte).
+_MSGPACK_DECLARED: Final[dict[int, tuple[int, int, int]]] = {
+    0xC4: (2, 1, 0), 0xC5: (3, 1, 0), 0xC6: (5, 1, 0),  # bin 8/16/32
+    0xD9: (2, 1, 0), 0xDA: (3, 1, 0), 0xDB: (5, 1, 0),  # str 8/16/32
+    0xC7: (2, 1, 1), 0xC8: (3, 1, 1), 0xC9: (5, 1, 1),  # ext 8/16/32 (plus the type byte)
+    0xDC: (3, 1, 0), 0xDD: (5, 1, 0),  # array 16/32
+    0xDE: (3, 2, 0), 0xDF: (5, 2, 0),  # map 16/32
+}
+MSGPACK_MAX_DEPTH: Final = 1024
+"""msgpack's C unpacker keeps open containers on a fixed stack of this many levels (no recursion); deeper is an
+error the framer turns into a fallback."""
+
+
 class MsgpackFramer(_BufferedFramer):
-    """One message per msgpack object in a stream of concatenated objects."""
+    """One message per msgpack object in a stream of concatenated objects.
+
+    The objects are skipped, never built, by msgpack's C unpacker: no Python object per element, no recursion
+    (its stack is a fixed array of ``MSGPACK_MAX_DEPTH`` levels), and it resumes where it stopped, so every
+    byte is looked at once however the stream is split. A top-level header that declares more than the cap
+    (a 4 GB ``bin 32``, an ``array 32`` of 4 billion items) falls back at once instead of buffering up to the cap.
+    """
 
     name = "msgpack"
 
     def __init__(self, max_frame: int) -> None:
         super().__init__(max_frame)
-        # One streaming Unpacker for the whole stream: it only skips objects, and tell() gives each object's
-        # absolute end offset, so every byte is looked at once however the stream is split.
+        # One streaming Unpacker for the whole stream: tell() gives each object's absolute end offset.
         self._up = msgpack.Unpacker(max_buffer_size=max_frame + (1 << 20), raw=True, strict_map_key=False)
         self._consumed = 0
+        self._head_checked = False  # the current object's declared length was compared with the cap
+
+    def _declared_too_big(self, buf: bytearray) -> str | None:
+        spec = _MSGPACK_DECLARED.get(buf[0])
+        if spec is None:
+            self._head_checked = True
+            return None
+        head, unit, extra = spec
+        if len(buf) < head:
+            return None
+        self._head_checked = True
+        declared = int.from_bytes(buf[1:head], "big")
+        least = head + extra + declared * unit
+        if least > self.max_frame:
+            return f"a frame of at least {least} bytes (declared in its header) exceeds the {self.max_frame}-byte cap"
+        return None
 
     def feed(self, data: bytes) -> list[bytes]:
         if self.fallback is not None:
             return [data] if data else []
+        self.work += len(data) + 1
         buf = self._buf
         buf += data
         out: list[bytes] = []
         try:
             self._up.feed(data)
-            while True:
+            while buf:
+                if not self._head_checked:
+                    too_big = self._declared_too_big(buf)
+                    if too_big is not None:
+                        out.extend(self._give_up(too_big))
+                        return out
                 try:
                     self._up.skip()
                 except msgpack.OutOfData:
@@ -206,12 +261,19 @@ class MsgpackFramer(_BufferedFramer):
                 end: int = self._up.tell()
                 n = end - self._consumed
                 self._consumed = end
+                self._head_checked = False
                 if n > self.max_frame:
                     out.extend(self._give_up(f"a {n}-byte frame exceeds the {self.max_frame}-byte cap"))
                     return out
                 out.append(bytes(buf[:n]))
                 del buf[:n]  # CPython bytearray deletes from the front in O(1)
-        except (msgpack.BufferFull, msgpack.FormatError, msgpack.StackError, ValueError) as e:
+        except msgpack.BufferFull:
+            out.extend(self._give_up(f"frame larger than the {self.max_frame}-byte cap"))
+            return out
+        except msgpack.StackError:
+            out.extend(self._give_up(f"nesting deeper than {MSGPACK_MAX_DEPTH} levels"))
+            return out
+        except Exception as e:  # FormatError, ValueError; anything else would be a bug: never lose the bytes
             out.extend(self._give_up(f"not msgpack ({type(e).__name__}: {e})"))
             return out
         if len(buf) > self.max_frame:
@@ -219,95 +281,293 @@ class MsgpackFramer(_BufferedFramer):
         return out
 
 
-_WS = frozenset(b" \t\r\n")
-_NUMBER_START = frozenset(b"-0123456789")
+# The JSON scanner's token patterns. Each is anchored (``match`` at a position) and has no nested ambiguity, so
+# Python's backtracking engine runs each in time linear in what it consumes.
+_WS_RUN = re.compile(rb"[ \t\r\n]*+")
+_STRING_BODY = rb'(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+'
+_STR_BODY = re.compile(_STRING_BODY)
+_ESCAPE_PREFIX = re.compile(rb"\\(?:u[0-9a-fA-F]{0,3})?")
+_SCALAR_RUN = re.compile(rb"[-+.0-9A-Za-z]*+")
+_NUMBER_OR_LITERAL = rb"-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?(?:[eE][-+]?[0-9]++)?|true|false|null|NaN|-?Infinity"
+_SCALAR = re.compile(_NUMBER_OR_LITERAL)
 _LITERAL = re.compile(rb"true|false|null")
+# Fast paths: whole runs of array items or object members, each followed by a comma, in one C-level match instead
+# of a Python step per token. An item may be a scalar, a string, or a container of those ([1, 2], {"x": 1}): game
+# messages are mostly such runs (lists of positions, of entity states). What a run stops before (a deeper container,
+# the last item, bytes not here yet) is left to the step-by-step scanner, which goes on from there, so a run never
+# looks at a byte more than twice. Runs nest containers two levels below where they start (``_RUN_DEPTH``).
+_W = rb"[ \t\r\n]*+"
+_QUOTED = rb'"' + _STRING_BODY + rb'"'
+# (empty containers first: tried first, they cost a dense ``[],[],…`` stream half as much, and others nothing)
+_FLAT = rb"(?:\[" + _W + rb"\]|\{" + _W + rb"\}|" + _QUOTED + rb"|(?:" + _NUMBER_OR_LITERAL + rb"))"
+_MEMBER = _QUOTED + _W + rb":" + _W + _FLAT
+_ITEM = (rb"(?:" + _FLAT + rb"|\[" + _W + rb"(?:" + _FLAT + _W + rb"," + _W + rb")*+" + _FLAT + _W + rb"\]|\{" + _W
+         + rb"(?:" + _MEMBER + _W + rb"," + _W + rb")*+" + _MEMBER + _W + rb"\})")
+_RUN_DEPTH = 2
+_CUT_ITEM = 512
+_KEY_COLON = _W + _QUOTED + _W + rb":" + _W
+_ARRAY_RUN = re.compile(rb"((?:" + _W + _ITEM + _W + rb",)*+)(?:" + _W + _ITEM + _W + rb"(\]))?")
+"""Items each with its comma (group 1), then maybe a last item and the closing bracket (group 2)."""
+_OBJECT_RUN = re.compile(rb"((?:" + _KEY_COLON + _ITEM + _W + rb",)*+)(?:" + _KEY_COLON
+                         + rb"(?:" + _ITEM + _W + rb"(\})|(?=[\[{])))?")
+"""Members each with its comma (group 1), then maybe a last member and the closing brace (group 2), or the key of
+a member whose value is a deeper container (which the scanner then opens)."""
+_WS_BYTES = frozenset(b" \t\r\n")
+_SCALAR_START = frozenset(b"-0123456789tfnNI")
+_OPENERS = frozenset(b"[{")
+
+DEFAULT_MAX_JSON_DEPTH = 512
+"""Nesting past which the JSON framer falls back to raw: no game sends that, and Python's own ``json`` (which
+decoders use) refuses a little under 1,000 levels. The scanner itself has no recursion to run out of."""
+
+# A scalar cut by the end of what has arrived is checked as a prefix by this automaton over only the new bytes, so
+# bytes that can never become JSON (``00``, ``1.x``, ``hello``) fall back at once instead of waiting for a
+# terminator that a peer waiting for an answer would never send; and a long number arriving byte by byte costs
+# O(n). States 0-8 are inside a number; 100 + 16 * w + k is inside literal ``_LITERALS[w]`` with k bytes matched.
+_LITERALS = (b"true", b"false", b"null", b"NaN", b"Infinity")
+_N_START, _N_MINUS, _N_ZERO, _N_INT, _N_DOT, _N_FRAC, _N_E, _N_ESIGN, _N_EXP = range(9)
+_LITERAL_START = {word[0]: 100 + 16 * w + 1 for w, word in enumerate(_LITERALS)}
+
+
+def _scalar_prefix(state: int, buf: bytearray, i: int, end: int) -> int:
+    """Run the automaton from ``state`` over ``buf[i:end]``: the new state, or -1 once these bytes cannot begin a
+    JSON number or literal."""
+    while i < end:
+        c = buf[i]
+        i += 1
+        if state >= 100:
+            w, k = divmod(state - 100, 16)
+            word = _LITERALS[w]
+            if k < len(word) and c == word[k]:
+                state += 1
+                continue
+            return -1
+        digit = 0x30 <= c <= 0x39
+        if state == _N_START or state == _N_MINUS:
+            if c == 0x30:
+                state = _N_ZERO
+            elif digit:
+                state = _N_INT
+            elif c == 0x2D and state == _N_START:
+                state = _N_MINUS
+            elif c in _LITERAL_START and (state == _N_START or c == 0x49):  # -Infinity
+                state = _LITERAL_START[c]
+            else:
+                return -1
+        elif state == _N_ZERO or state == _N_INT or state == _N_FRAC:
+            if c == 0x2E and state != _N_FRAC:
+                state = _N_DOT
+            elif c == 0x65 or c == 0x45:
+                state = _N_E
+            elif digit and state != _N_ZERO:
+                pass
+            else:
+                return -1
+        elif state == _N_DOT:
+            if not digit:
+                return -1
+            state = _N_FRAC
+        elif state == _N_E:
+            if c == 0x2B or c == 0x2D:
+                state = _N_ESIGN
+            elif digit:
+                state = _N_EXP
+            else:
+                return -1
+        elif not digit:  # _N_ESIGN, _N_EXP
+            return -1
+        else:
+            state = _N_EXP
+    return state
+
+
+# Scanner states (what the next token may be)
+_TOP, _VALUE, _VALUE_OR_CLOSE, _KEY, _KEY_OR_CLOSE, _COLON, _AFTER, _STRING, _SCALAR_TOKEN = range(9)
 
 
 class JsonFramer(_BufferedFramer):
     """One message per JSON value in concatenated JSON or NDJSON; whitespace after a value belongs to it.
 
-    A scanner tracks nesting and strings so it finds value boundaries without parsing twice; each complete
-    frame is then validated with ``json.loads`` so a stream that is not JSON falls back to raw.
+    An iterative scanner (a state, a stack of open brackets, strings and escapes) finds where each value ends and
+    checks its grammar as it goes, without building any object and without recursion: deep nesting costs a byte
+    of stack per level up to ``max_depth``, then the direction falls back to raw. Scanning resumes where it
+    stopped when more bytes arrive, so a value arriving byte by byte costs O(n) in total. Bytes inside strings
+    are not checked for UTF-8: framing is about boundaries, and a decoder says what the text is.
     """
 
     name = "json"
 
-    def __init__(self, max_frame: int) -> None:
+    def __init__(self, max_frame: int, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> None:
         super().__init__(max_frame)
+        self.max_depth = max_depth
         self._reset_scan()
 
     def _reset_scan(self) -> None:
-        self._pos = 0  # how far the scanner has looked
-        self._depth = 0
-        self._in_str = False
-        self._escape = False
-        self._started = False
-        self._value_start = 0
+        self._pos = 0  # next byte to look at
+        self._state = _TOP
+        self._stack = bytearray()  # the open brackets, innermost last
+        self._key = False  # the string being scanned is an object key
+        self._tok = 0  # start of the scalar being scanned
+        self._tok_state = _N_START  # its prefix automaton's state (see _scalar_prefix) ...
+        self._tok_checked = 0  # ... after the bytes up to here
+        self._no_run = -1  # items of the container open at this depth were too deep for a run: do not try again
 
     def _scan(self, buf: bytearray) -> int | None:
         n = len(buf)
-        i = self._pos
-        if not self._started:
-            while i < n and buf[i] in _WS:
-                i += 1
-            if i == n:
-                # whitespace alone is passed on at once so no byte waits for a value that may never come
-                self._pos = 0
-                return n if n else None
-            self._started = True
-            self._value_start = i
-            c = buf[i]
-            if c not in b"{[\"" and c not in _NUMBER_START and c not in b"tfn":
-                raise ValueError(f"byte {bytes([c])!r} cannot start a JSON value")
-        start = self._value_start
-        first = buf[start]
-        end: int | None = None
-        if first in b"{[" or first == 0x22:  # container or string: track depth and strings
-            depth, in_str, esc = self._depth, self._in_str, self._escape
-            if i == start:
-                depth, in_str, esc = 0, False, False
-            while i < n:
+        i = begin = self._pos
+        st = self._state
+        stack = self._stack
+        while True:
+            if st == _STRING:
+                j = _STR_BODY.match(buf, i).end()  # type: ignore[union-attr]
+                if j < n and buf[j] == 0x22:
+                    i = j + 1
+                    if self._key:
+                        st = _COLON
+                        continue
+                elif j == n or (buf[j] == 0x5C and _ESCAPE_PREFIX.fullmatch(buf, j)):
+                    self._suspend(j, st, begin)  # the string (or an escape in it) goes on in later bytes
+                    return None
+                else:
+                    what = "a control character" if buf[j] < 0x20 else "a bad escape"
+                    raise ValueError(f"not JSON ({what} in a string at byte {j})")
+            elif st == _SCALAR_TOKEN:
+                j = _SCALAR_RUN.match(buf, i).end()  # type: ignore[union-attr]
+                if j == n and (stack or not _LITERAL.fullmatch(buf, self._tok, n)):
+                    # a number may go on, so it needs a terminator (a whole literal at top level does not); but
+                    # bytes that cannot begin one are refused now, not held waiting
+                    self._tok_state = _scalar_prefix(self._tok_state, buf, self._tok_checked, j)
+                    if self._tok_state < 0:
+                        shown = bytes(buf[self._tok:min(j, self._tok + 20)])
+                        raise ValueError(f"not JSON ({shown!r} cannot begin a number or literal)")
+                    self._tok_checked = j
+                    self._suspend(j, st, begin)
+                    return None
+                if not _SCALAR.fullmatch(buf, self._tok, j):
+                    shown = bytes(buf[self._tok:min(j, self._tok + 20)])
+                    raise ValueError(f"not JSON ({shown!r} is not a number or literal)")
+                i = j
+            else:
+                if len(stack) < self._no_run:
+                    self._no_run = -1  # that container has ended
+                if i < n and buf[i] in _WS_BYTES:
+                    i = _WS_RUN.match(buf, i).end()  # type: ignore[union-attr]
+                if i == n:
+                    if st == _TOP:
+                        # whitespace alone is passed on at once: a peer may be waiting for that newline
+                        self.work += n - begin + 1
+                        self._pos = 0
+                        return n or None
+                    self._suspend(i, st, begin)
+                    return None
                 c = buf[i]
-                i += 1
-                if in_str:
-                    if esc:
-                        esc = False
-                    elif c == 0x5C:
-                        esc = True
-                    elif c == 0x22:
-                        in_str = False
-                        if depth == 0:
-                            end = i
+                if st == _AFTER:
+                    if c == 0x2C:  # ,
+                        st = _VALUE if stack[-1] == 0x5B else _KEY
+                        i += 1
+                        continue
+                    # closing brackets, as many as follow one another (a tight loop: deep ends cost little)
+                    while True:
+                        if c != (0x5D if stack[-1] == 0x5B else 0x7D):
+                            raise ValueError(f"not JSON (unexpected {bytes([c])!r} at byte {i})")
+                        stack.pop()
+                        i += 1
+                        if not stack or i == n:
                             break
-                elif c == 0x22:
-                    in_str = True
-                elif c in b"{[":
-                    depth += 1
-                elif c in b"}]":
-                    depth -= 1
-                    if depth == 0:
-                        end = i
-                        break
-            self._depth, self._in_str, self._escape = depth, in_str, esc
-        else:  # number or literal: ends at whitespace or a structural character
-            while i < n and buf[i] not in _WS and buf[i] not in b"{[\"]},":
-                i += 1
-            if i < n:
-                end = i
-            elif first in b"tfn" and _LITERAL.fullmatch(bytes(buf[start:i])):
-                end = i  # a complete literal needs no terminator
-        if end is None:
-            self._pos = i
-            return None
-        try:
-            json.loads(bytes(buf[start:end]))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ValueError(f"not JSON ({e})") from None
-        while end < n and buf[end] in _WS:
-            end += 1
-        self._reset_scan()
-        return end
+                        c = buf[i]
+                        if c != 0x5D and c != 0x7D:
+                            break
+                    if stack:
+                        continue  # still _AFTER
+                elif st == _COLON:
+                    if c != 0x3A:
+                        raise ValueError(f"not JSON (expected ':' at byte {i}, got {bytes([c])!r})")
+                    st = _VALUE
+                    i += 1
+                    continue
+                else:
+                    # A run of whole items or members in one match, unless it would fail at once (an item that
+                    # opens two containers: ``[[``), or could nest past the cap.
+                    depth = len(stack)
+                    if (st != _TOP and depth + _RUN_DEPTH <= self.max_depth and depth != self._no_run
+                            and not ((c == 0x5B or c == 0x7B) and i + 1 < n and buf[i + 1] in _OPENERS)):
+                        m = None
+                        if st == _KEY or st == _KEY_OR_CLOSE:
+                            m = _OBJECT_RUN.match(buf, i)
+                        elif stack[-1] == 0x5B:
+                            m = _ARRAY_RUN.match(buf, i)
+                        if m is not None and m.end() == i:
+                            # An array's items tend to share a shape: if this one is too deep for a run, the
+                            # next ones are too. Asking again per item would double the cost of such arrays.
+                            # (Not when the item may just be cut by the end of what has arrived.)
+                            if n - i > _CUT_ITEM:
+                                self._no_run = depth
+                        elif m is not None:
+                            closed = m.end(2) > 0
+                            if m.end() > m.end(1) and not closed:
+                                st = _VALUE  # stopped after the key of a member whose value is a container
+                            elif m.end(1) > i:
+                                st = _VALUE if stack[-1] == 0x5B else _KEY
+                            i = m.end()
+                            if not closed:
+                                continue
+                            stack.pop()
+                            if stack:
+                                st = _AFTER
+                                continue
+                            end = _WS_RUN.match(buf, i).end()  # type: ignore[union-attr]
+                            self.work += end - begin + 1
+                            self._reset_scan()
+                            return end
+                    if st == _KEY or st == _KEY_OR_CLOSE:
+                        if c == 0x22:
+                            st, self._key = _STRING, True
+                            i += 1
+                            continue
+                        if c != 0x7D or st == _KEY:
+                            raise ValueError(f"not JSON (expected a key at byte {i}, got {bytes([c])!r})")
+                        stack.pop()
+                        i += 1
+                    else:  # _TOP, _VALUE, _VALUE_OR_CLOSE: a value starts here
+                        if c == 0x22:
+                            st, self._key = _STRING, False
+                            i += 1
+                            continue
+                        if c == 0x5B or c == 0x7B:
+                            # opening brackets, as many as follow one another (inside arrays: an object needs a key)
+                            while True:
+                                if len(stack) >= self.max_depth:
+                                    raise ValueError(f"nesting deeper than {self.max_depth} levels")
+                                stack.append(c)
+                                i += 1
+                                if c == 0x7B or i == n or buf[i] not in _OPENERS:
+                                    break
+                                c = buf[i]
+                            st = _VALUE_OR_CLOSE if c == 0x5B else _KEY_OR_CLOSE
+                            continue
+                        if c in _SCALAR_START:
+                            st, self._tok = _SCALAR_TOKEN, i
+                            self._tok_state, self._tok_checked = _N_START, i
+                            continue
+                        if c == 0x5D and st == _VALUE_OR_CLOSE:
+                            stack.pop()
+                            i += 1
+                        else:
+                            raise ValueError(f"not JSON (byte {bytes([c])!r} at {i} cannot start a value)")
+            # A value just ended: inside a container, what follows it; at top level, the frame (and the
+            # whitespace already here after it).
+            if stack:
+                st = _AFTER
+                continue
+            end = _WS_RUN.match(buf, i).end()  # type: ignore[union-attr]
+            self.work += end - begin + 1
+            self._reset_scan()
+            return end
+
+    def _suspend(self, i: int, state: int, begin: int) -> None:
+        """Remember where scanning stopped; the next call goes on from there."""
+        self.work += i - begin + 1
+        self._pos, self._state = i, state
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from proxy.model import (
     Record,
     Side,
 )
+from proxy.printer import say
 from proxy.relay import Phase, Relay, Shared
 from proxy.rules import Rule
 from proxy.tasks import spawn
@@ -443,7 +444,7 @@ class ProxyServer:
             try:
                 s(record)
             except Exception as e:  # a broken subscriber must never break relaying
-                print(f"sockscope: subscriber {s!r} failed: {e!r}", file=sys.stderr)
+                say(f"sockscope: subscriber {s!r} failed: {e!r}", err=True)
 
     def notice(self, level: str, text: str) -> None:
         self.publish(Notice(level, text, _now()))

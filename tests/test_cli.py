@@ -343,7 +343,7 @@ def test_wait_attach_holds_game_connections_until_a_control_client_attaches(chil
     with socket.create_server(("127.0.0.1", 0)) as listener:
         _echo(listener, done)
         p = child("--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{listener.getsockname()[1]}",
-                  "--control", "127.0.0.1:0", "--token", "t0k", "--wait-attach")
+                  "--control", "127.0.0.1:0", "--wait-attach", env={**ENV, "SOCKSCOPE_TOKEN": "t0k"})
         port = p.listening_port()
         line = p.wait_line(p.out, lambda x: "control on" in x)
         cport = int(line.split()[3].rsplit(":", 1)[1])
@@ -367,3 +367,145 @@ def test_wait_attach_holds_game_connections_until_a_control_client_attaches(chil
 @pytest.mark.parametrize("args", [("--wait-attach",), ("--control", "127.0.0.1:0", "--wait-attach", "-1")])
 def test_wait_attach_without_control_is_one_line_and_exit_2(args: tuple[str, ...]) -> None:
     _one_line_error(run_cli("--listen", "127.0.0.1:0", *args), "--wait-attach")
+
+
+# ------------------------------------------------------------------------------------------ the terminal
+
+
+def _read_available(fd: int) -> bytes:
+    """Everything the pipe holds now (its write end stays open)."""
+    os.set_blocking(fd, False)
+    out = bytearray()
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, 65536):
+            out += chunk
+    return bytes(out)
+
+
+@pytest.mark.timeout(60)
+def test_terminal_lines_never_wait_for_a_pipe_nobody_reads() -> None:
+    """Issue 16 item 7: a blocking write per line stopped the relay once the pipe filled. Writing 50,000 lines
+    to a pipe nobody reads returns at once (the test's timeout is the backstop): past the buffer, lines are
+    dropped and counted, and a notice says so where they were."""
+    from proxy.printer import Terminal
+
+    r, w = os.pipe()
+    stream = open(w, "w", encoding="utf-8", closefd=True)
+    try:
+        term = Terminal(stream, limit=64 << 10)
+        for i in range(50_000):
+            term.line(f"line {i:06d} " + "x" * 40)
+        assert term.dropped > 30_000
+        assert term.close(timeout=0.2) is False  # the pipe is still full: close gives up after its bound
+        term.line("after close")  # ignored, never blocks
+        got = _read_available(r).decode()
+    finally:
+        stream.close()
+        os.close(r)
+    lines = got.splitlines()
+    assert lines[0] == "line 000000 " + "x" * 40  # kept lines are whole and in order
+    numbers = [int(x.split()[1]) for x in lines if x.startswith("line ")]
+    assert numbers == sorted(numbers)
+
+
+@pytest.mark.timeout(60)
+def test_terminal_says_how_many_lines_it_dropped_once_the_reader_catches_up() -> None:
+    from proxy.printer import Terminal, dropped_notice
+
+    r, w = os.pipe()
+    stream = open(w, "w", encoding="utf-8", closefd=True)
+    reader_out = bytearray()
+
+    def read() -> None:
+        while chunk := os.read(r, 65536):
+            reader_out.extend(chunk)
+
+    try:
+        term = Terminal(stream, limit=16 << 10)
+        for i in range(20_000):
+            term.line(f"early {i}")
+        dropped = term.dropped
+        assert dropped > 0
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        term.line("late")
+        assert term.flush(IO_TIMEOUT)
+        assert term.close()
+    finally:
+        stream.close()
+        reader.join(IO_TIMEOUT)
+        os.close(r)
+    lines = reader_out.decode().splitlines()
+    assert lines[-1] == "late"
+    notices = [int(x.split()[1]) for x in lines if x.startswith("… ")]
+    assert [dropped_notice(n) for n in notices] == [x for x in lines if x.startswith("… ")]
+    assert sum(notices) == dropped  # each gap says how many lines it stands for
+    assert len(lines) - len(notices) - 1 + dropped == 20_000  # every line is either shown or counted
+
+
+def test_terminal_on_a_stream_without_a_file_writes_directly() -> None:
+    import io
+
+    from proxy.model import Clock, Notice
+    from proxy.printer import Printer, Terminal
+
+    buf = io.StringIO()
+    t = Terminal(buf)
+    t.line("one")
+    assert buf.getvalue() == "one\n"
+    p = Printer(Clock(0, 0), buf, prefix="[5555] ")
+    p(Notice("warning", "careful", 0))
+    assert buf.getvalue().splitlines()[-1].startswith("[5555] ") and "warning: careful" in buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------------ the control token
+
+
+def test_a_token_on_the_command_line_is_refused_with_one_line() -> None:
+    """Issue 16 item 6: every user of the machine can read a command line (``ps``)."""
+    for args in (("--token", "s3cret"), ("--token=s3cret",), ("--token",)):
+        out = run_cli("--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", *args)
+        assert out.returncode == 2 and out.stdout == ""
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert "SOCKSCOPE_TOKEN" in out.stderr and "--token-file" in out.stderr and "s3cret" not in out.stderr
+
+
+def test_the_token_comes_from_a_file_or_the_environment(child: Callable[..., Child], tmp_path: Path) -> None:
+    from proxy.client import ControlError, SyncControlClient
+
+    token_file = tmp_path / "token"
+    token_file.write_text("fr0m-a-file\n")
+    for extra, env, token, source in (
+            (("--token-file", str(token_file)), {**ENV, "SOCKSCOPE_TOKEN": "not-this-one"}, "fr0m-a-file",
+             "--token-file"),
+            ((), {**ENV, "SOCKSCOPE_TOKEN": "fr0m-the-env"}, "fr0m-the-env", "$SOCKSCOPE_TOKEN")):
+        p = child("--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", *extra, env=env)
+        line = p.wait_line(p.out, lambda x: "control on" in x)
+        assert line.endswith(f"(token from {source})") and token not in line  # a chosen token is not echoed
+        cport = int(line.split()[3].rsplit(":", 1)[1])
+        with SyncControlClient("127.0.0.1", cport, token) as c:
+            assert c.call("ping", echo=1)["echo"] == 1
+        with pytest.raises(ControlError, match="wrong token"):
+            SyncControlClient("127.0.0.1", cport, "guess")
+        p.proc.terminate()
+        assert p.finish() == 0
+
+
+def test_without_a_token_the_proxy_makes_one_and_prints_it(child: Callable[..., Child]) -> None:
+    env = {k: v for k, v in ENV.items() if k != "SOCKSCOPE_TOKEN"}
+    p = child("--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", env=env)
+    line = p.wait_line(p.out, lambda x: "control on" in x)
+    m = re.fullmatch(r"sockscope: control on [\d.]+:\d+ token (\S{20,})", line)
+    assert m, line
+    if Path(f"/proc/{p.proc.pid}/cmdline").exists():
+        assert m.group(1).encode() not in Path(f"/proc/{p.proc.pid}/cmdline").read_bytes()
+
+
+@pytest.mark.parametrize("content", ["", "two words\n"])
+def test_a_bad_token_file_is_one_line_and_exit_2(tmp_path: Path, content: str) -> None:
+    f = tmp_path / "token"
+    f.write_text(content)
+    _one_line_error(run_cli("--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--token-file", str(f)),
+                    "--token-file")
+    _one_line_error(run_cli("--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--token-file",
+                            str(tmp_path / "missing")), "--token-file")

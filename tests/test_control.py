@@ -692,8 +692,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def test_start_from_args_prints_a_parseable_line(proxy: ProxyThread, tmp_path: Any) -> None:
-    args = _parse(["--control", "127.0.0.1:0", "--token", "T0K", "--record", str(tmp_path / "r.session")])
+def test_start_from_args_prints_a_parseable_line(proxy: ProxyThread, tmp_path: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOCKSCOPE_TOKEN", "T0K")
+    args = _parse(["--control", "127.0.0.1:0", "--record", str(tmp_path / "r.session")])
     out = io.StringIO()
 
     async def run() -> list[object]:
@@ -701,8 +703,9 @@ def test_start_from_args_prints_a_parseable_line(proxy: ProxyThread, tmp_path: A
             return await start_from_args(proxy.server, args)
 
     started = asyncio.run_coroutine_threadsafe(run(), proxy.loop).result(IO_TIMEOUT)
-    m = re.fullmatch(r"sockscope: control on (\S+):(\d+) token (\S+)\n", out.getvalue())
-    assert m and m.group(1) == "127.0.0.1" and m.group(3) == "T0K"
+    # the token the user chose is not printed, only where it came from
+    m = re.fullmatch(r"sockscope: control on (\S+):(\d+) \(token from \$SOCKSCOPE_TOKEN\)\n", out.getvalue())
+    assert m and m.group(1) == "127.0.0.1", out.getvalue()
     c = Raw(int(m.group(2)))
     c.send({"v": 1, "type": "auth", "token": "T0K"})
     assert c.read()["type"] == "hello"
@@ -711,6 +714,23 @@ def test_start_from_args_prints_a_parseable_line(proxy: ProxyThread, tmp_path: A
     from proxy.session import open_session
 
     assert any(getattr(r, "data", None) == b"ping" for r in open_session(tmp_path / "r.session"))
+
+
+def test_start_from_args_prints_a_token_it_made(proxy: ProxyThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOCKSCOPE_TOKEN", raising=False)
+    out = io.StringIO()
+
+    async def run() -> list[object]:
+        with redirect_stdout(out):
+            return await start_from_args(proxy.server, _parse(["--control", "127.0.0.1:0"]))
+
+    started = asyncio.run_coroutine_threadsafe(run(), proxy.loop).result(IO_TIMEOUT)
+    m = re.fullmatch(r"sockscope: control on 127.0.0.1:(\d+) token (\S+)\n", out.getvalue())
+    assert m, out.getvalue()
+    c = Raw(int(m.group(1)))
+    c.send({"v": 1, "type": "auth", "token": m.group(2)})
+    assert c.read()["type"] == "hello"
+    asyncio.run_coroutine_threadsafe(stop(started), proxy.loop).result(IO_TIMEOUT)
 
 
 def test_start_from_args_refuses_remote_control_without_allow_remote(proxy: ProxyThread) -> None:
@@ -759,8 +779,8 @@ def test_watch_stdin_stops_when_the_parent_goes_away() -> None:
 
 
 def test_generated_tokens_never_look_like_an_option() -> None:
-    """Users paste the token after ``--token``: one starting with ``-`` would be taken for an option (1 in 64 of
-    ``secrets.token_urlsafe`` values do)."""
+    """Users paste the token into a shell (``SOCKSCOPE_TOKEN=...``, a token file): one starting with ``-`` is easy
+    to mistake for an option (1 in 64 of ``secrets.token_urlsafe`` values do)."""
     from proxy.control import new_token
 
     tokens = {new_token() for _ in range(2000)}

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.timeout(60)
 
 def dump(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "inspector.dump", *args], capture_output=True, text=True,
-                          encoding="utf-8", timeout=30, env={**__import__("os").environ, "PYTHONIOENCODING": "utf-8"})
+                          encoding="utf-8", timeout=30,
+                          env={**{k: v for k, v in __import__("os").environ.items() if k != "SOCKSCOPE_TOKEN"},
+                               "PYTHONIOENCODING": "utf-8"})
 
 
 @pytest.fixture
@@ -81,8 +83,9 @@ def test_dump_follows_a_live_proxy() -> None:
         else:
             pytest.fail("the proxy never printed its control address")
         follower = subprocess.Popen([sys.executable, "-m", "inspector.dump", "--follow", m.group(1),
-                                     f"--token={m.group(2)}", "--filter", 's2c and text ~ "pong"'],
-                                    stdout=subprocess.PIPE, text=True, encoding="utf-8", env=env)
+                                     "--filter", 's2c and text ~ "pong"'],
+                                    stdout=subprocess.PIPE, text=True, encoding="utf-8",
+                                    env={**env, "SOCKSCOPE_TOKEN": m.group(2)})  # never on a command line
         assert follower.stdout is not None
         for line in follower.stdout:  # connection events, then the first pong; the test timeout bounds it
             if "pong" in line:
@@ -100,5 +103,11 @@ def test_dump_follows_a_live_proxy() -> None:
 
 def test_dump_needs_a_source() -> None:
     assert dump().returncode == 2
-    out = dump("--follow", "127.0.0.1:1", "--token", "x")
+    out = dump("--follow", "127.0.0.1:1")
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "SOCKSCOPE_TOKEN" in out.stderr
+
+
+def test_dump_refuses_a_token_on_its_command_line() -> None:
+    out = dump("--follow", "127.0.0.1:1", "--token", "s3cret")
     assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "SOCKSCOPE_TOKEN" in out.stderr and "s3cret" not in out.stderr

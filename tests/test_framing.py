@@ -217,3 +217,42 @@ def test_parse_framing() -> None:
     for bad in ["", "bogus", "fixed:0", "fixed:x", "up=lines", "c2s=lines,s2c", "len24"]:
         with pytest.raises(FramingError):
             parse_framing(bad)
+
+
+_JSON_PIECES = ['{', '}', '[', ']', ',', ':', ' ', '\n', '"a"', '"\\"', '"\\u00e9"', '"\\x"', '1', '-0', '01', '1.5e3',
+                '.5', 'true', 'tru', 'null', 'NaN', '-Infinity', '"', '\\', '\t', '""', '[]', '{}', '"k":', '[[', ']]',
+                '[0]', '{"b":[0]}', '[{', '}]', '{"a":', '[[1,2],', '{"x":1,"y":2}', '[[[0]]]', '-12.5E+10', '1e']
+
+
+@given(st.lists(st.sampled_from(_JSON_PIECES), min_size=1, max_size=30), st.integers(1, 7))
+def test_json_framer_agrees_with_json_loads(pieces: list[str], step: int) -> None:
+    """The iterative scanner accepts a value exactly when Python's json does (whole or split anyhow)."""
+    data = "".join(pieces).strip().encode() + b"\n"
+    try:
+        json.loads(data)
+        valid = True
+    except ValueError:
+        valid = False
+    for chunks in ([data], [data[i:i + step] for i in range(0, len(data), step)]):
+        frames, rest, fallback = feed_all("json", chunks)
+        assert b"".join(frames) + rest == data
+        one_value = fallback is None and rest == b"" and len([f for f in frames if f.strip()]) == 1
+        assert one_value == valid, (data, frames, fallback)
+
+
+@pytest.mark.parametrize("data", [b"00000000" + b"." * 56, b"1.x", b"-a", b"truth", b"[1, 2, 01"])
+def test_json_bytes_that_cannot_become_json_are_not_held_back(data: bytes) -> None:
+    """A top-level number waits for its terminator, but bytes that can never begin a JSON value fall back at once:
+    a peer waiting for an answer to a non-JSON message would otherwise wait for ever."""
+    f = make_framer("json")
+    assert b"".join(f.feed(data)) == data and f.buffered == 0
+    assert f.fallback is not None and "not JSON" in f.fallback
+    one = make_framer("json")  # the same, one byte at a time
+    assert b"".join(fr for i in range(len(data)) for fr in one.feed(data[i:i + 1])) == data
+    assert one.fallback is not None
+
+
+def test_json_a_number_cut_by_a_read_still_waits() -> None:
+    f = make_framer("json")
+    assert f.feed(b"-12.5e") == [] and f.fallback is None
+    assert f.feed(b"+3\n") == [b"-12.5e+3\n"]

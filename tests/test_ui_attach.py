@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,3 +113,54 @@ def test_attached_window_follows_conditions_set_by_another_client(qtbot: Any, wi
         assert window.conditions.value().s2c.latency_ms == 30
     finally:
         other.close()
+
+
+# ------------------------------------------------------------------------------ the token, never on a command line
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc/<pid>/cmdline (Linux)")
+def test_the_child_proxy_gets_its_token_from_its_environment_not_its_command_line(echo_server: EchoServer) -> None:
+    """Issue 16 item 6: the window started its proxy with ``--token=...``, which every local user sees in ``ps``."""
+    from inspector.bridge import ChildProcessLink, LinkOptions
+
+    link = ChildProcessLink(LinkOptions(listen=("127.0.0.1", 0), target=("127.0.0.1", echo_server.port)))
+    link.start()
+    try:
+        assert link.proc is not None
+        pid = link.proc.pid
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert link.token.encode() not in cmdline, cmdline
+        assert b"--token" not in cmdline
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"SOCKSCOPE_TOKEN={link.token}".encode() in environ
+        assert link.alive and link.supports("set_conditions")  # and the window's link works with it
+    finally:
+        link.stop()
+
+
+def test_attach_refuses_a_token_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from inspector import app
+
+    with pytest.raises(SystemExit) as e:
+        app.main(["--attach", "127.0.0.1:7000", "--token", "s3cret"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "SOCKSCOPE_TOKEN" in err and "s3cret" not in err
+
+
+def test_attach_takes_the_token_from_the_environment_or_a_file(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    from inspector.app import attach_from_args, build_parser
+    from proxy.cli import UsageError
+
+    monkeypatch.setenv("SOCKSCOPE_TOKEN", "fr0m-env")
+    assert attach_from_args(build_parser().parse_args(["--attach", "127.0.0.1:7000"])) == ("127.0.0.1", 7000,
+                                                                                           "fr0m-env")
+    f = tmp_path / "token"
+    f.write_text("fr0m-file\n")
+    args = build_parser().parse_args(["--attach", "127.0.0.1:7000", "--token-file", str(f)])
+    assert attach_from_args(args)[2] == "fr0m-file"
+    monkeypatch.delenv("SOCKSCOPE_TOKEN")
+    with pytest.raises(UsageError, match="SOCKSCOPE_TOKEN"):
+        attach_from_args(build_parser().parse_args(["--attach", "127.0.0.1:7000"]))
