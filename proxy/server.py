@@ -174,6 +174,10 @@ class _SideProtocol(asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes) -> None:
         h = self.handler
+        step = h.relay.lanes[self.side].framer.slice_bytes
+        if step and (len(data) > step or h.slicing(self.side)):
+            h.feed_in_slices(self.side, data, step)
+            return
         h.run(h.relay.handle(ev.DataReceived(_now(), self.side, data)))
         if h.relay.lanes[self.side].queued_bytes:  # zero on the fast path: no cost there
             h.update_reading(self.side)
@@ -204,6 +208,8 @@ class ConnectionHandler:
         self.transports: list[asyncio.Transport | None] = [None, None]
         self.dest_paused = [False, False]  # indexed by the side being written to
         self.reading_paused = [False, False]  # indexed by the side being read from
+        self._slices: list[tuple[bytes, int, int] | None] = [None, None]
+        """Per side being read from: a read still being framed a slice per loop iteration (data, offset, step)."""
         self.open_sides = 0
         self._timer: asyncio.Handle | None = None
         self._timer_at = 0
@@ -241,10 +247,49 @@ class ConnectionHandler:
             self.run(self.relay.handle(ev.UpstreamOpened(_now(), (str(peer[0]), int(peer[1])))))
             self.update_reading(Side.CLIENT)
 
+    def feed_in_slices(self, side: Side, data: bytes, step: int) -> None:
+        """Frame ``data`` a slice per loop iteration, reading from ``side`` paused meanwhile: a framer that scans
+        in Python (JSON) could otherwise hold every other connection for the whole read."""
+        pending = self._slices[side]
+        if pending is not None:  # a read that came before the pause took effect: after what is left, in order
+            self._slices[side] = (pending[0][pending[1]:] + data, 0, step)
+            return
+        self._slices[side] = (data, 0, step)
+        self.update_reading(side)
+        self._next_slice(side)
+
+    def slicing(self, side: Side) -> bool:
+        return self._slices[side] is not None
+
+    def _next_slice(self, side: Side) -> None:
+        pending = self._slices[side]
+        if pending is None:  # finished early by eof() or lost()
+            return
+        data, offset, step = pending
+        end = offset + step
+        if end < len(data):
+            self._slices[side] = (data, end, step)
+            self.loop.call_soon(self._next_slice, side)
+        else:
+            self._slices[side] = None
+        self.run(self.relay.handle(ev.DataReceived(_now(), side, data[offset:end])))
+        if self._slices[side] is None:
+            self.update_reading(side)
+
+    def _finish_slices(self, side: Side) -> None:
+        """What is left of a sliced read goes in at once, before the side's EOF or loss (stream order)."""
+        pending = self._slices[side]
+        if pending is not None:
+            data, offset, _ = pending
+            self._slices[side] = None
+            self.run(self.relay.handle(ev.DataReceived(_now(), side, data[offset:])))
+
     def eof(self, side: Side) -> None:
+        self._finish_slices(side)
         self.run(self.relay.handle(ev.EofReceived(_now(), side)))
 
     def lost(self, side: Side, exc: Exception | None) -> None:
+        self._finish_slices(side)
         self.transports[side] = None
         self.open_sides -= 1
         if exc is not None and not self.relay.closed:
@@ -268,7 +313,7 @@ class ConnectionHandler:
             return
         lane = self.relay.lanes[Direction.from_side(source)]
         stalled = (self.dest_paused[source.other] or lane.queued_bytes > QUEUE_CAP
-                   or self.relay.phase is Phase.CONNECTING)
+                   or self.relay.phase is Phase.CONNECTING or self._slices[source] is not None)
         # Ask the transport, not a cached flag: uvloop starts reading after connection_made returns, undoing a
         # pause made inside it.
         reading = t.is_reading()
