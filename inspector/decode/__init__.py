@@ -31,6 +31,7 @@ from ._api import (
     gave_up_view,
     hex_dump,
     past_deadline,
+    with_deadline,
 )
 from ._hex import HexDecoder
 from ._json import JsonDecoder
@@ -77,6 +78,7 @@ __all__ = [
     "hex_dump",
     "parse_layout",
     "past_deadline",
+    "with_deadline",
 ]
 
 

@@ -19,7 +19,19 @@ from typing import TypeVar
 
 from proxy.model import Direction, Message
 
-from ._api import EMPTY_CONTEXT, DecodeContext, Decoder, EncodeError, Field, View, error_view, gave_up
+from ._api import (
+    EMPTY_CONTEXT,
+    DecodeContext,
+    Decoder,
+    EncodeError,
+    Field,
+    View,
+    error_view,
+    gave_up,
+    gave_up_view,
+    past_deadline,
+    with_deadline,
+)
 
 ENTRY_POINT_GROUP = "sockscope.decoders"
 AUTO = "auto"
@@ -215,7 +227,7 @@ class DecoderRegistry(Mapping[str, Decoder]):
         ``deadline_ns``: see :attr:`DecodeContext.deadline_ns`."""
         ctx = self.context_for(msg.conn_id, msg.direction, detail=detail)
         if deadline_ns is not None:
-            ctx = replace(ctx, deadline_ns=deadline_ns)
+            ctx = with_deadline(ctx, deadline_ns)
         return self.decode(msg.data, ctx, decoder)
 
     def auto(self, data: bytes, ctx: DecodeContext = EMPTY_CONTEXT) -> View:
@@ -225,7 +237,7 @@ class DecoderRegistry(Mapping[str, Decoder]):
         msgpack or pickle) is decoded as its body when the whole message reads only as text or hex.
         """
         view = self._auto(data, ctx)
-        if view.decoder in _UNSTRUCTURED and len(data) > 2:
+        if view.decoder in _UNSTRUCTURED and len(data) > 2 and not past_deadline(ctx):
             wrapped = self._prefixed(data, ctx)
             if wrapped is not None:
                 return wrapped
@@ -254,6 +266,9 @@ class DecoderRegistry(Mapping[str, Decoder]):
             view = self._decode_by(decoder, data, ctx)
             if view.error is None or gave_up(view):
                 return view  # past the deadline, trying the next decoder would only overrun it further
+            if past_deadline(ctx):  # a decoder that failed (not gave up) late: the same goes for the next
+                return gave_up_view(view.decoder, data, f"the deadline passed (the {view.decoder} decoder "
+                                    f"failed: {view.error})")
             first_error = first_error or view
         return first_error or error_view("auto", data, "no decoder is registered")
 
