@@ -103,6 +103,13 @@ def with_deadline(ctx: DecodeContext, deadline_ns: int | None) -> DecodeContext:
                          ctx.detail, deadline_ns)
 
 
+def set_deadline(ctx: DecodeContext, deadline_ns: int | None) -> None:
+    """Change the deadline of a context in place, for a loop that decodes many messages on one thread (the
+    table's summary column). Only on a context the caller made itself with :func:`with_deadline` and shares with
+    no other thread: everywhere else a :class:`DecodeContext` is immutable."""
+    object.__setattr__(ctx, "deadline_ns", deadline_ns)
+
+
 def past_deadline(ctx: DecodeContext) -> bool:
     """Whether ``ctx`` has a deadline and it has passed."""
     return ctx.deadline_ns is not None and time.monotonic_ns() > ctx.deadline_ns
@@ -188,3 +195,12 @@ def gave_up_view(decoder: str, data: bytes, why: str) -> View:
 def gave_up(view: View) -> bool:
     """Whether ``view`` is a decode that stopped at its deadline or work budget (not a decoding error)."""
     return view.error is not None and view.error.startswith(GAVE_UP)
+
+
+def gave_up_summary(view: View, data: bytes, budget_ns: int | None = None) -> str:
+    """The one line that stands for a decode that gave up, in the table, the detail pane, ``dump`` and exports:
+    ``⚠ gave up decoding after 20 ms (pickle): <why> · 80 04 95 …`` (the first bytes in hex)."""
+    why = (view.error or "").removeprefix(GAVE_UP)
+    after = f" after {budget_ns / 1e6:g} ms" if budget_ns is not None else ""
+    head = data[:16].hex(" ") + (" …" if len(data) > 16 else "")
+    return clip(f"⚠ gave up decoding{after} ({view.decoder}): {why} · {head}", 2 * SUMMARY_MAX)

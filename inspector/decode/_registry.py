@@ -21,6 +21,7 @@ from proxy.model import Direction, Message
 
 from ._api import (
     EMPTY_CONTEXT,
+    GAVE_UP,
     DecodeContext,
     Decoder,
     EncodeError,
@@ -237,7 +238,7 @@ class DecoderRegistry(Mapping[str, Decoder]):
         msgpack or pickle) is decoded as its body when the whole message reads only as text or hex.
         """
         view = self._auto(data, ctx)
-        if view.decoder in _UNSTRUCTURED and len(data) > 2 and not past_deadline(ctx):
+        if view.decoder in _UNSTRUCTURED and len(data) > 2:
             wrapped = self._prefixed(data, ctx)
             if wrapped is not None:
                 return wrapped
@@ -249,6 +250,9 @@ class DecoderRegistry(Mapping[str, Decoder]):
                 continue
             body = data[size:]
             inner = self._auto(body, ctx)
+            if gave_up(inner):  # the body is this decoder's, but too costly: say so rather than show hex
+                why = (inner.error or "")[len(GAVE_UP):]
+                return gave_up_view(inner.decoder, data, f"{why} (in the body after a {size}-byte length prefix)")
             if inner.error is not None or inner.decoder in _UNSTRUCTURED:
                 continue
             prefix = Field("length prefix", f"{len(body)} ({fmt})", 0, size)
