@@ -51,17 +51,13 @@ class _GaveUp(Exception):
     pass
 
 
-def _parse(text: str, pos: int) -> tuple[object, int]:
-    """``raw_decode``, with the scanner's non-JSON failures turned into clear ValueErrors."""
-    try:
-        return _DECODER.raw_decode(text, pos)
-    except json.JSONDecodeError:
-        raise
-    except RecursionError:
-        raise ValueError(f"nested too deeply for the JSON reader (it stops near {sys.getrecursionlimit()} levels), "
-                         f"at character {pos}") from None
-    except ValueError as exc:  # a number longer than Python converts (sys.get_int_max_str_digits())
-        raise ValueError(f"a value at character {pos} cannot be read: {exc}") from None
+def _unreadable(exc: Exception, pos: int) -> ValueError:
+    """A clear error for the scanner's failures that are not JSON syntax errors."""
+    if isinstance(exc, RecursionError):
+        return ValueError(f"nested too deeply for the JSON reader (it stops near {sys.getrecursionlimit()} "
+                          f"levels), at character {pos}")
+    # a number longer than Python converts (sys.get_int_max_str_digits())
+    return ValueError(f"a value at character {pos} cannot be read: {exc}")
 
 
 @lru_cache(maxsize=16)
@@ -115,12 +111,6 @@ class JsonDecoder:
         return 0.3 if first in b"-0123456789tfn" else 0.0
 
     def decode(self, data: bytes, ctx: DecodeContext) -> View:
-        try:
-            return self._decode(data, ctx)
-        except _GaveUp as exc:
-            return gave_up_view(NAME, data, str(exc))
-
-    def _decode(self, data: bytes, ctx: DecodeContext) -> View:
         pfx = length_prefix(data)
         off = pfx[1] if pfx else 0
         body = data[off : off + MAX_PARSE]
@@ -136,6 +126,8 @@ class JsonDecoder:
             spans = self._split(text, ctx.json_delimiter, truncated, warnings, ctx.deadline_ns)
         except ValueError as exc:
             return error_view(NAME, data, str(exc))
+        except _GaveUp as exc:
+            return gave_up_view(NAME, data, str(exc))
         if truncated:
             warnings.append(f"only the first {MAX_PARSE} of {len(data) - off} bytes were parsed")
         values = tuple(v for v, _, _ in spans)
@@ -200,7 +192,7 @@ class JsonDecoder:
             if len(out) % CHECK_EVERY == CHECK_EVERY - 1 and deadline_ns is not None and monotonic_ns() > deadline_ns:
                 raise _GaveUp(f"the deadline passed after {len(out)} values (character {pos} of {n})")
             try:
-                value, end = _parse(text, pos)
+                value, end = _DECODER.raw_decode(text, pos)
             except json.JSONDecodeError as exc:
                 if out and (truncated or _incomplete(exc, n)):
                     warnings.append(f"incomplete JSON value at character {pos} (continues in next message?)")
@@ -208,6 +200,8 @@ class JsonDecoder:
                 if truncated and not out:
                     raise ValueError(f"a JSON value larger than {MAX_PARSE} bytes is not parsed") from None
                 raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+            except (RecursionError, ValueError) as exc:
+                raise _unreadable(exc, pos) from None
             out.append((value, pos, end))
             pos = end
         if not out:
@@ -236,7 +230,7 @@ class JsonDecoder:
                 raise _GaveUp(f"the deadline passed after {len(out)} values (character {pos} of {n})")
             piece = text[pos:end]
             try:
-                value, stop = _parse(piece, 0)
+                value, stop = _DECODER.raw_decode(piece, 0)
                 if piece[stop:].strip():
                     raise json.JSONDecodeError("Extra data", piece, stop)
             except json.JSONDecodeError as exc:
@@ -244,6 +238,8 @@ class JsonDecoder:
                     warnings.append(f"incomplete JSON value at character {pos} (continues in next message?)")
                     break
                 raise ValueError(f"value {len(out)}: {exc.msg} at column {exc.colno}") from None
+            except (RecursionError, ValueError) as exc:
+                raise _unreadable(exc, pos) from None
             out.append((value, pos, end))
             pos = end + len(delim)
         if not out:

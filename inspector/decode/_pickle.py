@@ -669,19 +669,7 @@ def _run_plain(
     ops_seen = 0
     check_at = CHECK_EVERY - 1
     gets = 0
-    guard: KeyGuard | None = None
-
-    def costly(container: object, items: list[Any]) -> bool:
-        """Whether a key of ``items`` must be kept by identity (then the full reader takes the pickle)."""
-        nonlocal guard
-        for k in items:
-            if type(k) is not str and not _cheap_key(k):
-                if guard is None:
-                    guard = KeyGuard(key_budget(n))
-                if guard.admit(container, k) is not k:
-                    return True
-        return False
-
+    guard: list[KeyGuard] = []  # made at the first key that needs one
     try:
         while pos < n:
             code = data[pos]
@@ -720,7 +708,7 @@ def _run_plain(
                     target = stack[-1]
                     if type(target) is not dict or len(items) % 2:
                         return None
-                    if costly(target, items[::2]):
+                    if _costly(guard, n, target, items[::2]):
                         return None
                     for i in range(0, len(items), 2):
                         target[items[i]] = items[i + 1]
@@ -734,16 +722,16 @@ def _run_plain(
                 elif code == 0x6C:
                     stack.append(items)
                 elif code == 0x64:
-                    if len(items) % 2 or costly(items, items[::2]):
+                    if len(items) % 2 or _costly(guard, n, items, items[::2]):
                         return None
                     stack.append(dict(zip(items[::2], items[1::2], strict=True)))
                 elif code == 0x90:
                     target = stack[-1]
-                    if type(target) is not set or costly(target, items):
+                    if type(target) is not set or _costly(guard, n, target, items):
                         return None
                     target.update(items)
                 else:
-                    if costly(items, items):
+                    if _costly(guard, n, items, items):
                         return None
                     stack.append(frozenset(items))
             elif code == 0x7D:  # EMPTY_DICT
@@ -765,7 +753,7 @@ def _run_plain(
                 value = stack.pop()
                 key = stack.pop()
                 target = stack[-1]
-                if type(target) is not dict or (type(key) is not str and costly(target, [key])):
+                if type(target) is not dict or (type(key) is not str and _costly(guard, n, target, [key])):
                     return None
                 target[key] = value
             elif code == 0x61:  # APPEND
@@ -839,6 +827,18 @@ def _run_plain(
 _SMALL_INT = 1 << 60
 
 
+def _costly(guard: list[KeyGuard], size: int, container: object, items: list[Any]) -> bool:
+    """Whether a key of ``items`` must be kept by identity (then the full reader takes the pickle); ``guard``
+    holds the fast reader's guard once a key needed one."""
+    for k in items:
+        if type(k) is not str and not _cheap_key(k):
+            if not guard:
+                guard.append(KeyGuard(key_budget(size)))
+            if guard[0].admit(container, k) is not k:
+                return True
+    return False
+
+
 def _cheap_key(k: object) -> bool:
     """Whether hashing ``k`` is cheap and cannot collide on purpose (see ``_keys``): the fast reader's keys."""
     t = type(k)
@@ -876,8 +876,8 @@ def _is_plain(value: object, nodes: int = MAX_EXACT_NODES, chars: int = 8 << 20,
         seen += 1
         if seen > nodes or depth > 200:
             return False
-        if not seen & 4095 and deadline_ns is not None and monotonic_ns() > deadline_ns:
-            raise _GaveUp(f"the deadline passed while checking {seen} nodes of the value")
+        if not seen & 1023 and deadline_ns is not None and monotonic_ns() > deadline_ns:
+            raise _GaveUp(f"the deadline passed after {seen} nodes of the exactness check of the value")
         t = type(v)
         if t in _PLAIN_SCALARS:
             if t is str or t is bytes:

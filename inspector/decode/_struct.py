@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ._api import MAX_NODES, DecodeContext, EncodeError, Field, View, clip, error_view
+from ._api import MAX_DUMP, MAX_NODES, DecodeContext, EncodeError, Field, View, clip, error_view
 from ._literal import parse_literal
 from ._render import float_repr, render
 
@@ -66,21 +66,22 @@ class StructLayout:
     """Values one record unpacks to."""
 
 
+@lru_cache(maxsize=128)
 def parse_layout(spec: str) -> StructLayout:
     """Parse ``FORMAT name1 name2 ...``; raises ValueError with a readable message."""
-    parsed = _parse_layout(spec)
-    if isinstance(parsed, str):
-        raise ValueError(parsed)
-    return parsed
-
-
-@lru_cache(maxsize=128)
-def _parse_layout(spec: str) -> StructLayout | str:
-    """The layout, or why it is not one: a bad layout set for a connection is parsed once, not per message."""
+    known = _BAD_LAYOUTS.get(spec)  # lru_cache keeps no exceptions: a bad layout is parsed once, not per message
+    if known is not None:
+        raise ValueError(known)
     try:
         return _parse(spec)
     except ValueError as exc:
-        return str(exc)
+        if len(_BAD_LAYOUTS) >= 128:
+            _BAD_LAYOUTS.clear()
+        _BAD_LAYOUTS[spec] = str(exc)
+        raise
+
+
+_BAD_LAYOUTS: dict[str, str] = {}
 
 
 def _parse(spec: str) -> StructLayout:
@@ -208,6 +209,7 @@ class StructDecoder:
         fields: list[Field] = []
         lines: list[str] = [f"# {layout.spec.strip()}  ({size} bytes per record)"]
         nodes = 0
+        text_left = 4 * MAX_DUMP  # the text (and editable form) stops here; the view is then cut
         first = ""
         detail = ctx.detail
         for r in range(n):
@@ -224,7 +226,7 @@ class StructDecoder:
             kids: list[Field] = []
             shown: list[str] = []
             i = 0
-            if r:
+            if r and text_left > 0:
                 lines.append(_SEPARATOR)
             for item in layout.items:
                 start = base + item.offset
@@ -249,8 +251,10 @@ class StructDecoder:
                 i += item.n_values
                 record[item.name] = value
                 shown.append(f"{item.name}={display}")
-                if detail:
-                    lines.append(f"{item.name} = {render(value, 4096)[0] if big else repr(value)}")
+                if detail and text_left > 0:
+                    line = f"{item.name} = {render(value, 4096)[0] if big else repr(value)}"
+                    lines.append(line)
+                    text_left -= len(line) + 1
                 if nodes < MAX_NODES:
                     kids.append(Field(item.name, display, start, start + item.size, sub))
                     nodes += 1 + len(sub)
@@ -259,9 +263,12 @@ class StructDecoder:
                 fields = kids
             elif nodes < MAX_NODES:
                 fields.append(Field(f"record {r}", clip(" ".join(shown), 120), base, base + size, tuple(kids)))
+                nodes += 1
             if r == 0:
                 first = " ".join(shown)
-        truncated = truncated or nodes >= MAX_NODES
+        if text_left <= 0:
+            lines.append("…")
+        truncated = truncated or nodes >= MAX_NODES or text_left <= 0
         summary = first if total == 1 else f"[{total} records] {first}"
         warnings = [f"only the first {n} records are shown"] if n < total or n >= MAX_RECORDS else []
         if big:
