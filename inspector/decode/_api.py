@@ -175,21 +175,24 @@ def hex_dump(data: bytes, limit: int = MAX_DUMP) -> str:
 _ASCII_TABLE = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))
 
 
-def error_view(decoder: str, data: bytes, error: str, *, warnings: tuple[str, ...] = ()) -> View:
-    """The view of a failed decode: the error, and the bytes as a hex dump so nothing is hidden."""
+def error_view(decoder: str, data: bytes, error: str, *, warnings: tuple[str, ...] = (),
+               detail: bool = True) -> View:
+    """The view of a failed decode: the error, and the bytes as a hex dump so nothing is hidden. ``detail`` False
+    (the caller reads no text, see :attr:`DecodeContext.detail`) leaves the dump out: 64 KiB of it take 10 ms."""
     return View(
         decoder=decoder,
         summary=clip(f"⚠ {decoder}: {error}"),
-        text=f"{decoder} could not decode {len(data)} bytes: {error}\n\n{hex_dump(data)}",
+        text=f"{decoder} could not decode {len(data)} bytes: {error}\n\n{hex_dump(data)}" if detail else "",
         warnings=warnings,
         error=error,
         truncated=len(data) > MAX_DUMP,
     )
 
 
-def gave_up_view(decoder: str, data: bytes, why: str) -> View:
-    """The view of a decode stopped at its deadline or work budget: ``error`` starts with :data:`GAVE_UP`."""
-    return error_view(decoder, data, GAVE_UP + why)
+def gave_up_view(decoder: str, data: bytes, why: str, *, detail: bool = True) -> View:
+    """The view of a decode stopped at its deadline or work budget: ``error`` starts with :data:`GAVE_UP`.
+    Cheap with ``detail`` False (no hex dump), as a caller with a deadline needs it to be."""
+    return error_view(decoder, data, GAVE_UP + why, detail=detail)
 
 
 def gave_up(view: View) -> bool:

@@ -119,15 +119,15 @@ class JsonDecoder:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             if not (truncated and exc.start >= len(body) - 3):
-                return error_view(NAME, data, f"not UTF-8 at byte {off + exc.start}")
+                return error_view(NAME, data, f"not UTF-8 at byte {off + exc.start}", detail=ctx.detail)
             text = body[: exc.start].decode("utf-8")
         warnings: list[str] = []
         try:
             spans = self._split(text, ctx.json_delimiter, truncated, warnings, ctx.deadline_ns)
         except ValueError as exc:
-            return error_view(NAME, data, str(exc))
+            return error_view(NAME, data, str(exc), detail=ctx.detail)
         except _GaveUp as exc:
-            return gave_up_view(NAME, data, str(exc))
+            return gave_up_view(NAME, data, str(exc), detail=ctx.detail)
         if truncated:
             warnings.append(f"only the first {MAX_PARSE} of {len(data) - off} bytes were parsed")
         values = tuple(v for v, _, _ in spans)

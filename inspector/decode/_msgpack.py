@@ -146,13 +146,13 @@ class MsgpackDecoder:
                 values, ends, guard = _unpack(chunk, False, ctx.deadline_ns)
                 warnings.append("a map has array keys: arrays are shown as tuples")
         except _UNPACK_ERRORS as exc:
-            return error_view(NAME, data, f"not msgpack: {exc}")
+            return error_view(NAME, data, f"not msgpack: {exc}", detail=ctx.detail)
         except _GaveUp as exc:
-            return gave_up_view(NAME, data, str(exc))
+            return gave_up_view(NAME, data, str(exc), detail=ctx.detail)
         except RecursionError:
-            return error_view(NAME, data, "not msgpack: nested too deeply")
+            return error_view(NAME, data, "not msgpack: nested too deeply", detail=ctx.detail)
         if not values:
-            return error_view(NAME, data, "no complete msgpack object")
+            return error_view(NAME, data, "no complete msgpack object", detail=ctx.detail)
         consumed = ends[-1]
         if consumed < len(chunk):
             if len(values) >= MAX_VALUES:

@@ -944,7 +944,7 @@ class PickleDecoder:
         try:
             return self._decode(data, ctx)
         except _GaveUp as exc:
-            return gave_up_view(NAME, data, str(exc))
+            return gave_up_view(NAME, data, str(exc), detail=ctx.detail)
 
     def _decode(self, data: bytes, ctx: DecodeContext) -> View:
         chunk = data[:MAX_PARSE]
@@ -959,12 +959,13 @@ class PickleDecoder:
                 msg = f"pickle larger than {MAX_PARSE} bytes is not read further"
             else:
                 msg = f"not a pickle the reader can follow (byte {sim.pos}): {exc}"
-            return error_view(NAME, data, msg, warnings=tuple(self._warnings(sim)))
+            return error_view(NAME, data, msg, warnings=tuple(self._warnings(sim)), detail=ctx.detail)
         warnings = self._warnings(sim)
         truncated = capped or len(data) > MAX_PARSE
         if sim.incomplete and not truncated:
             if sim.protocol is None:
-                return error_view(NAME, data, f"not a complete pickle: {sim.incomplete}", warnings=tuple(warnings))
+                return error_view(NAME, data, f"not a complete pickle: {sim.incomplete}", warnings=tuple(warnings),
+                                  detail=ctx.detail)
             warnings.append(f"incomplete pickle ({sim.incomplete}): continues in next message? partial value shown")
         if capped:
             warnings.append(f"stopped after {MAX_OPS} opcodes")
@@ -1044,7 +1045,7 @@ class PickleDecoder:
                     classes[f"{obj.module}.{obj.class_name}"] = None
                 continue
             calls += 1
-            if calls > 200 or len(seen) > 20:  # rendering each call costs; thousands add nothing to read
+            if calls > 50 or len(seen) > 20:  # rendering each call costs; thousands add nothing to read
                 continue
             call = obj.call_text(120)
             if call in seen:

@@ -252,7 +252,8 @@ class DecoderRegistry(Mapping[str, Decoder]):
             inner = self._auto(body, ctx)
             if gave_up(inner):  # the body is this decoder's, but too costly: say so rather than show hex
                 why = (inner.error or "")[len(GAVE_UP):]
-                return gave_up_view(inner.decoder, data, f"{why} (in the body after a {size}-byte length prefix)")
+                return gave_up_view(inner.decoder, data, f"{why} (in the body after a {size}-byte length prefix)",
+                                    detail=ctx.detail)
             if inner.error is not None or inner.decoder in _UNSTRUCTURED:
                 continue
             prefix = Field("length prefix", f"{len(body)} ({fmt})", 0, size)
@@ -272,14 +273,14 @@ class DecoderRegistry(Mapping[str, Decoder]):
                 return view  # past the deadline, trying the next decoder would only overrun it further
             if past_deadline(ctx):  # a decoder that failed (not gave up) late: the same goes for the next
                 return gave_up_view(view.decoder, data, f"the deadline passed (the {view.decoder} decoder "
-                                    f"failed: {view.error})")
+                                    f"failed: {view.error})", detail=ctx.detail)
             first_error = first_error or view
-        return first_error or error_view("auto", data, "no decoder is registered")
+        return first_error or error_view("auto", data, "no decoder is registered", detail=ctx.detail)
 
     def decode_with(self, name: str, data: bytes, ctx: DecodeContext = EMPTY_CONTEXT) -> View:
         decoder = self._decoders.get(name.lower())
         if decoder is None:
-            return error_view(name, data, f"no decoder named {name!r}")
+            return error_view(name, data, f"no decoder named {name!r}", detail=ctx.detail)
         return self._decode_by(decoder, data, ctx)
 
     @staticmethod
@@ -287,9 +288,10 @@ class DecoderRegistry(Mapping[str, Decoder]):
         try:
             view = decoder.decode(data, ctx)
         except Exception as exc:  # plugins and bugs: shown as an error view, never raised into the UI
-            return error_view(decoder.name, data, f"decoder failed: {type(exc).__name__}: {exc}")
+            return error_view(decoder.name, data, f"decoder failed: {type(exc).__name__}: {exc}", detail=ctx.detail)
         if not isinstance(view, View):
-            return error_view(decoder.name, data, f"decoder returned {type(view).__name__}, not a View")
+            return error_view(decoder.name, data, f"decoder returned {type(view).__name__}, not a View",
+                              detail=ctx.detail)
         return view
 
     def encode(self, name: str, edited: str, ctx: DecodeContext = EMPTY_CONTEXT) -> bytes:

@@ -189,14 +189,15 @@ class StructDecoder:
 
     def decode(self, data: bytes, ctx: DecodeContext) -> View:
         if not ctx.struct_format:
-            return error_view(NAME, data, "no struct format configured for this connection")
+            return error_view(NAME, data, "no struct format configured for this connection", detail=ctx.detail)
         try:
             layout = parse_layout(ctx.struct_format)
         except ValueError as exc:
-            return error_view(NAME, data, str(exc))
+            return error_view(NAME, data, str(exc), detail=ctx.detail)
         size = layout.size
         if size == 0 or not data or len(data) % size:
-            return error_view(NAME, data, f"{len(data)} bytes is not a whole number of {size}-byte records")
+            return error_view(NAME, data, f"{len(data)} bytes is not a whole number of {size}-byte records",
+                              detail=ctx.detail)
         total = len(data) // size
         per_record = max(1, layout.n_values)
         # records looked at: the work (values visited) stays within MAX_WORK whatever the layout
