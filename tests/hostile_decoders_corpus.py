@@ -179,6 +179,22 @@ def pickle_many_calls(n: int = 3000) -> bytes:
     return b"\x80\x02(" + b"cgame\nf\n)R" * n + b"l."
 
 
+def _rebuilt_many_times(glob: bytes, item: bytes, n_items: int, n_calls: int) -> bytes:
+    """A list of ``n_items`` shared through the memo as the argument of ``n_calls`` calls of ``glob``."""
+    return (b"\x80\x02" + glob + _put(0) + b"0](" + item * n_items + b"e" + _put(1) + b"0("
+            + (_get(0) + _get(1) + b"\x85R") * n_calls + b"l.")
+
+
+def pickle_memo_list_rebuilt_by_set(n: int = 5000) -> bytes:
+    """``set(the same list)`` 5,000 times: rebuilding each set copies the list (25 million items)."""
+    return _rebuilt_many_times(b"c__builtin__\nset\n", b"K\x01", n, n)
+
+
+def pickle_memo_pairs_rebuilt_by_ordereddict(n: int = 4000) -> bytes:
+    """``OrderedDict(the same list of pairs)`` 4,000 times."""
+    return _rebuilt_many_times(b"ccollections\nOrderedDict\n", b"K\x01K\x02\x86", n, n)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # msgpack
 
@@ -325,6 +341,10 @@ CORPUS: dict[str, tuple[Callable[[], bytes], str]] = {
         pickle_protocol0_probe, "a 4 KiB protocol 0 pickle: auto simulates it to tell it from text"),
     "pickle/many_calls_3000.pickle": (
         pickle_many_calls, "3,000 REDUCE calls: each warning renders a call"),
+    "pickle/memo_list_rebuilt_by_set_x5000.pickle": (
+        pickle_memo_list_rebuilt_by_set, "set() of one memo-shared 5,000-item list, 5,000 times: 25 million copies"),
+    "pickle/memo_pairs_rebuilt_by_ordereddict_x4000.pickle": (
+        pickle_memo_pairs_rebuilt_by_ordereddict, "OrderedDict() of one memo-shared list of 4,000 pairs, 4,000 times"),
     "msgpack/colliding_timestamp_keys_2000.msgpack": (
         msgpack_colliding_timestamp_keys, "a map with 2,000 timestamp keys of one hash (Python-level __eq__)"),
     "msgpack/colliding_array_keys_2000.msgpack": (

@@ -468,6 +468,8 @@ def _memo_program(steps: list[tuple[str, int, int]]) -> bytes:
             out += b"\x8f(" + ref(a) + ref(b) + b"\x90"
         elif op == "frozenset":
             out += b"(" + ref(a) + ref(b) + b"\x91"
+        elif op == "set_call":  # set(x) through REDUCE: rebuilt from x when x is a list or tuple
+            out += b"c__builtin__\nset\n" + ref(a) + b"\x85R"
         elif op == "nest":
             depth = 1 + a % 3000
             out += b"]" * depth + b"a" * (depth - 1)
@@ -479,7 +481,7 @@ def _memo_program(steps: list[tuple[str, int, int]]) -> bytes:
 
 MEMO_STEPS = st.lists(
     st.tuples(st.sampled_from(["tuple2", "tuple2", "tuple2", "tuple3", "list", "self_list", "dict_key", "dict_keys",
-                               "set", "frozenset", "nest"]), st.integers(0, 10_000), st.integers(0, 10_000)),
+                               "set", "frozenset", "set_call", "nest"]), st.integers(0, 10_000), st.integers(0, 10_000)),
     min_size=1, max_size=120,
 )
 
@@ -488,6 +490,7 @@ MEMO_STEPS = st.lists(
 @given(steps=MEMO_STEPS)
 @example(steps=[("tuple2", 5, 5)] * 60 + [("dict_key", 5, 1), ("set", 5, 5), ("frozenset", 5, 5)])
 @example(steps=[("self_list", 1999, 0)] * 3)
+@example(steps=[("nest", 1, 0), ("list", 0, 0)] + [("list", 5, 5)] * 3 + [("set_call", 5, 0)] * 100)
 def test_memo_reuse_and_deep_nesting_cost_the_pickle_reader_bounded_time(steps: list[tuple[str, int, int]]) -> None:
     _decode_everything(_memo_program(steps), ("pickle",))
 

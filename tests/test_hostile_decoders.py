@@ -193,6 +193,19 @@ def test_a_string_shared_5000_times_is_never_repred_whole() -> None:
     assert peak_memory(lambda: REG.decode(data, DecodeContext(detail=False))) < 4 << 20
 
 
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("path", ["pickle/memo_list_rebuilt_by_set_x5000.pickle",
+                                  "pickle/memo_pairs_rebuilt_by_ordereddict_x4000.pickle"])
+def test_calls_rebuilt_from_a_memo_shared_argument_copy_it_within_budget(path: str) -> None:
+    data = read(path)
+    f = check_view(REG.decode(data))
+    assert f["decoder"] == "pickle" and f["error"] is None, f
+    assert any("shown as calls" in w for w in f["warnings"]), f  # type: ignore[attr-defined]
+    sim = _Simulation()
+    sim.run(data)
+    assert sim.copy_left >= 0 and sim.not_rebuilt > 3900  # a few rebuilt, within twice the pickle's size
+
+
 def test_pickle_memo_indexes_out_of_the_unpicklers_range_are_an_error() -> None:
     f = facts(REG.decode_with("pickle", read("pickle/colliding_memo_indexes.pickle")))
     assert "memo index" in (f["error"] or ""), f  # type: ignore[operator]

@@ -326,6 +326,11 @@ class _Simulation:
         """Opcodes read, STOP included (set when the pickle stopped)."""
         self.keys = _NO_KEYS
         """Admits dict keys and set members (the opcode-by-opcode path makes one sized for the pickle)."""
+        self.copy_left = 0
+        """Items the simulation may still copy out of call arguments (``run`` sets it from the pickle's size):
+        an argument shared through the memo is a reference each time, but rebuilding ``set(arg)`` copies it."""
+        self.not_rebuilt = 0
+        """Calls of known harmless patterns left as calls because their arguments would cost too much to copy."""
         self.deadline_ns: int | None = None
 
     def pop_mark(self) -> list[Any]:
@@ -362,6 +367,7 @@ class _Simulation:
             self.stopped = True
             return value, False
         self.keys = KeyGuard(key_budget(len(data)))
+        self.copy_left = 2 * len(data) + 4096  # each argument rebuilt once: at most the pickle's size
         try:
             for count, (opcode, arg, pos) in enumerate(pickletools.genops(data)):
                 if count >= max_ops:
@@ -502,12 +508,12 @@ class _Simulation:
         elif name == "NEWOBJ":
             args = self.pop()
             cls = self.pop()
-            stack.append(self._new(cls, tuple(args) if isinstance(args, tuple | list) else (args,), None))
+            stack.append(self._new(cls, self._args(args), None))
         elif name == "NEWOBJ_EX":
             kwargs = self.pop()
             args = self.pop()
             cls = self.pop()
-            stack.append(self._new(cls, tuple(args) if isinstance(args, tuple | list) else (args,), kwargs))
+            stack.append(self._new(cls, self._args(args), kwargs))
         elif name == "INST":
             module, _, qualname = str(arg).partition(" ")
             args = self.pop_mark()
@@ -582,14 +588,31 @@ class _Simulation:
             self.modules.append(module)
         return PickleGlobal(module, qualname)
 
+    def _afford(self, n: int) -> bool:
+        """Whether copying ``n`` more items fits the budget (then they are charged)."""
+        if n > self.copy_left:
+            return False
+        self.copy_left -= n
+        return True
+
+    def _args(self, args: object) -> tuple[Any, ...]:
+        """NEWOBJ's arguments as a tuple: a list is copied, within the budget (else it stays one argument)."""
+        if isinstance(args, tuple):
+            return args
+        if isinstance(args, list) and self._afford(len(args)):
+            return tuple(args)
+        return (args,)
+
     def _new(self, cls: object, args: tuple[Any, ...], kwargs: object) -> PickleObject:
         obj = PickleObject(cls, args, is_instance=True, kwargs=kwargs if isinstance(kwargs, dict) else None)
         self.objects.append(obj)
         return obj
 
     def _reduce(self, func: object, args: tuple[Any, ...]) -> object:
-        """A few harmless library patterns become plain values; every other call stays a stand-in."""
-        if isinstance(func, PickleGlobal):
+        """A few harmless library patterns become plain values; every other call stays a stand-in. Rebuilding
+        copies the arguments, which the memo can share thousands of times: past the copy budget, a call of a
+        known pattern stays a call too."""
+        if isinstance(func, PickleGlobal) and self._affords_rebuild(args):
             m, n = func.module, func.name
             if m in _BUILTINS:
                 if n in ("set", "frozenset") and len(args) <= 1 and all(isinstance(a, list | tuple) for a in args):
@@ -624,11 +647,21 @@ class _Simulation:
                 if n == "__newobj__":
                     return self._new(args[0], tuple(args[1:]), None)
                 if n == "__newobj_ex__" and len(args) == 3:
-                    return self._new(args[0], tuple(args[1]) if isinstance(args[1], tuple | list) else (), args[2])
+                    return self._new(args[0], self._args(args[1]) if isinstance(args[1], tuple | list) else (),
+                                     args[2])
         obj = PickleObject(func, args, is_instance=False)
         self.objects.append(obj)
         return obj
 
+    def _affords_rebuild(self, args: tuple[Any, ...]) -> bool:
+        """Whether a call whose pattern may be rebuilt (``set(list)``, ``bytes(str, 'latin1')`` ...) may copy its
+        arguments: charged as its first argument's length, or refused (counted) past the budget."""
+        first = args[0] if args else None
+        size = len(args) + (len(first) if isinstance(first, list | tuple | str | bytes | bytearray) else 0)
+        if self._afford(size):
+            return True
+        self.not_rebuilt += 1
+        return False
 
 _U4 = struct.Struct("<I")
 _U8 = struct.Struct("<Q")
@@ -971,6 +1004,9 @@ class PickleDecoder:
             warnings.append(f"stopped after {MAX_OPS} opcodes")
         if sim.stopped and sim.op_count < MAX_DISASSEMBLY and sim.pos + 1 < len(data):
             warnings.append(f"{len(data) - sim.pos - 1} bytes after STOP are not part of the pickle")
+        if sim.not_rebuilt:
+            warnings.append(f"{sim.not_rebuilt} call(s) of set, bytes, OrderedDict ... shown as calls: rebuilding them "
+                            "would copy their (memo-shared) arguments more than twice the pickle's size")
         if sim.keys.kept:
             warnings.append(
                 f"{sim.keys.kept} dict key(s) or set member(s) kept by identity: hashing them would cost too much "
