@@ -481,7 +481,8 @@ def _memo_program(steps: list[tuple[str, int, int]]) -> bytes:
 
 MEMO_STEPS = st.lists(
     st.tuples(st.sampled_from(["tuple2", "tuple2", "tuple2", "tuple3", "list", "self_list", "dict_key", "dict_keys",
-                               "set", "frozenset", "set_call", "nest"]), st.integers(0, 10_000), st.integers(0, 10_000)),
+                               "set", "frozenset", "set_call", "nest"]),
+              st.integers(0, 10_000), st.integers(0, 10_000)),
     min_size=1, max_size=120,
 )
 
