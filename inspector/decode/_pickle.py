@@ -612,7 +612,7 @@ class _Simulation:
         """A few harmless library patterns become plain values; every other call stays a stand-in. Rebuilding
         copies the arguments, which the memo can share thousands of times: past the copy budget, a call of a
         known pattern stays a call too."""
-        if isinstance(func, PickleGlobal) and self._affords_rebuild(args):
+        if isinstance(func, PickleGlobal) and _rebuildable(func) and self._affords_rebuild(args):
             m, n = func.module, func.name
             if m in _BUILTINS:
                 if n in ("set", "frozenset") and len(args) <= 1 and all(isinstance(a, list | tuple) for a in args):
@@ -662,6 +662,14 @@ class _Simulation:
             return True
         self.not_rebuilt += 1
         return False
+
+
+def _rebuildable(func: PickleGlobal) -> bool:
+    """Whether a call of ``func`` is one of the patterns ``_reduce`` turns into a plain value or an object."""
+    m, n = func.module, func.name
+    return (m in _BUILTINS and n in ("set", "frozenset", "bytes", "bytearray")) or m in _COPYREG or (
+        (m, n) in (("_codecs", "encode"), ("collections", "OrderedDict")))
+
 
 _U4 = struct.Struct("<I")
 _U8 = struct.Struct("<Q")

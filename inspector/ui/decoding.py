@@ -30,8 +30,9 @@ from inspector.decode import (
 from inspector.store import MessageStore
 from proxy.model import Direction
 
-SUMMARY_BUDGET_NS = 20_000_000
-"""Most time one table row's summary may take to decode (a screenful of hostile rows: well under a second)."""
+SUMMARY_BUDGET_NS = 50_000_000
+"""Most time one table row's summary may take to decode: enough for a 100 KB pickle of plain values, and a
+screenful of rows that all need it costs a couple of seconds once (summaries are cached)."""
 VIEW_BUDGET_NS = 250_000_000
 """Most time the full view of one message may take (the detail pane, the editor, an export of the table)."""
 
