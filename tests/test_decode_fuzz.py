@@ -403,12 +403,14 @@ def _decode_everything(data: bytes, names: tuple[str, ...]) -> None:
 DEEP_DECODERS = ("pickle", "msgpack", "json")
 
 
+@pytest.mark.timeout(300)  # 100 inputs of at most 2 s each; a blow-up never returns
 @TIMED
 @given(prefix=PREFIXES, body=st.binary(max_size=2000))
 def test_random_bytes_cost_the_deep_decoders_bounded_time(prefix: bytes, body: bytes) -> None:
     _decode_everything(prefix + body, DEEP_DECODERS)
 
 
+@pytest.mark.timeout(300)  # 100 inputs of at most 2 s each; a blow-up never returns
 @TIMED
 @given(value=SHAREABLE, protocol=st.integers(min_value=0, max_value=pickle.HIGHEST_PROTOCOL), twice=st.booleans(),
        edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255), st.booleans()), max_size=8))
@@ -487,6 +489,7 @@ MEMO_STEPS = st.lists(
 )
 
 
+@pytest.mark.timeout(300)  # 100 inputs of at most 2 s each; a blow-up never returns
 @TIMED
 @given(steps=MEMO_STEPS)
 @example(steps=[("tuple2", 5, 5)] * 60 + [("dict_key", 5, 1), ("set", 5, 5), ("frozenset", 5, 5)])
@@ -499,6 +502,7 @@ def test_memo_reuse_and_deep_nesting_cost_the_pickle_reader_bounded_time(steps: 
 _PAIRS = colliding_pairs(3000)
 
 
+@pytest.mark.timeout(300)  # 100 inputs of at most 2 s each; a blow-up never returns
 @TIMED
 @given(kind=st.sampled_from(["arrays", "maps", "array_keys", "timestamp_keys", "int_keys", "values"]),
        n=st.integers(1, 3000), depth=st.integers(1, 100_000))
@@ -520,6 +524,7 @@ def test_structured_msgpack_costs_bounded_time(kind: str, n: int, depth: int) ->
     _decode_everything(data, ("msgpack",))
 
 
+@pytest.mark.timeout(300)  # 100 inputs of at most 2 s each; a blow-up never returns
 @TIMED
 @given(kind=st.sampled_from(["arrays", "objects", "values", "delimited", "indent", "number"]),
        depth=st.integers(1, 100_000))

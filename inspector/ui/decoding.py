@@ -132,8 +132,12 @@ class Decoding:
                 direction: Direction | None) -> View:
         """``data`` decoded as it would be with a choice not applied yet (the decode-as dialog's preview)."""
         ctx = replace(self.registry.context_for(conn_id, direction), decode_as=None if name == AUTO else name,
-                      struct_format=struct_format.strip() or None)
-        return self.registry.decode(data, ctx)
+                      struct_format=struct_format.strip() or None,
+                      deadline_ns=time.monotonic_ns() + self.view_budget_ns)
+        view = self.registry.decode(data, ctx)
+        if gave_up(view):
+            view = replace(view, summary=gave_up_summary(view, data, self.view_budget_ns))
+        return view
 
     def encode(self, decoder: str, edited: str, conn_id: int | None, direction: Direction | None) -> bytes:
         """Raises ``inspector.decode.EncodeError`` with a readable message."""
