@@ -227,7 +227,7 @@ def test_the_protocol_0_probe_simulates_a_bounded_number_of_opcodes() -> None:
     (read("struct/fields_4097.layout").decode(), "more than 4096 fields"),
     (read("struct/zero_count_fields.layout").decode(), "holds no value"),
     (read("struct/huge_repeat_count.layout").decode(), "too large"),
-])
+], ids=["100000 Q", "4097 fields", "zero counts", "huge count"])
 def test_absurd_struct_layouts_are_refused(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_layout(spec)
@@ -246,7 +246,8 @@ def test_a_layout_of_4096_fields_parses_in_linear_time() -> None:
     assert layout.size == 8 * 4096 and layout.items[-1].offset == 8 * 4095
 
 
-@pytest.mark.parametrize("spec", ["<" + "B" * 2000, "<" + "0s" * 4000 + "B", "<B"])
+@pytest.mark.parametrize("spec", ["<" + "B" * 2000, "<" + "0s" * 4000 + "B", "<B"],
+                         ids=["2000 fields", "4000 empty strings", "1 byte"])
 def test_a_struct_decode_visits_a_bounded_number_of_values(spec: str) -> None:
     layout = parse_layout(spec)
     data = bytes(layout.size) * (1_000_000 // layout.size)
@@ -356,7 +357,8 @@ def test_the_json_delimiter_loop_honours_the_deadline() -> None:
 
 
 @pytest.mark.parametrize("data", [pickle.dumps({"type": "ping", "n": 1}, protocol=4), b"cos\nsystem\n(S'x'\ntR.",
-                                  msgpack.packb({"type": "ping"}), b'{"type": "ping"}', b"hello"])
+                                  msgpack.packb({"type": "ping"}), b'{"type": "ping"}', b"hello"],
+                         ids=["pickle", "pickle call", "msgpack", "json", "text"])
 def test_a_small_message_is_decoded_whatever_the_deadline(data: bytes) -> None:
     """Fewer steps than a deadline check: a rule with no time left still sees what a ping is."""
     f = facts(REG.decode(data, DecodeContext(deadline_ns=PAST)))
