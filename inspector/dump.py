@@ -2,7 +2,9 @@
 
 Role: the headless reader of recordings: streams a session file (``proxy.session``), or follows a live proxy's
 control endpoint (``--follow HOST:PORT``, the token in ``$SOCKSCOPE_TOKEN`` or ``--token-file``), applies the
-shared filter language and prints one decoded line per message (and the decoded tree with ``--tree``).
+shared filter language and prints one decoded line per message (and the decoded tree with ``--tree``). Each message
+is decoded within ``--decode-budget`` milliseconds: one the decoder gave up on is reported on stderr in one line
+naming it, printed with its first bytes in hex, and the dump goes on with the next.
 Must not import: Qt (PySide6).
 Thread: main thread.
 """
@@ -11,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Iterator, Sequence
 
-from inspector.decode import default_registry
+from inspector.decode import View, default_registry, gave_up, gave_up_summary
 from inspector.filters import FilterError, parse_filter
 from proxy.model import ConnectionClosed, ConnectionOpened, Direction, Message, Notice, Record
 from proxy.session import SessionError, open_session
@@ -31,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--decode-as", default=None, metavar="NAME", help="text, json, msgpack, pickle, struct, hex")
     ap.add_argument("--struct", default=None, metavar="FMT", help='struct format with names: "<Hff x y"')
     ap.add_argument("--tree", action="store_true", help="print each message's decoded fields")
+    ap.add_argument("--decode-budget", type=float, default=1000.0, metavar="MS",
+                    help="most time one message's decode may take; past it the message is shown in hex "
+                         "(default 1000)")
     args = ap.parse_args(argv)
     registry = default_registry()
     if args.decode_as and args.decode_as not in registry:
@@ -46,8 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dump: error: --filter: {e}\n  {args.filter}\n  {' ' * e.column}^", file=sys.stderr)
         return 2
 
-    def view_of(m: Message) -> object:
-        return registry.decode_message(m, detail=False)
+    if not args.decode_budget >= 0:
+        print("dump: error: --decode-budget must be a number of milliseconds >= 0", file=sys.stderr)
+        return 2
+    budget_ns = int(args.decode_budget * 1e6)
+
+    def view_of(m: Message) -> View:
+        return registry.decode_message(m, detail=False, deadline_ns=time.monotonic_ns() + budget_ns)
 
     if bool(args.session) == bool(args.follow):
         print("dump: error: give a session file, or --follow HOST:PORT (with the token in $SOCKSCOPE_TOKEN)",
@@ -66,10 +77,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             if isinstance(r, Message):
                 if not flt.matches(r, view_of):  # type: ignore[arg-type]
                     continue
-                v = registry.decode_message(r, detail=args.tree)
+                v = registry.decode_message(r, detail=args.tree, deadline_ns=time.monotonic_ns() + budget_ns)
+                summary = v.summary
+                if gave_up(v):
+                    summary = gave_up_summary(v, r.data, budget_ns)
+                    sys.stdout.flush()
+                    print(f"dump: gave up decoding message #{r.id} (conn #{r.conn_id} {r.direction.label}, "
+                          f"{r.size} bytes): {(v.error or '')[len('gave up: '):]}; shown in hex", file=sys.stderr)
                 arrow = "→" if r.direction is Direction.C2S else "←"
                 print(f"{r.arrival_ns / 1e9:14.6f} #{r.conn_id} {arrow} {r.direction.label} {r.size:>6} B "
-                      f"[{v.decoder}] {v.summary}")
+                      f"[{v.decoder}] {summary}")
                 if args.tree:
                     for line in v.text.splitlines():
                         print(f"        {line}")

@@ -513,3 +513,18 @@ def test_hex_decoder_satisfies_the_protocols() -> None:
     from inspector.decode import Decoder, Encoder
 
     assert isinstance(HexDecoder(), Decoder) and isinstance(HexDecoder(), Encoder)
+
+
+def test_with_deadline_copies_every_setting_and_set_deadline_changes_only_the_copy() -> None:
+    from dataclasses import fields, replace
+
+    from inspector.decode import set_deadline, with_deadline
+
+    ctx = DecodeContext(direction=Direction.S2C, conn_id=7, struct_format="<H a", json_delimiter=b"|",
+                        decode_as="json", detail=False, deadline_ns=1)
+    assert {f.name for f in fields(DecodeContext)} == {"direction", "conn_id", "struct_format", "json_delimiter",
+                                                      "decode_as", "detail", "deadline_ns"}  # with_deadline's order
+    own = with_deadline(ctx, 99)
+    assert own == replace(ctx, deadline_ns=99) and own is not ctx
+    set_deadline(own, 123)
+    assert own.deadline_ns == 123 and ctx.deadline_ns == 1

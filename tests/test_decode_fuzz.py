@@ -1,4 +1,6 @@
-"""Hypothesis fuzzing of every decoder: no exception escapes, work stays bounded, round trips hold."""
+"""Hypothesis fuzzing of every decoder: no exception escapes, work stays bounded, round trips hold; and, with a
+per-input time budget, hostile bytes (random, mutated pickles, memo reuse, deep nesting, colliding keys) cost the
+pickle reader and the msgpack and JSON decoders time proportional to their size."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from inspector.decode import (
+    MAX_DUMP,
     MAX_NODES,
     SUMMARY_MAX,
     DecodeContext,
@@ -26,6 +29,7 @@ from inspector.decode import (
 from inspector.decode._pickle import _is_plain, _run_plain, _Simulation
 from inspector.decode._render import render
 from proxy.model import Direction
+from tests.hostile_decoders_corpus import colliding_pairs, colliding_timestamps
 
 REG = DecoderRegistry(builtin_decoders())
 CONTEXTS = st.sampled_from(
@@ -279,6 +283,24 @@ def _same_simulation(data: bytes) -> bool:
     return True
 
 
+def _has_costly_keys(value: object) -> bool:
+    """Whether a dict key or set member of ``value`` is a big int or a tuple or frozenset: the fast reader leaves
+    those to the full one, which hashes them within a budget."""
+    if isinstance(value, dict):
+        keys: list[object] = list(value)
+        inner: list[object] = list(value.values())
+    elif isinstance(value, set | frozenset):
+        keys, inner = list(value), []
+    elif isinstance(value, list | tuple):
+        keys, inner = [], list(value)
+    else:
+        return False
+    for k in keys:
+        if isinstance(k, tuple | frozenset) or (type(k) is int and not -(1 << 60) < k < 1 << 60):
+            return True
+    return any(_has_costly_keys(v) for v in keys + inner)
+
+
 SHAREABLE = st.recursive(
     _scalars | st.binary(max_size=20),
     lambda kids: (
@@ -299,7 +321,8 @@ def test_fast_plain_pickle_reader_matches_the_opcode_reader(value: object, proto
         value = [value, value, {"again": value}]  # memo references: BINGET, and "shared" when mutable
     data = pickle.dumps(value, protocol=protocol)
     took = _same_simulation(data)
-    assert took or protocol < 4  # below 4, sets (and bytes, below 3) are pickled as calls: the full reader's
+    # below 4, sets (and bytes, below 3) are pickled as calls: the full reader's; so are keys whose hash is costly
+    assert took or protocol < 4 or _has_costly_keys(value)
     for cut in {1, len(data) // 2, len(data) - 1}:  # cut short: the fast reader leaves it to the other one
         assert not _same_simulation(data[:cut])
 
@@ -356,3 +379,174 @@ def test_struct_padding_bytes_survive_a_round_trip() -> None:
     data = bytes(12) + b"\x00\x01" + bytes(5)
     view = REG.decode_with("struct", data, ctx)
     assert not view.can_encode or REG.encode("struct", view.editable or "", ctx) == data
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A time budget per input (issue 16): hostile bytes must cost the pickle reader and the msgpack and JSON decoders
+# time proportional to their size. The deadline is generous (2 s for inputs of at most a few hundred KB, which
+# decode in well under 100 ms): it catches blow-ups (exponential hashing, quadratic trees), not noise.
+
+TIMED = settings(max_examples=100, deadline=2000, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+LITE, FULL = DecodeContext(detail=False), DecodeContext()
+
+
+def _decode_everything(data: bytes, names: tuple[str, ...]) -> None:
+    for ctx in (LITE, FULL):
+        for name in names:
+            view = REG.decode_with(name, data, ctx)
+            assert len(view.summary) <= SUMMARY_MAX and _nodes(view.fields) <= MAX_NODES + 1
+            assert len(view.text) <= 8 * MAX_DUMP + 1000
+        REG.decode(data, ctx)
+
+
+DEEP_DECODERS = ("pickle", "msgpack", "json")
+
+
+@pytest.mark.timeout(300)  # 100 inputs of at most 2 s each; a blow-up never returns
+@TIMED
+@given(prefix=PREFIXES, body=st.binary(max_size=2000))
+def test_random_bytes_cost_the_deep_decoders_bounded_time(prefix: bytes, body: bytes) -> None:
+    _decode_everything(prefix + body, DEEP_DECODERS)
+
+
+@pytest.mark.timeout(300)  # 100 inputs of at most 2 s each; a blow-up never returns
+@TIMED
+@given(value=SHAREABLE, protocol=st.integers(min_value=0, max_value=pickle.HIGHEST_PROTOCOL), twice=st.booleans(),
+       edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255), st.booleans()), max_size=8))
+def test_mutated_pickles_cost_the_reader_bounded_time(value: object, protocol: int, twice: bool,
+                                                      edits: list[tuple[int, int, bool]]) -> None:
+    if twice:
+        value = [value, value, {"again": value}]
+    data = bytearray(pickle.dumps(value, protocol=protocol))
+    for pos, byte, insert in edits:  # byte flips and insertions, anywhere
+        i = pos % (len(data) + 1)
+        if insert:
+            data.insert(i, byte)
+        elif i < len(data):
+            data[i] = byte
+    _decode_everything(bytes(data), ("pickle",))
+
+
+def _memo_program(steps: list[tuple[str, int, int]]) -> bytes:
+    """A protocol 4 pickle that builds one object per step from earlier ones (through the memo, mostly the most
+    recent: sharing compounds), then returns a list of the last few. What ``pickle.dumps`` never writes: deep
+    shared tuples as dict keys, set and frozenset members, self references, deep nesting."""
+    out = bytearray(b"\x80\x04")
+    count = 0
+
+    def put() -> None:
+        nonlocal count
+        out.extend(b"\x94")  # MEMOIZE: memo[count] = top
+        count += 1
+
+    def ref(x: int) -> bytes:
+        i = count - 1 - (x % 3) if x % 5 else x % count  # mostly one of the three most recent
+        i = max(0, i)
+        return b"h" + bytes([i]) if i < 256 else b"j" + struct.pack("<I", i)
+
+    for leaf in (b")", b"K\x07", b"\x8c\x01a", b"\x8a\x09" + (17 * ((1 << 61) - 1)).to_bytes(9, "little")):
+        out += leaf
+        put()
+        out += b"0"  # POP
+    for op, a, b in steps:
+        if op == "tuple2":
+            out += ref(a) + ref(b) + b"\x86"
+        elif op == "tuple3":
+            out += ref(a) + ref(b) + ref(a + b) + b"\x87"
+        elif op == "list":
+            out += b"](" + ref(a) + ref(b) + b"e"
+        elif op == "self_list":
+            itself = b"h" + bytes([count]) if count < 256 else b"j" + struct.pack("<I", count)
+            out += b"]\x94(" + itself * (1 + a % 2000) + b"e"
+            count += 1
+            out += b"0"
+            continue
+        elif op == "dict_key":
+            out += b"}" + ref(a) + ref(b) + b"s"
+        elif op == "dict_keys":
+            out += b"}(" + b"".join(ref(a + k) + ref(b) for k in range(1 + b % 50)) + b"u"
+        elif op == "set":
+            out += b"\x8f(" + ref(a) + ref(b) + b"\x90"
+        elif op == "frozenset":
+            out += b"(" + ref(a) + ref(b) + b"\x91"
+        elif op == "set_call":  # set(x) through REDUCE: rebuilt from x when x is a list or tuple
+            out += b"c__builtin__\nset\n" + ref(a) + b"\x85R"
+        elif op == "nest":
+            depth = 1 + a % 3000
+            out += b"]" * depth + b"a" * (depth - 1)
+        put()
+        out += b"0"
+    out += b"(" + b"".join(ref(k) for k in range(3)) + b"l."
+    return bytes(out)
+
+
+MEMO_STEPS = st.lists(
+    st.tuples(st.sampled_from(["tuple2", "tuple2", "tuple2", "tuple3", "list", "self_list", "dict_key", "dict_keys",
+                               "set", "frozenset", "set_call", "nest"]),
+              st.integers(0, 10_000), st.integers(0, 10_000)),
+    min_size=1, max_size=120,
+)
+
+
+@pytest.mark.timeout(300)  # 100 inputs of at most 2 s each; a blow-up never returns
+@TIMED
+@given(steps=MEMO_STEPS)
+@example(steps=[("tuple2", 3, 3)] * 60 + [("dict_key", 3, 1), ("set", 3, 3), ("frozenset", 3, 3)])  # 2**60 leaves
+@example(steps=[("self_list", 1999, 0)] * 3)
+@example(steps=[("list", 3, 3)] + [("dict_keys", 1, 49)] * 30 + [("tuple2", 3, 3)] * 20 + [("set_call", 3, 0)] * 60)
+def test_memo_reuse_and_deep_nesting_cost_the_pickle_reader_bounded_time(steps: list[tuple[str, int, int]]) -> None:
+    _decode_everything(_memo_program(steps), ("pickle",))
+
+
+_PAIRS = colliding_pairs(20_000)
+_TIMESTAMPS = colliding_timestamps(20_000)
+
+
+@pytest.mark.timeout(300)  # 100 inputs of at most 2 s each; a blow-up never returns
+@TIMED
+@given(kind=st.sampled_from(["arrays", "maps", "array_keys", "timestamp_keys", "int_keys", "values"]),
+       n=st.integers(1, 20_000), depth=st.integers(1, 100_000))
+@example(kind="timestamp_keys", n=20_000, depth=1)  # 15 s of Timestamp.__eq__ before
+@example(kind="array_keys", n=20_000, depth=1)
+def test_structured_msgpack_costs_bounded_time(kind: str, n: int, depth: int) -> None:
+    if kind == "arrays":
+        data = b"\x91" * depth + b"\xc0"
+    elif kind == "maps":
+        data = b"\x81\xa1k" * depth + b"\xc0"
+    elif kind == "array_keys":
+        data = b"\xde" + struct.pack(">H", n) + b"".join(
+            b"\x92\xcf" + struct.pack(">Q", a) + b"\xd3" + struct.pack(">q", b) + b"\xc0" for a, b in _PAIRS[:n])
+    elif kind == "timestamp_keys":
+        data = b"\xde" + struct.pack(">H", n) + b"".join(
+            b"\xc7\x0c\xff" + struct.pack(">Iq", ns, seconds) + b"\xc0" for seconds, ns in _TIMESTAMPS[:n])
+    elif kind == "int_keys":
+        data = b"\xde" + struct.pack(">H", n) + b"".join(
+            b"\xcf" + struct.pack(">Q", (k % 9) * ((1 << 61) - 1)) + b"\xc0" for k in range(n))  # 9 share hash 0
+    else:
+        data = b"\x90" * depth
+    _decode_everything(data, ("msgpack",))
+
+
+@pytest.mark.timeout(300)  # 100 inputs of at most 2 s each; a blow-up never returns
+@TIMED
+@given(kind=st.sampled_from(["arrays", "objects", "values", "delimited", "indent", "number"]),
+       depth=st.integers(1, 100_000))
+def test_structured_json_costs_bounded_time(kind: str, depth: int) -> None:
+    ctx_names: tuple[str, ...] = ("json",)
+    if kind == "arrays":
+        data = b"[" * depth + b"]" * depth
+    elif kind == "objects":
+        data = b'{"a":' * depth + b"1" + b"}" * depth
+    elif kind == "values":
+        data = b"[] " * depth
+    elif kind == "delimited":
+        data = b'{"a": 1}' + b"\n" * depth + b"{"
+        for ctx in (DecodeContext(json_delimiter=b"\n"), DecodeContext(json_delimiter=b"\n", detail=False)):
+            REG.decode_with("json", data, ctx)
+    elif kind == "indent":
+        d = 1 + depth % 900
+        data = (b"[" * d + b"]" * d) * (1 + 200_000 // (2 * d))
+    else:
+        data = b"1" * (depth % 20_000 + 1)
+    _decode_everything(data, ctx_names)

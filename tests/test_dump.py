@@ -111,3 +111,60 @@ def test_dump_refuses_a_token_on_its_command_line() -> None:
     out = dump("--follow", "127.0.0.1:1", "--token", "s3cret")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "SOCKSCOPE_TOKEN" in out.stderr and "s3cret" not in out.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# hostile messages (issue 16): dump finishes, reports what it gave up on, and goes on
+
+HOSTILE = Path(__file__).resolve().parent / "hostile" / "pickle"
+
+
+@pytest.fixture
+def hostile_session(tmp_path: Path, echo_server, start_proxy, recorder) -> tuple[Path, list[bytes]]:  # type: ignore[no-untyped-def]
+    """A recording of pickles a game might be sent (length-prefixed, as games frame them), between two JSON
+    messages: memo bombs, a self-referencing list, and a plain list of 5,000 ints."""
+    import pickle
+    import struct
+
+    path = tmp_path / "hostile.sockscope"
+    bodies = [json.dumps({"type": "ping"}).encode(), (HOSTILE / "memo_tuple_d40_dict_key.pickle").read_bytes(),
+              (HOSTILE / "memo_tuple_d40_value.pickle").read_bytes(), (HOSTILE / "self_list_14000.pickle").read_bytes(),
+              pickle.dumps(list(range(5000)), protocol=4), json.dumps({"type": "after"}).encode()]
+    p = start_proxy(echo_server.port, FramingSpec("len32", "len32"))
+    rec = p.call(Recorder, path, p.server)
+    with connect(p.port) as c:
+        for body in bodies:
+            frame = struct.pack(">I", len(body)) + body
+            c.sendall(frame)
+            assert recv_exact(c, len(frame)) == frame
+    recorder.wait_for(lambda r: isinstance(r, ConnectionClosed))
+    p.call(rec.close)
+    return path, bodies
+
+
+def test_dump_of_memo_bombs_finishes_and_shows_every_message(hostile_session: tuple[Path, list[bytes]]) -> None:
+    path, bodies = hostile_session
+    out = dump(str(path))  # before: hashed a 2**40-node tuple, for ever (the 30 s timeout fails the test)
+    assert out.returncode == 0, out.stderr
+    lines = [line for line in out.stdout.splitlines() if "→ c2s" in line]
+    assert len(lines) == len(bodies) and "ping" in lines[0] and '"after"' in lines[-1]
+    assert all("[pickle]" in line for line in lines[1:-1]), lines
+    assert "gave up" not in out.stderr  # within the default budget everything decodes
+
+
+def test_dump_reports_a_message_it_gave_up_on_and_goes_on(hostile_session: tuple[Path, list[bytes]]) -> None:
+    path, bodies = hostile_session
+    out = dump(str(path), "--decode-budget", "0")  # every deadline has passed: big messages give up
+    assert out.returncode == 0, out.stderr
+    gave_up = [line for line in out.stderr.splitlines() if line.startswith("dump: gave up decoding message #")]
+    # the self-referencing list (14,000 opcodes) and the 5,000 ints, each way
+    assert len(gave_up) == 4, out.stderr
+    for line, size in zip(gave_up, [len(bodies[3]), len(bodies[3]), len(bodies[4]), len(bodies[4])], strict=True):
+        assert f", {size + 4} bytes): the deadline passed after 255 opcodes" in line and "; shown in hex" in line
+    c2s = [line for line in out.stdout.splitlines() if "→ c2s" in line]
+    assert len(c2s) == len(bodies) and '"after"' in c2s[-1] and "ping" in c2s[0]
+    prefix = len(bodies[3]).to_bytes(4, "big").hex(" ")
+    assert "⚠ gave up decoding after 0 ms (pickle)" in c2s[3] and f"· {prefix} 80 04 5d" in c2s[3]
+    assert "[pickle]" in c2s[1] and "gave up" not in c2s[1]  # small: decoded whatever the deadline
+    bad = dump(str(path), "--decode-budget", "soon")
+    assert bad.returncode == 2 and "--decode-budget" in bad.stderr

@@ -28,15 +28,19 @@ from ._api import (
     View,
     error_view,
     gave_up,
+    gave_up_summary,
     gave_up_view,
     hex_dump,
     past_deadline,
+    set_deadline,
+    with_deadline,
 )
 from ._hex import HexDecoder
 from ._json import JsonDecoder
 from ._msgpack import MsgpackDecoder
 from ._pickle import PickleDecoder, PickleGlobal, PickleObject, PicklePersistent
 from ._registry import AUTO, ENTRY_POINT_GROUP, DecoderRegistry, PluginLoadError
+from ._render import render
 from ._struct import StructDecoder, parse_layout
 from ._text import TextDecoder
 
@@ -73,10 +77,14 @@ __all__ = [
     "default_registry",
     "error_view",
     "gave_up",
+    "gave_up_summary",
     "gave_up_view",
     "hex_dump",
     "parse_layout",
     "past_deadline",
+    "render",
+    "set_deadline",
+    "with_deadline",
 ]
 
 

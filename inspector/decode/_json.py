@@ -3,6 +3,9 @@
 Role: shows ``json.dumps(...).encode()`` messages as a tree. The editable form is the JSON text itself, so
 encoding an unchanged view gives back the very same bytes; a 2- or 4-byte length prefix (``struct.pack("!I",
 len(body)) + body``) is detected, shown as a field, and recomputed on encode.
+The work is bounded by the message's size: parsing is the C scanner's (nesting deeper than it allows, or a number
+too long to convert, is a clear error, not an exception), runs of delimiters are skipped in C, the pretty text is
+written piece by piece up to its cap, and ``DecodeContext.deadline_ns`` is checked between values.
 Must not import: Qt, or anything from ``proxy`` except ``proxy.model``.
 Thread: any thread; pure.
 """
@@ -12,8 +15,22 @@ from __future__ import annotations
 import json
 import re
 import struct
+import sys
+from functools import lru_cache
+from time import monotonic_ns
 
-from ._api import MAX_DUMP, MAX_NODES, MAX_PARSE, DecodeContext, EncodeError, Field, View, clip, error_view
+from ._api import (
+    MAX_DUMP,
+    MAX_NODES,
+    MAX_PARSE,
+    DecodeContext,
+    EncodeError,
+    Field,
+    View,
+    clip,
+    error_view,
+    gave_up_view,
+)
 from ._render import TreeBudget
 from ._tree import value_field
 
@@ -25,6 +42,47 @@ _WS_RUN = re.compile(r"\s+")
 _PREFIXES = ((">I", 4), ("<I", 4), (">H", 2), ("<H", 2))
 _PREFIX_HEADER = "# length-prefix "
 _STARTS = frozenset(b'{["')
+_PRETTY = json.JSONEncoder(indent=2, ensure_ascii=False)
+CHECK_EVERY = 256
+"""Values (or delimited pieces) between two looks at the deadline."""
+
+
+class _GaveUp(Exception):
+    pass
+
+
+def _unreadable(exc: Exception, pos: int) -> ValueError:
+    """A clear error for the scanner's failures that are not JSON syntax errors."""
+    if isinstance(exc, RecursionError):
+        return ValueError(f"nested too deeply for the JSON reader (it stops near {sys.getrecursionlimit()} "
+                          f"levels), at character {pos}")
+    # a number longer than Python converts (sys.get_int_max_str_digits())
+    return ValueError(f"a value at character {pos} cannot be read: {exc}")
+
+
+@lru_cache(maxsize=16)
+def _blanks(delim: str) -> re.Pattern[str]:
+    """Runs of delimiters and whitespace: skipped in one step, however many there are."""
+    return re.compile(rf"(?:{re.escape(delim)}|\s)*")
+
+
+def _pretty(values: tuple[object, ...], limit: int) -> tuple[str, bool]:
+    """Indented JSON of ``values``, written piece by piece and cut at ``limit`` characters (indentation makes deep
+    nesting quadratic: 500 levels, 500 times, would be 250 MB); and whether it was cut."""
+    parts: list[str] = []
+    size = 0
+    try:
+        for i, v in enumerate(values):
+            if i:
+                parts.append("\n")
+            for piece in _PRETTY.iterencode(v):
+                parts.append(piece)
+                size += len(piece)
+                if size > limit:
+                    return "".join(parts)[:limit] + "\n…", True
+    except (RecursionError, ValueError):
+        return "".join(parts)[:limit] + "\n… (nested too deeply to indent)", True
+    return "".join(parts), False
 
 
 def length_prefix(data: bytes) -> tuple[str, int] | None:
@@ -61,13 +119,15 @@ class JsonDecoder:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             if not (truncated and exc.start >= len(body) - 3):
-                return error_view(NAME, data, f"not UTF-8 at byte {off + exc.start}")
+                return error_view(NAME, data, f"not UTF-8 at byte {off + exc.start}", detail=ctx.detail)
             text = body[: exc.start].decode("utf-8")
         warnings: list[str] = []
         try:
-            spans = self._split(text, ctx.json_delimiter, truncated, warnings)
+            spans = self._split(text, ctx.json_delimiter, truncated, warnings, ctx.deadline_ns)
         except ValueError as exc:
-            return error_view(NAME, data, str(exc))
+            return error_view(NAME, data, str(exc), detail=ctx.detail)
+        except _GaveUp as exc:
+            return gave_up_view(NAME, data, str(exc), detail=ctx.detail)
         if truncated:
             warnings.append(f"only the first {MAX_PARSE} of {len(data) - off} bytes were parsed")
         values = tuple(v for v, _, _ in spans)
@@ -96,10 +156,8 @@ class JsonDecoder:
                 break
             fields.append(node)
         can_encode = not truncated and not warnings
-        pretty = "\n".join(json.dumps(v, indent=2, ensure_ascii=False) for v in values)
-        if len(pretty) > 4 * MAX_DUMP:
-            pretty = pretty[: 4 * MAX_DUMP] + "\n…"
-            truncated = True
+        pretty, cut = _pretty(values, 4 * MAX_DUMP)
+        truncated = truncated or cut
         editable = (f"{_PREFIX_HEADER}{pfx[0]}\n" if pfx else "") + text
         return View(
             decoder=NAME,
@@ -114,11 +172,13 @@ class JsonDecoder:
         )
 
     def _split(
-        self, text: str, delimiter: bytes | None, truncated: bool, warnings: list[str]
+        self, text: str, delimiter: bytes | None, truncated: bool, warnings: list[str],
+        deadline_ns: int | None = None,
     ) -> list[tuple[object, int, int]]:
         """(value, start, end) for each JSON value in ``text``; raises ValueError when it is not JSON."""
         if delimiter:
-            return self._split_delimited(text, delimiter.decode("utf-8", "replace"), truncated, warnings)
+            return self._split_delimited(text, delimiter.decode("utf-8", "replace"), truncated, warnings,
+                                         deadline_ns)
         out: list[tuple[object, int, int]] = []
         n = len(text)
         pos = 0
@@ -129,6 +189,8 @@ class JsonDecoder:
             if len(out) >= MAX_VALUES:
                 warnings.append(f"only the first {MAX_VALUES} values are shown")
                 break
+            if len(out) % CHECK_EVERY == CHECK_EVERY - 1 and deadline_ns is not None and monotonic_ns() > deadline_ns:
+                raise _GaveUp(f"the deadline passed after {len(out)} values (character {pos} of {n})")
             try:
                 value, end = _DECODER.raw_decode(text, pos)
             except json.JSONDecodeError as exc:
@@ -138,6 +200,8 @@ class JsonDecoder:
                 if truncated and not out:
                     raise ValueError(f"a JSON value larger than {MAX_PARSE} bytes is not parsed") from None
                 raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+            except (RecursionError, ValueError) as exc:
+                raise _unreadable(exc, pos) from None
             out.append((value, pos, end))
             pos = end
         if not out:
@@ -145,25 +209,39 @@ class JsonDecoder:
         return out
 
     def _split_delimited(
-        self, text: str, delim: str, truncated: bool, warnings: list[str]
+        self, text: str, delim: str, truncated: bool, warnings: list[str], deadline_ns: int | None = None
     ) -> list[tuple[object, int, int]]:
         out: list[tuple[object, int, int]] = []
+        skip = _blanks(delim)
+        n = len(text)
         pos = 0
-        pieces = text.split(delim)
-        for i, piece in enumerate(pieces):
-            start, pos = pos, pos + len(piece) + len(delim)
-            if not piece.strip():
-                continue
+        while True:
+            pos = skip.match(text, pos).end()  # type: ignore[union-attr]
+            if pos >= n:
+                break
+            end = text.find(delim, pos)
+            last = end < 0
+            if last:
+                end = n
             if len(out) >= MAX_VALUES:
                 warnings.append(f"only the first {MAX_VALUES} values are shown")
                 break
+            if len(out) % CHECK_EVERY == CHECK_EVERY - 1 and deadline_ns is not None and monotonic_ns() > deadline_ns:
+                raise _GaveUp(f"the deadline passed after {len(out)} values (character {pos} of {n})")
+            piece = text[pos:end]
             try:
-                out.append((json.loads(piece), start, start + len(piece)))
+                value, stop = _DECODER.raw_decode(piece, 0)
+                if piece[stop:].strip():
+                    raise json.JSONDecodeError("Extra data", piece, stop)
             except json.JSONDecodeError as exc:
-                if out and i == len(pieces) - 1:
-                    warnings.append(f"incomplete JSON value at character {start} (continues in next message?)")
+                if out and last:
+                    warnings.append(f"incomplete JSON value at character {pos} (continues in next message?)")
                     break
-                raise ValueError(f"value {i}: {exc.msg} at column {exc.colno}") from None
+                raise ValueError(f"value {len(out)}: {exc.msg} at column {exc.colno}") from None
+            except (RecursionError, ValueError) as exc:
+                raise _unreadable(exc, pos) from None
+            out.append((value, pos, end))
+            pos = end + len(delim)
         if not out:
             raise ValueError("no JSON value")
         return out

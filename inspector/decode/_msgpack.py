@@ -4,15 +4,35 @@ Role: shows ``msgpack.packb(...)`` messages. The editable form is one Python-lit
 (``{'cmd': 'move', 'raw': b'\\x01'}``, ``ExtType(code=5, data=b'..')``, ``Timestamp(seconds=.., nanoseconds=..)``);
 ``str`` packs as msgpack str and ``bytes`` as bin, so an unchanged view re-encodes to the same bytes when the
 sender used msgpack-python's defaults.
+The work is bounded by the message's size: lengths and nesting are capped by the unpacker (no declared length can
+exceed the bytes there are), map keys whose hash a sender can choose (arrays read as tuples, timestamps) are
+hashed within a budget (:class:`~inspector.decode._keys.KeyGuard`), and summaries and text are rendered within a
+character budget. ``DecodeContext.deadline_ns`` is checked between objects.
 Must not import: Qt, or anything from ``proxy`` except ``proxy.model``.
 Thread: any thread; pure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from time import monotonic_ns
+from typing import Any
+
 import msgpack
 
-from ._api import MAX_NODES, MAX_PARSE, DecodeContext, EncodeError, Field, View, clip, error_view
+from ._api import (
+    MAX_DUMP,
+    MAX_NODES,
+    MAX_PARSE,
+    DecodeContext,
+    EncodeError,
+    Field,
+    View,
+    clip,
+    error_view,
+    gave_up_view,
+)
+from ._keys import KeyGuard
 from ._literal import parse_literals
 from ._render import TreeBudget, render
 from ._tree import value_field
@@ -39,21 +59,60 @@ def _confidence_of_first(b: int, n: int) -> float:
     return 0.0
 
 
-def _unpack(chunk: bytes, use_list: bool) -> tuple[list[object], list[int]]:
-    if use_list:
-        # The usual message is one whole object: unpackb is five times cheaper than a streaming Unpacker.
-        # Anything else (several objects, a cut one, a bad byte) takes the Unpacker, which says exactly what.
+class _GaveUp(Exception):
+    pass
+
+
+def _guarded_maps(guard: KeyGuard) -> Callable[[list[tuple[Any, Any]]], dict[Any, Any]]:
+    """An ``object_pairs_hook`` that builds each map through ``guard``."""
+
+    def pairs_hook(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        admit = guard.admit
+        for k, v in pairs:
+            out[admit(out, k)] = v
+        return out
+
+    return pairs_hook
+
+
+def _may_hold_timestamp(chunk: bytes) -> bool:
+    """Whether an ext of type -1 (a timestamp) may be in ``chunk``: fixext 4/8, or an ext 8/16/32 header."""
+    return 0xC7 in chunk or 0xC8 in chunk or 0xC9 in chunk or b"\xd6\xff" in chunk or b"\xd7\xff" in chunk
+
+
+def _unpack(chunk: bytes, use_list: bool,
+            deadline_ns: int | None = None) -> tuple[list[object], list[int], KeyGuard | None]:
+    """The objects, where each ends, and the guard that admitted map keys (None: the C unpacker's dicts)."""
+    # Map keys a sender can make costly to hash (tuples, when arrays are keys; timestamps, whose ext type is
+    # 0xff) are admitted one by one; the usual message has neither and keeps the C unpacker's own dicts.
+    # The usual message is also one whole object: unpackb is five times cheaper than a streaming Unpacker.
+    # Anything else (several objects, a cut one, a bad byte) takes the Unpacker, which says exactly what.
+    # Lengths are bounded by the message's size (unpackb's default), nesting by the unpacker's stack.
+    guard: KeyGuard | None = None
+    hooks: dict[str, Any] = {}
+    if use_list and (0xFF not in chunk or not _may_hold_timestamp(chunk)):  # an int: 10x faster than b"\xff"
         try:
             return [msgpack.unpackb(chunk, raw=False, strict_map_key=False,
-                                    unicode_errors="surrogateescape")], [len(chunk)]
+                                    unicode_errors="surrogateescape")], [len(chunk)], None
         except Exception:  # msgpack raises ExtraData, ValueError, TypeError, FormatError, StackError ...
             pass
+    else:
+        guard = KeyGuard(16 * len(chunk) + 4096)
+        hooks["object_pairs_hook"] = _guarded_maps(guard)
+        if use_list:
+            try:
+                return [msgpack.unpackb(chunk, raw=False, strict_map_key=False,
+                                        unicode_errors="surrogateescape", **hooks)], [len(chunk)], guard
+            except Exception:
+                pass
     unpacker = msgpack.Unpacker(
         raw=False,
         use_list=use_list,
         strict_map_key=False,
         unicode_errors="surrogateescape",
         max_buffer_size=max(len(chunk), 1),
+        **hooks,
     )
     unpacker.feed(chunk)
     values: list[object] = []
@@ -63,7 +122,9 @@ def _unpack(chunk: bytes, use_list: bool) -> tuple[list[object], list[int]]:
         ends.append(unpacker.tell())
         if len(values) >= MAX_VALUES:
             break
-    return values, ends
+        if not len(values) & 255 and deadline_ns is not None and monotonic_ns() > deadline_ns:
+            raise _GaveUp(f"the deadline passed after {len(values)} objects (byte {ends[-1]} of {len(chunk)})")
+    return values, ends, guard
 
 
 class MsgpackDecoder:
@@ -80,14 +141,18 @@ class MsgpackDecoder:
         warnings: list[str] = []
         try:
             try:
-                values, ends = _unpack(chunk, use_list=True)
+                values, ends, guard = _unpack(chunk, True, ctx.deadline_ns)
             except TypeError:  # an array used as a map key: only tuples are hashable
-                values, ends = _unpack(chunk, use_list=False)
+                values, ends, guard = _unpack(chunk, False, ctx.deadline_ns)
                 warnings.append("a map has array keys: arrays are shown as tuples")
         except _UNPACK_ERRORS as exc:
-            return error_view(NAME, data, f"not msgpack: {exc}")
+            return error_view(NAME, data, f"not msgpack: {exc}", detail=ctx.detail)
+        except _GaveUp as exc:
+            return gave_up_view(NAME, data, str(exc), detail=ctx.detail)
+        except RecursionError:
+            return error_view(NAME, data, "not msgpack: nested too deeply", detail=ctx.detail)
         if not values:
-            return error_view(NAME, data, "no complete msgpack object")
+            return error_view(NAME, data, "no complete msgpack object", detail=ctx.detail)
         consumed = ends[-1]
         if consumed < len(chunk):
             if len(values) >= MAX_VALUES:
@@ -99,9 +164,17 @@ class MsgpackDecoder:
                 )
         if truncated and len(data) > MAX_PARSE:
             warnings.append(f"only the first {MAX_PARSE} of {len(data)} bytes were parsed")
+        kept = guard.kept if guard is not None else 0
+        if kept:
+            warnings.append(f"{kept} map key(s) kept by identity: hashing them would cost too much "
+                            "(colliding values); equal ones are not merged")
+            truncated = True  # not re-encodable as shown
+        # exact Python literals: the editable form, and the summary of a small message
+        exact_text = _exact_repr(values) if not kept and (ctx.detail or len(chunk) <= _SMALL) else None
+        summary = _summary(values, len(chunk), exact_text)
         if not ctx.detail:
-            return View(decoder=NAME, summary=_summary(values, _exact_repr(values)), warnings=tuple(warnings),
-                        truncated=truncated, values=tuple(values))
+            return View(decoder=NAME, summary=summary, warnings=tuple(warnings), truncated=truncated,
+                        values=tuple(values))
 
         budget = TreeBudget(MAX_NODES)
         fields: list[Field] = []
@@ -113,17 +186,17 @@ class MsgpackDecoder:
             fields.append(node)
             start = end
 
-        editable = _exact_repr(values)
+        editable = exact_text
         exact = editable is not None and not truncated and consumed == len(chunk)
         if exact and self._repack(values) != chunk:
             warnings.append(
                 "re-encoding gives different bytes: the sender packed some values differently "
                 "from msgpack-python's defaults (e.g. float32, non-minimal ints)"
             )
-        text = _text(values, editable)
+        text = editable if editable is not None else _rendered(values)
         return View(
             decoder=NAME,
-            summary=_summary(values, editable),
+            summary=summary,
             fields=tuple(fields),
             text=text,
             warnings=tuple(warnings),
@@ -158,12 +231,43 @@ class MsgpackDecoder:
         return b"".join(out)
 
 
-def _text(values: list[object], exact: str | None) -> str:
-    return exact if exact is not None else "\n".join(render(v, 1 << 20)[0] for v in values[:100])
+def _rendered(values: list[object]) -> str:
+    """The values one per line, rendered within :data:`MAX_DUMP` characters in all."""
+    lines: list[str] = []
+    left = MAX_DUMP
+    for v in values:
+        if left <= 0:
+            lines.append(f"… {len(values) - len(lines)} more objects")
+            break
+        text = render(v, left)[0]
+        lines.append(text)
+        left -= len(text) + 1
+    return "\n".join(lines)
 
 
-def _summary(values: list[object], exact: str | None) -> str:
-    head = _text(values, exact)[:400].replace("\n", " ")
+_SUMMARY_RENDER = 220
+
+
+_SMALL = 4096
+"""Messages up to this size get their summary from ``repr`` (C, and bounded by their size: msgpack has no
+shared parts); bigger ones from the renderer, which stops at the summary's length."""
+
+
+def _summary(values: list[object], size: int, exact: str | None) -> str:
+    """The values side by side, within a budget (never a ``repr`` of a big message), the same in every view:
+    ``exact`` (their ``_exact_repr``) for a small message, else rendered."""
+    if size <= _SMALL and exact is not None:
+        head = exact[:400].replace("\n", " ")
+        return clip(f"[{len(values)} objects] {head}" if len(values) > 1 else head)
+    parts: list[str] = []
+    left = _SUMMARY_RENDER
+    for v in values:
+        text = render(v, left)[0]
+        parts.append(text)
+        left -= len(text) + 1
+        if left <= 0:
+            break
+    head = " ".join(parts)
     return clip(f"[{len(values)} objects] {head}" if len(values) > 1 else head)
 
 

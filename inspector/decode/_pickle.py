@@ -6,6 +6,11 @@ call (GLOBAL, STACK_GLOBAL, REDUCE, INST, OBJ, NEWOBJ, NEWOBJ_EX, persistent ids
 inert stand-in that names the class or callable, e.g. ``Game(game) {'score': 3}`` or
 ``⚠ would call os.system('touch /tmp/x')``. Nothing is imported, looked up or called: the only code that runs is
 this module's. ``pickle.dumps`` is used to re-encode edited plain values; loading is banned in ``inspector/``.
+The work is bounded by the input's size, whatever the pickle: at most :data:`MAX_OPS` opcodes; dict keys and set
+members are hashed within a budget (:class:`~inspector.decode._keys.KeyGuard`; a memo can make a 200-byte key
+hash 2**40 nodes); the exact ``repr`` (the editable form) only of values whose tree, shared parts counted each
+time, is small; everything else rendered within a character budget. ``DecodeContext.deadline_ns`` is checked
+every 256 opcodes.
 Must not import: Qt, or anything from ``proxy`` except ``proxy.model``.
 Thread: any thread; pure.
 """
@@ -18,10 +23,23 @@ import pickle
 import pickletools
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterator
+from time import monotonic_ns
 from typing import Any
 
-from ._api import MAX_NODES, MAX_PARSE, DecodeContext, EncodeError, Field, View, clip, error_view
+from ._api import (
+    MAX_DUMP,
+    MAX_NODES,
+    MAX_PARSE,
+    DecodeContext,
+    EncodeError,
+    Field,
+    View,
+    clip,
+    error_view,
+    gave_up_view,
+)
+from ._keys import KeyGuard
 from ._literal import parse_literal
 from ._render import Renderable, Renderer, TreeBudget, render, short_repr
 from ._tree import value_field
@@ -30,7 +48,14 @@ NAME = "pickle"
 MAX_OPS = 30_000
 """Most opcodes simulated per message; each costs a few microseconds in pure Python."""
 MAX_EXACT_NODES = 100_000
+"""Most nodes (shared parts counted each time they appear) of a value shown with its exact ``repr``."""
 MAX_DISASSEMBLY = 300
+CHECK_EVERY = 256
+"""Opcodes between two looks at the deadline: a few hundred microseconds at most."""
+MAX_PROBE_OPS = 1000
+"""Opcodes the confidence check of a protocol 0/1 pickle simulates: enough to tell a pickle from text."""
+MAX_MEMO_INDEX = 1 << 63
+"""The standard unpickler refuses PUT/GET indexes from here on; big ones could be made to collide in the memo."""
 
 # Loading a pickle that names any of these runs code of the sender's choosing.
 DANGEROUS_MODULES = frozenset(
@@ -67,6 +92,24 @@ _PUSH_CONST: dict[str, object] = {"NONE": None, "NEWTRUE": True, "NEWFALSE": Fal
 
 class PickleReadError(Exception):
     """The bytes are not a pickle the reader can follow (its message says where)."""
+
+
+class _GaveUp(Exception):
+    """The decode's deadline passed; the message says where the reader was."""
+
+
+_NO_KEYS = KeyGuard(0)
+"""Stands for the guard of a pickle the fast reader took (its keys were checked there): never admits anything."""
+
+
+def key_budget(size: int) -> int:
+    """Hashing work allowed for the dict keys and set members of a pickle of ``size`` bytes."""
+    return 16 * size + 4096
+
+
+def exact_budget(size: int) -> tuple[int, int]:
+    """(nodes, characters) a pickle of ``size`` bytes may make its exact ``repr`` walk and write."""
+    return min(MAX_EXACT_NODES, 2 * size + 1024), 8 * size + (64 << 10)
 
 
 class PickleGlobal(Renderable):
@@ -227,24 +270,34 @@ class PickleObject(Renderable):
                 r.value(v, depth)
             r.write("}")
 
-    def children(self) -> list[tuple[str, object]]:
-        out: list[tuple[str, object]] = []
-        if self.args:
-            out.append(("args", self.args))
-        if self.kwargs:
-            out.append(("kwargs", self.kwargs))
+    def iter_children(self) -> tuple[Iterator[tuple[str, object]], int]:
+        """The fields of the tree under this object, lazily (they can be many), and how many there are."""
         state = self.state
+        dicts: list[dict[Any, Any]] = []
+        other: list[tuple[str, object]] = []
+        if self.args:
+            other.append(("args", self.args))
+        if self.kwargs:
+            other.append(("kwargs", self.kwargs))
         if isinstance(state, tuple) and len(state) == 2:  # (__dict__, slots) from __reduce_ex__
-            for part in state:
-                if isinstance(part, dict):
-                    out.extend((k if isinstance(k, str) else repr(k), v) for k, v in part.items())
+            dicts = [part for part in state if isinstance(part, dict)]
         elif isinstance(state, dict):
-            out.extend((k if isinstance(k, str) else repr(k), v) for k, v in state.items())
+            dicts = [state]
         elif state is not None:
-            out.append(("state", state))
-        out.extend((f"[{i}]", v) for i, v in enumerate(self.items))
-        out.extend((render(k, 60)[0], v) for k, v in self.setitems)
-        return out
+            other.append(("state", state))
+        total = len(other) + sum(map(len, dicts)) + len(self.items) + len(self.setitems)
+
+        def gen() -> Iterator[tuple[str, object]]:
+            yield from other
+            for d in dicts:
+                for k, v in d.items():
+                    yield (k if isinstance(k, str) else render(k, 60)[0]), v
+            for i, v in enumerate(self.items):
+                yield f"[{i}]", v
+            for k, v in self.setitems:
+                yield render(k, 60)[0], v
+
+        return gen(), total
 
 
 class _Simulation:
@@ -260,16 +313,25 @@ class _Simulation:
         self.persistent = 0
         self.extensions: list[int] = []
         self.modules: list[str] = []
+        self._module_set: set[str] = set()
         self.shared = False
         self.ops: list[tuple[int, str, object]] = []
         self.stopped = False
         self.incomplete: str | None = None
         self.pos = 0
         self.small_tree = False
-        self.op_count = 0
-        """Opcodes read, STOP included (set when the pickle stopped)."""
         """Set by the fast reader: the value is a tree of at most 200 plain nodes (no memo read, so nothing is
         shared and nothing cycles), which makes ``_is_plain`` true without walking it."""
+        self.op_count = 0
+        """Opcodes read, STOP included (set when the pickle stopped)."""
+        self.keys = _NO_KEYS
+        """Admits dict keys and set members (the opcode-by-opcode path makes one sized for the pickle)."""
+        self.copy_left = 0
+        """Items the simulation may still copy out of call arguments (``run`` sets it from the pickle's size):
+        an argument shared through the memo is a reference each time, but rebuilding ``set(arg)`` copies it."""
+        self.not_rebuilt = 0
+        """Calls of known harmless patterns left as calls because their arguments would cost too much to copy."""
+        self.deadline_ns: int | None = None
 
     def pop_mark(self) -> list[Any]:
         if not self.metastack:
@@ -288,23 +350,31 @@ class _Simulation:
             raise PickleReadError("stack is empty")
         return self.stack.pop()
 
-    def run(self, data: bytes, *, fast: bool = True, listing: bool = True) -> tuple[object, bool]:
+    def run(self, data: bytes, *, fast: bool = True, listing: bool = True, deadline_ns: int | None = None,
+            max_ops: int = MAX_OPS) -> tuple[object, bool]:
         """The value the pickle would return, and whether the op cap stopped the simulation.
 
         A pickle cut short (the rest is in the next message) gives its partial value and sets ``incomplete``.
         ``fast`` False always takes the opcode-by-opcode path (tests compare the two). ``listing`` False lets the
         fast path leave ``ops`` (the disassembly) empty; ``op_count`` and ``pos`` are kept either way.
+        Raises ``_GaveUp`` when ``deadline_ns`` (a ``time.monotonic_ns()`` value) passes.
         """
-        plain = _run_plain(data, listing) if fast else None
+        self.deadline_ns = deadline_ns
+        plain = _run_plain(data, listing, deadline_ns) if fast else None
         if plain is not None:
             value, self.ops, self.protocol, self.max_op_proto, self.shared, self.pos, self.small_tree, \
                 self.op_count = plain
             self.stopped = True
             return value, False
+        self.keys = KeyGuard(key_budget(len(data)))
+        self.copy_left = 2 * len(data) + 4096  # each argument rebuilt once: at most the pickle's size
         try:
             for count, (opcode, arg, pos) in enumerate(pickletools.genops(data)):
-                if count >= MAX_OPS:
+                if count >= max_ops:
                     return self.partial(), True
+                if count & (CHECK_EVERY - 1) == CHECK_EVERY - 1 and deadline_ns is not None \
+                        and monotonic_ns() > deadline_ns:
+                    raise _GaveUp(f"the deadline passed after {count} opcodes (byte {pos} of {len(data)})")
                 self.pos = pos if pos is not None else 0
                 name = opcode.name
                 if count < MAX_DISASSEMBLY:
@@ -340,11 +410,13 @@ class _Simulation:
         elif name in _PUSH_CONST:
             stack.append(_PUSH_CONST[name])
         elif name in ("BINPUT", "PUT", "LONG_BINPUT"):
+            if not 0 <= arg < MAX_MEMO_INDEX:
+                raise PickleReadError(f"memo index {arg} out of range")
             self.memo[arg] = self.top()
         elif name == "MEMOIZE":
             self.memo[len(self.memo)] = self.top()
         elif name in ("BINGET", "GET", "LONG_BINGET"):
-            if arg not in self.memo:
+            if not 0 <= arg < MAX_MEMO_INDEX or arg not in self.memo:
                 raise PickleReadError(f"memo key {arg} was never stored")
             value = self.memo[arg]
             if isinstance(value, list | dict | set | bytearray | PickleObject):
@@ -392,14 +464,14 @@ class _Simulation:
             items = self.pop_mark()
             target = self.top()
             if isinstance(target, set):
-                target.update(items)
+                target.update(self._members(target, items))
             elif isinstance(target, PickleObject):
                 target.items.extend(items)
             else:
                 raise PickleReadError(f"ADDITEMS to {type(target).__name__}")
         elif name == "FROZENSET":
             items = self.pop_mark()
-            self.stack.append(frozenset(items))
+            self.stack.append(frozenset(self._members(items, items)))
         elif name == "POP":
             if stack:
                 stack.pop()
@@ -436,12 +508,12 @@ class _Simulation:
         elif name == "NEWOBJ":
             args = self.pop()
             cls = self.pop()
-            stack.append(self._new(cls, tuple(args) if isinstance(args, tuple | list) else (args,), None))
+            stack.append(self._new(cls, self._args(args), None))
         elif name == "NEWOBJ_EX":
             kwargs = self.pop()
             args = self.pop()
             cls = self.pop()
-            stack.append(self._new(cls, tuple(args) if isinstance(args, tuple | list) else (args,), kwargs))
+            stack.append(self._new(cls, self._args(args), kwargs))
         elif name == "INST":
             module, _, qualname = str(arg).partition(" ")
             args = self.pop_mark()
@@ -477,14 +549,27 @@ class _Simulation:
     def _pairs_dict(self, items: list[Any]) -> dict[Any, Any]:
         if len(items) % 2:
             raise PickleReadError("odd number of items for a dict")
-        return dict(zip(items[::2], items[1::2], strict=True))
+        out: dict[Any, Any] = {}
+        self._setitems(out, items)
+        return out
+
+    def _key(self, container: object, key: object) -> object:
+        try:
+            return self.keys.admit(container, key)
+        except TypeError as exc:  # what loading would raise too
+            raise PickleReadError(f"a dict key or set member is {exc}") from None
+
+    def _members(self, container: object, items: list[Any]) -> list[Any]:
+        key = self._key
+        return [key(container, x) for x in items]
 
     def _setitems(self, target: Any, items: list[Any]) -> None:
         if len(items) % 2:
             raise PickleReadError("odd number of items for SETITEMS")
         if isinstance(target, dict):
+            key = self._key
             for i in range(0, len(items), 2):
-                target[items[i]] = items[i + 1]
+                target[key(target, items[i])] = items[i + 1]
         elif isinstance(target, PickleObject):
             target.setitems.extend(zip(items[::2], items[1::2], strict=True))
         else:
@@ -498,9 +583,25 @@ class _Simulation:
                 module, qualname = _compat_pickle.NAME_MAPPING[(module, qualname)]
             elif module in _compat_pickle.IMPORT_MAPPING:
                 module = _compat_pickle.IMPORT_MAPPING[module]
-        if module not in self.modules:
+        if module not in self._module_set:
+            self._module_set.add(module)
             self.modules.append(module)
         return PickleGlobal(module, qualname)
+
+    def _afford(self, n: int) -> bool:
+        """Whether copying ``n`` more items fits the budget (then they are charged)."""
+        if n > self.copy_left:
+            return False
+        self.copy_left -= n
+        return True
+
+    def _args(self, args: object) -> tuple[Any, ...]:
+        """NEWOBJ's arguments as a tuple: a list is copied, within the budget (else it stays one argument)."""
+        if isinstance(args, tuple):
+            return args
+        if isinstance(args, list) and self._afford(len(args)):
+            return tuple(args)
+        return (args,)
 
     def _new(self, cls: object, args: tuple[Any, ...], kwargs: object) -> PickleObject:
         obj = PickleObject(cls, args, is_instance=True, kwargs=kwargs if isinstance(kwargs, dict) else None)
@@ -508,12 +609,15 @@ class _Simulation:
         return obj
 
     def _reduce(self, func: object, args: tuple[Any, ...]) -> object:
-        """A few harmless library patterns become plain values; every other call stays a stand-in."""
-        if isinstance(func, PickleGlobal):
+        """A few harmless library patterns become plain values; every other call stays a stand-in. Rebuilding
+        copies the arguments, which the memo can share thousands of times: past the copy budget, a call of a
+        known pattern stays a call too."""
+        if isinstance(func, PickleGlobal) and _rebuildable(func) and self._affords_rebuild(args):
             m, n = func.module, func.name
             if m in _BUILTINS:
                 if n in ("set", "frozenset") and len(args) <= 1 and all(isinstance(a, list | tuple) for a in args):
-                    return (set if n == "set" else frozenset)(args[0] if args else ())
+                    members = list(args[0]) if args else []
+                    return (set if n == "set" else frozenset)(self._members(members, members))
                 if n in ("bytes", "bytearray"):
                     raw = _latin1_bytes(args)
                     if raw is not None:
@@ -530,7 +634,10 @@ class _Simulation:
                     and isinstance(args[0], list)
                     and all(isinstance(p, tuple | list) and len(p) == 2 for p in args[0])
                 ):
-                    return collections.OrderedDict((p[0], p[1]) for p in args[0])
+                    od: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+                    for p in args[0]:
+                        od[self._key(od, p[0])] = p[1]
+                    return od
             elif m in _COPYREG and args:
                 if n == "_reconstructor" and len(args) == 3:
                     base = args[1]
@@ -540,10 +647,28 @@ class _Simulation:
                 if n == "__newobj__":
                     return self._new(args[0], tuple(args[1:]), None)
                 if n == "__newobj_ex__" and len(args) == 3:
-                    return self._new(args[0], tuple(args[1]) if isinstance(args[1], tuple | list) else (), args[2])
+                    return self._new(args[0], self._args(args[1]) if isinstance(args[1], tuple | list) else (),
+                                     args[2])
         obj = PickleObject(func, args, is_instance=False)
         self.objects.append(obj)
         return obj
+
+    def _affords_rebuild(self, args: tuple[Any, ...]) -> bool:
+        """Whether a call whose pattern may be rebuilt (``set(list)``, ``bytes(str, 'latin1')`` ...) may copy its
+        arguments: charged as its first argument's length, or refused (counted) past the budget."""
+        first = args[0] if args else None
+        size = len(args) + (len(first) if isinstance(first, list | tuple | str | bytes | bytearray) else 0)
+        if self._afford(size):
+            return True
+        self.not_rebuilt += 1
+        return False
+
+
+def _rebuildable(func: PickleGlobal) -> bool:
+    """Whether a call of ``func`` is one of the patterns ``_reduce`` turns into a plain value or an object."""
+    m, n = func.module, func.name
+    return (m in _BUILTINS and n in ("set", "frozenset", "bytes", "bytearray")) or m in _COPYREG or (
+        (m, n) in (("_codecs", "encode"), ("collections", "OrderedDict")))
 
 
 _U4 = struct.Struct("<I")
@@ -559,14 +684,17 @@ _SHARED = (list, dict, set, bytearray)
 
 
 def _run_plain(
-    data: bytes, listing: bool = True
+    data: bytes, listing: bool = True, deadline_ns: int | None = None
 ) -> tuple[object, list[tuple[int, str, object]], int, int, bool, int, bool, int] | None:
     """The simulation of a complete protocol 2-5 pickle of plain values (dicts, lists, tuples, sets, strings,
     bytes, numbers: what games send), in one tight loop; None for anything else, which ``_Simulation`` then
     reads opcode by opcode through pickletools (globals, calls, old protocols, cut or broken pickles). Gives
     what that path would give: (value, ops, protocol, max_op_proto, shared, pos of STOP), and whether the value
     is a small tree (see ``_Simulation.small_tree``), and the opcode count; a test compares them. ``listing``
-    False leaves the ops list empty (summaries do not show the disassembly).
+    False leaves the ops list empty (summaries do not show the disassembly). Only keys and set members whose hash
+    is cheap and cannot be made to collide (str, bytes, floats, small ints, None, bools) are stored without a look;
+    others (tuples, big ints) pass the same :class:`KeyGuard` as in the full reader, and when it would keep one by
+    identity the pickle goes to the full reader. Raises ``_GaveUp`` when ``deadline_ns`` passes.
     """
     n = len(data)
     if n < 3 or data[0] != 0x80:
@@ -580,7 +708,9 @@ def _run_plain(
     shared = False
     pos = 0
     ops_seen = 0
+    check_at = CHECK_EVERY - 1
     gets = 0
+    guard: list[KeyGuard] = []  # made at the first key that needs one
     try:
         while pos < n:
             code = data[pos]
@@ -619,6 +749,8 @@ def _run_plain(
                     target = stack[-1]
                     if type(target) is not dict or len(items) % 2:
                         return None
+                    if _costly(guard, n, target, items[::2]):
+                        return None
                     for i in range(0, len(items), 2):
                         target[items[i]] = items[i + 1]
                 elif code == 0x65:
@@ -631,15 +763,17 @@ def _run_plain(
                 elif code == 0x6C:
                     stack.append(items)
                 elif code == 0x64:
-                    if len(items) % 2:
+                    if len(items) % 2 or _costly(guard, n, items, items[::2]):
                         return None
                     stack.append(dict(zip(items[::2], items[1::2], strict=True)))
                 elif code == 0x90:
                     target = stack[-1]
-                    if type(target) is not set:
+                    if type(target) is not set or _costly(guard, n, target, items):
                         return None
                     target.update(items)
                 else:
+                    if _costly(guard, n, items, items):
+                        return None
                     stack.append(frozenset(items))
             elif code == 0x7D:  # EMPTY_DICT
                 stack.append({})
@@ -660,7 +794,7 @@ def _run_plain(
                 value = stack.pop()
                 key = stack.pop()
                 target = stack[-1]
-                if type(target) is not dict:
+                if type(target) is not dict or (type(key) is not str and _costly(guard, n, target, [key])):
                     return None
                 target[key] = value
             elif code == 0x61:  # APPEND
@@ -718,13 +852,38 @@ def _run_plain(
             if listing and ops_seen < MAX_DISASSEMBLY:
                 ops.append((start, _NAMES[code], arg))
             ops_seen += 1
-            if ops_seen >= MAX_OPS:
-                return None
+            if ops_seen >= check_at:
+                if ops_seen >= MAX_OPS:
+                    return None
+                if deadline_ns is not None and monotonic_ns() > deadline_ns:
+                    raise _GaveUp(f"the deadline passed after {ops_seen} opcodes (byte {pos} of {n})")
+                check_at = min(MAX_OPS, check_at + CHECK_EVERY)
             if proto > max_proto:
                 max_proto = proto
     except (IndexError, KeyError, TypeError, ValueError, struct.error, UnicodeDecodeError):
         return None  # cut short, or something the full reader reports properly
     return None
+
+
+_SMALL_INT = 1 << 60
+
+
+def _costly(guard: list[KeyGuard], size: int, container: object, items: list[Any]) -> bool:
+    """Whether a key of ``items`` must be kept by identity (then the full reader takes the pickle); ``guard``
+    holds the fast reader's guard once a key needed one."""
+    for k in items:
+        if type(k) is not str and not _cheap_key(k):
+            if not guard:
+                guard.append(KeyGuard(key_budget(size)))
+            if guard[0].admit(container, k) is not k:
+                return True
+    return False
+
+
+def _cheap_key(k: object) -> bool:
+    """Whether hashing ``k`` is cheap and cannot collide on purpose (see ``_keys``): the fast reader's keys."""
+    t = type(k)
+    return t is str or t is bytes or t is float or k is None or t is bool or (t is int and -_SMALL_INT < k < _SMALL_INT)  # type: ignore[operator]
 
 
 def _latin1_bytes(args: tuple[Any, ...]) -> bytes | None:
@@ -740,40 +899,55 @@ def _latin1_bytes(args: tuple[Any, ...]) -> bytes | None:
     return None
 
 
-_PLAIN_LEAVES = (str, bytes, float, bool, type(None))
-_PLAIN_CONTAINERS = (list, tuple, dict, set, frozenset, bytearray, collections.OrderedDict)
+_PLAIN_SCALARS = frozenset({str, bytes, float, bool, type(None)})
+_PLAIN_CONTAINERS = frozenset({list, tuple, dict, set, frozenset, bytearray, collections.OrderedDict})
 
 
-def _is_plain(value: object) -> bool:
-    """Only plain values, no cycles, and small enough as a tree (not as a DAG) for ``repr``."""
-    budget = MAX_EXACT_NODES
-    active: set[int] = set()
-
-    def walk(v: object, depth: int) -> bool:
-        nonlocal budget
-        budget -= 1
-        if budget < 0 or depth > 200:
+def _is_plain(value: object, nodes: int = MAX_EXACT_NODES, chars: int = 8 << 20,
+              deadline_ns: int | None = None) -> bool:
+    """Only plain values, no cycles, and small enough as a tree (not as a DAG) for ``repr``: at most ``nodes``
+    nodes, shared parts counted each time they appear, holding at most ``chars`` characters of strings and
+    bytes, at most 200 deep. Iterative, and never more than ``nodes`` steps (a cycle runs into the depth limit).
+    Raises ``_GaveUp`` when ``deadline_ns`` passes."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    seen = 0
+    while stack:
+        v, depth = pop()
+        seen += 1
+        if seen > nodes or depth > 200:
             return False
-        if isinstance(v, _PLAIN_LEAVES):
-            return True
-        if isinstance(v, int):
-            return v.bit_length() <= 12_000
-        if type(v) not in _PLAIN_CONTAINERS:
+        if not seen & 1023 and deadline_ns is not None and monotonic_ns() > deadline_ns:
+            raise _GaveUp(f"the deadline passed after {seen} nodes of the exactness check of the value")
+        t = type(v)
+        if t in _PLAIN_SCALARS:
+            if t is str or t is bytes:
+                chars -= len(v)  # type: ignore[arg-type]
+                if chars < 0:
+                    return False
+            continue
+        if t is int:
+            if v.bit_length() > 12_000:  # type: ignore[attr-defined]
+                return False
+            continue
+        if t not in _PLAIN_CONTAINERS:
             return False
-        if isinstance(v, bytearray):
-            return True
-        if id(v) in active:
+        if t is bytearray:
+            chars -= len(v)  # type: ignore[arg-type]
+            if chars < 0:
+                return False
+            continue
+        depth += 1
+        if t is dict or t is collections.OrderedDict:
+            for k, x in v.items():  # type: ignore[attr-defined]
+                push((k, depth))
+                push((x, depth))
+        else:
+            for x in v:  # type: ignore[attr-defined]
+                push((x, depth))
+        if len(stack) > nodes:
             return False
-        active.add(id(v))
-        items: Iterable[object] = (x for kv in v.items() for x in kv) if isinstance(v, dict) else v  # type: ignore[assignment]
-        ok = all(walk(x, depth + 1) for x in items)
-        active.discard(id(v))
-        return ok
-
-    try:
-        return walk(value, 0)
-    except RecursionError:
-        return False
+    return True
 
 
 def _disassembly(ops: list[tuple[int, str, object]], total_ops: bool) -> str:
@@ -802,43 +976,58 @@ class PickleDecoder:
             return 0.0
         sim = _Simulation()
         try:
-            sim.run(data)
-        except Exception:  # not a pickle: anything genops or the simulation raises
+            _, capped = sim.run(data, max_ops=MAX_PROBE_OPS, deadline_ns=ctx.deadline_ns)
+        except Exception:  # not a pickle: anything genops or the simulation raises; or out of time
             return 0.0
-        return 0.0 if sim.incomplete else 0.7
+        return 0.7 if capped or not sim.incomplete else 0.0  # a thousand valid opcodes are no accident
 
     def decode(self, data: bytes, ctx: DecodeContext) -> View:
+        try:
+            return self._decode(data, ctx)
+        except _GaveUp as exc:
+            return gave_up_view(NAME, data, str(exc), detail=ctx.detail)
+
+    def _decode(self, data: bytes, ctx: DecodeContext) -> View:
         chunk = data[:MAX_PARSE]
         sim = _Simulation()
+        deadline = ctx.deadline_ns
         try:
-            value, capped = sim.run(chunk, listing=ctx.detail)
+            value, capped = sim.run(chunk, listing=ctx.detail, deadline_ns=deadline)
+        except _GaveUp:
+            raise
         except Exception as exc:  # genops raises ValueError/EOFError; the simulation PickleReadError
             if len(data) > MAX_PARSE:
                 msg = f"pickle larger than {MAX_PARSE} bytes is not read further"
             else:
                 msg = f"not a pickle the reader can follow (byte {sim.pos}): {exc}"
-            return error_view(NAME, data, msg, warnings=tuple(self._warnings(sim)))
+            return error_view(NAME, data, msg, warnings=tuple(self._warnings(sim)), detail=ctx.detail)
         warnings = self._warnings(sim)
         truncated = capped or len(data) > MAX_PARSE
         if sim.incomplete and not truncated:
             if sim.protocol is None:
-                return error_view(NAME, data, f"not a complete pickle: {sim.incomplete}", warnings=tuple(warnings))
+                return error_view(NAME, data, f"not a complete pickle: {sim.incomplete}", warnings=tuple(warnings),
+                                  detail=ctx.detail)
             warnings.append(f"incomplete pickle ({sim.incomplete}): continues in next message? partial value shown")
         if capped:
             warnings.append(f"stopped after {MAX_OPS} opcodes")
         if sim.stopped and sim.op_count < MAX_DISASSEMBLY and sim.pos + 1 < len(data):
             warnings.append(f"{len(data) - sim.pos - 1} bytes after STOP are not part of the pickle")
+        if sim.not_rebuilt:
+            warnings.append(f"{sim.not_rebuilt} call(s) of set, bytes, OrderedDict ... shown as calls: rebuilding them "
+                            "would copy their (memo-shared) arguments more than twice the pickle's size")
+        if sim.keys.kept:
+            warnings.append(
+                f"{sim.keys.kept} dict key(s) or set member(s) kept by identity: hashing them would cost too much "
+                "(shared or colliding values); equal ones are not merged as loading would"
+            )
         protocol = sim.protocol if sim.protocol is not None else min(sim.max_op_proto, 1)
 
-        plain = not (sim.objects or sim.persistent or truncated or sim.incomplete) and (
-            sim.small_tree or _is_plain(value))
         exact: str | None = None
-        if plain:
+        if sim.small_tree:  # a tree of at most 200 plain nodes: repr is exact, and costs what the bytes do
             try:
                 exact = repr(value)
             except (RecursionError, ValueError):
                 exact = None
-        shown = exact if exact is not None else render(value, 1 << 18)[0]
         dangerous = [o for o in sim.objects if o.dangerous]
         if dangerous:
             summary = f"⚠ would call {dangerous[0].call_text()}"
@@ -846,11 +1035,23 @@ class PickleDecoder:
                 summary += f" (+{len(dangerous) - 1} more)"
         elif sim.incomplete:
             summary = render(value, 100)[0] + " … " + render(tuple(sim.pending()), 200)[0]
+        elif exact is not None:
+            summary = exact[:400]
         else:
-            summary = shown[:400] if exact is not None else render(value, 220)[0]
+            # rendered, not repr'd (a memo can make a small pickle a huge tree), in every view alike
+            summary = render(value, 220)[0]
         if not ctx.detail:
             return View(decoder=NAME, summary=clip(summary), warnings=tuple(warnings), truncated=truncated,
                         values=(value,))
+
+        if exact is None and not (sim.small_tree or sim.objects or sim.persistent or truncated or sim.incomplete
+                                  or sim.keys.kept) and _is_plain(value, *exact_budget(len(chunk)), deadline):
+            try:
+                exact = repr(value)
+            except (RecursionError, ValueError):
+                exact = None
+        # rendered within a budget proportional to the pickle (a memo lets 200 bytes describe 2**40 nodes)
+        shown, cut = (exact, False) if exact is not None else render(value, min(MAX_DUMP, 32 * len(chunk) + 4096))
         budget = TreeBudget(MAX_NODES)
         fields: list[Field] = []
         if sim.protocol is not None:
@@ -871,7 +1072,7 @@ class PickleDecoder:
             text=text,
             warnings=tuple(warnings),
             can_encode=can_encode,
-            truncated=truncated or budget.truncated,
+            truncated=truncated or budget.truncated or cut,
             editable=header + exact if exact is not None else None,
             values=(value,),
         )
@@ -880,29 +1081,30 @@ class PickleDecoder:
     def _warnings(sim: _Simulation) -> list[str]:
         out: list[str] = []
         seen: set[str] = set()
-        classes: list[str] = []
+        classes: dict[str, None] = {}
+        calls = 0
         for obj in sim.objects:
+            if obj.is_instance and not obj.dangerous:
+                if len(classes) <= 10:
+                    classes[f"{obj.module}.{obj.class_name}"] = None
+                continue
+            calls += 1
+            if calls > 50 or len(seen) > 20:  # rendering each call costs; thousands add nothing to read
+                continue
+            call = obj.call_text(120)
+            if call in seen:
+                continue
+            seen.add(call)
             if obj.dangerous:
-                call = obj.call_text(120)
-                if call not in seen:
-                    seen.add(call)
-                    out.append(
-                        f"⚠ loading this with pickle.loads would call {call}: the sender chooses what runs. "
-                        "Nothing was run here."
-                    )
-            elif obj.is_instance:
-                cls = f"{obj.module}.{obj.class_name}"
-                if cls not in classes:
-                    classes.append(cls)
+                out.append(
+                    f"⚠ loading this with pickle.loads would call {call}: the sender chooses what runs. "
+                    "Nothing was run here."
+                )
             else:
-                call = obj.call_text(120)
-                if call not in seen:
-                    seen.add(call)
-                    out.append(f"loading would call {call} (shown, not called)")
-            if len(seen) > 20:
-                break
+                out.append(f"loading would call {call} (shown, not called)")
         if classes:
-            shown = ", ".join(classes[:10]) + (" …" if len(classes) > 10 else "")
+            names = list(classes)
+            shown = ", ".join(names[:10]) + (" …" if len(names) > 10 else "")
             out.append(f"objects of classes shown by name from their pickled state (nothing imported): {shown}")
         if sim.modules:
             mods = ", ".join(sim.modules[:10]) + (" …" if len(sim.modules) > 10 else "")

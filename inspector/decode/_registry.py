@@ -19,7 +19,20 @@ from typing import TypeVar
 
 from proxy.model import Direction, Message
 
-from ._api import EMPTY_CONTEXT, DecodeContext, Decoder, EncodeError, Field, View, error_view, gave_up
+from ._api import (
+    EMPTY_CONTEXT,
+    GAVE_UP,
+    DecodeContext,
+    Decoder,
+    EncodeError,
+    Field,
+    View,
+    error_view,
+    gave_up,
+    gave_up_view,
+    past_deadline,
+    with_deadline,
+)
 
 ENTRY_POINT_GROUP = "sockscope.decoders"
 AUTO = "auto"
@@ -215,7 +228,7 @@ class DecoderRegistry(Mapping[str, Decoder]):
         ``deadline_ns``: see :attr:`DecodeContext.deadline_ns`."""
         ctx = self.context_for(msg.conn_id, msg.direction, detail=detail)
         if deadline_ns is not None:
-            ctx = replace(ctx, deadline_ns=deadline_ns)
+            ctx = with_deadline(ctx, deadline_ns)
         return self.decode(msg.data, ctx, decoder)
 
     def auto(self, data: bytes, ctx: DecodeContext = EMPTY_CONTEXT) -> View:
@@ -237,6 +250,10 @@ class DecoderRegistry(Mapping[str, Decoder]):
                 continue
             body = data[size:]
             inner = self._auto(body, ctx)
+            if gave_up(inner):  # the body is this decoder's, but too costly: say so rather than show hex
+                why = (inner.error or "")[len(GAVE_UP):]
+                return gave_up_view(inner.decoder, data, f"{why} (in the body after a {size}-byte length prefix)",
+                                    detail=ctx.detail)
             if inner.error is not None or inner.decoder in _UNSTRUCTURED:
                 continue
             prefix = Field("length prefix", f"{len(body)} ({fmt})", 0, size)
@@ -254,13 +271,16 @@ class DecoderRegistry(Mapping[str, Decoder]):
             view = self._decode_by(decoder, data, ctx)
             if view.error is None or gave_up(view):
                 return view  # past the deadline, trying the next decoder would only overrun it further
+            if past_deadline(ctx):  # a decoder that failed (not gave up) late: the same goes for the next
+                return gave_up_view(view.decoder, data, f"the deadline passed (the {view.decoder} decoder "
+                                    f"failed: {view.error})", detail=ctx.detail)
             first_error = first_error or view
-        return first_error or error_view("auto", data, "no decoder is registered")
+        return first_error or error_view("auto", data, "no decoder is registered", detail=ctx.detail)
 
     def decode_with(self, name: str, data: bytes, ctx: DecodeContext = EMPTY_CONTEXT) -> View:
         decoder = self._decoders.get(name.lower())
         if decoder is None:
-            return error_view(name, data, f"no decoder named {name!r}")
+            return error_view(name, data, f"no decoder named {name!r}", detail=ctx.detail)
         return self._decode_by(decoder, data, ctx)
 
     @staticmethod
@@ -268,9 +288,10 @@ class DecoderRegistry(Mapping[str, Decoder]):
         try:
             view = decoder.decode(data, ctx)
         except Exception as exc:  # plugins and bugs: shown as an error view, never raised into the UI
-            return error_view(decoder.name, data, f"decoder failed: {type(exc).__name__}: {exc}")
+            return error_view(decoder.name, data, f"decoder failed: {type(exc).__name__}: {exc}", detail=ctx.detail)
         if not isinstance(view, View):
-            return error_view(decoder.name, data, f"decoder returned {type(view).__name__}, not a View")
+            return error_view(decoder.name, data, f"decoder returned {type(view).__name__}, not a View",
+                              detail=ctx.detail)
         return view
 
     def encode(self, name: str, edited: str, ctx: DecodeContext = EMPTY_CONTEXT) -> bytes:

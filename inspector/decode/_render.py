@@ -2,7 +2,10 @@
 
 Role: one renderer for every decoder whose values are Python objects (msgpack, pickle, struct). Unlike
 ``repr`` it stops at a character budget and a depth, survives cycles and shared sub-trees (a 100-byte pickle can
-describe a tree with 2**50 nodes through its memo), and renders the pickle reader's stand-in objects.
+describe a tree with 2**50 nodes through its memo), and renders the pickle reader's stand-in objects. Its cost
+is proportional to its budget whatever the value: every node it visits writes at least one character, and a long
+string or bytes value is cut before ``repr`` sees it. :func:`iter_children` gives a container's children lazily,
+so a tree builder pays only for the children it shows.
 Must not import: Qt, or anything from ``proxy``.
 Thread: any thread; pure.
 """
@@ -10,6 +13,8 @@ Thread: any thread; pure.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import msgpack
@@ -49,7 +54,27 @@ class Renderer:
             raise Full
 
     def value(self, v: object, depth: int = 0) -> None:
-        if v is None or v is True or v is False or isinstance(v, str | bytes):
+        t = type(v)
+        if t is str or t is bytes:
+            self.atom(v)  # type: ignore[arg-type]
+        elif t is int:
+            self.write(int_repr(v))  # type: ignore[arg-type]
+        elif t is float:
+            self.write(float_repr(v))  # type: ignore[arg-type]
+        elif v is None or t is bool:
+            self.write(repr(v))
+        elif t is tuple and depth < MAX_DEPTH:
+            # no cycle check: a cycle always runs through a mutable container, which has one
+            self.write("(")
+            self.items(v, depth + 1)
+            self.write(",)" if len(v) == 1 else ")")  # type: ignore[arg-type]
+        else:
+            self._other(v, depth)
+
+    def _other(self, v: object, depth: int) -> None:
+        if isinstance(v, str | bytes):
+            self.atom(v)
+        elif isinstance(v, bool) or v is None:
             self.write(repr(v))
         elif isinstance(v, int):
             self.write(int_repr(v))
@@ -57,6 +82,10 @@ class Renderer:
             self.write(float_repr(v))
         elif depth >= MAX_DEPTH:
             self.write("…")
+        elif isinstance(v, msgpack.ExtType):  # a named tuple: before tuples
+            self.write(f"ExtType(code={v.code}, data=")
+            self.atom(v.data)
+            self.write(")")
         elif isinstance(v, list | tuple | dict | set | frozenset | bytearray | Renderable):
             key = id(v)
             if key in self._active:
@@ -67,20 +96,26 @@ class Renderer:
                 self._container(v, depth + 1)
             finally:
                 self._active.discard(key)
-        elif isinstance(v, msgpack.ExtType):
-            self.write(f"ExtType(code={v.code}, data={v.data!r})")
         elif isinstance(v, msgpack.Timestamp):
             self.write(f"Timestamp(seconds={v.seconds}, nanoseconds={v.nanoseconds})")
         else:
             self.write(f"<{type(v).__name__}>")
 
+    def atom(self, v: str | bytes) -> None:
+        """``repr(v)``, of only as much of ``v`` as the budget can still show: a 1 MB string costs nothing more
+        than a short one (the cut ``repr`` always overruns the budget, so ``Full`` ends the rendering)."""
+        room = self.limit - self.size + 1
+        self.write(repr(v[:room] if len(v) > room else v))
+
     def items(self, seq: Any, depth: int) -> None:
         first = True
+        value, write = self.value, self.write
         for item in seq:
-            if not first:
-                self.write(", ")
-            first = False
-            self.value(item, depth)
+            if first:
+                first = False
+            else:
+                write(", ")
+            value(item, depth)
 
     def _container(self, v: object, depth: int) -> None:
         if isinstance(v, Renderable):
@@ -94,9 +129,16 @@ class Renderer:
             self.items(v, depth)
             self.write(",)" if len(v) == 1 else ")")
         elif isinstance(v, dict):
-            self.dict_body(v, depth)
+            if type(v) is OrderedDict:
+                self.write("OrderedDict(")
+                self.dict_body(v, depth)
+                self.write(")")
+            else:
+                self.dict_body(v, depth)
         elif isinstance(v, bytearray):
-            self.write(f"bytearray({bytes(v)!r})")
+            self.write("bytearray(")
+            self.atom(bytes(v[: self.limit - self.size + 1]))
+            self.write(")")
         elif isinstance(v, set | frozenset):
             name = "set" if isinstance(v, set) else "frozenset"
             if not v:
@@ -181,15 +223,20 @@ class TreeBudget:
         return True
 
 
-def children_of(v: object) -> list[tuple[str, object]] | None:
-    """Named children of a container value, or None for a leaf."""
+def iter_children(v: object) -> tuple[Iterator[tuple[str, object]], int] | None:
+    """Named children of a container value, lazily, and how many there are; None for a leaf. Names of non-string
+    dict keys are rendered only for the children taken from the iterator."""
     if isinstance(v, Renderable):
-        kids = getattr(v, "children", None)
-        return kids() if callable(kids) else None
+        kids = getattr(v, "iter_children", None)
+        return kids() if callable(kids) else None  # type: ignore[no-any-return]
     if isinstance(v, dict):
-        return [(k if isinstance(k, str) else render(k, NODE_REPR)[0], val) for k, val in v.items()]
-    if isinstance(v, list | tuple):
-        return [(f"[{i}]", item) for i, item in enumerate(v)]
-    if isinstance(v, set | frozenset):
-        return [(f"[{i}]", item) for i, item in enumerate(v)]
+        return ((k if isinstance(k, str) else render(k, NODE_REPR)[0], val) for k, val in v.items()), len(v)
+    if isinstance(v, list | tuple | set | frozenset):
+        return ((f"[{i}]", item) for i, item in enumerate(v)), len(v)
     return None
+
+
+def children_of(v: object) -> list[tuple[str, object]] | None:
+    """Every named child of a container value, or None for a leaf (for small values; see :func:`iter_children`)."""
+    kids = iter_children(v)
+    return None if kids is None else list(kids[0])

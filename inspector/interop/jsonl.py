@@ -11,6 +11,12 @@ final state (forwarded, dropped, discarded; still-held ones at the end):
   ISO 8601 wall-clock time, and ``values`` are the decoder's values when they are JSON-able (else
   ``values_repr`` holds their ``repr``). ``hex`` always has the exact bytes.
 
+Decoding is bounded: each message is decoded with a deadline (:data:`DECODE_BUDGET_NS`); a message the decoder
+gave up on keeps its line (``decoded.error`` starts with ``gave up:``, ``hex`` has the bytes), is reported in
+one line naming it (to ``warn``, stderr by default), and the export goes on. Values are written as JSON only
+when they are a tree of at most a few nodes per byte of the message (a pickle's memo can describe a DAG whose
+tree is exponential); otherwise ``values_repr`` renders them within 10,000 characters each.
+
 Must not import: PySide6, ``inspector.ui``.
 Thread: any; one exporter belongs to the thread that feeds it.
 """
@@ -20,6 +26,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import IO, Any, Final
 
@@ -30,6 +38,9 @@ from .fold import Final_, MessageFolder
 __all__ = ["JsonlExporter"]
 
 _MAX_DEPTH: Final = 64
+DECODE_BUDGET_NS: Final = 1_000_000_000
+"""Most time one message's decode may take in an export (the decoders' own budgets keep it far below)."""
+_REPR_CHARS: Final = 10_000
 _JSON_TYPED: Final = frozenset({"json", "text"})
 """Decoders whose values are JSON types by construction (str keys, no bytes), so ``jsonable`` is skipped."""
 
@@ -48,12 +59,12 @@ def _utf8_or_none(data: bytes) -> str | None:
         return None
 
 
-def _decoded(view: Any) -> dict[str, Any]:
+def _decoded(view: Any, size: int) -> dict[str, Any]:
     out: dict[str, Any] = {"decoder": view.decoder, "summary": view.summary}
     if view.error:
         out["error"] = view.error
     if view.values:
-        if view.decoder in _JSON_TYPED or _plain_json(view.values, 0):
+        if view.decoder in _JSON_TYPED or _plain_json(view.values, 0, _Budget(size)):
             # As they are: the encoder writes tuples as arrays and refuses NaN/Infinity (the caller then
             # falls back to values_repr).
             out["values"] = list(view.values)
@@ -65,45 +76,75 @@ def _decoded(view: Any) -> dict[str, Any]:
 _SCALARS: Final = frozenset({str, int, float, bool, type(None)})
 
 
-def _plain_json(v: object, depth: int) -> bool:
-    """Whether ``v`` holds only JSON types with string keys (exact types: the fast check of ``jsonable``)."""
+class _Budget:
+    """What writing values as JSON may cost for a message of ``size`` bytes: nodes, and characters of strings
+    (shared parts counted each time they appear, as the JSON encoder writes them)."""
+
+    __slots__ = ("chars", "nodes")
+
+    def __init__(self, size: int) -> None:
+        self.nodes = 4 * size + 1024
+        self.chars = 8 * size + (64 << 10)
+
+
+def _plain_json(v: object, depth: int, budget: _Budget) -> bool:
+    """Whether ``v`` holds only JSON types with string keys (exact types: the fast check of ``jsonable``) and is
+    small enough as a tree to write: within ``budget``, which it spends."""
     t = type(v)
     if t in _SCALARS:
+        if t is str:
+            budget.chars -= len(v)  # type: ignore[arg-type]
+            return budget.chars >= 0
         return True
-    if depth > _MAX_DEPTH:
+    budget.nodes -= 1
+    if depth > _MAX_DEPTH or budget.nodes < 0:
         return False
     scalars = _SCALARS
     if t is dict:
         for k, x in v.items():  # type: ignore[attr-defined]
-            if type(k) is not str or not (type(x) in scalars or _plain_json(x, depth + 1)):
+            if type(k) is not str or not ((type(x) in scalars and type(x) is not str) or
+                                          _plain_json(x, depth + 1, budget)):
                 return False
-        return True
+            budget.chars -= len(k)
+        return budget.chars >= 0
     if t is list or t is tuple:
+        budget.nodes -= len(v)  # type: ignore[arg-type]
+        if budget.nodes < 0:
+            return False
         for x in v:  # type: ignore[attr-defined]
-            if not (type(x) in scalars or _plain_json(x, depth + 1)):
+            if not ((type(x) in scalars and type(x) is not str) or _plain_json(x, depth + 1, budget)):
                 return False
-        return True
+        return budget.chars >= 0
     return False
 
 
 def _reprs(values: Iterable[object]) -> list[str]:
-    out = []
-    for v in values:
-        try:
-            out.append(repr(v)[:10_000])
-        except (RecursionError, ValueError):  # very deep nesting; a huge int
-            out.append(f"<{type(v).__name__} too deeply nested or too large to show>")
-    return out
+    """Each value as Python-literal text of at most about 10,000 characters, whatever its size or sharing."""
+    from inspector.decode import render
+
+    return [render(v, _REPR_CHARS)[0] for v in values]
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 class JsonlExporter:
     """``add`` records (a session's, or store rows as records), then ``close``."""
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None, decode: bool = True,
-                 decoder: Callable[[Message], Any] | None = None) -> None:
+                 decoder: Callable[[Message], Any] | None = None, decode_budget_ns: int = DECODE_BUDGET_NS,
+                 warn: Callable[[str], None] | None = None) -> None:
+        """``decoder`` (a message -> view function, e.g. the window's with its "decode as" choices) replaces the
+        default registry's decode with ``decode_budget_ns``; ``warn`` gets one line per message given up on
+        (default: written to stderr)."""
         self.path = os.fspath(path)
         self.clock = clock or Clock(0, 0)
         self.messages = 0
+        self.gave_up = 0
+        """Messages whose decode gave up (each reported to ``warn``)."""
+        self._budget_ns = decode_budget_ns
+        self._warn = warn or _to_stderr
         self._folder = MessageFolder()
         self._decode = decode
         self._decoder = decoder
@@ -166,7 +207,11 @@ class JsonlExporter:
             d["original_hex"] = f.original.hex()
         if self._decode:
             view = self._view(m)
-            d["decoded"] = decoded = _decoded(view)
+            if view.error is not None and view.error.startswith("gave up: "):
+                self.gave_up += 1
+                self._warn(f"jsonl: gave up decoding message #{m.id} (conn #{m.conn_id} {m.direction.label}, "
+                           f"{len(m.data)} bytes): {view.error[len('gave up: '):]}; written with its bytes as hex")
+            d["decoded"] = decoded = _decoded(view, len(m.data))
             try:
                 line = self._dumps(d)
             except (ValueError, RecursionError):  # NaN/Infinity (JSON has neither) or nesting in trusted values
@@ -183,7 +228,9 @@ class JsonlExporter:
             from inspector.decode import default_registry
 
             reg = default_registry()
-            self._decoder = lambda msg: reg.decode_message(msg, detail=False)
+            budget = self._budget_ns
+            self._decoder = lambda msg: reg.decode_message(msg, detail=False,
+                                                           deadline_ns=time.monotonic_ns() + budget)
         return self._decoder(m)
 
     def close(self) -> int:

@@ -2,34 +2,66 @@
 
 Role: one place that turns a store row into a decoded :class:`~inspector.decode.View`, with "decode as" per
 connection/direction kept in the registry. A decoder never raises into Qt: the registry returns an error view.
+Every decode here runs on the GUI thread with a deadline (:data:`SUMMARY_BUDGET_NS` for a table row,
+:data:`VIEW_BUDGET_NS` for the detail pane, the editor and exports), so a hostile message never freezes the
+window: past it the decode gives up, and the row or pane says so (``⚠ gave up decoding after N ms: …``) next to
+the bytes in hex. A summary, given up or not, is cached with the row, so it costs its budget once.
 Must not import: Qt (so it can be tested and benchmarked alone).
 Thread: GUI thread.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
-from inspector.decode import AUTO, DecoderRegistry, View, default_registry, parse_layout
+from inspector.decode import (
+    AUTO,
+    DecodeContext,
+    DecoderRegistry,
+    View,
+    default_registry,
+    gave_up,
+    gave_up_summary,
+    parse_layout,
+    set_deadline,
+    with_deadline,
+)
 from inspector.store import MessageStore
 from proxy.model import Direction
+
+SUMMARY_BUDGET_NS = 50_000_000
+"""Most time one table row's summary may take to decode: enough for a 100 KB pickle of plain values, and a
+screenful of rows that all need it costs a couple of seconds once (summaries are cached)."""
+VIEW_BUDGET_NS = 250_000_000
+"""Most time the full view of one message may take (the detail pane, the editor, an export of the table)."""
 
 
 class Decoding:
     def __init__(self, store: MessageStore, registry: DecoderRegistry | None = None) -> None:
         self.store = store
         self.registry = registry or default_registry()
+        self.summary_budget_ns = SUMMARY_BUDGET_NS
+        self.view_budget_ns = VIEW_BUDGET_NS
+        self._own: dict[int, tuple[DecodeContext, DecodeContext]] = {}
 
     def names(self) -> list[str]:
         return [AUTO, *self.registry]
 
     def view(self, row: int, decoder: str | None = None, *, detail: bool = True) -> View:
+        """The row's message decoded within :attr:`view_budget_ns`; a view that gave up has a summary saying so
+        (its text is the hex dump, as for any failed decode)."""
         s = self.store
         if s.payload_evicted(row):
             from inspector.decode import error_view
 
             return error_view("store", b"", f"payload evicted (memory cap); {s.sizes[row]} bytes were captured")
-        return self.registry.decode_message(s.message(row), decoder, detail=detail)
+        msg = s.message(row)
+        budget = self.view_budget_ns
+        view = self.registry.decode_message(msg, decoder, detail=detail, deadline_ns=time.monotonic_ns() + budget)
+        if gave_up(view):
+            view = replace(view, summary=gave_up_summary(view, msg.data, budget))
+        return view
 
     def summary(self, row: int) -> str:
         return self.store.summary(row, self._make_summary)
@@ -41,8 +73,21 @@ class Decoding:
         data = s.payload(row)
         if not data:
             return "(empty)"
-        ctx = self.registry.context_for(s.conn_ids[row], Direction(s.dirs[row]), detail=False)
-        return self.registry.decode(data, ctx).summary
+        shared = self.registry.context_for(s.conn_ids[row], Direction(s.dirs[row]), detail=False)
+        # A private copy of the registry's (shared, cached) context, whose deadline is set in place for each
+        # row: building a context per row would cost more than a small message's decode.
+        own = self._own.get(id(shared))
+        if own is None or own[0] is not shared:
+            if len(self._own) >= 4096:
+                self._own.clear()
+            own = self._own[id(shared)] = (shared, with_deadline(shared, None))
+        ctx = own[1]
+        budget = self.summary_budget_ns
+        set_deadline(ctx, time.monotonic_ns() + budget)
+        view = self.registry.decode(data, ctx)
+        if view.error is not None and gave_up(view):
+            return gave_up_summary(view, data, budget)
+        return view.summary
 
     def encoders(self) -> list[str]:
         """The decoders that can turn edited text back into bytes (for editing and composing)."""
@@ -87,8 +132,12 @@ class Decoding:
                 direction: Direction | None) -> View:
         """``data`` decoded as it would be with a choice not applied yet (the decode-as dialog's preview)."""
         ctx = replace(self.registry.context_for(conn_id, direction), decode_as=None if name == AUTO else name,
-                      struct_format=struct_format.strip() or None)
-        return self.registry.decode(data, ctx)
+                      struct_format=struct_format.strip() or None,
+                      deadline_ns=time.monotonic_ns() + self.view_budget_ns)
+        view = self.registry.decode(data, ctx)
+        if gave_up(view):
+            view = replace(view, summary=gave_up_summary(view, data, self.view_budget_ns))
+        return view
 
     def encode(self, decoder: str, edited: str, conn_id: int | None, direction: Direction | None) -> bytes:
         """Raises ``inspector.decode.EncodeError`` with a readable message."""

@@ -2,7 +2,9 @@
 
 Role: shows one store row. The tree comes from the decoder's ``View.fields``; choosing a field with a byte range
 highlights those bytes in the hex view (hex and ASCII columns). "Decode as" changes the decoder for the
-message's connection and direction; "Copy as" copies hex, text or a Python ``bytes`` literal.
+message's connection and direction; "Copy as" copies hex, text or a Python ``bytes`` literal. The message is
+decoded within :data:`~inspector.ui.decoding.VIEW_BUDGET_NS` (``Decoding.view``): a hostile message whose decode
+gives up is shown as ``⚠ gave up decoding after N ms …`` above its hex, never a frozen window.
 Must not import: ``inspector.bridge``.
 Thread: GUI thread.
 """
@@ -32,7 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.decode import AUTO, Field, View, parse_layout
+from inspector.decode import AUTO, Field, View, gave_up, parse_layout
 from inspector.store import MessageStore
 from inspector.ui import format as fmt
 from inspector.ui import palette
@@ -232,7 +234,9 @@ class DetailPane(QWidget):
         self.decode_as.setCurrentText(self.decoding.current_decode_as(s.conn_ids[row], d))
         self._show_struct_format(s.conn_ids[row], d)
         notes = list(view.warnings)
-        if view.error:
+        if gave_up(view):
+            notes.insert(0, view.summary)  # "⚠ gave up decoding after N ms (decoder): why · first bytes"
+        elif view.error:
             notes.insert(0, f"⚠ {view.error}")
         if (orig := s.original_payload(row)) is not None:
             notes.append(f"edited before forwarding; the original was {orig!r}"[:300])
