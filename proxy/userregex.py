@@ -54,10 +54,12 @@ class RegexError(ValueError):
 class UserRegex:
     """A compiled user pattern. ``search`` answers only "is there a match" (captures are never computed)."""
 
-    __slots__ = ("_fallback", "_match", "literal", "max_bytes", "pattern", "program_size", "text_pattern")
+    __slots__ = ("_compiled", "_fallback", "_match", "literal", "max_bytes", "pattern", "program_size",
+                 "text_pattern")
 
     def __init__(self, pattern: str | bytes, compiled: object, encoded: bytes) -> None:
         self.pattern = pattern
+        self._compiled = compiled
         self.text_pattern = isinstance(pattern, str)
         """A str pattern is UTF-8 (``.`` is one character) and searches UTF-8 bytes; a bytes pattern is Latin-1
         (``.`` is one byte)."""
@@ -95,6 +97,17 @@ class UserRegex:
             return lambda data: m(anchor, data, 0, len(data))[0][0] >= 0  # type: ignore[no-any-return]
         return self.search
 
+    def first_group(self, data: bytes) -> bytes | None:
+        """The text of the first group of the first match (the whole match when the pattern has no group), or
+        None when there is no match. Only for patterns compiled with ``capture=True``."""
+        m = self._compiled.search(data)  # type: ignore[attr-defined]
+        if m is None:
+            return None
+        if self._compiled.groups:  # type: ignore[attr-defined]
+            g = m.group(1)
+            return g if g is not None else b""
+        return m.group(0)  # type: ignore[no-any-return]
+
     def search_text(self, text: str) -> bool:
         """Whether the pattern occurs in ``text`` (lone surrogates never match anything)."""
         return self.search(text.encode("utf-8", "surrogatepass"))
@@ -103,8 +116,9 @@ class UserRegex:
         return f"UserRegex({self.pattern!r})"
 
 
-def compile_user_regex(pattern: str | bytes, *, dotall: bool = False) -> UserRegex:
-    """Compile ``pattern`` with RE2. ``dotall``: ``.`` matches a newline too. Raises :class:`RegexError`."""
+def compile_user_regex(pattern: str | bytes, *, dotall: bool = False, capture: bool = False) -> UserRegex:
+    """Compile ``pattern`` with RE2. ``dotall``: ``.`` matches a newline too; ``capture``: groups are tracked, for
+    :meth:`UserRegex.first_group` (searching costs more). Raises :class:`RegexError`."""
     if isinstance(pattern, str):
         try:
             encoded = pattern.encode("utf-8")
@@ -118,7 +132,7 @@ def compile_user_regex(pattern: str | bytes, *, dotall: bool = False) -> UserReg
     options = re2.Options()
     options.log_errors = False  # RE2 would print every bad pattern on stderr
     options.max_mem = MAX_MEM
-    options.never_capture = True  # only "does it match" is asked: no submatch tracking
+    options.never_capture = not capture  # usually only "does it match" is asked: no submatch tracking
     options.dot_nl = dotall
     if not isinstance(pattern, str):
         options.encoding = re2.Options.Encoding.LATIN1  # bytes: one byte is one character, any byte value

@@ -470,3 +470,15 @@ def test_window_shows_memo_bombs_without_freezing() -> None:
         pane.show_row(row)  # type: ignore[attr-defined]
         view = pane.view  # type: ignore[attr-defined]
         assert view.decoder == "pickle" and (view.error is None or gave_up(view)), path
+
+
+@pytest.mark.timeout(20)
+def test_the_timelines_pairing_key_of_a_memo_bomb_is_bounded() -> None:
+    """The timeline names a message type by a decoded field's value: a 2**40-node tuple must not be repr'd whole."""
+    from inspector.decode import decode
+    from inspector.timeline.pairing import key_text
+
+    view = decode(read("pickle/memo_tuple_d40_value.pickle"), DecodeContext(decode_as="pickle", detail=False))
+    assert view.error is None and view.values
+    text = key_text(view.values[0])
+    assert 0 < len(text) <= 81

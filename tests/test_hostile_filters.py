@@ -515,3 +515,15 @@ def test_fuzz_parser_gives_a_filter_or_a_filter_error_and_matching_never_raises(
             assert engine(m) in (True, False)
         except RuleUndecided:  # a regex too costly for this message on the relay's thread: no match, with a reason
             pass
+
+
+@pytest.mark.timeout(20)
+def test_a_pairing_pattern_typed_in_the_timeline_runs_in_linear_time() -> None:
+    """The timeline's "pair by" pattern runs on the GUI thread for every message: RE2, not backtracking."""
+    from inspector.timeline.pairing import KeySpec
+
+    spec = KeySpec.parse("(a+)+$")
+    assert spec.extract(b"a" * 4000 + b"!", lambda: None) is None  # type: ignore[arg-type,return-value]
+    assert KeySpec.parse(r"ping (\d+)").extract(b"ping 12 pong", lambda: None) == "12"  # type: ignore[arg-type,return-value]
+    with pytest.raises(ValueError, match="backreference"):
+        KeySpec.parse(r"(a)\1")

@@ -29,9 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from inspector.decode import PickleObject, View
+from inspector.decode import PickleObject, View, render
 from inspector.store import NO_TIME, MessageStore
 from proxy.model import DelayReason, Direction, MessageState
+from proxy.userregex import RegexError, UserRegex, compile_user_regex
 
 __all__ = [
     "DECODED_NAMESPACES",
@@ -92,8 +93,11 @@ def key_text(value: object) -> str:
             return value.hex()
     if isinstance(value, PickleObject):
         return value.class_name
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= 80 else text[:79] + "…"
+    if isinstance(value, str):
+        return value if len(value) <= 80 else value[:79] + "…"
+    # Bounded: a decoded value can describe far more than its bytes (a pickle's memo: 2**40 nodes in 200 bytes).
+    text, cut = render(value, 79)
+    return text[:79] + "…" if cut or len(text) > 80 else text
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,7 @@ class KeySpec:
     text: str
     namespace: str | None = None
     path: tuple[str | int, ...] = ()
-    pattern: re.Pattern[str] | None = None
+    pattern: UserRegex | None = None
 
     @classmethod
     def parse(cls, text: str) -> KeySpec:
@@ -119,8 +123,8 @@ class KeySpec:
                 path.append(name if name is not None else int(idx if idx is not None else num))
             return cls(t, m.group("ns"), tuple(path))
         try:
-            return cls(t, pattern=re.compile(t))
-        except re.error as e:
+            return cls(t, pattern=compile_user_regex(t, capture=True))
+        except RegexError as e:
             raise ValueError(f"not a field (json.id) nor a valid pattern: {e}") from None
 
     @property
@@ -130,10 +134,9 @@ class KeySpec:
     def extract(self, data: bytes, view: ViewFn) -> str | None:
         """The key of one message, or None when it has none."""
         if self.pattern is not None:
-            m = self.pattern.search(data[:4096].decode("utf-8", "replace"))
-            if m is None:
-                return None
-            return m.group(1) if m.re.groups else m.group(0)
+            # RE2 (linear time) over at most 4 KiB: a pattern typed in the timeline runs on the GUI thread.
+            group = self.pattern.first_group(data[:4096])
+            return None if group is None else group.decode("utf-8", "replace")
         v = view()
         if v.error is not None or v.decoder != self.namespace:
             return None
