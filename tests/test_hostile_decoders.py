@@ -482,3 +482,14 @@ def test_the_timelines_pairing_key_of_a_memo_bomb_is_bounded() -> None:
     assert view.error is None and view.values
     text = key_text(view.values[0])
     assert 0 < len(text) <= 81
+
+
+@pytest.mark.parametrize("name", ["msgpack/colliding_array_keys_2000.msgpack",
+                                  "msgpack/colliding_timestamp_keys_2000.msgpack"])
+def test_msgpack_map_keys_admitted_in_python_stop_at_the_deadline(name: str) -> None:
+    """Admitting a guarded key costs microseconds, all inside one call of the C unpacker: the deadline is checked
+    there too, or a rule's 2 ms budget became 5-10 ms on these."""
+    from inspector.decode import decode, gave_up
+
+    view = decode(read(name), DecodeContext(detail=False, deadline_ns=1))
+    assert gave_up(view) and "map keys" in (view.error or ""), view.error

@@ -527,3 +527,34 @@ def test_a_pairing_pattern_typed_in_the_timeline_runs_in_linear_time() -> None:
     assert KeySpec.parse(r"ping (\d+)").extract(b"ping 12 pong", lambda: None) == "12"  # type: ignore[arg-type,return-value]
     with pytest.raises(ValueError, match="backreference"):
         KeySpec.parse(r"(a)\1")
+
+
+@pytest.mark.timeout(60)
+def test_hostile_messages_under_a_decoded_field_rule_through_the_real_engine(echo_server, start_proxy,
+                                                                              recorder: Recorder) -> None:
+    """Issue 16's worst case: a rule on a decoded field makes the relay's thread decode every message, and the
+    corpus's pickles, msgpack and JSON bombs arrive. Each is relayed exactly and the rule still works."""
+    import struct
+
+    corpus = Path(__file__).resolve().parent / "hostile"
+    bodies = [f.read_bytes() for kind in ("pickle", "msgpack", "json")
+              for f in sorted((corpus / kind).iterdir()) if f.suffix != ".md"]
+    assert len(bodies) >= 20
+    p = start_proxy(echo_server.port, FramingSpec("len32", "len32"))
+    p.call(p.server.set_rules, [Rule(Match(expression='json.type == "drop-me"', direction=Direction.C2S), "drop",
+                                     name="drop-me")])
+    slowest = 0.0
+    with connect(p.port) as c:
+        for body in bodies:
+            frame = struct.pack(">I", len(body)) + body
+            t0 = time.perf_counter()
+            c.sendall(frame)
+            assert recv_exact(c, len(frame)) == frame
+            slowest = max(slowest, time.perf_counter() - t0)
+        c.sendall(struct.pack(">I", 18) + b'{"type":"drop-me"}')  # dropped by the rule: never echoed
+        ping = b'{"type":"ping"}'
+        c.sendall(struct.pack(">I", len(ping)) + ping)
+        assert recv_exact(c, 4 + len(ping)) == struct.pack(">I", len(ping)) + ping
+    print(f"{len(bodies)} hostile messages; slowest round trip through the rule {slowest * 1000:.1f} ms")
+    dropped = [m for m in recorder.of(Message) if m.state.value == "dropped"]
+    assert [m.data for m in dropped] == [struct.pack(">I", 18) + b'{"type":"drop-me"}']
