@@ -267,7 +267,7 @@ class MainWindow(QMainWindow):
 
     # -- timeline (issue 7): Timeline + Statistics docks, annotation badges, detail note, selection sync
     def _build_timeline(self) -> None:
-        from inspector.timeline.dock import TimelineController
+        from inspector.ui.timeline.dock import TimelineController
 
         self.timeline = TimelineController(self.store, self, conditions=self.conditions.value)
         bottom = Qt.DockWidgetArea.BottomDockWidgetArea
