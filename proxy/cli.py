@@ -40,6 +40,7 @@ from proxy.options import (
 )
 from proxy.printer import Printer, TerminalLogHandler, close_terminals, say
 from proxy.server import ProxyConfig, ProxyError, ProxyServer, is_loopback
+from proxy.tasks import spawn
 
 # Re-exported for the modules that still import them from here (proxy.control, inspector.bridge); new code
 # imports them from proxy.options.
@@ -122,8 +123,8 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
         endpoint = next(e for e in extras if isinstance(e, control.ControlServer))
         say(f"sockscope: waiting for a control client to attach before accepting connections"
             f"{f' (at most {wait_attach:g} s)' if wait_attach else ''}")
-        waiting = asyncio.ensure_future(endpoint.attached.wait())
-        stopping = asyncio.ensure_future(stop.wait())
+        waiting = spawn(endpoint.attached.wait(), name="sockscope-wait-attach")
+        stopping = spawn(stop.wait(), name="sockscope-wait-stop")
         await asyncio.wait([waiting, stopping], timeout=wait_attach or None, return_when=asyncio.FIRST_COMPLETED)
         waiting.cancel()
         stopping.cancel()
