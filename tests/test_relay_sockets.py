@@ -880,10 +880,7 @@ def test_server_burst_on_accept_is_relayed(start_proxy: Callable[..., ProxyThrea
 
 
 @pytest.mark.parametrize("loop", [
-    pytest.param("uvloop", marks=[needs_uvloop, pytest.mark.xfail(strict=False, reason=(
-        "uvloop starts reading a new client after connection_made returns, so one read can land before the pause "
-        "for the upstream connect takes effect; those bytes are relayed intact but published SCHEDULED with a "
-        "QUEUE delay (the connect time). Open: pause from a uvloop-safe point before the first read."))]),
+    pytest.param("uvloop", marks=needs_uvloop),
     "asyncio",
 ])
 def test_without_conditions_every_message_is_forwarded_at_once(
