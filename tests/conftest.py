@@ -6,12 +6,14 @@ Every network helper here has a timeout, so a broken relay fails a test instead 
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import socket
 import struct
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -200,3 +202,56 @@ def recv_until_eof(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         buf += chunk
     return bytes(buf)
+
+
+# ------------------------------------------------------------------------------------------ the user's settings
+# The window keeps its layout, recent targets and filter history in QSettings("sockscope", "sockscope"): on Linux
+# $XDG_CONFIG_HOME/sockscope/sockscope.conf, else ~/.config/sockscope/sockscope.conf (Qt's own file dialogs use
+# QtProject.conf next to it). No test may read or change the user's copy. For the whole session, QSettings in this
+# process and XDG_CONFIG_HOME (inherited by every process a test starts: sockscope, sockscope run, the proxy)
+# point into a temporary directory, and the session fails if the real file changed anyway. (On macOS and Windows
+# the native format is a plist or the registry, which neither moves: see tests/test_isolation.py.)
+
+REAL_CONFIG_HOME = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+REAL_SETTINGS = (REAL_CONFIG_HOME / "sockscope" / "sockscope.conf", REAL_CONFIG_HOME / "QtProject.conf")
+
+
+def settings_snapshot(paths: tuple[Path, ...] = REAL_SETTINGS) -> list[tuple[int, int, str] | None]:
+    """(mtime, size, sha256) of each file, None where it does not exist: equal snapshots, untouched files."""
+    out: list[tuple[int, int, str] | None] = []
+    for path in paths:
+        try:
+            st = path.stat()
+            out.append((st.st_mtime_ns, st.st_size, hashlib.sha256(path.read_bytes()).hexdigest()))
+        except OSError:
+            out.append(None)
+    return out
+
+
+REAL_SETTINGS_AT_START = settings_snapshot()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every settings path the app and Qt use, pointed into one temporary directory for the whole session."""
+    config = tmp_path_factory.mktemp("xdg-config")
+    before = os.environ.get("XDG_CONFIG_HOME")
+    os.environ["XDG_CONFIG_HOME"] = str(config)
+    from PySide6.QtCore import QSettings
+
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(config))
+    try:
+        yield config
+    finally:
+        if before is None:
+            os.environ.pop("XDG_CONFIG_HOME", None)
+        else:
+            os.environ["XDG_CONFIG_HOME"] = before
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if settings_snapshot() != REAL_SETTINGS_AT_START:
+        sys.stderr.write(f"\nconftest: a test changed the user's real settings ({', '.join(map(str, REAL_SETTINGS))})"
+                         "; every settings path must point into the session's temporary directory\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
