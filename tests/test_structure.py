@@ -7,6 +7,7 @@ checks, which import in a fresh interpreter and look at ``sys.modules``.
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -50,6 +51,11 @@ def source_files() -> Iterator[tuple[str, Path]]:
 
 
 MODULES = dict(source_files())
+
+
+@functools.cache
+def parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), str(path))
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -99,7 +105,7 @@ def imports(path: Path, *, module_level_only: bool) -> Iterator[tuple[str, int]]
                     if child is not node and isinstance(child, ast.stmt):
                         yield from names(child)
 
-    yield from walk(ast.parse(path.read_text(encoding="utf-8"), str(path)).body)
+    yield from walk(parse(path).body)
 
 
 MODULES_BY_PATH = {path: name for name, path in MODULES.items()}
@@ -269,7 +275,7 @@ def test_tasks_are_created_only_by_proxy_tasks() -> None:
         rel = path.relative_to(ROOT).as_posix()
         if rel in ("proxy/tasks.py", *TASKS_STILL_OUTSIDE):
             continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(parse(path)):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
                     node.func.attr in ("create_task", "ensure_future"):
                 offenders.append(f"{rel}:{node.lineno}")

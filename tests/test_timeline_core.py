@@ -171,6 +171,7 @@ def _medians(a: Analysis, lo_ns: int, hi_ns: int) -> tuple[float, float, int]:
             statistics.median(rt.injected_ms for rt in rts) if rts else 0.0, len(rts))
 
 
+@pytest.mark.slow
 def test_demo_pings_rtt_grows_by_twice_the_one_way_latency(start_proxy: Any, recorder: Recorder) -> None:
     server = DemoServer(say=lambda _l: None).start()
     p = start_proxy(server.port)

@@ -48,6 +48,8 @@ from proxy.framing import FramingSpec
 from proxy.runner import ProxyThread
 from proxy.server import ProxyConfig
 
+pytestmark = pytest.mark.slow  # every test here runs the documented commands as processes (about 17 s in all)
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "tutorial.md"
 TUTORIAL = ROOT / "docs" / "tutorial"
