@@ -35,6 +35,7 @@ def msg(mid: int, d: Direction, data: bytes, arrival_ms: float, release_ms: floa
 
 def test_qt_free_modules_do_not_import_pyside6() -> None:
     code = ("import sys\nimport inspector.timeline.pairing, inspector.timeline.stats, inspector.timeline.annotations\n"
+            "import inspector.timeline.series\n"
             "import inspector.timeline\nbad = [m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph'))]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
