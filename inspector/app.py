@@ -19,6 +19,10 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inspector.bridge import LinkOptions
 
 T0 = time.perf_counter()
 
@@ -96,6 +100,40 @@ def attach_from_args(args: argparse.Namespace) -> tuple[str, int, str]:
     return host, port, token
 
 
+def link_from_args(args: argparse.Namespace) -> tuple[LinkOptions | None, tuple[str, int, str] | None]:
+    """What the window starts with: a proxy of its own (``LinkOptions``), a proxy to attach to (host, port,
+    token), or neither (the start page asks). ``UsageError`` names a bad flag."""
+    from inspector.bridge import LinkOptions
+    from proxy.framing import DEFAULT_MAX_FRAME, FramingError, parse_framing
+    from proxy.options import UsageError, conditions_from_args, conditions_given, parse_hostport, parse_size
+
+    options: LinkOptions | None = None
+    attach: tuple[str, int, str] | None = None
+    conditions = conditions_from_args(args).to_dict() if conditions_given(args) else None
+    # The rest of the proxy's flags go to the proxy the window starts as they were given.
+    extra: list[str] = []
+    max_frame = parse_size(args.max_frame, "--max-frame")
+    if max_frame != DEFAULT_MAX_FRAME:
+        extra += ["--max-frame", args.max_frame]
+    if args.seed is not None:
+        extra += ["--seed", str(args.seed)]
+    if args.attach:
+        attach = attach_from_args(args)
+    elif args.command == "demo" or args.target:
+        try:
+            parse_framing(args.framing, max_frame)
+        except FramingError as e:
+            raise UsageError(f"--framing: {e}") from None
+        if args.command == "demo":
+            options = LinkOptions(demo=True, demo_interval=args.demo_interval, framing=args.framing,
+                                  conditions=conditions, extra_args=extra)
+        else:
+            options = LinkOptions(listen=parse_hostport(args.listen, "--listen"),
+                                  target=parse_hostport(args.target, "--target"), framing=args.framing,
+                                  conditions=conditions, extra_args=extra)
+    return options, attach
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"]:  # Qt-free: the program's own output is the point
@@ -112,35 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(list_presets_text())
         return 0
-    from inspector.bridge import LinkOptions
-    from proxy.framing import DEFAULT_MAX_FRAME, FramingError, parse_framing
-    from proxy.options import UsageError, conditions_from_args, conditions_given, parse_hostport, parse_size
+    from proxy.options import UsageError
 
-    options: LinkOptions | None = None
-    attach: tuple[str, int, str] | None = None
     try:
-        conditions = conditions_from_args(args).to_dict() if conditions_given(args) else None
-        # The rest of the proxy's flags go to the proxy the window starts as they were given.
-        extra: list[str] = []
-        max_frame = parse_size(args.max_frame, "--max-frame")
-        if max_frame != DEFAULT_MAX_FRAME:
-            extra += ["--max-frame", args.max_frame]
-        if args.seed is not None:
-            extra += ["--seed", str(args.seed)]
-        if args.attach:
-            attach = attach_from_args(args)
-        elif args.command == "demo" or args.target:
-            try:
-                parse_framing(args.framing, max_frame)
-            except FramingError as e:
-                raise UsageError(f"--framing: {e}") from None
-            if args.command == "demo":
-                options = LinkOptions(demo=True, demo_interval=args.demo_interval, framing=args.framing,
-                                      conditions=conditions, extra_args=extra)
-            else:
-                options = LinkOptions(listen=parse_hostport(args.listen, "--listen"),
-                                      target=parse_hostport(args.target, "--target"), framing=args.framing,
-                                      conditions=conditions, extra_args=extra)
+        options, attach = link_from_args(args)
     except UsageError as e:
         print(f"sockscope: error: {e}", file=sys.stderr)
         return 2

@@ -598,3 +598,25 @@ def test_sockscope_run_help_is_help() -> None:
     assert out.stdout.startswith("usage: sockscope run") and "error" not in out.stdout + out.stderr
     for flag in ("--port", "--framing", "--latency", "--record", "--control", "--token-file", "--wait-attach"):
         assert flag in out.stdout, flag
+
+
+def test_the_windows_proxy_flags_reach_the_proxy_it_starts() -> None:
+    """The window parses the proxy's flags with the proxy's definitions and passes on those it does not apply
+    itself; the proxy reads them back as given."""
+    from inspector import app
+    from proxy import cli
+
+    args = app.build_parser().parse_args(["--target", "127.0.0.1:5555", "--listen", "127.0.0.1:0", "--latency", "30",
+                                          "--max-frame", "1MiB", "--seed", "7", "--framing", "lines"])
+    options, attach = app.link_from_args(args)
+    assert attach is None and options is not None
+    assert options.extra_args == ["--max-frame", "1MiB", "--seed", "7"]
+    assert options.conditions is not None and options.conditions["c2s"]["latency_ms"] == 30
+    proxy_args = cli.build_parser().parse_args(["--framing", options.framing, *options.extra_args])
+    assert cli.config_from_args(proxy_args).framing == cli.config_from_args(
+        cli.build_parser().parse_args(["--framing", "lines", "--max-frame", "1MiB"])).framing
+    assert proxy_args.seed == 7
+    defaults = app.link_from_args(app.build_parser().parse_args(["demo"]))[0]
+    assert defaults is not None and defaults.extra_args == []
+    with pytest.raises(Exception, match="--max-frame"):
+        app.link_from_args(app.build_parser().parse_args(["demo", "--max-frame", "lots"]))
