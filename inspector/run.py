@@ -6,8 +6,10 @@ loopback port and targeting ``127.0.0.1:PORT`` (the original destination), with 
 subscribed; then run the program as a child process whose Python start-up hook (``inspector/_hook/``, put first
 on its ``PYTHONPATH``) sends its connects to those ports through the proxies (see ``docs/run.md``). The child's
 stdin/stdout/stderr are inherited untouched; sockscope's own lines go to stderr so the program's stdout stays
-exactly what it would be without sockscope. Exit status: the child's (128+N if it died of signal N), or 2 for
-a usage error or a program that cannot be hooked.
+exactly what it would be without sockscope. The proxy's flags are the proxy's own (``proxy.options``); with one
+``--port``, ``--record`` records the session and ``--control`` opens the control endpoint (``--wait-attach``: the
+program starts once a client attached). Exit status: the child's (128+N if it died of signal N), or 2 for a usage
+error or a program that cannot be hooked.
 Must not import: Qt (PySide6), the window (``inspector.app``, ``inspector.ui``); it is a terminal command.
 Thread: the main thread waits for the child; each proxy's engine runs on its own thread, where the printer is
 called.
