@@ -19,6 +19,10 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inspector.bridge import LinkOptions
 
 T0 = time.perf_counter()
 
@@ -61,18 +65,23 @@ def missing_x11_libraries() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from proxy.cli import add_condition_arguments, add_token_arguments
+    from proxy.options import (
+        add_address_arguments,
+        add_condition_arguments,
+        add_framing_arguments,
+        add_token_arguments,
+    )
 
     p = argparse.ArgumentParser(
         prog="sockscope", description="See, slow down and change your game's TCP traffic.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", nargs="?", choices=["demo"], help="demo: the tutorial's server and client")
-    p.add_argument("--listen", metavar="HOST:PORT", help="where your client connects (default 127.0.0.1:5556)")
-    p.add_argument("--target", metavar="HOST:PORT", help="your server; without it the start page asks")
-    p.add_argument("--framing", default="raw", metavar="F", help="raw, lines, len16, len32, msgpack, json, fixed:N")
-    p.add_argument("--attach", metavar="HOST:PORT", help="attach to a running proxy's control endpoint")
-    add_token_arguments(p, "of the proxy given with --attach (it prints it: 'control on ... token T')")
-    add_condition_arguments(p, seed=False)
+    add_address_arguments(p, target_default=None)
+    add_framing_arguments(p)
+    add_condition_arguments(p)
+    g = p.add_argument_group("attach (to a proxy started on its own, e.g. on the game server's machine)")
+    g.add_argument("--attach", metavar="HOST:PORT", help="attach to a running proxy's control endpoint")
+    add_token_arguments(g, "of the proxy given with --attach (it prints it: 'control on ... token T')")
     p.add_argument("--demo-interval", type=float, default=0.5, help=argparse.SUPPRESS)
     p.add_argument("--in-process", action="store_true",
                    help="run the proxy engine inside the window's process (no child process)")
@@ -82,13 +91,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 def attach_from_args(args: argparse.Namespace) -> tuple[str, int, str]:
     """``--attach HOST:PORT`` and its token (``$SOCKSCOPE_TOKEN`` or ``--token-file``); ``UsageError`` if bad."""
-    from proxy.cli import TOKEN_HOW, UsageError, parse_hostport, token_from_args
+    from proxy.options import TOKEN_HOW, UsageError, parse_hostport, token_from_args
 
     host, port = parse_hostport(args.attach, "--attach")
     token, _ = token_from_args(args)
     if token is None:
         raise UsageError(f"--attach needs the proxy's token (it prints it: 'control on ... token T'): {TOKEN_HOW}")
     return host, port, token
+
+
+def link_from_args(args: argparse.Namespace) -> tuple[LinkOptions | None, tuple[str, int, str] | None]:
+    """What the window starts with: a proxy of its own (``LinkOptions``), a proxy to attach to (host, port,
+    token), or neither (the start page asks). ``UsageError`` names a bad flag."""
+    from inspector.bridge import LinkOptions
+    from proxy.framing import DEFAULT_MAX_FRAME, FramingError, parse_framing
+    from proxy.options import UsageError, conditions_from_args, conditions_given, parse_hostport, parse_size
+
+    options: LinkOptions | None = None
+    attach: tuple[str, int, str] | None = None
+    conditions = conditions_from_args(args).to_dict() if conditions_given(args) else None
+    # The rest of the proxy's flags go to the proxy the window starts as they were given.
+    extra: list[str] = []
+    max_frame = parse_size(args.max_frame, "--max-frame")
+    if max_frame != DEFAULT_MAX_FRAME:
+        extra += ["--max-frame", args.max_frame]
+    if args.seed is not None:
+        extra += ["--seed", str(args.seed)]
+    if args.attach:
+        attach = attach_from_args(args)
+    elif args.command == "demo" or args.target:
+        try:
+            parse_framing(args.framing, max_frame)
+        except FramingError as e:
+            raise UsageError(f"--framing: {e}") from None
+        if args.command == "demo":
+            options = LinkOptions(demo=True, demo_interval=args.demo_interval, framing=args.framing,
+                                  conditions=conditions, extra_args=extra)
+        else:
+            options = LinkOptions(listen=parse_hostport(args.listen, "--listen"),
+                                  target=parse_hostport(args.target, "--target"), framing=args.framing,
+                                  conditions=conditions, extra_args=extra)
+    return options, attach
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,30 +145,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return interop_cli.main(argv)
     args = build_parser().parse_args(argv)
-    from inspector.bridge import LinkOptions
-    from proxy.cli import UsageError, conditions_from_args, parse_hostport
+    if args.list_presets:
+        from proxy.presets import list_presets_text
 
-    options: LinkOptions | None = None
-    attach: tuple[str, int, str] | None = None
+        print(list_presets_text())
+        return 0
+    from proxy.options import UsageError
+
     try:
-        conditions = None
-        if any((args.latency, args.jitter, args.bandwidth, args.spike, args.preset)):
-            conditions = conditions_from_args(args).to_dict()
-        if args.attach:
-            attach = attach_from_args(args)
-        elif args.command == "demo":
-            options = LinkOptions(demo=True, demo_interval=args.demo_interval, framing=args.framing,
-                                  conditions=conditions)
-        elif args.target:
-            options = LinkOptions(listen=parse_hostport(args.listen or "127.0.0.1:5556", "--listen"),
-                                  target=parse_hostport(args.target, "--target"), framing=args.framing,
-                                  conditions=conditions)
-            from proxy.framing import FramingError, parse_framing
-
-            try:
-                parse_framing(args.framing)
-            except FramingError as e:
-                raise UsageError(f"--framing: {e}") from None
+        options, attach = link_from_args(args)
     except UsageError as e:
         print(f"sockscope: error: {e}", file=sys.stderr)
         return 2

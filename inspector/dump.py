@@ -23,7 +23,8 @@ from proxy.session import SessionError, open_session
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from proxy.cli import UsageError, add_token_arguments, console_safe, token_from_args
+    from proxy.cli import console_safe
+    from proxy.options import UsageError, add_token_arguments, token_from_args
 
     console_safe()
     ap = argparse.ArgumentParser(prog="python -m inspector.dump", description="Print decoded messages of a session.")
@@ -116,8 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _follow(address: str, token: str | None) -> Iterator[Record]:
     """Records from a live proxy, until it goes away."""
-    from proxy.cli import TOKEN_HOW, UsageError, parse_hostport
     from proxy.client import ControlError, SyncControlClient
+    from proxy.options import TOKEN_HOW, UsageError, parse_hostport
 
     try:
         host, port = parse_hostport(address, "--follow")

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from inspector.decode import DecoderRegistry, PickleObject, View, default_registry, gave_up
+from inspector.fields import MISSING, resolve
 from proxy.model import Direction, Message, MessageState, Origin, RuleUndecided
 from proxy.userregex import RegexError, UserRegex, compile_user_regex
 
@@ -613,48 +614,6 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 # Decoded fields
 
 
-_MISSING = object()
-
-
-def _resolve(value: object, path: tuple[str | int, ...]) -> object:
-    """Follow a dotted/indexed path into a decoded value; ``_MISSING`` when it does not exist."""
-    for seg in path:
-        if isinstance(value, dict):
-            if seg in value:
-                value = value[seg]
-            elif isinstance(seg, str) and (key := seg.encode("utf-8", "surrogatepass")) in value:
-                value = value[key]
-            elif isinstance(seg, int) and str(seg) in value:
-                value = value[str(seg)]
-            else:
-                return _MISSING
-        elif isinstance(value, list | tuple):
-            idx = seg if isinstance(seg, int) else _index(seg)
-            if idx is None or not -len(value) <= idx < len(value):
-                return _MISSING
-            value = value[idx]
-        elif isinstance(value, PickleObject):
-            if isinstance(seg, int):
-                if not -len(value.items) <= seg < len(value.items):
-                    return _MISSING
-                value = value.items[seg]
-            else:
-                found, value = value.attribute(seg)
-                if not found:
-                    return _MISSING
-        else:
-            return _MISSING
-    return value
-
-
-def _index(seg: str) -> int | None:
-    """A quoted list index (``["2"]``, ``["-1"]``): ASCII digits only (``int("²")`` raises) and not absurdly long."""
-    digits = seg[1:] if seg.startswith("-") else seg
-    if 0 < len(digits) <= 18 and digits.isascii() and digits.isdigit():
-        return int(seg)
-    return None
-
-
 def _truthy(v: object) -> bool:
     try:
         return bool(v)
@@ -755,8 +714,8 @@ def _decoded_leaf(
             return True
         for root in view.values:
             try:
-                v = _resolve(root, path) if path else root
-                if v is not _MISSING and test(v):
+                v = resolve(root, path) if path else root
+                if v is not MISSING and test(v):
                     return True
             except RuleUndecided:
                 raise

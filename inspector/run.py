@@ -6,8 +6,10 @@ loopback port and targeting ``127.0.0.1:PORT`` (the original destination), with 
 subscribed; then run the program as a child process whose Python start-up hook (``inspector/_hook/``, put first
 on its ``PYTHONPATH``) sends its connects to those ports through the proxies (see ``docs/run.md``). The child's
 stdin/stdout/stderr are inherited untouched; sockscope's own lines go to stderr so the program's stdout stays
-exactly what it would be without sockscope. Exit status: the child's (128+N if it died of signal N), or 2 for
-a usage error or a program that cannot be hooked.
+exactly what it would be without sockscope. The proxy's flags are the proxy's own (``proxy.options``); with one
+``--port``, ``--record`` records the session and ``--control`` opens the control endpoint (``--wait-attach``: the
+program starts once a client attached). Exit status: the child's (128+N if it died of signal N), or 2 for a usage
+error or a program that cannot be hooked.
 Must not import: Qt (PySide6), the window (``inspector.app``, ``inspector.ui``); it is a terminal command.
 Thread: the main thread waits for the child; each proxy's engine runs on its own thread, where the printer is
 called.
@@ -16,6 +18,7 @@ called.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import re
@@ -26,11 +29,24 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import Any, TextIO
 
-from proxy.cli import UsageError, add_condition_arguments, conditions_from_args, parse_size
 from proxy.conditions import Conditions
-from proxy.framing import DEFAULT_MAX_FRAME, FramingError, FramingSpec, parse_framing
+from proxy.framing import FramingError, FramingSpec, parse_framing
+from proxy.options import (
+    UsageError,
+    add_condition_arguments,
+    add_connection_arguments,
+    add_control_arguments,
+    add_framing_arguments,
+    add_output_arguments,
+    add_recording_arguments,
+    conditions_from_args,
+    parse_hostport,
+    parse_payload_rate,
+    parse_size,
+    token_from_args,
+)
 from proxy.printer import Printer, close_terminals
 from proxy.runner import ProxyThread
 from proxy.server import ProxyConfig, ProxyError
@@ -61,23 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sockscope run",
         usage="sockscope run [--port 5555 ...] [options] -- python my_game.py [args]",
         description="Run a Python program with its connections to PORT sent through sockscope's proxy, which "
-                    "prints every message. No code changes: the program still connects to PORT.",
+                    "prints every message (on stderr: the program's own output is unchanged). No code changes: "
+                    "the program still connects to PORT. See docs/run.md.",
         epilog="example: sockscope run --port 5555 --latency 150 -- python my_game.py")
-    p.add_argument("--port", type=int, action="append", metavar="PORT",
+    g = p.add_argument_group("ports")
+    g.add_argument("--port", type=int, action="append", metavar="PORT",
                    help="a loopback port whose connections go through the proxy (repeatable; default 5555)")
-    p.add_argument("--listen-port", type=int, default=0, metavar="PORT",
+    g.add_argument("--listen-port", type=int, default=0, metavar="PORT",
                    help="where the proxy listens (default 0: a free port; only with one --port)")
-    p.add_argument("--framing", default="raw", metavar="F",
-                   help="what one message is: raw, lines, len16/len32[be|le], fixed:N, msgpack, json; "
-                        "per direction as c2s=fixed:12,s2c=lines (default raw)")
-    p.add_argument("--max-frame", default=str(DEFAULT_MAX_FRAME), metavar="SIZE",
-                   help="largest frame before that direction falls back to raw (default 16MiB)")
-    p.add_argument("--connect-timeout", type=float, default=5.0, metavar="S",
-                   help="seconds the proxy waits for the server per connection (default 5)")
-    p.add_argument("--quiet", action="store_true", help="do not print messages (connection events still print)")
-    add_condition_arguments(p)
-    p.add_argument("--assume-python", action="store_true",
+    g.add_argument("--assume-python", action="store_true",
                    help="treat the command as Python even if it does not look like it (e.g. `uv run`)")
+    add_connection_arguments(p)
+    add_framing_arguments(p)
+    add_condition_arguments(p)
+    add_output_arguments(p)
+    add_recording_arguments(p)
+    add_control_arguments(p)
     return p
 
 
@@ -187,10 +202,93 @@ def start_proxies(ports: Sequence[int], listen_port: int, framing: FramingSpec, 
     return proxies
 
 
-def stop_proxies(proxies: Sequence[ProxyThread]) -> None:
+def stop_proxies(proxies: Sequence[ProxyThread], extras: Sequence[object] = ()) -> None:
+    """Stop the proxies; ``extras`` (of :func:`start_extras`, on ``proxies[0]``) close once its connections
+    are flushed, so the recording and the control clients see the last records."""
+    if extras and proxies:
+        p = proxies[0]
+
+        async def shutdown_then_close() -> None:
+            await p.server.shutdown()
+            await close_extras(extras)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(shutdown_then_close(), p.loop).result(15.0)
     for p in proxies:
         with contextlib.suppress(Exception):
             p.stop()
+
+
+def start_extras(p: ProxyThread, args: argparse.Namespace, out: TextIO) -> list[Any]:
+    """What ``--record`` and ``--control`` ask for, on the proxy ``p`` (running); lines go to ``out`` (stderr),
+    never to stdout, which is the program's. Returns the objects for :func:`close_extras`. ``UsageError`` for a
+    bad value, ``ProxyError`` when the file or the endpoint cannot be opened; nothing stays open then."""
+    started: list[Any] = []
+    try:
+        if args.record:
+            from proxy.recorder import Recorder
+
+            try:
+                started.append(p.call(Recorder, args.record, p.server))
+            except OSError as e:
+                raise ProxyError(f"--record {args.record}: cannot create the file: {e.strerror or e}") from None
+            print(f"sockscope: recording to {args.record}", file=out, flush=True)
+        if args.control:
+            host, port = parse_hostport(args.control, "--control")
+            token, source = token_from_args(args)
+            rate = None if args.control_payload_rate is None else parse_payload_rate(args.control_payload_rate)
+            cs = asyncio.run_coroutine_threadsafe(
+                _open_control(p, host, port, token, rate, args.allow_remote), p.loop).result(10.0)
+            started.append(cs)
+            chost, cport = cs.address
+            shown = f"[{chost}]" if ":" in chost else chost
+            # A generated token is shown here, on the terminal (never on a command line); one the user gave is not.
+            print(f"sockscope: control on {shown}:{cport} "
+                  + (f"(token from {source})" if token else f"token {cs.token}"), file=out, flush=True)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(close_extras(started), p.loop).result(10.0)
+        raise
+    return started
+
+
+async def _open_control(p: ProxyThread, host: str, port: int, token: str | None, rate: int | None,
+                        allow_remote: bool) -> Any:
+    from proxy.control import ControlServer
+
+    kw: dict[str, Any] = {} if rate is None else {"payload_rate": rate}
+    try:
+        cs = ControlServer(p.server, host, port, token=token, allow_remote=allow_remote, **kw)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    await cs.start()
+    return cs
+
+
+async def close_extras(started: Sequence[Any]) -> None:
+    """Close what :func:`start_extras` opened, newest first (on the proxy's loop)."""
+    for obj in reversed(started):
+        close = obj.close()
+        if asyncio.iscoroutine(close):
+            await close
+
+
+def wait_for_attach(p: ProxyThread, endpoint: Any, bound: float, out: TextIO) -> None:
+    """``--wait-attach``: block until a control client has attached to ``endpoint`` (at most ``bound`` seconds
+    when it is positive); the program starts after that, so the client sees its connections from their first
+    byte."""
+    print("sockscope: waiting for a control client to attach before starting the program"
+          + (f" (at most {bound:g} s)" if bound else ""), file=out, flush=True)
+
+    async def attached() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(endpoint.attached.wait(), bound or None)
+
+    fut = asyncio.run_coroutine_threadsafe(attached(), p.loop)
+    try:
+        fut.result()
+    finally:
+        fut.cancel()
 
 
 # ------------------------------------------------------------------------------------------ the child
@@ -242,6 +340,17 @@ def _config(args: argparse.Namespace, ports: list[int]) -> tuple[FramingSpec, Co
         raise UsageError(f"--listen-port {args.listen_port} is the port being redirected; pick another or 0")
     if args.connect_timeout <= 0:
         raise UsageError("--connect-timeout must be positive; e.g. --connect-timeout 5")
+    for flag, value in (("--record", args.record), ("--control", args.control)):
+        if value and len(ports) > 1:
+            raise UsageError(f"{flag} works with one --port only (one proxy, one session)")
+    if args.wait_attach is not None and (not args.control or args.wait_attach < 0):
+        raise UsageError("--wait-attach needs --control (something must be able to attach), and a wait of "
+                         "0 or more seconds")
+    if args.control:
+        parse_hostport(args.control, "--control")
+        token_from_args(args)  # a bad --token-file is a usage error before anything starts
+        if args.control_payload_rate is not None:
+            parse_payload_rate(args.control_payload_rate)
     try:
         framing = parse_framing(args.framing, parse_size(args.max_frame, "--max-frame"))
     except FramingError as e:
@@ -255,12 +364,26 @@ def main(argv: list[str]) -> int:
 
     console_safe()
     err = sys.stderr
+    parser = build_parser()
+    if "--" not in argv:
+        # --help and --list-presets need no program; anything else does.
+        ours, rest = parser.parse_known_args(argv)
+        if ours.list_presets and not rest:
+            from proxy.presets import list_presets_text
+
+            print(list_presets_text())
+            return 0
     try:
-        ours, command = split_command(argv)
+        ours_argv, command = split_command(argv)
     except UsageError as e:
         print(f"sockscope run: error: {e}", file=err)
         return 2
-    args = build_parser().parse_args(ours)
+    args = parser.parse_args(ours_argv)
+    if args.list_presets:
+        from proxy.presets import list_presets_text
+
+        print(list_presets_text())
+        return 0
     ports: list[int] = args.port or [5555]
     try:
         framing, conditions = _config(args, ports)
@@ -285,13 +408,24 @@ def main(argv: list[str]) -> int:
     except ProxyError as e:
         print(f"sockscope run: error: {e}", file=err)
         return 2
+    extras: list[Any] = []
     try:
+        try:
+            extras = start_extras(proxies[0], args, err)
+        except (UsageError, ProxyError) as e:
+            print(f"sockscope run: error: {e}", file=err)
+            return 2
         redirects = {port: (PROXY_HOST, p.port) for port, p in zip(ports, proxies, strict=True)}
         for port, (host, pport) in redirects.items():
             print(f"sockscope: connections to localhost:{port} go through {host}:{pport} → {TARGET_HOST}:{port} "
                   f"(framing {framing})", file=err, flush=True)
         if not conditions.is_passthrough:
             print(f"sockscope: conditions {conditions.describe()}", file=err, flush=True)
+        if args.wait_attach is not None:
+            try:
+                wait_for_attach(proxies[0], extras[-1], args.wait_attach, err)
+            except KeyboardInterrupt:
+                return 130
         try:
             proc = subprocess.Popen(resolved, env=redirect_env(redirects))
         except OSError as e:
@@ -300,7 +434,7 @@ def main(argv: list[str]) -> int:
         rc = wait_child(proc)
     finally:
         # The child has exited, so its sockets are closed: stopping flushes what the proxies still hold.
-        stop_proxies(proxies)
+        stop_proxies(proxies, extras)
         close_terminals()  # the printer's last lines, waiting a short bound at most
     return rc
 

@@ -14,134 +14,40 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 
-from proxy.conditions import Conditions, conditions_from_cli
 from proxy.demo import DemoClient, DemoServer
-from proxy.framing import DEFAULT_MAX_FRAME, FramingError, parse_framing
+from proxy.framing import FramingError, parse_framing
 from proxy.loop import new_event_loop, tune_allocator
+from proxy.options import (
+    TOKEN_ENV,
+    TOKEN_HOW,
+    UsageError,
+    add_address_arguments,
+    add_condition_arguments,
+    add_connection_arguments,
+    add_control_arguments,
+    add_framing_arguments,
+    add_output_arguments,
+    add_recording_arguments,
+    add_token_arguments,
+    conditions_from_args,
+    parse_hostport,
+    parse_size,
+    token_from_args,
+)
 from proxy.printer import Printer, TerminalLogHandler, close_terminals, say
 from proxy.server import ProxyConfig, ProxyError, ProxyServer, is_loopback
+from proxy.tasks import spawn
+
+# Re-exported for the modules that still import them from here (proxy.control, inspector.bridge); new code
+# imports them from proxy.options.
+__all__ = ["TOKEN_ENV", "TOKEN_HOW", "UsageError", "add_token_arguments", "build_parser", "conditions_from_args",
+           "config_from_args", "console_safe", "main", "parse_hostport", "parse_size", "token_from_args"]
 
 DEMO_ATTACH_WAIT = 10.0  # seconds --demo waits for a first control subscriber before the client connects
-
-
-class UsageError(Exception):
-    """A bad flag value: printed as one line with the flag and an example."""
-
-
-# ------------------------------------------------------------------------------------------ the control token
-# A token on a command line is visible to every user of the machine (``ps``, /proc/<pid>/cmdline), so no
-# sockscope command takes one there: it comes from the environment (readable by the same user only) or a file.
-
-TOKEN_ENV = "SOCKSCOPE_TOKEN"
-TOKEN_HOW = f"put it in the {TOKEN_ENV} environment variable or in a file given with --token-file PATH"
-
-
-class _RefuseToken(argparse.Action):
-    """``--token T`` exits with one line saying how to pass the token instead."""
-
-    def __init__(self, option_strings: list[str], dest: str, **kw: object) -> None:
-        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS)
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
-                 option_string: str | None = None) -> None:
-        parser.exit(2, f"{parser.prog}: error: --token on the command line is visible to every user of this "
-                       f"machine (ps); {TOKEN_HOW}\n")
-
-
-def add_token_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
-    """``--token-file PATH`` (and a ``--token`` that refuses, saying why). ``purpose`` ends the help sentence."""
-    parser.add_argument("--token-file", default=None, metavar="PATH",
-                        help=f"a file holding the control token {purpose} (default: ${TOKEN_ENV}; a token is "
-                             "never given on the command line, where other users could read it)")
-    parser.add_argument("--token", action=_RefuseToken)
-
-
-def token_from_args(args: argparse.Namespace) -> tuple[str | None, str]:
-    """The token from ``--token-file`` or ``$SOCKSCOPE_TOKEN`` (in that order) and where it came from;
-    ``(None, "")`` if neither gives one. ``UsageError`` for a file that cannot be read or holds no token."""
-    path = getattr(args, "token_file", None)
-    if path:
-        try:
-            with open(path, encoding="utf-8") as f:
-                token = f.read(4096).strip()
-        except (OSError, UnicodeDecodeError) as e:
-            raise UsageError(f"--token-file {path}: cannot read it: {getattr(e, 'strerror', None) or e}") from None
-        if not token or any(c.isspace() for c in token):
-            raise UsageError(f"--token-file {path}: expected one token (a line without spaces), found "
-                             f"{'nothing' if not token else 'several words'}")
-        return token, "--token-file"
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    if token:
-        return token, f"${TOKEN_ENV}"
-    return None, ""
-
-
-def parse_hostport(text: str, flag: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """``HOST:PORT``, ``:PORT`` or ``PORT``; IPv6 as ``[::1]:PORT``."""
-    t = text.strip()
-    host, port_s = default_host, t
-    if t.startswith("["):
-        end = t.find("]")
-        if end < 0 or not t[end + 1:].startswith(":"):
-            raise UsageError(f"{flag}: bad address {text!r}; e.g. {flag} [::1]:5556")
-        host, port_s = t[1:end], t[end + 2:]
-    elif ":" in t:
-        host, _, port_s = t.rpartition(":")
-        host = host or default_host
-    try:
-        port = int(port_s)
-    except ValueError:
-        raise UsageError(f"{flag}: bad port in {text!r}; e.g. {flag} 127.0.0.1:5556") from None
-    if not 0 <= port <= 65535:
-        raise UsageError(f"{flag}: port {port} is out of range (0-65535)")
-    return host, port
-
-
-def parse_size(text: str, flag: str) -> int:
-    t = text.strip().lower().replace("_", "")
-    mult = 1
-    for suffix, m in (("mib", 1 << 20), ("kib", 1 << 10), ("mb", 10**6), ("kb", 10**3), ("m", 1 << 20),
-                      ("k", 1 << 10), ("b", 1)):
-        if t.endswith(suffix):
-            t, mult = t[: -len(suffix)], m
-            break
-    try:
-        value = int(float(t) * mult)
-    except ValueError:
-        raise UsageError(f"{flag}: bad size {text!r}; e.g. {flag} 16MiB") from None
-    if value <= 0:
-        raise UsageError(f"{flag}: must be positive; e.g. {flag} 16MiB")
-    return value
-
-
-def add_condition_arguments(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
-    """The network-condition flags, shared by ``sockscope-proxy``, ``sockscope`` and ``sockscope run``."""
-    g = p.add_argument_group("network conditions (see docs/conditions.md)")
-    g.add_argument("--latency", metavar="MS", help="one-way delay: 100 (both ways) or c2s=30,s2c=120")
-    g.add_argument("--jitter", metavar="MS[:DIST]",
-                   help="extra random delay that never reorders: 20, 20:normal, 20:exponential")
-    g.add_argument("--bandwidth", metavar="RATE", help="link rate: 64KB/s, 1MB/s, 500kbit, c2s=64KB/s,s2c=1MB/s")
-    g.add_argument("--spike", action="append", metavar="SPEC",
-                   help="lag spikes: every=30s,add=800ms,for=2s (periodic) or add=500ms,for=1s (now)")
-    g.add_argument("--preset", metavar="NAME", help='a named network profile, e.g. "Mobile 4G" (--list-presets)')
-    if seed:
-        g.add_argument("--seed", type=int, metavar="N",
-                       help="seed the random parts (jitter, loss) to reproduce a run")
-
-
-def conditions_from_args(args: argparse.Namespace) -> Conditions:
-    """The conditions the flags of :func:`add_condition_arguments` ask for; ``UsageError`` names the bad flag."""
-    try:
-        return conditions_from_cli(args.latency, args.jitter, args.bandwidth, args.spike, args.preset,
-                                   now_ns=time.monotonic_ns())
-    except ValueError as e:
-        raise UsageError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,30 +57,22 @@ def build_parser() -> argparse.ArgumentParser:
                     "every message.",
         epilog="example: sockscope-proxy --listen 127.0.0.1:5556 --target 127.0.0.1:5555  "
                "(then point your client at port 5556)")
-    p.add_argument("--listen", default="127.0.0.1:5556", metavar="HOST:PORT",
-                   help="where your client connects (default 127.0.0.1:5556; port 0 picks a free one)")
-    p.add_argument("--target", default="127.0.0.1:5555", metavar="HOST:PORT",
-                   help="your server (default 127.0.0.1:5555)")
-    p.add_argument("--framing", default="raw", metavar="F",
-                   help="what one message is: raw (each read), lines, len16/len32[be|le], fixed:N, msgpack, "
-                        "json; per direction as c2s=fixed:12,s2c=lines (default raw)")
-    p.add_argument("--max-frame", default=str(DEFAULT_MAX_FRAME), metavar="SIZE",
-                   help="largest frame before that direction falls back to raw (default 16MiB)")
-    p.add_argument("--connect-timeout", type=float, default=5.0, metavar="S",
-                   help="seconds to wait for the server per connection (default 5)")
-    p.add_argument("--allow-remote", action="store_true",
-                   help="allow listening on a non-loopback address (reachable from the network)")
-    p.add_argument("--quiet", action="store_true", help="do not print messages (connection events still print)")
+    add_address_arguments(p)
+    add_connection_arguments(p)
+    add_framing_arguments(p)
     add_condition_arguments(p)
-    p.add_argument("--list-presets", action="store_true", help="print the presets with their sources and exit")
-    p.add_argument("--demo", action="store_true",
+    add_output_arguments(p)
+    add_recording_arguments(p)
+    add_control_arguments(p)
+    g = p.add_argument_group("demo and process")
+    g.add_argument("--demo", action="store_true",
                    help="start the tutorial's exercise server and client with the proxy between them")
-    p.add_argument("--demo-pings", type=int, default=None, metavar="N",
+    g.add_argument("--demo-pings", type=int, default=None, metavar="N",
                    help="with --demo: the client pings N times, then the demo ends (default: until Ctrl+C)")
-    p.add_argument("--demo-interval", type=float, default=1.0, metavar="S", help=argparse.SUPPRESS)
-    from proxy import control  # lazy: control imports this module for address parsing
-
-    control.add_arguments(p)
+    g.add_argument("--demo-interval", type=float, default=1.0, metavar="S", help=argparse.SUPPRESS)
+    g.add_argument("--parent-watch", action="store_true",
+                   help="exit when standard input reaches end of file (a parent process that holds the pipe "
+                        "went away)")
     return p
 
 
@@ -225,8 +123,8 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
         endpoint = next(e for e in extras if isinstance(e, control.ControlServer))
         say(f"sockscope: waiting for a control client to attach before accepting connections"
             f"{f' (at most {wait_attach:g} s)' if wait_attach else ''}")
-        waiting = asyncio.ensure_future(endpoint.attached.wait())
-        stopping = asyncio.ensure_future(stop.wait())
+        waiting = spawn(endpoint.attached.wait(), name="sockscope-wait-attach")
+        stopping = spawn(stop.wait(), name="sockscope-wait-stop")
         await asyncio.wait([waiting, stopping], timeout=wait_attach or None, return_when=asyncio.FIRST_COMPLETED)
         waiting.cancel()
         stopping.cancel()

@@ -5,7 +5,8 @@ bandwidth, lag spikes, freeze, faults and TCP-honest loss for each direction (``
 ``to_dict``/``from_dict`` for the control protocol and the parsers behind ``--latency``, ``--jitter``,
 ``--bandwidth`` and ``--spike``. :mod:`proxy.scheduler` turns these values into release times.
 Must not import: Qt, ``inspector``, asyncio, sockets, the clock (``time``), or any ``proxy`` module other
-than ``proxy.model`` (:func:`conditions_from_cli` imports ``proxy.presets`` lazily to look a preset up).
+than ``proxy.model`` (presets are built from these values, so ``proxy.presets`` imports this module, and
+``proxy.options.conditions_from_cli`` combines a preset with the flags).
 Thread: engine loop thread; pure. Randomness comes from a ``random.Random`` that the caller passes in and
 seeds, and time comes in as monotonic nanoseconds, so every result is reproducible in tests.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Final, Literal, get_args
 
@@ -32,7 +33,6 @@ __all__ = [
     "Jitter",
     "JitterDistribution",
     "Spike",
-    "conditions_from_cli",
     "format_bandwidth",
     "parse_bandwidth",
     "parse_jitter",
@@ -672,40 +672,3 @@ def parse_spike(text: str, *, now_ns: int = 0) -> dict[Direction, Spike]:
     except ConditionsError as e:
         raise ConditionsError(f"{flag}: {e}; {_SPIKE_EXAMPLE}") from None
     return dict.fromkeys(directions, spike)
-
-
-def conditions_from_cli(
-    latency: str | None = None,
-    jitter: str | None = None,
-    bandwidth: str | None = None,
-    spike: str | Sequence[str] | None = None,
-    preset: str | None = None,
-    *,
-    now_ns: int = 0,
-) -> Conditions:
-    """Build start-up conditions from the CLI flags: the preset first (if any), then each flag overrides
-    only the directions it names; ``--spike`` may be repeated and adds to the preset's spikes.
-
-    ``now_ns`` is the monotonic time the shell starts at, so one-shot spikes begin then.
-    """
-    base = PASSTHROUGH
-    if preset is not None:
-        # Imported here because presets are built from this module's types (a cycle at import time).
-        from proxy.presets import find_preset
-
-        base = find_preset(preset).conditions
-    per: dict[Direction, DirectionConditions] = {d: base.for_direction(d) for d in Direction}
-    if latency is not None:
-        for d, ms in parse_latency(latency).items():
-            per[d] = replace(per[d], latency_ms=ms)
-    if jitter is not None:
-        for d, j in parse_jitter(jitter).items():
-            per[d] = replace(per[d], jitter=j)
-    if bandwidth is not None:
-        for d, bw in parse_bandwidth(bandwidth).items():
-            per[d] = replace(per[d], bandwidth_bps=bw)
-    specs = [spike] if isinstance(spike, str) else list(spike or ())
-    for spec in specs:
-        for d, s in parse_spike(spec, now_ns=now_ns).items():
-            per[d] = replace(per[d], spikes=(*per[d].spikes, s))
-    return Conditions(c2s=per[Direction.C2S], s2c=per[Direction.S2C])

@@ -4,8 +4,9 @@ Role: the engine's rule slot. A rule's match is a small engine-side predicate (d
 range, a regex on the bytes) and, optionally, any ``Callable[[Message], bool]``: the inspector's richer filter
 language (decoded fields) plugs in there, either in-process or, in the proxy process, through a filter
 compiler registered with :func:`register_filter_compiler` (loaded from the entry-point group
-``sockscope.filter_compilers`` so this package never imports ``inspector``). Rules are evaluated in order;
-the first that matches decides.
+``sockscope.filter_compilers`` so this package never imports ``inspector``). A plugin that fails to load is
+recorded (:func:`filter_compiler_errors`) and named by the error of a rule that needs a filter, as the decoder
+registry does for decoder plugins. Rules are evaluated in order; the first that matches decides.
 
 Rules run on the relay's thread, so nothing in them may stall or kill a connection: ``bytes_regex`` is RE2
 (linear time, see :mod:`proxy.userregex`) and searches a message only when its size times the pattern's program
@@ -20,18 +21,21 @@ Thread: engine loop thread; rules are immutable and may be shared by every relay
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from proxy.model import Direction, Message, RuleUndecided
 from proxy.userregex import RegexError, UserRegex, compile_user_regex
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint  # imported when plugins are scanned: it is slow to import
 
 Action = Literal["delay", "hold", "drop", "duplicate", "close", "reset"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 
 FilterCompiler = Callable[[str], Callable[[Message], bool]]
-_compilers: list[FilterCompiler] = []
+FILTER_COMPILER_GROUP = "sockscope.filter_compilers"
 RuleFailed = Callable[["Rule", Exception], None]
 """Told about a rule whose match raised (the rule is then taken as not matching)."""
 
@@ -40,21 +44,68 @@ class RuleError(ValueError):
     """A rule that cannot be built from what the user gave."""
 
 
+@dataclass(frozen=True, slots=True)
+class PluginLoadError:
+    """A filter-compiler plugin that failed to load: ``name = module:attr`` and the error, one line each."""
+
+    plugin: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"the filter-compiler plugin {self.plugin!r} failed to load: {self.error}"
+
+
+_compilers: list[FilterCompiler] = []
+_load_errors: list[PluginLoadError] = []
+_scanned = False
+
+
 def register_filter_compiler(compiler: FilterCompiler) -> None:
     """Let rules carry filter expressions (``json.type == "ping"``) compiled by ``compiler``."""
     _compilers.append(compiler)
 
 
-def _load_compilers() -> None:
-    if _compilers:
-        return
-    from importlib.metadata import entry_points
+def load_filter_compilers(entry_points: Iterable[EntryPoint] | None = None) -> list[PluginLoadError]:
+    """Register the compiler of every plugin of the ``sockscope.filter_compilers`` entry-point group (or of
+    ``entry_points``); a plugin that fails to load is recorded, not raised (plugin code is arbitrary), and named
+    by the :class:`RuleError` of a rule that needs a filter. Returns every failure recorded so far."""
+    global _scanned
+    _scanned = True
+    if entry_points is None:
+        from importlib.metadata import entry_points as installed
 
-    for ep in entry_points(group="sockscope.filter_compilers"):
         try:
-            _compilers.append(ep.load())
-        except Exception:  # a broken plugin only means expressions are unavailable
+            entry_points = installed(group=FILTER_COMPILER_GROUP)
+        except Exception as e:  # a broken installed distribution must not stop the engine
+            _load_errors.append(PluginLoadError("(entry point scan)", f"{type(e).__name__}: {e}"))
+            return list(_load_errors)
+    for ep in entry_points:
+        try:
+            compiler = ep.load()
+            if not callable(compiler):
+                raise TypeError(f"{type(compiler).__name__} is not callable")
+        except Exception as e:
+            _load_errors.append(PluginLoadError(f"{ep.name} = {ep.value}", _clip(f"{type(e).__name__}: {e}", 300)))
             continue
+        _compilers.append(compiler)
+    return list(_load_errors)
+
+
+def filter_compiler_errors() -> list[PluginLoadError]:
+    """The filter-compiler plugins that failed to load (empty until a rule first needed one)."""
+    return list(_load_errors)
+
+
+def _compiler() -> FilterCompiler:
+    """The filter compiler rules use (the one registered last); :class:`RuleError` saying why there is none."""
+    if not _compilers and not _scanned:
+        load_filter_compilers()
+    if _compilers:
+        return _compilers[-1]
+    if _load_errors:
+        raise RuleError("filter expressions in rules need a filter compiler, and "
+                        + "; ".join(str(e) for e in _load_errors))
+    raise RuleError("filter expressions in rules need the inspector installed (no filter compiler is registered)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +140,9 @@ class Match:
         if self.expression is not None and self._predicate is None:
             if not isinstance(self.expression, str):
                 raise RuleError(f"filter must be a string, got {type(self.expression).__name__}")
-            _load_compilers()
-            if not _compilers:
-                raise RuleError("filter expressions in rules need the inspector installed "
-                                "(no filter compiler is registered)")
+            compile_filter = _compiler()
             try:
-                object.__setattr__(self, "_predicate", _compilers[-1](self.expression))
+                object.__setattr__(self, "_predicate", compile_filter(self.expression))
             except ValueError as e:
                 raise RuleError(f"bad filter {_clip(repr(self.expression))}: {e}") from None
             except Exception as e:  # a compiler bug must not escape as something the caller does not expect

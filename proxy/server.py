@@ -174,6 +174,9 @@ class _SideProtocol(asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes) -> None:
         h = self.handler
+        if h.relay.phase is Phase.CONNECTING:  # only the client can be read then, and only on uvloop
+            h.hold_early_read(data)
+            return
         step = h.relay.lanes[self.side].framer.slice_bytes
         if step and (len(data) > step or h.slicing(self.side)):
             h.feed_in_slices(self.side, data, step)
@@ -216,6 +219,8 @@ class ConnectionHandler:
         self._closing = False
         self._close_reset = False
         self._connect_task: asyncio.Task[None] | None = None
+        self._early: bytes | None = None
+        """A client read that landed before the upstream opened (uvloop), handed to the relay when it opens."""
         self.reply_seen: asyncio.Event | None = None  # set by s2c messages while a replay waits for replies
         self.upstream_settled = asyncio.Event()  # the upstream connect succeeded or failed
         self.done = self.loop.create_future()
@@ -245,7 +250,25 @@ class ConnectionHandler:
             cfg = self.server.config
             peer = transport.get_extra_info("peername") or (cfg.target_host, cfg.target_port)
             self.run(self.relay.handle(ev.UpstreamOpened(_now(), (str(peer[0]), int(peer[1])))))
+            early, self._early = self._early, None
+            client = self.transports[Side.CLIENT]
+            if early is not None and client is not None and not self.relay.closed:
+                cast(_SideProtocol, client.get_protocol()).data_received(early)
             self.update_reading(Side.CLIENT)
+
+    def hold_early_read(self, data: bytes) -> None:
+        """Keep a client read that landed while the upstream connects, and pause the client.
+
+        The client is not read while the upstream connects (a slow connect must not buffer without bound, and what
+        waits in the kernel meanwhile is not delayed by sockscope). asyncio honours a pause made in
+        ``connection_made``; uvloop starts reading right after ``connection_made`` returns (basetransport.pyx,
+        ``_call_connection_made``), in the same loop pass, and polls before any callback scheduled from there can
+        run (libuv runs the idle phase, where ``call_soon`` callbacks run, before its poll), so no loop callback can
+        pause ahead of its first read. That one read is set aside here instead, reading is paused at once (libuv
+        reads no more in that pass), and the relay gets the bytes when the upstream opens, as if the kernel had kept
+        them: nothing is queued or published with the connect time as a delay. At most one read (``READ_SIZE``)."""
+        self._early = data if self._early is None else self._early + data
+        self.update_reading(Side.CLIENT)
 
     def feed_in_slices(self, side: Side, data: bytes, step: int) -> None:
         """Frame ``data`` a slice per loop iteration, reading from ``side`` paused meanwhile: a framer that scans
@@ -389,7 +412,8 @@ class ConnectionHandler:
 
     def _open_upstream(self, c: cmd.OpenUpstream) -> None:
         # The client is not read while the upstream connects, so a slow connect cannot buffer without bound. The
-        # second look, on the next loop pass, catches uvloop, which starts reading after connection_made returns.
+        # second look, on the next loop pass, catches uvloop, which starts reading after connection_made returns
+        # (a read that lands before it is kept by hold_early_read).
         self.update_reading(Side.CLIENT)
         self.loop.call_soon(self.update_reading, Side.CLIENT)
         self._connect_task = spawn(self._connect(), name=f"upstream-{self.relay.conn_id}")

@@ -1,7 +1,9 @@
 """Named background tasks that cannot be garbage-collected while they run.
 
-Role: the one place the engine creates asyncio tasks (a ruff rule bans bare ``asyncio.create_task`` elsewhere):
-each task gets a name for debugging, and a strong reference is kept until it finishes.
+Role: the one place the engine creates asyncio tasks: each task gets a name for debugging, and a strong reference
+is kept until it finishes (the loop itself keeps only a weak one, so a bare task may vanish mid-run). Ruff's
+banned-api rule (``pyproject.toml``) rejects ``asyncio.create_task`` and ``asyncio.ensure_future`` everywhere, and
+``tests/test_structure.py`` rejects ``<loop>.create_task`` outside this file.
 Must not import: Qt, ``inspector``.
 Thread: the engine's event-loop thread.
 """

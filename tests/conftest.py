@@ -6,12 +6,16 @@ Every network helper here has a timeout, so a broken relay fails a test instead 
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
+import shutil
 import socket
 import struct
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -200,3 +204,62 @@ def recv_until_eof(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         buf += chunk
     return bytes(buf)
+
+
+# ------------------------------------------------------------------------------------------ the user's settings
+# The window keeps its layout, recent targets and filter history in QSettings("sockscope", "sockscope"): on Linux
+# $XDG_CONFIG_HOME/sockscope/sockscope.conf, else ~/.config/sockscope/sockscope.conf (Qt's own file dialogs use
+# QtProject.conf next to it). No test may read or change the user's copy. For the whole session, QSettings in this
+# process and XDG_CONFIG_HOME (inherited by every process a test starts: sockscope, sockscope run, the proxy)
+# point into a temporary directory, and the session's summary says so if the real file changed anyway. (On macOS
+# and Windows the native format is a plist or the registry, which neither moves: see tests/test_isolation.py.)
+
+REAL_CONFIG_HOME = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+REAL_SETTINGS = (REAL_CONFIG_HOME / "sockscope" / "sockscope.conf", REAL_CONFIG_HOME / "QtProject.conf")
+
+
+def settings_snapshot(paths: tuple[Path, ...] = REAL_SETTINGS) -> list[tuple[int, int, str] | None]:
+    """(mtime, size, sha256) of each file, None where it does not exist: equal snapshots, untouched files."""
+    out: list[tuple[int, int, str] | None] = []
+    for path in paths:
+        try:
+            st = path.stat()
+            out.append((st.st_mtime_ns, st.st_size, hashlib.sha256(path.read_bytes()).hexdigest()))
+        except OSError:
+            out.append(None)
+    return out
+
+
+REAL_SETTINGS_AT_START = settings_snapshot()
+
+# Set now, while pytest imports this file and before it imports the test modules: some build their subprocesses'
+# environment from os.environ once, at import (tests/test_tutorial.py's ENV), and the window started there writes
+# its recent targets.
+SESSION_CONFIG_HOME = Path(tempfile.mkdtemp(prefix="sockscope-tests-config-"))
+_XDG_CONFIG_HOME_BEFORE = os.environ.get("XDG_CONFIG_HOME")
+os.environ["XDG_CONFIG_HOME"] = str(SESSION_CONFIG_HOME)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_settings() -> Iterator[Path]:
+    """Every settings path the app and Qt use, pointed into one temporary directory for the whole session."""
+    from PySide6.QtCore import QSettings
+
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(SESSION_CONFIG_HOME))
+    try:
+        yield SESSION_CONFIG_HOME
+    finally:
+        if _XDG_CONFIG_HOME_BEFORE is None:
+            os.environ.pop("XDG_CONFIG_HOME", None)
+        else:
+            os.environ["XDG_CONFIG_HOME"] = _XDG_CONFIG_HOME_BEFORE
+        shutil.rmtree(SESSION_CONFIG_HOME, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # Said, not failed: sockscope itself, or another test run on this machine, may write the real file meanwhile.
+    if settings_snapshot() != REAL_SETTINGS_AT_START:
+        terminalreporter.write_line(
+            f"conftest: the user's real settings changed during this session ({', '.join(map(str, REAL_SETTINGS))}):"
+            " if no sockscope window or other test run was using them, a test escaped isolated_settings", red=True)

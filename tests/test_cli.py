@@ -6,6 +6,7 @@ a test waits on (with a deadline), never by sleeping.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
@@ -509,3 +510,113 @@ def test_a_bad_token_file_is_one_line_and_exit_2(tmp_path: Path, content: str) -
                     "--token-file")
     _one_line_error(run_cli("--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--token-file",
                             str(tmp_path / "missing")), "--token-file")
+
+
+# ------------------------------------------------------------------------------------------ shared flag groups
+# sockscope-proxy, sockscope (the window) and sockscope run define their common flags once, in proxy/options.py.
+
+
+def _parsers() -> dict[str, argparse.ArgumentParser]:
+    from inspector import app, run
+    from proxy import cli
+
+    return {"proxy": cli.build_parser(), "window": app.build_parser(), "run": run.build_parser()}
+
+
+def _groups(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
+    return {g.title or "": [o for a in g._group_actions for o in a.option_strings] for g in parser._action_groups}
+
+
+def _actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {o: a for a in parser._actions for o in a.option_strings}
+
+
+GROUPS = {  # group adder -> the commands that must have that group, whole
+    "add_address_arguments": {"proxy", "window"},
+    "add_connection_arguments": {"proxy", "run"},
+    "add_framing_arguments": {"proxy", "window", "run"},
+    "add_condition_arguments": {"proxy", "window", "run"},
+    "add_output_arguments": {"proxy", "run"},
+    "add_recording_arguments": {"proxy", "run"},
+    "add_control_arguments": {"proxy", "run"},
+}
+
+
+@pytest.mark.parametrize("adder", sorted(GROUPS))
+def test_the_three_commands_share_each_flag_group_whole(adder: str) -> None:
+    from proxy import options
+
+    reference = argparse.ArgumentParser(add_help=False)
+    getattr(options, adder)(reference)
+    [(title, flags)] = [(t, f) for t, f in _groups(reference).items() if f]
+    for name, parser in _parsers().items():
+        if name in GROUPS[adder]:
+            assert _groups(parser).get(title) == flags, f"{name}: group {title!r}"
+        else:
+            assert title not in _groups(parser), f"{name} has {title!r}"
+
+
+# Differences that are the point: the window's --target has no default (its start page asks), and a client's
+# --token-file holds the token of the proxy it attaches to, a proxy's the one its clients must send.
+PER_COMMAND = {("--target", "default"), ("--token-file", "help")}
+
+
+def test_a_flag_two_commands_have_reads_the_same_in_both() -> None:
+    parsers = _parsers()
+    everywhere: dict[str, list[tuple[str, argparse.Action]]] = {}
+    for name, parser in parsers.items():
+        for option, action in _actions(parser).items():
+            everywhere.setdefault(option, []).append((name, action))
+    shared = {o: uses for o, uses in everywhere.items() if len(uses) > 1 and o not in ("-h", "--help")}
+    assert {"--framing", "--max-frame", "--latency", "--seed", "--list-presets", "--listen", "--target", "--record",
+            "--control", "--token-file", "--quiet", "--connect-timeout"} <= set(shared)
+    for option, uses in shared.items():
+        (first_name, first), *rest = uses
+        for name, action in rest:
+            assert type(action) is type(first), (option, first_name, name)
+            if argparse.SUPPRESS in (action.help, first.help):
+                continue  # hidden (internal, like --demo-interval, or refusing, like --token): the action is enough
+            for attr in ("help", "metavar", "default", "type", "nargs", "const", "dest"):
+                if (option, attr) in PER_COMMAND:
+                    continue
+                assert getattr(action, attr) == getattr(first, attr), (option, attr, first_name, name)
+    token_help = {a.help.split("(default")[0] for _, a in shared["--token-file"] if a.help}
+    assert all(h.startswith("a file holding the control token ") for h in token_help), token_help
+
+
+def test_every_command_lists_the_presets() -> None:
+    for module in (["-m", "proxy"], ["-m", "inspector.app"], ["-m", "inspector.app", "run"]):
+        out = subprocess.run([sys.executable, *module, "--list-presets"], capture_output=True, text=True,
+                             encoding="utf-8", env=ENV, cwd=REPO, timeout=30)
+        assert out.returncode == 0 and "Mobile 4G" in out.stdout, (module, out.stderr)
+
+
+def test_sockscope_run_help_is_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "inspector.app", "run", "--help"], capture_output=True, text=True,
+                         encoding="utf-8", env=ENV, cwd=REPO, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage: sockscope run") and "error" not in out.stdout + out.stderr
+    for flag in ("--port", "--framing", "--latency", "--record", "--control", "--token-file", "--wait-attach"):
+        assert flag in out.stdout, flag
+
+
+def test_the_windows_proxy_flags_reach_the_proxy_it_starts() -> None:
+    """The window parses the proxy's flags with the proxy's definitions and passes on those it does not apply
+    itself; the proxy reads them back as given."""
+    from inspector import app
+    from proxy import cli
+
+    args = app.build_parser().parse_args(["--target", "127.0.0.1:5555", "--listen", "127.0.0.1:0", "--latency", "30",
+                                          "--max-frame", "1MiB", "--seed", "7", "--framing", "lines"])
+    options, attach = app.link_from_args(args)
+    assert attach is None and options is not None
+    assert options.extra_args == ["--max-frame", "1MiB", "--seed", "7"]
+    assert options.conditions is not None and options.conditions["c2s"]["latency_ms"] == 30
+    proxy_args = cli.build_parser().parse_args(["--framing", options.framing, *options.extra_args])
+    assert cli.config_from_args(proxy_args).framing == cli.config_from_args(
+        cli.build_parser().parse_args(["--framing", "lines", "--max-frame", "1MiB"])).framing
+    assert proxy_args.seed == 7
+    defaults = app.link_from_args(app.build_parser().parse_args(["demo"]))[0]
+    assert defaults is not None and defaults.extra_args == []
+    with pytest.raises(Exception, match="--max-frame"):
+        app.link_from_args(app.build_parser().parse_args(["demo", "--max-frame", "lots"]))

@@ -18,7 +18,6 @@ from proxy.conditions import (
     DirectionConditions,
     Jitter,
     Spike,
-    conditions_from_cli,
     format_bandwidth,
     parse_bandwidth,
     parse_jitter,
@@ -26,6 +25,7 @@ from proxy.conditions import (
     parse_spike,
 )
 from proxy.model import Direction
+from proxy.options import conditions_from_cli
 
 C2S, S2C = Direction.C2S, Direction.S2C
 DISTRIBUTIONS = ("uniform", "normal", "exponential")

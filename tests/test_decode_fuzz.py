@@ -217,6 +217,7 @@ def _concatenated(values: list[object]) -> str:
     return out
 
 
+@pytest.mark.slow
 @FUZZ
 @given(values=st.lists(JSONISH, min_size=1, max_size=3), ndjson=st.booleans())
 @example(values=[1, 0], ndjson=False)
@@ -237,6 +238,7 @@ MSGPACKABLE = st.recursive(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(values=st.lists(MSGPACKABLE, min_size=1, max_size=3))
 def test_msgpack_values_roundtrip(values: list[object]) -> None:
@@ -247,6 +249,7 @@ def test_msgpack_values_roundtrip(values: list[object]) -> None:
     assert REG.encode("msgpack", view.editable or "") == data
 
 
+@pytest.mark.slow
 @FUZZ
 @given(value=PLAIN, protocol=st.integers(min_value=0, max_value=pickle.HIGHEST_PROTOCOL))
 def test_pickle_plain_values_rebuild(value: object, protocol: int) -> None:
@@ -314,6 +317,7 @@ SHAREABLE = st.recursive(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(value=SHAREABLE, protocol=st.integers(min_value=2, max_value=pickle.HIGHEST_PROTOCOL), twice=st.booleans())
 def test_fast_plain_pickle_reader_matches_the_opcode_reader(value: object, protocol: int, twice: bool) -> None:

@@ -65,6 +65,7 @@ def test_dump_decode_as_hex(session: Path) -> None:
     assert out.returncode == 0 and "[hex]" in out.stdout
 
 
+@pytest.mark.slow
 def test_dump_follows_a_live_proxy() -> None:
     import os
     import re

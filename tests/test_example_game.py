@@ -104,6 +104,7 @@ def play(port: int, tmp_path: Path, name: str) -> tuple[float, float]:
     return medians[0], medians[1]
 
 
+@pytest.mark.slow
 def test_latency_shows_without_prediction_and_prediction_hides_it(
         game_server: int, start_proxy: Any, recorder: Recorder, tmp_path: Path) -> None:
     fast = start_proxy(game_server, framing=LEN32)

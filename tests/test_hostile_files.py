@@ -816,18 +816,21 @@ def _fuzz_import(tmp: Path, data: bytes, suffix: str) -> None:
     assert peak < MEMORY_BUDGET, f"{peak:,} bytes for a {len(data):,}-byte file"
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=mutated("pcapng"))
 def test_fuzz_pcapng_import(fuzz_dir: Path, data: bytes) -> None:
     _fuzz_import(fuzz_dir, data, ".pcapng")
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=mutated("pcap"))
 def test_fuzz_pcap_import(fuzz_dir: Path, data: bytes) -> None:
     _fuzz_import(fuzz_dir, data, ".pcap")
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=mutated("session"), fmt=st.sampled_from([".jsonl", ".pcapng", ".py"]))
 def test_fuzz_session_reader_and_export(fuzz_dir: Path, data: bytes, fmt: str) -> None:

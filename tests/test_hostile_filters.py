@@ -225,6 +225,7 @@ def test_hostile_filter_that_does_not_parse_is_a_filter_error_with_a_column(path
         Match(expression=text)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(20, method="signal")
 def test_chain_of_20000_conditions_matches_without_recursion() -> None:
     """20,000 operands: twenty times Python's recursion limit, which 1,000 already exceeded."""

@@ -297,6 +297,7 @@ def test_an_oversized_auth_frame_is_refused_from_its_length_alone(endpoint: Endp
     assert f"{AUTH_MAX_FRAME + 1}" in reason and f"{AUTH_MAX_FRAME}" in reason
 
 
+@pytest.mark.slow
 def test_a_client_too_slow_to_authenticate_is_cut_off(endpoint: Endpoint) -> None:
     with endpoint.sock() as s:
         s.sendall(U32.pack(30) + b"\x83")  # a plausible start, then nothing
@@ -592,6 +593,7 @@ def game_round_trip_port(port: int, payload: bytes = b"still relaying") -> None:
 # ------------------------------------------------------------------------------ a terminal that does not read
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.skipif(not HAS_PROC, reason="a subprocess proxy, measured through /proc (Linux)")
 def test_a_stdout_nobody_reads_never_stops_the_relay(echo_server: EchoServer) -> None:
@@ -622,6 +624,7 @@ def test_a_stdout_nobody_reads_never_stops_the_relay(echo_server: EchoServer) ->
                for line in text.splitlines()), "a line was cut or mixed with another"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 @pytest.mark.skipif(not HAS_PROC, reason="a subprocess proxy (POSIX signals)")
 def test_the_proxy_stops_at_once_with_its_stdout_full(echo_server: EchoServer) -> None:

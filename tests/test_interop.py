@@ -107,6 +107,7 @@ def test_session_written_and_reopened_is_identical(tmp_path: Path) -> None:
         SessionWriter(tmp_path / "x.bin", append=True)
 
 
+@pytest.mark.slow
 def test_streaming_loader_reads_a_million_messages_in_bounded_memory(tmp_path: Path) -> None:
     if not os.path.exists("/proc/self/statm"):
         pytest.skip("needs /proc/self/statm (Linux) to watch memory")

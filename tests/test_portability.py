@@ -49,6 +49,7 @@ def test_the_sources_were_found() -> None:
     assert {"proxy/server.py", "proxy/cli.py", "inspector/bridge.py", "inspector/run.py"} <= names
 
 
+@pytest.mark.slow
 def test_posix_only_modules_are_imported_with_a_fallback() -> None:
     bad = []
     for path in SOURCES:
@@ -66,6 +67,7 @@ def test_posix_only_modules_are_imported_with_a_fallback() -> None:
     assert not bad, "\n".join(bad)
 
 
+@pytest.mark.slow
 def test_no_posix_only_calls() -> None:
     """fork, add_reader/add_writer (absent on Windows' Proactor loop), kill groups, shell strings, /tmp."""
     banned_attrs = {"fork", "forkpty", "killpg", "setsid", "getpgid", "add_reader", "add_writer", "pidfd_open"}
@@ -84,6 +86,7 @@ def test_no_posix_only_calls() -> None:
     assert not bad, "\n".join(bad)
 
 
+@pytest.mark.slow
 def test_add_signal_handler_always_has_a_fallback() -> None:
     """Windows' event loops raise NotImplementedError from ``loop.add_signal_handler``."""
     bad = []

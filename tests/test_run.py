@@ -146,6 +146,72 @@ def test_only_the_named_ports_are_redirected(tmp_path: Path) -> None:
     assert "hello first" in log and "hello second" not in log and f":{p2}" not in log
 
 
+def test_record_writes_the_programs_messages_to_a_session_file(tmp_path: Path) -> None:
+    from proxy.model import Message
+    from proxy.session import open_session
+
+    script = tmp_path / "tutorial.py"
+    script.write_text(TUTORIAL, encoding="utf-8")
+    port, session = free_port(), tmp_path / "game.sockscope"
+    proxied = sockscope_run("--port", str(port), "--record", str(session), "--quiet", "--", sys.executable,
+                            str(script), str(port))
+
+    assert proxied.returncode == 0, proxied.stderr
+    assert proxied.stdout.splitlines() == [f"[CLIENT] Message received: {WELCOME}",
+                                           f"[SERVER] Client says: {REPLY}", "[MAIN] done"]
+    assert f"recording to {session}" in proxied.stderr
+    messages = [r for r in open_session(session) if isinstance(r, Message)]
+    assert [m.data for m in messages] == [WELCOME.encode(), REPLY.encode()]
+
+
+def test_control_with_wait_attach_starts_the_program_once_a_client_attached(tmp_path: Path) -> None:
+    """The control endpoint's line goes to stderr (stdout is the program's); with --wait-attach the program starts
+    only once a client attached, which then sees its connection from the first byte."""
+    from proxy.client import SyncControlClient
+    from proxy.model import ConnectionOpened, Message
+
+    script = tmp_path / "tutorial.py"
+    script.write_text(TUTORIAL, encoding="utf-8")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "inspector.run", "--port", str(port), "--control", "127.0.0.1:0",
+                             "--wait-attach", "--", sys.executable, str(script), str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                            env=child_env(SOCKSCOPE_TOKEN="t0k"), cwd=ROOT)
+    err_lines: queue.Queue[str | None] = queue.Queue()
+
+    def read_stderr() -> None:
+        for x in proc.stderr or ():
+            err_lines.put(x)
+        err_lines.put(None)  # sockscope run ended
+
+    threading.Thread(target=read_stderr, daemon=True).start()
+    try:
+        control = waiting = None
+        seen: list[str] = []
+        while waiting is None:
+            line = err_lines.get(timeout=RUN_TIMEOUT)
+            assert line is not None, f"sockscope run exited: {seen}"
+            seen.append(line)
+            control = line if "control on" in line else control
+            waiting = line if "waiting for a control client" in line else None
+        assert control is not None and "(token from $SOCKSCOPE_TOKEN)" in control, control
+        cport = int(control.split()[3].rsplit(":", 1)[1])
+        assert proc.poll() is None
+        with SyncControlClient("127.0.0.1", cport, "t0k") as sub:
+            opened = sub.wait_for(lambda e: isinstance(e.get("record"), ConnectionOpened), timeout=RUN_TIMEOUT)
+            first = sub.wait_for(lambda e: isinstance(e.get("record"), Message), timeout=RUN_TIMEOUT)
+            assert first["record"].data == WELCOME.encode()
+            assert opened["record"].conn_id == first["record"].conn_id
+            out, _ = proc.communicate(timeout=RUN_TIMEOUT)
+        assert proc.returncode == 0
+        assert out.splitlines() == [f"[CLIENT] Message received: {WELCOME}", f"[SERVER] Client says: {REPLY}",
+                                    "[MAIN] done"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(IO_TIMEOUT)
+
+
 def test_exit_status_is_the_childs() -> None:
     proxied = sockscope_run("--", sys.executable, "-c", "import sys; print('out'); sys.exit(3)")
     assert proxied.returncode == 3
@@ -344,10 +410,15 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--port", "5555", "--"]) == 2
     assert main(["--port", "1", "--port", "2", "--listen-port", "7000", "--", "python"]) == 2
     assert main(["--framing", "nonsense", "--", "python"]) == 2
+    assert main(["--port", "1", "--port", "2", "--record", "x.sockscope", "--", "python"]) == 2
+    assert main(["--wait-attach", "--", "python"]) == 2
+    assert main(["--control", "nonsense:x", "--", "python"]) == 2
     assert main(["--", sys.executable, "-I", "game.py"]) == 2
     err = capsys.readouterr().err
     assert "sockscope run: error: put the program after `--`" in err
     assert "hook cannot load" in err
+    assert "--record works with one --port only" in err and "--wait-attach needs --control" in err
+    assert "--control: bad port" in err
 
 
 def test_hook_patches_the_windows_proactor_connect(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -161,6 +161,7 @@ def _rss_mb() -> float | None:
         return None
 
 
+@pytest.mark.slow
 def test_a_million_rows() -> None:
     before = _rss_mb()
     s = MessageStore()

@@ -35,6 +35,7 @@ def msg(mid: int, d: Direction, data: bytes, arrival_ms: float, release_ms: floa
 
 def test_qt_free_modules_do_not_import_pyside6() -> None:
     code = ("import sys\nimport inspector.timeline.pairing, inspector.timeline.stats, inspector.timeline.annotations\n"
+            "import inspector.timeline.series\n"
             "import inspector.timeline\nbad = [m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph'))]\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -171,6 +172,7 @@ def _medians(a: Analysis, lo_ns: int, hi_ns: int) -> tuple[float, float, int]:
             statistics.median(rt.injected_ms for rt in rts) if rts else 0.0, len(rts))
 
 
+@pytest.mark.slow
 def test_demo_pings_rtt_grows_by_twice_the_one_way_latency(start_proxy: Any, recorder: Recorder) -> None:
     server = DemoServer(say=lambda _l: None).start()
     p = start_proxy(server.port)

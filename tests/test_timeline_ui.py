@@ -18,11 +18,11 @@ from PySide6.QtWidgets import QStyleOptionViewItem
 from inspector.bridge import InProcessLink, LinkOptions
 from inspector.store import MessageStore
 from inspector.timeline.annotations import Kind
-from inspector.timeline.dock import StatsModel
-from inspector.timeline.ladder import HEADER_PX
 from inspector.timeline.stats import BIN_NS, Analysis
 from inspector.ui.main_window import MainWindow
 from inspector.ui.message_model import ROW_ROLE, Column
+from inspector.ui.timeline.dock import StatsModel
+from inspector.ui.timeline.ladder import HEADER_PX
 from proxy.model import ConnectionOpened, DelayReason, Direction, Message, MessageState
 
 WAIT = 10_000

@@ -48,6 +48,8 @@ from proxy.framing import FramingSpec
 from proxy.runner import ProxyThread
 from proxy.server import ProxyConfig
 
+pytestmark = pytest.mark.slow  # every test here runs the documented commands as processes (about 17 s in all)
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "tutorial.md"
 TUTORIAL = ROOT / "docs" / "tutorial"
@@ -398,7 +400,7 @@ def lesson_example(*expected: str) -> Callable[[Sandbox, str], None]:
 def demo_flags(box: Sandbox, command: str) -> None:
     """The window's demo shows nothing on a terminal to wait for: check its flags with its own parsers."""
     from inspector.app import build_parser
-    from proxy.conditions import conditions_from_cli
+    from proxy.options import conditions_from_cli
 
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert args.command == "demo"

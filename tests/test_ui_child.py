@@ -26,6 +26,7 @@ def window(qtbot: Any, tmp_path: Any) -> Iterator[MainWindow]:
     w.stop_link()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_demo_child_traffic_then_the_child_is_killed(qtbot: Any, window: MainWindow) -> None:
     w = window

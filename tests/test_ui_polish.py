@@ -235,6 +235,7 @@ def test_decode_as_from_the_detail_pane_asks_for_the_struct_layout(
 # ------------------------------------------------------------------------------------------------ latency
 
 
+@pytest.mark.slow
 def test_latency_sliders_delay_the_demo_pings_by_what_they_say(
         qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
     w = make_window(LinkOptions(demo=True, demo_interval=0.1))

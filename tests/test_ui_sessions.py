@@ -55,6 +55,7 @@ def _write_session(path: Path, n: int) -> None:
             w.write(Message(i + 1, 1, Direction(i & 1), i >> 1, b"ping %d \xf0\x9f\x93\xa5" % i, i * 1000, i * 1000))
 
 
+@pytest.mark.slow
 def test_open_shows_progress_first_rows_at_once_and_save_is_identical(
         qtbot: Any, make_window: Callable[..., MainWindow], tmp_path: Path) -> None:
     path = tmp_path / "big.sockscope"
@@ -73,6 +74,7 @@ def test_open_shows_progress_first_rows_at_once_and_save_is_identical(
     assert _records(saved) == _records(path)
 
 
+@pytest.mark.slow
 def test_cancel_keeps_what_was_loaded(qtbot: Any, make_window: Callable[..., MainWindow], tmp_path: Path) -> None:
     path = tmp_path / "big.sockscope"
     _write_session(path, 200_000)

@@ -270,6 +270,7 @@ def test_connection_actions_and_held_badge_with_fed_records(qtbot: Any,
     assert link.calls[-1][0] == "release_all"
 
 
+@pytest.mark.slow
 def test_a_million_rows_scroll_and_filter(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
     store = MessageStore()
     payload = b"x" * 63

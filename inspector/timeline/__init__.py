@@ -1,8 +1,8 @@
-"""The timeline: request/response pairing, per-type statistics, teaching annotations (all Qt-free), and the Qt
-views over them (RTT and throughput plots, the ladder diagram, the Timeline and Statistics docks).
+"""The timeline's analysis: request/response pairing, per-type statistics and teaching annotations.
 
-Role: package marker only; import the modules you need (``inspector.timeline.pairing`` stays Qt-free, so
-importing this package must not pull in Qt either).
-Must not import: Qt (here).
-Thread: none.
+Role: package marker only; import the modules you need. Everything here is Qt-free and tested without Qt; the
+views over it (RTT and throughput plots, the ladder diagram, the Timeline and Statistics docks) are in
+``inspector.ui.timeline``.
+Must not import: Qt (PySide6, pyqtgraph), ``inspector.ui``, ``inspector.bridge``.
+Thread: none of its own; called on the GUI thread by ``inspector.ui.timeline.dock``.
 """

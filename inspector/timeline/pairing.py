@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from inspector.decode import PickleObject, View, render
+from inspector.fields import MISSING, resolve
 from inspector.store import NO_TIME, MessageStore
 from proxy.model import DelayReason, Direction, MessageState
 from proxy.userregex import RegexError, UserRegex, compile_user_regex
@@ -42,7 +43,6 @@ __all__ = [
     "PairingRule",
     "RoundTrip",
     "ViewFn",
-    "resolve_path",
     "round_trip",
 ]
 
@@ -55,33 +55,8 @@ PENDING_MAX: Final = 256
 ViewFn = Callable[[], View]
 """Returns the decoded view of the message being looked at (decoded at most once, on demand)."""
 
-MISSING: Final = object()
 _FIELD_RE: Final = re.compile(r"^(?P<ns>[a-z_]+)((\.[A-Za-z_][\w-]*)|(\[-?\d+\])|(\.\d+))+$")
 _SEG_RE: Final = re.compile(r"\.([A-Za-z_][\w-]*)|\[(-?\d+)\]|\.(\d+)")
-
-
-def resolve_path(value: object, path: tuple[str | int, ...]) -> object:
-    """Follow ``path`` into a decoded value (dict keys, list indexes, pickled objects' attributes); ``MISSING``
-    when it does not exist."""
-    for seg in path:
-        if isinstance(value, dict):
-            if seg in value:
-                value = value[seg]
-            elif isinstance(seg, str) and seg.encode() in value:
-                value = value[seg.encode()]
-            else:
-                return MISSING
-        elif isinstance(value, list | tuple):
-            if not isinstance(seg, int) or not -len(value) <= seg < len(value):
-                return MISSING
-            value = value[seg]
-        elif isinstance(value, PickleObject) and isinstance(seg, str):
-            found, value = value.attribute(seg)
-            if not found:
-                return MISSING
-        else:
-            return MISSING
-    return value
 
 
 def key_text(value: object) -> str:
@@ -141,7 +116,7 @@ class KeySpec:
         if v.error is not None or v.decoder != self.namespace:
             return None
         for root in v.values:
-            found = resolve_path(root, self.path)
+            found = resolve(root, self.path)
             if found is not MISSING:
                 return key_text(found)
         return None

@@ -56,8 +56,8 @@ from inspector.ui.intercept_dock import InterceptPanel
 from inspector.ui.message_model import ROW_ROLE, Column, MessageTableModel
 from inspector.ui.side_models import CONN_ROLE, ConnectionsModel, HeldModel
 from inspector.ui.start_page import FRAMINGS, StartPage
-from proxy.cli import UsageError, parse_hostport
 from proxy.model import Direction, MessageState
+from proxy.options import UsageError, parse_hostport
 
 SYNC_FILTER_ROWS = 100_000
 """Below this many rows a filter is applied at once; above, in slices so the window stays responsive."""
@@ -267,7 +267,7 @@ class MainWindow(QMainWindow):
 
     # -- timeline (issue 7): Timeline + Statistics docks, annotation badges, detail note, selection sync
     def _build_timeline(self) -> None:
-        from inspector.timeline.dock import TimelineController
+        from inspector.ui.timeline.dock import TimelineController
 
         self.timeline = TimelineController(self.store, self, conditions=self.conditions.value)
         bottom = Qt.DockWidgetArea.BottomDockWidgetArea

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from inspector.bridge import LinkOptions
 from inspector.ui import palette
-from proxy.cli import UsageError, parse_hostport
+from proxy.options import UsageError, parse_hostport
 
 FRAMINGS = ("raw", "lines", "len16", "len32", "len16le", "len32le", "msgpack", "json")
 

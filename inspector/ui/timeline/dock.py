@@ -56,13 +56,13 @@ from PySide6.QtWidgets import (
 
 from inspector.store import MessageStore
 from inspector.timeline.annotations import LESSONS, Annotation
-from inspector.timeline.ladder import LadderView
 from inspector.timeline.pairing import KeySpec, PairingRule
-from inspector.timeline.plots import TimelinePlots
 from inspector.timeline.stats import Analysis, GroupRow, rows_to_csv
 from inspector.ui import format as fmt
 from inspector.ui import palette
 from inspector.ui.table_base import HeaderedTableModel
+from inspector.ui.timeline.ladder import LadderView
+from inspector.ui.timeline.plots import TimelinePlots
 
 Index = QModelIndex | QPersistentModelIndex
 REFRESH_MS: Final = 100

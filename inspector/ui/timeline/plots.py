@@ -1,10 +1,10 @@
 """Live plots: round-trip time over time (with the configured latency as a band) and messages/s and bytes/s per
 direction, for one connection or all, drawn with pyqtgraph.
 
-Role: :class:`PlotData` is the plots' data model, built from an :class:`~inspector.timeline.stats.Analysis`
-(pure Python + numpy, testable without drawing); :class:`TimelinePlots` is the widget. Zoom and pan are
-pyqtgraph's own (wheel, drag; right-click for its menu); when the user moves a view, following the newest data
-stops until "Follow" is ticked again. Clicking an RTT point emits :attr:`TimelinePlots.row_clicked` with the
+Role: :class:`TimelinePlots` is the widget; what it draws is a Qt-free :class:`~inspector.timeline.series.PlotData`
+built from an :class:`~inspector.timeline.stats.Analysis`. Zoom and pan are pyqtgraph's own (wheel, drag;
+right-click for its menu); when the user moves a view, following the newest data stops until "Follow" is ticked
+again. Clicking an RTT point emits :attr:`TimelinePlots.row_clicked` with the
 response's store row. Only the most recent :data:`SCATTER_MAX` points in view get clickable dots; the line shows
 them all (pyqtgraph clips and downsamples it), so 10^5 round trips stay smooth.
 Must not import: ``inspector.bridge``, ``proxy`` beyond ``proxy.model``.
@@ -13,7 +13,6 @@ Thread: GUI thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
@@ -22,55 +21,14 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from inspector.timeline.stats import BIN_NS, Analysis
+from inspector.timeline.series import PlotData
+from inspector.timeline.stats import Analysis
 from inspector.ui import palette
 from proxy.model import Direction
 
 SCATTER_MAX: Final = 3000
 FOLLOW_WINDOW_S: Final = 20.0
 """Seconds of history shown while following the newest data."""
-
-
-@dataclass
-class PlotData:
-    """What the plots show, in seconds since the store's first message and milliseconds."""
-
-    t0_ns: int = 0
-    rtt_x: list[float] = field(default_factory=list)
-    rtt_ms: list[float] = field(default_factory=list)
-    injected_ms: list[float] = field(default_factory=list)
-    rtt_rows: list[int] = field(default_factory=list)
-    """The response's store row for each point (what a click selects)."""
-    rate_x: dict[Direction, list[float]] = field(default_factory=dict)
-    msgs_per_s: dict[Direction, list[float]] = field(default_factory=dict)
-    bytes_per_s: dict[Direction, list[float]] = field(default_factory=dict)
-    band: list[tuple[float, float, float]] = field(default_factory=list)
-    """Configured added round trip over time: (from second, low ms, high ms), each step until the next."""
-    seen: int = 0
-    generation: int = -1
-    conn_id: int | None = None
-
-    def update(self, analysis: Analysis, conn_id: int | None) -> bool:
-        """Bring the data up to date with ``analysis``; True if anything changed."""
-        t0 = analysis.store.t0_ns or 0
-        if analysis.generation != self.generation or conn_id != self.conn_id or t0 != self.t0_ns:
-            self.rtt_x, self.rtt_ms, self.injected_ms, self.rtt_rows = [], [], [], []
-            self.seen, self.generation, self.conn_id, self.t0_ns = 0, analysis.generation, conn_id, t0
-        rts = analysis.pairer.round_trips
-        changed = self.seen < len(rts)
-        for rt in rts[self.seen:]:
-            if conn_id is None or rt.pair.conn_id == conn_id:
-                self.rtt_x.append((rt.sent_ns - t0) / 1e9)
-                self.rtt_ms.append(rt.rtt_ns / 1e6)
-                self.injected_ms.append(rt.injected_ns / 1e6)
-                self.rtt_rows.append(rt.pair.response_row)
-        self.seen = len(rts)
-        for d in Direction:
-            ts, msgs, byts = analysis.throughput.series(d, conn_id)
-            # each bin drawn at its middle
-            self.rate_x[d] = [(t - t0 + BIN_NS / 2) / 1e9 for t in ts]
-            self.msgs_per_s[d], self.bytes_per_s[d] = msgs, byts
-        return changed
 
 
 class TimelinePlots(QWidget):
