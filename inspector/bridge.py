@@ -42,7 +42,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from inspector.store import ApplyResult, MessageStore
 from proxy.cli import TOKEN_ENV
-from proxy.control import new_token
+from proxy.control.wire import new_token
 from proxy.model import Clock, Message, Notice, Record
 
 __all__ = [
@@ -368,7 +368,7 @@ def _quiet(_line: str) -> None:
 def control_client_available() -> bool:
     """True once ``proxy.client`` (the control protocol's client) exists in this installation."""
     try:
-        importlib.import_module("proxy.client")
+        importlib.import_module("proxy.control.client")
     except ImportError:
         return False
     return True
@@ -389,11 +389,11 @@ class AttachLink(Link):
 
     def start(self) -> None:
         try:
-            client_mod = importlib.import_module("proxy.client")
+            client_mod = importlib.import_module("proxy.control.client")
         except ImportError:
             raise LinkError("this sockscope has no control protocol client (proxy.client) yet") from None
         try:
-            self._client = client_mod.SyncControlClient(self.host, self.port, self.token)
+            self._client = client_mod.ControlClient(self.host, self.port, self.token)
         except Exception as e:
             raise LinkError(f"cannot attach to {self.host}:{self.port}: {e}") from None
         hello = getattr(self._client, "hello", None) or {}

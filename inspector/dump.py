@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _follow(address: str, token: str | None) -> Iterator[Record]:
     """Records from a live proxy, until it goes away."""
     from proxy.cli import TOKEN_HOW, UsageError, parse_hostport
-    from proxy.client import ControlError, SyncControlClient
+    from proxy.control.client import ControlClient, ControlError
 
     try:
         host, port = parse_hostport(address, "--follow")
@@ -110,7 +110,7 @@ def _follow(address: str, token: str | None) -> Iterator[Record]:
         raise ConnectionError(f"--follow needs the proxy's token (it prints it: 'control on ... token T'): "
                               f"{TOKEN_HOW}")
     try:
-        client = SyncControlClient(host, port, token)
+        client = ControlClient(host, port, token)
     except ControlError as e:
         raise ConnectionError(f"cannot attach to {address}: {e}") from None
     try:

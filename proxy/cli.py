@@ -1,7 +1,9 @@
 """The headless command line: ``python -m proxy`` / ``sockscope-proxy``.
 
 Role: parse flags, start the engine on this process's main thread, print one line per message, and stop
-cleanly on Ctrl+C / SIGTERM (exit 0). ``--demo`` starts the tutorial's exercise around the proxy.
+cleanly on Ctrl+C / SIGTERM (exit 0). ``--demo`` starts the tutorial's exercise around the proxy. What the
+control flags ask for (``--control``, ``--record``, ``--parent-watch``) is started by :func:`start_extras`: the
+command line uses ``proxy.control``, never the reverse.
 Errors the user can fix (port in use, bad address, non-loopback listen without ``--allow-remote``) are one
 line on stderr and exit status 2; no traceback.
 Must not import: Qt, ``inspector``.
@@ -17,8 +19,10 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from proxy.conditions import Conditions, conditions_from_cli
 from proxy.demo import DemoClient, DemoServer
@@ -172,10 +176,155 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo-pings", type=int, default=None, metavar="N",
                    help="with --demo: the client pings N times, then the demo ends (default: until Ctrl+C)")
     p.add_argument("--demo-interval", type=float, default=1.0, metavar="S", help=argparse.SUPPRESS)
-    from proxy import control  # lazy: control imports this module for address parsing
-
-    control.add_arguments(p)
+    add_control_arguments(p)
     return p
+
+
+# ------------------------------------------------------------------------------------------ the control endpoint
+
+
+def add_control_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--control``, ``--token-file``, ``--record``, ``--parent-watch`` (and ``--allow-remote`` if missing)."""
+    parser.add_argument("--control", default=None, metavar="HOST:PORT",
+                        help="open the control endpoint (for the window or scripts) on HOST:PORT; port 0 picks a "
+                             "free one; loopback only unless --allow-remote")
+    add_token_arguments(parser, "clients must send (else a random one, printed at start)")
+    parser.add_argument("--record", default=None, metavar="FILE",
+                        help="append every message and connection event to a session file")
+    parser.add_argument("--control-payload-rate", default=None, metavar="RATE",
+                        help="payload bytes per second each control subscriber gets in full, e.g. 8MiB/s (the "
+                             "default), 0 for no limit; past it big payloads arrive truncated, size kept (held "
+                             "messages and --record always keep everything)")
+    parser.add_argument("--wait-attach", nargs="?", type=float, const=0.0, default=None, metavar="S",
+                        help="with --control: accept game connections only once a control client (the window, a "
+                             "script) has attached, so it sees them from their first byte; waiting clients are "
+                             "held in the listen queue, nothing is lost. S bounds the wait in seconds (default: "
+                             "no bound, as with 0)")
+    parser.add_argument("--parent-watch", action="store_true",
+                        help="exit when standard input reaches end of file (a parent process that holds the pipe "
+                             "went away)")
+    if not any("--allow-remote" in a.option_strings for a in parser._actions):
+        parser.add_argument("--allow-remote", action="store_true",
+                            help="allow listening on a non-loopback address (reachable from the network)")
+
+
+def _default_stop() -> None:
+    # Goes through the CLI's own SIGINT handling (a clean shutdown); works on Windows too.
+    signal.raise_signal(signal.SIGINT)
+
+
+async def start_extras(server: ProxyServer, args: argparse.Namespace,
+                       on_parent_gone: Callable[[], None] | None = None) -> list[object]:
+    """Start what the flags of :func:`add_control_arguments` ask for; returns the objects to pass to
+    :func:`stop_extras`.
+
+    Call after ``await server.start()``. Prints ``sockscope: control on HOST:PORT token TOKEN`` (one line) when
+    ``--control`` is given, or ``... (token from $SOCKSCOPE_TOKEN)`` / ``(token from --token-file)`` when the user
+    chose the token. ``on_parent_gone`` runs on the loop when ``--parent-watch`` sees
+    EOF (default: raise SIGINT, which the CLI turns into a clean stop). Errors are ``ProxyError``.
+    """
+    from proxy.control.endpoint import DEFAULT_PAYLOAD_RATE, ControlServer
+
+    started: list[object] = []
+    loop = asyncio.get_running_loop()
+    try:
+        record = getattr(args, "record", None)
+        if record:
+            from proxy.recorder import Recorder
+
+            try:
+                started.append(Recorder(record, server))
+            except OSError as e:
+                raise ProxyError(f"--record {record}: cannot create the file: {e.strerror or e}") from None
+        control = getattr(args, "control", None)
+        wait_attach = getattr(args, "wait_attach", None)
+        if wait_attach is not None and (not control or wait_attach < 0):
+            raise ProxyError("--wait-attach needs --control (something must be able to attach), and a wait of "
+                             "0 or more seconds")
+        if control:
+            try:
+                host, port = parse_hostport(control, "--control")
+                token, source = token_from_args(args)
+            except UsageError as e:
+                raise ProxyError(str(e)) from None
+            try:
+                rate_text = getattr(args, "control_payload_rate", None)
+                rate = DEFAULT_PAYLOAD_RATE if rate_text is None else parse_rate(rate_text)
+                cs = ControlServer(server, host, port, token=token, payload_rate=rate,
+                                   allow_remote=bool(getattr(args, "allow_remote", False)))
+            except ValueError as e:
+                raise ProxyError(str(e)) from None
+            chost, cport = await cs.start()
+            started.append(cs)
+            shown = f"[{chost}]" if ":" in chost else chost
+            # A generated token is shown here, on the terminal (never on a command line); one the user gave is not.
+            say(f"sockscope: control on {shown}:{cport} " + (f"(token from {source})" if token else
+                                                             f"token {cs.token}"))
+        if getattr(args, "parent_watch", False):
+            started.append(watch_stdin(loop, on_parent_gone or _default_stop))
+    except BaseException:
+        await stop_extras(started)
+        raise
+    return started
+
+
+async def stop_extras(started: list[object]) -> None:
+    """Close what :func:`start_extras` started, newest first. Call after ``server.shutdown()`` so the
+    recording and the subscribers see the last records."""
+    from proxy.control.endpoint import ControlServer
+    from proxy.recorder import Recorder
+
+    for obj in reversed(started):
+        if isinstance(obj, ControlServer):
+            await obj.close()
+        elif isinstance(obj, Recorder):
+            obj.close()
+    started.clear()
+
+
+def watch_stdin(loop: asyncio.AbstractEventLoop, stop_callback: Callable[[], None]) -> threading.Thread:
+    """Call ``stop_callback`` on ``loop`` when standard input reaches EOF (the parent closed its pipe or died).
+
+    A blocking read on a daemon thread: works with pipes on Windows, macOS and Linux, where ``add_reader`` on
+    stdin would not. Whatever arrives on stdin is read and ignored.
+    """
+
+    def run() -> None:
+        stream: Any = sys.stdin.buffer if sys.stdin is not None else None
+        if stream is None:
+            say("sockscope: --parent-watch: there is no standard input to watch", err=True)
+            return
+        try:
+            while stream.read1(65536):
+                pass
+        except (OSError, ValueError):
+            pass  # a closed or broken stdin means the parent is gone as surely as EOF
+        try:
+            loop.call_soon_threadsafe(stop_callback)
+        except RuntimeError:
+            pass  # the loop already closed: the process is stopping anyway
+
+    t = threading.Thread(target=run, name="sockscope-parent-watch", daemon=True)
+    t.start()
+    return t
+
+
+def parse_rate(text: str) -> int:
+    """``--control-payload-rate``: ``32MB/s``, ``1GiB/s``, ``0`` or ``unlimited`` (no limit); ValueError if bad."""
+    from proxy.conditions import parse_bandwidth
+
+    if text.strip() == "0":
+        return 0
+    bad = ValueError(f"--control-payload-rate: cannot read {text!r}; e.g. 8MiB/s, 1MB/s, 500kbit, "
+                     "or 0 for no limit (one rate: it applies to each subscriber, both directions)")
+    try:
+        rates = set(parse_bandwidth(text).values())
+    except ValueError:
+        raise bad from None
+    if len(rates) != 1:
+        raise bad
+    rate = rates.pop()
+    return 0 if rate is None else max(1, int(rate))
 
 
 def config_from_args(args: argparse.Namespace) -> ProxyConfig:
@@ -209,10 +358,10 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     server.subscribe(Printer(server.clock, show_messages=not args.quiet), messages=not args.quiet)
     wait_attach = getattr(args, "wait_attach", None)
     host, port = await server.start(accept=wait_attach is None)
-    from proxy import control
+    from proxy.control.endpoint import ControlServer
 
     try:
-        extras = await control.start_from_args(server, args, stop.set)
+        extras = await start_extras(server, args, stop.set)
     except ProxyError:
         await server.shutdown()
         raise
@@ -222,7 +371,7 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
         say(f"sockscope: conditions {config.conditions.describe()}")
     _install_signal_handlers(loop, stop)
     if wait_attach is not None:
-        endpoint = next(e for e in extras if isinstance(e, control.ControlServer))
+        endpoint = next(e for e in extras if isinstance(e, ControlServer))
         say(f"sockscope: waiting for a control client to attach before accepting connections"
             f"{f' (at most {wait_attach:g} s)' if wait_attach else ''}")
         waiting = asyncio.ensure_future(endpoint.attached.wait())
@@ -234,7 +383,7 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
             await server.start_accepting()
     client: DemoClient | None = None
     if demo_server is not None:
-        endpoints = [e for e in extras if isinstance(e, control.ControlServer)]
+        endpoints = [e for e in extras if isinstance(e, ControlServer)]
         if endpoints:
             # The demo's first messages (the welcome and "Ping received!") are the point: when a window is
             # about to attach, let it attach first (bounded, so a demo without a window still runs).
@@ -254,7 +403,7 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     if client is not None:
         client.stop()
     await server.shutdown()
-    await control.stop(extras)
+    await stop_extras(extras)
     if demo_server is not None:
         demo_server.stop()
     return 0 if client is None or client.error is None else 1

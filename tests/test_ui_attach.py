@@ -12,12 +12,9 @@ from typing import Any
 import pytest
 from PySide6.QtCore import QSettings
 
-pytest.importorskip("proxy.control")
-pytest.importorskip("proxy.client")
-
 from inspector.ui.main_window import MainWindow
 from inspector.ui.message_model import Column
-from proxy.control import ControlServer
+from proxy.control.endpoint import ControlServer
 from proxy.model import Direction
 from proxy.runner import ProxyThread
 from proxy.server import ProxyConfig
@@ -101,10 +98,10 @@ def test_attached_window_survives_the_control_endpoint_closing(qtbot: Any, windo
 
 def test_attached_window_follows_conditions_set_by_another_client(qtbot: Any, window: MainWindow,
                                                                    endpoint: Endpoint) -> None:
-    from proxy.client import SyncControlClient
     from proxy.conditions import Conditions, DirectionConditions
+    from proxy.control.client import ControlClient
 
-    other = SyncControlClient("127.0.0.1", endpoint.port, TOKEN)
+    other = ControlClient("127.0.0.1", endpoint.port, TOKEN)
     try:
         wanted = Conditions(DirectionConditions(latency_ms=120), DirectionConditions(latency_ms=30))
         other.call("set_conditions", conditions=wanted.to_dict())
