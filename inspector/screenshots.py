@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from inspector.bridge import InProcessLink, LinkOptions
+    from inspector.bridge import LinkOptions, ThreadLink
     from inspector.ui.main_window import MainWindow
     from proxy.model import Direction
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             app.processEvents()
             time.sleep(0.01)
 
-    w = MainWindow(LinkOptions(demo=True, demo_interval=0.25), settings=settings, link_factory=InProcessLink)
+    w = MainWindow(LinkOptions(demo=True, demo_interval=0.25), settings=settings, link_factory=ThreadLink)
     w.resize(1600, 1150)
     w.show()
     wait_until(lambda: w.link is not None and w.model.rowCount() >= 24)

@@ -130,7 +130,7 @@ class Shooter:
         from PySide6.QtCore import QSettings, Qt
         from PySide6.QtWidgets import QDockWidget, QSplitter
 
-        from inspector.bridge import InProcessLink, LinkOptions
+        from inspector.bridge import LinkOptions, ThreadLink
         from inspector.ui.main_window import MainWindow
 
         self.app, self.out, self.scripts = app, out, scripts
@@ -139,7 +139,7 @@ class Shooter:
         settings = QSettings(str(scripts / "shots.ini"), QSettings.Format.IniFormat)
         settings.clear()
         options = LinkOptions(listen=("127.0.0.1", self.client_port), target=("127.0.0.1", self.server_port))
-        self.w: MainWindow = MainWindow(options, settings=settings, link_factory=InProcessLink)
+        self.w: MainWindow = MainWindow(options, settings=settings, link_factory=ThreadLink)
         w = self.w
         w.resize(*WINDOW_SIZE)
         w.show()
@@ -178,7 +178,7 @@ class Shooter:
         """Wait until the engine has run every command sent so far (commands run in order; this one is a no-op)."""
         link = self.w.link
         assert link is not None
-        link.command("set_framing", framing="raw").result(STEP_TIMEOUT)
+        link.command("ping").result(STEP_TIMEOUT)
 
     # ------------------------------------------------------------------------------------------ helpers
 

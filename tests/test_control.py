@@ -301,6 +301,19 @@ def test_the_documented_commands_are_exactly_the_table() -> None:
     assert documented == set(COMMANDS)
 
 
+def test_the_window_sends_only_commands_of_the_table() -> None:
+    """Every command name the window's code sends (``send("...")``, ``command("...")``) is a wire name."""
+    root = Path(__file__).resolve().parents[1] / "inspector"
+    sent = set()
+    for path in root.rglob("*.py"):
+        sent |= set(re.findall(r"\b(?:send|command|submit)\(\s*\"([a-z_]+)\"", path.read_text(encoding="utf-8")))
+    assert sent, "no command found: the pattern no longer matches the window's code"
+    assert sent <= set(COMMANDS), sent - set(COMMANDS)
+
+
+# ------------------------------------------------------------------------------------------ every command
+
+
 def test_ping(control: Control) -> None:
     r = control.client().ok("ping", echo=[1, b"2"])
     assert r["echo"] == [1, b"2"] and r["mono_ns"] > 0 and r["wall_ns"] > 0
