@@ -369,7 +369,7 @@ class MainWindow(QMainWindow):
         home = file.addAction("Start &page…")
         home.triggered.connect(lambda: self.central.setCurrentWidget(self.start_page))
         # Sessions (open/save, drag and drop, keep recording) and exports of the visible messages.
-        from inspector.interop.window import SessionActions
+        from inspector.ui.sessions import SessionActions
 
         self.sessions = SessionActions(self)
         self.sessions.add_to_menu(file)
