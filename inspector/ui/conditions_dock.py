@@ -262,6 +262,11 @@ class ConditionsPanel(QWidget):
     def value(self) -> Conditions:
         return Conditions(c2s=self.cols[Direction.C2S].value(), s2c=self.cols[Direction.S2C].value())
 
+    @property
+    def change_pending(self) -> bool:
+        """Whether an edit waits to be sent (edits are sent once they have settled for a moment)."""
+        return self._apply_timer.isActive()
+
     def set_conditions(self, c: Conditions, *, send: bool = False) -> None:
         for d in Direction:
             self.cols[d].set_value(c.for_direction(d))

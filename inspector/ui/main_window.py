@@ -1077,6 +1077,8 @@ class MainWindow(QMainWindow):
     def _conditions_from_elsewhere(self, conditions: dict[str, Any]) -> None:
         from proxy.conditions import Conditions, ConditionsError
 
+        if self.conditions.change_pending:
+            return  # the user's own change is about to be sent: it will be the one in force
         try:
             c = Conditions.from_dict(conditions)
         except ConditionsError:
