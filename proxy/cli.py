@@ -223,6 +223,7 @@ async def start_extras(server: ProxyServer, args: argparse.Namespace,
     chose the token. ``on_parent_gone`` runs on the loop when ``--parent-watch`` sees
     EOF (default: raise SIGINT, which the CLI turns into a clean stop). Errors are ``ProxyError``.
     """
+    # Imported here, not at the top: the window imports this module for its flag helpers, and needs no endpoint.
     from proxy.control.endpoint import DEFAULT_PAYLOAD_RATE, ControlServer
 
     started: list[object] = []

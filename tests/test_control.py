@@ -311,6 +311,28 @@ def test_the_window_sends_only_commands_of_the_table() -> None:
     assert sent <= set(COMMANDS), sent - set(COMMANDS)
 
 
+def test_the_control_package_does_not_import_the_command_line() -> None:
+    """proxy.cli starts the endpoint; the endpoint never reaches back into proxy.cli (no cli <-> control cycle),
+    and the window's side of the package (wire, client) never loads the engine's shell."""
+    import ast
+
+    def imported(path: Path) -> set[str]:
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+        return names
+
+    package = Path(__file__).resolve().parents[1] / "proxy" / "control"
+    for path in package.glob("*.py"):
+        assert not {n for n in imported(path) if n == "proxy.cli" or n.startswith("inspector")}, path.name
+    for light in ("wire.py", "client.py", "__init__.py"):
+        assert not {n for n in imported(package / light)
+                    if n in ("asyncio", "proxy.server", "proxy.runner") or n.startswith("proxy.control.endpoint")}
+
+
 # ------------------------------------------------------------------------------------------ every command
 
 
