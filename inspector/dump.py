@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _follow(address: str, token: str | None) -> Iterator[Record]:
     """Records from a live proxy, until it goes away."""
-    from proxy.client import ControlError, SyncControlClient
+    from proxy.control.client import ControlClient, ControlError
     from proxy.options import TOKEN_HOW, UsageError, parse_hostport
 
     try:
@@ -128,7 +128,7 @@ def _follow(address: str, token: str | None) -> Iterator[Record]:
         raise ConnectionError(f"--follow needs the proxy's token (it prints it: 'control on ... token T'): "
                               f"{TOKEN_HOW}")
     try:
-        client = SyncControlClient(host, port, token)
+        client = ControlClient(host, port, token)
     except ControlError as e:
         raise ConnectionError(f"cannot attach to {address}: {e}") from None
     try:

@@ -254,7 +254,7 @@ def start_extras(p: ProxyThread, args: argparse.Namespace, out: TextIO) -> list[
 
 async def _open_control(p: ProxyThread, host: str, port: int, token: str | None, rate: int | None,
                         allow_remote: bool) -> Any:
-    from proxy.control import ControlServer
+    from proxy.control.endpoint import ControlServer
 
     kw: dict[str, Any] = {} if rate is None else {"payload_rate": rate}
     try:

@@ -1,7 +1,9 @@
 """The headless command line: ``python -m proxy`` / ``sockscope-proxy``.
 
 Role: parse flags, start the engine on this process's main thread, print one line per message, and stop
-cleanly on Ctrl+C / SIGTERM (exit 0). ``--demo`` starts the tutorial's exercise around the proxy.
+cleanly on Ctrl+C / SIGTERM (exit 0). ``--demo`` starts the tutorial's exercise around the proxy. What the
+control flags ask for (``--control``, ``--record``, ``--parent-watch``) is started by :func:`start_extras`: the
+command line uses ``proxy.control``, never the reverse.
 Errors the user can fix (port in use, bad address, non-loopback listen without ``--allow-remote``) are one
 line on stderr and exit status 2; no traceback.
 Must not import: Qt, ``inspector``.
@@ -16,7 +18,9 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from proxy.demo import DemoClient, DemoServer
 from proxy.framing import FramingError, parse_framing
@@ -35,6 +39,7 @@ from proxy.options import (
     add_token_arguments,
     conditions_from_args,
     parse_hostport,
+    parse_payload_rate,
     parse_size,
     token_from_args,
 )
@@ -76,6 +81,111 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# ------------------------------------------------------------------------------------------ the control endpoint
+
+
+def _default_stop() -> None:
+    # Goes through the CLI's own SIGINT handling (a clean shutdown); works on Windows too.
+    signal.raise_signal(signal.SIGINT)
+
+
+async def start_extras(server: ProxyServer, args: argparse.Namespace,
+                       on_parent_gone: Callable[[], None] | None = None) -> list[object]:
+    """Start what the flags of :func:`add_control_arguments` ask for; returns the objects to pass to
+    :func:`stop_extras`.
+
+    Call after ``await server.start()``. Prints ``sockscope: control on HOST:PORT token TOKEN`` (one line) when
+    ``--control`` is given, or ``... (token from $SOCKSCOPE_TOKEN)`` / ``(token from --token-file)`` when the user
+    chose the token. ``on_parent_gone`` runs on the loop when ``--parent-watch`` sees
+    EOF (default: raise SIGINT, which the CLI turns into a clean stop). Errors are ``ProxyError``.
+    """
+    # Imported here, not at the top: the window imports this module for its flag helpers, and needs no endpoint.
+    from proxy.control.endpoint import DEFAULT_PAYLOAD_RATE, ControlServer
+
+    started: list[object] = []
+    loop = asyncio.get_running_loop()
+    try:
+        record = getattr(args, "record", None)
+        if record:
+            from proxy.recorder import Recorder
+
+            try:
+                started.append(Recorder(record, server))
+            except OSError as e:
+                raise ProxyError(f"--record {record}: cannot create the file: {e.strerror or e}") from None
+        control = getattr(args, "control", None)
+        wait_attach = getattr(args, "wait_attach", None)
+        if wait_attach is not None and (not control or wait_attach < 0):
+            raise ProxyError("--wait-attach needs --control (something must be able to attach), and a wait of "
+                             "0 or more seconds")
+        if control:
+            try:
+                host, port = parse_hostport(control, "--control")
+                token, source = token_from_args(args)
+            except UsageError as e:
+                raise ProxyError(str(e)) from None
+            try:
+                rate_text = getattr(args, "control_payload_rate", None)
+                rate = DEFAULT_PAYLOAD_RATE if rate_text is None else parse_payload_rate(rate_text)
+                cs = ControlServer(server, host, port, token=token, payload_rate=rate,
+                                   allow_remote=bool(getattr(args, "allow_remote", False)))
+            except ValueError as e:
+                raise ProxyError(str(e)) from None
+            chost, cport = await cs.start()
+            started.append(cs)
+            shown = f"[{chost}]" if ":" in chost else chost
+            # A generated token is shown here, on the terminal (never on a command line); one the user gave is not.
+            say(f"sockscope: control on {shown}:{cport} " + (f"(token from {source})" if token else
+                                                             f"token {cs.token}"))
+        if getattr(args, "parent_watch", False):
+            started.append(watch_stdin(loop, on_parent_gone or _default_stop))
+    except BaseException:
+        await stop_extras(started)
+        raise
+    return started
+
+
+async def stop_extras(started: list[object]) -> None:
+    """Close what :func:`start_extras` started, newest first. Call after ``server.shutdown()`` so the
+    recording and the subscribers see the last records."""
+    from proxy.control.endpoint import ControlServer
+    from proxy.recorder import Recorder
+
+    for obj in reversed(started):
+        if isinstance(obj, ControlServer):
+            await obj.close()
+        elif isinstance(obj, Recorder):
+            obj.close()
+    started.clear()
+
+
+def watch_stdin(loop: asyncio.AbstractEventLoop, stop_callback: Callable[[], None]) -> threading.Thread:
+    """Call ``stop_callback`` on ``loop`` when standard input reaches EOF (the parent closed its pipe or died).
+
+    A blocking read on a daemon thread: works with pipes on Windows, macOS and Linux, where ``add_reader`` on
+    stdin would not. Whatever arrives on stdin is read and ignored.
+    """
+
+    def run() -> None:
+        stream: Any = sys.stdin.buffer if sys.stdin is not None else None
+        if stream is None:
+            say("sockscope: --parent-watch: there is no standard input to watch", err=True)
+            return
+        try:
+            while stream.read1(65536):
+                pass
+        except (OSError, ValueError):
+            pass  # a closed or broken stdin means the parent is gone as surely as EOF
+        try:
+            loop.call_soon_threadsafe(stop_callback)
+        except RuntimeError:
+            pass  # the loop already closed: the process is stopping anyway
+
+    t = threading.Thread(target=run, name="sockscope-parent-watch", daemon=True)
+    t.start()
+    return t
+
+
 def config_from_args(args: argparse.Namespace) -> ProxyConfig:
     listen_host, listen_port = parse_hostport(args.listen, "--listen")
     target_host, target_port = parse_hostport(args.target, "--target")
@@ -107,10 +217,10 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     server.subscribe(Printer(server.clock, show_messages=not args.quiet), messages=not args.quiet)
     wait_attach = getattr(args, "wait_attach", None)
     host, port = await server.start(accept=wait_attach is None)
-    from proxy import control
+    from proxy.control.endpoint import ControlServer
 
     try:
-        extras = await control.start_from_args(server, args, stop.set)
+        extras = await start_extras(server, args, stop.set)
     except ProxyError:
         await server.shutdown()
         raise
@@ -120,7 +230,7 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
         say(f"sockscope: conditions {config.conditions.describe()}")
     _install_signal_handlers(loop, stop)
     if wait_attach is not None:
-        endpoint = next(e for e in extras if isinstance(e, control.ControlServer))
+        endpoint = next(e for e in extras if isinstance(e, ControlServer))
         say(f"sockscope: waiting for a control client to attach before accepting connections"
             f"{f' (at most {wait_attach:g} s)' if wait_attach else ''}")
         waiting = spawn(endpoint.attached.wait(), name="sockscope-wait-attach")
@@ -132,7 +242,7 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
             await server.start_accepting()
     client: DemoClient | None = None
     if demo_server is not None:
-        endpoints = [e for e in extras if isinstance(e, control.ControlServer)]
+        endpoints = [e for e in extras if isinstance(e, ControlServer)]
         if endpoints:
             # The demo's first messages (the welcome and "Ping received!") are the point: when a window is
             # about to attach, let it attach first (bounded, so a demo without a window still runs).
@@ -152,7 +262,7 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     if client is not None:
         client.stop()
     await server.shutdown()
-    await control.stop(extras)
+    await stop_extras(extras)
     if demo_server is not None:
         demo_server.stop()
     return 0 if client is None or client.error is None else 1

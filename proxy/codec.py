@@ -25,6 +25,7 @@ Thread: any; pure functions.
 from __future__ import annotations
 
 import functools
+import reprlib
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -50,19 +51,23 @@ from proxy.model import (
 )
 
 __all__ = [
+    "MESSAGE_HEAD",
     "RECORD_TYPES",
-    "SMALL_FRAME",
-    "SPLICE_MIN",
     "CodecError",
-    "FrameLimitError",
+    "bytes_field",
+    "direction_field",
     "direction_from_wire",
     "framing_to_dict",
-    "nesting_exceeds",
-    "pack_framed",
+    "int_field",
+    "message_head_tail",
+    "number_field",
+    "opt_int_field",
+    "opt_number_field",
     "record_from_dict",
     "record_to_dict",
+    "shown",
+    "str_field",
     "truncated_dict",
-    "unpack_frame",
 ]
 
 
@@ -91,7 +96,7 @@ def direction_from_wire(value: object) -> Direction:
             return d
     elif isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
         return Direction(value)
-    raise CodecError(f"direction: expected 'c2s' or 's2c', got {value!r}")
+    raise CodecError(f"direction: expected 'c2s' or 's2c', got {shown(value)}")
 
 
 def _delays_out(delays: tuple[tuple[DelayReason, int], ...]) -> list[list[Any]]:
@@ -217,41 +222,75 @@ def truncated_dict(record: Message | MessageUpdated, keep: int) -> dict[str, Any
     return d
 
 
-# ------------------------------------------------------------------------------------------------ decoders
-# Decoding validates types: dicts arrive from files and sockets, and a bad one must say what is wrong rather
-# than building a record that breaks something later.
+# ------------------------------------------------------------------------------------------------ field checks
+# One set of checks for every map that arrives from a file or a socket: records here, command arguments in
+# proxy.control.commands. Each names the key and shows the bad value (bounded: a client's value can be huge or
+# deeply nested), so a bad map says what is wrong rather than building something that breaks later. Record
+# decoding prefixes the record type (``message.id: ...``); the control endpoint prefixes the command.
 
 
-def _int(d: Mapping[str, Any], key: str) -> int:
+def _make_repr() -> reprlib.Repr:
+    r = reprlib.Repr()
+    r.maxlevel, r.maxstring, r.maxother, r.maxlong = 2, 40, 40, 40
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = 4
+    return r
+
+
+_REPR: Final = _make_repr()
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``repr`` for an error message, bounded in length and depth whatever a peer sent (a plain ``repr`` of a
+    1,000-level list raises RecursionError; of a 3,000-character string, makes a 3,000-character line)."""
+    return _REPR.repr(value)[:limit]
+
+
+def int_field(d: Mapping[str, Any], key: str) -> int:
     v = d.get(key)
     if isinstance(v, bool) or not isinstance(v, int):
-        raise CodecError(f"{d.get('type')}.{key}: expected an integer, got {v!r}")
+        raise CodecError(f"{key}: expected an integer, got {shown(v)}")
     return v
 
 
-def _opt_int(d: Mapping[str, Any], key: str) -> int | None:
-    return None if d.get(key) is None else _int(d, key)
+def opt_int_field(d: Mapping[str, Any], key: str) -> int | None:
+    return None if d.get(key) is None else int_field(d, key)
 
 
-def _str(d: Mapping[str, Any], key: str) -> str:
+def number_field(d: Mapping[str, Any], key: str) -> float:
+    """An int or a float (not a bool, not NaN), as a float."""
+    v = d.get(key)
+    if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
+        raise CodecError(f"{key}: expected a number, got {shown(v)}")
+    return float(v)
+
+
+def opt_number_field(d: Mapping[str, Any], key: str) -> float | None:
+    return None if d.get(key) is None else number_field(d, key)
+
+
+def str_field(d: Mapping[str, Any], key: str) -> str:
     v = d.get(key)
     if not isinstance(v, str):
-        raise CodecError(f"{d.get('type')}.{key}: expected a string, got {v!r}")
+        raise CodecError(f"{key}: expected a string, got {shown(v)}")
     return v
 
 
-def _bytes(d: Mapping[str, Any], key: str) -> bytes:
+def bytes_field(d: Mapping[str, Any], key: str) -> bytes:
     v = d.get(key)
     if not isinstance(v, bytes):
-        raise CodecError(f"{d.get('type')}.{key}: expected bytes, got {type(v).__name__}")
+        raise CodecError(f"{key}: expected bytes (msgpack bin), got {type(v).__name__}")
     return v
+
+
+def direction_field(d: Mapping[str, Any], key: str = "direction") -> Direction:
+    return direction_from_wire(d.get(key))
 
 
 def _addr(d: Mapping[str, Any], key: str) -> tuple[str, int]:
     v = d.get(key)
     if (not isinstance(v, list | tuple) or len(v) != 2 or not isinstance(v[0], str)
             or isinstance(v[1], bool) or not isinstance(v[1], int)):
-        raise CodecError(f"{d.get('type')}.{key}: expected [host, port], got {v!r}")
+        raise CodecError(f"{key}: expected [host, port], got {shown(v)}")
     return (v[0], v[1])
 
 
@@ -260,30 +299,26 @@ def _enum(d: Mapping[str, Any], key: str, cls: Any) -> Any:
     try:
         return cls(v)
     except ValueError:
-        raise CodecError(f"{d.get('type')}.{key}: unknown value {v!r}") from None
-
-
-def _direction(d: Mapping[str, Any], key: str = "direction") -> Direction:
-    try:
-        return direction_from_wire(d.get(key))
-    except CodecError as e:
-        raise CodecError(f"{d.get('type')}.{e}") from None
+        raise CodecError(f"{key}: unknown value {shown(v)}") from None
 
 
 def _delays(d: Mapping[str, Any]) -> tuple[tuple[DelayReason, int], ...]:
     v = d.get("delays", [])
     if not isinstance(v, list | tuple):
-        raise CodecError(f"{d.get('type')}.delays: expected a list, got {v!r}")
+        raise CodecError(f"delays: expected a list, got {shown(v)}")
     out: list[tuple[DelayReason, int]] = []
     for item in v:
         if (not isinstance(item, list | tuple) or len(item) != 2 or isinstance(item[1], bool)
                 or not isinstance(item[1], int)):
-            raise CodecError(f"{d.get('type')}.delays: expected [reason, ns] pairs, got {item!r}")
+            raise CodecError(f"delays: expected [reason, ns] pairs, got {shown(item)}")
         try:
             out.append((DelayReason(item[0]), item[1]))
         except ValueError:
-            raise CodecError(f"{d.get('type')}.delays: unknown reason {item[0]!r}") from None
+            raise CodecError(f"delays: unknown reason {shown(item[0])}") from None
     return tuple(out)
+
+
+# ------------------------------------------------------------------------------------------------ decoders
 
 
 def _dec_message(d: Mapping[str, Any]) -> Message:
@@ -303,13 +338,13 @@ def _dec_message(d: Mapping[str, Any]) -> Message:
 
 def _dec_message_checked(d: Mapping[str, Any]) -> Message:
     return Message(
-        id=_int(d, "id"),
-        conn_id=_int(d, "conn_id"),
-        direction=_direction(d),
-        seq=_int(d, "seq"),
-        data=_bytes(d, "data"),
-        arrival_ns=_int(d, "arrival_ns"),
-        release_ns=_opt_int(d, "release_ns"),
+        id=int_field(d, "id"),
+        conn_id=int_field(d, "conn_id"),
+        direction=direction_field(d),
+        seq=int_field(d, "seq"),
+        data=bytes_field(d, "data"),
+        arrival_ns=int_field(d, "arrival_ns"),
+        release_ns=opt_int_field(d, "release_ns"),
         origin=_enum(d, "origin", Origin),
         state=_enum(d, "state", MessageState),
         delays=_delays(d),
@@ -318,60 +353,60 @@ def _dec_message_checked(d: Mapping[str, Any]) -> Message:
 
 def _dec_message_updated(d: Mapping[str, Any]) -> MessageUpdated:
     return MessageUpdated(
-        msg_id=_int(d, "msg_id"),
-        conn_id=_int(d, "conn_id"),
-        direction=_direction(d),
+        msg_id=int_field(d, "msg_id"),
+        conn_id=int_field(d, "conn_id"),
+        direction=direction_field(d),
         state=_enum(d, "state", MessageState),
-        time_ns=_int(d, "time_ns"),
-        release_ns=_opt_int(d, "release_ns"),
-        data=None if d.get("data") is None else _bytes(d, "data"),
+        time_ns=int_field(d, "time_ns"),
+        release_ns=opt_int_field(d, "release_ns"),
+        data=None if d.get("data") is None else bytes_field(d, "data"),
         delays=_delays(d),
     )
 
 
 def _dec_opened(d: Mapping[str, Any]) -> ConnectionOpened:
     return ConnectionOpened(
-        conn_id=_int(d, "conn_id"),
+        conn_id=int_field(d, "conn_id"),
         client_addr=_addr(d, "client_addr"),
         target_addr=_addr(d, "target_addr"),
-        time_ns=_int(d, "time_ns"),
-        replay_of=_opt_int(d, "replay_of"),
+        time_ns=int_field(d, "time_ns"),
+        replay_of=opt_int_field(d, "replay_of"),
     )
 
 
 def _dec_upstream(d: Mapping[str, Any]) -> UpstreamConnected:
-    return UpstreamConnected(conn_id=_int(d, "conn_id"), server_addr=_addr(d, "server_addr"),
-                             time_ns=_int(d, "time_ns"))
+    return UpstreamConnected(conn_id=int_field(d, "conn_id"), server_addr=_addr(d, "server_addr"),
+                             time_ns=int_field(d, "time_ns"))
 
 
 def _dec_half_closed(d: Mapping[str, Any]) -> HalfClosed:
     side = _SIDE_IN.get(d.get("side"))  # type: ignore[arg-type]
     if side is None:
-        raise CodecError(f"half_closed.side: expected 'client' or 'server', got {d.get('side')!r}")
-    return HalfClosed(conn_id=_int(d, "conn_id"), side=side, time_ns=_int(d, "time_ns"))
+        raise CodecError(f"side: expected 'client' or 'server', got {shown(d.get('side'))}")
+    return HalfClosed(conn_id=int_field(d, "conn_id"), side=side, time_ns=int_field(d, "time_ns"))
 
 
 def _dec_closed(d: Mapping[str, Any]) -> ConnectionClosed:
     return ConnectionClosed(
-        conn_id=_int(d, "conn_id"),
+        conn_id=int_field(d, "conn_id"),
         reason=_enum(d, "reason", CloseReason),
-        detail=_str(d, "detail"),
-        time_ns=_int(d, "time_ns"),
-        bytes_c2s=_int(d, "bytes_c2s"),
-        bytes_s2c=_int(d, "bytes_s2c"),
-        messages_c2s=_int(d, "messages_c2s"),
-        messages_s2c=_int(d, "messages_s2c"),
-        discarded=_int(d, "discarded") if "discarded" in d else 0,
+        detail=str_field(d, "detail"),
+        time_ns=int_field(d, "time_ns"),
+        bytes_c2s=int_field(d, "bytes_c2s"),
+        bytes_s2c=int_field(d, "bytes_s2c"),
+        messages_c2s=int_field(d, "messages_c2s"),
+        messages_s2c=int_field(d, "messages_s2c"),
+        discarded=int_field(d, "discarded") if "discarded" in d else 0,
     )
 
 
 def _dec_notice(d: Mapping[str, Any]) -> Notice:
     return Notice(
-        level=_str(d, "level"),
-        text=_str(d, "text"),
-        time_ns=_int(d, "time_ns"),
-        conn_id=_opt_int(d, "conn_id"),
-        direction=None if d.get("direction") is None else _direction(d),
+        level=str_field(d, "level"),
+        text=str_field(d, "text"),
+        time_ns=int_field(d, "time_ns"),
+        conn_id=opt_int_field(d, "conn_id"),
+        direction=None if d.get("direction") is None else direction_field(d),
     )
 
 
@@ -396,8 +431,11 @@ def record_from_dict(d: Mapping[str, Any]) -> Record:
     t = d.get("type")
     dec = _DECODERS.get(t) if isinstance(t, str) else None
     if dec is None:
-        raise CodecError(f"unknown record type {t!r}; expected one of {', '.join(sorted(_DECODERS))}")
-    return dec(d)
+        raise CodecError(f"unknown record type {shown(t)}; expected one of {', '.join(sorted(_DECODERS))}")
+    try:
+        return dec(d)
+    except CodecError as e:
+        raise CodecError(f"{t}.{e}") from None
 
 
 def framing_to_dict(spec: FramingSpec) -> dict[str, Any]:
@@ -405,11 +443,10 @@ def framing_to_dict(spec: FramingSpec) -> dict[str, Any]:
     return {"c2s": spec.c2s, "s2c": spec.s2c, "max_frame": spec.max_frame, "text": str(spec)}
 
 
-# ------------------------------------------------------------------------------------------ framed, spliced
+# ------------------------------------------------------------------------------------------ a message, spliced
+# The frame itself (u32 length + msgpack map) is proxy.control.wire's; this is a Message record's fixed layout in
+# it, for the recorder.
 
-SPLICE_MIN: Final = 16 << 10
-"""Payloads at least this big are not copied into a packed frame but kept as a piece of their own."""
-_U32: Final = struct.Struct(">I")
 _BIN32: Final = b"\xc6"  # msgpack bin 32
 
 
@@ -429,8 +466,9 @@ _AFTER_KEYS: Final = {key: msgpack.packb(key) for key in _AFTER_DATA}
 
 
 def message_head_tail(packer: msgpack.Packer, r: Message) -> tuple[bytes, bytes]:
-    """The framed session record of ``r`` (what ``pack_framed(packer, record_to_dict(r))`` writes, with the same
-    keys and values) as a head of exactly :data:`MESSAGE_HEAD` bytes and a tail, to go either side of the payload.
+    """The framed session record of ``r`` (what ``proxy.control.wire.pack_framed(packer, record_to_dict(r))``
+    writes, with the same keys and values) as a head of exactly :data:`MESSAGE_HEAD` bytes and a tail, to go
+    either side of the payload.
 
     The head's integers are packed as uint 64 and the payload's length as bin 32, which every msgpack reader
     accepts, so its size never depends on the values: the recorder lets the relay read a payload straight into
@@ -444,102 +482,3 @@ def message_head_tail(packer: msgpack.Packer, r: Message) -> tuple[bytes, bytes]
     head = _HEAD.pack(MESSAGE_HEAD - 4 + n + len(tail), a, r.id, b, r.conn_id, c, pack(d["direction"]), dd, r.seq,
                       e, n)
     return head, tail
-
-
-def pack_framed(packer: msgpack.Packer, d: dict[str, Any]) -> tuple[bytes, ...]:
-    """``d`` as a u32 big-endian length plus its msgpack map (the framing of session records and control frames),
-    in pieces to write one after another (``writev``, ``writelines``).
-
-    A ``"data"`` payload of at least :data:`SPLICE_MIN` bytes is one of the pieces, the very object given, not a
-    copy: at bulk rates the copies, not the packing, are what costs. It is packed as ``bin 32``, which every
-    msgpack reader accepts. Otherwise the result is one piece. ``packer`` must pack bytes as ``bin``.
-    """
-    data = d.get("data")
-    if type(data) is not bytes or len(data) < SPLICE_MIN:
-        body = packer.pack(d)
-        return (_U32.pack(len(body)) + body,)
-    pack = packer.pack
-    head: list[bytes] = [packer.pack_map_header(len(d))]
-    tail: list[bytes] = []
-    into = head
-    for k, v in d.items():
-        if k == "data":
-            head += [pack(k), _BIN32 + _U32.pack(len(data))]
-            into = tail
-        else:
-            into += [pack(k), pack(v)]
-    before, after = b"".join(head), b"".join(tail)
-    return _U32.pack(len(before) + len(data) + len(after)) + before, data, after
-
-
-# ------------------------------------------------------------------------------------------ decoding limits
-# A msgpack frame from a socket is decoded into Python objects, and an object costs far more than its bytes: an
-# empty array is one byte on the wire and a 56-byte list (plus an 8-byte slot in its parent) in memory, so a
-# 48 MiB frame of empty arrays would become gigabytes. Limits relative to the frame's size keep what a frame can
-# cost near what it weighs. Nesting needs no limit here: msgpack's C unpacker keeps open containers on a fixed
-# stack of 1,024 levels (no recursion) and raises ``StackError`` past it; code that walks decoded values must
-# still never recurse on them (see ``nesting_exceeds``).
-
-SMALL_FRAME: Final = 64 << 10
-"""Frames up to this size are decoded with msgpack's own limits (each container at most as many items as the
-frame has bytes): whatever they hold costs a few MiB at most, and the hot path pays nothing more."""
-CONTAINER_FLOOR: Final = 4096
-CONTAINER_RATIO: Final = 32
-"""A bigger frame may hold at most ``CONTAINER_FLOOR + size // CONTAINER_RATIO`` arrays and maps in all (a
-2,000-connection ``snapshot`` reply has one per ~50 bytes; a frame of empty arrays has one per byte)."""
-
-
-class FrameLimitError(ValueError):
-    """A frame holds more than its size allows (too many containers, a container longer than the frame)."""
-
-
-def _limits(size: int) -> dict[str, int]:
-    return {"max_str_len": size, "max_bin_len": size, "max_ext_len": size, "max_array_len": size,
-            "max_map_len": size // 2}
-
-
-def unpack_frame(data: bytes | bytearray | memoryview) -> Any:
-    """Decode one msgpack frame body (``raw=False``, string map keys) with limits relative to its size.
-
-    Raises ``FrameLimitError`` past a limit, ``msgpack.StackError`` past 1,024 nesting levels, and msgpack's
-    other ``ValueError`` exceptions for malformed data. A frame of ``SMALL_FRAME`` bytes or less costs one C call.
-    """
-    size = memoryview(data).nbytes
-    if size <= SMALL_FRAME:
-        return msgpack.unpackb(data, raw=False)  # msgpack's defaults are the size-relative limits above
-    left = CONTAINER_FLOOR + size // CONTAINER_RATIO
-
-    def count(obj: Any) -> Any:
-        nonlocal left
-        left -= 1
-        if left < 0:
-            raise FrameLimitError(f"a {size}-byte frame holds more than the limit of "
-                                  f"{CONTAINER_FLOOR + size // CONTAINER_RATIO} arrays and maps")
-        return obj
-
-    try:
-        return msgpack.unpackb(data, raw=False, list_hook=count, object_hook=count, **_limits(size))
-    except ValueError as e:
-        if "exceeds max_" in str(e):
-            raise FrameLimitError(f"a {size}-byte frame is over a limit: {e}") from None
-        raise
-
-
-def nesting_exceeds(obj: object, limit: int) -> bool:
-    """Whether ``obj`` (decoded msgpack: lists, tuples, dicts, scalars) nests containers deeper than ``limit``.
-
-    Iterative, and stops at the first container past the limit: cost at most the number of objects.
-    """
-    stack: list[tuple[object, int]] = [(obj, 0)]
-    while stack:
-        o, depth = stack.pop()
-        if isinstance(o, dict):
-            children: Any = [*o.keys(), *o.values()]
-        elif isinstance(o, list | tuple):
-            children = o
-        else:
-            continue
-        if depth >= limit:
-            return True
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list | tuple))
-    return False

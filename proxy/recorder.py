@@ -30,7 +30,8 @@ from typing import Final
 
 import msgpack
 
-from proxy.codec import MESSAGE_HEAD, framing_to_dict, message_head_tail, pack_framed, record_to_dict, truncated_dict
+from proxy.codec import MESSAGE_HEAD, framing_to_dict, message_head_tail, record_to_dict, truncated_dict
+from proxy.control.wire import pack_framed
 from proxy.filesink import StagedFile, open_staged
 from proxy.model import Message, MessageUpdated, Notice, Record
 from proxy.server import READ_SIZE, ProxyServer

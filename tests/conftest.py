@@ -1,4 +1,5 @@
-"""Shared fixtures: real sockets on 127.0.0.1, an in-process engine thread, and bounded waits.
+"""Shared fixtures: real sockets on 127.0.0.1, an in-process engine thread (with its control endpoint when a test
+talks the control protocol, as the window and scripts do), and bounded waits.
 
 Every network helper here has a timeout, so a broken relay fails a test instead of hanging CI.
 """
@@ -16,6 +17,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -35,6 +37,8 @@ from proxy.server import ProxyConfig  # noqa: E402
 _raise_fd_limit()
 
 IO_TIMEOUT = 10.0
+CONTROL_TOKEN = "test-token"
+"""The token of the control endpoints :func:`start_endpoint` starts."""
 
 # struct linger is two ints on POSIX but two u_shorts on Windows (the same packing as proxy/server.py).
 LINGER_RESET = struct.pack("HH", 1, 0) if sys.platform == "win32" else struct.pack("ii", 1, 0)
@@ -175,6 +179,26 @@ def start_proxy(recorder: Recorder) -> Iterator[Callable[..., ProxyThread]]:
     def start(target_port: int, framing: FramingSpec | None = None, **kw: object) -> ProxyThread:
         cfg = ProxyConfig(listen_port=0, target_port=target_port, framing=framing or FramingSpec(), **kw)  # type: ignore[arg-type]
         p = ProxyThread(cfg, (recorder,)).start()
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+@pytest.fixture
+def start_endpoint(recorder: Recorder) -> Iterator[Callable[..., ProxyThread]]:
+    """``start_endpoint(target_port, framing=FramingSpec(...), control={...}, **config)`` -> a running ProxyThread
+    with its control endpoint on a loopback port (``p.control_port``, token :data:`CONTROL_TOKEN`): the engine and
+    the endpoint users run, on a thread of the test process. ``control`` holds ``ControlServer`` options
+    (``queue_bytes``, ``payload_rate``, ...)."""
+    started: list[ProxyThread] = []
+
+    def start(target_port: int, framing: FramingSpec | None = None, control: dict[str, Any] | None = None,
+              **kw: object) -> ProxyThread:
+        cfg = ProxyConfig(listen_port=0, target_port=target_port, framing=framing or FramingSpec(), **kw)  # type: ignore[arg-type]
+        p = ProxyThread(cfg, (recorder,), control_token=CONTROL_TOKEN, control_options=control).start()
         started.append(p)
         return p
 

@@ -337,7 +337,7 @@ def test_a_one_shot_server_is_not_used_up_by_the_proxy(child: Callable[..., Chil
 def test_wait_attach_holds_game_connections_until_a_control_client_attaches(child: Callable[..., Child]) -> None:
     """With ``--wait-attach`` a game client that connects first is held (not refused, not relayed) until a control
     client attaches; then that client sees the connection and its first bytes, and the game sees its echo."""
-    from proxy.client import SyncControlClient
+    from proxy.control.client import ControlClient
     from proxy.model import ConnectionOpened, Message
 
     done = threading.Event()
@@ -356,7 +356,7 @@ def test_wait_attach_holds_game_connections_until_a_control_client_attaches(chil
                 c.recv(1)
             assert not any("opened" in x for x in p.out), p.out
             c.settimeout(IO_TIMEOUT)
-            with SyncControlClient("127.0.0.1", cport, "t0k") as sub:
+            with ControlClient("127.0.0.1", cport, "t0k") as sub:
                 assert recv_exact(c, 11) == b"first bytes"
                 opened = sub.wait_for(lambda e: isinstance(e.get("record"), ConnectionOpened))
                 first = sub.wait_for(lambda e: isinstance(e.get("record"), Message))
@@ -472,7 +472,7 @@ def test_a_token_on_the_command_line_is_refused_with_one_line() -> None:
 
 
 def test_the_token_comes_from_a_file_or_the_environment(child: Callable[..., Child], tmp_path: Path) -> None:
-    from proxy.client import ControlError, SyncControlClient
+    from proxy.control.client import ControlClient, ControlError
 
     token_file = tmp_path / "token"
     token_file.write_text("fr0m-a-file\n")
@@ -484,10 +484,10 @@ def test_the_token_comes_from_a_file_or_the_environment(child: Callable[..., Chi
         line = p.wait_line(p.out, lambda x: "control on" in x)
         assert line.endswith(f"(token from {source})") and token not in line  # a chosen token is not echoed
         cport = int(line.split()[3].rsplit(":", 1)[1])
-        with SyncControlClient("127.0.0.1", cport, token) as c:
+        with ControlClient("127.0.0.1", cport, token) as c:
             assert c.call("ping", echo=1)["echo"] == 1
         with pytest.raises(ControlError, match="wrong token"):
-            SyncControlClient("127.0.0.1", cport, "guess")
+            ControlClient("127.0.0.1", cport, "guess")
         p.proc.terminate()
         assert p.finish() == 0
 

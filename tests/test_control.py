@@ -1,7 +1,8 @@
-"""The control endpoint over real sockets: auth, bad clients, every command, several subscribers, slow ones.
+"""The control endpoint over real sockets: auth, bad clients, every command of the table (and the table against
+docs/protocol.md), announcements, several subscribers, slow ones; and the command line's control flags.
 
 Each misbehaving-client test ends with a relayed ping-pong: whatever a control client does, relaying goes on.
-Commands the engine does not have yet are skipped (``not hasattr(ProxyServer, name)``).
+The engine and its endpoint run on a thread of the test process (``start_endpoint`` in conftest.py).
 """
 
 from __future__ import annotations
@@ -20,17 +21,21 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
+from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
 
-from proxy.control import MAX_FRAME, ControlServer, add_arguments, start_from_args, stop
+from proxy.cli import build_parser, start_extras, stop_extras
+from proxy.control.commands import COMMANDS
+from proxy.control.endpoint import ControlServer
+from proxy.control.wire import MAX_FRAME
 from proxy.runner import ProxyThread
-from proxy.server import ProxyError, ProxyServer
-from tests.conftest import IO_TIMEOUT, EchoServer, connect, recv_exact
+from proxy.server import ProxyError
+from tests.conftest import CONTROL_TOKEN, IO_TIMEOUT, EchoServer, connect, recv_exact
 
-TOKEN = "test-token"
+TOKEN = CONTROL_TOKEN
 U32 = struct.Struct(">I")
 _open_sockets: list[socket.socket] = []
 
@@ -48,29 +53,17 @@ def track(sock: socket.socket) -> socket.socket:
     return sock
 
 
-def needs(*methods: str) -> None:
-    missing = [m for m in methods if not hasattr(ProxyServer, m)]
-    if missing:
-        pytest.skip(f"ProxyServer has no {', '.join(missing)} yet")
-
-
 class Control:
-    """A proxy on a thread with its control endpoint started on the engine loop."""
+    """The control endpoint of a proxy thread, and bare-socket clients of it."""
 
-    def __init__(self, proxy: ProxyThread, **kw: Any) -> None:
+    def __init__(self, proxy: ProxyThread) -> None:
+        assert proxy.control is not None
         self.proxy = proxy
-
-        async def start() -> ControlServer:
-            cs = ControlServer(proxy.server, token=TOKEN, **kw)
-            await cs.start()
-            return cs
-
-        self.cs = asyncio.run_coroutine_threadsafe(start(), proxy.loop).result(IO_TIMEOUT)
-        assert self.cs.address is not None
-        self.port = self.cs.address[1]
+        self.cs = proxy.control
+        self.port = proxy.control_port
 
     def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.cs.close(), self.proxy.loop).result(IO_TIMEOUT)
+        self.proxy.run_coroutine(self.cs.close())
 
     def raw(self) -> Raw:
         return Raw(self.port)
@@ -144,15 +137,13 @@ class Raw:
 
 
 @pytest.fixture
-def proxy(start_proxy: Callable[..., ProxyThread], echo_server: EchoServer) -> ProxyThread:
-    return start_proxy(echo_server.port)
+def proxy(start_endpoint: Callable[..., ProxyThread], echo_server: EchoServer) -> ProxyThread:
+    return start_endpoint(echo_server.port)
 
 
 @pytest.fixture
-def control(proxy: ProxyThread) -> Iterator[Control]:
-    c = Control(proxy)
-    yield c
-    c.close()
+def control(proxy: ProxyThread) -> Control:
+    return Control(proxy)
 
 
 def ping_pong(proxy: ProxyThread, payload: bytes = b"ping") -> None:
@@ -184,8 +175,9 @@ def test_hello_describes_the_proxy(control: Control, proxy: ProxyThread, echo_se
     assert h["settings"]["framing"]["c2s"] == "raw"
     assert set(h["clock"]) == {"mono_ns", "wall_ns"}
     assert h["limits"]["max_frame"] == MAX_FRAME
-    if hasattr(ProxyServer, "conditions_for"):
-        assert set(h["conditions"]) == {"c2s", "s2c"}
+    assert set(h["conditions"]) == {"c2s", "s2c"}
+    assert h["rules"] == [] and h["capturing"] is True
+    assert isinstance(h["client_id"], int) and h["client_id"] != control.client().hello["client_id"]
     assert all({"name", "source", "source_date", "conditions"} <= set(p) for p in h["presets"])
 
 
@@ -300,14 +292,45 @@ def test_protocol_level_errors_are_replies_not_disconnects(control: Control) -> 
     assert c.ok("ping", echo="still here")["echo"] == "still here"
 
 
-def test_missing_engine_method_is_reported(control: Control, monkeypatch: pytest.MonkeyPatch) -> None:
-    c = control.client()
+def test_the_documented_commands_are_exactly_the_table() -> None:
+    """docs/protocol.md's command table lists every command of ``COMMANDS`` and nothing else."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    section = doc.split("## Commands (client → proxy)", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    documented = {name for row in rows for name in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+    assert documented == set(COMMANDS)
 
-    class Bare:
-        pass
 
-    monkeypatch.setattr(control.cs, "server", Bare())
-    assert c.error("snapshot") == "snapshot: not supported by this proxy yet"
+def test_the_window_sends_only_commands_of_the_table() -> None:
+    """Every command name the window's code sends (``send("...")``, ``command("...")``) is a wire name."""
+    root = Path(__file__).resolve().parents[1] / "inspector"
+    sent = set()
+    for path in root.rglob("*.py"):
+        sent |= set(re.findall(r"\b(?:send|command|submit)\(\s*\"([a-z_]+)\"", path.read_text(encoding="utf-8")))
+    assert sent, "no command found: the pattern no longer matches the window's code"
+    assert sent <= set(COMMANDS), sent - set(COMMANDS)
+
+
+def test_the_control_package_does_not_import_the_command_line() -> None:
+    """proxy.cli starts the endpoint; the endpoint never reaches back into proxy.cli (no cli <-> control cycle),
+    and the window's side of the package (wire, client) never loads the engine's shell."""
+    import ast
+
+    def imported(path: Path) -> set[str]:
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+        return names
+
+    package = Path(__file__).resolve().parents[1] / "proxy" / "control"
+    for path in package.glob("*.py"):
+        assert not {n for n in imported(path) if n == "proxy.cli" or n.startswith("inspector")}, path.name
+    for light in ("wire.py", "client.py", "__init__.py"):
+        assert not {n for n in imported(package / light)
+                    if n in ("asyncio", "proxy.server", "proxy.runner") or n.startswith("proxy.control.endpoint")}
 
 
 # ------------------------------------------------------------------------------------------ every command
@@ -344,7 +367,6 @@ def test_close_and_reset(control: Control, proxy: ProxyThread, command: str, rea
 
 
 def test_set_conditions_global_per_connection_and_preset(control: Control, proxy: ProxyThread) -> None:
-    needs("set_conditions", "conditions_for")
     c = control.client()
     other = control.client()
     r = c.ok("set_conditions", conditions={"c2s": {"latency_ms": 30}})
@@ -370,7 +392,6 @@ def test_set_conditions_global_per_connection_and_preset(control: Control, proxy
 
 
 def test_hold_release_edit_drop(control: Control, proxy: ProxyThread) -> None:
-    needs("hold_next", "release", "drop", "held")
     c = control.client()
     s, conn = open_conn(proxy, c)
 
@@ -404,7 +425,6 @@ def test_hold_release_edit_drop(control: Control, proxy: ProxyThread) -> None:
 
 
 def test_release_all_and_cancel_hold_next(control: Control, proxy: ProxyThread) -> None:
-    needs("hold_next", "release_all", "cancel_hold_next")
     c = control.client()
     s, conn = open_conn(proxy, c)
     c.ok("hold_next", direction="c2s", conn_id=conn, count=2)
@@ -423,7 +443,6 @@ def test_release_all_and_cancel_hold_next(control: Control, proxy: ProxyThread) 
 
 
 def test_set_rules(control: Control, proxy: ProxyThread) -> None:
-    needs("set_rules", "snapshot")
     c = control.client()
     assert c.ok("set_rules", rules=[{"action": "drop", "direction": "c2s", "bytes_regex": "SECRET"}]) == {"rules": 1}
     assert c.ok("snapshot")["rules"][0]["action"] == "drop"
@@ -439,7 +458,6 @@ def test_set_rules(control: Control, proxy: ProxyThread) -> None:
 
 
 def test_replay(control: Control, proxy: ProxyThread) -> None:
-    needs("replay")
     c = control.client()
     s, conn = open_conn(proxy, c)
     s.sendall(b"again")
@@ -464,7 +482,6 @@ def test_replay(control: Control, proxy: ProxyThread) -> None:
 
 
 def test_set_framing_applies_to_new_connections(control: Control, proxy: ProxyThread) -> None:
-    needs("set_framing")
     c = control.client()
     other = control.client()
     r = c.ok("set_framing", framing="lines")
@@ -482,7 +499,6 @@ def test_set_framing_applies_to_new_connections(control: Control, proxy: ProxyTh
 
 
 def test_pause_and_resume_capture(control: Control, proxy: ProxyThread) -> None:
-    needs("pause_capture", "resume_capture", "snapshot")
     c = control.client()
     c.ok("pause_capture")
     assert c.wait_for(lambda e: e["type"] == "capture")["paused"] is True
@@ -494,7 +510,6 @@ def test_pause_and_resume_capture(control: Control, proxy: ProxyThread) -> None:
 
 
 def test_snapshot(control: Control, proxy: ProxyThread) -> None:
-    needs("snapshot")
     c = control.client()
     s, conn = open_conn(proxy, c)
     snap = c.ok("snapshot")
@@ -505,7 +520,6 @@ def test_snapshot(control: Control, proxy: ProxyThread) -> None:
 
 
 def test_spike_and_fault(control: Control, proxy: ProxyThread) -> None:
-    needs("spike_now", "arm_fault")
     c = control.client()
     s, conn = open_conn(proxy, c)
     c.ok("fault", direction="c2s", kind="drop", conn_id=conn)
@@ -519,6 +533,47 @@ def test_spike_and_fault(control: Control, proxy: ProxyThread) -> None:
     assert "kind" in c.error("fault", direction="c2s", kind="explode")
     assert "for_s" in c.error("spike", add_ms=5, for_s=0)
     s.close()
+
+
+def test_state_changes_are_announced_to_every_client_with_who_made_them(control: Control) -> None:
+    """Conditions, rules, armed holds, framing and capture: every client hears of each change (the one that made it
+    too), with ``by``, the client id its hello gave it, so a window can tell its own changes from others'."""
+    a, b = control.client(), control.client()
+    who = a.hello["client_id"]
+    steps: list[tuple[str, dict[str, Any], str, Callable[[dict[str, Any]], bool]]] = [
+        ("set_conditions", {"conditions": {"c2s": {"latency_ms": 7}}}, "conditions_changed",
+         lambda e: e["conn_id"] is None and e["conditions"]["c2s"]["latency_ms"] == 7),
+        ("set_rules", {"rules": [{"action": "hold", "direction": "s2c"}]}, "rules_changed",
+         lambda e: [r["action"] for r in e["rules"]] == ["hold"]),
+        ("hold_next", {"direction": "s2c", "count": 2}, "hold_changed",
+         lambda e: e["hold_next"] == {"c2s": 0, "s2c": 2} and e["armed"] == {"direction": "s2c", "conn_id": None,
+                                                                               "count": 2}),
+        ("cancel_hold_next", {}, "hold_changed", lambda e: e["hold_next"] == {"c2s": 0, "s2c": 0} and not e["armed"]),
+        ("set_framing", {"framing": "lines"}, "framing_changed", lambda e: e["framing"]["text"] == "lines"),
+        ("pause_capture", {}, "capture", lambda e: e["paused"] is True),
+        ("resume_capture", {}, "capture", lambda e: e["paused"] is False),
+    ]
+    for command, args, kind, check in steps:
+        a.ok(command, **args)
+        for c in (a, b):
+            ev = c.wait_for(lambda e, k=kind: e["type"] == k)  # type: ignore[misc]
+            assert ev["by"] == who and check(ev), (command, ev)
+    assert [r["action"] for r in control.client().hello["rules"]] == ["hold"]  # a late client learns them too
+
+
+def test_a_payload_too_big_for_a_frame_arrives_truncated(start_endpoint: Callable[..., ProxyThread],
+                                                         echo_server: EchoServer) -> None:
+    """Held messages, to a subscriber with room, arrive whole, except one that could not fit in a frame."""
+    from proxy.control.wire import MAX_FRAME
+    from proxy.model import Direction, Message, MessageState
+
+    proxy = start_endpoint(echo_server.port, control={"queue_bytes": 4 * MAX_FRAME})
+    c = Control(proxy).client()
+    huge = Message(3000, 1, Direction.C2S, 0, b"\x01" * (MAX_FRAME + 1), 0, None, state=MessageState.HELD)
+    proxy.call(proxy.server.publish, huge)
+    ev = c.wait_for(lambda e: e["type"] == "message" and e["id"] == 3000)
+    assert ev["truncated"] is True and ev["size"] == MAX_FRAME + 1 and len(ev["data"]) == 256
+    assert c.ok("ping")["echo"] is None  # the connection goes on
 
 
 # ------------------------------------------------------------------------------------------ subscribers
@@ -554,15 +609,11 @@ def test_stats_every_second(control: Control, proxy: ProxyThread) -> None:
     assert st["events_dropped"] == 0
 
 
-def test_a_subscriber_that_never_reads_does_not_stall_relaying(start_proxy: Callable[..., ProxyThread],
+def test_a_subscriber_that_never_reads_does_not_stall_relaying(start_endpoint: Callable[..., ProxyThread],
                                                                echo_server: EchoServer) -> None:
     """64 MiB through the proxy with a stuck subscriber attached; it is told afterwards what it missed."""
-    proxy = start_proxy(echo_server.port)
-    control = Control(proxy, queue_bytes=1 << 20, queue_events=50)
-    try:
-        _stuck_subscriber(proxy, control)
-    finally:
-        control.close()
+    proxy = start_endpoint(echo_server.port, control={"queue_bytes": 1 << 20, "queue_events": 50})
+    _stuck_subscriber(proxy, Control(proxy))
 
 
 def _stuck_subscriber(proxy: ProxyThread, control: Control) -> None:
@@ -618,14 +669,10 @@ def _stuck_subscriber(proxy: ProxyThread, control: Control) -> None:
     c.wait_for(lambda e: e["type"] == "message" and e["data"] == b"ping")
 
 
-def test_truncated_events_keep_size_and_flag(start_proxy: Callable[..., ProxyThread],
+def test_truncated_events_keep_size_and_flag(start_endpoint: Callable[..., ProxyThread],
                                              echo_server: EchoServer) -> None:
-    proxy = start_proxy(echo_server.port)
-    control = Control(proxy, queue_bytes=64 << 10, queue_events=10_000)
-    try:
-        _truncation(proxy, control)
-    finally:
-        control.close()
+    proxy = start_endpoint(echo_server.port, control={"queue_bytes": 64 << 10, "queue_events": 10_000})
+    _truncation(proxy, Control(proxy))
 
 
 def _truncation(proxy: ProxyThread, control: Control) -> None:
@@ -645,11 +692,11 @@ def _truncation(proxy: ProxyThread, control: Control) -> None:
 
 
 def test_payload_rate_budget_truncates_live_bulk_but_never_held_messages(
-        start_proxy: Callable[..., ProxyThread], echo_server: EchoServer) -> None:
+        start_endpoint: Callable[..., ProxyThread], echo_server: EchoServer) -> None:
     from proxy.model import Direction, Message, MessageState
 
-    proxy = start_proxy(echo_server.port)
-    control = Control(proxy, payload_rate=1000, payload_burst=50_000)
+    proxy = start_endpoint(echo_server.port, control={"payload_rate": 1000, "payload_burst": 50_000})
+    control = Control(proxy)
     try:
         c = control.client()
         assert c.hello["limits"]["payload_rate"] == 1000
@@ -671,14 +718,16 @@ def test_payload_rate_budget_truncates_live_bulk_but_never_held_messages(
 
 
 def test_payload_rate_flag(proxy: ProxyThread) -> None:
-    from proxy.control import DEFAULT_PAYLOAD_RATE, _parse_rate
+    from proxy.control.endpoint import DEFAULT_PAYLOAD_RATE
+    from proxy.options import UsageError
+    from proxy.options import parse_payload_rate as _parse_rate
 
     assert _parse(["--control", "127.0.0.1:0"]).control_payload_rate is None
     assert DEFAULT_PAYLOAD_RATE == 8 << 20
     assert _parse_rate("0") == 0 and _parse_rate("unlimited") == 0
     assert _parse_rate("8MB/s") == 8_000_000 and _parse_rate("1MiB/s") == 1 << 20
     for bad in ("fast", "c2s=1MB/s,s2c=2MB/s"):
-        with pytest.raises(ValueError, match="--control-payload-rate"):
+        with pytest.raises(UsageError, match="--control-payload-rate"):
             _parse_rate(bad)
 
 
@@ -686,10 +735,7 @@ def test_payload_rate_flag(proxy: ProxyThread) -> None:
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser()
-    p.add_argument("--allow-remote", action="store_true")
-    add_arguments(p)
-    return p.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def test_start_from_args_prints_a_parseable_line(proxy: ProxyThread, tmp_path: Any,
@@ -700,7 +746,7 @@ def test_start_from_args_prints_a_parseable_line(proxy: ProxyThread, tmp_path: A
 
     async def run() -> list[object]:
         with redirect_stdout(out):
-            return await start_from_args(proxy.server, args)
+            return await start_extras(proxy.server, args)
 
     started = asyncio.run_coroutine_threadsafe(run(), proxy.loop).result(IO_TIMEOUT)
     # the token the user chose is not printed, only where it came from
@@ -710,7 +756,7 @@ def test_start_from_args_prints_a_parseable_line(proxy: ProxyThread, tmp_path: A
     c.send({"v": 1, "type": "auth", "token": "T0K"})
     assert c.read()["type"] == "hello"
     ping_pong(proxy)
-    asyncio.run_coroutine_threadsafe(stop(started), proxy.loop).result(IO_TIMEOUT)
+    proxy.run_coroutine(stop_extras(started))
     from proxy.session import open_session
 
     assert any(getattr(r, "data", None) == b"ping" for r in open_session(tmp_path / "r.session"))
@@ -722,7 +768,7 @@ def test_start_from_args_prints_a_token_it_made(proxy: ProxyThread, monkeypatch:
 
     async def run() -> list[object]:
         with redirect_stdout(out):
-            return await start_from_args(proxy.server, _parse(["--control", "127.0.0.1:0"]))
+            return await start_extras(proxy.server, _parse(["--control", "127.0.0.1:0"]))
 
     started = asyncio.run_coroutine_threadsafe(run(), proxy.loop).result(IO_TIMEOUT)
     m = re.fullmatch(r"sockscope: control on 127.0.0.1:(\d+) token (\S+)\n", out.getvalue())
@@ -730,27 +776,26 @@ def test_start_from_args_prints_a_token_it_made(proxy: ProxyThread, monkeypatch:
     c = Raw(int(m.group(1)))
     c.send({"v": 1, "type": "auth", "token": m.group(2)})
     assert c.read()["type"] == "hello"
-    asyncio.run_coroutine_threadsafe(stop(started), proxy.loop).result(IO_TIMEOUT)
+    proxy.run_coroutine(stop_extras(started))
 
 
 def test_start_from_args_refuses_remote_control_without_allow_remote(proxy: ProxyThread) -> None:
     args = _parse(["--control", "0.0.0.0:0"])
     with pytest.raises(ProxyError, match="--allow-remote"):
-        asyncio.run_coroutine_threadsafe(start_from_args(proxy.server, args), proxy.loop).result(IO_TIMEOUT)
+        asyncio.run_coroutine_threadsafe(start_extras(proxy.server, args), proxy.loop).result(IO_TIMEOUT)
     with pytest.raises(ProxyError, match="--control"):
-        asyncio.run_coroutine_threadsafe(start_from_args(proxy.server, _parse(["--control", "x:y"])),
+        asyncio.run_coroutine_threadsafe(start_extras(proxy.server, _parse(["--control", "x:y"])),
                                          proxy.loop).result(IO_TIMEOUT)
 
 
-def test_add_arguments_keeps_an_existing_allow_remote() -> None:
-    p = argparse.ArgumentParser()
-    add_arguments(p)  # adds --allow-remote itself
-    assert p.parse_args(["--allow-remote", "--parent-watch"]).allow_remote is True
+def test_control_flags_parse() -> None:
+    args = _parse(["--allow-remote", "--parent-watch", "--control", "0.0.0.0:0"])
+    assert args.allow_remote is True and args.parent_watch is True and args.control == "0.0.0.0:0"
 
 
 WATCHER = """
 import asyncio, sys
-from proxy.control import watch_stdin
+from proxy.cli import watch_stdin
 loop = asyncio.new_event_loop()
 def gone():
     print("parent gone", flush=True)
@@ -781,7 +826,7 @@ def test_watch_stdin_stops_when_the_parent_goes_away() -> None:
 def test_generated_tokens_never_look_like_an_option() -> None:
     """Users paste the token into a shell (``SOCKSCOPE_TOKEN=...``, a token file): one starting with ``-`` is easy
     to mistake for an option (1 in 64 of ``secrets.token_urlsafe`` values do)."""
-    from proxy.control import new_token
+    from proxy.control.wire import new_token
 
     tokens = {new_token() for _ in range(2000)}
     assert len(tokens) == 2000 and not any(t.startswith("-") for t in tokens)

@@ -507,6 +507,7 @@ _PAIRS = colliding_pairs(20_000)
 _TIMESTAMPS = colliding_timestamps(20_000)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)  # 100 inputs of at most 2 s each; a blow-up never returns
 @TIMED
 @given(kind=st.sampled_from(["arrays", "maps", "array_keys", "timestamp_keys", "int_keys", "values"]),
@@ -532,6 +533,7 @@ def test_structured_msgpack_costs_bounded_time(kind: str, n: int, depth: int) ->
     _decode_everything(data, ("msgpack",))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)  # 100 inputs of at most 2 s each; a blow-up never returns
 @TIMED
 @given(kind=st.sampled_from(["arrays", "objects", "values", "delimited", "indent", "number"]),

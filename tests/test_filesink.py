@@ -13,7 +13,8 @@ import msgpack
 import pytest
 
 from proxy import filesink
-from proxy.codec import SPLICE_MIN, pack_framed, record_to_dict
+from proxy.codec import record_to_dict
+from proxy.control.wire import SPLICE_MIN, pack_framed
 from proxy.filesink import BLOCK, KEEP_SEGMENTS, SEGMENT, StagedFile, open_staged
 from proxy.model import DelayReason, Direction, Message, MessageState, Origin
 from proxy.session import SessionReader, encode_header, encode_record

@@ -111,6 +111,7 @@ def test_corpus_files_are_what_their_generators_make() -> None:
         assert (ROOT / kind / "README.md").read_text(encoding="utf-8") == corpus.readme(kind)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("path", FILES)
 def test_every_hostile_input_decodes_within_its_budgets(path: str) -> None:

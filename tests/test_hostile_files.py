@@ -646,11 +646,11 @@ def test_reassembly_offsets_past_2_gib_unwrap_relative_to_the_stream() -> None:
 def window(qtbot: Any, tmp_path: Path) -> Iterator[Any]:
     from PySide6.QtCore import QSettings
 
-    from inspector.bridge import InProcessLink
+    from inspector.bridge import ThreadLink
     from inspector.ui.main_window import MainWindow
 
     w = MainWindow(None, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                   link_factory=InProcessLink)
+                   link_factory=ThreadLink)
     qtbot.addWidget(w)
     w.show()
     yield w

@@ -30,8 +30,9 @@ from typing import Any
 import msgpack
 import pytest
 
-from proxy.client import ControlError, SyncControlClient
-from proxy.control import AUTH_MAX_FRAME, ControlServer
+from proxy.control.client import ControlClient, ControlError
+from proxy.control.endpoint import ControlServer
+from proxy.control.wire import AUTH_MAX_FRAME
 from proxy.framing import FramingSpec, make_framer
 from proxy.runner import ProxyThread
 from tests.conftest import IO_TIMEOUT, EchoServer, connect, recv_exact, recv_until_eof
@@ -284,7 +285,7 @@ def test_hostile_control_bytes_get_a_one_line_bye(endpoint: Endpoint, path: Path
     assert "Traceback" not in reason
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "the proxy logged an error"
     # Nothing that client sent is held on to, and everyone else carries on.
-    assert all(len(sub._inbuf) <= 4 + AUTH_MAX_FRAME for sub in endpoint.cs.connections)
+    assert all(sub.reader.capacity <= 4 + AUTH_MAX_FRAME for sub in endpoint.cs.connections)
     game_round_trip(endpoint.proxy)
     assert call(watcher, 7, "ping")["ok"] is True
     watcher.close()
@@ -358,7 +359,7 @@ def test_an_authenticated_frame_of_a_million_empty_arrays_is_refused_cheaply(end
     game_round_trip(endpoint.proxy)
 
 
-# ------------------------------------------------------------------------------------------ proxy.client's side
+# ------------------------------------------------------------------------------------ proxy.control.client's side
 
 
 class FakeProxy:
@@ -402,7 +403,7 @@ def test_client_refuses_a_huge_first_frame_without_allocating_it() -> None:
         tracemalloc.start()
         try:
             with pytest.raises(ControlError, match="first frame"):
-                SyncControlClient("127.0.0.1", fake.port, "t", timeout=5)
+                ControlClient("127.0.0.1", fake.port, "t", timeout=5)
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
@@ -417,7 +418,7 @@ def test_client_refuses_an_event_of_a_million_empty_arrays() -> None:
     event = raw_frame(b"\x83\xa1v\x01\xa4type\xa6notice\xa1x\xdd" + n.to_bytes(4, "big") + b"\x90" * n)
     fake = FakeProxy([HELLO, event])
     try:
-        c = SyncControlClient("127.0.0.1", fake.port, "t", timeout=5)
+        c = ControlClient("127.0.0.1", fake.port, "t", timeout=5)
         try:
             assert list(c.iter_events(timeout=IO_TIMEOUT)) == []
             assert c.closed_reason is not None and "limit" in c.closed_reason, c.closed_reason

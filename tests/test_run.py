@@ -167,7 +167,7 @@ def test_record_writes_the_programs_messages_to_a_session_file(tmp_path: Path) -
 def test_control_with_wait_attach_starts_the_program_once_a_client_attached(tmp_path: Path) -> None:
     """The control endpoint's line goes to stderr (stdout is the program's); with --wait-attach the program starts
     only once a client attached, which then sees its connection from the first byte."""
-    from proxy.client import SyncControlClient
+    from proxy.control.client import ControlClient
     from proxy.model import ConnectionOpened, Message
 
     script = tmp_path / "tutorial.py"
@@ -197,7 +197,7 @@ def test_control_with_wait_attach_starts_the_program_once_a_client_attached(tmp_
         assert control is not None and "(token from $SOCKSCOPE_TOKEN)" in control, control
         cport = int(control.split()[3].rsplit(":", 1)[1])
         assert proc.poll() is None
-        with SyncControlClient("127.0.0.1", cport, "t0k") as sub:
+        with ControlClient("127.0.0.1", cport, "t0k") as sub:
             opened = sub.wait_for(lambda e: isinstance(e.get("record"), ConnectionOpened), timeout=RUN_TIMEOUT)
             first = sub.wait_for(lambda e: isinstance(e.get("record"), Message), timeout=RUN_TIMEOUT)
             assert first["record"].data == WELCOME.encode()

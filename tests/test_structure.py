@@ -21,20 +21,9 @@ PACKAGES = ("proxy", "inspector")
 QT_TOP_LEVEL = ("PySide6", "pyqtgraph", "shiboken6")
 QT_HOMES = ("inspector/ui/", "inspector/app.py")
 """Where Qt may be imported: the window's package and the entry point that creates the QApplication."""
-QT_STILL_OUTSIDE = {
-    # Owned by the other half of issue 17 (moved or split there); the lead empties this set when merging.
-    "inspector/bridge.py": "the window's link: its Qt half moves under inspector/ui",
-    "inspector/interop/window.py": "moves under inspector/ui",
-    "inspector/screenshots.py": "moves out of the package (tools/)",
-    "inspector/tutorial_shots.py": "moves out of the package (tools/)",
-}
+QT_STILL_OUTSIDE: dict[str, str] = {}
 
-KNOWN_LAZY_CYCLES: set[frozenset[str]] = {
-    # Hidden by function-level imports; removed by the other half of issue 17 (the control protocol and the
-    # window's link). Once gone, delete the entry: test_no_import_cycles_even_through_lazy_imports then guards it.
-    frozenset({"proxy.cli", "proxy.control"}),
-    frozenset({"inspector.interop.window", "inspector.ui.main_window"}),
-}
+KNOWN_LAZY_CYCLES: set[frozenset[str]] = set()
 
 
 # ------------------------------------------------------------------------------------------ reading the tree
@@ -264,8 +253,7 @@ def test_ruff_rejects_bare_task_creation_and_points_to_spawn(tmp_path: Path) -> 
     assert all("proxy.tasks.spawn" in x for x in lines), lines
 
 
-TASKS_STILL_OUTSIDE = ("inspector/bridge.py",)
-"""Rewritten by the other half of issue 17 (with its line in pyproject.toml's per-file-ignores); then empty this."""
+TASKS_STILL_OUTSIDE: tuple[str, ...] = ()
 
 
 def test_tasks_are_created_only_by_proxy_tasks() -> None:

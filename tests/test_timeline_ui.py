@@ -1,7 +1,8 @@
 """The Timeline and Statistics docks in the real window (offscreen): plots and ladder fed by live demo traffic or
 by records with chosen times, selection sync both ways, annotation badges and the detail note, CSV export.
 
-Waits are ``qtbot.waitUntil``; the engine runs in-process.
+Waits are ``qtbot.waitUntil``; the engine and its control endpoint run on a thread, the window attached over
+loopback (``ThreadLink``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from PySide6.QtCore import QPoint, QSettings, Qt
 from PySide6.QtGui import QPainter, QPixmap
 from PySide6.QtWidgets import QStyleOptionViewItem
 
-from inspector.bridge import InProcessLink, LinkOptions
+from inspector.bridge import LinkOptions, ThreadLink
 from inspector.store import MessageStore
 from inspector.timeline.annotations import Kind
 from inspector.timeline.stats import BIN_NS, Analysis
@@ -36,7 +37,7 @@ def make_window(qtbot: Any, tmp_path: Any) -> Iterator[Callable[..., MainWindow]
     settings = QSettings(str(tmp_path / "sockscope.ini"), QSettings.Format.IniFormat)
 
     def make(options: LinkOptions | None = None, **kw: Any) -> MainWindow:
-        kw.setdefault("link_factory", InProcessLink)
+        kw.setdefault("link_factory", ThreadLink)
         w = MainWindow(options, settings=settings, **kw)
         qtbot.addWidget(w)
         w.resize(1360, 900)

@@ -1,5 +1,5 @@
-"""Every shell command in docs/tutorial.md (and docs/lessons.md) is run here, and ``python -m
-inspector.tutorial_shots`` makes the tutorial's PNGs.
+"""Every shell command in docs/tutorial.md (and docs/lessons.md) is run here, and ``python
+tools/tutorial_shots.py`` makes the tutorial's PNGs.
 
 The commands are read from the doc's ``bash``/``console``/``sh``/untagged fenced blocks (``text`` blocks are
 output, ``python`` blocks are code). ``COMMANDS`` maps each one to how it is exercised; a command in the doc
@@ -43,10 +43,10 @@ from pathlib import Path
 
 import pytest
 
-from inspector.tutorial_shots import STEPS, copy_scripts
 from proxy.framing import FramingSpec
 from proxy.runner import ProxyThread
 from proxy.server import ProxyConfig
+from tools.tutorial_shots import STEPS, copy_scripts
 
 pytestmark = pytest.mark.slow  # every test here runs the documented commands as processes (about 17 s in all)
 
@@ -451,12 +451,12 @@ def test_every_picture_in_the_doc_is_taken() -> None:
     pictures = re.findall(r"!\[[^\]]*\]\(tutorial/([^)]+\.png)\)", text)
     assert sorted(set(pictures)) == sorted(name for name, _ in STEPS.values())
     for name in pictures:
-        assert (TUTORIAL / name).is_file(), f"run: python -m inspector.tutorial_shots docs/tutorial ({name})"
+        assert (TUTORIAL / name).is_file(), f"run: python tools/tutorial_shots.py docs/tutorial ({name})"
 
 
 @pytest.mark.timeout(60)
 def test_tutorial_shots_smoke(tmp_path: Path) -> None:
-    p = subprocess.run([sys.executable, "-m", "inspector.tutorial_shots", str(tmp_path), "--only", "1",
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / "tutorial_shots.py"), str(tmp_path), "--only", "1",
                         "--only", "3", "--free-ports"],
                        env=ENV, capture_output=True, text=True, encoding="utf-8", timeout=45)
     assert p.returncode == 0, p.stdout + p.stderr

@@ -4,52 +4,37 @@ proxy going away. The proxy engine and its control endpoint run in-process; the 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QSettings
-
-pytest.importorskip("proxy.control")
-pytest.importorskip("proxy.client")
+from PySide6.QtCore import QCoreApplication, QSettings
 
 from inspector.ui.main_window import MainWindow
 from inspector.ui.message_model import Column
-from proxy.control import ControlServer
 from proxy.model import Direction
 from proxy.runner import ProxyThread
-from proxy.server import ProxyConfig
-from tests.conftest import EchoServer, connect, recv_exact
+from tests.conftest import CONTROL_TOKEN, EchoServer, connect, recv_exact
 
-TOKEN = "test-token"
+TOKEN = CONTROL_TOKEN
 WAIT = 10_000
 
 
 class Endpoint:
-    def __init__(self, target_port: int) -> None:
-        self.proxy = ProxyThread(ProxyConfig(listen_port=0, target_port=target_port)).start()
-
-        async def start() -> ControlServer:
-            cs = ControlServer(self.proxy.server, token=TOKEN)
-            await cs.start()
-            return cs
-
-        self.cs = asyncio.run_coroutine_threadsafe(start(), self.proxy.loop).result(10)
-        assert self.cs.address is not None
-        self.port = self.cs.address[1]
+    def __init__(self, proxy: ProxyThread) -> None:
+        assert proxy.control is not None
+        self.proxy = proxy
+        self.cs = proxy.control
+        self.port = proxy.control_port
 
     def close_control(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.cs.close(), self.proxy.loop).result(10)
+        self.proxy.run_coroutine(self.cs.close())
 
 
 @pytest.fixture
-def endpoint(echo_server: EchoServer) -> Iterator[Endpoint]:
-    e = Endpoint(echo_server.port)
-    yield e
-    e.close_control()
-    e.proxy.stop()
+def endpoint(start_endpoint: Callable[..., ProxyThread], echo_server: EchoServer) -> Endpoint:
+    return Endpoint(start_endpoint(echo_server.port))
 
 
 @pytest.fixture
@@ -73,9 +58,7 @@ def test_attached_window_shows_traffic_and_edits_held_messages(qtbot: Any, windo
         assert recv_exact(c, 5) == b"hello"
         qtbot.waitUntil(lambda: w.model.rowCount() >= 2, timeout=WAIT)
         assert w.model.data(w.model.index(0, Column.SUMMARY)) == '"hello"'
-        if not callable(getattr(endpoint.proxy.server, "hold_next", None)):
-            pytest.skip("the engine has no hold_next yet")
-        fut = w.link.command("hold_next", direction=Direction.C2S, conn_id=None, count=1)
+        fut = w.link.command("hold_next", direction="c2s", count=1)
         qtbot.waitUntil(fut.done, timeout=WAIT)
         assert fut.exception() is None
         c.sendall(b"secret")
@@ -99,20 +82,63 @@ def test_attached_window_survives_the_control_endpoint_closing(qtbot: Any, windo
     assert "not running" in window.log.toPlainText()
 
 
-def test_attached_window_follows_conditions_set_by_another_client(qtbot: Any, window: MainWindow,
-                                                                   endpoint: Endpoint) -> None:
-    from proxy.client import SyncControlClient
+def test_attached_window_follows_what_another_client_changes(qtbot: Any, window: MainWindow,
+                                                              endpoint: Endpoint) -> None:
+    """Conditions, rules and framing set by another client (a script, another window) show in this window as
+    soon as the proxy announces them; the change the window makes itself is not echoed back into its panel."""
     from proxy.conditions import Conditions, DirectionConditions
+    from proxy.control.client import ControlClient
 
-    other = SyncControlClient("127.0.0.1", endpoint.port, TOKEN)
-    try:
+    with ControlClient("127.0.0.1", endpoint.port, TOKEN) as other:
         wanted = Conditions(DirectionConditions(latency_ms=120), DirectionConditions(latency_ms=30))
         other.call("set_conditions", conditions=wanted.to_dict())
-        window._local_conditions_at = 0.0  # this window has not touched them
         qtbot.waitUntil(lambda: window.conditions.value().c2s.latency_ms == 120, timeout=WAIT)
         assert window.conditions.value().s2c.latency_ms == 30
+        assert "by another client" in window.log.toPlainText()
+        other.call("set_rules", rules=[{"action": "drop", "filter": 'text contains "x"'}])
+        qtbot.waitUntil(lambda: len(window.intercept.rules) == 1, timeout=WAIT)
+        assert window.intercept.rule_list.item(0).text() == 'when text contains "x"  →  drop'
+        other.call("set_framing", framing="lines")
+        qtbot.waitUntil(lambda: window.framing_combo.currentText() == "lines", timeout=WAIT)
+
+        # This window's own change reaches the other client, and is not applied to this window a second time.
+        seen: list[object] = []
+        window.link_events.conditions_changed.connect(seen.append)
+        window.conditions.cols[Direction.C2S].latency.spin.setValue(250)
+        got: list[dict[str, Any]] = []
+
+        def announced() -> bool:
+            while not other.events.empty():
+                ev = other.events.get_nowait()
+                if ev and ev["type"] == "conditions_changed" and ev["conditions"]["c2s"]["latency_ms"] == 250:
+                    got.append(ev)
+            return bool(got)
+
+        qtbot.waitUntil(announced, timeout=WAIT)
+        assert window.link is not None
+        fut = window.link.command("ping")  # its reply comes after the announcement on this window's connection
+        qtbot.waitUntil(fut.done, timeout=WAIT)
+        QCoreApplication.processEvents()  # deliver whatever the reader thread queued for the GUI thread
+        assert seen == [] and window.conditions.value().c2s.latency_ms == 250
+
+
+def test_rules_and_conditions_in_force_show_when_the_window_attaches(qtbot: Any, tmp_path: Any,
+                                                                     endpoint: Endpoint) -> None:
+    from proxy.control.client import ControlClient
+
+    with ControlClient("127.0.0.1", endpoint.port, TOKEN) as script:
+        script.call("set_conditions", conditions={"c2s": {"latency_ms": 42}})
+        script.call("set_rules", rules=[{"action": "hold", "direction": "c2s", "bytes_regex": "login"}])
+    w = MainWindow(attach=("127.0.0.1", endpoint.port, TOKEN),
+                   settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    try:
+        qtbot.waitUntil(lambda: w.link is not None, timeout=WAIT)
+        assert w.conditions.value().c2s.latency_ms == 42
+        assert [r["action"] for r in w.intercept.rules] == ["hold"]
+        assert w.intercept.rule_list.item(0).text() == "when c2s and bytes ~ login  →  hold"
     finally:
-        other.close()
+        w.stop_link()
 
 
 # ------------------------------------------------------------------------------ the token, never on a command line
@@ -134,7 +160,7 @@ def test_the_child_proxy_gets_its_token_from_its_environment_not_its_command_lin
         assert b"--token" not in cmdline
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         assert f"SOCKSCOPE_TOKEN={link.token}".encode() in environ
-        assert link.alive and link.supports("set_conditions")  # and the window's link works with it
+        assert link.alive and link.command("ping").result(10)["echo"] is None  # and the window's link works with it
     finally:
         link.stop()
 
@@ -152,7 +178,7 @@ def test_attach_refuses_a_token_on_the_command_line(capsys: pytest.CaptureFixtur
 def test_attach_takes_the_token_from_the_environment_or_a_file(monkeypatch: pytest.MonkeyPatch,
                                                                tmp_path: Path) -> None:
     from inspector.app import attach_from_args, build_parser
-    from proxy.cli import UsageError
+    from proxy.options import UsageError
 
     monkeypatch.setenv("SOCKSCOPE_TOKEN", "fr0m-env")
     assert attach_from_args(build_parser().parse_args(["--attach", "127.0.0.1:7000"])) == ("127.0.0.1", 7000,

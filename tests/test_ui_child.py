@@ -51,3 +51,21 @@ def test_demo_child_traffic_then_the_child_is_killed(qtbot: Any, window: MainWin
     assert 0 < w.model.rowCount() < rows
     w.restart_link()
     qtbot.waitUntil(lambda: w.link is not None and w.link is not link and w.link.alive, timeout=WAIT)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["child", "thread"])
+def test_the_users_conditions_reach_a_proxy_the_window_starts(kind: str, echo_server: Any) -> None:
+    """``sockscope --target ... --latency 77``: the proxy the window starts (a child, or ``--in-process``) is given
+    the conditions, not only the conditions panel."""
+    from inspector.bridge import ThreadLink
+
+    options = LinkOptions(listen=("127.0.0.1", 0), target=("127.0.0.1", echo_server.port),
+                          conditions={"c2s": {"latency_ms": 77}, "s2c": {"latency_ms": 5}})
+    link = ChildProcessLink(options) if kind == "child" else ThreadLink(options)
+    link.start()
+    try:
+        snapshot = link.command("snapshot").result(10)  # commands run in order: after the link's set_conditions
+        assert snapshot["conditions"]["c2s"]["latency_ms"] == 77 and snapshot["conditions"]["s2c"]["latency_ms"] == 5
+    finally:
+        link.stop()

@@ -1,7 +1,8 @@
 """The window's last gaps (issue 6): compose a message from scratch, "decode as" per connection (with a struct
 layout) from the Connections panel and the detail pane, and the latency sliders measured on live demo traffic.
 
-Engines run in-process with real sockets; waits are ``qtbot.waitUntil``, never sleeps.
+Engines and their control endpoints run on a thread of the test process, the window attached over loopback
+(``ThreadLink``), with real sockets; waits are ``qtbot.waitUntil``, never sleeps.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import pytest
 from PySide6.QtCore import QPoint, QSettings
 from PySide6.QtGui import QKeySequence
 
-from inspector.bridge import InProcessLink, LinkOptions
+from inspector.bridge import LinkOptions, ThreadLink
 from inspector.decode import default_registry
 from inspector.ui.decode_as import DecodeAsDialog
 from inspector.ui.main_window import MainWindow
 from inspector.ui.message_model import Column
 from proxy.model import ConnectionOpened, Direction, Message, MessageState, Origin
 from tests.conftest import EchoServer, connect, recv_exact
-from tests.test_ui_window import WAIT, FakeLink, wait_link
+from tests.test_ui_window import WAIT, publish, wait_link
 
 LAYOUT = "<Hff12sB player_id x y name state"
 RECORD = struct.pack("<Hff12sB", 7, 1.5, 2.5, b"bob", 1)
@@ -34,7 +35,7 @@ def make_window(qtbot: Any, tmp_path: Any) -> Iterator[Callable[..., MainWindow]
     settings = QSettings(str(tmp_path / "sockscope.ini"), QSettings.Format.IniFormat)
 
     def make(options: LinkOptions | None = None, **kw: Any) -> MainWindow:
-        kw.setdefault("link_factory", InProcessLink)
+        kw.setdefault("link_factory", ThreadLink)
         w = MainWindow(options, settings=settings, **kw)
         qtbot.addWidget(w)
         w.show()
@@ -71,7 +72,7 @@ def test_compose_sends_new_messages_both_ways_marked_injected(
         qtbot: Any, make_window: Callable[..., MainWindow], echo_server: EchoServer) -> None:
     w = make_window(LinkOptions(listen=("127.0.0.1", 0), target=("127.0.0.1", echo_server.port)))
     link = wait_link(qtbot, w)
-    assert link.listen_addr is not None and link.supports("inject")
+    assert link.listen_addr is not None
     assert w.compose_action.shortcut() == QKeySequence("Ctrl+Shift+E") and w.compose_action.isEnabled()
     menus = {a.text(): a.menu() for a in w.menuBar().actions()}
     assert w.compose_action in menus["&Intercept"].actions()
@@ -124,29 +125,29 @@ def test_compose_sends_new_messages_both_ways_marked_injected(
         assert w.model.data(w.model.index(pos, 0), 8) == w.colours.special_bg  # BackgroundRole
 
 
-def test_compose_without_an_open_connection_cannot_send(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
-    w = make_window(LinkOptions(), link_factory=FakeLink)
+def test_compose_without_an_open_connection_cannot_send(qtbot: Any, make_window: Callable[..., MainWindow],
+                                                        echo_server: EchoServer) -> None:
+    w = make_window(LinkOptions(listen=("127.0.0.1", 0), target=("127.0.0.1", echo_server.port)))
     link = wait_link(qtbot, w)
+    assert link.listen_addr is not None
     dlg = w.compose()
     dlg.edit.setPlainText("hello")
     assert dlg.conn_id() is None and not dlg.ok_button.isEnabled() and "no open connection" in dlg.conn.currentText()
     # a connection opens while the dialog is up: it is offered at once
-    link.events.put(ConnectionOpened(3, ("127.0.0.1", 40000), ("127.0.0.1", 5555), 0))
-    qtbot.waitUntil(lambda: dlg.conn_id() == 3, timeout=WAIT)
-    assert dlg.ok_button.isEnabled()
-    dlg.accept()
-    assert isinstance(link, FakeLink)
-    assert link.calls[-1] == ("inject", {"conn_id": 3, "direction": Direction.C2S, "data": b"hello"})
+    with connect(link.listen_addr[1]) as c:
+        qtbot.waitUntil(lambda: dlg.conn_id() is not None, timeout=WAIT)
+        assert dlg.ok_button.isEnabled()
+        dlg.accept()
+        assert recv_exact(c, 5) == b"hello"  # sent c2s, echoed by the server
 
 
 # ------------------------------------------------------------------------------------------------ decode as
 
 
-def _fed_window(qtbot: Any, make_window: Callable[..., MainWindow]) -> tuple[MainWindow, FakeLink]:
-    w = make_window(LinkOptions(), link_factory=FakeLink)
-    link = wait_link(qtbot, w)
-    assert isinstance(link, FakeLink)
-    link.events.put_many([
+def _fed_window(qtbot: Any, make_window: Callable[..., MainWindow]) -> MainWindow:
+    w = make_window(LinkOptions(listen=("127.0.0.1", 0)))
+    wait_link(qtbot, w)
+    publish(w, [
         ConnectionOpened(1, ("127.0.0.1", 40001), ("127.0.0.1", 5555), 0),
         ConnectionOpened(2, ("127.0.0.1", 40002), ("127.0.0.1", 5555), 0),
         Message(1, 1, Direction.C2S, 0, RECORD, 1_000, 2_000),
@@ -155,7 +156,7 @@ def _fed_window(qtbot: Any, make_window: Callable[..., MainWindow]) -> tuple[Mai
         Message(4, 1, Direction.C2S, 1, RECORD, 7_000, None, Origin.LIVE, MessageState.HELD),
     ])
     qtbot.waitUntil(lambda: len(w.store) == 4 and w.held_model.rowCount() == 1, timeout=WAIT)
-    return w, link
+    return w
 
 
 def _summary(w: MainWindow, row: int) -> str:
@@ -166,7 +167,7 @@ def _summary(w: MainWindow, row: int) -> str:
 
 def test_decode_as_from_the_connections_panel_with_a_struct_layout(
         qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
-    w, _link = _fed_window(qtbot, make_window)
+    w = _fed_window(qtbot, make_window)
     assert _summary(w, 0).startswith("07 00 00 00")  # auto cannot know the layout
     w.filter_bar.set_text("struct.player_id == 7")
     w.filter_bar.apply()
@@ -211,7 +212,7 @@ def test_decode_as_from_the_connections_panel_with_a_struct_layout(
 
 def test_decode_as_from_the_detail_pane_asks_for_the_struct_layout(
         qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
-    w, _link = _fed_window(qtbot, make_window)
+    w = _fed_window(qtbot, make_window)
     pos = w.store.visible_position(1)  # connection 2
     assert pos is not None
     w.select_visible(pos)

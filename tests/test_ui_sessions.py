@@ -14,7 +14,7 @@ from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from inspector.bridge import InProcessLink, LinkOptions
+from inspector.bridge import LinkOptions, ThreadLink
 from inspector.interop.session_io import SessionWriter
 from inspector.ui.main_window import MainWindow
 from proxy.model import Clock, ConnectionOpened, Direction, Message, Record
@@ -30,7 +30,7 @@ def make_window(qtbot: Any, tmp_path: Path) -> Iterator[Callable[..., MainWindow
     settings = QSettings(str(tmp_path / "sockscope.ini"), QSettings.Format.IniFormat)
 
     def make(options: LinkOptions | None = None) -> MainWindow:
-        w = MainWindow(options, settings=settings, link_factory=InProcessLink)
+        w = MainWindow(options, settings=settings, link_factory=ThreadLink)
         qtbot.addWidget(w)
         w.show()
         made.append(w)

@@ -1,12 +1,12 @@
 """The window end to end (offscreen): live demo traffic, the detail pane, the filter bar, hold/edit/forward/drop
 through to a real peer, the proxy dying, the start page, conditions, and a million-row store.
 
-The engine runs in-process (``InProcessLink``); waits are ``qtbot.waitUntil``, never sleeps.
+The engine and its control endpoint run on a thread of the test process and the window attaches to them over
+loopback (``ThreadLink``), exactly as it attaches to its child proxy; waits are ``qtbot.waitUntil``, never sleeps.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 from PySide6.QtCore import QSettings
 
-from inspector.bridge import InProcessLink, Link, LinkOptions, RecordPump
+from inspector.bridge import Link, LinkOptions, ThreadLink
 from inspector.store import MessageStore
 from inspector.ui.main_window import MainWindow
 from inspector.ui.message_model import Column
-from proxy.model import ConnectionOpened, Direction, Message, MessageState, Origin
+from inspector.ui.pump import RecordPump
+from proxy.conditions import Conditions
+from proxy.model import CloseReason, Direction, Message, MessageState, Origin, Record
 from tests.conftest import EchoServer, connect, recv_exact
 
 WAIT = 10_000
@@ -34,7 +36,7 @@ def make_window(qtbot: Any, settings: QSettings) -> Iterator[Callable[..., MainW
     made: list[MainWindow] = []
 
     def make(options: LinkOptions | None = None, **kw: Any) -> MainWindow:
-        kw.setdefault("link_factory", InProcessLink)
+        kw.setdefault("link_factory", ThreadLink)
         w = MainWindow(options, settings=settings, **kw)
         qtbot.addWidget(w)
         w.show()
@@ -50,6 +52,23 @@ def wait_link(qtbot: Any, w: MainWindow) -> Link:
     qtbot.waitUntil(lambda: w.link is not None, timeout=WAIT)
     assert w.link is not None
     return w.link
+
+
+def engine_of(w: MainWindow) -> ThreadLink:
+    assert isinstance(w.link, ThreadLink) and w.link.engine is not None
+    return w.link
+
+
+def publish(w: MainWindow, records: list[Record]) -> None:
+    """Records published by the window's engine (as if it had relayed them): they reach the window over the
+    control protocol like any other."""
+    engine = engine_of(w).engine
+    engine.call(lambda: [engine.server.publish(r) for r in records])
+
+
+def engine_conditions(w: MainWindow) -> Conditions:
+    engine = engine_of(w).engine
+    return engine.call(engine.server.conditions_for, None)  # type: ignore[no-any-return]
 
 
 def summaries(w: MainWindow) -> list[str]:
@@ -120,8 +139,6 @@ def test_hold_edit_forward_and_drop_reach_the_real_peer(
         qtbot: Any, make_window: Callable[..., MainWindow], echo_server: EchoServer) -> None:
     w = make_window(LinkOptions(listen=("127.0.0.1", 0), target=("127.0.0.1", echo_server.port)))
     link = wait_link(qtbot, w)
-    if not all(link.supports(c) for c in ("hold_next", "release", "drop")):
-        pytest.skip("the engine has no hold/release/drop yet")
     assert link.listen_addr is not None
     with connect(link.listen_addr[1]) as c:
         c.sendall(b"hello")
@@ -164,15 +181,16 @@ def test_hold_edit_forward_and_drop_reach_the_real_peer(
 
 def _wait_armed(qtbot: Any, link: Link) -> None:
     """Commands are asynchronous: a no-op round trip through the engine's loop orders us after hold_next."""
-    fut = link.command("release_all")
+    fut = link.command("ping")
     qtbot.waitUntil(fut.done, timeout=WAIT)
+    assert fut.exception() is None
 
 
 def test_window_survives_the_proxy_dying(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
     w = make_window(LinkOptions(demo=True, demo_interval=0.05))
     link = wait_link(qtbot, w)
     qtbot.waitUntil(lambda: w.model.rowCount() >= 3, timeout=WAIT)
-    assert isinstance(link, InProcessLink)
+    assert isinstance(link, ThreadLink)
     link.kill()
     qtbot.waitUntil(lambda: not w.banner.isHidden(), timeout=WAIT)
     assert "proxy stopped" in w.banner_text.text().lower()
@@ -205,69 +223,52 @@ def test_start_page_asks_and_reports_errors(qtbot: Any, make_window: Callable[..
         busy.close()
 
 
-class FakeLink(Link):
-    """Records commands; the test feeds records into ``events`` itself."""
-
-    kind = "fake"
-
-    def __init__(self, options: LinkOptions) -> None:
-        super().__init__()
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def start(self) -> None:
-        self.listen_addr, self.target_addr = ("127.0.0.1", 5556), ("127.0.0.1", 5555)
-        self.supported = frozenset({"set_conditions", "hold_next", "release", "drop", "release_all", "inject",
-                                    "close_connection", "spike_now"})
-
-    def stop(self) -> None:
-        self.death = "stopped"
-
-    def _command(self, name: str, args: dict[str, Any]) -> concurrent.futures.Future[Any]:
-        self.calls.append((name, args))
-        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        fut.set_result(None)
-        return fut
-
-
-def test_conditions_panel_sends_live_changes(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
-    w = make_window(LinkOptions(), link_factory=FakeLink)
-    link = wait_link(qtbot, w)
-    assert isinstance(link, FakeLink)
+def test_conditions_panel_changes_the_proxys_conditions_live(qtbot: Any,
+                                                            make_window: Callable[..., MainWindow]) -> None:
+    w = make_window(LinkOptions(listen=("127.0.0.1", 0)))
+    wait_link(qtbot, w)
     panel = w.conditions
     panel.cols[Direction.C2S].latency.spin.setValue(100)
     panel.cols[Direction.S2C].latency.spin.setValue(100)
     panel.cols[Direction.S2C].jitter.spin.setValue(20)
-    qtbot.waitUntil(lambda: any(n == "set_conditions" for n, _ in link.calls), timeout=WAIT)
-    _name, args = [c for c in link.calls if c[0] == "set_conditions"][-1]
-    assert args["conditions"]["c2s"]["latency_ms"] == 100 and args["conditions"]["s2c"]["jitter"]["ms"] == 20
+    qtbot.waitUntil(lambda: engine_conditions(w).s2c.jitter.ms == 20, timeout=WAIT)
+    c = engine_conditions(w)
+    assert c.c2s.latency_ms == 100 and c.s2c.latency_ms == 100
     assert "added round trip ≈ 220 ms" in panel.readout.text()
     assert "loss shows up as" in panel.note.text()
-    link.calls.clear()
     panel.select_preset("Mobile 3G")
-    assert link.calls and link.calls[-1][0] == "set_conditions"
+    qtbot.waitUntil(lambda: engine_conditions(w) == panel.value(), timeout=WAIT)
     assert "Unity" in panel.preset_source.text()
-    panel.cols[Direction.S2C].spike.click()
-    assert link.calls[-1][0] == "spike_now" and link.calls[-1][1]["direction"] is Direction.S2C
+    panel.cols[Direction.S2C].spike.click()  # a spike now: the engine's global s2c conditions gain one
+    qtbot.waitUntil(lambda: len(engine_conditions(w).s2c.spikes) == len(panel.value().s2c.spikes) + 1, timeout=WAIT)
     panel.cols[Direction.C2S].freeze.click()
-    qtbot.waitUntil(lambda: link.calls[-1][0] == "set_conditions" and
-                    link.calls[-1][1]["conditions"]["c2s"]["frozen"], timeout=WAIT)
+    qtbot.waitUntil(lambda: engine_conditions(w).c2s.frozen, timeout=WAIT)
     assert "FROZEN" in panel.readout.text()
+    assert "failed" not in w.log.toPlainText()
 
 
-def test_connection_actions_and_held_badge_with_fed_records(qtbot: Any,
-                                                             make_window: Callable[..., MainWindow]) -> None:
-    w = make_window(LinkOptions(), link_factory=FakeLink)
+def test_connection_actions_and_held_badge(qtbot: Any, make_window: Callable[..., MainWindow],
+                                          echo_server: EchoServer) -> None:
+    w = make_window(LinkOptions(listen=("127.0.0.1", 0), target=("127.0.0.1", echo_server.port)))
     link = wait_link(qtbot, w)
-    assert isinstance(link, FakeLink)
-    link.events.put_many([ConnectionOpened(4, ("127.0.0.1", 50312), ("127.0.0.1", 5555), 0),
-                          Message(1, 4, Direction.C2S, 0, b"ping", 0, None, Origin.LIVE, MessageState.HELD)])
-    qtbot.waitUntil(lambda: w.store.held_count == 1, timeout=WAIT)
-    assert "1 held" in w.st_held.text() and "1 held" in w.intercept_dock.windowTitle()
-    w.conn_table.selectRow(0)
-    w.conn_reset.click()
-    assert link.calls[-1] == ("close_connection", {"conn_id": 4, "reset": True})
-    w.intercept.forward_all.emit()
-    assert link.calls[-1][0] == "release_all"
+    assert link.listen_addr is not None
+    with connect(link.listen_addr[1]) as c:
+        c.sendall(b"hi")
+        assert recv_exact(c, 2) == b"hi"
+        w.hold_next(Direction.C2S)
+        _wait_armed(qtbot, link)
+        c.sendall(b"ping")
+        qtbot.waitUntil(lambda: w.store.held_count == 1, timeout=WAIT)
+        assert "1 held" in w.st_held.text() and "1 held" in w.intercept_dock.windowTitle()
+        w.intercept.forward_all.emit()
+        assert recv_exact(c, 4) == b"ping"
+        qtbot.waitUntil(lambda: w.store.held_count == 0, timeout=WAIT)
+        conn = w.store.conn_ids[0]
+        w.conn_table.selectRow(0)
+        w.conn_reset.click()
+        qtbot.waitUntil(lambda: not w.store.connections[conn].is_open, timeout=WAIT)
+    assert w.store.connections[conn].reason is CloseReason.PROXY_RESET
+    assert "failed" not in w.log.toPlainText()
 
 
 @pytest.mark.slow
@@ -296,8 +297,7 @@ def test_a_million_rows_scroll_and_filter(qtbot: Any, make_window: Callable[...,
 
 def test_pump_applies_in_batches(qtbot: Any) -> None:
     store = MessageStore()
-    link = FakeLink(LinkOptions())
-    link.start()
+    link = Link()  # only its queue is used
     pump = RecordPump(store, link)
     batches: list[int] = []
     pump.applied.connect(lambda r: batches.append(len(store) - r.first_new_row))
@@ -343,7 +343,7 @@ def test_rules_from_the_intercept_panel_hold_and_delay(qtbot: Any, make_window: 
                                                        echo_server: EchoServer) -> None:
     w = make_window(LinkOptions(listen=("127.0.0.1", 0), target=("127.0.0.1", echo_server.port)))
     link = wait_link(qtbot, w)
-    assert link.listen_addr is not None and link.supports("set_rules")
+    assert link.listen_addr is not None
     panel = w.intercept
     panel.rule_filter.setText("c2s and size >")  # a broken filter: the error shows, nothing is sent
     panel.add_rule()

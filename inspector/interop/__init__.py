@@ -2,10 +2,10 @@
 replay-script export, and the ``sockscope export`` / ``sockscope import`` commands.
 
 Role: the package's modules turn sockscope's records (``proxy.model``) into other formats and back. Everything
-here is Qt-free except :mod:`inspector.interop.window`, the window's File-menu glue, which only
-``inspector.ui.main_window`` imports. scapy (packet and capture-file formats) is imported lazily, inside the
-functions that need it, so neither the window nor this package pays for it at start-up.
-Must not import: PySide6 (outside ``window.py``), ``inspector.ui``, ``proxy.server`` at module level.
+here is Qt-free; the window's File-menu glue around it is :mod:`inspector.ui.sessions`. scapy (packet and
+capture-file formats) is imported lazily, inside the functions that need it, so neither the window nor this
+package pays for it at start-up.
+Must not import: PySide6, ``inspector.ui``, ``proxy.server`` at module level.
 Thread: any; each exporter/importer object belongs to the thread that uses it.
 """
 

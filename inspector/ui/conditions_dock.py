@@ -223,9 +223,6 @@ class ConditionsPanel(QWidget):
                            "<i>delay</i> (and holds back what follows).")
         self.note.setWordWrap(True)
         self.note.setStyleSheet(f"color: {colours.muted.name()}")
-        self.status = QLabel()
-        self.status.setWordWrap(True)
-        self.status.hide()
         self.preset_source.hide()
 
         self.close_button = QPushButton("Close (FIN)")
@@ -257,7 +254,6 @@ class ConditionsPanel(QWidget):
         lay.addWidget(self.readout)
         lay.addWidget(self.note)
         lay.addLayout(conn_row)
-        lay.addWidget(self.status)
         lay.addStretch(1)
         self._update_readout()
 
@@ -265,6 +261,11 @@ class ConditionsPanel(QWidget):
 
     def value(self) -> Conditions:
         return Conditions(c2s=self.cols[Direction.C2S].value(), s2c=self.cols[Direction.S2C].value())
+
+    @property
+    def change_pending(self) -> bool:
+        """Whether an edit waits to be sent (edits are sent once they have settled for a moment)."""
+        return self._apply_timer.isActive()
 
     def set_conditions(self, c: Conditions, *, send: bool = False) -> None:
         for d in Direction:
@@ -317,7 +318,7 @@ class ConditionsPanel(QWidget):
         self.send("set_conditions", conditions=self.conditions.to_dict())
 
     def spike_now(self, d: Direction) -> None:
-        self.send("spike_now", direction=d, add_ms=float(SPIKE_MS), for_s=SPIKE_S, conn_id=None)
+        self.send("spike", direction=d.label, add_ms=float(SPIKE_MS), for_s=SPIKE_S)
 
     def drop_next(self, d: Direction) -> None:
         c = self.value()
@@ -354,8 +355,3 @@ class ConditionsPanel(QWidget):
             return "no conditions"
         return f"+{self.added_rtt_ms():.0f} ms RTT" + (" · FROZEN" if any(
             c.for_direction(d).frozen for d in Direction) else "")
-
-    def set_supported(self, supported: bool) -> None:
-        self.status.setText("" if supported else
-                            "This proxy cannot change conditions yet (the engine has no set_conditions).")
-        self.status.setVisible(not supported)

@@ -74,8 +74,6 @@ class InterceptPanel(QWidget):
         self.edit_button.clicked.connect(lambda: self._with_selected(self.edit_forward.emit))
         self.drop_button.clicked.connect(lambda: self._with_selected(self.drop.emit))
         self.all_button.clicked.connect(self.forward_all.emit)
-        self.note = QLabel()
-        self.note.setWordWrap(True)
 
         top = QHBoxLayout()
         top.addWidget(self.hold_c2s)
@@ -91,7 +89,6 @@ class InterceptPanel(QWidget):
         lay.addWidget(self.table, 1)
         lay.addLayout(buttons)
         lay.addWidget(self._build_rules())
-        lay.addWidget(self.note)
         model.modelReset.connect(self.refresh)
         self.refresh()
 
@@ -156,12 +153,10 @@ class InterceptPanel(QWidget):
         self.rule_error.hide()
         action = self.rule_action.currentText()
         rule: dict[str, Any] = {"filter": text, "action": action, "name": f"{action} when {text}"}
-        label = f"when {text}  →  {action}"
         if action == "delay":
             rule["delay_ms"] = float(self.rule_delay.value())
-            label += f" {self.rule_delay.value()} ms"
         self.rules.append(rule)
-        self.rule_list.addItem(label)
+        self.rule_list.addItem(rule_label(rule))
         self.rule_filter.clear()
         self.rules_changed.emit(list(self.rules))
 
@@ -194,8 +189,33 @@ class InterceptPanel(QWidget):
         if n and not self.table.selectionModel().selectedRows():
             self.table.selectRow(0)
 
-    def set_supported(self, hold: bool, release: bool) -> None:
-        self.hold_c2s.setEnabled(hold)
-        self.hold_s2c.setEnabled(hold)
-        missing = [name for name, ok in (("hold", hold), ("release/drop", release)) if not ok]
-        self.note.setText("This proxy cannot " + " or ".join(missing) + " yet." if missing else "")
+    def set_rules(self, rules: list[dict[str, Any]]) -> None:
+        """Show the rules in force (the proxy's, from its hello or another client's change); sends nothing."""
+        self.rules = [dict(r) for r in rules]
+        self.rule_list.clear()
+        for r in self.rules:
+            self.rule_list.addItem(rule_label(r))
+
+    def set_live(self, live: bool) -> None:
+        """Whether a proxy is running to hold messages for."""
+        self.hold_c2s.setEnabled(live)
+        self.hold_s2c.setEnabled(live)
+
+
+def rule_label(rule: dict[str, Any]) -> str:
+    """One line for a rule map (``proxy.rules.Rule.to_dict`` form): when what matches, then which action."""
+    parts = [str(rule["filter"])] if rule.get("filter") else []
+    if rule.get("direction"):
+        parts.append(str(rule["direction"]))
+    if rule.get("conn") is not None:
+        parts.append(f"conn == {rule['conn']}")
+    if rule.get("bytes_regex"):
+        regex = rule["bytes_regex"]
+        parts.append(f"bytes ~ {regex.decode('utf-8', 'replace') if isinstance(regex, bytes) else regex!s}")
+    for key, op in (("min_size", ">="), ("max_size", "<=")):
+        if rule.get(key) is not None:
+            parts.append(f"size {op} {rule[key]}")
+    action = str(rule.get("action", ""))
+    if action == "delay":
+        action += f" {float(rule.get('delay_ms') or 0):g} ms"
+    return f"when {' and '.join(parts) or 'any message'}  →  {action}"

@@ -1,12 +1,15 @@
 """The main window: toolbar, filter bar, message table, detail pane, docks (connections, conditions, intercept,
-log) and status bar, wired to a :class:`~inspector.bridge.Link` through a :class:`~inspector.bridge.RecordPump`.
+log) and status bar, wired to a :class:`~inspector.bridge.Link` through a :class:`~inspector.bridge.RecordPump`
+(records) and :class:`~inspector.bridge.LinkEvents` (what other clients of the proxy changed).
 
 Role: composition and reactions only. Data lives in the store, rows in the models, engine access in the link.
 The window starts its link on a worker thread (a child proxy may take a moment) and never blocks on the engine:
-commands return futures whose failures are shown in the status bar and the log. If the proxy cannot start or
-dies, the window says so in a banner, keeps what it captured, and offers to start again.
+commands, sent by their wire names (docs/protocol.md), return futures whose failures are shown in the status bar
+and the log. If the proxy cannot start or dies, the window says so in a banner, keeps what it captured, and
+offers to start again.
 Must not import: ``proxy.runner``/``proxy.server`` (only through the link).
-Thread: GUI thread; ``_link_ready`` and ``_command_failed`` are emitted from worker threads (queued).
+Thread: GUI thread; ``_link_ready`` and ``_command_failed`` are emitted from worker threads, ``LinkEvents``' signals
+from the link's reader thread (all queued).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.bridge import Link, LinkError, LinkOptions, RecordPump, make_link, notice_text
+from inspector.bridge import AttachLink, Link, LinkError, LinkOptions, make_link, notice_text
 from inspector.filters import Filter
 from inspector.store import ApplyResult, MessageStore
 from inspector.ui import format as fmt
@@ -54,6 +57,7 @@ from inspector.ui.filter_bar import FilterBar
 from inspector.ui.gc_guard import GuiThreadCollector
 from inspector.ui.intercept_dock import InterceptPanel
 from inspector.ui.message_model import ROW_ROLE, Column, MessageTableModel
+from inspector.ui.pump import LinkEvents, RecordPump
 from inspector.ui.side_models import CONN_ROLE, ConnectionsModel, HeldModel
 from inspector.ui.start_page import FRAMINGS, StartPage
 from proxy.model import Direction, MessageState
@@ -74,8 +78,6 @@ class MainWindow(QMainWindow):
                  store: MessageStore | None = None) -> None:
         super().__init__()
         none_guard.install()
-        self._remote_seq = 0
-        self._local_conditions_at = 0.0
         self._collector = GuiThreadCollector(self)
         self._collector.start()
         self.destroyed.connect(self._collector.stop)
@@ -95,6 +97,12 @@ class MainWindow(QMainWindow):
         self.pump.link_died.connect(self._on_link_died)
         self._link_ready.connect(self._on_link_ready)
         self._command_failed.connect(self._report_error)
+        self.link_events = LinkEvents(self)
+        self.link_events.conditions_changed.connect(self._conditions_from_elsewhere)
+        self.link_events.rules_changed.connect(self._rules_from_elsewhere)
+        self.link_events.framing_changed.connect(self._framing_from_elsewhere)
+        self.link_events.capture_changed.connect(self._capture_from_elsewhere)
+        self.link_events.hold_changed.connect(self._hold_from_elsewhere)
         self.follow = True
         self._filtering: Any = None
         self._filter_timer = QTimer(self)
@@ -362,7 +370,7 @@ class MainWindow(QMainWindow):
         home = file.addAction("Start &page…")
         home.triggered.connect(lambda: self.central.setCurrentWidget(self.start_page))
         # Sessions (open/save, drag and drop, keep recording) and exports of the visible messages.
-        from inspector.interop.window import SessionActions
+        from inspector.ui.sessions import SessionActions
 
         self.sessions = SessionActions(self)
         self.sessions.add_to_menu(file)
@@ -515,8 +523,6 @@ class MainWindow(QMainWindow):
                                   f"starting the proxy on port {options.listen[1]}…")
 
     def attach(self, host: str, port: int, token: str) -> None:
-        from inspector.bridge import AttachLink
-
         self.stop_link()
         self._start_in_background(AttachLink(host, port, token), f"attaching to {host}:{port}…")
 
@@ -525,6 +531,7 @@ class MainWindow(QMainWindow):
         self.central.setCurrentWidget(self.main_view)
         self.st_link.setText(what)
         self._hide_banner()
+        self.link_events.watch(link)
 
         def run() -> None:
             try:
@@ -562,41 +569,39 @@ class MainWindow(QMainWindow):
         if o is not None:
             self.framing_combo.setCurrentText(o.framing)
         self.setWindowTitle(f"sockscope — {link.description}" + (" (demo)" if o is not None and o.demo else ""))
-        self._apply_supported()
+        self._apply_live()
         self._log("info", f"proxy running ({link.kind}): {link.description}")
-        if o is not None and o.conditions:
-            from proxy.conditions import Conditions
+        # The panels show what is in force: the user's conditions for a proxy this window started with them
+        # (the link has sent them), else the proxy's own (from its hello), and the proxy's rules.
+        from proxy.conditions import Conditions, ConditionsError
 
-            self.conditions.set_conditions(Conditions.from_dict(o.conditions))
-            if not link.supports("set_conditions"):
-                self._log("warning", "this proxy cannot apply conditions yet")
+        in_force = o.conditions if o is not None and o.conditions else link.conditions
+        if in_force:
+            with contextlib.suppress(ConditionsError):
+                self.conditions.set_conditions(Conditions.from_dict(in_force))
+        self.intercept.set_rules(link.rules)
         self._update_status()
 
-    def _apply_supported(self) -> None:
-        link = self.link
-
-        def sup(command: str) -> bool:
-            return link is not None and link.alive and link.supports(command)
-
-        self.conditions.set_supported(sup("set_conditions"))
-        self.intercept.set_supported(sup("hold_next"), sup("release") and sup("drop"))
-        self.hold_c2s_action.setEnabled(sup("hold_next"))
-        self.hold_s2c_action.setEnabled(sup("hold_next"))
-        self.replay_action.setEnabled(sup("replay"))
-        self.compose_action.setEnabled(sup("inject"))
+    def _apply_live(self) -> None:
+        """Controls that command the proxy work while a proxy is running (every proxy has every command)."""
+        live = self.link is not None and self.link.alive
+        self.intercept.set_live(live)
+        for a in (self.hold_c2s_action, self.hold_s2c_action, self.replay_action, self.compose_action):
+            a.setEnabled(live)
         for d in Direction:
-            self.conditions.cols[d].spike.setEnabled(sup("spike_now"))
+            self.conditions.cols[d].spike.setEnabled(live)
         for b in (self.conn_close, self.conn_reset, self.conditions.close_button, self.conditions.reset_button):
-            b.setEnabled(sup("close_connection"))
+            b.setEnabled(live)
 
     def stop_link(self) -> None:
         link, self.link = self.link, None
         self.pump.pump()  # take what is already queued
         self.pump.stop()
         if link is not None:
+            link.on_announce = None
             link.stop()
             self._log("info", "proxy stopped")
-        self._apply_supported()
+        self._apply_live()
         self._update_status()
 
     def restart_link(self) -> None:
@@ -625,7 +630,7 @@ class MainWindow(QMainWindow):
             self.show_banner(f"The proxy stopped: {reason}. Captured messages are kept; your client's "
                              "connections through sockscope are gone.", error=True, restart=True)
         self.st_link.setText("proxy stopped")
-        self._apply_supported()
+        self._apply_live()
 
     # =============================================================================================== records
 
@@ -751,9 +756,8 @@ class MainWindow(QMainWindow):
     # =============================================================================================== commands
 
     def send(self, name: str, **args: Any) -> None:
-        """Send a command to the engine; failures are reported (status bar + log), never raised."""
-        if name == "set_conditions":
-            self._local_conditions_at = time.monotonic()
+        """Send command ``name`` (a wire name of docs/protocol.md, with its arguments) to the proxy; failures are
+        reported (status bar + log), never raised."""
         link = self.link
         if link is None or not link.alive:
             self._report_error(f"cannot {name.replace('_', ' ')}: the proxy is not running")
@@ -769,7 +773,7 @@ class MainWindow(QMainWindow):
         fut.add_done_callback(done)
 
     def hold_next(self, direction: Direction) -> None:
-        self.send("hold_next", direction=direction, conn_id=self._selected_conn(), count=1)
+        self.send("hold_next", direction=direction.label, conn_id=self._selected_conn(), count=1)
         self.statusBar().showMessage(f"the next {direction.label} message will be held", 4000)
 
     def forward(self, msg_id: int) -> None:
@@ -785,13 +789,13 @@ class MainWindow(QMainWindow):
         row = self.store.row_of(msg_id)
         if row is None:
             return None
-        return self._open_editor(row, "Forward", lambda data: self.send("release", msg_id=msg_id, data=data))
+        return self._open_editor(row, "Forward", lambda data: self.send("edit", msg_id=msg_id, data=data))
 
     def edit_and_resend(self, row: int) -> EditDialog | None:
         s = self.store
         conn, d = s.conn_ids[row], Direction(s.dirs[row])
         return self._open_editor(row, "Send a copy",
-                                 lambda data: self.send("inject", conn_id=conn, direction=d, data=data))
+                                 lambda data: self.send("inject", conn_id=conn, direction=d.label, data=data))
 
     def edit_selected(self) -> EditDialog | None:
         row = self.selected_row()
@@ -843,7 +847,7 @@ class MainWindow(QMainWindow):
                 for c in self.store.connections.values() if c.is_open]
 
     def _inject(self, conn_id: int, direction: Direction, data: bytes) -> None:
-        self.send("inject", conn_id=conn_id, direction=direction, data=data)
+        self.send("inject", conn_id=conn_id, direction=direction.label, data=data)
         self.statusBar().showMessage(f"sent {len(data)} bytes {direction.arrow} {direction.label} on "
                                      f"connection #{conn_id}", 5000)
 
@@ -914,7 +918,7 @@ class MainWindow(QMainWindow):
         if conn is None:
             self._report_error("select a connection first (Connections panel or a message)")
             return
-        self.send("close_connection", conn_id=conn, reset=reset)
+        self.send("reset" if reset else "close", conn_id=conn)
 
     def replay(self, mode: str) -> None:
         conn = self._target_conn()
@@ -937,7 +941,7 @@ class MainWindow(QMainWindow):
 
     def _framing_chosen(self, _i: int) -> None:
         text = self.framing_combo.currentText().strip()
-        if self.link is not None and self.link.supports("set_framing"):
+        if self.link is not None and self.link.alive:
             self.send("set_framing", framing=text)
             self.statusBar().showMessage(f"framing {text} applies to new connections", 5000)
         elif self.options is not None:
@@ -1065,30 +1069,46 @@ class MainWindow(QMainWindow):
         self.st_held.setStyleSheet(f"color: {self.colours.held.name()}; font-weight: bold" if n else "")
         self.intercept_dock.setWindowTitle(f"Intercept — {n} held" if n else "Intercept")
 
-    def _follow_remote_conditions(self) -> None:
-        """Show the global conditions in force when something else changed them (another window, a script);
-        an echo of this window's own change, or one that arrives while the user is still moving a slider, is
-        left alone."""
-        link = self.link
-        seq = getattr(link, "remote_conditions_seq", 0)
-        if link is None or seq == self._remote_seq:
-            return
-        self._remote_seq = seq
-        remote = getattr(link, "remote_conditions", None)
-        if remote is None or time.monotonic() - self._local_conditions_at < 1.5:
-            return
+    # -- what another client of the proxy changed (another window, a script): shown at once, said in the status bar
+
+    def _from_elsewhere(self, text: str) -> None:
+        self.statusBar().showMessage(f"{text} (by another client of this proxy)", 5000)
+        self._log("info", f"{text} by another client of this proxy")
+
+    def _conditions_from_elsewhere(self, conditions: dict[str, Any]) -> None:
         from proxy.conditions import Conditions, ConditionsError
 
+        if self.conditions.change_pending:
+            return  # the user's own change is about to be sent: it will be the one in force
         try:
-            c = Conditions.from_dict(remote)
+            c = Conditions.from_dict(conditions)
         except ConditionsError:
             return
         if c != self.conditions.value():
             self.conditions.set_conditions(c, send=False)
-            self.statusBar().showMessage("conditions changed by another client of this proxy", 5000)
+            self._from_elsewhere("conditions changed")
+
+    def _rules_from_elsewhere(self, rules: list[dict[str, Any]]) -> None:
+        self.intercept.set_rules(rules)
+        self._from_elsewhere(f"rules changed ({len(rules)} in force)")
+
+    def _framing_from_elsewhere(self, text: str) -> None:
+        self.framing_combo.setCurrentText(text)
+        self._from_elsewhere(f"framing for new connections changed to {text}")
+
+    def _capture_from_elsewhere(self, paused: bool) -> None:
+        self._from_elsewhere("the proxy's capture was paused" if paused else "the proxy's capture was resumed")
+
+    def _hold_from_elsewhere(self, event: dict[str, Any]) -> None:
+        armed = event.get("armed")
+        if isinstance(armed, dict):
+            where = f" on connection #{armed['conn_id']}" if armed.get("conn_id") is not None else ""
+            self._from_elsewhere(f"the next {armed.get('count', 1)} {armed.get('direction')} message(s){where} "
+                                 "will be held")
+        else:
+            self._from_elsewhere("holds of the next messages were cancelled")
 
     def _update_status(self) -> None:
-        self._follow_remote_conditions()
         link = self.link
         if link is not None and link.alive:
             self.st_link.setText(f"listening {link.description}")

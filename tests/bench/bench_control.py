@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from proxy.control import ControlServer  # noqa: E402
+from proxy.control.endpoint import ControlServer  # noqa: E402
 from proxy.framing import FramingSpec  # noqa: E402
 from proxy.runner import ProxyThread  # noqa: E402
 from proxy.server import ProxyConfig  # noqa: E402

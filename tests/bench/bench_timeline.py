@@ -24,7 +24,7 @@ def _window(interval: float, clients: int) -> tuple[Any, Any, list[Any]]:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from inspector.bridge import InProcessLink, LinkOptions
+    from inspector.bridge import LinkOptions, ThreadLink
     from inspector.ui.main_window import MainWindow
     from proxy.demo import DemoClient
 
@@ -32,7 +32,7 @@ def _window(interval: float, clients: int) -> tuple[Any, Any, list[Any]]:
     ini = Path("/tmp/bench_timeline.ini")
     ini.unlink(missing_ok=True)
     w = MainWindow(LinkOptions(demo=True, demo_interval=interval),
-                   settings=QSettings(str(ini), QSettings.Format.IniFormat), link_factory=InProcessLink)
+                   settings=QSettings(str(ini), QSettings.Format.IniFormat), link_factory=ThreadLink)
     w.resize(1500, 980)
     w.show()
     _spin(app, lambda: w.link is not None, 10)

@@ -1,4 +1,4 @@
-"""``python -m inspector.tutorial_shots OUTDIR [--only N ...]``: the pictures of ``docs/tutorial.md``.
+"""``python tools/tutorial_shots.py OUTDIR [--only N ...]``: the pictures of ``docs/tutorial.md``.
 
 Role: drive the real window through each step of the tutorial with the tutorial's own scripts
 (``docs/tutorial/*.py``, run as child processes) and save ``OUTDIR/NN-step.png``. The window is a
@@ -7,7 +7,9 @@ Role: drive the real window through each step of the tutorial with the tutorial'
 directory with their port numbers changed, the same one-line edit the tutorial asks for). Each step starts from an
 empty table and no conditions, so ``--only`` can take any subset. Runs offscreen (``QT_QPA_PLATFORM=offscreen``)
 or under ``xvfb-run``; the pictures are ``QWidget.grab()`` of the window, the edit dialog painted in as in
-:mod:`inspector.screenshots` (whose painting code is copied here: it is local to its ``main``).
+``tools/screenshots.py`` (whose painting code is copied here: it is local to its ``main``). The window's proxy is
+an engine and control endpoint on a thread of this process (``inspector.bridge.ThreadLink``), attached over loopback
+as it attaches to its child proxy. A development tool, not shipped in the package.
 Must not import at module level: PySide6 or the window (``--help`` and the step list stay cheap); never unpickles.
 Thread: GUI thread; one daemon thread per child process reads its stdout.
 """
@@ -26,6 +28,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: the repository's packages
 
 if TYPE_CHECKING:
     from PySide6.QtWidgets import QApplication
@@ -130,7 +134,7 @@ class Shooter:
         from PySide6.QtCore import QSettings, Qt
         from PySide6.QtWidgets import QDockWidget, QSplitter
 
-        from inspector.bridge import InProcessLink, LinkOptions
+        from inspector.bridge import LinkOptions, ThreadLink
         from inspector.ui.main_window import MainWindow
 
         self.app, self.out, self.scripts = app, out, scripts
@@ -139,7 +143,7 @@ class Shooter:
         settings = QSettings(str(scripts / "shots.ini"), QSettings.Format.IniFormat)
         settings.clear()
         options = LinkOptions(listen=("127.0.0.1", self.client_port), target=("127.0.0.1", self.server_port))
-        self.w: MainWindow = MainWindow(options, settings=settings, link_factory=InProcessLink)
+        self.w: MainWindow = MainWindow(options, settings=settings, link_factory=ThreadLink)
         w = self.w
         w.resize(*WINDOW_SIZE)
         w.show()
@@ -178,7 +182,7 @@ class Shooter:
         """Wait until the engine has run every command sent so far (commands run in order; this one is a no-op)."""
         link = self.w.link
         assert link is not None
-        link.command("set_framing", framing="raw").result(STEP_TIMEOUT)
+        link.command("ping").result(STEP_TIMEOUT)
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -237,7 +241,7 @@ class Shooter:
         """The window with a dialog painted where a window manager would put it (offscreen has none)."""
         from PySide6.QtWidgets import QDialog
 
-        from inspector.screenshots import window_with_dialog
+        from tools.screenshots import window_with_dialog
 
         assert isinstance(dialog, QDialog)
         self.settle_for_picture()
@@ -377,7 +381,7 @@ class Shooter:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m inspector.tutorial_shots",
+    p = argparse.ArgumentParser(prog="python tools/tutorial_shots.py",
                                 description="Save the pictures of docs/tutorial.md by driving the real window.",
                                 epilog="steps: " + "; ".join(f"{n} {name}" for n, (name, _) in STEPS.items()))
     p.add_argument("outdir", type=Path, help="where to save the PNGs (docs/tutorial)")

@@ -1,15 +1,18 @@
-"""``python -m inspector.screenshots OUTDIR``: drive the real window with live demo traffic and save PNGs.
+"""``python tools/screenshots.py OUTDIR [--size WxH]``: drive the real window with live demo traffic and save PNGs.
 
-Role: documentation pictures that cannot go stale: the demo's traffic decoded, a held message being edited,
-the conditions panel shaping traffic, and a message composed from scratch. Runs offscreen
-(``QT_QPA_PLATFORM=offscreen``) or under ``xvfb-run``.
-Each picture is ``QWidget.grab()`` of the window (dialogs are painted onto the window's picture).
+Role: documentation pictures that cannot go stale (docs/window.md): the demo's traffic decoded, a held message
+being edited, the conditions panel shaping traffic, and a message composed from scratch. The window runs the demo
+through an engine and control endpoint on a thread of this process (``inspector.bridge.ThreadLink``), attached
+over loopback as it attaches to its child proxy. Runs offscreen (``QT_QPA_PLATFORM=offscreen``) or under
+``xvfb-run``. Each picture is ``QWidget.grab()`` of the window (dialogs are painted onto the window's picture).
+A development tool, not shipped in the package.
 Must not import: nothing special; it is a script over the public window API.
 Thread: GUI thread.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -17,6 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: the repository's packages
 
 if TYPE_CHECKING:
     from PySide6.QtGui import QPixmap
@@ -44,19 +49,30 @@ def window_with_dialog(window: QWidget, dlg: QWidget) -> QPixmap:
     return shot
 
 
+def _size(text: str) -> tuple[int, int]:
+    w, sep, h = text.lower().partition("x")
+    try:
+        size = (int(w), int(h))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1600x1150, got {text!r}") from None
+    if not sep or min(size) < 200:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT of at least 200x200, got {text!r}")
+    return size
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if not args:
-        print("usage: python -m inspector.screenshots OUTDIR", file=sys.stderr)
-        return 2
-    out = Path(args[0])
+    ap = argparse.ArgumentParser(prog="python tools/screenshots.py", description=__doc__.split("\n", 1)[0])
+    ap.add_argument("out", metavar="OUTDIR", help="where the PNGs go (created if missing)")
+    ap.add_argument("--size", type=_size, default=(1600, 1150), metavar="WxH", help="window size (default 1600x1150)")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from inspector.bridge import InProcessLink, LinkOptions
+    from inspector.bridge import LinkOptions, ThreadLink
     from inspector.ui.main_window import MainWindow
     from proxy.model import Direction
 
@@ -80,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             app.processEvents()
             time.sleep(0.01)
 
-    w = MainWindow(LinkOptions(demo=True, demo_interval=0.25), settings=settings, link_factory=InProcessLink)
-    w.resize(1600, 1150)
+    w = MainWindow(LinkOptions(demo=True, demo_interval=0.25), settings=settings, link_factory=ThreadLink)
+    w.resize(*args.size)
     w.show()
     wait_until(lambda: w.link is not None and w.model.rowCount() >= 24)
     w.log_dock.hide()

@@ -13,8 +13,10 @@ Role: Qt glue around the Qt-free modules of this package, owned by the main wind
   (:mod:`~inspector.interop.pcap_import`) with the toolbar's framing and spooled, so they can be saved too.
 - Exports take the visible rows (what the filter shows) in slices, with the same progress dialog.
 
-This is the one module of ``inspector.interop`` that imports Qt; only ``inspector.ui.main_window`` imports it.
-Must not import: ``proxy.server``/``proxy.runner``; scapy only through the exporters, lazily.
+Only ``inspector.ui.main_window`` imports this module; what it uses of the window is :class:`SessionWindow`, a
+``Protocol``, so it does not import the window back.
+Must not import: ``inspector.ui.main_window``, ``proxy.server``/``proxy.runner``; scapy only through the exporters,
+lazily.
 Thread: GUI thread.
 """
 
@@ -27,22 +29,25 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, SignalInstance
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMenu, QProgressDialog
+from PySide6.QtWidgets import QComboBox, QFileDialog, QMenu, QProgressDialog, QStatusBar, QWidget
 
+from inspector.bridge import Link, LinkOptions
+from inspector.interop.session_io import SessionLoader, SessionWriter, store_records
+from inspector.store import ApplyResult, MessageStore
+from inspector.ui.decoding import Decoding
+from inspector.ui.detail import DetailPane
+from inspector.ui.filter_bar import FilterBar
+from inspector.ui.message_model import MessageTableModel
+from inspector.ui.pump import RecordPump
+from inspector.ui.side_models import ConnectionsModel, HeldModel
 from proxy.model import Clock, Record
 from proxy.session import SessionError
 
-from .session_io import SessionLoader, SessionWriter, store_records
-
-if TYPE_CHECKING:
-    from inspector.bridge import Link
-    from inspector.ui.main_window import MainWindow
-
-__all__ = ["SessionActions"]
+__all__ = ["SessionActions", "SessionWindow"]
 
 CAPTURE_EXTS: Final = (".pcap", ".pcapng", ".cap")
 SESSION_FILTER: Final = "sockscope sessions (*.sockscope *.session);;Captures (*.pcap *.pcapng *.cap);;All files (*)"
@@ -52,12 +57,44 @@ PROGRESS_AT_ONCE_BYTES: Final = 1 << 20
 """Files at least this big show the progress dialog at once (smaller ones only if loading takes > 0.5 s)."""
 
 
+class SessionWindow(Protocol):
+    """What the session actions use of the main window (:class:`inspector.ui.main_window.MainWindow`)."""
+
+    store: MessageStore
+    model: MessageTableModel
+    conn_model: ConnectionsModel
+    held_model: HeldModel
+    decoding: Decoding
+    detail: DetailPane
+    filter_bar: FilterBar
+    pump: RecordPump
+    link: Link | None
+    options: LinkOptions | None
+    framing_combo: QComboBox
+    _link_ready: SignalInstance
+
+    def statusBar(self) -> QStatusBar: ...
+    def windowTitle(self) -> str: ...
+    def close(self) -> bool: ...
+    def setAcceptDrops(self, on: bool) -> None: ...
+    def installEventFilter(self, watched: QObject) -> None: ...
+    def stop_link(self) -> None: ...
+    def _log(self, level: str, text: str) -> None: ...
+    def _report_error(self, text: str) -> None: ...
+    def _on_applied(self, result: ApplyResult) -> None: ...
+    def _update_status(self) -> None: ...
+
+
 class SessionActions(QObject):
     """Created by the main window; ``add_to_menu(file_menu)`` puts the actions in its File menu."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: SessionWindow) -> None:
+        if not isinstance(window, QWidget):
+            raise TypeError("the session actions belong to a window (a QWidget)")
         super().__init__(window)
         self.w = window
+        self.widget: QWidget = window
+        """The window as the parent of dialogs."""
         self.writer: SessionWriter | None = None
         self.spool_path: str | None = None
         self.spool_is_temp = False
@@ -104,7 +141,7 @@ class SessionActions(QObject):
     def _action(self, text: str, key: Any, tip: str, slot: Callable[[], Any] | None) -> Any:
         from PySide6.QtGui import QAction
 
-        a = QAction(text, self.w)
+        a = QAction(text, self.widget)
         if key is not None:
             a.setShortcut(QKeySequence(key))
         a.setToolTip(tip)
@@ -174,7 +211,7 @@ class SessionActions(QObject):
 
     def _record_toggled(self, on: bool) -> None:
         if on:
-            path, _ = QFileDialog.getSaveFileName(self.w, "Keep recording to", "capture.sockscope", SESSION_FILTER)
+            path, _ = QFileDialog.getSaveFileName(self.widget, "Keep recording to", "capture.sockscope", SESSION_FILTER)
             if not path or not self.record_to(path):
                 self.record_action.blockSignals(True)
                 self.record_action.setChecked(False)
@@ -232,7 +269,7 @@ class SessionActions(QObject):
     def save_session(self, path: str | None = None) -> bool:
         """Save the current capture (exactly the records received or loaded) to ``path`` (asks if None)."""
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self.w, "Save session", "capture.sockscope", SESSION_FILTER)
+            path, _ = QFileDialog.getSaveFileName(self.widget, "Save session", "capture.sockscope", SESSION_FILTER)
             if not path:
                 return False
         path = os.path.abspath(path)
@@ -259,7 +296,7 @@ class SessionActions(QObject):
 
     def open_file(self, path: str | None = None) -> bool:
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self.w, "Open session or capture", "", SESSION_FILTER)
+            path, _ = QFileDialog.getOpenFileName(self.widget, "Open session or capture", "", SESSION_FILTER)
             if not path:
                 return False
         if os.path.splitext(path)[1].lower() in CAPTURE_EXTS:
@@ -314,10 +351,9 @@ class SessionActions(QObject):
 
     def import_capture(self, path: str) -> bool:
         """Import a pcap/pcapng capture (framing from the toolbar) into the table and a spool (so it can be saved)."""
+        from inspector.interop.pcap_import import CaptureError, CaptureImporter
         from proxy.codec import framing_to_dict
         from proxy.framing import FramingError, parse_framing
-
-        from .pcap_import import CaptureError, CaptureImporter
 
         framing = self.w.framing_combo.currentText().strip() or "raw"
         try:
@@ -397,7 +433,7 @@ class SessionActions(QObject):
                  "script": ("replay.py", "Python script (*.py)")}
         if path is None:
             default, filt = names[fmt]
-            path, _ = QFileDialog.getSaveFileName(self.w, "Export visible messages", default, filt)
+            path, _ = QFileDialog.getSaveFileName(self.widget, "Export visible messages", default, filt)
             if not path:
                 return False
         w = self.w
@@ -406,11 +442,11 @@ class SessionActions(QObject):
         exporter: Any
         try:
             if fmt == "pcapng":
-                from .pcapng_export import PcapngExporter
+                from inspector.interop.pcapng_export import PcapngExporter
 
                 exporter = PcapngExporter(path, clock=clock)
             elif fmt == "jsonl":
-                from .jsonl import JsonlExporter
+                from inspector.interop.jsonl import JsonlExporter
 
                 def view(m: Any) -> Any:  # the table's decoding, so "decode as" choices apply
                     row = w.store.row_of(m.id)
@@ -418,7 +454,7 @@ class SessionActions(QObject):
 
                 exporter = JsonlExporter(path, clock=clock, decoder=view)
             else:
-                from .replay_script import ReplayScriptExporter
+                from inspector.interop.replay_script import ReplayScriptExporter
 
                 exporter = ReplayScriptExporter(path, source=w.windowTitle() or "a sockscope capture")
         except (OSError, ValueError) as e:
@@ -463,7 +499,7 @@ class SessionActions(QObject):
         self._started = time.perf_counter()
         self.first_rows_s = None
         self.loading = not label.startswith("Exporting")
-        dlg = QProgressDialog(label, "Cancel", 0, 1000, self.w)
+        dlg = QProgressDialog(label, "Cancel", 0, 1000, self.widget)
         dlg.setWindowTitle("sockscope")
         dlg.setWindowModality(Qt.WindowModality.WindowModal)
         dlg.setAutoClose(False)
