@@ -15,7 +15,13 @@ JSON object, one entry per attack:
   framer alone, in this process, per input and per MiB read;
 - ``slow_terminal``: short connections (6 printed lines each) with the proxy's stdout a pipe nobody reads
   (issue 16 item 7);
-- ``connections_2000``: 2,000 concurrent connections open, echo and close (the load test's scenario).
+- ``connections_2000``: 2,000 concurrent connections open, echo and close (the load test's scenario);
+- ``decoded_rule``: with a rule on a decoded field (``json.type == "drop-me"``, so the relay's thread decodes every
+  message), every file of the hostile corpus (tests/hostile/{pickle,msgpack,json}) sent length-prefixed (issue 16
+  items 1 and 9 as they reach the relay);
+- ``regex_rule``: with a rule ``bytes_regex`` ``(a+)+$``, messages of 31 and 60,000 ``a`` then ``!`` (item 2);
+- ``decoders``: every hostile corpus file decoded in this process, summary-only (the table, rules) and in full
+  (the detail pane), with the window's deadlines: the slowest, in ms (the target is under 100 ms).
 
 For each: ``rss_mb_before``/``rss_mb_peak`` (VmRSS, VmHWM), the game's ``p50_ms``/``p99_ms``/``max_ms`` during the
 attack (and ``baseline_p99_ms`` before it), and ``relay_cpu_ms_per_input``: the proxy process's CPU time during
@@ -296,6 +302,73 @@ def connections(p: Proxy, n: int) -> int:
     return n
 
 
+HOSTILE = ROOT / "tests" / "hostile"
+
+
+def _corpus(*kinds: str) -> list[Path]:
+    return [f for kind in kinds for f in sorted((HOSTILE / kind).iterdir()) if f.suffix != ".md"]
+
+
+def _set_rules(p: Proxy, rules: list[dict[str, Any]]) -> None:
+    from proxy.control.client import ControlClient
+
+    with ControlClient("127.0.0.1", p.control_port, TOKEN) as c:
+        c.call("set_rules", rules=rules)
+
+
+def _send_all(p: Proxy, frames: list[bytes]) -> None:
+    with socket.create_connection(("127.0.0.1", p.port), timeout=60) as s:
+        for frame in frames:
+            s.sendall(frame)
+            got = 0
+            while got < len(frame):
+                got += len(s.recv(1 << 20))
+
+
+def decoded_rule(p: Proxy, n: int) -> int:
+    _set_rules(p, [{"action": "drop", "direction": "c2s", "filter": 'json.type == "drop-me"'}])
+    bodies = [f.read_bytes() for f in _corpus("pickle", "msgpack", "json")]
+    frames = [len(b).to_bytes(4, "big") + b for b in bodies]
+    for _ in range(n):
+        _send_all(p, frames)
+    return n * len(frames)
+
+
+def regex_rule(p: Proxy, n: int) -> int:
+    _set_rules(p, [{"action": "drop", "direction": "c2s", "bytes_regex": "(a+)+$"}])
+    frames = [b"a" * 31 + b"!", b"a" * 60_000 + b"!"]
+    frames = [len(b).to_bytes(4, "big") + b for b in frames]
+    for _ in range(n):
+        _send_all(p, frames)
+    return n * len(frames)
+
+
+def decoders() -> dict[str, Any]:
+    """Every corpus file, decoded as the window does (summary row, then detail pane, each with its deadline) and
+    with no deadline (dump's default budget is 1 s): the slowest file and its time."""
+    from inspector.decode import DecodeContext, default_registry
+
+    reg = default_registry()
+    worst: dict[str, tuple[float, str]] = {}
+    files = _corpus("pickle", "msgpack", "json", "struct", "text")
+    for f in files:
+        data = f.read_bytes()
+        # A layout file is a struct format; it decodes 64 bytes and 1 MB, as the corpus's tests do.
+        layout = data.decode() if f.suffix == ".layout" else None
+        for message in ([bytes(64), bytes(2000) * 500] if layout else [data]):
+            for label, detail, budget_ms in (("summary_50ms", False, 50), ("detail_250ms", True, 250),
+                                             ("summary_no_deadline", False, None),
+                                             ("detail_no_deadline", True, None)):
+                t = time.perf_counter()
+                deadline = None if budget_ms is None else time.monotonic_ns() + budget_ms * 1_000_000
+                reg.decode(message, DecodeContext(detail=detail, deadline_ns=deadline, struct_format=layout,
+                                                  decode_as="struct" if layout else None))
+                ms = (time.perf_counter() - t) * 1e3
+                if ms > worst.get(label, (0.0, ""))[0]:
+                    worst[label] = (ms, f.relative_to(HOSTILE).as_posix())
+    return {"files": len(files), **{k: {"ms": round(v[0], 2), "file": v[1]} for k, v in worst.items()}}
+
+
 def framer_ms(nested_inputs: int) -> dict[str, float]:
     """The JSON framer alone, in this process, fed 1 MiB reads (the relay's read size): ms per hostile input,
     and per MiB of the costliest shape."""
@@ -357,6 +430,9 @@ def main() -> None:
                          "framer_ms": framer_ms(20 if q else 500)},
         "slow_terminal": measure(slow_terminal, 500 if q else 5000, drain=False),
         "connections_2000": measure(connections, 200 if q else 2000, drain=False),
+        "decoded_rule": measure(decoded_rule, 2 if q else 20, "--quiet", "--framing", "len32"),
+        "regex_rule": measure(regex_rule, 20 if q else 500, "--quiet", "--framing", "len32"),
+        "decoders": decoders(),
     }
     print(json.dumps(results, indent=2))
 
