@@ -320,9 +320,13 @@ class ConnectionHandler:
         if stalled and reading:
             self.reading_paused[source] = True
             t.pause_reading()
+            if lane.watch:  # bytes waiting in the framer meanwhile are not late because of the framing
+                self.run(self.relay.handle(ev.ReadingPaused(_now(), source, True)))
         elif not stalled and not reading and lane.queued_bytes <= QUEUE_CAP // 2:
             self.reading_paused[source] = False
             t.resume_reading()
+            if lane.watch:
+                self.run(self.relay.handle(ev.ReadingPaused(_now(), source, False)))
 
     # -------------------------------------------------------------------------------- commands out
 

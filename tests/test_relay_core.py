@@ -21,7 +21,7 @@ from proxy.model import (
     Side,
     UpstreamConnected,
 )
-from proxy.relay import Relay
+from proxy.relay import STALL_NS, Relay
 
 C, S = Side.CLIENT, Side.SERVER
 
@@ -86,7 +86,8 @@ def test_data_before_upstream_waits_then_flows_in_order() -> None:
 def test_framing_splits_and_joins_reads() -> None:
     r = opened(FramingSpec("lines", "raw"))
     out = r.handle(ev.DataReceived(10, C, b"a\nb"))
-    assert actions(out) == [cmd.SendData(S, b"a\n")]
+    # "b" waits for the rest of its line, at most STALL_NS: the relay asks to be woken then
+    assert actions(out) == [cmd.SendData(S, b"a\n"), cmd.RequestWakeup(10 + STALL_NS)]
     out = r.handle(ev.DataReceived(11, C, b"c\nd\n"))
     assert actions(out) == [cmd.SendData(S, b"bc\n"), cmd.SendData(S, b"d\n")]
     assert [m.seq for m in records(out)] == [1, 2]  # type: ignore[attr-defined]
@@ -117,7 +118,7 @@ def test_server_half_close_first() -> None:
 
 def test_eof_mid_frame_passes_rest_on_with_warning() -> None:
     r = opened(FramingSpec("len32be", "raw"))
-    assert actions(r.handle(ev.DataReceived(10, C, b"\x00\x00\x00\x05ab"))) == []
+    assert actions(r.handle(ev.DataReceived(10, C, b"\x00\x00\x00\x05ab"))) == [cmd.RequestWakeup(10 + STALL_NS)]
     out = r.handle(ev.EofReceived(11, C))
     assert actions(out) == [cmd.SendData(S, b"\x00\x00\x00\x05ab"), cmd.HalfClose(S)]
     notes = [x for x in records(out) if isinstance(x, Notice)]
