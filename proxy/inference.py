@@ -181,7 +181,7 @@ class _Length(_Candidate):
 
     def __init__(self, width: int, endian: str, inclusive: bool) -> None:
         rank = _RANK["len8" if width == 1 else f"len{width * 8}"]
-        super().__init__(length_name(width, endian, inclusive), rank, 2 if width == 1 else 1)
+        super().__init__(length_name(width, endian, inclusive), rank, 2)
         self.width = width
         self.order: Final = "big" if endian == "be" else "little"
         self.inclusive = inclusive
@@ -190,7 +190,7 @@ class _Length(_Candidate):
         """Messages with a payload of 4 bytes or more: a length that small could match a read by chance."""
         self.json_header = False
         """A payload was a JSON map declaring a content length: the Real Python format's header, whose body is
-        still to come. Then one message is not enough for this simpler reading."""
+        still to come. Then two messages are not enough for this simpler reading."""
 
     def advance(self, window: bytearray, data: bytes) -> bool:
         n = len(window)
@@ -218,7 +218,7 @@ class _Length(_Candidate):
                     pass
                 else:
                     self.json_header = True
-                    self.need = 2
+                    self.need = 3
             pos += total
         self.pos = pos
         return pos == n
@@ -231,12 +231,15 @@ class _Length(_Candidate):
 
 
 class _Delimiter(_Candidate):
-    __slots__ = ("delimiter", "from_reads", "pos", "scanned", "suffix")
+    __slots__ = ("delimiter", "from_reads", "pos", "scanned", "suffix", "text_only")
 
-    def __init__(self, delimiter: bytes, rank: int, from_reads: bool = False) -> None:
+    def __init__(self, delimiter: bytes, rank: int, from_reads: bool = False, text_only: bool = False) -> None:
         super().__init__(delimiter_name(delimiter), rank, 2)
         self.delimiter = delimiter
         self.from_reads = from_reads
+        self.text_only = text_only
+        """Messages must be text: binary records that happen to end in a zero byte (a False, a small int's high
+        byte) are not zero-terminated messages, and a real terminator of one byte cannot frame binary data."""
         self.pos = 0
         self.scanned = 0
         self.suffix: bytes | None = None
@@ -254,6 +257,9 @@ class _Delimiter(_Candidate):
                 self.scanned = max(pos, n - k + 1)
                 break
             end = i + k
+            if self.text_only and not _is_text(window[pos:i]):
+                self.alive = False
+                return False
             self.frames += 1
             if end - pos == k:
                 self.tiny += 1  # an empty message
@@ -426,8 +432,9 @@ class Inference:
                 for inclusive in (False, True):
                     self._cands.append(_Length(width, endian, inclusive))
         self._cands += [_Length(1, "be", False), _Length(1, "be", True),
-                        _Delimiter(b"\r\n", _RANK["crlf"]), _Delimiter(b"\n", _RANK["lines"]),
-                        _Delimiter(b"\x00", _RANK["nul"]), _Stream("json"), _Stream("msgpack")]
+                        _Delimiter(b"\r\n", _RANK["crlf"], text_only=True),
+                        _Delimiter(b"\n", _RANK["lines"], text_only=True),
+                        _Delimiter(b"\x00", _RANK["nul"], text_only=True), _Stream("json"), _Stream("msgpack")]
         self._learnt: _Delimiter | None = None
         self.hint = hint
         self._hinted: _Candidate | None = None
@@ -507,9 +514,9 @@ class Inference:
         if any(0x61 <= b <= 0x7A for b in t) and punctuation < 2:
             return False  # "points!" is text; "<end>" is a terminator
         printable = sum(0x21 <= b <= 0x7E for b in t)
-        if len(t) >= 3 and printable >= 2:
+        if _is_text(bytes(self.window).replace(t, b"")):
             return True
-        return _is_text(bytes(self.window).replace(t, b""))
+        return len(t) >= 3 and printable >= 3  # binary messages (pickles) with a terminator such as <END>
 
     def _fixed(self) -> tuple[int, int] | None:
         """(record size, records) when the reads look like fixed-size binary records."""

@@ -368,9 +368,11 @@ class Relay:
             self._set_framer(lane, framer.inner, target)
             self._publish_framing(lane, target, f"a read fits {target} exactly again: framed with it from the "
                                   "next message on", now, "resync", out)
-        self._check_stall(lane, bool(frames), now, out)
+        self._check_stall(lane, bool(frames), now)
         if frames:
             self._after_release(now, out)
+        if lane.stall_at is not None:
+            self._want_wakeup(lane.stall_at, out)
 
     def _inferred(self, lane: _Lane, auto: AutoFramer, now: int, out: list[cmd.Command]) -> None:
         d = auto.decision
@@ -420,15 +422,16 @@ class Relay:
         lane.since_seq = lane.seq
         self._publish_framing(lane, lane.framing, f"{what}; {step}", now, cause, out)
 
-    def _check_stall(self, lane: _Lane, progressed: bool, now: int, out: list[cmd.Command]) -> None:
+    def _check_stall(self, lane: _Lane, progressed: bool, now: int) -> None:
         """Arm (or keep, or clear) the stall bound for the bytes waiting in the lane's framer. ``progressed``: the
         framer emitted frames, so what it still holds arrived with this read."""
         if not lane.framer.buffered:
             lane.stall_at = None
-            return
-        if lane.paused or (lane.stall_at is not None and not progressed):
-            return
-        at = lane.stall_at = now + STALL_NS
+        elif not lane.paused and (lane.stall_at is None or progressed):
+            lane.stall_at = now + STALL_NS
+
+    def _want_wakeup(self, at: int, out: list[cmd.Command]) -> None:
+        """Be woken at ``at`` unless an earlier wake-up is already asked for (whose handling asks again)."""
         if self._wakeup_at is None or at < self._wakeup_at:
             self._wakeup_at = at
             out.append(cmd.RequestWakeup(at))
@@ -437,7 +440,7 @@ class Relay:
         """The oldest waiting byte has waited ``STALL_NS``: forward what waits as it is; the framing is lost."""
         lane.stall_at = None
         if self.phase is not Phase.RELAYING or lane.paused:
-            self._check_stall(lane, True, now, out)  # not the framing's fault: the wait starts again
+            self._check_stall(lane, True, now)  # not the framing's fault: the wait starts again
             return
         waiting = lane.framer.flush()
         if not waiting:
@@ -454,7 +457,9 @@ class Relay:
         if e.paused:
             lane.stall_at = None
         else:
-            self._check_stall(lane, True, e.now, out)
+            self._check_stall(lane, True, e.now)
+            if lane.stall_at is not None:
+                self._want_wakeup(lane.stall_at, out)
 
     def _next_wakeup(self, out: list[cmd.Command]) -> None:
         """Ask for the earliest wake-up anything waits for: a queued release or a stall bound."""

@@ -3,10 +3,11 @@
 ``run_game(name, n, via=...)`` starts the game's server on a free port, a proxy in front of it (``via="cli"``: the
 real ``python -m proxy --framing auto --record FILE`` in a child process, its records read back from the session
 file; ``via="thread"``: the engine on a thread of this process, its records taken as they are published), plays
-``n`` exchanges with the game's client through the proxy, and returns a :class:`Result`: whether every byte each
-side sent arrived unchanged, whether the published messages are exactly those bytes, and per direction the
-framing inferred, the messages and reads it needed, and the milliseconds from the direction's first byte to the
-decision. Sockets are recorded by :class:`Tap`, a thin wrapper the games accept through their ``wrap`` hook.
+``n`` exchanges with the game's client through the proxy (``framing``: the ``--framing`` given), and returns a
+:class:`Result`: whether every byte each side sent arrived unchanged, whether the published messages are exactly
+those bytes, and per direction the framing inferred, the messages and reads it needed, and the milliseconds from
+the direction's first byte to the decision. Sockets are recorded by :class:`Tap`, a thin wrapper the games accept
+through their ``wrap`` hook.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -109,10 +109,12 @@ class Result:
     ms: dict[str, float] = field(default_factory=dict)
     """From the direction's first byte at the proxy to the decision."""
     warnings: list[str] = field(default_factory=list)
+    changes: list[tuple[str, str, str]] = field(default_factory=list)
+    """Every FramingInferred, in order: (direction, framing, cause)."""
     connections: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()}
+        return dict(self.__dict__)
 
 
 def load(name: str) -> ModuleType:
@@ -137,13 +139,13 @@ def _serve_thread(game: ModuleType, listener: socket.socket, n: int, taps: list[
 class _CliProxy:
     """``python -m proxy --framing auto`` in a child process, recording to a session file."""
 
-    def __init__(self, target_port: int, record: Path) -> None:
+    def __init__(self, target_port: int, record: Path, framing: str = "auto") -> None:
         self.record = record
         flags = subprocess.CREATE_NEW_PROCESS_GROUP if sys.platform == "win32" else 0  # type: ignore[attr-defined]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "proxy", "--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{target_port}",
-             "--framing", "auto", "--record", str(record)],
+             "--framing", framing, "--record", str(record)],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, creationflags=flags)
         lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
@@ -181,7 +183,7 @@ class _CliProxy:
             return list(reader)
 
 
-def run_game(name: str, n: int = 10, via: str = "thread") -> Result:
+def run_game(name: str, n: int = 10, via: str = "thread", framing: str = "auto") -> Result:
     game = load(name)
     result = Result(name, expected=dict(game.EXPECT))
     listener = socket.create_server(("127.0.0.1", 0))
@@ -196,10 +198,10 @@ def run_game(name: str, n: int = 10, via: str = "thread") -> Result:
     try:
         target = listener.getsockname()[1]
         if via == "cli":
-            cli = _CliProxy(target, Path(tmp.name) / "game.sockscope")
+            cli = _CliProxy(target, Path(tmp.name) / "game.sockscope", framing)
             port = cli.port
         else:
-            cfg = ProxyConfig(listen_port=0, target_port=target, framing=parse_framing("auto"))
+            cfg = ProxyConfig(listen_port=0, target_port=target, framing=parse_framing(framing))
             thread = ProxyThread(cfg, (records.append,)).start()
             port = thread.port
         try:
@@ -243,6 +245,7 @@ def _summarise(result: Result, records: list[Record], client_taps: list[Tap]) ->
             got = msgs.get((conn, d), [])
             exact &= b"".join(m.data for m in got) == bytes(sent) and [m.seq for m in got] == list(range(len(got)))
     result.records_exact = exact
+    result.changes = [(r.direction.label, r.framing, r.cause) for r in records if isinstance(r, FramingInferred)]
     inferred = [r for r in records if isinstance(r, FramingInferred) and r.cause in ("inferred", "remembered")]
     for d in Direction:
         first = next((r for r in inferred if r.direction is d), None)
