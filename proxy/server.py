@@ -736,6 +736,8 @@ class ProxyServer:
                 "conditions": r.conditions.to_dict(), "held": r.held(),
                 "bytes_c2s": r.lanes[0].bytes_out, "bytes_s2c": r.lanes[1].bytes_out,
                 "messages_c2s": r.lanes[0].messages_out, "messages_s2c": r.lanes[1].messages_out,
+                # the framing in force per direction (inferred with auto; "auto" while inference watches)
+                "framing_c2s": r.lanes[0].framing, "framing_s2c": r.lanes[1].framing,
             })
         return {
             "listen": list(self.listen_addr) if self.listen_addr else None,

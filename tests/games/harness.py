@@ -109,12 +109,14 @@ class Result:
     ms: dict[str, float] = field(default_factory=dict)
     """From the direction's first byte at the proxy to the decision."""
     warnings: list[str] = field(default_factory=list)
+    samples: dict[str, bytes] = field(default_factory=dict)
+    """The first message framed with the inferred framing, per direction (for a decoder to look at)."""
     changes: list[tuple[str, str, str]] = field(default_factory=list)
     """Every FramingInferred, in order: (direction, framing, cause)."""
     connections: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "samples"}
 
 
 def load(name: str) -> ModuleType:
@@ -262,6 +264,9 @@ def _summarise(result: Result, records: list[Record], client_taps: list[Tap]) ->
             joined = b"".join(m.data for m in earlier)
             needed += frames_exactly(first.framing, joined) if joined else 0
             reads += len(earlier)
+        framed = [m for m in msgs.get((first.conn_id, d), []) if m.seq >= first.from_seq]
+        if framed:
+            result.samples[d.label] = framed[0].data
         result.messages[d.label] = needed
         result.reads[d.label] = reads
         start = next((msgs[(c, d)][0].arrival_ns for c in conns if msgs.get((c, d))), first.time_ns)
