@@ -73,6 +73,13 @@ JSON_WATCH_BYTES: Final = 16 << 10
 """The JSON candidate scans in Python: it watches at most this much."""
 _SUFFIX: Final = 16
 """Bytes at the end of reads (or messages) compared to learn a terminator."""
+MAX_FRAMES: Final = 256
+"""Messages a candidate may find in the window: more is no game's first dozen reads (and each costs a Python step)."""
+FIXED_MAX: Final = 1024
+"""The largest fixed record inferred: game state records are small, while bulk reads of one buffer size are not
+records."""
+_STREAM_SLICE: Final = 256
+"""JSON and msgpack candidates are fed this much at a time, so a degenerate one stops early."""
 
 # Most specific first: an exact length match is the strongest evidence; fixed records the weakest.
 _RANK: Final = {"header16json": 0, "len64": 1, "len32": 2, "len16": 3, "len8": 4, "custom": 5, "crlf": 6,
@@ -169,6 +176,13 @@ class _Candidate:
     def degenerate(self, reads: int) -> bool:
         return self.tiny * 4 > self.frames or self.frames > 16 * reads
 
+    def hopeless(self) -> bool:
+        """Too many messages, or mostly degenerate ones already: stop scanning (it can never fit)."""
+        if self.frames > MAX_FRAMES or (self.frames >= 8 and self.tiny * 4 > self.frames):
+            self.alive = False
+            return True
+        return False
+
     def fits(self, reads: int) -> bool:
         return self.alive and self.last_aligned and self.frames >= self.need and not self.degenerate(reads)
 
@@ -220,6 +234,8 @@ class _Length(_Candidate):
                     self.json_header = True
                     self.need = 3
             pos += total
+            if self.hopeless():
+                return False
         self.pos = pos
         return pos == n
 
@@ -266,6 +282,8 @@ class _Delimiter(_Candidate):
             tail = bytes(window[max(pos, end - _SUFFIX):end])
             self.suffix = tail if self.suffix is None else _common_suffix(self.suffix, tail)
             pos = self.scanned = end
+            if self.hopeless():
+                return False
         self.pos = pos
         if n - pos > INFER_BYTES // 2:
             self.alive = False  # half the window without a terminator
@@ -308,6 +326,8 @@ class _HeaderJson(_Candidate):
             self.frames += 1
             self.pending = 0
             pos += total
+            if self.hopeless():
+                return False
         self.pos = pos
         return pos == n
 
@@ -330,21 +350,24 @@ class _Stream(_Candidate):
             self.alive = False
             return False
         f = self.framer
-        frames = f.feed(data)
-        if f.fallback is not None:
-            self.alive = False
-            return False
         json = self.name == "json"
-        for fr in frames:
-            if json:
-                body = fr.strip()
-                if not body:
-                    continue  # whitespace passed on alone: neither a message nor evidence
-                if len(body) <= 1:
+        for start in range(0, len(data), _STREAM_SLICE):
+            frames = f.feed(data[start:start + _STREAM_SLICE])
+            if f.fallback is not None:
+                self.alive = False
+                return False
+            for fr in frames:
+                if json:
+                    body = fr.strip()
+                    if not body:
+                        continue  # whitespace passed on alone: neither a message nor evidence
+                    if len(body) <= 1:
+                        self.tiny += 1
+                elif len(fr) <= 1:
                     self.tiny += 1
-            elif len(fr) <= 1:
-                self.tiny += 1
-            self.frames += 1
+                self.frames += 1
+            if self.hopeless():
+                return False
         return f.buffered == 0
 
 
@@ -514,14 +537,17 @@ class Inference:
         if any(0x61 <= b <= 0x7A for b in t) and punctuation < 2:
             return False  # "points!" is text; "<end>" is a terminator
         printable = sum(0x21 <= b <= 0x7E for b in t)
-        if _is_text(bytes(self.window).replace(t, b"")):
+        payloads = bytes(self.window).replace(t, b"")
+        if not payloads:
+            return False  # nothing but the "terminator", over and over
+        if _is_text(payloads):
             return True
         return len(t) >= 3 and printable >= 3  # binary messages (pickles) with a terminator such as <END>
 
     def _fixed(self) -> tuple[int, int] | None:
         """(record size, records) when the reads look like fixed-size binary records."""
         size = self._gcd
-        if not self._binary or size < 2 or self._pickles:
+        if not self._binary or not 2 <= size <= FIXED_MAX or self._pickles:
             return None  # (pickles of one shape have one size, but the next may not)
         return size, len(self.window) // size
 

@@ -339,3 +339,25 @@ def test_a_wrong_inference_stalls_once_then_is_inferred_again(start_proxy: objec
 
 def test_make_framer_auto_is_an_auto_framer() -> None:
     assert isinstance(make_framer("auto"), AutoFramer)
+
+
+@pytest.mark.parametrize("unit", [b"\x00", b"\n", b"a\n", b"[", b'{"a":', b"1", b"\x92\x01\x02", b"\x00\x01x", b"\xc0"])
+def test_dense_hostile_reads_stop_every_candidate_early(unit: bytes) -> None:
+    """Reads made of one tiny unit would give thousands of one-byte messages: each candidate stops scanning once
+    it cannot fit (a deterministic bound on the Python steps spent; the raw decision follows after 3 reads)."""
+    from proxy.inference import _STREAM_SLICE, MAX_FRAMES
+
+    inf = Inference()
+    d = None
+    for _ in range(3):
+        d = inf.observe(unit * (4096 // len(unit)))
+    assert d is not None and d.framing == "raw"
+    assert all(c.frames <= MAX_FRAMES + _STREAM_SLICE for c in inf._cands)
+    assert sum(c.alive for c in inf._cands) <= 16
+
+
+def test_equal_bulk_reads_are_not_fixed_records() -> None:
+    """A bulk transfer read a buffer at a time has reads of one size; records are small (FIXED_MAX)."""
+    rng = random.Random(5)
+    _, framing, _ = infer([rng.randbytes(4096) for _ in range(5)])
+    assert framing == "raw"
