@@ -148,3 +148,12 @@ class ReadingPaused(Event):
 
     side: Side
     paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FramingRequested(Event):
+    """The user chose ``framing`` (a ``--framing`` name, or ``auto`` to infer again) for ``direction`` of this live
+    connection: it applies from the next read; bytes waiting for the rest of a frame go on as they are first."""
+
+    direction: Direction
+    framing: str

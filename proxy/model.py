@@ -257,7 +257,8 @@ class FramingInferred:
     """Messages of ``framing`` seen while inferring (the evidence); 0 when not inferred."""
     cause: str = "inferred"
     """``inferred``, ``remembered`` (a hint from earlier connections to the same target, checked), ``stall``,
-    ``contradiction``, ``resync`` (an explicit framing fits again) or ``limit`` (raw for the rest)."""
+    ``contradiction``, ``resync`` (an explicit framing fits again), ``limit`` (raw for the rest) or ``user``
+    (chosen for this live connection)."""
 
 
 class RuleUndecided(Exception):

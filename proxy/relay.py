@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from proxy import commands as cmd
 from proxy import events as ev
 from proxy.conditions import PASSTHROUGH, Conditions, DirectionConditions
-from proxy.framing import Framer, FramingSpec, RawFramer, ResyncFramer
+from proxy.framing import Framer, FramingSpec, RawFramer, ResyncFramer, make_framer
 from proxy.inference import AutoFramer, FramingMemory
 from proxy.model import (
     CloseReason,
@@ -200,6 +200,7 @@ class Relay:
             ev.DropRequested: self._on_drop,  # type: ignore[dict-item]
             ev.ReleaseAllRequested: self._on_release_all,  # type: ignore[dict-item]
             ev.ReadingPaused: self._on_reading_paused,  # type: ignore[dict-item]
+            ev.FramingRequested: self._on_framing_requested,  # type: ignore[dict-item]
         }
 
     # ------------------------------------------------------------------------------------------ public
@@ -460,6 +461,27 @@ class Relay:
             self._check_stall(lane, True, e.now)
             if lane.stall_at is not None:
                 self._want_wakeup(lane.stall_at, out)
+
+    def _on_framing_requested(self, e: ev.FramingRequested, out: list[cmd.Command]) -> None:
+        """The user's framing for a live direction, from the next read on (``auto``: infer again, no hint)."""
+        lane = self.lanes[e.direction]
+        if lane.source_eof:
+            return
+        rest = lane.framer.flush()
+        if rest:
+            self._admit(lane, rest, e.now, Origin.LIVE, out)
+        name = e.framing
+        lane.auto = name == "auto"
+        lane.losses = 0
+        lane.stall_at = None
+        lane.since_seq = lane.seq
+        if lane.auto:
+            self._set_framer(lane, AutoFramer(self.max_frame), "auto")
+        else:
+            self._set_framer(lane, make_framer(name, self.max_frame), name)
+            self.shared.framings.confirm(self.target_addr, lane.direction, name)  # a hint for later connections
+        self._publish_framing(lane, name, "chosen by the user, from the next read on", e.now, "user", out)
+        self._after_release(e.now, out)
 
     def _next_wakeup(self, out: list[cmd.Command]) -> None:
         """Ask for the earliest wake-up anything waits for: a queued release or a stall bound."""

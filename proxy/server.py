@@ -30,7 +30,7 @@ from typing import Protocol, cast
 from proxy import commands as cmd
 from proxy import events as ev
 from proxy.conditions import PASSTHROUGH, Conditions, Spike
-from proxy.framing import FramingSpec
+from proxy.framing import FramingSpec, make_framer, normalise_name
 from proxy.model import (
     Clock,
     Direction,
@@ -716,8 +716,17 @@ class ProxyServer:
         self.shared.update()
 
     def set_framing(self, framing: FramingSpec) -> None:
-        """Framing for connections accepted from now on (a live stream cannot be re-framed safely)."""
+        """Framing for connections accepted from now on (``set_connection_framing`` changes a live one)."""
         self.framing = framing
+
+    def set_connection_framing(self, conn_id: int, framing: str, direction: Direction | None = None) -> None:
+        """The user's framing for a live connection (both directions, or one), from each direction's next read on;
+        ``auto`` infers again. A bad name raises ``FramingError`` (a ValueError) with a message for the user."""
+        name = normalise_name(framing)
+        make_framer(name, self.framing.max_frame)
+        h = self._handler(conn_id)
+        for d in (Direction.C2S, Direction.S2C) if direction is None else (direction,):
+            self._send_event(h, ev.FramingRequested(_now(), d, name))
 
     def pause_capture(self) -> None:
         self.capturing = False

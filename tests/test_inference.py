@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from proxy.framing import frames_exactly, make_framer
 from proxy.inference import INFER_BYTES, INFER_READS, AutoFramer, FramingMemory, Hint, Inference, describe
-from proxy.model import Direction, FramingInferred, Notice
+from proxy.model import Direction, FramingInferred, Message, Notice
 from tests.conftest import IO_TIMEOUT, Recorder, connect, recv_exact
 from tests.games.harness import run_game
 
@@ -361,3 +361,25 @@ def test_equal_bulk_reads_are_not_fixed_records() -> None:
     rng = random.Random(5)
     _, framing, _ = infer([rng.randbytes(4096) for _ in range(5)])
     assert framing == "raw"
+
+
+@pytest.mark.timeout(30)
+def test_a_live_connection_takes_the_users_framing(start_proxy: object, recorder: Recorder,
+                                                   echo_server: object) -> None:
+    from proxy.framing import FramingError, parse_framing
+
+    proxy = start_proxy(echo_server.port, parse_framing("raw"))  # type: ignore[attr-defined,operator]
+    with connect(proxy.port) as c:
+        c.sendall(b"one\n")
+        assert recv_exact(c, 4) == b"one\n"
+        conn = recorder.wait_for(lambda r: isinstance(r, FramingInferred) or getattr(r, "conn_id", 0) > 0).conn_id
+        with pytest.raises(FramingError):
+            proxy.call(proxy.server.set_connection_framing, conn, "bogus")
+        proxy.call(proxy.server.set_connection_framing, conn, "lines", Direction.C2S)
+        recorder.wait_for(lambda r: isinstance(r, FramingInferred) and r.cause == "user")
+        c.sendall(b"two\nthr")
+        c.sendall(b"ee\n")
+        assert recv_exact(c, 10) == b"two\nthree\n"
+    recorder.wait_for(lambda r: type(r).__name__ == "ConnectionClosed")
+    c2s = [m.data for m in recorder.of(Message) if m.direction is Direction.C2S]
+    assert c2s[-2:] == [b"two\n", b"three\n"]

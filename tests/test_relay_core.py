@@ -371,3 +371,17 @@ def test_what_one_connection_inferred_is_where_the_next_starts() -> None:
     third.handle(ev.UpstreamOpened(1, ("127.0.0.1", 5555)))
     out = third.handle(ev.DataReceived(2, C, len16(b"a third")))
     assert [(f.framing, f.cause) for f in framings(out)] == [("len16be", "remembered")]
+
+
+def test_the_user_chooses_a_framing_for_a_live_direction() -> None:
+    r = opened(FramingSpec("lines", "raw"))
+    r.handle(ev.DataReceived(10, C, b"a\nhalf"))
+    out = r.handle(ev.FramingRequested(20, Direction.C2S, "len16be"))
+    assert sent(out) == [b"half"]  # what waited goes on as it is, first
+    (f,) = framings(out)
+    assert (f.framing, f.cause, f.from_seq, f.at_offset) == ("len16be", "user", 2, 6)
+    out = r.handle(ev.DataReceived(30, C, len16(b"xy") + len16(b"z")))
+    assert sent(out) == [len16(b"xy"), len16(b"z")]
+    assert r.shared.framings.hint(r.target_addr, Direction.C2S) is not None  # later auto connections start there
+    out = r.handle(ev.FramingRequested(40, Direction.C2S, "auto"))
+    assert [(f.framing, f.cause) for f in framings(out)] == [("auto", "user")] and r.lanes[0].auto
