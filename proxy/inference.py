@@ -12,7 +12,8 @@ messages, of reads that ended exactly on one of its boundaries ("aligned"), and 
 payload, a one-byte msgpack object): 1-, 2-, 4- and 8-byte length prefixes (big and little endian, counting the
 prefix or not), the Real Python header+body format (``header16json``), ``\\r\\n``, ``\\n`` and ``\\0`` terminators, a
 multi-byte terminator learnt from what the reads end with (``EOT\\0``, ``<END>``), JSON and msgpack streams, and
-fixed-size records (the greatest common divisor of the read sizes, for binary bytes only). A candidate fits when
+fixed-size records (the greatest common divisor of the read sizes when one read is that size, binary bytes only,
+at most 1 KiB). A candidate fits when
 it is aligned with the last read, has enough messages (one for a length prefix of 2 bytes or more, whose exact
 match with the read is strong evidence; two for the rest; three for fixed records) and few degenerate ones; the
 most specific fitting candidate wins (the order of ``_RANK``). Nothing promising after 3 reads, or nothing fitting
@@ -449,6 +450,7 @@ class Inference:
         self._pickles = True  # every read so far looks like one whole pickle
         self._pickle_starts = True  # every read so far starts like a pickle (protocol 2 to 5)
         self._shortest = 1 << 62
+        self._sizes: set[int] = set()  # the read sizes seen (a fixed record size must be one of them)
         self._cands: list[_Candidate] = [_HeaderJson()]
         for width in (8, 4, 2):
             for endian in ("be", "le"):
@@ -483,6 +485,8 @@ class Inference:
         window += data
         self._gcd = math.gcd(self._gcd, len(data))
         self._shortest = min(self._shortest, len(data))
+        if len(self._sizes) < 64:
+            self._sizes.add(len(data))
         if not self._binary and not _is_text(data):
             self._binary = True
         tail = data[-_SUFFIX:]
@@ -549,6 +553,8 @@ class Inference:
         size = self._gcd
         if not self._binary or not 2 <= size <= FIXED_MAX or self._pickles:
             return None  # (pickles of one shape have one size, but the next may not)
+        if size not in self._sizes:
+            return None  # a 20-byte hello then 64-byte messages share a divisor of 4, but no record is 4 bytes
         return size, len(self.window) // size
 
     def _decide(self) -> Decision | None:

@@ -356,6 +356,15 @@ def test_dense_hostile_reads_stop_every_candidate_early(unit: bytes) -> None:
     assert sum(c.alive for c in inf._cands) <= 16
 
 
+def test_a_hello_of_another_size_is_not_a_tiny_record_size() -> None:
+    """A 20-byte hello then 64-byte messages: their gcd (4) is no message's size, so no fixed:4 nonsense."""
+    rng = random.Random(6)
+    _, framing, _ = infer([rng.randbytes(20)] + [rng.randbytes(64) for _ in range(6)])
+    assert framing == "raw"
+    _, framing, _ = infer([struct.pack("<iff", 1, 2.5, 3.5) * 3, struct.pack("<iff", 2, 0.5, 1.5)] * 2)
+    assert framing == "fixed:12"  # several records in a read, then one: the size shows
+
+
 def test_equal_bulk_reads_are_not_fixed_records() -> None:
     """A bulk transfer read a buffer at a time has reads of one size; records are small (FIXED_MAX)."""
     rng = random.Random(5)
