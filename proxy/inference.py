@@ -362,7 +362,9 @@ class _Stream(_Candidate):
                     body = fr.strip()
                     if not body:
                         continue  # whitespace passed on alone: neither a message nor evidence
-                    if len(body) <= 1:
+                    if body[0] not in b'{["':
+                        # A bare number or literal: no game's message, and "true" "false" sent back to back are
+                        # JSON only read by read ("truefalse" is not)
                         self.tiny += 1
                 elif len(fr) <= 1:
                     self.tiny += 1

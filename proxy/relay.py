@@ -54,6 +54,9 @@ from proxy.scheduler import DirectionScheduler, Scheduled
 
 STALL_NS = 250_000_000
 """The longest a byte may wait in a framer for the rest of its frame (while its side is being read)."""
+STALL_CONFIRM_NS = 1_000_000
+"""After the bound, one more look: the stall is declared at a second wake-up this much later, so the sockets are
+polled in between (uvloop runs due timers before it reads, and a busy loop may not have read bytes that came)."""
 LOSS_LIMIT = 3
 """Stalls or contradictions in one direction after which it stays raw for the rest of the connection."""
 
@@ -120,6 +123,7 @@ class _Lane:
     received: int = 0  # live bytes received in this direction: the stream offset
     since_seq: int = 0  # the first message of the current inference
     stall_at: int | None = None  # when the oldest byte waiting in the framer has waited STALL_NS
+    stall_confirm: bool = False  # stall_at is the second look (STALL_CONFIRM_NS after the bound)
     paused: bool = False  # the shell is not reading this direction's source
     losses: int = 0  # framings lost on this lane (stalls, contradictions)
 
@@ -293,6 +297,7 @@ class Relay:
             return
         rest = lane.framer.flush()
         lane.stall_at = None
+        lane.stall_confirm = False
         if rest:
             out.append(cmd.Publish(Notice(
                 "warning",
@@ -314,7 +319,11 @@ class Relay:
         self._wakeup_at = None
         for lane in self.lanes:
             if lane.stall_at is not None and lane.stall_at <= e.now:
-                self._stall(lane, e.now, out)
+                if lane.stall_confirm:
+                    self._stall(lane, e.now, out)
+                else:
+                    lane.stall_confirm = True  # look once more after the sockets were read (_next_wakeup asks)
+                    lane.stall_at = e.now + STALL_CONFIRM_NS
         self._after_release(e.now, out)
         self._next_wakeup(out)
 
@@ -328,6 +337,7 @@ class Relay:
             for lane in self.lanes:
                 lane.cond = replace(lane.cond, frozen=False)
                 lane.stall_at = None
+                lane.stall_confirm = False
                 rest = lane.framer.flush()
                 if rest:
                     self._admit(lane, rest, e.now, Origin.LIVE, out)
@@ -420,6 +430,7 @@ class Relay:
         else:
             self._set_framer(lane, ResyncFramer(failed, self.max_frame), "raw")
         lane.stall_at = None
+        lane.stall_confirm = False
         lane.since_seq = lane.seq
         self._publish_framing(lane, lane.framing, f"{what}; {step}", now, cause, out)
 
@@ -428,8 +439,10 @@ class Relay:
         framer emitted frames, so what it still holds arrived with this read."""
         if not lane.framer.buffered:
             lane.stall_at = None
+            lane.stall_confirm = False
         elif not lane.paused and (lane.stall_at is None or progressed):
             lane.stall_at = now + STALL_NS
+            lane.stall_confirm = False
 
     def _want_wakeup(self, at: int, out: list[cmd.Command]) -> None:
         """Be woken at ``at`` unless an earlier wake-up is already asked for (whose handling asks again)."""
@@ -440,6 +453,7 @@ class Relay:
     def _stall(self, lane: _Lane, now: int, out: list[cmd.Command]) -> None:
         """The oldest waiting byte has waited ``STALL_NS``: forward what waits as it is; the framing is lost."""
         lane.stall_at = None
+        lane.stall_confirm = False
         if self.phase is not Phase.RELAYING or lane.paused:
             self._check_stall(lane, True, now)  # not the framing's fault: the wait starts again
             return
@@ -457,6 +471,7 @@ class Relay:
         lane.paused = e.paused
         if e.paused:
             lane.stall_at = None
+            lane.stall_confirm = False
         else:
             self._check_stall(lane, True, e.now)
             if lane.stall_at is not None:
@@ -474,6 +489,7 @@ class Relay:
         lane.auto = name == "auto"
         lane.losses = 0
         lane.stall_at = None
+        lane.stall_confirm = False
         lane.since_seq = lane.seq
         if lane.auto:
             self._set_framer(lane, AutoFramer(self.max_frame), "auto")

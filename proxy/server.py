@@ -208,6 +208,7 @@ class ConnectionHandler:
         self.transports: list[asyncio.Transport | None] = [None, None]
         self.dest_paused = [False, False]  # indexed by the side being written to
         self.reading_paused = [False, False]  # indexed by the side being read from
+        self._told_paused = [False, False]  # what the relay was last told (ReadingPaused), per side read from
         self._slices: list[tuple[bytes, int, int] | None] = [None, None]
         """Per side being read from: a read still being framed a slice per loop iteration (data, offset, step)."""
         self.open_sides = 0
@@ -320,13 +321,16 @@ class ConnectionHandler:
         if stalled and reading:
             self.reading_paused[source] = True
             t.pause_reading()
-            if lane.watch:  # bytes waiting in the framer meanwhile are not late because of the framing
-                self.run(self.relay.handle(ev.ReadingPaused(_now(), source, True)))
         elif not stalled and not reading and lane.queued_bytes <= QUEUE_CAP // 2:
             self.reading_paused[source] = False
             t.resume_reading()
-            if lane.watch:
-                self.run(self.relay.handle(ev.ReadingPaused(_now(), source, False)))
+        if lane.watch:
+            # Bytes waiting in the framer while the side is not read are not late because of the framing. The
+            # transport is asked, not the branch taken: uvloop may have resumed reading by itself.
+            paused = not t.is_reading()
+            if paused != self._told_paused[source]:
+                self._told_paused[source] = paused
+                self.run(self.relay.handle(ev.ReadingPaused(_now(), source, paused)))
 
     # -------------------------------------------------------------------------------- commands out
 

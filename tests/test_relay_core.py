@@ -22,7 +22,7 @@ from proxy.model import (
     Side,
     UpstreamConnected,
 )
-from proxy.relay import STALL_NS, Relay, Shared
+from proxy.relay import STALL_CONFIRM_NS, STALL_NS, Relay, Shared
 
 C, S = Side.CLIENT, Side.SERVER
 
@@ -216,6 +216,24 @@ def len16(body: bytes) -> bytes:
     return len(body).to_bytes(2, "big") + body
 
 
+def stall(r: Relay, since: int) -> list[cmd.Command]:
+    """The wake-ups of a stall whose oldest byte arrived at ``since``: the bound, then the second look."""
+    out = r.handle(ev.WakeupFired(since + STALL_NS))
+    return out + r.handle(ev.WakeupFired(since + STALL_NS + STALL_CONFIRM_NS))
+
+
+def test_a_read_that_comes_with_the_bound_completes_the_frame_instead_of_a_stall() -> None:
+    """uvloop runs due timers before it reads: the bound's wake-up may come before the bytes that complete the
+    frame are handled. The stall is declared only at a second look, after the sockets were read."""
+    r = opened(FramingSpec("len16be", "raw"))
+    r.handle(ev.DataReceived(0, C, b"\x00\x05ab"))
+    assert actions(r.handle(ev.WakeupFired(STALL_NS))) == [cmd.RequestWakeup(STALL_NS + STALL_CONFIRM_NS)]
+    out = r.handle(ev.DataReceived(STALL_NS + 10, C, b"cde"))
+    assert sent(out) == [b"\x00\x05abcde"]
+    out = r.handle(ev.WakeupFired(STALL_NS + STALL_CONFIRM_NS))
+    assert out == []
+
+
 def test_auto_passes_reads_on_while_inferring_then_frames_from_the_next_read() -> None:
     r = opened(FramingSpec("auto", "raw"))
     out = r.handle(ev.DataReceived(10, C, b'{"a": 1}\n'))
@@ -255,7 +273,9 @@ def test_a_stalled_explicit_frame_is_forwarded_as_it_is_then_raw_until_a_read_fi
     out = r.handle(ev.DataReceived(10, C, len16(b"hello")))
     assert actions(out) == [cmd.RequestWakeup(10 + STALL_NS)]
     assert actions(r.handle(ev.WakeupFired(10 + STALL_NS - 1))) == [cmd.RequestWakeup(10 + STALL_NS)]
-    out = r.handle(ev.WakeupFired(10 + STALL_NS))
+    # at the bound: one more look after the sockets were read (a read that completes the frame may be waiting)
+    assert actions(r.handle(ev.WakeupFired(10 + STALL_NS))) == [cmd.RequestWakeup(10 + STALL_NS + STALL_CONFIRM_NS)]
+    out = r.handle(ev.WakeupFired(10 + STALL_NS + STALL_CONFIRM_NS))
     assert sent(out) == [len16(b"hello")]
     (n,) = notices(out)
     assert n.level == "warning" and n.text == (
@@ -265,14 +285,14 @@ def test_a_stalled_explicit_frame_is_forwarded_as_it_is_then_raw_until_a_read_fi
     (f,) = framings(out)
     assert (f.framing, f.cause, f.from_seq, f.at_offset) == ("raw", "stall", 1, 7)
     # raw now: nothing is held, so nothing can stall again
-    out = r.handle(ev.DataReceived(10 + STALL_NS + 5, C, len16(b"again")))
+    out = r.handle(ev.DataReceived(10 + STALL_NS + STALL_CONFIRM_NS + 5, C, len16(b"again")))
     assert actions(out) == [cmd.SendData(S, len16(b"again"))] and not notices(out)
     # a read that ends on a line boundary: lines again from the next read
-    out = r.handle(ev.DataReceived(10 + STALL_NS + 6, C, b"text\n"))
+    out = r.handle(ev.DataReceived(10 + STALL_NS + STALL_CONFIRM_NS + 6, C, b"text\n"))
     assert sent(out) == [b"text\n"]
     (f,) = framings(out)
     assert (f.framing, f.cause, f.from_seq) == ("lines", "resync", 3)
-    out = r.handle(ev.DataReceived(10 + STALL_NS + 7, C, b"a\nb"))
+    out = r.handle(ev.DataReceived(10 + STALL_NS + STALL_CONFIRM_NS + 7, C, b"a\nb"))
     assert sent(out) == [b"a\n"] and r.pending(Direction.C2S) == 1
 
 
@@ -282,7 +302,7 @@ def test_a_stalled_inferred_framing_goes_back_to_inference() -> None:
     r.handle(ev.DataReceived(2, C, b"ho\n"))  # decided: lines
     out = r.handle(ev.DataReceived(3, C, len16(b"binary now!")))
     assert actions(out) == [cmd.RequestWakeup(3 + STALL_NS)]
-    out = r.handle(ev.WakeupFired(3 + STALL_NS))
+    out = stall(r, 3)
     assert sent(out) == [len16(b"binary now!")]
     assert "sockscope infers the framing again from the next read" in notices(out)[0].text
     (f,) = framings(out)
@@ -315,7 +335,7 @@ def test_after_three_losses_a_direction_stays_raw() -> None:
     for _ in range(3):
         r.handle(ev.DataReceived(t, C, b"x\n"))  # a read that fits lines (resync after the first loss)
         out = r.handle(ev.DataReceived(t + 1, C, b"partial"))
-        out += r.handle(ev.WakeupFired(t + 1 + STALL_NS))
+        out += stall(r, t + 1)
         causes += [(f.framing, f.cause) for f in framings(out)]
         t += 2 * STALL_NS
     assert causes == [("raw", "stall"), ("raw", "stall"), ("raw", "limit")]
@@ -345,7 +365,7 @@ def test_the_stall_bound_is_kept_when_a_queue_wakeup_comes_first() -> None:
     assert actions(out) == [cmd.RequestWakeup(100 + 10_000_000)]  # the line's release comes before the stall
     out = r.handle(ev.WakeupFired(100 + 10_000_000))
     assert actions(out) == [cmd.SendData(S, b"a\n"), cmd.RequestWakeup(100 + STALL_NS)]
-    out = r.handle(ev.WakeupFired(100 + STALL_NS))
+    out = stall(r, 100)
     assert [n.text.split(":")[1] for n in notices(out)] == [" 1 bytes waited 250 ms for the rest of a lines frame, so "
                                                              "they were forwarded as they are; this direction is "
                                                              "passed on raw until a read fits lines exactly again "
