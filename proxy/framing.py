@@ -68,6 +68,10 @@ class Framer(Protocol):
         """Bytes held back waiting for the rest of a frame."""
         ...
 
+    def remaining(self) -> int | None:
+        """Bytes still to come for the frame held now, when the framing knows (a declared length, a record size)."""
+        ...
+
 
 class RawFramer:
     """Each read is a message: exactly what a learner's ``recv()`` would see."""
@@ -90,6 +94,9 @@ class RawFramer:
     def buffered(self) -> int:
         return 0
 
+    def remaining(self) -> int | None:
+        return None
+
 
 class _BufferedFramer:
     """Shared buffer handling: subclasses implement ``_scan`` returning the end offset of the next frame."""
@@ -109,6 +116,10 @@ class _BufferedFramer:
     @property
     def buffered(self) -> int:
         return len(self._buf)
+
+    def remaining(self) -> int | None:
+        """Bytes still to come for the frame held now, when the framing knows (a declared length, a record size)."""
+        return None
 
     def _scan(self, buf: bytearray) -> int | None:
         """Length of the first complete frame at the start of ``buf``, or None if more bytes are needed.
@@ -226,6 +237,14 @@ class LengthPrefixFramer(_BufferedFramer):
             return total  # the base class turns this into a fallback before buffering the whole frame
         return total if len(buf) >= total else None
 
+    def remaining(self) -> int | None:
+        buf = self._buf
+        if len(buf) < self.width:
+            return None
+        n = int.from_bytes(buf[:self.width], self._order)
+        total = n if self.inclusive else self.width + n
+        return max(0, total - len(buf))
+
 
 class FixedFramer(_BufferedFramer):
     """Fixed-size records of ``size`` bytes."""
@@ -238,6 +257,9 @@ class FixedFramer(_BufferedFramer):
     def _scan(self, buf: bytearray) -> int | None:
         self.work += 1
         return self.size if len(buf) >= self.size else None
+
+    def remaining(self) -> int | None:
+        return self.size - len(self._buf) if self._buf else None
 
 
 _LENGTH_KEYS: Final = frozenset({"contentlength", "bodylength", "length"})
@@ -298,6 +320,9 @@ class HeaderJsonFramer(_BufferedFramer):
             return None
         self._total = None
         return total
+
+    def remaining(self) -> int | None:
+        return None if self._total is None else max(0, self._total - len(self._buf))
 
 
 # msgpack headers that declare a length: first byte -> (header size, bytes per declared unit, fixed extra bytes).
@@ -878,17 +903,20 @@ class ResyncFramer:
 
     The relay puts it in place of an explicit framing that stalled or was contradicted by the bytes: each read is
     passed on as it is (one message, never held), and once a read ends on a frame boundary of ``target`` the next
-    byte starts a frame, so a fresh ``target`` framer takes over from the next read on (``inner``).
+    byte starts a frame, so a fresh ``target`` framer takes over from the next read on (``inner``). ``skip``: the
+    rest of the frame that stalled, when its framing knew its size; those bytes go on first, as they come, and the
+    bytes after them are where the check starts (a record that was slow to arrive does not shift the framing).
     """
 
-    __slots__ = ("fallback", "inner", "max_frame", "name", "target")
+    __slots__ = ("fallback", "inner", "max_frame", "name", "skip", "target")
     slice_bytes = 0
     can_hold = False
 
-    def __init__(self, target: str, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(self, target: str, max_frame: int = DEFAULT_MAX_FRAME, skip: int = 0) -> None:
         self.name = "raw"
         self.target = target
         self.max_frame = max_frame
+        self.skip = skip
         self.fallback: str | None = None
         self.inner: Framer | None = None
         """The ``target`` framer, once a read fitted it; from then on this framer only delegates to it."""
@@ -896,14 +924,23 @@ class ResyncFramer:
     def feed(self, data: bytes) -> list[bytes]:
         inner = self.inner
         if inner is not None:
-            out = inner.feed(data)
+            framed = inner.feed(data)
             self.fallback = inner.fallback
-            return out
+            return framed
         if not data:
             return []
+        out: list[bytes] = []
+        if self.skip:
+            take = min(self.skip, len(data))
+            self.skip -= take
+            out.append(data[:take])
+            data = data[take:]
+            if not data:
+                return out
         if len(data) <= RESYNC_CHECK_MAX and frames_exactly(self.target, data, self.max_frame):
             self.inner = make_framer(self.target, self.max_frame)
-        return [data]
+        out.append(data)
+        return out
 
     def flush(self) -> bytes:
         return b"" if self.inner is None else self.inner.flush()
@@ -911,3 +948,6 @@ class ResyncFramer:
     @property
     def buffered(self) -> int:
         return 0 if self.inner is None else self.inner.buffered
+
+    def remaining(self) -> int | None:
+        return None if self.inner is None else self.inner.remaining()

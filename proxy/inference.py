@@ -627,13 +627,16 @@ class AutoFramer:
     costs what it costs alone) and publishes the decision; other users (a capture import) just keep feeding this.
     """
 
-    __slots__ = ("decision", "fallback", "inference", "inner", "max_frame")
+    __slots__ = ("decision", "fallback", "inference", "inner", "max_frame", "skip")
     name = "auto"
     slice_bytes = 0
     can_hold = False
 
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, hint: Hint | None = None) -> None:
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, hint: Hint | None = None, skip: int = 0) -> None:
         self.max_frame = max_frame
+        self.skip = skip
+        """Bytes passed on before inference starts watching: the rest of a frame whose framing stalled (so that
+        inference starts on a message boundary)."""
         self.fallback: str | None = None
         self.inference: Inference | None = Inference(hint)
         self.decision: Decision | None = None
@@ -642,18 +645,27 @@ class AutoFramer:
     def feed(self, data: bytes) -> list[bytes]:
         inner = self.inner
         if inner is not None:
-            out = inner.feed(data)
+            framed = inner.feed(data)
             self.fallback = inner.fallback
-            return out
+            return framed
         if not data:
             return []
+        out: list[bytes] = []
+        if self.skip:
+            take = min(self.skip, len(data))
+            self.skip -= take
+            out.append(data[:take])
+            data = data[take:]
+            if not data:
+                return out
         assert self.inference is not None
         d = self.inference.observe(data)
         if d is not None:
             self.decision = d
             self.inner = make_framer(d.framing, self.max_frame)
             self.inference = None  # the window's memory goes with it
-        return [data]
+        out.append(data)
+        return out
 
     def flush(self) -> bytes:
         return b"" if self.inner is None else self.inner.flush()
@@ -661,6 +673,9 @@ class AutoFramer:
     @property
     def buffered(self) -> int:
         return 0 if self.inner is None else self.inner.buffered
+
+    def remaining(self) -> int | None:
+        return None if self.inner is None else self.inner.remaining()
 
 
 # ------------------------------------------------------------------------------------------------ memory

@@ -31,7 +31,7 @@ from proxy import commands as cmd
 from proxy import events as ev
 from proxy.conditions import PASSTHROUGH, Conditions, DirectionConditions
 from proxy.framing import Framer, FramingSpec, RawFramer, ResyncFramer, make_framer
-from proxy.inference import AutoFramer, FramingMemory
+from proxy.inference import INFER_BYTES, AutoFramer, FramingMemory
 from proxy.model import (
     CloseReason,
     ConnectionClosed,
@@ -415,8 +415,11 @@ class Relay:
             "warning", f"connection #{self.conn_id} {lane.direction.label}: {what}; {self._next_step(lane)} "
             "(not repeated on this connection)", now, self.conn_id, lane.direction)))
 
-    def _framing_lost(self, lane: _Lane, now: int, out: list[cmd.Command], cause: str, what: str) -> None:
-        """Everything received so far has been forwarded; the lane goes on inferring, resyncing, or raw."""
+    def _framing_lost(self, lane: _Lane, now: int, out: list[cmd.Command], cause: str, what: str,
+                      rest: int = 0) -> None:
+        """Everything received so far has been forwarded; the lane goes on inferring, resyncing, or raw. ``rest``:
+        bytes still to come of the frame that stalled, when its framing knew: they go on first, as they come, so
+        that a frame that was only slow does not shift the framing after it."""
         step = self._next_step(lane)
         lane.losses += 1
         failed = lane.framing
@@ -426,9 +429,10 @@ class Relay:
             self._set_framer(lane, RawFramer(), "raw")
             cause = "limit"
         elif lane.auto:
-            self._set_framer(lane, AutoFramer(self.max_frame), "auto")
+            # a declared rest larger than inference's window is more likely a wrong length than a slow frame
+            self._set_framer(lane, AutoFramer(self.max_frame, skip=rest if rest <= INFER_BYTES else 0), "auto")
         else:
-            self._set_framer(lane, ResyncFramer(failed, self.max_frame), "raw")
+            self._set_framer(lane, ResyncFramer(failed, self.max_frame, rest), "raw")
         lane.stall_at = None
         lane.stall_confirm = False
         lane.since_seq = lane.seq
@@ -457,6 +461,7 @@ class Relay:
         if self.phase is not Phase.RELAYING or lane.paused:
             self._check_stall(lane, True, now)  # not the framing's fault: the wait starts again
             return
+        rest = lane.framer.remaining()
         waiting = lane.framer.flush()
         if not waiting:
             return
@@ -464,7 +469,7 @@ class Relay:
                 "so they were forwarded as they are")
         self._warn_framing(lane, what, now, out)
         self._admit(lane, waiting, now, Origin.LIVE, out)
-        self._framing_lost(lane, now, out, "stall", what)
+        self._framing_lost(lane, now, out, "stall", what, rest or 0)
 
     def _on_reading_paused(self, e: ev.ReadingPaused, out: list[cmd.Command]) -> None:
         lane = self.lanes[Direction.from_side(e.side)]

@@ -377,3 +377,30 @@ def test_resync_framer_passes_reads_raw_until_one_fits_then_frames() -> None:
     g = ResyncFramer("lines")
     big = b"x" * RESYNC_CHECK_MAX + b"\n"
     assert g.feed(big) == [big] and g.inner is None
+
+
+def test_remaining_is_known_for_declared_sizes_only() -> None:
+    f = make_framer("len16be")
+    f.feed(b"\x00")
+    assert f.remaining() is None  # the length itself is not here yet
+    f.feed(b"\x05ab")
+    assert f.remaining() == 3
+    g = make_framer("fixed:7")
+    assert g.remaining() is None
+    g.feed(b"abc")
+    assert g.remaining() == 4
+    h = make_framer("header16json")
+    msg = SAMPLES["header16json"][0]
+    h.feed(msg[:-4])
+    assert h.remaining() == 4
+    for name in ("lines", "json", "msgpack", "raw", "delim:<END>"):
+        k = make_framer(name)
+        k.feed(b"\x92\x01")
+        assert k.remaining() is None
+
+
+def test_resync_framer_skips_the_rest_of_the_stalled_frame_first() -> None:
+    f = ResyncFramer("fixed:4", skip=3)
+    assert f.feed(b"ab") == [b"ab"] and f.skip == 1
+    assert f.feed(b"cWXYZ") == [b"c", b"WXYZ"] and f.inner is not None
+    assert f.feed(b"1234") == [b"1234"]

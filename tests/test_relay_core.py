@@ -405,3 +405,34 @@ def test_the_user_chooses_a_framing_for_a_live_direction() -> None:
     assert r.shared.framings.hint(r.target_addr, Direction.C2S) is not None  # later auto connections start there
     out = r.handle(ev.FramingRequested(40, Direction.C2S, "auto"))
     assert [(f.framing, f.cause) for f in framings(out)] == [("auto", "user")] and r.lanes[0].auto
+
+
+def test_a_slow_record_does_not_shift_the_framing_after_it() -> None:
+    """fixed:7 knows how much of a stalled record is still to come: those bytes go on first, as they come, and
+    the framing resumes exactly where the next record starts (not at any read whose size is a multiple of 7)."""
+    r = opened(FramingSpec("fixed:7", "raw"))
+    r.handle(ev.DataReceived(0, C, b"AAAAAAA" + b"BBB"))
+    out = stall(r, 0)
+    assert sent(out) == [b"BBB"]
+    (f,) = framings(out)
+    assert f.cause == "stall" and f.framing == "raw"
+    out = r.handle(ev.DataReceived(STALL_NS + STALL_CONFIRM_NS + 1, C, b"BBBB" + b"CCCCCCC"))
+    assert sent(out) == [b"BBBB", b"CCCCCCC"]  # the rest of B, then a read of whole records: fixed:7 again
+    assert [(f.framing, f.cause) for f in framings(out)] == [("fixed:7", "resync")]
+    out = r.handle(ev.DataReceived(STALL_NS + STALL_CONFIRM_NS + 2, C, b"DDDDDDDEEEEEEE"))
+    assert sent(out) == [b"DDDDDDD", b"EEEEEEE"]
+
+
+def test_a_length_prefixed_frame_that_stalled_is_passed_on_to_its_declared_end() -> None:
+    r = opened(FramingSpec("auto", "raw"))
+    for t in range(2):
+        r.handle(ev.DataReceived(t, C, len16(b"message %d" % t)))
+    assert r.lanes[0].framing == "len16be"
+    r.handle(ev.DataReceived(10, C, len16(b"a slow one")[:5]))
+    out = stall(r, 10)
+    assert sent(out) == [len16(b"a slow one")[:5]] and framings(out)[0].framing == "auto"
+    t = 10 + STALL_NS + STALL_CONFIRM_NS
+    out = r.handle(ev.DataReceived(t, C, len16(b"a slow one")[5:] + len16(b"next")))
+    assert sent(out) == [len16(b"a slow one")[5:], len16(b"next")]  # inference starts on the boundary
+    out = r.handle(ev.DataReceived(t + 1, C, len16(b"and next")))
+    assert [(f.framing, f.cause) for f in framings(out)] == [("len16be", "inferred")]
