@@ -7,7 +7,7 @@ exact (``record_from_dict(record_to_dict(r)) == r``), also through ``msgpack.pac
 Wire form (documented for users in docs/protocol.md and docs/session-format.md):
 
 - ``"type"`` names the record: ``message``, ``message_updated``, ``connection_opened``,
-  ``upstream_connected``, ``half_closed``, ``connection_closed``, ``notice``.
+  ``upstream_connected``, ``half_closed``, ``connection_closed``, ``notice``, ``framing_inferred``.
 - Field names are the dataclass field names (``conn_id``, ``arrival_ns``, ...), so the protocol reads like
   the model. Readable keys cost little here: msgpack packs short strings in C, and the dict build dominates.
 - ``Direction`` is ``"c2s"``/``"s2c"``, ``Side`` is ``"client"``/``"server"``; string enums (``Origin``,
@@ -39,6 +39,7 @@ from proxy.model import (
     ConnectionOpened,
     DelayReason,
     Direction,
+    FramingInferred,
     HalfClosed,
     Message,
     MessageState,
@@ -188,6 +189,22 @@ def _enc_notice(r: Notice) -> dict[str, Any]:
     }
 
 
+def _enc_framing_inferred(r: FramingInferred) -> dict[str, Any]:
+    return {
+        "type": "framing_inferred",
+        "conn_id": r.conn_id,
+        "direction": _DIR_OUT[r.direction],
+        "framing": r.framing,
+        "reason": r.reason,
+        "from_seq": r.from_seq,
+        "at_offset": r.at_offset,
+        "time_ns": r.time_ns,
+        "since_seq": r.since_seq,
+        "messages": r.messages,
+        "cause": r.cause,
+    }
+
+
 _ENCODERS: Final[dict[type, Callable[[Any], dict[str, Any]]]] = {
     Message: _enc_message,
     MessageUpdated: _enc_message_updated,
@@ -196,6 +213,7 @@ _ENCODERS: Final[dict[type, Callable[[Any], dict[str, Any]]]] = {
     HalfClosed: _enc_half_closed,
     ConnectionClosed: _enc_closed,
     Notice: _enc_notice,
+    FramingInferred: _enc_framing_inferred,
 }
 
 
@@ -410,6 +428,21 @@ def _dec_notice(d: Mapping[str, Any]) -> Notice:
     )
 
 
+def _dec_framing_inferred(d: Mapping[str, Any]) -> FramingInferred:
+    return FramingInferred(
+        conn_id=_int(d, "conn_id"),
+        direction=_direction(d),
+        framing=_str(d, "framing"),
+        reason=_str(d, "reason"),
+        from_seq=_int(d, "from_seq"),
+        at_offset=_int(d, "at_offset"),
+        time_ns=_int(d, "time_ns"),
+        since_seq=_int(d, "since_seq") if "since_seq" in d else 0,
+        messages=_int(d, "messages") if "messages" in d else 0,
+        cause=_str(d, "cause") if "cause" in d else "inferred",
+    )
+
+
 _DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], Record]]] = {
     "message": _dec_message,
     "message_updated": _dec_message_updated,
@@ -418,6 +451,7 @@ _DECODERS: Final[dict[str, Callable[[Mapping[str, Any]], Record]]] = {
     "half_closed": _dec_half_closed,
     "connection_closed": _dec_closed,
     "notice": _dec_notice,
+    "framing_inferred": _dec_framing_inferred,
 }
 
 RECORD_TYPES: Final[frozenset[str]] = frozenset(_DECODERS)

@@ -139,3 +139,21 @@ class DropRequested(Event):
 @dataclass(frozen=True, slots=True)
 class ReleaseAllRequested(Event):
     """Forward every held message of this connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingPaused(Event):
+    """The shell stopped (``paused``) or resumed reading ``side``: backpressure, an upstream still connecting, a
+    read framed in slices. Bytes waiting for the rest of a frame meanwhile are not late because of the framing."""
+
+    side: Side
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FramingRequested(Event):
+    """The user chose ``framing`` (a ``--framing`` name, or ``auto`` to infer again) for ``direction`` of this live
+    connection: it applies from the next read; bytes waiting for the rest of a frame go on as they are first."""
+
+    direction: Direction
+    framing: str

@@ -3,8 +3,17 @@
 Role: pure, incremental framers. ``feed(data)`` returns the complete frames found so far (concatenating every
 frame ever returned, plus ``flush()`` at the end, gives back exactly the bytes fed). Each framer caps the size
 of one frame (``max_frame``); past the cap, or when the stream is not what the framing says (bad msgpack, bad
-JSON, nesting deeper than a framer can follow), the framer falls back to ``raw`` for the rest of the stream and
-sets ``fallback`` to a human-readable reason the relay publishes once. Nothing is lost or reordered by a fallback.
+JSON, a header that is no JSON map, nesting deeper than a framer can follow), the framer gives up: it passes
+everything on raw from then on and sets ``fallback`` to a human-readable reason. Nothing is lost or reordered by
+a fallback. What the relay does next (infer again, or wait raw for the framing to fit again: ``ResyncFramer``)
+and the stall bound (an incomplete frame never waits more than 250 ms) live in ``proxy.relay``; framing
+inference (``auto``) lives in ``proxy.inference``.
+
+Framing names (``make_framer``): ``raw``; ``auto``; ``lines``; ``delim:ESC`` (a terminator written with Python
+bytes escapes, e.g. ``delim:EOT\x00``); ``len8``, ``len16``/``len32``/``len64`` with ``be``/``le`` (a length
+prefix counting the bytes after it; ``-incl``: counting itself too); ``fixed:N``; ``msgpack``; ``json``;
+``header16json`` (a 2-byte big-endian header length, a JSON header map with ``content-length``, then the body:
+the Real Python socket tutorial's message format).
 
 Runs on the relay's thread, so every framer's cost is bounded by the bytes it is fed: no recursion (the JSON
 scanner is iterative, msgpack's C unpacker uses a fixed stack), no rescans (a frame arriving byte by byte costs
@@ -16,8 +25,8 @@ Thread: engine loop thread; pure objects owned by one relay.
 
 from __future__ import annotations
 
+import json
 import re
-import struct
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -27,8 +36,10 @@ from proxy.model import Direction
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 
-FRAMING_NAMES = ("raw", "lines", "len16", "len16be", "len16le", "len32", "len32be", "len32le", "fixed:N",
-                 "msgpack", "json")
+FRAMING_NAMES = ("auto", "raw", "lines", "delim:ESC", "len8", "len16", "len16be", "len16le", "len32", "len32be",
+                 "len32le", "len64be", "len64le", "lenNxx-incl", "fixed:N", "msgpack", "json", "header16json")
+MAX_DELIMITER = 64
+"""Bytes a ``delim:`` terminator may have."""
 
 
 class FramingError(ValueError):
@@ -39,6 +50,9 @@ class Framer(Protocol):
     name: str
     fallback: str | None
     """Set once when the framer gave up on its framing and passes the rest of the stream on raw."""
+    can_hold: bool
+    """False for framers that never keep a byte back (raw, and ``auto`` while it infers): the relay then skips its
+    stall-bound checks entirely."""
     slice_bytes: int
     """The most bytes the shell should feed in one go (0: any read). Set by framers that scan in Python, whose
     worst case per byte is high: a read is then framed a slice per loop iteration, so other connections go on."""
@@ -54,12 +68,17 @@ class Framer(Protocol):
         """Bytes held back waiting for the rest of a frame."""
         ...
 
+    def remaining(self) -> int | None:
+        """Bytes still to come for the frame held now, when the framing knows (a declared length, a record size)."""
+        ...
+
 
 class RawFramer:
     """Each read is a message: exactly what a learner's ``recv()`` would see."""
 
     __slots__ = ("fallback", "name")
     slice_bytes = 0
+    can_hold = False
 
     def __init__(self) -> None:
         self.name = "raw"
@@ -75,12 +94,16 @@ class RawFramer:
     def buffered(self) -> int:
         return 0
 
+    def remaining(self) -> int | None:
+        return None
+
 
 class _BufferedFramer:
     """Shared buffer handling: subclasses implement ``_scan`` returning the end offset of the next frame."""
 
     name = "?"
     slice_bytes = 0
+    can_hold = True
 
     def __init__(self, max_frame: int) -> None:
         self.max_frame = max_frame
@@ -94,6 +117,10 @@ class _BufferedFramer:
     def buffered(self) -> int:
         return len(self._buf)
 
+    def remaining(self) -> int | None:
+        """Bytes still to come for the frame held now, when the framing knows (a declared length, a record size)."""
+        return None
+
     def _scan(self, buf: bytearray) -> int | None:
         """Length of the first complete frame at the start of ``buf``, or None if more bytes are needed.
 
@@ -103,7 +130,7 @@ class _BufferedFramer:
         raise NotImplementedError
 
     def _give_up(self, reason: str) -> list[bytes]:
-        self.fallback = f"{self.name} framing gave up: {reason}; passing the rest of this direction on raw"
+        self.fallback = f"{self.name} framing gave up: {reason}; the bytes were passed on raw"
         rest = bytes(self._buf)
         self._buf.clear()
         return [rest] if rest else []
@@ -144,44 +171,79 @@ class _BufferedFramer:
         return rest
 
 
-class LinesFramer(_BufferedFramer):
-    """One message per ``\\n``-terminated line (the newline stays in the message)."""
+class DelimiterFramer(_BufferedFramer):
+    """One message per terminator-ended piece (the terminator stays in the message): ``\\n``, ``\\r\\n``, ``\\0``,
+    or any byte string such as ``EOT\\0``."""
 
-    name = "lines"
-
-    def __init__(self, max_frame: int) -> None:
+    def __init__(self, delimiter: bytes, max_frame: int) -> None:
         super().__init__(max_frame)
-        self._scanned = 0  # bytes already known to hold no newline: keeps total work O(n)
+        if not delimiter:
+            raise FramingError("a delimiter needs at least one byte")
+        self.delimiter = delimiter
+        self.name = delimiter_name(delimiter)
+        self._scanned = 0  # bytes already known to hold no whole terminator: keeps total work O(n)
 
     def _scan(self, buf: bytearray) -> int | None:
-        i = buf.find(b"\n", self._scanned)
+        d = self.delimiter
+        i = buf.find(d, self._scanned)
         if i < 0:
+            # a terminator may straddle this read and the next: look again at its last len(d) - 1 bytes only
             self.work += len(buf) - self._scanned + 1
-            self._scanned = len(buf)
+            self._scanned = max(self._scanned, len(buf) - len(d) + 1)
             return None
-        self.work += i + 1 - self._scanned + 1
+        self.work += i + len(d) - self._scanned + 1
         self._scanned = 0
-        return i + 1
+        return i + len(d)
+
+
+class LinesFramer(DelimiterFramer):
+    """One message per ``\\n``-terminated line (the newline stays in the message)."""
+
+    def __init__(self, max_frame: int) -> None:
+        super().__init__(b"\n", max_frame)
+
+
+_LENGTH_DESC: Final = {1: "1-byte", 2: "2-byte", 4: "4-byte", 8: "8-byte"}
 
 
 class LengthPrefixFramer(_BufferedFramer):
-    """A 2- or 4-byte unsigned length prefix (big or little endian) counting the payload after it."""
+    """A 1-, 2-, 4- or 8-byte unsigned length prefix (big or little endian) counting the payload after it, or with
+    ``inclusive`` the whole frame, prefix included."""
 
-    def __init__(self, width: int, endian: str, max_frame: int) -> None:
+    def __init__(self, width: int, endian: str, max_frame: int, inclusive: bool = False) -> None:
         super().__init__(max_frame)
-        self.name = f"len{width * 8}{endian}"
-        self._hdr = struct.Struct(("!" if endian == "be" else "<") + ("H" if width == 2 else "I"))
+        if width not in _LENGTH_DESC or endian not in ("be", "le"):
+            raise FramingError(f"a length prefix has 1, 2, 4 or 8 bytes, big (be) or little (le) endian; "
+                               f"got {width} bytes {endian}")
+        self.width = width
+        self.endian = endian
+        self.inclusive = inclusive
+        self.name = length_name(width, endian, inclusive)
+        self._order: Final = "big" if endian == "be" else "little"
 
     def _scan(self, buf: bytearray) -> int | None:
         self.work += 1
-        hs = self._hdr.size
-        if len(buf) < hs:
+        w = self.width
+        if len(buf) < w:
             return None
-        n: int = self._hdr.unpack_from(buf)[0]
-        total = hs + n
+        n = int.from_bytes(buf[:w], self._order)
+        if self.inclusive:
+            if n < w:
+                raise ValueError(f"a length of {n} cannot count its own {w}-byte prefix")
+            total = n
+        else:
+            total = w + n
         if total > self.max_frame:
             return total  # the base class turns this into a fallback before buffering the whole frame
         return total if len(buf) >= total else None
+
+    def remaining(self) -> int | None:
+        buf = self._buf
+        if len(buf) < self.width:
+            return None
+        n = int.from_bytes(buf[:self.width], self._order)
+        total = n if self.inclusive else self.width + n
+        return max(0, total - len(buf))
 
 
 class FixedFramer(_BufferedFramer):
@@ -195,6 +257,72 @@ class FixedFramer(_BufferedFramer):
     def _scan(self, buf: bytearray) -> int | None:
         self.work += 1
         return self.size if len(buf) >= self.size else None
+
+    def remaining(self) -> int | None:
+        return self.size - len(self._buf) if self._buf else None
+
+
+_LENGTH_KEYS: Final = frozenset({"contentlength", "bodylength", "length"})
+
+
+def header_body_length(header: bytes | bytearray) -> int:
+    """The body length a JSON header declares (``content-length``, also spelt ``content_length``, ``Content-Length``,
+    ``body_length``, ``length``); ``ValueError`` saying why when the header is not a JSON map that declares one.
+
+    The header is at most 64 KiB (a 2-byte length), parsed by Python's C JSON parser: linear, no Python recursion
+    (a nesting bomb ends in a ``RecursionError`` the framer turns into a fallback like any other error).
+    """
+    if not header or header.lstrip()[:1] != b"{":
+        raise ValueError("the header is not a JSON map")
+    try:
+        obj = json.loads(header)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"the header is not JSON ({type(e).__name__})") from None
+    if not isinstance(obj, dict):
+        raise ValueError("the header is not a JSON map")
+    for key, value in obj.items():
+        if isinstance(key, str) and key.lower().replace("-", "").replace("_", "") in _LENGTH_KEYS:
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                return value
+            raise ValueError(f"the header's {key!r} is not a length ({str(value)[:20]!r})")
+    raise ValueError("the header declares no content-length")
+
+
+class HeaderJsonFramer(_BufferedFramer):
+    """A 2-byte big-endian header length, a JSON header map declaring ``content-length``, then that many bytes of
+    body; one message is all three. This is the message format of the widely read Real Python socket tutorial
+    (``libserver.py``/``libclient.py``)."""
+
+    name = "header16json"
+
+    def __init__(self, max_frame: int) -> None:
+        super().__init__(max_frame)
+        self._total: int | None = None  # the frame in progress, once its header has been read
+
+    def _scan(self, buf: bytearray) -> int | None:
+        self.work += 1
+        total = self._total
+        if total is None:
+            if len(buf) < 2:
+                return None
+            h = (buf[0] << 8) | buf[1]
+            if h == 0:
+                raise ValueError("an empty header")
+            if len(buf) > 2 and buf[2] not in b"{ \t\r\n":
+                raise ValueError("the header is not a JSON map")
+            if len(buf) < 2 + h:
+                return None
+            self.work += h
+            total = self._total = 2 + h + header_body_length(buf[2:2 + h])
+            if total > self.max_frame:
+                return total
+        if len(buf) < total:
+            return None
+        self._total = None
+        return total
+
+    def remaining(self) -> int | None:
+        return None if self._total is None else max(0, self._total - len(self._buf))
 
 
 # msgpack headers that declare a length: first byte -> (header size, bytes per declared unit, fixed extra bytes).
@@ -577,9 +705,85 @@ class JsonFramer(_BufferedFramer):
         self._pos, self._state = i, state
 
 
+# ------------------------------------------------------------------------------------------------ names
+
+
+def length_name(width: int, endian: str, inclusive: bool = False) -> str:
+    """``len16be``, ``len8``, ``len32le-incl``: the name of a length-prefix framing."""
+    return ("len8" if width == 1 else f"len{width * 8}{endian}") + ("-incl" if inclusive else "")
+
+
+_ESCAPES_OUT: Final = {0x5C: "\\\\", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+
+
+def delimiter_text(delimiter: bytes) -> str:
+    """A terminator written with Python bytes escapes, readable and safe in a ``--framing`` value: printable ASCII
+    as it is, except the backslash and the ``,`` and ``=`` that separate a per-direction framing."""
+    out = []
+    for b in delimiter:
+        esc = _ESCAPES_OUT.get(b)
+        if esc is not None:
+            out.append(esc)
+        elif 0x21 <= b <= 0x7E and b not in (0x2C, 0x3D):
+            out.append(chr(b))
+        else:
+            out.append(f"\\x{b:02x}")
+    return "".join(out)
+
+
+def delimiter_name(delimiter: bytes) -> str:
+    """``lines`` for ``\\n``, otherwise ``delim:`` and the escaped terminator (``delim:EOT\\x00``)."""
+    return "lines" if delimiter == b"\n" else "delim:" + delimiter_text(delimiter)
+
+
+_SIMPLE_ESCAPES: Final = {"\\": 0x5C, "'": 0x27, '"': 0x22, "a": 0x07, "b": 0x08, "f": 0x0C, "n": 0x0A, "r": 0x0D,
+                          "t": 0x09, "v": 0x0B}
+
+
+def parse_delimiter(text: str) -> bytes:
+    """Bytes from a terminator written like a Python bytes literal's body: ``EOT\\x00``, ``\\r\\n``, ``<END>``,
+    ``\\0``. Characters outside ASCII stand for their UTF-8 bytes. ``FramingError`` says what is wrong."""
+    out = bytearray()
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        i += 1
+        if c != "\\":
+            out += c.encode("utf-8")
+            continue
+        if i >= n:
+            raise FramingError(f"delimiter {text!r} ends with a lone backslash (write \\\\ for one backslash)")
+        e = text[i]
+        i += 1
+        if e in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[e])
+        elif e == "x":
+            h = text[i:i + 2]
+            if len(h) != 2 or any(ch not in "0123456789abcdefABCDEF" for ch in h):
+                raise FramingError(f"delimiter {text!r}: \\x needs two hex digits")
+            out.append(int(h, 16))
+            i += 2
+        elif e in "01234567":
+            j = i
+            while j < n and j < i + 2 and text[j] in "01234567":
+                j += 1
+            value = int(e + text[i:j], 8)
+            if value > 0xFF:
+                raise FramingError(f"delimiter {text!r}: octal escape \\{e + text[i:j]} is over 255")
+            out.append(value)
+            i = j
+        else:
+            raise FramingError(f"delimiter {text!r}: unknown escape \\{e} (use \\xNN for any byte)")
+    if not out:
+        raise FramingError("delim: needs a terminator, e.g. delim:EOT\\x00 or delim:\\r\\n")
+    if len(out) > MAX_DELIMITER:
+        raise FramingError(f"a delimiter may have at most {MAX_DELIMITER} bytes, got {len(out)}")
+    return bytes(out)
+
+
 @dataclass(frozen=True, slots=True)
 class FramingSpec:
-    """The framing chosen for each direction of new connections."""
+    """The framing chosen for each direction of new connections (names as ``make_framer`` takes them)."""
 
     c2s: str = "raw"
     s2c: str = "raw"
@@ -595,27 +799,50 @@ class FramingSpec:
         return self.c2s if self.c2s == self.s2c else f"c2s={self.c2s},s2c={self.s2c}"
 
 
-def _normalise(name: str) -> str:
-    n = name.strip().lower()
-    if n in ("len16", "len32"):
-        n += "be"
-    return n
+_LEN_NAME = re.compile(r"len(8|16|32|64)(be|le)?(-incl)?")
+
+
+def normalise_name(name: str) -> str:
+    """The canonical spelling of a framing name (``len16`` -> ``len16be``, ``delim:\\n`` -> ``lines``); validates it."""
+    stripped = name.strip()
+    low = stripped.lower()
+    if low.startswith("delim:"):
+        return delimiter_name(parse_delimiter(stripped[len("delim:"):]))
+    m = _LEN_NAME.fullmatch(low)
+    if m:
+        bits, endian, incl = m.groups()
+        if bits == "8":
+            if endian == "le":
+                raise FramingError("len8 has no byte order: write len8")
+            endian = "be"
+        return length_name(int(bits) // 8, endian or "be", bool(incl))
+    make_framer(low)  # raises FramingError for an unknown name
+    return low
 
 
 def make_framer(name: str, max_frame: int = DEFAULT_MAX_FRAME) -> Framer:
-    """Build a framer from a name such as ``raw``, ``lines``, ``len32be``, ``fixed:12``, ``msgpack``."""
-    n = _normalise(name)
+    """Build a framer from a name: ``raw``, ``auto``, ``lines``, ``len32be``, ``fixed:12``, ``delim:EOT\\x00`` ..."""
+    stripped = name.strip()
+    n = stripped.lower()
     if n == "raw":
         return RawFramer()
+    if n == "auto":
+        from proxy.inference import AutoFramer  # inference builds framers from this module: imported when used
+
+        return AutoFramer(max_frame)
     if n == "lines":
         return LinesFramer(max_frame)
     if n == "msgpack":
         return MsgpackFramer(max_frame)
     if n == "json":
         return JsonFramer(max_frame)
-    m = re.fullmatch(r"len(16|32)(be|le)", n)
-    if m:
-        return LengthPrefixFramer(int(m.group(1)) // 8, m.group(2), max_frame)
+    if n == "header16json":
+        return HeaderJsonFramer(max_frame)
+    if n.startswith("delim:"):
+        return DelimiterFramer(parse_delimiter(stripped[len("delim:"):]), max_frame)
+    m = _LEN_NAME.fullmatch(n)
+    if m and not (m.group(1) == "8" and m.group(2) == "le"):
+        return LengthPrefixFramer(int(m.group(1)) // 8, m.group(2) or "be", max_frame, bool(m.group(3)))
     m = re.fullmatch(r"fixed:(\d+)", n)
     if m:
         size = int(m.group(1))
@@ -625,14 +852,22 @@ def make_framer(name: str, max_frame: int = DEFAULT_MAX_FRAME) -> Framer:
     raise FramingError(f"unknown framing {name!r}; expected one of: {', '.join(FRAMING_NAMES)}")
 
 
+_PER_DIRECTION = re.compile(r"\s*(c2s|s2c)\s*=", re.IGNORECASE)
+
+
 def parse_framing(text: str, max_frame: int = DEFAULT_MAX_FRAME) -> FramingSpec:
-    """Parse ``len32be`` (both directions) or ``c2s=fixed:12,s2c=fixed:40``; validates every name."""
+    """Parse ``len32be`` (both directions) or ``c2s=fixed:12,s2c=fixed:40``; validates every name.
+
+    A direction left out is ``raw``. A ``delim:`` terminator that holds a comma writes it as ``\\x2c``.
+    """
     text = text.strip()
     if not text:
-        raise FramingError("empty framing; e.g. --framing lines or --framing c2s=fixed:12,s2c=raw")
-    if "=" not in text:
-        make_framer(text, max_frame)
-        n = _normalise(text)
+        raise FramingError("empty framing; e.g. --framing auto, --framing lines or --framing c2s=fixed:12,s2c=raw")
+    if not _PER_DIRECTION.match(text):
+        if "=" in text and not text.lower().startswith("delim:"):
+            raise FramingError(f"bad framing {text!r}; e.g. --framing c2s=fixed:12,s2c=lines")
+        n = normalise_name(text)
+        make_framer(n, max_frame)
         return FramingSpec(n, n, max_frame)
     parts: dict[str, str] = {}
     for item in text.split(","):
@@ -640,6 +875,79 @@ def parse_framing(text: str, max_frame: int = DEFAULT_MAX_FRAME) -> FramingSpec:
         key = key.strip().lower()
         if not sep or key not in ("c2s", "s2c"):
             raise FramingError(f"bad framing part {item!r}; e.g. --framing c2s=fixed:12,s2c=lines")
-        make_framer(value, max_frame)
-        parts[key] = _normalise(value)
+        name = normalise_name(value)
+        make_framer(name, max_frame)
+        parts[key] = name
     return FramingSpec(parts.get("c2s", "raw"), parts.get("s2c", "raw"), max_frame)
+
+
+# ------------------------------------------------------------------------------------------------ resync
+
+RESYNC_CHECK_MAX: Final = 64 << 10
+"""Reads longer than this are not tried against the framing while waiting for it to fit again: one message per
+read is a lock-step game's shape, and the check must stay cheap (JSON scans in Python)."""
+
+
+def frames_exactly(name: str, data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> int:
+    """How many frames of framing ``name`` ``data`` is, exactly (nothing left over, nothing refused); 0 if it is not.
+    Bounded by ``len(data)`` (a fresh framer, fed once)."""
+    f = make_framer(name, max_frame)
+    frames = f.feed(data)
+    if f.fallback is not None or f.buffered:
+        return 0
+    return len(frames)
+
+
+class ResyncFramer:
+    """Raw until a read fits framing ``target`` exactly (whole frames, nothing left over), then ``target`` again.
+
+    The relay puts it in place of an explicit framing that stalled or was contradicted by the bytes: each read is
+    passed on as it is (one message, never held), and once a read ends on a frame boundary of ``target`` the next
+    byte starts a frame, so a fresh ``target`` framer takes over from the next read on (``inner``). ``skip``: the
+    rest of the frame that stalled, when its framing knew its size; those bytes go on first, as they come, and the
+    bytes after them are where the check starts (a record that was slow to arrive does not shift the framing).
+    """
+
+    __slots__ = ("fallback", "inner", "max_frame", "name", "skip", "target")
+    slice_bytes = 0
+    can_hold = False
+
+    def __init__(self, target: str, max_frame: int = DEFAULT_MAX_FRAME, skip: int = 0) -> None:
+        self.name = "raw"
+        self.target = target
+        self.max_frame = max_frame
+        self.skip = skip
+        self.fallback: str | None = None
+        self.inner: Framer | None = None
+        """The ``target`` framer, once a read fitted it; from then on this framer only delegates to it."""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        inner = self.inner
+        if inner is not None:
+            framed = inner.feed(data)
+            self.fallback = inner.fallback
+            return framed
+        if not data:
+            return []
+        out: list[bytes] = []
+        if self.skip:
+            take = min(self.skip, len(data))
+            self.skip -= take
+            out.append(data[:take])
+            data = data[take:]
+            if not data:
+                return out
+        if len(data) <= RESYNC_CHECK_MAX and frames_exactly(self.target, data, self.max_frame):
+            self.inner = make_framer(self.target, self.max_frame)
+        out.append(data)
+        return out
+
+    def flush(self) -> bytes:
+        return b"" if self.inner is None else self.inner.flush()
+
+    @property
+    def buffered(self) -> int:
+        return 0 if self.inner is None else self.inner.buffered
+
+    def remaining(self) -> int | None:
+        return None if self.inner is None else self.inner.remaining()

@@ -231,13 +231,44 @@ class Notice:
     direction: Direction | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class FramingInferred:
+    """The framing of one direction of a connection changed: inferred (``--framing auto``), lost (an incomplete
+    frame waited past the stall bound, or the bytes contradicted the framing), or found again.
+
+    From message ``from_seq`` on (stream byte ``at_offset`` of this direction's live bytes) messages are framed
+    with ``framing``. When ``cause`` is ``inferred`` or ``remembered``, the live messages ``since_seq`` ..
+    ``from_seq - 1`` were passed on raw (one per read) while inference watched, and their bytes, joined, are
+    whole messages of ``framing``: a view may re-frame them.
+    """
+
+    conn_id: int
+    direction: Direction
+    framing: str
+    """A name as for ``--framing`` (``len16be``, ``delim:EOT\\x00``, ``header16json``, ``raw``), or ``auto`` while
+    inference watches again."""
+    reason: str
+    """Why, in words: "2-byte big-endian length prefix: 3 of 3 messages fit (3 reads)"."""
+    from_seq: int
+    at_offset: int
+    time_ns: int
+    since_seq: int = 0
+    messages: int = 0
+    """Messages of ``framing`` seen while inferring (the evidence); 0 when not inferred."""
+    cause: str = "inferred"
+    """``inferred``, ``remembered`` (a hint from earlier connections to the same target, checked), ``stall``,
+    ``contradiction``, ``resync`` (an explicit framing fits again), ``limit`` (raw for the rest) or ``user``
+    (chosen for this live connection)."""
+
+
 class RuleUndecided(Exception):
     """A rule's predicate cannot decide on a message within what the relay's thread may spend on it (a message
     too big to decode or to search, a decode that ran out of time). The rule does not match; the relay warns once
     per rule and connection with this exception's text, which should say why in the user's terms."""
 
 
-Record = ConnectionOpened | UpstreamConnected | HalfClosed | ConnectionClosed | Message | MessageUpdated | Notice
+Record = (ConnectionOpened | UpstreamConnected | HalfClosed | ConnectionClosed | Message | MessageUpdated | Notice
+          | FramingInferred)
 
 
 @dataclass(slots=True)

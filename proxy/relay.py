@@ -6,6 +6,15 @@ half-close after what is pending has been sent, and passes a reset on as a reset
 through the same path as received bytes. No sockets, no clock, no logging: time arrives in events, and
 everything the outside world should see leaves as ``Publish`` commands.
 
+Framing never stalls a game. With ``auto`` a direction is inferred (``proxy.inference``): each read is passed on
+as it comes until the inference decides, then the decided framer takes over (a ``FramingInferred`` record says
+what and why). Whatever the framing, bytes held for the rest of a frame wait at most ``STALL_NS`` (250 ms; the
+clock arrives in ``WakeupFired`` events): then they are forwarded as they are, the user is warned once per
+direction (``Notice``), and the direction infers again (``auto``) or, for an explicit framing, passes each read
+on raw until one fits the framing exactly again (``ResyncFramer``). Bytes that contradict the framing (the
+framer gives up) are handled the same way. After ``LOSS_LIMIT`` such losses a direction stays raw. Time spent
+with reading paused by the shell (``ReadingPaused``: backpressure, a connect) does not count.
+
 Must not import: Qt, ``inspector``, asyncio, sockets, ``time``.
 Thread: engine loop thread; a relay is owned by one connection handler.
 """
@@ -21,13 +30,15 @@ from dataclasses import dataclass, field, replace
 from proxy import commands as cmd
 from proxy import events as ev
 from proxy.conditions import PASSTHROUGH, Conditions, DirectionConditions
-from proxy.framing import Framer, FramingSpec
+from proxy.framing import Framer, FramingSpec, RawFramer, ResyncFramer, make_framer
+from proxy.inference import INFER_BYTES, AutoFramer, FramingMemory
 from proxy.model import (
     CloseReason,
     ConnectionClosed,
     ConnectionOpened,
     DelayReason,
     Direction,
+    FramingInferred,
     HalfClosed,
     Ids,
     Message,
@@ -40,6 +51,14 @@ from proxy.model import (
 from proxy.model import UpstreamConnected as UpstreamConnectedRecord
 from proxy.rules import Rule, failure_text, first_match
 from proxy.scheduler import DirectionScheduler, Scheduled
+
+STALL_NS = 250_000_000
+"""The longest a byte may wait in a framer for the rest of its frame (while its side is being read)."""
+STALL_CONFIRM_NS = 1_000_000
+"""After the bound, one more look: the stall is declared at a second wake-up this much later, so the sockets are
+polled in between (uvloop runs due timers before it reads, and a busy loop may not have read bytes that came)."""
+LOSS_LIMIT = 3
+"""Stalls or contradictions in one direction after which it stays raw for the rest of the connection."""
 
 
 class Phase(enum.Enum):
@@ -61,14 +80,16 @@ class _Pending:
 
 
 class Shared:
-    """Engine-wide state every relay reads: rules and global "hold next" counters (single-threaded)."""
+    """Engine-wide state every relay reads: rules, global "hold next" counters, and what framing inference found
+    per target (single-threaded)."""
 
-    __slots__ = ("active", "hold_next", "rules")
+    __slots__ = ("active", "framings", "hold_next", "rules")
 
     def __init__(self) -> None:
         self.rules: tuple[Rule, ...] = ()
         self.hold_next = [0, 0]  # per Direction
         self.active = False
+        self.framings = FramingMemory()
 
     def update(self) -> None:
         """Recompute the flag the fast path checks, after changing rules or counters."""
@@ -93,7 +114,18 @@ class _Lane:
     queued_bytes: int = 0
     bytes_out: int = 0
     messages_out: int = 0
-    warned: bool = False
+    warned: bool = False  # the framing warning (a stall or a contradiction) was given on this lane
+    framing: str = "raw"
+    """The framing in force: the explicit one, the one inferred, or ``auto`` while inference watches."""
+    auto: bool = False  # this direction's framing is ``auto``: a lost framing is inferred again
+    watch: bool = False  # the framer may hold bytes, or is inferring or resyncing: look after reads
+    special: bool = False  # inferring (AutoFramer) or resyncing (ResyncFramer): look after every read
+    received: int = 0  # live bytes received in this direction: the stream offset
+    since_seq: int = 0  # the first message of the current inference
+    stall_at: int | None = None  # when the oldest byte waiting in the framer has waited STALL_NS
+    stall_confirm: bool = False  # stall_at is the second look (STALL_CONFIRM_NS after the bound)
+    paused: bool = False  # the shell is not reading this direction's source
+    losses: int = 0  # framings lost on this lane (stalls, contradictions)
 
 
 def _segment(frames: list[bytes], bandwidth_bps: float) -> list[bytes]:
@@ -132,13 +164,21 @@ class Relay:
         self.replay_of = replay_of
         self.phase = Phase.CONNECTING
         self.shared = shared or Shared()
+        self.max_frame = framing.max_frame
         # Seeded per connection and direction, so a run with --seed can be reproduced exactly.
         self.lanes = tuple(
-            _Lane(d, framing.make(d), DirectionScheduler(random.Random(f"{seed}:{conn_id}:{d.label}")
-                                                         if seed is not None else random.Random()),
+            _Lane(d, RawFramer(), DirectionScheduler(random.Random(f"{seed}:{conn_id}:{d.label}")
+                                                     if seed is not None else random.Random()),
                   conditions.for_direction(d))
             for d in (Direction.C2S, Direction.S2C))
         for lane in self.lanes:
+            name = framing.for_direction(lane.direction)
+            if name == "auto":
+                lane.auto = True
+                hint = self.shared.framings.hint(target_addr, lane.direction)
+                self._set_framer(lane, AutoFramer(self.max_frame, hint), "auto")
+            else:
+                self._set_framer(lane, framing.make(lane.direction), name)
             self._refresh_fast(lane)
         self._wakeup_at: int | None = None
         self._rule_failures: list[tuple[Rule, Exception]] = []
@@ -163,6 +203,8 @@ class Relay:
             ev.ReleaseRequested: self._on_release,  # type: ignore[dict-item]
             ev.DropRequested: self._on_drop,  # type: ignore[dict-item]
             ev.ReleaseAllRequested: self._on_release_all,  # type: ignore[dict-item]
+            ev.ReadingPaused: self._on_reading_paused,  # type: ignore[dict-item]
+            ev.FramingRequested: self._on_framing_requested,  # type: ignore[dict-item]
         }
 
     # ------------------------------------------------------------------------------------------ public
@@ -223,11 +265,16 @@ class Relay:
         lane = self.lanes[Direction.from_side(e.side)]
         if lane.source_eof:
             return  # bytes after FIN cannot happen on TCP; ignore defensively
-        frames = lane.framer.feed(e.data)
-        if lane.framer.fallback is not None and not lane.warned:
-            self._warn_fallback(lane, e.now, out)
+        framer = lane.framer
+        lane.received += len(e.data)
+        frames = framer.feed(e.data)
+        # Raw lanes never look further; a decided framer only checks it holds nothing and gave nothing up.
+        if lane.watch and (lane.special or lane.stall_at is not None or framer.buffered
+                           or framer.fallback is not None):
+            self._after_framing(lane, framer, frames, e.now, out)
+            return
         bandwidth = lane.cond.bandwidth_bps
-        if bandwidth and lane.framer.name == "raw":
+        if bandwidth and framer.name == "raw":
             frames = _segment(frames, bandwidth)
         for frame in frames:
             self._admit(lane, frame, e.now, Origin.LIVE, out)
@@ -249,6 +296,8 @@ class Relay:
         if lane.source_eof:
             return
         rest = lane.framer.flush()
+        lane.stall_at = None
+        lane.stall_confirm = False
         if rest:
             out.append(cmd.Publish(Notice(
                 "warning",
@@ -268,7 +317,15 @@ class Relay:
 
     def _on_wakeup(self, e: ev.WakeupFired, out: list[cmd.Command]) -> None:
         self._wakeup_at = None
+        for lane in self.lanes:
+            if lane.stall_at is not None and lane.stall_at <= e.now:
+                if lane.stall_confirm:
+                    self._stall(lane, e.now, out)
+                else:
+                    lane.stall_confirm = True  # look once more after the sockets were read (_next_wakeup asks)
+                    lane.stall_at = e.now + STALL_CONFIRM_NS
         self._after_release(e.now, out)
+        self._next_wakeup(out)
 
     def _on_close_requested(self, e: ev.CloseRequested, out: list[cmd.Command]) -> None:
         reason = CloseReason.PROXY_RESET if e.reset else CloseReason.PROXY_CLOSED
@@ -279,6 +336,8 @@ class Relay:
         if self.phase is Phase.RELAYING:
             for lane in self.lanes:
                 lane.cond = replace(lane.cond, frozen=False)
+                lane.stall_at = None
+                lane.stall_confirm = False
                 rest = lane.framer.flush()
                 if rest:
                     self._admit(lane, rest, e.now, Origin.LIVE, out)
@@ -287,13 +346,176 @@ class Relay:
                 self._release_due(lane, e.now, out)
         self._finish(CloseReason.SHUTDOWN, "the proxy is shutting down", e.now, out, reset=False)
 
-    # ------------------------------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------------------------------ framing
 
-    def _warn_fallback(self, lane: _Lane, now: int, out: list[cmd.Command]) -> None:
+    def _set_framer(self, lane: _Lane, framer: Framer, framing: str) -> None:
+        lane.framer = framer
+        lane.framing = framing
+        lane.special = type(framer) is AutoFramer or type(framer) is ResyncFramer
+        lane.watch = lane.special or framer.can_hold
+
+    def _after_framing(self, lane: _Lane, framer: Framer, frames: list[bytes], now: int,
+                       out: list[cmd.Command]) -> None:
+        """The read's frames, on a lane that is inferring, resyncing, holding bytes or whose framer gave up."""
+        lost = framer.fallback  # the bytes contradict the framing: the framer passed them on raw and gave up
+        if lost is not None:
+            self._warn_framing(lane, lost, now, out)
+        bandwidth = lane.cond.bandwidth_bps
+        if bandwidth and (framer.name == "raw" or framer.name == "auto"):
+            frames = _segment(frames, bandwidth)
+        for frame in frames:
+            self._admit(lane, frame, now, Origin.LIVE, out)
+        if lost is not None:
+            self._framing_lost(lane, now, out, "contradiction", lost)
+        elif type(framer) is AutoFramer:
+            if framer.decision is not None and framer.inner is not None:
+                self._inferred(lane, framer, now, out)
+            elif framer.inference is not None:
+                evidence = framer.inference.best_evidence()
+                if evidence is not None:
+                    self.shared.framings.observe(self.target_addr, lane.direction, self.conn_id, *evidence)
+        elif type(framer) is ResyncFramer and framer.inner is not None:
+            target = framer.target
+            self._set_framer(lane, framer.inner, target)
+            self._publish_framing(lane, target, f"a read fits {target} exactly again: framed with it from the "
+                                  "next message on", now, "resync", out)
+        self._check_stall(lane, bool(frames), now)
+        if frames:
+            self._after_release(now, out)
+        if lane.stall_at is not None:
+            self._want_wakeup(lane.stall_at, out)
+
+    def _inferred(self, lane: _Lane, auto: AutoFramer, now: int, out: list[cmd.Command]) -> None:
+        d = auto.decision
+        assert d is not None and auto.inner is not None
+        self._set_framer(lane, auto.inner, d.framing)
+        self.shared.framings.confirm(self.target_addr, lane.direction, d.framing)
+        self._publish_framing(lane, d.framing, d.reason, now, "remembered" if d.remembered else "inferred", out,
+                              messages=d.messages)
+
+    def _publish_framing(self, lane: _Lane, framing: str, reason: str, now: int, cause: str,
+                         out: list[cmd.Command], messages: int = 0) -> None:
+        out.append(cmd.Publish(FramingInferred(self.conn_id, lane.direction, framing, reason, lane.seq,
+                                               lane.received, now, lane.since_seq, messages, cause)))
+
+    def _next_step(self, lane: _Lane) -> str:
+        """What happens to a direction whose framing is lost now (the same words in the notice and the record)."""
+        if lane.losses + 1 >= LOSS_LIMIT:
+            return f"after {LOSS_LIMIT} framings that did not hold, this direction is passed on raw from now on"
+        if lane.auto:
+            return "sockscope infers the framing again from the next read"
+        return f"this direction is passed on raw until a read fits {lane.framing} exactly again"
+
+    def _warn_framing(self, lane: _Lane, what: str, now: int, out: list[cmd.Command]) -> None:
+        """Once per direction of a connection: its framing did not hold (a stall or a contradiction)."""
+        if lane.warned:
+            return
         lane.warned = True
         out.append(cmd.Publish(Notice(
-            "warning", f"connection #{self.conn_id} {lane.direction.label}: {lane.framer.fallback}",
-            now, self.conn_id, lane.direction)))
+            "warning", f"connection #{self.conn_id} {lane.direction.label}: {what}; {self._next_step(lane)} "
+            "(not repeated on this connection)", now, self.conn_id, lane.direction)))
+
+    def _framing_lost(self, lane: _Lane, now: int, out: list[cmd.Command], cause: str, what: str,
+                      rest: int = 0) -> None:
+        """Everything received so far has been forwarded; the lane goes on inferring, resyncing, or raw. ``rest``:
+        bytes still to come of the frame that stalled, when its framing knew: they go on first, as they come, so
+        that a frame that was only slow does not shift the framing after it."""
+        step = self._next_step(lane)
+        lane.losses += 1
+        failed = lane.framing
+        if lane.auto:
+            self.shared.framings.forget(self.target_addr, lane.direction, failed)
+        if lane.losses >= LOSS_LIMIT:
+            self._set_framer(lane, RawFramer(), "raw")
+            cause = "limit"
+        elif lane.auto:
+            # a declared rest larger than inference's window is more likely a wrong length than a slow frame
+            self._set_framer(lane, AutoFramer(self.max_frame, skip=rest if rest <= INFER_BYTES else 0), "auto")
+        else:
+            self._set_framer(lane, ResyncFramer(failed, self.max_frame, rest), "raw")
+        lane.stall_at = None
+        lane.stall_confirm = False
+        lane.since_seq = lane.seq
+        self._publish_framing(lane, lane.framing, f"{what}; {step}", now, cause, out)
+
+    def _check_stall(self, lane: _Lane, progressed: bool, now: int) -> None:
+        """Arm (or keep, or clear) the stall bound for the bytes waiting in the lane's framer. ``progressed``: the
+        framer emitted frames, so what it still holds arrived with this read."""
+        if not lane.framer.buffered:
+            lane.stall_at = None
+            lane.stall_confirm = False
+        elif not lane.paused and (lane.stall_at is None or progressed):
+            lane.stall_at = now + STALL_NS
+            lane.stall_confirm = False
+
+    def _want_wakeup(self, at: int, out: list[cmd.Command]) -> None:
+        """Be woken at ``at`` unless an earlier wake-up is already asked for (whose handling asks again)."""
+        if self._wakeup_at is None or at < self._wakeup_at:
+            self._wakeup_at = at
+            out.append(cmd.RequestWakeup(at))
+
+    def _stall(self, lane: _Lane, now: int, out: list[cmd.Command]) -> None:
+        """The oldest waiting byte has waited ``STALL_NS``: forward what waits as it is; the framing is lost."""
+        lane.stall_at = None
+        lane.stall_confirm = False
+        if self.phase is not Phase.RELAYING or lane.paused:
+            self._check_stall(lane, True, now)  # not the framing's fault: the wait starts again
+            return
+        rest = lane.framer.remaining()
+        waiting = lane.framer.flush()
+        if not waiting:
+            return
+        what = (f"{len(waiting)} bytes waited {STALL_NS // 1_000_000} ms for the rest of a {lane.framing} frame, "
+                "so they were forwarded as they are")
+        self._warn_framing(lane, what, now, out)
+        self._admit(lane, waiting, now, Origin.LIVE, out)
+        self._framing_lost(lane, now, out, "stall", what, rest or 0)
+
+    def _on_reading_paused(self, e: ev.ReadingPaused, out: list[cmd.Command]) -> None:
+        lane = self.lanes[Direction.from_side(e.side)]
+        lane.paused = e.paused
+        if e.paused:
+            lane.stall_at = None
+            lane.stall_confirm = False
+        else:
+            self._check_stall(lane, True, e.now)
+            if lane.stall_at is not None:
+                self._want_wakeup(lane.stall_at, out)
+
+    def _on_framing_requested(self, e: ev.FramingRequested, out: list[cmd.Command]) -> None:
+        """The user's framing for a live direction, from the next read on (``auto``: infer again, no hint)."""
+        lane = self.lanes[e.direction]
+        if lane.source_eof:
+            return
+        rest = lane.framer.flush()
+        if rest:
+            self._admit(lane, rest, e.now, Origin.LIVE, out)
+        name = e.framing
+        lane.auto = name == "auto"
+        lane.losses = 0
+        lane.stall_at = None
+        lane.stall_confirm = False
+        lane.since_seq = lane.seq
+        if lane.auto:
+            self._set_framer(lane, AutoFramer(self.max_frame), "auto")
+        else:
+            self._set_framer(lane, make_framer(name, self.max_frame), name)
+            self.shared.framings.confirm(self.target_addr, lane.direction, name)  # a hint for later connections
+        self._publish_framing(lane, name, "chosen by the user, from the next read on", e.now, "user", out)
+        self._after_release(e.now, out)
+
+    def _next_wakeup(self, out: list[cmd.Command]) -> None:
+        """Ask for the earliest wake-up anything waits for: a queued release or a stall bound."""
+        nxt = min((lane.queue[0].release_ns for lane in self.lanes
+                   if lane.queue and not lane.queue[0].held and not lane.cond.frozen), default=None)
+        for lane in self.lanes:
+            if lane.stall_at is not None and (nxt is None or lane.stall_at < nxt):
+                nxt = lane.stall_at
+        if nxt is not None and nxt != self._wakeup_at:
+            self._wakeup_at = nxt
+            out.append(cmd.RequestWakeup(nxt))
+
+    # ------------------------------------------------------------------------------------------ internals
 
     def _refresh_fast(self, lane: _Lane) -> None:
         lane.fast = lane.cond.is_passthrough and lane.hold_next == 0
@@ -399,7 +621,7 @@ class Relay:
         self._rule_failures.clear()
 
     def _warn_raw_fault(self, lane: _Lane, fault: str, now: int, out: list[cmd.Command]) -> None:
-        if lane.framer.name != "raw" or lane.warned_raw_fault:
+        if (lane.framer.name != "raw" and lane.framer.name != "auto") or lane.warned_raw_fault:
             return
         lane.warned_raw_fault = True
         out.append(cmd.Publish(Notice(
@@ -443,11 +665,7 @@ class Relay:
         if self.lanes[0].eof_sent and self.lanes[1].eof_sent:
             self._finish(CloseReason.CLOSED, "both sides closed", now, out, reset=False)
             return
-        nxt = min((lane.queue[0].release_ns for lane in self.lanes
-                   if lane.queue and not lane.queue[0].held and not lane.cond.frozen), default=None)
-        if nxt is not None and nxt != self._wakeup_at:
-            self._wakeup_at = nxt
-            out.append(cmd.RequestWakeup(nxt))
+        self._next_wakeup(out)
 
     # ------------------------------------------------------------------------------------ shaping events
 

@@ -30,7 +30,7 @@ from typing import Protocol, cast
 from proxy import commands as cmd
 from proxy import events as ev
 from proxy.conditions import PASSTHROUGH, Conditions, Spike
-from proxy.framing import FramingSpec
+from proxy.framing import FramingSpec, make_framer, normalise_name
 from proxy.model import (
     Clock,
     Direction,
@@ -211,6 +211,7 @@ class ConnectionHandler:
         self.transports: list[asyncio.Transport | None] = [None, None]
         self.dest_paused = [False, False]  # indexed by the side being written to
         self.reading_paused = [False, False]  # indexed by the side being read from
+        self._told_paused = [False, False]  # what the relay was last told (ReadingPaused), per side read from
         self._slices: list[tuple[bytes, int, int] | None] = [None, None]
         """Per side being read from: a read still being framed a slice per loop iteration (data, offset, step)."""
         self.open_sides = 0
@@ -346,6 +347,13 @@ class ConnectionHandler:
         elif not stalled and not reading and lane.queued_bytes <= QUEUE_CAP // 2:
             self.reading_paused[source] = False
             t.resume_reading()
+        if lane.watch:
+            # Bytes waiting in the framer while the side is not read are not late because of the framing. The
+            # transport is asked, not the branch taken: uvloop may have resumed reading by itself.
+            paused = not t.is_reading()
+            if paused != self._told_paused[source]:
+                self._told_paused[source] = paused
+                self.run(self.relay.handle(ev.ReadingPaused(_now(), source, paused)))
 
     # -------------------------------------------------------------------------------- commands out
 
@@ -736,8 +744,17 @@ class ProxyServer:
         self.shared.update()
 
     def set_framing(self, framing: FramingSpec) -> None:
-        """Framing for connections accepted from now on (a live stream cannot be re-framed safely)."""
+        """Framing for connections accepted from now on (``set_connection_framing`` changes a live one)."""
         self.framing = framing
+
+    def set_connection_framing(self, conn_id: int, framing: str, direction: Direction | None = None) -> None:
+        """The user's framing for a live connection (both directions, or one), from each direction's next read on;
+        ``auto`` infers again. A bad name raises ``FramingError`` (a ValueError) with a message for the user."""
+        name = normalise_name(framing)
+        make_framer(name, self.framing.max_frame)
+        h = self._handler(conn_id)
+        for d in (Direction.C2S, Direction.S2C) if direction is None else (direction,):
+            self._send_event(h, ev.FramingRequested(_now(), d, name))
 
     def pause_capture(self) -> None:
         self.capturing = False
@@ -756,6 +773,8 @@ class ProxyServer:
                 "conditions": r.conditions.to_dict(), "held": r.held(),
                 "bytes_c2s": r.lanes[0].bytes_out, "bytes_s2c": r.lanes[1].bytes_out,
                 "messages_c2s": r.lanes[0].messages_out, "messages_s2c": r.lanes[1].messages_out,
+                # the framing in force per direction (inferred with auto; "auto" while inference watches)
+                "framing_c2s": r.lanes[0].framing, "framing_s2c": r.lanes[1].framing,
             })
         return {
             "listen": list(self.listen_addr) if self.listen_addr else None,

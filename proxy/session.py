@@ -139,7 +139,8 @@ def _range_problem(r: Record) -> str | None:
         return None  # each is in 0..2^63-1 exactly when their bitwise or is
     kind = type(r).__name__
     for name in ("id", "msg_id", "conn_id", "seq", "arrival_ns", "release_ns", "time_ns", "replay_of", "bytes_c2s",
-                 "bytes_s2c", "messages_c2s", "messages_s2c", "discarded"):
+                 "bytes_s2c", "messages_c2s", "messages_s2c", "discarded", "from_seq", "at_offset", "since_seq",
+                 "messages"):
         v = getattr(r, name, None)
         if not _in_range(v):
             return f"{kind}.{name} {v} is out of range (0 to 2^63-1)"

@@ -21,6 +21,7 @@ from proxy.model import (
     ConnectionOpened,
     DelayReason,
     Direction,
+    FramingInferred,
     HalfClosed,
     Message,
     MessageState,
@@ -52,6 +53,11 @@ closed = st.builds(ConnectionClosed, conn_id=ids, reason=st.sampled_from(CloseRe
 notices = st.builds(Notice, level=st.sampled_from(["info", "warning", "error"]), text=st.text(max_size=80),
                     time_ns=ints, conn_id=st.none() | ids, direction=st.none() | st.sampled_from(Direction))
 
+framings = st.builds(FramingInferred, conn_id=ids, direction=st.sampled_from(Direction), framing=st.text(max_size=30),
+                     reason=st.text(max_size=80), from_seq=ints, at_offset=ints, time_ns=ints, since_seq=ints,
+                     messages=ints, cause=st.sampled_from(["inferred", "remembered", "stall", "contradiction",
+                                                           "resync", "limit"]))
+
 STRATEGIES = {
     "message": messages,
     "message_updated": updates,
@@ -60,6 +66,7 @@ STRATEGIES = {
     "half_closed": half,
     "connection_closed": closed,
     "notice": notices,
+    "framing_inferred": framings,
 }
 
 

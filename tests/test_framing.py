@@ -16,14 +16,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy.framing import (
+    RESYNC_CHECK_MAX,
     FramingError,
     FramingSpec,
+    ResyncFramer,
+    delimiter_name,
+    frames_exactly,
+    header_body_length,
     make_framer,
+    normalise_name,
+    parse_delimiter,
     parse_framing,
 )
 from proxy.model import Direction
 
-ALL = ["raw", "lines", "len16be", "len16le", "len32be", "len32le", "fixed:5", "msgpack", "json"]
+ALL = ["raw", "lines", "len16be", "len16le", "len32be", "len32le", "fixed:5", "msgpack", "json", "auto", "len8",
+       "len64be", "len16le-incl", "len32be-incl", "delim:EOT\\x00", "delim:\\r\\n", "header16json"]
 
 
 def feed_all(name: str, chunks: list[bytes], max_frame: int = 1 << 20) -> tuple[list[bytes], bytes, str | None]:
@@ -38,8 +46,15 @@ def one_byte(data: bytes) -> list[bytes]:
     return [data[i : i + 1] for i in range(len(data))]
 
 
-def lp(payload: bytes, fmt: str) -> bytes:
-    return struct.pack(fmt, len(payload)) + payload
+def lp(payload: bytes, fmt: str, incl: bool = False) -> bytes:
+    return struct.pack(fmt, len(payload) + (struct.calcsize(fmt) if incl else 0)) + payload
+
+
+def rp(body: bytes, **extra: object) -> bytes:
+    """A message in the Real Python socket tutorial's format: >H header length, JSON header, body."""
+    header = json.dumps({"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8",
+                         "content-length": len(body), **extra}).encode()
+    return struct.pack(">H", len(header)) + header + body
 
 
 SAMPLES: dict[str, list[bytes]] = {
@@ -54,6 +69,15 @@ SAMPLES: dict[str, list[bytes]] = {
                 msgpack.packb(msgpack.ExtType(5, b"abc"))],
     "json": [b'{"type": "ping", "id": 1}\n', b'[1, "a]", {"b": "}"}]', b'"str\\"ing"', b"12.5 ", b"true ",
              b"null\n", b'{"nested": {"a": [[], {}]}}\r\n'],
+    "len8": [lp(b"abc", "!B"), lp(b"", "!B"), lp(b"\xff" * 255, "!B")],
+    "len64le": [lp(b"hello", "<Q"), lp(b"", "<Q"), lp(b"z" * 70000, "<Q")],
+    "len16be-incl": [lp(b"abc", "!H", True), lp(b"", "!H", True), lp(b"q" * 600, "!H", True)],
+    "len32le-incl": [lp(b"{}", "<I", True), lp(b"w" * 5000, "<I", True)],
+    "delim:EOT\\x00": [b'{"a": 1}EOT\x00', b"EOT\x00", b"E\x00OT EO\x00EOT\x00", b"x" * 300 + b"EOT\x00"],
+    "delim:\\r\\n": [b"HELLO\r\n", b"\r\n", b"a\rb\nc\r\n"],
+    "delim:<END>": [b"\x80\x04\x95.<END>", b"<EN<END>"],
+    "header16json": [rp(b'{"action": "search", "value": "morpheus"}'), rp(b""), rp(b"\x00\x01binary" * 500),
+                     rp(b"x", **{"content-length": 1, "nested": {"a": [1, 2]}})],
 }
 
 
@@ -80,7 +104,8 @@ def test_trailing_partial_frame_is_held_then_flushed(name: str) -> None:
     frames_in = SAMPLES[name]
     data = b"".join(frames_in)
     tail = {"lines": b"no newline", "json": b'{"open": [1, 2', "msgpack": msgpack.packb("abcdef")[:-2],
-            "fixed:5": b"abc"}.get(name, frames_in[0][:-1] if len(frames_in[0]) > 1 else b"\x00")
+            "fixed:5": b"abc", "delim:EOT\\x00": b"EOT"}.get(
+                name, frames_in[0][:-1] if len(frames_in[0]) > 1 else b"\x00")
     frames, rest, fallback = feed_all(name, [data + tail])
     assert fallback is None
     assert b"".join(frames) == data
@@ -256,3 +281,126 @@ def test_json_a_number_cut_by_a_read_still_waits() -> None:
     f = make_framer("json")
     assert f.feed(b"-12.5e") == [] and f.fallback is None
     assert f.feed(b"+3\n") == [b"-12.5e+3\n"]
+
+
+# ------------------------------------------------------------------------------------------------ issue 20 names
+
+
+def test_parse_framing_new_names_and_escapes() -> None:
+    assert parse_framing("auto") == FramingSpec("auto", "auto")
+    assert parse_framing("c2s=auto,s2c=raw") == FramingSpec("auto", "raw")
+    assert parse_framing("delim:EOT\\x00") == FramingSpec("delim:EOT\\x00", "delim:EOT\\x00")
+    assert parse_framing("c2s=delim:<END>,s2c=header16json") == FramingSpec("delim:<END>", "header16json")
+    assert parse_framing("DELIM:\\n").c2s == "lines"
+    assert parse_framing("delim:\\r\\n").c2s == "delim:\\r\\n"
+    assert parse_framing("delim:a\\x2cb").c2s == "delim:a\\x2cb"  # a comma is written escaped
+    assert parse_framing("delim:==").c2s == "delim:\\x3d\\x3d"
+    assert parse_framing("len8").c2s == "len8"
+    assert parse_framing("LEN64").c2s == "len64be"
+    assert parse_framing("len16le-incl").c2s == "len16le-incl"
+    assert parse_framing("len32-incl").c2s == "len32be-incl"
+    for bad in ["delim:", "delim:\\", "delim:\\xZZ", "delim:\\q", "delim:\\777", "len8le", "len16xe",
+                "delim:" + "x" * 65, "c2s=delim:", "header16", "auto=1"]:
+        with pytest.raises(FramingError):
+            parse_framing(bad)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("EOT\\x00", b"EOT\x00"), ("\\r\\n", b"\r\n"), ("\\0", b"\x00"), ("\\000", b"\x00"), ("<END>", b"<END>"),
+    ("\\\\", b"\\"), ("\\t|\\v\\f\\a\\b", b"\t|\v\f\a\b"), ("é", "é".encode()), ("\\x7F\\101", b"\x7fA"),
+])
+def test_delimiter_escapes_like_python_bytes(text: str, expected: bytes) -> None:
+    assert parse_delimiter(text) == expected
+    # the canonical name parses back to the same bytes
+    name = delimiter_name(expected)
+    assert make_framer(name).feed(b"x" + expected) == [b"x" + expected]  # type: ignore[attr-defined]
+    assert normalise_name(name) == name
+
+
+def test_terminator_split_across_reads_at_every_point() -> None:
+    data = b'{"a": 1}EOT\x00{"b": 2}EOT\x00'
+    for cut in range(1, len(data)):
+        frames, rest, fallback = feed_all("delim:EOT\\x00", [data[:cut], data[cut:]])
+        assert frames == [b'{"a": 1}EOT\x00', b'{"b": 2}EOT\x00'] and rest == b"" and fallback is None
+
+
+def test_delimiter_scan_is_linear() -> None:
+    f = make_framer("delim:EOT\x00")
+    data = b"EOT" * 20000
+    for i in range(0, len(data), 1):
+        f.feed(data[i:i + 1])
+    assert f.work <= 6 * len(data)  # type: ignore[attr-defined]  # linear: the last 3 bytes looked at again
+
+
+def test_header_body_length_spellings_and_refusals() -> None:
+    for key in ("content-length", "content_length", "Content-Length", "body_length", "length"):
+        assert header_body_length(json.dumps({key: 12}).encode()) == 12
+    for bad in [b"[1]", b"{}", b'{"content-length": -1}', b'{"content-length": "12"}', b'{"length": true}',
+                b"{not json", b"", b"[" * 100000]:
+        with pytest.raises(ValueError):
+            header_body_length(bad)
+
+
+@pytest.mark.parametrize("garbage", [b"\x00\x05hello", b"\x00\x00", b"\x00\x0e" + b'{"type": "x"}!',
+                                     b"\x00\x02[]", b"\x7b\x22" + b"x" * 100])
+def test_header16json_contradicted_falls_back_losing_nothing(garbage: bytes) -> None:
+    good = SAMPLES["header16json"][0]
+    frames, rest, fallback = feed_all("header16json", [good + garbage, b"more"])
+    assert fallback is not None and "raw" in fallback
+    assert frames[0] == good and b"".join(frames) + rest == good + garbage + b"more"
+
+
+def test_len_incl_smaller_than_prefix_falls_back() -> None:
+    frames, rest, fallback = feed_all("len16be-incl", [b"\x00\x01abc"])
+    assert fallback is not None and b"".join(frames) + rest == b"\x00\x01abc"
+
+
+def test_frames_exactly() -> None:
+    assert frames_exactly("lines", b"a\nb\n") == 2
+    assert frames_exactly("lines", b"a\nb") == 0
+    assert frames_exactly("len16be", lp(b"abc", "!H") * 3) == 3
+    assert frames_exactly("json", b"not json") == 0
+    assert frames_exactly("header16json", SAMPLES["header16json"][0]) == 1
+
+
+def test_resync_framer_passes_reads_raw_until_one_fits_then_frames() -> None:
+    f = ResyncFramer("len16be")
+    assert f.name == "raw" and not f.can_hold
+    # mid-frame garbage: each read goes on as it is, never held
+    assert f.feed(b"\x7b\x22abc") == [b"\x7b\x22abc"] and f.inner is None and f.buffered == 0
+    # a read that is whole len16be frames: from the next read on, frames again
+    whole = lp(b"hello", "!H") + lp(b"x", "!H")
+    assert f.feed(whole) == [whole] and f.inner is not None
+    assert f.feed(lp(b"a", "!H") + b"\x00") == [lp(b"a", "!H")] and f.buffered == 1
+    assert f.flush() == b"\x00"
+    # a read too big to check is passed on and not tried
+    g = ResyncFramer("lines")
+    big = b"x" * RESYNC_CHECK_MAX + b"\n"
+    assert g.feed(big) == [big] and g.inner is None
+
+
+def test_remaining_is_known_for_declared_sizes_only() -> None:
+    f = make_framer("len16be")
+    f.feed(b"\x00")
+    assert f.remaining() is None  # the length itself is not here yet
+    f.feed(b"\x05ab")
+    assert f.remaining() == 3
+    g = make_framer("fixed:7")
+    assert g.remaining() is None
+    g.feed(b"abc")
+    assert g.remaining() == 4
+    h = make_framer("header16json")
+    msg = SAMPLES["header16json"][0]
+    h.feed(msg[:-4])
+    assert h.remaining() == 4
+    for name in ("lines", "json", "msgpack", "raw", "delim:<END>"):
+        k = make_framer(name)
+        k.feed(b"\x92\x01")
+        assert k.remaining() is None
+
+
+def test_resync_framer_skips_the_rest_of_the_stalled_frame_first() -> None:
+    f = ResyncFramer("fixed:4", skip=3)
+    assert f.feed(b"ab") == [b"ab"] and f.skip == 1
+    assert f.feed(b"cWXYZ") == [b"c", b"WXYZ"] and f.inner is not None
+    assert f.feed(b"1234") == [b"1234"]

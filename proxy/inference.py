@@ -1,0 +1,740 @@
+"""Framing inference: which framing a direction's bytes follow, found by watching its first reads.
+
+Role: ``Inference.observe(read)`` is fed each read of one direction of one connection, in order, and returns a
+:class:`Decision` once it is confident (or once it is sure nothing fits: ``raw``). It never holds a byte: while it
+watches, every read is passed on as it is, one message per read (what ``AutoFramer``, the framer named ``auto``,
+does). It decides only where a read ends on a message boundary of the framing it picks, so that framing starts
+with the next read and every byte before it fits it: the reads shown raw while inferring can be re-framed for the
+view without guessing.
+
+How: every candidate framing scans the same window of bytes from its first byte, each keeping its own count of
+messages, of reads that ended exactly on one of its boundaries ("aligned"), and of degenerate messages (an empty
+payload, a one-byte msgpack object): 1-, 2-, 4- and 8-byte length prefixes (big and little endian, counting the
+prefix or not), the Real Python header+body format (``header16json``), ``\\r\\n``, ``\\n`` and ``\\0`` terminators, a
+multi-byte terminator learnt from what the reads end with (``EOT\\0``, ``<END>``), JSON and msgpack streams, and
+fixed-size records (the greatest common divisor of the read sizes when one read is that size, binary bytes only,
+at most 1 KiB). A candidate fits when
+it is aligned with the last read, has enough messages (one for a length prefix of 2 bytes or more, whose exact
+match with the read is strong evidence; two for the rest; three for fixed records) and few degenerate ones; the
+most specific fitting candidate wins (the order of ``_RANK``). Nothing promising after 3 reads, or nothing fitting
+within 12 reads or 64 KiB: ``raw``.
+
+Memory (:class:`FramingMemory`): what was decided, or the best evidence of a connection that ended first (a
+connection per request shows one message each way), is kept per target and direction; a later connection starts
+with it as a hint that needs fewer messages to be believed, and is still checked against the bytes.
+
+Cost: bounded by the bytes watched (at most ``INFER_BYTES`` per inference, JSON at most ``JSON_WATCH_BYTES``);
+each candidate scans its bytes once (offsets into one shared window, no copies; msgpack and JSON use the
+incremental framers of ``proxy.framing``). Once a decision is made the window is dropped and the chosen framer
+runs alone.
+
+Must not import: Qt, ``inspector``, asyncio, sockets, ``time``.
+Thread: engine loop thread; pure objects owned by one relay (the memory by the engine's ``Shared`` state).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+from proxy.framing import (
+    DEFAULT_MAX_FRAME,
+    DelimiterFramer,
+    Framer,
+    FramingError,
+    JsonFramer,
+    LengthPrefixFramer,
+    MsgpackFramer,
+    delimiter_name,
+    header_body_length,
+    length_name,
+    make_framer,
+)
+from proxy.model import Direction
+
+__all__ = [
+    "INFER_BYTES",
+    "INFER_READS",
+    "AutoFramer",
+    "Decision",
+    "FramingMemory",
+    "Hint",
+    "Inference",
+    "describe",
+]
+
+INFER_BYTES: Final = 64 << 10
+"""Bytes of a direction watched at most; past them without a decision the direction stays raw."""
+INFER_READS: Final = 12
+"""Reads watched at most before deciding (raw if nothing fits by then)."""
+RAW_AFTER_READS: Final = 3
+"""After this many reads with no candidate even promising, the direction is raw."""
+JSON_WATCH_BYTES: Final = 16 << 10
+"""The JSON candidate scans in Python: it watches at most this much."""
+_SUFFIX: Final = 16
+"""Bytes at the end of reads (or messages) compared to learn a terminator."""
+MAX_FRAMES: Final = 256
+"""Messages a candidate may find in the window: more is no game's first dozen reads (and each costs a Python step)."""
+FIXED_MAX: Final = 1024
+"""The largest fixed record inferred: game state records are small, while bulk reads of one buffer size are not
+records."""
+_STREAM_SLICE: Final = 256
+"""JSON and msgpack candidates are fed this much at a time, so a degenerate one stops early."""
+
+# Most specific first: an exact length match is the strongest evidence; fixed records the weakest.
+_RANK: Final = {"header16json": 0, "len64": 1, "len32": 2, "len16": 3, "len8": 4, "custom": 5, "crlf": 6,
+                "lines": 7, "nul": 8, "json": 9, "msgpack": 10, "fixed": 11}
+_TEXT_BYTES: Final = bytes(range(0x20, 0x7F)) + b"\t\r\n"
+_PAYLOAD_END: Final = frozenset(b"}])\"'.0123456789abcdefghijklmnopqrstuvwxyz")
+"""Bytes that end a typical payload rather than begin a terminator: stripped from the front of a common suffix
+(``}EOT\\0`` -> ``EOT\\0``, ``o<END>`` -> ``<END>``)."""
+
+
+def _is_text(data: bytes | bytearray) -> bool:
+    rest = bytes(data).translate(None, _TEXT_BYTES)
+    if not rest:
+        return True
+    if min(rest) < 0x80:
+        return False
+    try:
+        bytes(data).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _common_suffix(a: bytes, b: bytes) -> bytes:
+    n = 0
+    m = min(len(a), len(b))
+    while n < m and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return a[len(a) - n:] if n else b""
+
+
+def _terminator(suffix: bytes) -> bytes:
+    """The terminator a common suffix shows, without the payload's own last bytes."""
+    i = 0
+    while i < len(suffix) and suffix[i] in _PAYLOAD_END:
+        i += 1
+    return suffix[i:]
+
+
+def describe(name: str) -> str:
+    """A framing name in words, for reasons and documentation."""
+    if name == "raw":
+        return "raw (each read is a message)"
+    if name == "auto":
+        return "inferred from the first messages"
+    if name == "header16json":
+        return "2-byte big-endian header length, JSON header with content-length, then the body (Real Python style)"
+    if name == "lines":
+        return "newline-terminated lines"
+    if name == "json":
+        return "a stream of JSON values"
+    if name == "msgpack":
+        return "a stream of msgpack objects"
+    if name.startswith("fixed:"):
+        return f"fixed-size records of {name[6:]} bytes"
+    if name.startswith("delim:"):
+        text = name[6:]
+        if text == "\\r\\n":
+            return "lines ending in \\r\\n"
+        if text == "\\x00":
+            return "messages ending in a zero byte"
+        return f"messages ending in {text}"
+    if name.startswith("len"):
+        incl = name.endswith("-incl")
+        core = name.removesuffix("-incl")
+        bits = int(core[3:-2] if core[-2:] in ("be", "le") else core[3:])
+        order = {"be": " big-endian", "le": " little-endian"}.get(core[-2:], "")
+        return f"{bits // 8}-byte{order} length prefix" + (" counting itself" if incl else "")
+    return name
+
+
+# ------------------------------------------------------------------------------------------------ candidates
+
+
+class _Candidate:
+    """One framing hypothesis scanning the shared window from its first byte."""
+
+    __slots__ = ("aligned", "alive", "frames", "last_aligned", "name", "need", "rank", "tiny")
+
+    def __init__(self, name: str, rank: int, need: int) -> None:
+        self.name = name
+        self.rank = rank
+        self.need = need
+        self.frames = 0
+        self.tiny = 0
+        self.aligned = 0
+        self.alive = True
+        self.last_aligned = False
+
+    def advance(self, window: bytearray, data: bytes) -> bool:
+        """Scan what the read ``data`` (now the end of ``window``) adds; True if the window ends on a boundary."""
+        raise NotImplementedError
+
+    def degenerate(self, reads: int) -> bool:
+        return self.tiny * 4 > self.frames or self.frames > 16 * reads
+
+    def hopeless(self) -> bool:
+        """Too many messages, or mostly degenerate ones already: stop scanning (it can never fit)."""
+        if self.frames > MAX_FRAMES or (self.frames >= 8 and self.tiny * 4 > self.frames):
+            self.alive = False
+            return True
+        return False
+
+    def fits(self, reads: int) -> bool:
+        return self.alive and self.last_aligned and self.frames >= self.need and not self.degenerate(reads)
+
+    def promising(self, reads: int) -> bool:
+        return self.alive and self.aligned > 0 and self.frames > 0 and not self.degenerate(reads)
+
+
+class _Length(_Candidate):
+    __slots__ = ("inclusive", "json_header", "order", "pos", "strong", "width")
+
+    def __init__(self, width: int, endian: str, inclusive: bool) -> None:
+        rank = _RANK["len8" if width == 1 else f"len{width * 8}"]
+        super().__init__(length_name(width, endian, inclusive), rank, 2)
+        self.width = width
+        self.order: Final = "big" if endian == "be" else "little"
+        self.inclusive = inclusive
+        self.pos = 0
+        self.strong = 0
+        """Messages with a payload of 4 bytes or more: a length that small could match a read by chance."""
+        self.json_header = False
+        """A payload was a JSON map declaring a content length: the Real Python format's header, whose body is
+        still to come. Then two messages are not enough for this simpler reading."""
+
+    def advance(self, window: bytearray, data: bytes) -> bool:
+        n = len(window)
+        w = self.width
+        pos = self.pos
+        while pos + w <= n:
+            length = int.from_bytes(window[pos:pos + w], self.order)
+            total = length if self.inclusive else w + length
+            if total < w or total > INFER_BYTES:
+                self.alive = False  # impossible, or more than the window could ever confirm
+                return False
+            if pos + total > n:
+                break
+            self.frames += 1
+            payload = total - w
+            if payload >= 4:
+                self.strong += 1
+            if payload == 0:
+                self.tiny += 1
+            elif (w == 2 and not self.json_header and window[pos + w] == 0x7B
+                  and self.name == "len16be"):
+                try:
+                    header_body_length(window[pos + w:pos + total])
+                except ValueError:
+                    pass
+                else:
+                    self.json_header = True
+                    self.need = 3
+            pos += total
+            if self.hopeless():
+                return False
+        self.pos = pos
+        return pos == n
+
+    def fits(self, reads: int) -> bool:
+        return super().fits(reads) and (self.strong > 0 or self.frames >= 2)
+
+    def promising(self, reads: int) -> bool:
+        return super().promising(reads) and (self.strong > 0 or self.frames >= 2)
+
+
+class _Delimiter(_Candidate):
+    __slots__ = ("delimiter", "from_reads", "pos", "scanned", "suffix", "text_only")
+
+    def __init__(self, delimiter: bytes, rank: int, from_reads: bool = False, text_only: bool = False) -> None:
+        super().__init__(delimiter_name(delimiter), rank, 2)
+        self.delimiter = delimiter
+        self.from_reads = from_reads
+        self.text_only = text_only
+        """Messages must be text: binary records that happen to end in a zero byte (a False, a small int's high
+        byte) are not zero-terminated messages, and a real terminator of one byte cannot frame binary data."""
+        self.pos = 0
+        self.scanned = 0
+        self.suffix: bytes | None = None
+        """What every message so far ends with (up to ``_SUFFIX`` bytes): shows a longer terminator such as
+        ``EOT\\0`` behind a ``\\0``."""
+
+    def advance(self, window: bytearray, data: bytes) -> bool:
+        d = self.delimiter
+        k = len(d)
+        n = len(window)
+        pos = self.pos
+        while True:
+            i = window.find(d, max(self.scanned, pos))
+            if i < 0:
+                self.scanned = max(pos, n - k + 1)
+                break
+            end = i + k
+            if self.text_only and not _is_text(window[pos:i]):
+                self.alive = False
+                return False
+            self.frames += 1
+            if end - pos == k:
+                self.tiny += 1  # an empty message
+            tail = bytes(window[max(pos, end - _SUFFIX):end])
+            self.suffix = tail if self.suffix is None else _common_suffix(self.suffix, tail)
+            pos = self.scanned = end
+            if self.hopeless():
+                return False
+        self.pos = pos
+        if n - pos > INFER_BYTES // 2:
+            self.alive = False  # half the window without a terminator
+        return pos == n
+
+
+class _HeaderJson(_Candidate):
+    __slots__ = ("pending", "pos")
+
+    def __init__(self) -> None:
+        super().__init__("header16json", _RANK["header16json"], 1)
+        self.pos = 0
+        self.pending = 0  # total size of the frame at ``pos`` once its header was read
+
+    def advance(self, window: bytearray, data: bytes) -> bool:
+        n = len(window)
+        pos = self.pos
+        while True:
+            total = self.pending
+            if not total:
+                if pos + 2 > n:
+                    break
+                h = (window[pos] << 8) | window[pos + 1]
+                if h == 0 or (pos + 2 < n and window[pos + 2] != 0x7B):
+                    self.alive = False
+                    return False
+                if pos + 2 + h > n:
+                    break
+                try:
+                    total = 2 + h + header_body_length(window[pos + 2:pos + 2 + h])
+                except ValueError:
+                    self.alive = False
+                    return False
+                if total > INFER_BYTES:
+                    self.alive = False
+                    return False
+                self.pending = total
+            if pos + total > n:
+                break
+            self.frames += 1
+            self.pending = 0
+            pos += total
+            if self.hopeless():
+                return False
+        self.pos = pos
+        return pos == n
+
+
+class _Stream(_Candidate):
+    """JSON or msgpack: the incremental framer of ``proxy.framing`` fed each read (its own bounded buffer)."""
+
+    __slots__ = ("budget", "fed", "framer")
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind, _RANK[kind], 2)
+        self.framer: JsonFramer | MsgpackFramer = (JsonFramer(JSON_WATCH_BYTES) if kind == "json"
+                                                   else MsgpackFramer(INFER_BYTES))
+        self.budget = JSON_WATCH_BYTES if kind == "json" else INFER_BYTES
+        self.fed = 0
+
+    def advance(self, window: bytearray, data: bytes) -> bool:
+        self.fed += len(data)
+        if self.fed > self.budget:
+            self.alive = False
+            return False
+        f = self.framer
+        json = self.name == "json"
+        for start in range(0, len(data), _STREAM_SLICE):
+            frames = f.feed(data[start:start + _STREAM_SLICE])
+            if f.fallback is not None:
+                self.alive = False
+                return False
+            for fr in frames:
+                if json:
+                    body = fr.strip()
+                    if not body:
+                        continue  # whitespace passed on alone: neither a message nor evidence
+                    if body[0] not in b'{["':
+                        # A bare number or literal: no game's message, and "true" "false" sent back to back are
+                        # JSON only read by read ("truefalse" is not)
+                        self.tiny += 1
+                elif len(fr) <= 1:
+                    self.tiny += 1
+                self.frames += 1
+            if self.hopeless():
+                return False
+        return f.buffered == 0
+
+
+class _Fixed(_Candidate):
+    """Records of ``size`` bytes (from a hint); the general case is computed from the read sizes instead."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"fixed:{size}", _RANK["fixed"], 3)
+        self.size = size
+
+    def advance(self, window: bytearray, data: bytes) -> bool:
+        self.frames = len(window) // self.size
+        return len(window) % self.size == 0
+
+
+def _candidate_for(name: str) -> _Candidate | None:
+    """A candidate for a framing named by a hint (``None`` for ``raw`` and names inference does not scan for)."""
+    if name == "header16json":
+        return _HeaderJson()
+    if name in ("json", "msgpack"):
+        return _Stream(name)
+    if name.startswith("fixed:"):
+        return _Fixed(int(name[6:]))
+    try:
+        f = make_framer(name)
+    except FramingError:
+        return None
+    if isinstance(f, LengthPrefixFramer):
+        return _Length(f.width, f.endian, f.inclusive)
+    if isinstance(f, DelimiterFramer):
+        return _Delimiter(f.delimiter, _RANK["custom"])
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ inference
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """What an earlier connection to the same target showed for this direction."""
+
+    framing: str
+    messages: int
+    """Messages that fitted it there."""
+    confirmed: bool
+    """Inference decided it (rather than a connection that ended while still watching)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The framing a direction follows, from the end of the watched window on."""
+
+    framing: str
+    """A name ``proxy.framing.make_framer`` takes (``raw`` when nothing fits)."""
+    reason: str
+    """In words, with the evidence: "2-byte big-endian length prefix: 3 of 3 messages fit (3 reads)"."""
+    messages: int
+    """Messages of that framing in the watched window (0 for raw)."""
+    reads: int
+    """Reads watched (each passed on as one message)."""
+    watched: int
+    """Bytes watched: the framing starts at this offset of the inference window."""
+    remembered: bool = False
+    """Decided on the strength of a hint from earlier connections."""
+
+
+class Inference:
+    """Watches one direction's reads until it can name their framing (see the module docstring)."""
+
+    def __init__(self, hint: Hint | None = None) -> None:
+        self.window = bytearray()
+        self.reads = 0
+        self.observed = 0
+        self._gcd = 0
+        self._binary = False
+        self._read_ends: bytes | None = None  # common suffix of every read so far
+        self._pickles = True  # every read so far looks like one whole pickle
+        self._pickle_starts = True  # every read so far starts like a pickle (protocol 2 to 5)
+        self._shortest = 1 << 62
+        self._sizes: set[int] = set()  # the read sizes seen (a fixed record size must be one of them)
+        self._cands: list[_Candidate] = [_HeaderJson()]
+        for width in (8, 4, 2):
+            for endian in ("be", "le"):
+                for inclusive in (False, True):
+                    self._cands.append(_Length(width, endian, inclusive))
+        self._cands += [_Length(1, "be", False), _Length(1, "be", True),
+                        _Delimiter(b"\r\n", _RANK["crlf"], text_only=True),
+                        _Delimiter(b"\n", _RANK["lines"], text_only=True),
+                        _Delimiter(b"\x00", _RANK["nul"], text_only=True), _Stream("json"), _Stream("msgpack")]
+        self._learnt: _Delimiter | None = None
+        self.hint = hint
+        self._hinted: _Candidate | None = None
+        if hint is not None and hint.framing != "raw":
+            cand = next((c for c in self._cands if c.name == hint.framing), None)
+            if cand is None:
+                cand = _candidate_for(hint.framing)
+                if cand is not None:
+                    self._cands.append(cand)
+            if cand is not None:
+                cand.need = 1 if hint.confirmed else max(1, cand.need - hint.messages)
+                self._hinted = cand
+
+    def observe(self, data: bytes) -> Decision | None:
+        """Watch one more read (passed on raw by the caller); a decision once one is possible."""
+        if not data:
+            return None
+        self.reads += 1
+        self.observed += len(data)
+        if self.observed > INFER_BYTES:
+            return self._raw(f"no framing showed in the first {INFER_BYTES >> 10} KiB")
+        window = self.window
+        window += data
+        self._gcd = math.gcd(self._gcd, len(data))
+        self._shortest = min(self._shortest, len(data))
+        if len(self._sizes) < 64:
+            self._sizes.add(len(data))
+        if not self._binary and not _is_text(data):
+            self._binary = True
+        tail = data[-_SUFFIX:]
+        self._read_ends = tail if self._read_ends is None else _common_suffix(self._read_ends, tail)
+        if self._pickle_starts and not (len(data) > 2 and data[0] == 0x80 and 2 <= data[1] <= 5):
+            self._pickle_starts = False
+        if self._pickles and not (self._pickle_starts and data[-1] == 0x2E):
+            self._pickles = False
+        for c in self._cands:
+            if c.alive:
+                c.last_aligned = c.advance(window, data)
+                if c.last_aligned:
+                    c.aligned += 1
+        self._learn_terminator()
+        return self._decide()
+
+    # -------------------------------------------------------------------------------------------- internals
+
+    def _learn_terminator(self) -> None:
+        """A terminator every read ends with (two reads at least), other than the ones always scanned for."""
+        ends = self._read_ends
+        if self.reads < 2 or not ends or self._pickles:
+            return
+        t = _terminator(ends)
+        if self._pickle_starts and b"." in t:
+            t = t[t.index(b".") + 1:]  # pickles end with STOP ("."), often after the same opcodes: not the terminator
+        if not t or t in (b"\n", b"\r\n", b"\x00") or (self._learnt is not None and self._learnt.delimiter == t):
+            return
+        if not self._acceptable_terminator(t):
+            return
+        cand = _Delimiter(t, _RANK["custom"], from_reads=True)
+        # the whole window at once (at most INFER_BYTES, scanned by bytearray.find): every read ended with it
+        cand.last_aligned = cand.advance(self.window, b"")
+        cand.aligned = int(cand.last_aligned)
+        if self._learnt is not None:
+            self._cands.remove(self._learnt)
+        self._learnt = cand
+        self._cands.append(cand)
+
+    def _acceptable_terminator(self, t: bytes) -> bool:
+        """Whether ``t`` looks like a terminator a program chose rather than text its messages share."""
+        if len(t) == 1 and t[0] >= 0x20:
+            return False  # ";" or "!" ending every read is a coincidence of the text, not a framing
+        if self._shortest <= len(t):
+            return False  # a read that is only the "terminator": identical messages, not a terminator
+        if b" " in t:
+            return False  # " points!": words the messages end with
+        core = t.strip(b"\t\r\n")
+        if core and all(b in b"}])\"'" for b in core):
+            return False  # "\n}\n": the end of pretty-printed JSON values, not a terminator
+        punctuation = sum(0x21 <= b <= 0x7E and not chr(b).isalnum() for b in t)
+        if any(0x61 <= b <= 0x7A for b in t) and punctuation < 2:
+            return False  # "points!" is text; "<end>" is a terminator
+        printable = sum(0x21 <= b <= 0x7E for b in t)
+        payloads = bytes(self.window).replace(t, b"")
+        if not payloads:
+            return False  # nothing but the "terminator", over and over
+        if _is_text(payloads):
+            return True
+        return len(t) >= 3 and printable >= 3  # binary messages (pickles) with a terminator such as <END>
+
+    def _fixed(self) -> tuple[int, int] | None:
+        """(record size, records) when the reads look like fixed-size binary records."""
+        size = self._gcd
+        if not self._binary or not 2 <= size <= FIXED_MAX or self._pickles:
+            return None  # (pickles of one shape have one size, but the next may not)
+        if size not in self._sizes:
+            return None  # a 20-byte hello then 64-byte messages share a divisor of 4, but no record is 4 bytes
+        return size, len(self.window) // size
+
+    def _decide(self) -> Decision | None:
+        reads = self.reads
+        hinted = self._hinted
+        if hinted is not None and hinted.fits(reads):
+            return self._decision(hinted.name, hinted.frames, remembered=True)
+        if self.hint is not None and self.hint.framing == "raw" and self.hint.confirmed and reads == 1:
+            fitting = [c for c in self._cands if c.fits(reads)]
+            if not fitting:
+                return self._raw("as on earlier connections to this server, no framing fits", remembered=True)
+        fitting = [c for c in self._cands if c.fits(reads)]
+        if fitting:
+            best = min(fitting, key=lambda c: c.rank)
+            if best.rank in (_RANK["crlf"], _RANK["lines"]):
+                # Pretty-printed JSON: one value spans several lines. JSON wins where it frames fewer, bigger
+                # messages; while it is one message short of fitting, wait a read rather than decide for lines.
+                js = next(c for c in self._cands if c.name == "json")
+                if js.alive and js.last_aligned and 0 < js.frames < best.frames and not js.degenerate(reads):
+                    if not js.fits(reads):
+                        return None
+                    best = js
+            name = best.name
+            if isinstance(best, _Delimiter) and not best.from_reads and best.suffix and best.frames >= 2:
+                t = _terminator(best.suffix)
+                if len(t) > len(best.delimiter) and t.endswith(best.delimiter) and self._acceptable_terminator(t):
+                    name = delimiter_name(t)  # "\0" ends every message, and so does "EOT\0": name the latter
+            return self._decision(name, best.frames)
+        fixed = self._fixed()
+        if fixed is not None and fixed[1] >= 3:
+            return self._decision(f"fixed:{fixed[0]}", fixed[1])
+        if reads >= INFER_READS:
+            return self._raw(f"no framing fits the first {reads} reads")
+        if reads >= RAW_AFTER_READS and fixed is None and not any(c.promising(reads) for c in self._cands):
+            return self._raw(f"no framing fits the first {reads} reads")
+        return None
+
+    def _decision(self, name: str, messages: int, remembered: bool = False) -> Decision:
+        reason = f"{describe(name)}: {messages} of {messages} messages fit ({self.reads} "
+        reason += "read)" if self.reads == 1 else "reads)"
+        if remembered:
+            reason = "as on earlier connections to this server, " + reason
+        return Decision(name, reason, messages, self.reads, self.observed, remembered)
+
+    def _raw(self, why: str, remembered: bool = False) -> Decision:
+        return Decision("raw", f"{why}: each read is a message (raw)", 0, self.reads, self.observed, remembered)
+
+    def best_evidence(self) -> tuple[str, int] | None:
+        """The most specific promising candidate and its messages: what a connection that ends before a decision
+        leaves to the next one."""
+        reads = self.reads
+        promising = [c for c in self._cands if c.promising(reads) and c.last_aligned]
+        if promising:
+            best = min(promising, key=lambda c: c.rank)
+            return best.name, best.frames
+        fixed = self._fixed()
+        if fixed is not None and fixed[1] >= 1:
+            return f"fixed:{fixed[0]}", fixed[1]
+        return None
+
+
+# ------------------------------------------------------------------------------------------------ the framer
+
+
+class AutoFramer:
+    """The framer named ``auto``: each read is a message while :class:`Inference` watches; once it decides, the
+    decided framer (``inner``) frames every later byte. The relay swaps ``inner`` in itself (so the decided framing
+    costs what it costs alone) and publishes the decision; other users (a capture import) just keep feeding this.
+    """
+
+    __slots__ = ("decision", "fallback", "inference", "inner", "max_frame", "skip")
+    name = "auto"
+    slice_bytes = 0
+    can_hold = False
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, hint: Hint | None = None, skip: int = 0) -> None:
+        self.max_frame = max_frame
+        self.skip = skip
+        """Bytes passed on before inference starts watching: the rest of a frame whose framing stalled (so that
+        inference starts on a message boundary)."""
+        self.fallback: str | None = None
+        self.inference: Inference | None = Inference(hint)
+        self.decision: Decision | None = None
+        self.inner: Framer | None = None
+
+    def feed(self, data: bytes) -> list[bytes]:
+        inner = self.inner
+        if inner is not None:
+            framed = inner.feed(data)
+            self.fallback = inner.fallback
+            return framed
+        if not data:
+            return []
+        out: list[bytes] = []
+        if self.skip:
+            take = min(self.skip, len(data))
+            self.skip -= take
+            out.append(data[:take])
+            data = data[take:]
+            if not data:
+                return out
+        assert self.inference is not None
+        d = self.inference.observe(data)
+        if d is not None:
+            self.decision = d
+            self.inner = make_framer(d.framing, self.max_frame)
+            self.inference = None  # the window's memory goes with it
+        out.append(data)
+        return out
+
+    def flush(self) -> bytes:
+        return b"" if self.inner is None else self.inner.flush()
+
+    @property
+    def buffered(self) -> int:
+        return 0 if self.inner is None else self.inner.buffered
+
+    def remaining(self) -> int | None:
+        return None if self.inner is None else self.inner.remaining()
+
+
+# ------------------------------------------------------------------------------------------------ memory
+
+
+Target = tuple[str, int]
+
+
+class FramingMemory:
+    """Per target and direction: the framing last inferred, or the best evidence of connections that ended while
+    inference was still watching. Bounded (``MAX_ENTRIES``); single-threaded (the engine loop)."""
+
+    MAX_ENTRIES: Final = 256
+
+    def __init__(self) -> None:
+        self._confirmed: dict[tuple[Target, Direction], str] = {}
+        self._evidence: dict[tuple[Target, Direction], tuple[str, dict[int, int]]] = {}
+
+    def hint(self, target: Target, direction: Direction) -> Hint | None:
+        key = (target, direction)
+        name = self._confirmed.get(key)
+        if name is not None:
+            return Hint(name, 0, True)
+        ev = self._evidence.get(key)
+        if ev is not None:
+            return Hint(ev[0], sum(ev[1].values()), False)
+        return None
+
+    def confirm(self, target: Target, direction: Direction, framing: str) -> None:
+        key = (target, direction)
+        self._evidence.pop(key, None)
+        self._confirmed.pop(key, None)
+        if len(self._confirmed) >= self.MAX_ENTRIES:
+            del self._confirmed[next(iter(self._confirmed))]
+        self._confirmed[key] = framing
+
+    def observe(self, target: Target, direction: Direction, conn_id: int, framing: str, messages: int) -> None:
+        """Connection ``conn_id``, still inferring, has ``messages`` fitting ``framing`` so far."""
+        key = (target, direction)
+        if key in self._confirmed:
+            return
+        ev = self._evidence.get(key)
+        if ev is None or ev[0] != framing:
+            if ev is not None and sum(ev[1].values()) > messages:
+                return  # keep the stronger evidence
+            if len(self._evidence) >= self.MAX_ENTRIES:
+                del self._evidence[next(iter(self._evidence))]
+            ev = self._evidence[key] = (framing, {})
+        counts = ev[1]
+        counts[conn_id] = messages
+        if len(counts) > 16:
+            del counts[next(iter(counts))]
+
+    def forget(self, target: Target, direction: Direction, framing: str) -> None:
+        """``framing`` turned out wrong for this target (a stall, a contradiction): do not suggest it again."""
+        key = (target, direction)
+        if self._confirmed.get(key) == framing:
+            del self._confirmed[key]
+        ev = self._evidence.get(key)
+        if ev is not None and ev[0] == framing:
+            del self._evidence[key]
+
