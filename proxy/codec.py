@@ -430,16 +430,16 @@ def _dec_notice(d: Mapping[str, Any]) -> Notice:
 
 def _dec_framing_inferred(d: Mapping[str, Any]) -> FramingInferred:
     return FramingInferred(
-        conn_id=_int(d, "conn_id"),
-        direction=_direction(d),
-        framing=_str(d, "framing"),
-        reason=_str(d, "reason"),
-        from_seq=_int(d, "from_seq"),
-        at_offset=_int(d, "at_offset"),
-        time_ns=_int(d, "time_ns"),
-        since_seq=_int(d, "since_seq") if "since_seq" in d else 0,
-        messages=_int(d, "messages") if "messages" in d else 0,
-        cause=_str(d, "cause") if "cause" in d else "inferred",
+        conn_id=int_field(d, "conn_id"),
+        direction=direction_field(d),
+        framing=str_field(d, "framing"),
+        reason=str_field(d, "reason"),
+        from_seq=int_field(d, "from_seq"),
+        at_offset=int_field(d, "at_offset"),
+        time_ns=int_field(d, "time_ns"),
+        since_seq=int_field(d, "since_seq") if "since_seq" in d else 0,
+        messages=int_field(d, "messages") if "messages" in d else 0,
+        cause=str_field(d, "cause") if "cause" in d else "inferred",
     )
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -816,8 +817,19 @@ def normalise_name(name: str) -> str:
                 raise FramingError("len8 has no byte order: write len8")
             endian = "be"
         return length_name(int(bits) // 8, endian or "be", bool(incl))
-    make_framer(low)  # raises FramingError for an unknown name
+    if low != "auto":  # known by name; built once proxy.inference is imported
+        make_framer(low)  # raises FramingError for an unknown name
     return low
+
+
+_LAYERED: dict[str, Callable[[int], Framer]] = {}
+"""Framers defined by modules built on this one (``auto``: :mod:`proxy.inference`, which builds its candidates from
+the framers here), registered by them when imported: this module never imports them."""
+
+
+def register_framer(name: str, factory: Callable[[int], Framer]) -> None:
+    """Let :func:`make_framer` build ``name`` (called by the module that defines it, when imported)."""
+    _LAYERED[name] = factory
 
 
 def make_framer(name: str, max_frame: int = DEFAULT_MAX_FRAME) -> Framer:
@@ -827,9 +839,10 @@ def make_framer(name: str, max_frame: int = DEFAULT_MAX_FRAME) -> Framer:
     if n == "raw":
         return RawFramer()
     if n == "auto":
-        from proxy.inference import AutoFramer  # inference builds framers from this module: imported when used
-
-        return AutoFramer(max_frame)
+        factory = _LAYERED.get("auto")
+        if factory is None:
+            raise FramingError("auto framing needs proxy.inference: import it before building an auto framer")
+        return factory(max_frame)
     if n == "lines":
         return LinesFramer(max_frame)
     if n == "msgpack":
@@ -867,7 +880,6 @@ def parse_framing(text: str, max_frame: int = DEFAULT_MAX_FRAME) -> FramingSpec:
         if "=" in text and not text.lower().startswith("delim:"):
             raise FramingError(f"bad framing {text!r}; e.g. --framing c2s=fixed:12,s2c=lines")
         n = normalise_name(text)
-        make_framer(n, max_frame)
         return FramingSpec(n, n, max_frame)
     parts: dict[str, str] = {}
     for item in text.split(","):
@@ -875,9 +887,7 @@ def parse_framing(text: str, max_frame: int = DEFAULT_MAX_FRAME) -> FramingSpec:
         key = key.strip().lower()
         if not sep or key not in ("c2s", "s2c"):
             raise FramingError(f"bad framing part {item!r}; e.g. --framing c2s=fixed:12,s2c=lines")
-        name = normalise_name(value)
-        make_framer(name, max_frame)
-        parts[key] = name
+        parts[key] = normalise_name(value)
     return FramingSpec(parts.get("c2s", "raw"), parts.get("s2c", "raw"), max_frame)
 
 

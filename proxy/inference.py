@@ -50,6 +50,7 @@ from proxy.framing import (
     header_body_length,
     length_name,
     make_framer,
+    register_framer,
 )
 from proxy.model import Direction
 
@@ -738,3 +739,5 @@ class FramingMemory:
         if ev is not None and ev[0] == framing:
             del self._evidence[key]
 
+
+register_framer("auto", AutoFramer)

@@ -49,6 +49,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Final
 
+import proxy.inference  # noqa: F401  (registers the ``auto`` framing a capture may be imported with)
 from proxy.framing import DEFAULT_MAX_FRAME, Framer, FramingSpec, parse_framing
 from proxy.model import (
     CloseReason,
