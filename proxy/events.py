@@ -1,4 +1,5 @@
-"""Events: the only way facts reach a relay core. Each is a frozen dataclass named as a past-tense fact.
+"""Events: the only way facts reach a relay core. Each is an immutable dataclass (``proxy.model.frozen``) named
+as a past-tense fact.
 
 Role: inputs of :meth:`proxy.relay.Relay.handle`. Time arrives *in* the event (``now``, monotonic ns), so the
 core never reads a clock.
@@ -8,52 +9,51 @@ Thread: created on the engine's event-loop thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from proxy.model import Direction, Origin, Side
+from proxy.model import Direction, Origin, Side, frozen
 
 if TYPE_CHECKING:
     from proxy.conditions import Conditions, Spike
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Event:
     now: int
     """Monotonic time in nanoseconds at which the shell observed the fact."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ClientAccepted(Event):
     """The listener accepted a client; the relay should open its upstream."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UpstreamOpened(Event):
     server_addr: tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UpstreamFailed(Event):
     timed_out: bool
     refused: bool
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DataReceived(Event):
     side: Side
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EofReceived(Event):
     """The side sent FIN: it will send nothing more but may still read."""
 
     side: Side
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ConnectionLost(Event):
     """The side's socket is gone without a clean FIN (reset, or an error)."""
 
@@ -62,12 +62,12 @@ class ConnectionLost(Event):
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class WakeupFired(Event):
     """A wake-up the core asked for (``RequestWakeup``) is due."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DataInjected(Event):
     """Bytes to send into the connection in ``direction``; they enter the receive path like live data."""
 
@@ -76,7 +76,7 @@ class DataInjected(Event):
     origin: Origin = Origin.INJECTED
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CloseRequested(Event):
     """The user (or a fault) asked to end the connection: FIN both ways, or a reset."""
 
@@ -84,19 +84,19 @@ class CloseRequested(Event):
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ShutdownRequested(Event):
     """The proxy is stopping: forward what is pending, then close both sides cleanly."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ConditionsChanged(Event):
     """New conditions for this connection; messages already scheduled keep their release time."""
 
     conditions: Conditions
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SpikeStarted(Event):
     """A one-shot lag spike starts now in ``direction``: it also delays what is queued and not yet released."""
 
@@ -104,7 +104,7 @@ class SpikeStarted(Event):
     spike: Spike
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FaultArmed(Event):
     """Drop or duplicate the next ``count`` messages in ``direction``."""
 
@@ -113,7 +113,7 @@ class FaultArmed(Event):
     count: int = 1
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HoldArmed(Event):
     """Hold the next ``count`` messages in ``direction`` for the user."""
 
@@ -121,7 +121,7 @@ class HoldArmed(Event):
     count: int = 1
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReleaseRequested(Event):
     """Forward a held message, as it is or with ``data`` instead (edited)."""
 
@@ -129,19 +129,19 @@ class ReleaseRequested(Event):
     data: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DropRequested(Event):
     """Do not forward a held or scheduled message."""
 
     msg_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReleaseAllRequested(Event):
     """Forward every held message of this connection."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReadingPaused(Event):
     """The shell stopped (``paused``) or resumed reading ``side``: backpressure, an upstream still connecting, a
     read framed in slices. Bytes waiting for the rest of a frame meanwhile are not late because of the framing."""
@@ -150,7 +150,7 @@ class ReadingPaused(Event):
     paused: bool
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FramingRequested(Event):
     """The user chose ``framing`` (a ``--framing`` name, or ``auto`` to infer again) for ``direction`` of this live
     connection: it applies from the next read; bytes waiting for the rest of a frame go on as they are first."""

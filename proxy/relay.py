@@ -67,6 +67,11 @@ class Phase(enum.Enum):
     CLOSED = "closed"
 
 
+# Members bound once: reaching one through its enum class costs ten times a global (enum's metaclass hook), and
+# the fast path below runs for every message.
+_RELAYING, _CLOSED, _LIVE = Phase.RELAYING, Phase.CLOSED, Origin.LIVE
+
+
 @dataclass(slots=True)
 class _Pending:
     msg_id: int
@@ -126,6 +131,10 @@ class _Lane:
     stall_confirm: bool = False  # stall_at is the second look (STALL_CONFIRM_NS after the bound)
     paused: bool = False  # the shell is not reading this direction's source
     losses: int = 0  # framings lost on this lane (stalls, contradictions)
+    destination: Side = Side.SERVER  # direction.destination, kept here for the fast path
+
+    def __post_init__(self) -> None:
+        self.destination = self.direction.destination
 
 
 def _segment(frames: list[bytes], bandwidth_bps: float) -> list[bytes]:
@@ -211,7 +220,7 @@ class Relay:
 
     def handle(self, event: ev.Event) -> list[cmd.Command]:
         out: list[cmd.Command] = []
-        if self.phase is Phase.CLOSED:
+        if self.phase is _CLOSED:
             return out
         self._dispatch[type(event)](event, out)
         return out
@@ -261,25 +270,36 @@ class Relay:
         # The client sees a reset, as close as a proxy can get to the "connection refused" it would have seen.
         self._finish(reason, e.detail, e.now, out, reset=True)
 
+    def receive_data(self, side: Side, data: bytes, now: int) -> list[cmd.Command]:
+        """``handle(DataReceived(now, side, data))`` without building the event: the shell's entry for every read
+        (as h11's ``receive_data``), the one call per message that no other event has."""
+        out: list[cmd.Command] = []
+        if self.phase is not _CLOSED:
+            self._receive(self.lanes[side], data, now, out)  # Side.CLIENT feeds the c2s lane: both are 0
+        return out
+
     def _on_data(self, e: ev.DataReceived, out: list[cmd.Command]) -> None:
-        lane = self.lanes[Direction.from_side(e.side)]
+        self._receive(self.lanes[e.side], e.data, e.now, out)
+
+    def _receive(self, lane: _Lane, data: bytes, now: int, out: list[cmd.Command]) -> None:
         if lane.source_eof:
             return  # bytes after FIN cannot happen on TCP; ignore defensively
         framer = lane.framer
-        lane.received += len(e.data)
-        frames = framer.feed(e.data)
+        lane.received += len(data)
+        frames = framer.feed(data)
         # Raw lanes never look further; a decided framer only checks it holds nothing and gave nothing up.
         if lane.watch and (lane.special or lane.stall_at is not None or framer.buffered
                            or framer.fallback is not None):
-            self._after_framing(lane, framer, frames, e.now, out)
+            self._after_framing(lane, framer, frames, now, out)
             return
         bandwidth = lane.cond.bandwidth_bps
         if bandwidth and framer.name == "raw":
             frames = _segment(frames, bandwidth)
         for frame in frames:
-            self._admit(lane, frame, e.now, Origin.LIVE, out)
-        if frames:
-            self._after_release(e.now, out)
+            self._admit(lane, frame, now, _LIVE, out)
+        c2s, s2c = self.lanes
+        if frames and (c2s.queue or s2c.queue or c2s.source_eof or s2c.source_eof):  # else nothing to release
+            self._after_release(now, out)
 
     def _on_injected(self, e: ev.DataInjected, out: list[cmd.Command]) -> None:
         lane = self.lanes[e.direction]
@@ -524,12 +544,14 @@ class Relay:
         """A framed message enters its lane: record it, then forward it at once or queue it."""
         seq = lane.seq
         lane.seq = seq + 1
-        msg_id = self.ids.msg()
-        if (lane.fast and not self.shared.active and not lane.queue and self.phase is Phase.RELAYING
+        ids = self.ids
+        msg_id = ids.next_msg  # Ids.msg(), inlined: this runs for every message
+        ids.next_msg = msg_id + 1
+        if (lane.fast and not self.shared.active and not lane.queue and self.phase is _RELAYING
                 and lane.scheduler.is_idle(now)):
             # Fast path: nothing ahead of it, nothing shaping this lane: one write, one record. The write goes
             # first: the game's bytes must not wait while subscribers (a recording, a window) take the record.
-            out.append(cmd.SendData(lane.direction.destination, data))
+            out.append(cmd.SendData(lane.destination, data))
             out.append(cmd.Publish(Message(msg_id, self.conn_id, lane.direction, seq, data, now, now, origin)))
             lane.bytes_out += len(data)
             lane.messages_out += 1
@@ -651,7 +673,7 @@ class Relay:
 
     def _after_release(self, now: int, out: list[cmd.Command]) -> None:
         """Release what is due, pass on FINs whose lanes have drained, and ask for the next wake-up."""
-        if self.phase is not Phase.RELAYING:
+        if self.phase is not _RELAYING:
             return
         c2s, s2c = self.lanes
         if not (c2s.queue or s2c.queue or c2s.source_eof or s2c.source_eof):
