@@ -510,6 +510,8 @@ class Printer:
         if isinstance(r, Notice):
             return f"{self._ts(r.time_ns)} {r.level}: {r.text}"
         if isinstance(r, FramingInferred):
+            if not self.show_messages:
+                return None  # --quiet prints what it always did: a framing that did not hold is a notice too
             return f"{self._ts(r.time_ns)} #{r.conn_id} {r.direction.label} {framing_line(r)}"
         return None
 

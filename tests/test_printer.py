@@ -217,11 +217,14 @@ def test_a_summariser_that_raises_costs_one_line_and_the_message_is_shown_as_bef
     assert next(x for x in out if "boom" not in x).endswith('"hello"') and out[-1].endswith('"again"'), out
 
 
-def test_quiet_loads_no_summariser() -> None:
+def test_quiet_is_unchanged_and_loads_no_summariser() -> None:
+    """``--quiet`` prints connection events and notices only, as before (a framing that did not hold is a notice
+    as well), and loads no decoder."""
     loaded = []
     buf = io.StringIO()
     p = Printer(Clock(0, 0), buf, show_messages=False, summariser=lambda: loaded.append(1) or None)
     p(msg(b"{}"))
+    p(framing("inferred", "len16be", "2-byte big-endian length prefix: 2 of 2 messages fit (2 reads)"))
     p(Notice("warning", "careful", 0))
     assert [x.split(" ", 1)[1] for x in lines_of(buf, p)] == ["warning: careful"]
     assert loaded == []
