@@ -18,10 +18,12 @@ the writer thread, which is how a message's line (and its decoding) stays off th
 every OS (non-blocking pipes do not exist on Windows, and setting ``O_NONBLOCK`` on an inherited terminal would
 change it for the parent shell too).
 
-Decoding on the writer thread is bounded three ways, so that it cannot take the relay's time either (both
-threads share one interpreter): a deadline per message (:data:`SUMMARY_DEADLINE_NS`), messages over
-:data:`SUMMARY_MAX_BYTES` are not decoded, and decoding gets at most :data:`SUMMARY_SHARE` of the writer's time
-(a burst of :data:`SUMMARY_BURST_NS`); past that, messages are shown as text or hex and one line says so.
+Decoding on the writer thread is kept from taking the relay's time (both threads share one interpreter and its
+lock): deferred lines are made when the callers pause (:data:`SETTLE_NS`, at the latest :data:`SETTLE_MAX_NS`),
+so not between a game's message and its answer; each decode has a deadline (:data:`SUMMARY_DEADLINE_NS`);
+messages over :data:`SUMMARY_MAX_BYTES` are not decoded; and decoding gets at most :data:`SUMMARY_SHARE` of the
+time (after a burst of :data:`SUMMARY_BURST_NS`); past that, messages are shown as text or hex and one line says
+so.
 
 Must not import: Qt, ``inspector``.
 Thread: ``Printer`` and ``Terminal.line``/``Terminal.defer`` are called on the engine's event-loop thread (or any
@@ -97,6 +99,10 @@ TERMINAL_BUFFER = 1 << 20
 """Bytes of lines a terminal may hold back before new lines are dropped (about 10,000 lines)."""
 EXIT_WAIT = 1.0
 """Seconds ``close_terminals`` waits at exit for a terminal to take what is buffered."""
+SETTLE_NS = 2_000_000
+"""Deferred lines are made once no new one has been queued for this long (the relay has paused)..."""
+SETTLE_MAX_NS = 100_000_000
+"""... or at the latest this long after the first of them was queued (traffic that never pauses)."""
 
 
 def dropped_notice(n: int) -> str:
@@ -114,8 +120,9 @@ class Terminal:
     ``dropped_notice`` line is written where they would have been. Bytes go to the stream's file descriptor
     (its raw file object where there is one, which Windows consoles need), never through the stream's own buffer:
     a writer blocked on a full pipe then holds no lock that another thread, or the interpreter at exit, waits for.
-    A stream without a file descriptor (``io.StringIO``, a test's capture) is written with its own ``write``, by
-    the same thread (it cannot block, but deferred lines must still be made off the caller's thread).
+    A stream without a file descriptor (``io.StringIO``, a test's capture) cannot block and is written directly,
+    except deferred lines, which are still made by the writer thread (and the lines queued behind them wait their
+    turn there, so the order is kept).
     """
 
     def __init__(self, stream: TextIO, limit: int = TERMINAL_BUFFER) -> None:
@@ -129,6 +136,11 @@ class Terminal:
         self._gap = 0  # lines dropped since the last one kept
         self._busy = False  # the writer is writing a batch it took
         self._closed = False
+        self._deferred = 0  # deferred lines queued
+        self._first_deferred = 0  # when the first of them was queued (monotonic ns)
+        self._last_put = 0  # when the last of them was queued
+        self._settling = False  # the writer waits for the callers to pause before making deferred lines
+        self._hurry = 0  # flushes waiting: no settling
         self._cond = threading.Condition(threading.Lock())
         self._encoding = getattr(stream, "encoding", None) or "utf-8"
         self._newline = os.linesep
@@ -154,12 +166,19 @@ class Terminal:
     def defer(self, render: Render, cost: int) -> None:
         """Queue a line that ``render`` makes later, on the writer thread, in its place among the other lines.
         ``cost``: the bytes the queued ``render`` holds (its message), counted against ``limit`` like a line's.
-        Never blocks beyond a short lock; past the limit it is dropped and counted like a line."""
+        Never blocks beyond a short lock; past the limit it is dropped and counted like a line.
+
+        Deferred lines are made once the callers have paused for :data:`SETTLE_NS` (or at the latest
+        :data:`SETTLE_MAX_NS` after the first was queued): making them takes the interpreter's lock, and the
+        relay, between a game's message and its answer, must not wait for it."""
         self._put(render, cost)
 
     def _put(self, item: str | Render, cost: int) -> None:
         with self._cond:
             if self._closed:
+                return
+            if self._fd < 0 and isinstance(item, str) and not self._lines and not self._busy:
+                self._write_now(item)  # cannot block, and nothing queued goes before it
                 return
             if self._bytes + cost > self.limit:
                 self.dropped += 1
@@ -169,7 +188,28 @@ class Terminal:
                 self._queue_notice()
             self._lines.append((item, cost))
             self._bytes += cost
-            self._cond.notify()
+            if not isinstance(item, str):
+                self._last_put = time.monotonic_ns()
+                if not self._deferred:
+                    self._first_deferred = self._last_put
+                self._deferred += 1
+            if not self._settling:  # a writer that is settling wakes by its own timer, not once per line
+                self._cond.notify()
+
+    def _settle(self, first: int) -> None:
+        """Before making a deferred line: wait until the callers pause (see :meth:`defer`); ``first``: when the
+        first deferred line of the batch was queued."""
+        with self._cond:
+            self._settling = True
+            try:
+                while not self._closed and not self._hurry:
+                    now = time.monotonic_ns()
+                    until = min(self._last_put + SETTLE_NS, first + SETTLE_MAX_NS)
+                    if now >= until:
+                        return
+                    self._cond.wait((until - now) / 1e9)
+            finally:
+                self._settling = False
 
     def _queue_notice(self) -> None:
         notice = dropped_notice(self._gap)
@@ -188,9 +228,11 @@ class Terminal:
                     return  # closed, and nothing left
                 batch = list(self._lines)
                 self._lines.clear()
+                self._deferred = 0
+                first = self._first_deferred
                 self._busy = True
             size = sum(cost for _, cost in batch)
-            texts = list(_rendered(batch))
+            texts = self._rendered(batch, first)
             ok = self._write_lines(texts) if texts else True
             with self._cond:
                 self._busy = False
@@ -199,6 +241,36 @@ class Terminal:
                 self._cond.notify_all()
             if not ok:
                 return  # the stream is gone (closed pipe): nothing more can be shown
+
+    def _rendered(self, batch: Iterable[tuple[str | Render, int]], first: int) -> list[str]:
+        """The lines of a batch, deferred ones made now, each once the callers pause (one that fails is a line
+        saying so). Between two, the interpreter's lock is offered to the other threads (the relay's)."""
+        texts: list[str] = []
+        for item, _ in batch:
+            if isinstance(item, str):
+                texts.append(item)
+                continue
+            self._settle(first)
+            try:
+                out = item()
+            except Exception as e:  # a bug in a formatter must not cost the terminal its thread
+                out = f"sockscope: a line could not be formatted: {type(e).__name__}: {e}"
+            time.sleep(0)
+            if out is None:
+                continue
+            if isinstance(out, str):
+                texts.append(out)
+            else:
+                texts.extend(out)
+        return texts
+
+    def _write_now(self, text: str) -> None:
+        try:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self.written += 1
+        except (OSError, ValueError):
+            self.dropped += 1
 
     def _write_lines(self, texts: list[str]) -> bool:
         text = self._newline.join(texts) + self._newline
@@ -230,11 +302,16 @@ class Terminal:
         """Wait up to ``timeout`` seconds for every queued line to be written; whether they were."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._lines or self._busy or self._gap:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._thread.is_alive():
-                    return False
-                self._cond.wait(left)
+            self._hurry += 1
+            self._cond.notify_all()
+            try:
+                while self._lines or self._busy or self._gap:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not self._thread.is_alive():
+                        return False
+                    self._cond.wait(left)
+            finally:
+                self._hurry -= 1
         return True
 
     def close(self, timeout: float = EXIT_WAIT) -> bool:
@@ -244,24 +321,6 @@ class Terminal:
             self._closed = True
             self._cond.notify_all()
         return done
-
-
-def _rendered(batch: Iterable[tuple[str | Render, int]]) -> Iterable[str]:
-    """The lines of a batch, deferred ones made now (on the writer thread); one that fails is a line saying so."""
-    for item, _ in batch:
-        if isinstance(item, str):
-            yield item
-            continue
-        try:
-            out = item()
-        except Exception as e:  # a bug in a formatter must not cost the terminal its thread
-            out = f"sockscope: a line could not be formatted: {type(e).__name__}: {e}"
-        if out is None:
-            continue
-        if isinstance(out, str):
-            yield out
-        else:
-            yield from out
 
 
 class _Discard(io.TextIOBase):
@@ -338,7 +397,7 @@ SUMMARY_DEADLINE_NS = 20_000_000
 """Most time one message's decode may take on the writer thread."""
 SUMMARY_MAX_BYTES = 64 << 10
 """Bigger messages are not decoded for the terminal (shown as text or hex), and their line is made at once."""
-SUMMARY_SHARE = 0.25
+SUMMARY_SHARE = 0.1
 """Most of the writer's time decoding may take, over time: the rest of the process (the relay) keeps the rest."""
 SUMMARY_BURST_NS = 250_000_000
 """Decoding time that may be spent at once (after a quiet spell) before :data:`SUMMARY_SHARE` applies."""

@@ -562,9 +562,9 @@ def test_terminal_says_how_many_lines_it_dropped_once_the_reader_catches_up() ->
     assert len(lines) - len(notices) - 1 + dropped == 20_000  # every line is either shown or counted
 
 
-def test_terminal_on_a_stream_without_a_file_writes_it_from_its_thread() -> None:
-    """A stream without a file descriptor (a test's capture) cannot block, but a deferred line (a message and its
-    decoding) must still be made off the caller's thread: its writer thread writes it with ``write``."""
+def test_terminal_on_a_stream_without_a_file_writes_directly() -> None:
+    """A stream without a file descriptor (a test's capture) cannot block: a line is written at once. A deferred
+    line (a message and its decoding) is still made on the writer thread, and a line queued behind it waits."""
     import io
 
     from proxy.model import Clock, Notice
@@ -573,11 +573,15 @@ def test_terminal_on_a_stream_without_a_file_writes_it_from_its_thread() -> None
     buf = io.StringIO()
     t = Terminal(buf)
     t.line("one")
-    assert t.flush(IO_TIMEOUT) and buf.getvalue() == "one\n"
+    assert buf.getvalue() == "one\n"
     p = Printer(Clock(0, 0), buf, prefix="[5555] ", summariser=None)
     p(Notice("warning", "careful", 0))
-    assert p.terminal.flush(IO_TIMEOUT)
     assert buf.getvalue().splitlines()[-1].startswith("[5555] ") and "warning: careful" in buf.getvalue()
+    threads: list[str] = []
+    t.defer(lambda: threads.append(threading.current_thread().name) or "two", 10)
+    t.line("three")
+    assert t.flush(IO_TIMEOUT)
+    assert buf.getvalue().splitlines()[-2:] == ["two", "three"] and threads == ["sockscope-terminal"]
 
 
 # ------------------------------------------------------------------------------------------ the control token

@@ -281,3 +281,20 @@ def test_a_terminal_on_a_pipe_renders_deferred_lines_on_its_thread() -> None:
     os.close(r)
     assert data.splitlines() == ["first", "second", "third", "fourth"]
     assert threads == ["sockscope-terminal"]
+
+
+def test_deferred_lines_wait_for_the_callers_to_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Making a message's line (decoding it) takes the interpreter's lock: it waits until the publisher (the relay)
+    pauses, so a game's answer is not relayed behind it. With the pause set longer than the test, the line is made
+    only when a flush asks for it."""
+    monkeypatch.setattr(printer_module, "SETTLE_NS", 60_000_000_000)
+    monkeypatch.setattr(printer_module, "SETTLE_MAX_NS", 60_000_000_000)
+    buf = io.StringIO()
+    term = Terminal(buf)
+    made = threading.Event()
+    term.line("plain lines go out at once")
+    term.defer(lambda: made.set() or "made", 10)
+    assert not made.wait(0.3)  # (a bounded check that nothing happened, not a synchronisation)
+    assert term.flush(IO_TIMEOUT) and made.is_set()
+    assert buf.getvalue().splitlines() == ["plain lines go out at once", "made"]
+    assert term.close(IO_TIMEOUT)
