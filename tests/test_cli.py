@@ -721,7 +721,8 @@ def test_sockscope_run_help_is_help() -> None:
                          encoding="utf-8", env=ENV, cwd=REPO, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("usage: sockscope run") and "error" not in out.stdout + out.stderr
-    for flag in ("--port", "--framing", "--latency", "--record", "--control", "--token-file", "--wait-attach"):
+    for flag in ("--port", "--any-address", "--framing", "--latency", "--record", "--control", "--token-file",
+                 "--wait-attach"):
         assert flag in out.stdout, flag
 
 

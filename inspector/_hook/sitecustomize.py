@@ -31,7 +31,8 @@ Child processes inherit the environment, so Python programs the program starts a
 Not covered: sockets connected from C code (uvloop, C extensions), and programs started with ``-S/-E/-I``.
 
 Thread: runs once at interpreter start-up; the wrapped methods run on whichever thread connects, keep no state
-but the immutable mapping, and take no locks.
+but the immutable mapping (and, with ``--any-address``, sockscope's answers per address, a dict that two threads
+may both fill with the same answer), and take no locks.
 """
 
 from __future__ import annotations
