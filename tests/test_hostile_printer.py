@@ -52,7 +52,10 @@ def test_every_hostile_message_is_one_bounded_line_made_off_the_publishers_threa
         p(Message(i + 1, 1, Direction.C2S, i, data, 0, 0))
         sent += 1
     assert p.terminal.flush(IO_TIMEOUT * 6)
-    lines = buf.getvalue().splitlines()
+    every = buf.getvalue().splitlines()
+    lines = [x for x in every if not x.startswith("sockscope: ")]
+    notes = [x for x in every if x.startswith("sockscope: ")]  # at most: decoding ran out of its share of time
+    assert all("faster than the terminal can decode" in x for x in notes) and len(notes) <= 1, notes
     assert len(lines) == sent == len(FILES)  # one line each: no summary spans lines, none is lost
     assert all(len(x) <= HEAD + max(SUMMARY_LIMIT, PREVIEW + 2) for x in lines), max(map(len, lines))
     assert {t for t, _, _ in calls} == {"sockscope-terminal"}
