@@ -6,13 +6,23 @@ loopback port and targeting ``127.0.0.1:PORT`` (the original destination), with 
 subscribed; then run the program as a child process whose Python start-up hook (``inspector/_hook/``, put first
 on its ``PYTHONPATH``) sends its connects to those ports through the proxies (see ``docs/run.md``). The child's
 stdin/stdout/stderr are inherited untouched; sockscope's own lines go to stderr so the program's stdout stays
-exactly what it would be without sockscope. The proxy's flags are the proxy's own (``proxy.options``); with one
-``--port``, ``--record`` records the session and ``--control`` opens the control endpoint (``--wait-attach``: the
-program starts once a client attached). Exit status: the child's (128+N if it died of signal N), or 2 for a usage
-error or a program that cannot be hooked.
+exactly what it would be without sockscope. The proxy's flags are the proxy's own (``proxy.options``): framing
+(``auto`` by default) and conditions apply to every proxy; with one ``--port``, ``--record`` records the session
+and ``--control`` opens the control endpoint and prints the command that attaches the window to it
+(``--wait-attach``: the program starts once a client attached). Messages are printed decoded
+(``inspector.summary``, run on the terminal's writer thread, never on a proxy's).
+
+``--any-address`` also captures connections to a ``--port`` on addresses that are not loopback (a hard-coded LAN
+address): the hook asks :class:`TargetBroker`, a small loopback server of this process, which points that port's
+proxy at the address the program asked for (one such address per port and run) and answers with the proxy's
+address.
+
+Exit status: the child's (128+N if it died of signal N), or 2 for a usage error or a program that cannot be
+hooked.
 Must not import: Qt (PySide6), the window (``inspector.app``, ``inspector.ui``); it is a terminal command.
 Thread: the main thread waits for the child; each proxy's engine runs on its own thread, where the printer is
-called.
+called (it only queues lines: the terminal's writer thread makes them); :class:`TargetBroker` answers on a thread
+of its own.
 """
 
 from __future__ import annotations
@@ -20,17 +30,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hmac
 import os
 import re
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from inspector.summary import make_summariser
 from proxy.conditions import Conditions
 from proxy.framing import FramingError, FramingSpec, parse_framing
 from proxy.options import (
@@ -47,12 +62,13 @@ from proxy.options import (
     parse_size,
     token_from_args,
 )
-from proxy.printer import Printer, close_terminals
+from proxy.printer import Printer, close_terminals, terminal
 from proxy.runner import ProxyThread
 from proxy.server import ProxyConfig, ProxyError
 
 HOOK_DIR = Path(__file__).resolve().parent / "_hook"
 REDIRECT_ENV = "SOCKSCOPE_REDIRECT"
+ANY_ADDRESS_ENV = "SOCKSCOPE_ANY_ADDRESS"
 PROXY_HOST = "127.0.0.1"
 TARGET_HOST = "127.0.0.1"
 
@@ -85,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a loopback port whose connections go through the proxy (repeatable; default 5555)")
     g.add_argument("--listen-port", type=int, default=0, metavar="PORT",
                    help="where the proxy listens (default 0: a free port; only with one --port)")
+    g.add_argument("--any-address", action="store_true",
+                   help="also capture connections to each --port on addresses that are not loopback, such as a "
+                        "hard-coded LAN address (192.168.1.20:5555); the proxy then connects to the address the "
+                        "program asked for (one such address per port)")
     g.add_argument("--assume-python", action="store_true",
                    help="treat the command as Python even if it does not look like it (e.g. `uv run`)")
     add_connection_arguments(p)
@@ -171,13 +191,113 @@ def isolating_flag(command: Sequence[str]) -> str | None:
     return None
 
 
-def redirect_env(redirects: dict[int, tuple[str, int]], base: dict[str, str] | None = None) -> dict[str, str]:
-    """The child's environment: the hook first on PYTHONPATH and the port -> proxy mapping."""
+def redirect_env(redirects: dict[int, tuple[str, int]], base: dict[str, str] | None = None,
+                 any_address: str | None = None) -> dict[str, str]:
+    """The child's environment: the hook first on PYTHONPATH, the port -> proxy mapping, and with
+    ``--any-address`` where the hook asks about other addresses (:meth:`TargetBroker.env_value`)."""
     env = dict(os.environ if base is None else base)
     old = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(HOOK_DIR) + (os.pathsep + old if old else "")
     env[REDIRECT_ENV] = ",".join(f"{port}={host}:{pport}" for port, (host, pport) in sorted(redirects.items()))
+    env.pop(ANY_ADDRESS_ENV, None)
+    if any_address is not None:
+        env[ANY_ADDRESS_ENV] = any_address
     return env
+
+
+# ------------------------------------------------------------------------------------------ --any-address
+
+_HOST_CHARS = re.compile(r"[A-Za-z0-9._:%-]{1,253}")
+
+
+def _shown(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class TargetBroker:
+    """``--any-address``: decides, for the hook, whether a connect to ``HOST:PORT`` on an address that is not
+    loopback goes through the proxy of ``PORT``, and points that proxy at ``HOST`` (the address the program asked
+    for) before answering, so the connection the hook then makes reaches that address.
+
+    One line per question on a loopback TCP connection: ``TOKEN PORT HOST`` -> ``OK PROXY_HOST PROXY_PORT`` or
+    ``NO``. The token (random, in the child's environment only) keeps other local programs from re-pointing the
+    proxy. Each port's proxy targets one address per run: the first non-loopback address the program connects to
+    (loopback connects to that port then reach it too: a server that listens on every address answers on both);
+    a second, different one goes straight through, and a line says so.
+    """
+
+    def __init__(self, proxies: dict[int, ProxyThread], say: Callable[[str], None]) -> None:
+        self.proxies = proxies
+        self.say = say
+        self.token = secrets.token_urlsafe(18)
+        self._targets: dict[int, str] = {}
+        self._refused: set[tuple[str, int]] = set()
+        self._sock = socket.create_server((PROXY_HOST, 0))
+        self.address: tuple[str, int] = self._sock.getsockname()[:2]
+        self._thread = threading.Thread(target=self._serve, name="sockscope-any-address", daemon=True)
+
+    def start(self) -> TargetBroker:
+        self._thread.start()
+        return self
+
+    def env_value(self) -> str:
+        return f"{self.token}@{self.address[0]}:{self.address[1]}"
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        self._thread.join(5.0)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                try:
+                    conn.settimeout(2.0)
+                    line = b""
+                    while not line.endswith(b"\n") and len(line) < 600:
+                        chunk = conn.recv(600)
+                        if not chunk:
+                            break
+                        line += chunk
+                    reply = self.answer(line.decode("utf-8", "replace"))
+                    conn.sendall(reply.encode("ascii"))
+                except OSError:
+                    continue  # the asker went away (its connect goes straight through)
+
+    def answer(self, line: str) -> str:
+        """The reply to one question (see the class); re-points a proxy the first time a port is asked about."""
+        words = line.split()
+        if len(words) != 3 or not hmac.compare_digest(words[0].encode(), self.token.encode()):
+            return "NO\n"
+        port_text, host = words[1], words[2].lower()
+        p = self.proxies.get(int(port_text)) if port_text.isdigit() else None
+        if p is None or not _HOST_CHARS.fullmatch(host):
+            return "NO\n"
+        port = p.config.target_port
+        decided = self._targets.get(port)
+        if decided is None:
+            p.call(_retarget, p.server.config, host)
+            self._targets[port] = host
+            self.say(f"sockscope: the program connects to {_shown(host, port)}: the proxy of port {port} now targets "
+                     "that address (--any-address)")
+        elif decided != host:
+            if (host, port) not in self._refused:
+                self._refused.add((host, port))
+                self.say(f"sockscope: the program connects to {_shown(host, port)} too: that connection goes "
+                         f"straight through, not through sockscope, because port {port} already goes to {decided} "
+                         "in this run (one address per port)")
+            return "NO\n"
+        return f"OK {PROXY_HOST} {p.port}\n"
+
+
+def _retarget(config: ProxyConfig, host: str) -> None:
+    """On the engine's thread: connections accepted from now on connect to ``host`` (the engine reads its config's
+    target for each new connection)."""
+    config.target_host = host
 
 
 # ------------------------------------------------------------------------------------------ the proxies
@@ -192,9 +312,12 @@ def start_proxies(ports: Sequence[int], listen_port: int, framing: FramingSpec, 
             config = ProxyConfig(PROXY_HOST, listen_port, TARGET_HOST, port, framing, connect_timeout, conditions,
                                  seed)
             p = ProxyThread(config)
-            # Subscribed before the engine starts, so this runs on our thread before any record exists.
+            # Subscribed before the engine starts, so this runs on our thread before any record exists. The
+            # summariser is this package's own (no entry point to look up); it is made and run on the terminal's
+            # writer thread.
             p.server.subscribe(Printer(p.server.clock, out, show_messages=not quiet,
-                                       prefix=f"[{port}] " if len(ports) > 1 else ""))
+                                       prefix=f"[{port}] " if len(ports) > 1 else "", summariser=make_summariser),
+                               messages=not quiet)
             proxies.append(p.start())
     except BaseException:
         stop_proxies(proxies)
@@ -245,11 +368,26 @@ def start_extras(p: ProxyThread, args: argparse.Namespace, out: TextIO) -> list[
             # A generated token is shown here, on the terminal (never on a command line); one the user gave is not.
             print(f"sockscope: control on {shown}:{cport} "
                   + (f"(token from {source})" if token else f"token {cs.token}"), file=out, flush=True)
+            print(f"sockscope: to watch and shape this traffic in the window, run in another terminal: "
+                  f"{attach_command(f'{shown}:{cport}', None if token else cs.token, args.token_file)}",
+                  file=out, flush=True)
     except BaseException:
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(close_extras(started), p.loop).result(10.0)
         raise
     return started
+
+
+def attach_command(address: str, token: str | None, token_file: str | None) -> str:
+    """The command that attaches the window to a control endpoint: with the token it printed (``token``), or
+    the one the user chose (from a file, or ``$SOCKSCOPE_TOKEN``, which the command then needs as well)."""
+    if token_file:
+        return f"sockscope --attach {address} --token-file {token_file}"
+    if token is None:
+        return f"(with the same SOCKSCOPE_TOKEN) sockscope --attach {address}"
+    if sys.platform == "win32":  # PowerShell, the default Windows terminal's shell
+        return f'$env:SOCKSCOPE_TOKEN="{token}"; sockscope --attach {address}'
+    return f"SOCKSCOPE_TOKEN={token} sockscope --attach {address}"
 
 
 async def _open_control(p: ProxyThread, host: str, port: int, token: str | None, rate: int | None,
@@ -376,7 +514,8 @@ def main(argv: list[str]) -> int:
     try:
         ours_argv, command = split_command(argv)
     except UsageError as e:
-        print(f"sockscope run: error: {e}", file=err)
+        print(f"{parser.format_usage().rstrip()}\nsockscope run: error: {e}\n(sockscope run --help lists every "
+              "flag; see docs/run.md)", file=err)
         return 2
     args = parser.parse_args(ours_argv)
     if args.list_presets:
@@ -409,6 +548,7 @@ def main(argv: list[str]) -> int:
         print(f"sockscope run: error: {e}", file=err)
         return 2
     extras: list[Any] = []
+    broker: TargetBroker | None = None
     try:
         try:
             extras = start_extras(proxies[0], args, err)
@@ -419,6 +559,11 @@ def main(argv: list[str]) -> int:
         for port, (host, pport) in redirects.items():
             print(f"sockscope: connections to localhost:{port} go through {host}:{pport} → {TARGET_HOST}:{port} "
                   f"(framing {framing})", file=err, flush=True)
+        if args.any_address:
+            broker = TargetBroker(dict(zip(ports, proxies, strict=True)), terminal(err).line).start()
+            print(f"sockscope: connections to port{'s' if len(ports) > 1 else ''} {', '.join(map(str, ports))} on "
+                  "any other address go through it too; the proxy then connects to the address the program asked "
+                  "for (--any-address)", file=err, flush=True)
         if not conditions.is_passthrough:
             print(f"sockscope: conditions {conditions.describe()}", file=err, flush=True)
         if args.wait_attach is not None:
@@ -427,12 +572,15 @@ def main(argv: list[str]) -> int:
             except KeyboardInterrupt:
                 return 130
         try:
-            proc = subprocess.Popen(resolved, env=redirect_env(redirects))
+            proc = subprocess.Popen(resolved, env=redirect_env(
+                redirects, any_address=None if broker is None else broker.env_value()))
         except OSError as e:
             print(f"sockscope run: error: cannot start {resolved[0]!r}: {e.strerror or e}", file=err)
             return 2
         rc = wait_child(proc)
     finally:
+        if broker is not None:
+            broker.close()
         # The child has exited, so its sockets are closed: stopping flushes what the proxies still hold.
         stop_proxies(proxies, extras)
         close_terminals()  # the printer's last lines, waiting a short bound at most

@@ -46,6 +46,7 @@ from proxy.model import Direction
 from proxy.presets import find_preset
 
 __all__ = [
+    "DEFAULT_FRAMING",
     "DEFAULT_LISTEN",
     "DEFAULT_TARGET",
     "TOKEN_ENV",
@@ -70,6 +71,8 @@ __all__ = [
 
 DEFAULT_LISTEN = "127.0.0.1:5556"
 DEFAULT_TARGET = "127.0.0.1:5555"
+DEFAULT_FRAMING = "auto"
+"""``--framing`` when none is given: inferred per connection and direction (docs/framing.md)."""
 
 
 class UsageError(Exception):
@@ -250,9 +253,13 @@ def add_connection_arguments(p: argparse.ArgumentParser) -> None:
 def add_framing_arguments(p: argparse.ArgumentParser) -> None:
     """``--framing`` and ``--max-frame`` (turned into a ``FramingSpec`` by ``proxy.framing.parse_framing``)."""
     g = p.add_argument_group(FRAMING_GROUP)
-    g.add_argument("--framing", default="raw", metavar="F",
-                   help="what one message is: raw (each read), lines, len16/len32[be|le], fixed:N, msgpack, "
-                        "json; per direction as c2s=fixed:12,s2c=lines (default raw)")
+    g.add_argument("--framing", default=DEFAULT_FRAMING, metavar="F",
+                   help="what one message is: auto (inferred from the first messages of each connection and "
+                        "direction: the default), raw (each read), lines, delim:ESC (a terminator of your own, "
+                        r"e.g. delim:EOT\x00), len8, len16/len32/len64[be|le] (a length prefix; add -incl when "
+                        "it counts itself), header16json (a 2-byte header length, a JSON header with the body's "
+                        "content-length, the body: the Real Python tutorial's format), fixed:N, msgpack, json; per "
+                        "direction as c2s=fixed:12,s2c=lines (docs/framing.md)")
     g.add_argument("--max-frame", default=str(DEFAULT_MAX_FRAME), metavar="SIZE",
                    help="largest frame before that direction falls back to raw (default 16MiB)")
 

@@ -155,6 +155,121 @@ def test_demo_runs_the_exercise_through_the_proxy() -> None:
     assert re.search(r"#1 closed: ", out), out
 
 
+# ------------------------------------------------------------------------------------------------ framing and decoding
+
+
+def _play_through_cli(child: Callable[..., Child], game_name: str, n: int, *args: str,
+                      env: dict[str, str] | None = None) -> Child:
+    """A corpus game's server, ``python -m proxy`` in front of it (with ``args``), and ``n`` exchanges played by
+    the game's client through the proxy; returns the proxy once it has printed the connection's close."""
+    import importlib
+
+    game = importlib.import_module(f"tests.games.{game_name}")
+    errors: list[BaseException] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(IO_TIMEOUT)
+
+        def serve() -> None:
+            try:
+                game.serve(listener, n)
+            except BaseException as e:
+                errors.append(e)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        p = child("--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{listener.getsockname()[1]}", *args, env=env)
+        game.play(p.listening_port(), n)
+        server.join(IO_TIMEOUT)
+    assert not errors, errors
+    p.wait_line(p.out, lambda x: "#1 closed:" in x)
+    return p
+
+
+def test_framing_is_inferred_unless_one_is_named() -> None:
+    """Issue 20: ``--framing auto`` is the default of sockscope-proxy, the window and sockscope run (one
+    definition, in proxy/options.py), and the help names every framing."""
+    for name, parser in _parsers().items():
+        action = _actions(parser)["--framing"]
+        assert action.default == "auto", name
+        assert action.help is not None
+        for word in ("auto", "raw", "lines", "delim:EOT\\x00", "header16json", "len8", "len64", "-incl", "fixed:N",
+                     "msgpack", "json"):
+            assert word in action.help, (name, word)
+
+
+@pytest.mark.timeout(60)
+def test_the_terminal_says_what_framing_was_inferred_and_why(child: Callable[..., Child], tmp_path: Path) -> None:
+    """Issue 20 item 2, as a user runs it: no --framing; the Real Python format is inferred and a line says so,
+    with the evidence."""
+    p = _play_through_cli(child, "realpython", 3)
+    assert any(x.startswith("sockscope: listening on") and x.endswith("(framing auto)") for x in p.out), p.out
+    for d in ("c2s", "s2c"):
+        line = p.wait_line(p.out, lambda x, d=d: f"#1 {d} framing" in x)
+        assert re.search(rf"#1 {d} framing header16json \(inferred\): 2-byte big-endian header length, JSON "
+                         r"header with content-length, then the body \(Real Python style\): \d+ of \d+ messages "
+                         r"fit", line), line
+    assert len([x for x in p.out if re.search(r"#1 [→←] (c2s|s2c) +\d+ B", x)]) == 6, p.out
+
+
+@pytest.mark.timeout(60)
+def test_json_and_msgpack_messages_are_shown_decoded(child: Callable[..., Child], tmp_path: Path) -> None:
+    """Issue 20 item 6: each message's line shows its decoded map, not its bytes as text or hex."""
+    from tests.summariser_env import summariser_env
+
+    env = summariser_env(ENV, tmp_path)
+    for game, decoder, shown in (("len16_json", "json", '"'), ("msgpack_stream", "msgpack", "'")):
+        p = _play_through_cli(child, game, 3, env=env)
+        messages = [x for x in p.out if re.search(r"#1 [→←] (c2s|s2c) +\d+ B", x)]
+        assert len(messages) == 6, p.out
+        assert all(re.search(rf" B  {decoder} .*{{{shown}", x) for x in messages), messages
+
+
+@pytest.mark.timeout(60)
+def test_pickles_are_shown_by_class_and_fields(child: Callable[..., Child], tmp_path: Path) -> None:
+    from tests.summariser_env import summariser_env
+
+    p = _play_through_cli(child, "pickle_lockstep", 3, env=summariser_env(ENV, tmp_path))
+    messages = [x for x in p.out if re.search(r"#1 [→←] (c2s|s2c) +\d+ B", x)]
+    assert len(messages) == 6 and all(" B  pickle {" in x for x in messages), messages
+    assert "'action'" in messages[0], messages[0]
+
+
+@pytest.mark.timeout(60)
+def test_without_the_summariser_plugin_messages_are_text_or_hex(child: Callable[..., Child]) -> None:
+    """``proxy/`` finds decoding only through the entry point: with none installed (an empty metadata path), the
+    proxy runs and prints text or hex, as before."""
+    env = {**ENV, "PYTHONPATH": str(REPO)}
+    code = ("import importlib.metadata as m, sys; real = m.entry_points\n"
+            "m.entry_points = lambda **kw: [] if kw.get('group') == 'sockscope.summarisers' else real(**kw)\n"
+            "from proxy.cli import main; sys.exit(main())")
+
+    class NoPlugin(Child):
+        def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+            self.proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True, encoding="utf-8", env=env, cwd=REPO)
+            self.out, self.err = [], []
+            self._cond = threading.Condition()
+            self._readers = [threading.Thread(target=self._read, args=(s, lines), daemon=True)
+                             for s, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+            for t in self._readers:
+                t.start()
+
+    started: list[Child] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Child:
+        started.append(NoPlugin(*args, env=env))
+        return started[-1]
+
+    try:
+        p = _play_through_cli(start, "msgpack_stream", 2, env=env)
+    finally:
+        for c in started:
+            c.kill()
+    messages = [x for x in p.out if re.search(r"#1 [→←] (c2s|s2c) +\d+ B", x)]
+    assert messages and all(re.search(r" B  [0-9a-f]{2} [0-9a-f]{2} ", x) for x in messages), messages
+    assert not any("failed to load" in x for x in p.out + p.err), p.out + p.err
+
+
 # ------------------------------------------------------------------------------------------------ usage errors
 
 
@@ -448,6 +563,8 @@ def test_terminal_says_how_many_lines_it_dropped_once_the_reader_catches_up() ->
 
 
 def test_terminal_on_a_stream_without_a_file_writes_directly() -> None:
+    """A stream without a file descriptor (a test's capture) cannot block: a line is written at once. A deferred
+    line (a message and its decoding) is still made on the writer thread, and a line queued behind it waits."""
     import io
 
     from proxy.model import Clock, Notice
@@ -457,9 +574,14 @@ def test_terminal_on_a_stream_without_a_file_writes_directly() -> None:
     t = Terminal(buf)
     t.line("one")
     assert buf.getvalue() == "one\n"
-    p = Printer(Clock(0, 0), buf, prefix="[5555] ")
+    p = Printer(Clock(0, 0), buf, prefix="[5555] ", summariser=None)
     p(Notice("warning", "careful", 0))
     assert buf.getvalue().splitlines()[-1].startswith("[5555] ") and "warning: careful" in buf.getvalue()
+    threads: list[str] = []
+    t.defer(lambda: threads.append(threading.current_thread().name) or "two", 10)
+    t.line("three")
+    assert t.flush(IO_TIMEOUT)
+    assert buf.getvalue().splitlines()[-2:] == ["two", "three"] and threads == ["sockscope-terminal"]
 
 
 # ------------------------------------------------------------------------------------------ the control token
@@ -599,7 +721,8 @@ def test_sockscope_run_help_is_help() -> None:
                          encoding="utf-8", env=ENV, cwd=REPO, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("usage: sockscope run") and "error" not in out.stdout + out.stderr
-    for flag in ("--port", "--framing", "--latency", "--record", "--control", "--token-file", "--wait-attach"):
+    for flag in ("--port", "--any-address", "--framing", "--latency", "--record", "--control", "--token-file",
+                 "--wait-attach"):
         assert flag in out.stdout, flag
 
 

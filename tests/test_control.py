@@ -498,6 +498,40 @@ def test_set_framing_applies_to_new_connections(control: Control, proxy: ProxyTh
     s.close()
 
 
+def test_set_connection_framing_frames_one_live_connection(control: Control, proxy: ProxyThread) -> None:
+    """Issue 20: the user's framing for one live connection, one direction or both, from its next read on; every
+    client hears of it as a ``framing_inferred`` record with cause ``user``, and the snapshot shows it."""
+    c = control.client()
+    other = control.client()
+    s, conn = open_conn(proxy, c)
+    r = c.ok("set_connection_framing", conn_id=conn, framing="lines", direction="c2s")
+    assert r == {"conn_id": conn, "framing": "lines", "directions": ["c2s"]}
+    for client in (c, other):
+        ev = client.wait_for(lambda e: e["type"] == "framing_inferred" and e["conn_id"] == conn)
+        assert (ev["direction"], ev["framing"], ev["cause"]) == ("c2s", "lines", "user"), ev
+    s.sendall(b"a\nbb\n")
+    assert recv_exact(s, 5) == b"a\nbb\n"
+    c.wait_for(lambda e: e["type"] == "message" and e["data"] == b"a\n" and e["direction"] == "c2s")
+    c.wait_for(lambda e: e["type"] == "message" and e["data"] == b"bb\n" and e["direction"] == "c2s")
+    [row] = [x for x in c.ok("snapshot")["connections"] if x["conn"] == conn]
+    assert (row["framing_c2s"], row["framing_s2c"]) == ("lines", "raw"), row
+    # both directions at once; the name is normalised as for --framing
+    r = c.ok("set_connection_framing", conn_id=conn, framing="len16")
+    assert r == {"conn_id": conn, "framing": "len16be", "directions": ["c2s", "s2c"]}
+    seen = {c.wait_for(lambda e: e["type"] == "framing_inferred" and e["framing"] == "len16be")["direction"]
+            for _ in range(2)}
+    assert seen == {"c2s", "s2c"}
+    s.sendall(b"\x00\x02hi")
+    assert recv_exact(s, 4) == b"\x00\x02hi"
+    c.wait_for(lambda e: e["type"] == "message" and e["data"] == b"\x00\x02hi" and e["direction"] == "s2c")
+    assert "framing" in c.error("set_connection_framing", conn_id=conn, framing="zigzag")
+    assert "framing: expected a framing name" in c.error("set_connection_framing", conn_id=conn, framing=3)
+    assert "direction" in c.error("set_connection_framing", conn_id=conn, framing="raw", direction="sideways")
+    assert "no open connection #999" in c.error("set_connection_framing", conn_id=999, framing="raw")
+    assert "conn_id" in c.error("set_connection_framing", framing="raw")
+    s.close()
+
+
 def test_pause_and_resume_capture(control: Control, proxy: ProxyThread) -> None:
     c = control.client()
     c.ok("pause_capture")

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from inspector.run import HOOK_DIR, REDIRECT_ENV, isolating_flag, main, resolve_python_command, split_command
+from proxy.runner import ProxyThread
 from tests.conftest import IO_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,6 +213,174 @@ def test_control_with_wait_attach_starts_the_program_once_a_client_attached(tmp_
             proc.wait(IO_TIMEOUT)
 
 
+# Newline-framed messages, two per send, to each of the ports given: shows the framing and the conditions applied.
+LINES_TO_PORTS = textwrap.dedent('''
+    import socket, sys
+
+    for port in map(int, sys.argv[1:]):
+        srv = socket.create_server(("127.0.0.1", port))
+        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        conn, _ = srv.accept()
+        conn.settimeout(10)
+        c.sendall(f"one {port}\\ntwo {port}\\n".encode())
+        got = b""
+        while got.count(b"\\n") < 2:
+            got += conn.recv(100)
+        conn.sendall(b"ok\\n")
+        assert c.recv(10) == b"ok\\n"
+        c.close()
+        conn.close()
+        srv.close()
+        print("played", port, flush=True)
+''')
+
+
+def test_framing_and_conditions_reach_the_proxy_of_every_port(tmp_path: Path) -> None:
+    """Issue 20 item 7: the proxy flags apply to each proxy sockscope run starts, one per --port."""
+    script = tmp_path / "lines.py"
+    script.write_text(LINES_TO_PORTS, encoding="utf-8")
+    p1, p2 = free_port(), free_port()
+    proxied = sockscope_run("--port", str(p1), "--port", str(p2), "--framing", "lines", "--latency", "c2s=40",
+                            "--", sys.executable, str(script), str(p1), str(p2))
+    assert proxied.returncode == 0, proxied.stderr
+    assert proxied.stdout.splitlines() == [f"played {p1}", f"played {p2}"]
+    log = proxied.stderr.splitlines()
+    for port in (p1, p2):
+        assert any(f"connections to localhost:{port} go through" in x and x.endswith("(framing lines)") for x in log)
+        mine = [x for x in log if x.startswith(f"[{port}] ")]
+        c2s = [x for x in mine if " c2s " in x and " B " in x]
+        assert len(c2s) == 2, mine  # two messages in one send: the framing cut them
+        assert c2s[0].endswith(f'"one {port}\\n"') and c2s[1].endswith(f'"two {port}\\n"'), c2s
+        assert all(" [scheduled] +40.0ms " in x for x in c2s), c2s  # the latency, c2s only
+        assert [x for x in mine if " s2c " in x and " B " in x and "+" not in x.split(" B")[1]], mine
+    assert any("conditions" in x and "40" in x for x in log), log
+
+
+def test_auto_framing_is_the_default_and_the_terminal_says_what_it_inferred(tmp_path: Path) -> None:
+    script = tmp_path / "lines.py"
+    script.write_text(LINES_TO_PORTS.replace("two {port}", "two {port}\\nthree {port}").replace(
+        "count(b\"\\\\n\") < 2", "count(b\"\\\\n\") < 3"), encoding="utf-8")
+    port = free_port()
+    proxied = sockscope_run("--port", str(port), "--", sys.executable, str(script), str(port))
+    assert proxied.returncode == 0, proxied.stderr
+    log = proxied.stderr.splitlines()
+    assert any(x.endswith("(framing auto)") for x in log), log
+    assert any(" c2s framing lines (inferred): newline-terminated lines" in x for x in log), log
+
+
+def test_control_says_how_to_open_the_window_on_the_programs_traffic(tmp_path: Path) -> None:
+    """`sockscope run --control` prints the command that attaches the window (the token where it comes from)."""
+    script = tmp_path / "tutorial.py"
+    script.write_text(TUTORIAL, encoding="utf-8")
+    port = free_port()
+    env = {k: v for k, v in child_env().items() if k != "SOCKSCOPE_TOKEN"}
+    made = run([sys.executable, "-m", "inspector.run", "--port", str(port), "--control", "127.0.0.1:0", "--",
+                sys.executable, str(script), str(port)], env)
+    assert made.returncode == 0, made.stderr
+    control = next(x for x in made.stderr.splitlines() if "control on" in x)
+    address, token = control.split()[3], control.split()[5]
+    hint = next(x for x in made.stderr.splitlines() if "sockscope --attach" in x)
+    assert hint.endswith(f"SOCKSCOPE_TOKEN={token} sockscope --attach {address}") or (
+        sys.platform == "win32" and hint.endswith(f'$env:SOCKSCOPE_TOKEN="{token}"; sockscope --attach {address}'))
+    chosen = run([sys.executable, "-m", "inspector.run", "--port", str(port), "--control", "127.0.0.1:0", "--",
+                  sys.executable, str(script), str(port)], {**env, "SOCKSCOPE_TOKEN": "s3cret"})
+    assert chosen.returncode == 0, chosen.stderr
+    hint = next(x for x in chosen.stderr.splitlines() if "sockscope --attach" in x)
+    assert "s3cret" not in chosen.stderr and "the same SOCKSCOPE_TOKEN" in hint, hint
+
+
+def _lan_address() -> str | None:
+    """A non-loopback IPv4 address of this machine (no packet is sent: a UDP connect only looks up the route)."""
+    for probe_host in ("10.254.254.254", "203.0.113.1", "192.0.2.1"):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.connect((probe_host, 9))
+            except OSError:
+                continue
+            addr = str(s.getsockname()[0])
+        if not addr.startswith("127.") and addr != "0.0.0.0":
+            return addr
+    return None
+
+
+# The program's server and client use one hard-coded address, as a LAN game does.
+HARD_CODED = textwrap.dedent('''
+    import socket, sys
+
+    HOST, PORT = sys.argv[1], int(sys.argv[2])
+    srv = socket.create_server((socket.gethostbyname(HOST), PORT))
+    c = socket.create_connection((HOST, PORT), timeout=10)
+    conn, _ = srv.accept()
+    conn.settimeout(10)
+    c.sendall(b"hello over the LAN")
+    assert conn.recv(100) == b"hello over the LAN"
+    conn.sendall(b"welcome")
+    assert c.recv(100) == b"welcome"
+    print("peer port", c.getpeername()[1], flush=True)
+    c.close(); conn.close(); srv.close()
+''')
+
+
+def test_any_address_captures_a_hard_coded_lan_address_and_targets_it(tmp_path: Path) -> None:
+    """Issue 20 item 7: `--any-address` also captures connections to the port on an address that is not a
+    loopback spelling (the program's server and client use this machine's LAN address); the proxy connects to the
+    address the program asked for. Without the flag such a connection goes straight through, as before."""
+    host = _lan_address()
+    if host is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to play the LAN game on")
+    script = tmp_path / "lan.py"
+    script.write_text(HARD_CODED, encoding="utf-8")
+    port = free_port()
+    plain = sockscope_run("--port", str(port), "--", sys.executable, str(script), host, str(port))
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout == f"peer port {port}\n" and " opened " not in plain.stderr  # not captured
+    caught = sockscope_run("--port", str(port), "--any-address", "--", sys.executable, str(script), host, str(port))
+    assert caught.returncode == 0, caught.stderr
+    assert caught.stdout != f"peer port {port}\n"  # connected to the proxy...
+    log = caught.stderr.splitlines()
+    assert any(f"{host}:{port}" in x and "now targets" in x for x in log), log
+    opened = [x for x in log if " opened " in x]
+    assert len(opened) == 1 and opened[0].endswith(f"→ {host}:{port}"), log  # ...which connected to the address
+    assert any(" c2s " in x and "hello over the LAN" in x for x in log), log
+    assert any(" s2c " in x and "welcome" in x for x in log), log
+
+
+def test_the_broker_points_a_port_at_one_address_and_refuses_others_and_strangers() -> None:
+    """``--any-address``'s broker: the first non-loopback address asked about becomes the proxy's target; another
+    address for the same port is refused (it goes straight through) with one line; a wrong token, an unknown port
+    or a malformed question gets NO and changes nothing."""
+    from inspector.run import PROXY_HOST, TargetBroker
+    from proxy.server import ProxyConfig
+
+    lines: list[str] = []
+    proxy = ProxyThread(ProxyConfig(listen_port=0, target_port=5555)).start()
+    broker = TargetBroker({5555: proxy}, lines.append).start()
+    try:
+        def ask(text: str) -> str:
+            with socket.create_connection(broker.address, timeout=IO_TIMEOUT) as q:
+                q.sendall(text.encode() + b"\n")
+                return q.recv(100).decode()
+
+        token = broker.token
+        assert broker.env_value() == f"{token}@{PROXY_HOST}:{broker.address[1]}"
+        assert ask(f"wrong {5555} 192.168.1.20") == "NO\n"
+        assert ask(f"{token} 6666 192.168.1.20") == "NO\n"
+        assert ask(f"{token} 5555 bad/host") == "NO\n"
+        assert ask("") == "NO\n"
+        assert proxy.server.config.target_host == "127.0.0.1" and lines == []
+        assert ask(f"{token} 5555 192.168.1.20") == f"OK {PROXY_HOST} {proxy.port}\n"
+        assert proxy.server.config.target_host == "192.168.1.20"
+        assert ask(f"{token} 5555 192.168.1.20") == f"OK {PROXY_HOST} {proxy.port}\n"
+        assert ask(f"{token} 5555 10.0.0.7") == "NO\n"
+        assert ask(f"{token} 5555 10.0.0.7") == "NO\n"
+        assert proxy.server.config.target_host == "192.168.1.20"
+        assert len(lines) == 2 and "now targets that address" in lines[0], lines
+        assert "10.0.0.7:5555 too" in lines[1] and "goes straight through" in lines[1], lines
+    finally:
+        broker.close()
+        proxy.stop()
+
+
 def test_exit_status_is_the_childs() -> None:
     proxied = sockscope_run("--", sys.executable, "-c", "import sys; print('out'); sys.exit(3)")
     assert proxied.returncode == 3
@@ -356,6 +525,54 @@ def test_hook_is_inert_with_one_warning_when_the_variable_is_missing_or_malforme
     assert {out[k] for k in ("'127.0.0.1'", "'localhost'", "create_connection", "asyncio")} == {original}
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("sockscope hook:") and "not redirected" in lines[0], err
+
+
+def test_hook_asks_about_other_addresses_only_with_any_address() -> None:
+    """A connect to a named port on an address that is not loopback: straight through without
+    ``SOCKSCOPE_ANY_ADDRESS``; with it, the hook asks once per address and follows the answer (here a stand-in
+    answering from this process: OK to the proxy stand-in); an unreachable asker or a malformed value leaves the
+    connect as it was, and the loopback redirection still applies."""
+    lan = _lan_address()
+    if lan is None:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    server = socket.create_server((lan, 0), backlog=64)  # the program's server, on the LAN address only
+    stand_in = socket.create_server(("127.0.0.1", 0), backlog=64)  # the proxy
+    original, proxy = server.getsockname()[1], stand_in.getsockname()[1]
+    code = (f"import socket, json\n"
+            f"def peer(host):\n"
+            f"    with socket.create_connection((host, {original}), timeout=10) as s:\n"
+            f"        return s.getpeername()[1]\n"
+            f"print(json.dumps([peer({lan!r}), peer({lan!r}), peer('127.0.0.1')]))\n")  # (loopback: to the stand-in)
+    asked: list[str] = []
+    answerer = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        while True:
+            try:
+                conn, _ = answerer.accept()
+            except OSError:
+                return
+            with conn:
+                asked.append(conn.recv(600).decode())
+                conn.sendall(f"OK 127.0.0.1 {proxy}\n".encode())
+
+    threading.Thread(target=answer, daemon=True).start()
+    base = {REDIRECT_ENV: f"{original}=127.0.0.1:{proxy}", "PYTHONPATH": str(HOOK_DIR)}
+    try:
+        for any_value, expected, warned in (
+                (None, [original, original, proxy], False),
+                (f"tok@127.0.0.1:{answerer.getsockname()[1]}", [proxy, proxy, proxy], False),
+                (f"tok@127.0.0.1:{free_port()}", [original, original, proxy], False),  # nobody answers
+                ("no-at-sign", [original, original, proxy], True)):
+            env = child_env(**base, **({} if any_value is None else {"SOCKSCOPE_ANY_ADDRESS": any_value}))
+            result = run([sys.executable, "-c", code], env)
+            assert result.returncode == 0, result.stderr
+            assert json.loads(result.stdout) == expected, (any_value, result.stdout)
+            assert bool(result.stderr) == warned, result.stderr
+    finally:
+        for sock in (answerer, server, stand_in):
+            sock.close()
+    assert asked == [f"tok {original} {lan}\n"]  # asked once for the address, never for loopback
 
 
 def test_hook_chains_to_the_sitecustomize_it_shadows(tmp_path: Path, listeners: tuple[int, int]) -> None:

@@ -12,6 +12,12 @@ What it does, and all it does:
 * reads ``SOCKSCOPE_REDIRECT``: comma-separated ``[HOST:]PORT=PROXY_HOST:PROXY_PORT`` entries, e.g.
   ``5555=127.0.0.1:41234``. A key without a host matches any loopback destination (``127.x.x.x``, ``::1``,
   ``localhost``, and ``""``/``0.0.0.0``/``::`` as clients use them); a key with a host matches that host only;
+* with ``SOCKSCOPE_ANY_ADDRESS`` (``TOKEN@HOST:PORT``, set by ``sockscope run --any-address``), a connect to a
+  port of a key without a host on any *other* address (a hard-coded LAN address such as 192.168.1.20) is
+  redirected too, once sockscope agrees: the hook asks it, over one short loopback connection to that
+  ``HOST:PORT`` (``TOKEN PORT HOST`` → ``OK PROXY_HOST PROXY_PORT`` or ``NO``), so that the proxy connects to the
+  address the program asked for. The answer is kept for the process: one question per address. No answer within
+  a few seconds, or ``NO``, means the connect goes straight through;
 * wraps ``socket.socket.connect`` and ``socket.socket.connect_ex`` (and so ``socket.create_connection``,
   ``asyncio``'s default loop, ``http.client`` ...) so that a TCP connect to a matching destination goes to
   the proxy instead. The proxy then connects to the real port from the sockscope process, which is not hooked;
@@ -25,7 +31,8 @@ Child processes inherit the environment, so Python programs the program starts a
 Not covered: sockets connected from C code (uvloop, C extensions), and programs started with ``-S/-E/-I``.
 
 Thread: runs once at interpreter start-up; the wrapped methods run on whichever thread connects, keep no state
-but the immutable mapping, and take no locks.
+but the immutable mapping (and, with ``--any-address``, sockscope's answers per address, a dict that two threads
+may both fill with the same answer), and take no locks.
 """
 
 from __future__ import annotations
@@ -35,15 +42,17 @@ import sys
 from typing import Any
 
 _ENV = "SOCKSCOPE_REDIRECT"
+_ANY_ENV = "SOCKSCOPE_ANY_ADDRESS"
+_ASK_TIMEOUT = 5.0  # seconds a connect waits for sockscope's answer about an address it has not seen yet
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # Hosts a *client* may pass to mean "this machine": "" and the wildcard addresses connect to loopback.
 _LOCAL_NAMES = frozenset({"", "localhost", "localhost.", "0.0.0.0", "::", "0:0:0:0:0:0:0:0"})
 _ANY_LOOPBACK = "*"
 
 
-def _warn(text: str) -> None:
+def _warn(text: str, outcome: str = "connections are not redirected") -> None:
     try:
-        sys.stderr.write(f"sockscope hook: {text}; connections are not redirected\n")
+        sys.stderr.write(f"sockscope hook: {text}; {outcome}\n")
         sys.stderr.flush()
     except Exception:  # a closed or missing stderr must never stop the program starting
         pass
@@ -88,6 +97,14 @@ def parse(value: str) -> dict[tuple[str, int], tuple[str, int]]:
     return mapping
 
 
+def parse_any(value: str) -> tuple[str, tuple[str, int]]:
+    """``SOCKSCOPE_ANY_ADDRESS``: ``TOKEN@HOST:PORT`` -> (token, (host, port)); raises ValueError."""
+    token, sep, where = value.strip().rpartition("@")
+    if not sep or not token or any(c.isspace() for c in token):
+        raise ValueError(value)
+    return token, _split_hostport(where)
+
+
 def _is_loopback(host: str) -> bool:
     # No DNS lookups here: they would be slow and could have side effects; only literal addresses and names.
     if host in _LOCAL_NAMES:
@@ -103,12 +120,41 @@ def _is_loopback(host: str) -> bool:
     return ip.is_loopback
 
 
-def _install(mapping: dict[tuple[str, int], tuple[str, int]]) -> None:
+def _install(mapping: dict[tuple[str, int], tuple[str, int]],
+             any_address: tuple[str, tuple[str, int]] | None = None) -> None:
     import socket
 
     original_connect = socket.socket.connect
     original_connect_ex = socket.socket.connect_ex
     ports = frozenset(port for _, port in mapping)  # the cheap test that lets every other connect straight through
+    answers: dict[tuple[str, int], object] = {}  # (host, port) -> proxy address or None, as sockscope answered
+
+    def ask(host: str, port: int) -> object:
+        """Whether sockscope captures ``host:port`` (``--any-address``): the proxy's address, or None."""
+        key = (host, port)
+        if key in answers:
+            return answers[key]
+        assert any_address is not None
+        token, where = any_address
+        proxy = None
+        try:
+            with socket.socket(socket.AF_INET6 if ":" in where[0] else socket.AF_INET, socket.SOCK_STREAM) as q:
+                q.settimeout(_ASK_TIMEOUT)
+                original_connect(q, where)
+                q.sendall(f"{token} {port} {host}\n".encode("utf-8", "replace"))
+                reply = b""
+                while not reply.endswith(b"\n") and len(reply) < 512:
+                    chunk = q.recv(512)
+                    if not chunk:
+                        break
+                    reply += chunk
+            words = reply.decode("ascii", "replace").split()
+            if len(words) == 3 and words[0] == "OK":
+                proxy = (words[1], int(words[2]))
+        except (OSError, ValueError):
+            proxy = None  # sockscope is gone or slow: the program connects as it would have without it
+        answers[key] = proxy
+        return proxy
 
     def target(sock: socket.socket, address: object) -> object:
         """The address to really connect to: the proxy for a redirected destination, else ``address``."""
@@ -126,6 +172,8 @@ def _install(mapping: dict[tuple[str, int], tuple[str, int]]) -> None:
         proxy = mapping.get((host, address[1]))
         if proxy is None and _is_loopback(host):
             proxy = mapping.get((_ANY_LOOPBACK, address[1]))
+        elif proxy is None and any_address is not None and (_ANY_LOOPBACK, address[1]) in mapping:
+            proxy = ask(host.split("%", 1)[0], address[1])  # type: ignore[assignment]
         if proxy is None:
             return address
         if sock.family == socket.AF_INET6:
@@ -199,7 +247,15 @@ def _main() -> None:
         except ValueError:
             _warn(f"{_ENV}={value!r} is malformed (expected e.g. 5555=127.0.0.1:41234)")
         else:
-            _install(mapping)
+            any_value = os.environ.get(_ANY_ENV)
+            any_address = None
+            if any_value is not None:
+                try:
+                    any_address = parse_any(any_value)
+                except ValueError:  # the loopback redirections still apply
+                    _warn(f"{_ANY_ENV} is malformed (expected TOKEN@HOST:PORT)",
+                          "only connections to loopback addresses are redirected")
+            _install(mapping, any_address)
     # Take this directory off sys.path so the program sees the path it would have had without sockscope.
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
     _chain()

@@ -32,7 +32,7 @@ from proxy.codec import (
     shown,
 )
 from proxy.conditions import Conditions
-from proxy.framing import parse_framing
+from proxy.framing import normalise_name, parse_framing
 from proxy.presets import find_preset
 from proxy.rules import Rule
 from proxy.server import REPLAY_MODES, ProxyServer
@@ -187,6 +187,18 @@ def set_framing(server: ProxyServer, a: Args) -> dict[str, Any]:
     return framing_to_dict(spec)
 
 
+def set_connection_framing(server: ProxyServer, a: Args) -> dict[str, Any]:
+    conn_id = int_field(a, "conn_id")
+    text = a.get("framing")
+    if not isinstance(text, str):
+        raise CommandError(f"framing: expected a framing name such as 'lines', 'len16' or 'auto', got {shown(text)}")
+    direction = None if a.get("direction") is None else direction_field(a)
+    server.set_connection_framing(conn_id, text, direction)
+    directions = ["c2s", "s2c"] if direction is None else [direction.label]
+    # each direction's framing_inferred record (cause "user") tells every client when it takes effect
+    return {"conn_id": conn_id, "framing": normalise_name(text), "directions": directions}
+
+
 def pause_capture(server: ProxyServer, a: Args) -> None:
     server.pause_capture()
 
@@ -246,6 +258,7 @@ COMMANDS: Final[Mapping[str, Command]] = MappingProxyType({
     "spike": Command(spike),
     "fault": Command(fault),
     "set_framing": Command(set_framing, _framing_changed),
+    "set_connection_framing": Command(set_connection_framing),
     "pause_capture": Command(pause_capture, _capture),
     "resume_capture": Command(resume_capture, _capture),
     "snapshot": Command(snapshot),
