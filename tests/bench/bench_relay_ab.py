@@ -5,7 +5,8 @@ Run by hand from the repository root (not collected by pytest), with nothing els
     python tests/bench/bench_relay_ab.py REV [--rounds 5] [--workloads rtt,concurrent]
 
 ``REV`` is checked out into a temporary git worktree; each round runs ../shared/bench/proxybench.py's
-small-message workloads against direct loopback, socat (when installed), ``python -m proxy`` at REV and
+small-message workloads against direct loopback, socat (when installed), the plain uvloop relay peer
+(../shared/bench/peers/asyncio_proxy.py --uvloop: the floor for a Python relay), ``python -m proxy`` at REV and
 ``python -m proxy`` from the working tree, in that order, each in a fresh process. One JSON object on stdout:
 medians per variant, the working tree's ratio to REV, and ratios to direct and socat. A ratio near 1.00 (within
 the rounds' spread) means no regression.
@@ -25,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT.parent / "shared" / "bench" / "proxybench.py"
 PROXY = "{python} -m proxy --listen 127.0.0.1:{listen} --target 127.0.0.1:{target} --quiet"
+PEER = ROOT.parent / "shared" / "bench" / "peers" / "asyncio_proxy.py"
+PLAIN = "{python} %s --listen 127.0.0.1:{listen} --target 127.0.0.1:{target} --uvloop" % PEER
 SOCAT = "socat TCP-LISTEN:{listen},bind=127.0.0.1,reuseaddr,fork TCP:127.0.0.1:{target}"
 KEYS = {"rtt": ("p50_us", "p99_us"), "concurrent": ("msgs_per_s", "p99_us"), "throughput": ("up_MBps", "down_MBps")}
 
@@ -61,6 +64,8 @@ def main() -> int:
     variants: list[tuple[str, str | None, Path | None]] = [("direct", None, None)]
     if shutil.which("socat"):
         variants.append(("socat", SOCAT, None))
+    if PEER.exists():
+        variants.append(("plain uvloop relay", PLAIN, None))
     variants += [(f"base {rev}", proxy, base), ("working tree", proxy, ROOT)]
     extra = ["--rtt-n", args.rtt_n]
     try:
@@ -88,7 +93,7 @@ def main() -> int:
         for k in KEYS.get(wl, ()):
             if isinstance(new.get(k), float) and isinstance(old.get(k), float) and old[k]:
                 new[f"ratio_{k}_vs_base"] = round(new[k] / old[k], 3)  # type: ignore[operator]
-            for ref in ("direct", "socat"):
+            for ref in ("direct", "socat", "plain uvloop relay"):
                 r = by.get(ref, {}).get(k)
                 if isinstance(r, float) and r:
                     for lab in ("working tree", f"base {rev}"):
