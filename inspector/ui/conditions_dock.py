@@ -275,6 +275,20 @@ class ConditionsPanel(QWidget):
         if send:
             self.apply()
 
+    def show_conditions(self, c: Conditions) -> None:
+        """Show conditions in force elsewhere (the proxy's), naming the preset they are, if any; sends nothing."""
+        self.set_conditions(c)
+        name = next((n for n, p in PRESETS.items() if p.conditions == c), None)
+        if name is not None:
+            self.preset.setCurrentIndex(self.preset.findText(name))
+            self._show_source(name)
+        elif c.is_passthrough:
+            self.preset.setCurrentIndex(1)
+            self._set_source("")
+        else:
+            self.preset.setCurrentIndex(0)
+            self._set_source("")
+
     def _changed(self) -> None:
         self.preset.setCurrentIndex(0)
         self._set_source("")
@@ -290,9 +304,13 @@ class ConditionsPanel(QWidget):
             self._set_source("")
             self.set_conditions(Conditions(), send=True)
             return
-        p = PRESETS[self.preset.itemText(index)]
-        self.set_conditions(p.conditions, send=True)
+        name = self.preset.itemText(index)
+        self.set_conditions(PRESETS[name].conditions, send=True)
         self.preset.setCurrentIndex(index)
+        self._show_source(name)
+
+    def _show_source(self, name: str) -> None:
+        p = PRESETS[name]
         self._set_source(f"{p.description}. Source: {p.family}, {p.source_date}; values "
                          f"{p.source_values}." + (f" {p.notes}" if p.notes else ""))
         self.preset_source.setToolTip(p.source)

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMainWindow,
     QMenu,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
@@ -111,6 +112,10 @@ class MainWindow(QMainWindow):
         self._last_totals = ([0, 0], [0, 0], time.monotonic())
         self._rates = ([0.0, 0.0], [0.0, 0.0])
         self._starting = False
+        self._used_ids = (0, 0)
+        """The highest connection and message numbers this window has shown (a proxy it starts goes on after them)."""
+        self.question: QMessageBox | None = None
+        """The question the window is asking, if any (tests answer it with :func:`answer`-like clicks)."""
         self.editor: EditDialog | None = None
         self.composer: ComposeDialog | None = None
         self.decode_as_dialog: DecodeAsDialog | None = None
@@ -337,7 +342,7 @@ class MainWindow(QMainWindow):
         self.clear_action = QAction("Clear", self)
         self.clear_action.setShortcut(QKeySequence("Ctrl+K"))
         self.clear_action.setToolTip("forget the captured messages (Ctrl+K)")
-        self.clear_action.triggered.connect(self.clear)
+        self.clear_action.triggered.connect(lambda: self.clear())
         tb.addAction(self.pause_action)
         tb.addAction(self.clear_action)
         tb.addSeparator()
@@ -517,6 +522,7 @@ class MainWindow(QMainWindow):
         if self._starting:
             return
         self.stop_link()
+        options.first_ids = self.next_ids()
         self.options = options
         link = self.link_factory(options)
         self._start_in_background(link, "starting the demo…" if options.demo else
@@ -578,7 +584,7 @@ class MainWindow(QMainWindow):
         in_force = o.conditions if o is not None and o.conditions else link.conditions
         if in_force:
             with contextlib.suppress(ConditionsError):
-                self.conditions.set_conditions(Conditions.from_dict(in_force))
+                self.conditions.show_conditions(Conditions.from_dict(in_force))
         self.intercept.set_rules(link.rules)
         self._update_status()
 
@@ -627,8 +633,10 @@ class MainWindow(QMainWindow):
     def _on_link_died(self, reason: str) -> None:
         self._log("error", f"proxy stopped: {reason}")
         if reason != "stopped":
-            self.show_banner(f"The proxy stopped: {reason}. Captured messages are kept; your client's "
-                             "connections through sockscope are gone.", error=True, restart=True)
+            self.show_banner(f"The proxy stopped: {reason}. The messages captured so far stay in the table, but "
+                             "your client's connections through sockscope were closed. Press Start again to "
+                             "start the proxy again; your client then has to connect again.",
+                             error=True, restart=True)
         self.st_link.setText("proxy stopped")
         self._apply_live()
 
@@ -746,12 +754,64 @@ class MainWindow(QMainWindow):
             self._hide_banner()
         self._update_status()
 
-    def clear(self) -> None:
+    def clear(self, ask: bool = True) -> None:
+        """Forget the captured messages (Ctrl+K); asks first when there is something to lose."""
+        n = len(self.store)
+        if ask and n:
+            self.ask("Clear the captured messages?",
+                     f"Clear the {n:,} captured message{'s' if n != 1 else ''} from the table?",
+                     "They are gone from the window for good unless you saved them (File ▸ Save session…). "
+                     "Held messages stay held, and the proxy keeps running.",
+                     ["Clear"], lambda choice: self.clear(ask=False) if choice == "Clear" else None)
+            return
+        self.note_used_ids()
         self.store.clear()
         self.model.reset()
         self.held_model.reset()
         self.detail.show_row(None)
+        self.timeline.select_row(None)  # no pair note or lesson about a message that is gone
         self.filter_bar.set_counts(0, 0)
+        self.statusBar().showMessage(f"cleared {n:,} messages", 4000)
+
+    # -- numbering: unique for the window's lifetime
+
+    def note_used_ids(self) -> None:
+        """Remember the highest numbers the table holds (before it is cleared or replaced)."""
+        s = self.store
+        conn = max(s.connections, default=0)
+        msg = max(s.ids) if len(s) else 0
+        self._used_ids = (max(self._used_ids[0], conn), max(self._used_ids[1], msg))
+
+    def next_ids(self) -> tuple[int, int]:
+        """The first connection and message numbers for a proxy this window starts."""
+        self.note_used_ids()
+        return self._used_ids[0] + 1, self._used_ids[1] + 1
+
+    # -- questions
+
+    def ask(self, title: str, text: str, detail: str, choices: list[str],
+            then: Callable[[str | None], None]) -> QMessageBox:
+        """Ask without blocking: ``then`` gets the chosen button's text, or None for Cancel (Esc, closed)."""
+        box = QMessageBox(QMessageBox.Icon.Question, title, text, QMessageBox.StandardButton.NoButton, self)
+        box.setInformativeText(detail)
+        buttons = [box.addButton(label, QMessageBox.ButtonRole.AcceptRole if i == 0
+                                 else QMessageBox.ButtonRole.ActionRole) for i, label in enumerate(choices)]
+        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(buttons[0])
+        box.setEscapeButton(cancel)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def finished(_code: int) -> None:
+            clicked = box.clickedButton()
+            if self.question is box:
+                self.question = None
+            then(clicked.text() if clicked is not None and clicked in buttons else None)
+
+        box.finished.connect(finished)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.open()
+        self.question = box
+        return box
 
     # =============================================================================================== commands
 
