@@ -52,6 +52,7 @@ __all__ = [
     "RecordQueue",
     "ThreadLink",
     "make_link",
+    "nothing_listens",
 ]
 
 QUEUE_BOUND: Final = 200_000
@@ -491,6 +492,36 @@ def make_link(options: LinkOptions) -> Link:
     if os.environ.get("SOCKSCOPE_IN_PROCESS") == "1":
         return ThreadLink(options)
     return ChildProcessLink(options)
+
+
+def nothing_listens(addr: tuple[str, int]) -> bool:
+    """Whether nothing listens on ``addr``, a server address on this machine (False when it cannot tell).
+
+    It never connects: a connection would use up the one ``accept()`` of a server that serves a single client,
+    as the tutorial's does (``proxy.server.ProxyServer.probe_target`` checks the same way). A port that can be bound
+    has no listener. A remote server is not checked.
+    """
+    import ipaddress
+    import socket
+
+    host, port = addr
+    if host != "localhost":
+        try:
+            if not ipaddress.ip_address(host.split("%")[0]).is_loopback:
+                return False
+        except ValueError:
+            return False  # a name: not looked up here (that could wait on DNS)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as s:
+            try:
+                s.bind(sockaddr)  # no SO_REUSEADDR: fails while anything holds the port
+            except OSError:
+                return False
+    return True
 
 
 def notice_text(n: Notice) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -44,7 +45,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.bridge import AttachLink, Link, LinkError, LinkOptions, make_link, notice_text
+from inspector.bridge import AttachLink, Link, LinkError, LinkOptions, make_link, nothing_listens, notice_text
 from inspector.filters import Filter
 from inspector.store import ApplyResult, MessageStore
 from inspector.ui import format as fmt
@@ -61,12 +62,18 @@ from inspector.ui.message_model import ROW_ROLE, Column, MessageTableModel
 from inspector.ui.pump import LinkEvents, RecordPump
 from inspector.ui.side_models import CONN_ROLE, ConnectionsModel, HeldModel
 from inspector.ui.start_page import FRAMINGS, StartPage
-from proxy.model import Direction, MessageState
+from inspector.ui.wording import NOT_RUNNING, failure_text, start_error_text
+from proxy.model import Direction, MessageState, Notice
 from proxy.options import UsageError, parse_hostport
 
+_FROM_TO = {Direction.C2S: "from your client to the server", Direction.S2C: "from the server to your client"}
 SYNC_FILTER_ROWS = 100_000
 """Below this many rows a filter is applied at once; above, in slices so the window stays responsive."""
 RECENT_MAX = 8
+TARGET_CHECK_MS = 2000
+"""How often the window looks again for a server that was not running."""
+NOTICE_MS = 20_000
+"""How long a notice about a failed action stays (it can be closed sooner)."""
 LOG_MAX_LINES = 2000
 
 
@@ -114,6 +121,14 @@ class MainWindow(QMainWindow):
         self._starting = False
         self._used_ids = (0, 0)
         """The highest connection and message numbers this window has shown (a proxy it starts goes on after them)."""
+        self._own_proxy = False
+        """Whether the link is a proxy this window started (its server is checked), not one attached to."""
+        self._target_down = False
+        self._notice_kind = ""
+        self._target_timer = QTimer(self)
+        self._target_timer.setSingleShot(True)
+        self._target_timer.setInterval(TARGET_CHECK_MS)
+        self._target_timer.timeout.connect(self._check_target)
         self.question: QMessageBox | None = None
         """The question the window is asking, if any (tests answer it with :func:`answer`-like clicks)."""
         self.editor: EditDialog | None = None
@@ -164,6 +179,27 @@ class MainWindow(QMainWindow):
         self.banner.setAutoFillBackground(True)
         self.banner.hide()
 
+        # What went wrong with something the user asked for: in view until read (not a passing status-bar line).
+        self.notice = QWidget()
+        self.notice.setObjectName("notice")
+        self.notice_text = QLabel()
+        self.notice_text.setWordWrap(True)
+        self.notice_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        notice_close = QPushButton("✕")
+        notice_close.setFlat(True)
+        notice_close.setToolTip("hide this message")
+        notice_close.clicked.connect(lambda: self.notice.hide())
+        nl = QHBoxLayout(self.notice)
+        nl.setContentsMargins(8, 3, 8, 3)
+        nl.addWidget(self.notice_text, 1)
+        nl.addWidget(notice_close)
+        self.notice.setAutoFillBackground(True)
+        self.notice.hide()
+        self._notice_timer = QTimer(self)
+        self._notice_timer.setSingleShot(True)
+        self._notice_timer.setInterval(NOTICE_MS)
+        self._notice_timer.timeout.connect(self.notice.hide)
+
         self.filter_bar = FilterBar()
         self.filter_bar.filter_changed.connect(self.set_filter)
 
@@ -206,6 +242,7 @@ class MainWindow(QMainWindow):
         mv.setContentsMargins(0, 0, 0, 0)
         mv.setSpacing(0)
         mv.addWidget(self.banner)
+        mv.addWidget(self.notice)
         mv.addWidget(self.filter_bar)
         mv.addWidget(self.split, 1)
 
@@ -524,12 +561,14 @@ class MainWindow(QMainWindow):
         self.stop_link()
         options.first_ids = self.next_ids()
         self.options = options
+        self._own_proxy = True
         link = self.link_factory(options)
         self._start_in_background(link, "starting the demo…" if options.demo else
                                   f"starting the proxy on port {options.listen[1]}…")
 
     def attach(self, host: str, port: int, token: str) -> None:
         self.stop_link()
+        self._own_proxy = False
         self._start_in_background(AttachLink(host, port, token), f"attaching to {host}:{port}…")
 
     def _start_in_background(self, link: Link, what: str) -> None:
@@ -537,6 +576,9 @@ class MainWindow(QMainWindow):
         self.central.setCurrentWidget(self.main_view)
         self.st_link.setText(what)
         self._hide_banner()
+        self._target_timer.stop()
+        if self._notice_kind == "target":
+            self.notice.hide()
         self.link_events.watch(link)
 
         def run() -> None:
@@ -555,10 +597,11 @@ class MainWindow(QMainWindow):
         self._starting = False
         if error is not None:
             self._log("error", f"could not start: {error}")
-            self.show_banner(f"The proxy could not start: {error}", error=True, restart=True)
+            text = start_error_text(error)
+            self.show_banner(f"The proxy could not start. {text}", error=True, restart=True)
             self.st_link.setText("not running")
             if not len(self.store):
-                self.start_page.show_error(error)
+                self.start_page.show_error(text)
                 self.central.setCurrentWidget(self.start_page)
             self._update_status()
             return
@@ -587,6 +630,41 @@ class MainWindow(QMainWindow):
                 self.conditions.show_conditions(Conditions.from_dict(in_force))
         self.intercept.set_rules(link.rules)
         self._update_status()
+        self._target_down = False
+        self._check_target()
+
+    # -- the user's server
+
+    def _check_target(self) -> None:
+        """Say so while nothing listens where the user's server should be (a server on this machine); look
+        again every few seconds until it does."""
+        link, o = self.link, self.options
+        if link is None or not link.alive or link.target_addr is None or not self._own_proxy or o is None or o.demo:
+            return
+        if nothing_listens(link.target_addr):
+            if not self._target_down or (self.notice.isHidden() and self._notice_kind != "target"):
+                self._target_down = True
+                self.show_notice(
+                    f"Nothing is listening on {fmt.addr(link.target_addr)}: your server is not running there (or "
+                    "listens on another port). Start your server; sockscope looks again every few seconds. Until "
+                    "then it has to turn your client away when it connects.", persistent=True, kind="target")
+            self._target_timer.start()
+        elif self._target_down:
+            self._target_down = False
+            if self._notice_kind == "target":
+                self.notice.hide()
+            self.statusBar().showMessage(f"your server at {fmt.addr(link.target_addr)} is listening now", 8000)
+
+    def _server_unreachable(self, n: Notice) -> None:
+        m = re.search(r"connection #(\d+): cannot reach the server at (\S+) \((.*)\)$", n.text)
+        if m is None:
+            return
+        conn, addr, why = m.groups()
+        self.show_notice(f"Your client connected (connection #{conn}), but sockscope could not reach your server "
+                         f"at {addr} ({why.lower()}), so it closed your client's connection. Start your server, "
+                         "then connect your client again.", persistent=True, kind="target")
+        self._target_down = True
+        self._target_timer.start()
 
     def _apply_live(self) -> None:
         """Controls that command the proxy work while a proxy is running (every proxy has every command)."""
@@ -657,6 +735,8 @@ class MainWindow(QMainWindow):
             self._log(n.level, notice_text(n))
             if n.level in ("warning", "error"):
                 self.statusBar().showMessage(notice_text(n), 8000)
+            if n.level == "error" and "cannot reach the server" in n.text:
+                self._server_unreachable(n)
         if result.held_changed:
             self._update_held()
 
@@ -820,7 +900,7 @@ class MainWindow(QMainWindow):
         reported (status bar + log), never raised."""
         link = self.link
         if link is None or not link.alive:
-            self._report_error(f"cannot {name.replace('_', ' ')}: the proxy is not running")
+            self._report_error(failure_text(name, NOT_RUNNING))
             return
         fut = link.command(name, **args)
 
@@ -828,7 +908,7 @@ class MainWindow(QMainWindow):
             exc = f.exception()
             if exc is not None:
                 text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-                self._command_failed.emit(f"{name.replace('_', ' ')} failed: {text or type(exc).__name__}")
+                self._command_failed.emit(failure_text(name, text or type(exc).__name__))
 
         fut.add_done_callback(done)
 
@@ -849,21 +929,46 @@ class MainWindow(QMainWindow):
         row = self.store.row_of(msg_id)
         if row is None:
             return None
-        return self._open_editor(row, "Forward", lambda data: self.send("edit", msg_id=msg_id, data=data))
+        s = self.store
+        conn, d = s.conn_ids[row], Direction(s.dirs[row])
+        receiver = "server" if d is Direction.C2S else "client"
+        about = (f"Message #{msg_id} ({d.arrow} {d.label}, {_FROM_TO[d]}) on connection #{conn} is held: the "
+                 f"{receiver} has not received it. Change it below and press Forward: the {receiver} receives "
+                 "your version instead. Cancel keeps it held.")
+        return self._open_editor(row, "Forward", lambda data: self.send("edit", msg_id=msg_id, data=data), about)
 
     def edit_and_resend(self, row: int) -> EditDialog | None:
         s = self.store
         conn, d = s.conn_ids[row], Direction(s.dirs[row])
+        mid = s.ids[row]
+        c = s.connections.get(conn)
+        sender = "your client" if d is Direction.C2S else "the server"
+        about = (f"A copy of message #{mid} ({d.arrow} {d.label}, {_FROM_TO[d]}), which was already delivered. "
+                 f"Change it below and press Send a copy: it goes on connection #{conn} as if {sender} had sent "
+                 "it again.")
+        blocked = ""
+        if c is None or not c.is_open:
+            about = f"Message #{mid} ({d.arrow} {d.label}) belongs to connection #{conn}, which is closed."
+            blocked = (f"A copy can only be sent on an open connection. To send connection #{conn}'s client "
+                       "messages again on a new connection, close this and use Intercept ▸ Replay connection "
+                       "(Ctrl+R).")
         return self._open_editor(row, "Send a copy",
-                                 lambda data: self.send("inject", conn_id=conn, direction=d.label, data=data))
+                                 lambda data: self.send("inject", conn_id=conn, direction=d.label, data=data),
+                                 about, blocked)
 
     def edit_selected(self) -> EditDialog | None:
+        """Ctrl+E: while a message is held, edit a held one (the table's selection if it is held, else the one
+        selected in the Intercept panel); with nothing held, edit a copy of the table's selected message."""
         row = self.selected_row()
         if row is not None and self.store.state(row) is MessageState.HELD:
             return self.edit_and_forward(self.store.ids[row])
+        mid = self.intercept.selected_id()
+        if mid is not None:
+            return self.edit_and_forward(mid)
         if row is None:
-            mid = self.intercept.selected_id()
-            return self.edit_and_forward(mid) if mid is not None else None
+            self._report_error("Select a message first: a held one in the Intercept panel to edit it before it is "
+                               "forwarded, or any message in the table to send an edited copy.")
+            return None
         return self.edit_and_resend(row)
 
     def compose(self, conn_id: int | None = None, direction: Direction | None = None) -> ComposeDialog:
@@ -944,8 +1049,9 @@ class MainWindow(QMainWindow):
         if current is not None and current.needs_decode:
             self.set_filter(current)
 
-    def _open_editor(self, row: int, action: str, then: Callable[[bytes], None]) -> EditDialog:
-        dlg = EditDialog(self.decoding, row, action, self)
+    def _open_editor(self, row: int, action: str, then: Callable[[bytes], None], about: str,
+                     blocked: str = "") -> EditDialog:
+        dlg = EditDialog(self.decoding, row, action, self, about=about, blocked=blocked)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
         def finished(code: int) -> None:
@@ -1100,8 +1206,24 @@ class MainWindow(QMainWindow):
         self.banner.hide()
 
     def _report_error(self, text: str) -> None:
+        """Something the user asked for did not work: said in the window (until closed, or for a while), logged."""
         self.statusBar().showMessage(f"⚠ {text}", 10000)
         self._log("error", text)
+        self.show_notice(text)
+
+    def show_notice(self, text: str, *, persistent: bool = False, kind: str = "") -> None:
+        """A line above the table about what went wrong: it stays ``NOTICE_MS`` (``persistent``: until closed or
+        until what it is about is over)."""
+        c = self.colours
+        self.notice.setStyleSheet(f"#notice {{ background: {c.held_bg.name()}; }} #notice QLabel {{ color: "
+                                  f"{c.held.name() if not c.dark else '#ffffff'}; }}")
+        self.notice_text.setText(f"⚠ {text}")
+        self._notice_kind = kind
+        self.notice.show()
+        if persistent:
+            self._notice_timer.stop()
+        else:
+            self._notice_timer.start()
 
     def _log(self, level: str, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
