@@ -197,3 +197,135 @@ def test_a_port_in_use_is_explained_with_the_windows_own_controls(
             assert "--listen" not in text
     finally:
         busy.close()
+
+
+# ------------------------------------------------------------------------------------------ item 5: Open while live
+
+
+@pytest.mark.timeout(60)
+def test_open_session_while_live_asks_first_and_says_the_proxy_stopped(
+        qtbot: Any, make_window: Callable[..., MainWindow], echo_server: EchoServer, tmp_path: Any) -> None:
+    w = make_window(LinkOptions(listen=("127.0.0.1", 0), target=("127.0.0.1", echo_server.port)))
+    link = wait_link(qtbot, w)
+    assert link.listen_addr is not None
+    saved = tmp_path / "earlier.sockscope"
+    with connect(link.listen_addr[1]) as c:
+        c.sendall(b"hello")
+        assert recv_exact(c, 5) == b"hello"
+        qtbot.waitUntil(lambda: len(w.store) >= 2, timeout=WAIT)
+        assert w.sessions.save_session(str(saved))
+        assert not w.sessions.open_file(str(saved))  # not yet: the user is asked
+        assert w.question is not None and "Stop the live capture" in w.question.text()
+        assert "closed" in w.question.informativeText()
+        answer(w, "Cancel")
+        assert w.link is link and link.alive
+        c.sendall(b"still here")  # the game's connection was not touched
+        assert recv_exact(c, 10) == b"still here"
+        w.sessions.open_file(str(saved))
+        answer(w, "Open without saving")
+        qtbot.waitUntil(lambda: not w.sessions.busy and w.link is None, timeout=WAIT)
+        assert c.recv(10) in (b"", b"hello")  # the proxy stopped: the client is told, not left hanging
+    assert w.sessions.source_path is not None and len(w.store) == 2
+    assert "listening" not in w.st_link.text() and "stopped" in w.st_link.text()
+    assert not w.banner.isHidden() and "Start again" in w.banner_text.text()
+    # the panels say what a stopped proxy means, without internal names
+    w.conditions.cols[Direction.C2S].latency.spin.setValue(50)
+    w.conditions.apply()
+    assert w.notice.isHidden()
+    assert "apply when you start" in w.statusBar().currentMessage()
+    assert not w.intercept.hold_c2s.isEnabled()
+    w.restart_link()  # capture live again: the new proxy starts with the panel's conditions
+    link2 = wait_link(qtbot, w)
+    qtbot.waitUntil(lambda: w.link is not None and w.link.alive, timeout=WAIT)
+    assert link2.command("snapshot").result(10)["conditions"]["c2s"]["latency_ms"] == 50
+
+
+# ------------------------------------------------------------------------------------ item 9: what the window says
+
+
+@pytest.mark.timeout(60)
+def test_the_status_bar_shows_a_slow_games_rate(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
+    """Pings every 1.2 s are about 0.8 messages a second each way, not "0 msg/s"."""
+    w = make_window(LinkOptions(demo=True, demo_interval=1.2))
+    wait_link(qtbot, w)
+    w._rate_timer.stop()
+    w._update_rates()  # the window's first look at the totals
+    qtbot.waitUntil(lambda: sum(1 for r in range(len(w.store)) if w.store.payload(r).startswith(b"pong")) >= 3,
+                    timeout=WAIT)
+    w._update_rates()
+    w._update_status()
+    import re
+
+    text = w.st_rates.text()
+    up = re.search(r"↑ (\d+\.\d) msg/s", text)  # a tenth: 0.8, not "0" or "1"
+    down = re.search(r"↓ (\d+\.\d) msg/s", text)
+    assert up and down, text
+    assert 0.4 <= float(up.group(1)) <= 1.5 and 0.4 <= float(down.group(1)) <= 1.5, text
+
+
+@pytest.mark.timeout(60)
+def test_no_delay_is_shown_where_sockscope_added_none(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
+    from inspector.ui.message_model import Column
+    from proxy.model import ConnectionOpened, DelayReason, Message, MessageState
+    from tests.test_ui_window import publish
+
+    w = make_window(LinkOptions(listen=("127.0.0.1", 0)))
+    wait_link(qtbot, w)
+    publish(w, [
+        ConnectionOpened(1, ("127.0.0.1", 40001), ("127.0.0.1", 5555), 0),
+        # passed through the scheduler with nothing to wait for: 0.3 ms between arrival and release
+        Message(1, 1, Direction.C2S, 0, b"ping 1", 1_000_000, 1_300_000),
+        Message(2, 1, Direction.S2C, 0, b"pong 1", 2_000_000, 202_000_000, delays=((DelayReason.LATENCY,
+                                                                                  200_000_000),)),
+        Message(3, 1, Direction.C2S, 1, b"ping 2", 3_000_000, None, state=MessageState.SCHEDULED,
+                delays=((DelayReason.LATENCY, 200_000_000),)),
+    ])
+    qtbot.waitUntil(lambda: w.model.rowCount() == 3, timeout=WAIT)
+    delay = [w.model.data(w.model.index(i, Column.DELAY)) for i in range(3)]
+    state = [w.model.data(w.model.index(i, Column.STATE)) for i in range(3)]
+    assert delay[:2] == ["", "+200 ms"], delay
+    assert state == ["", "", "scheduled"], state
+    w.select_visible(0)
+    assert "ms" not in w.detail.title.text()
+
+
+@pytest.mark.timeout(60)
+def test_hold_next_says_it_waits_until_a_message_is_held_then_stops_saying_it(
+        qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
+    w = make_window(LinkOptions(demo=True, demo_interval=0.2))
+    link = wait_link(qtbot, w)
+    qtbot.waitUntil(lambda: len(w.store) >= 3, timeout=WAIT)
+    w.hold_next(Direction.C2S)
+    assert w.intercept.armed_box.isVisibleTo(w) and "next c2s" in w.intercept.armed_label.text()
+    qtbot.waitUntil(lambda: w.store.held_count == 1, timeout=WAIT)
+    assert not w.intercept.armed_box.isVisibleTo(w)
+    assert "will be held" not in w.statusBar().currentMessage()
+    w.forward_all()
+    qtbot.waitUntil(lambda: w.store.held_count == 0, timeout=WAIT)
+    # cancel before anything is held
+    w.hold_next(Direction.S2C)
+    w.intercept.armed_cancel.click()
+    assert not w.intercept.armed_box.isVisibleTo(w)
+    barrier(qtbot, link)
+    n = len(w.store)
+    qtbot.waitUntil(lambda: len(w.store) >= n + 4, timeout=WAIT)
+    assert w.store.held_count == 0  # the cancel reached the proxy
+
+
+@pytest.mark.timeout(60)
+def test_clear_asks_first_and_leaves_no_stale_note(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
+    w = make_window(LinkOptions(demo=True, demo_interval=0.05))
+    wait_link(qtbot, w)
+    qtbot.waitUntil(lambda: len(w.store) >= 8, timeout=WAIT)
+    pong = next(i for i in range(w.model.rowCount()) if w.store.payload(w.store.visible[i]).startswith(b"pong"))
+    w.select_visible(pong)
+    qtbot.waitUntil(lambda: w.timeline.detail_note.isVisibleTo(w), timeout=WAIT)  # "⇄ answer of a pair with #…"
+    assert w.clear_action.shortcut() == QKeySequence("Ctrl+K")
+    w.clear_action.trigger()
+    assert w.question is not None and "Clear" in w.question.text()
+    answer(w, "Cancel")
+    assert len(w.store) >= 8
+    w.clear_action.trigger()
+    answer(w, "Clear")
+    assert w.model.rowCount() <= 2  # what arrived since
+    assert not w.timeline.detail_note.isVisibleTo(w) and w.detail.row is None

@@ -9,7 +9,7 @@ from inspector.store import MessageStore
 from inspector.ui.decoding import Decoding
 from inspector.ui.message_model import ROW_ROLE, Column, MessageTableModel
 from inspector.ui.side_models import ConnectionsModel, HeldModel
-from proxy.model import ConnectionOpened, Direction, Message, MessageState, MessageUpdated, Origin
+from proxy.model import ConnectionOpened, DelayReason, Direction, Message, MessageState, MessageUpdated, Origin
 
 pytestmark = pytest.mark.usefixtures("qapp")
 
@@ -17,7 +17,8 @@ pytestmark = pytest.mark.usefixtures("qapp")
 def msg(i: int, d: Direction = Direction.C2S, data: bytes = b"ping", state: MessageState = MessageState.FORWARDED,
         conn: int = 1) -> Message:
     release = None if state is MessageState.HELD else i * 1_000_000 + 5_000_000
-    return Message(i, conn, d, i, data, i * 1_000_000, release, Origin.LIVE, state)
+    delays = () if release is None else ((DelayReason.LATENCY, 5_000_000),)  # the +delay column shows added delay
+    return Message(i, conn, d, i, data, i * 1_000_000, release, Origin.LIVE, state, delays=delays)
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ from inspector.store import MessageStore
 from inspector.ui import format as fmt
 from inspector.ui import palette
 from inspector.ui.decoding import Decoding
+from inspector.ui.message_model import added_delay_text
 from proxy.model import Direction
 
 HEX_LIMIT = 64 << 10
@@ -225,7 +226,7 @@ class DetailPane(QWidget):
         colours = palette.current()
         state = s.state(row).value
         origin = s.origin(row).value
-        delay = fmt.delay_ms(s.added_delay_ns(row))
+        delay = added_delay_text(s, row)
         self.title.setText(
             f"<b>#{s.ids[row]}</b> <span style='color:{colours.direction(d).name()}'>{d.arrow} {d.label}</span> "
             f"· conn #{s.conn_ids[row]} · {s.sizes[row]} B · {state}"

@@ -40,6 +40,7 @@ class InterceptPanel(QWidget):
     edit_forward = Signal(int)
     drop = Signal(int)
     forward_all = Signal()
+    cancel_hold = Signal()
     rules_changed = Signal(list)  # rule maps for the engine's set_rules, in order
 
     def __init__(self, model: HeldModel, parent: QWidget | None = None) -> None:
@@ -54,6 +55,19 @@ class InterceptPanel(QWidget):
         self.hold_s2c.clicked.connect(lambda: self.hold_next.emit(Direction.S2C))
         self.badge = QLabel()
         self.badge.setStyleSheet(f"color: {colours.held.name()}; font-weight: bold")
+        # "Hold next" waits for a message: said here until one is held (or the user cancels)
+        self.armed_label = QLabel()
+        self.armed_label.setWordWrap(True)
+        self.armed_label.setStyleSheet(f"color: {colours.held.name()}")
+        self.armed_cancel = QPushButton("Cancel")
+        self.armed_cancel.setToolTip("do not hold the next message after all")
+        self.armed_cancel.clicked.connect(self.cancel_hold.emit)
+        self.armed_box = QWidget()
+        armed = QHBoxLayout(self.armed_box)
+        armed.setContentsMargins(0, 0, 0, 0)
+        armed.addWidget(self.armed_label, 1)
+        armed.addWidget(self.armed_cancel)
+        self.armed_box.hide()
         self.table = QTableView()
         self.table.setModel(model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -86,6 +100,7 @@ class InterceptPanel(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.addLayout(top)
+        lay.addWidget(self.armed_box)
         lay.addWidget(self.table, 1)
         lay.addLayout(buttons)
         lay.addWidget(self._build_rules())
@@ -198,8 +213,19 @@ class InterceptPanel(QWidget):
 
     def set_live(self, live: bool) -> None:
         """Whether a proxy is running to hold messages for."""
-        self.hold_c2s.setEnabled(live)
-        self.hold_s2c.setEnabled(live)
+        for b in (self.hold_c2s, self.hold_s2c):
+            b.setEnabled(live)
+            tip = b.toolTip().split("\n")[0]
+            b.setToolTip(tip if live else f"{tip}\n(no proxy is running: start it first)")
+        if not live:
+            self.set_armed([])
+
+    def set_armed(self, directions: list[Direction]) -> None:
+        """The directions whose next message will be held (empty: none)."""
+        if directions:
+            names = " and ".join(f"{d.label} {d.arrow}" for d in directions)
+            self.armed_label.setText(f"⏳ waiting for the next {names} message to hold it…")
+        self.armed_box.setVisible(bool(directions))
 
 
 def rule_label(rule: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from the link's reader thread (all queued).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import re
@@ -70,6 +71,8 @@ _FROM_TO = {Direction.C2S: "from your client to the server", Direction.S2C: "fro
 SYNC_FILTER_ROWS = 100_000
 """Below this many rows a filter is applied at once; above, in slices so the window stays responsive."""
 RECENT_MAX = 8
+RATE_WINDOW_S = 5.0
+"""The status bar's rates are averages over this many seconds."""
 TARGET_CHECK_MS = 2000
 """How often the window looks again for a server that was not running."""
 NOTICE_MS = 20_000
@@ -116,11 +119,14 @@ class MainWindow(QMainWindow):
         self._filter_timer = QTimer(self)
         self._filter_timer.setInterval(0)
         self._filter_timer.timeout.connect(self._filter_step)
-        self._last_totals = ([0, 0], [0, 0], time.monotonic())
+        self._rate_samples: collections.deque[tuple[float, list[int], list[int]]] = collections.deque()
+        """(time, messages, bytes) totals of the last seconds: rates are averaged over RATE_WINDOW_S."""
         self._rates = ([0.0, 0.0], [0.0, 0.0])
         self._starting = False
         self._used_ids = (0, 0)
         """The highest connection and message numbers this window has shown (a proxy it starts goes on after them)."""
+        self._armed: dict[Direction, int] = {}
+        """Directions whose next message the user asked to hold -> the newest message number then."""
         self._own_proxy = False
         """Whether the link is a proxy this window started (its server is checked), not one attached to."""
         self._target_down = False
@@ -304,6 +310,7 @@ class MainWindow(QMainWindow):
         self.intercept.edit_forward.connect(self.edit_and_forward)
         self.intercept.drop.connect(self.drop)
         self.intercept.forward_all.connect(self.forward_all)
+        self.intercept.cancel_hold.connect(self.cancel_hold)
         self.intercept.rules_changed.connect(lambda rules: self.send("set_rules", rules=rules))
         self.intercept_dock = self._dock("Intercept", "intercept_dock", self.intercept,
                                          Qt.DockWidgetArea.RightDockWidgetArea)
@@ -689,7 +696,10 @@ class MainWindow(QMainWindow):
         self._update_status()
 
     def restart_link(self) -> None:
+        """Start again: the same addresses, with the conditions the panel shows now."""
         if self.options is not None:
+            c = self.conditions.value()
+            self.options.conditions = None if c.is_passthrough else c.to_dict()
             self.start_link(self.options)
         else:
             self.central.setCurrentWidget(self.start_page)
@@ -739,6 +749,8 @@ class MainWindow(QMainWindow):
                 self._server_unreachable(n)
         if result.held_changed:
             self._update_held()
+            if self._armed:
+                self._disarm_held()
 
     def _scrolled(self, value: int) -> None:
         at_bottom = value >= self.table.verticalScrollBar().maximum() - 1
@@ -900,6 +912,9 @@ class MainWindow(QMainWindow):
         reported (status bar + log), never raised."""
         link = self.link
         if link is None or not link.alive:
+            if name == "set_conditions":  # kept in the panel: a proxy the window starts gets them
+                self.statusBar().showMessage("no proxy is running: these conditions apply when you start it", 6000)
+                return
             self._report_error(failure_text(name, NOT_RUNNING))
             return
         fut = link.command(name, **args)
@@ -913,8 +928,25 @@ class MainWindow(QMainWindow):
         fut.add_done_callback(done)
 
     def hold_next(self, direction: Direction) -> None:
+        if self.link is None or not self.link.alive:
+            self.send("hold_next")  # says why not
+            return
         self.send("hold_next", direction=direction.label, conn_id=self._selected_conn(), count=1)
-        self.statusBar().showMessage(f"the next {direction.label} message will be held", 4000)
+        self._armed[direction] = max(self.store.ids, default=0)
+        self.intercept.set_armed(list(self._armed))
+
+    def cancel_hold(self) -> None:
+        self.send("cancel_hold_next")
+        self._armed.clear()
+        self.intercept.set_armed([])
+
+    def _disarm_held(self) -> None:
+        """A message was held: its direction's "hold next" is done."""
+        s = self.store
+        for d, since in list(self._armed.items()):
+            if any(s.dirs[r] == d and s.ids[r] > since for r in s.held.values()):
+                del self._armed[d]
+        self.intercept.set_armed(list(self._armed))
 
     def forward(self, msg_id: int) -> None:
         self.send("release", msg_id=msg_id)
@@ -1230,13 +1262,20 @@ class MainWindow(QMainWindow):
         self.log.appendPlainText(f"{stamp} {level}: {text}")
 
     def _update_rates(self) -> None:
-        msgs, byts, t = self._last_totals
+        """Messages and bytes per second, averaged over the last few seconds: a game that pings every 1.5 s
+        sends 0.7 messages a second, not 0 in one second and 1 in the next."""
         now = time.monotonic()
-        dt = max(1e-3, now - t)
         s = self.store
+        samples = self._rate_samples
+        samples.append((now, s.totals_msgs[:], s.totals_bytes[:]))
+        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW_S:
+            samples.popleft()
+        t0, msgs, byts = samples[0]
+        dt = now - t0
+        if dt < 0.5:
+            return  # not enough to say yet
         self._rates = ([(s.totals_msgs[d] - msgs[d]) / dt for d in (0, 1)],
                        [(s.totals_bytes[d] - byts[d]) / dt for d in (0, 1)])
-        self._last_totals = (s.totals_msgs[:], s.totals_bytes[:], now)
         self._update_status()
         self.filter_bar.set_counts(s.visible_count, len(s)) if not self.filtering else None
 
@@ -1294,6 +1333,9 @@ class MainWindow(QMainWindow):
         link = self.link
         if link is not None and link.alive:
             self.st_link.setText(f"listening {link.description}")
+        elif not self._starting:
+            source = getattr(getattr(self, "sessions", None), "source_path", None)
+            self.st_link.setText("proxy stopped" + (f" · showing {os.path.basename(source)}" if source else ""))
         conns = self.store.connections.values()
         open_ = sum(1 for c in conns if c.is_open)
         self.st_conns.setText(f"{open_} open / {len(self.store.connections)} conns")
