@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from inspector.bridge import Link, LinkOptions, ThreadLink
 from inspector.ui.main_window import MainWindow
@@ -329,3 +329,110 @@ def test_clear_asks_first_and_leaves_no_stale_note(qtbot: Any, make_window: Call
     answer(w, "Clear")
     assert w.model.rowCount() <= 2  # what arrived since
     assert not w.timeline.detail_note.isVisibleTo(w) and w.detail.row is None
+
+
+# ------------------------------------------------------------------------------------------ item 10
+
+
+def _session(path: Any, n: int = 6) -> None:
+    from inspector.interop.session_io import SessionWriter
+    from proxy.model import Clock, ConnectionOpened, Message
+
+    # the engine's clock read 5 s (monotonic) at 2023-11-14 22:13:20 UTC
+    with SessionWriter(path, clock=Clock(5_000_000_000, 1_700_000_000_000_000_000), target=("127.0.0.1", 5555)) as w:
+        w.write(ConnectionOpened(1, ("127.0.0.1", 40000), ("127.0.0.1", 5555), 6_000_000_000))
+        for i in range(n):
+            t = 6_000_000_000 + i * 250_000_000
+            w.write(Message(i + 1, 1, Direction(i & 1), i >> 1, b"ping %d" % i, t, t))
+
+
+@pytest.mark.timeout(60)
+def test_sockscope_opens_a_file_given_on_its_command_line(qtbot: Any, qapp: Any, tmp_path: Any) -> None:
+    from inspector import app
+    from proxy.options import UsageError
+
+    path = tmp_path / "game.sockscope"
+    _session(path)
+    args = app.build_parser().parse_args([str(path)])  # `sockscope game.sockscope`
+    opened = app.file_from_args(args)
+    options, attach = app.link_from_args(args)
+    assert opened == str(path) and options is None and attach is None
+    w = app.create_window(qapp, options, attach, opened)
+    qtbot.addWidget(w)
+    try:
+        qtbot.waitUntil(lambda: len(w.store) == 6 and not w.sessions.busy, timeout=WAIT)
+        assert w.central.currentWidget() is w.main_view and w.sessions.source_path == str(path)
+        assert w.question is None  # nothing live to stop: nobody is asked
+    finally:
+        w.close()
+    for word, message in (("nosuchfile.pcapng", "no such file"), ("dmeo", "give demo")):
+        with pytest.raises(UsageError, match=message):
+            app.file_from_args(app.build_parser().parse_args([word]))
+    assert app.main([str(tmp_path / "missing.sockscope")]) == 2
+
+
+def test_dump_prints_wall_clock_times(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "game.sockscope"
+    _session(path, 2)
+    out = subprocess.run([sys.executable, "-m", "inspector.dump", str(path)], capture_output=True, text=True,
+                         encoding="utf-8", timeout=60)
+    assert out.returncode == 0, out.stderr
+    first = 1_700_000_000 + 1.0  # arrival 6 s on the engine's clock, anchored at 5 s
+    want = time.strftime("%H:%M:%S", time.localtime(first)) + ".000"
+    second = time.strftime("%H:%M:%S", time.localtime(first + 0.25)) + ".250"
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"{want} #1 opened"), lines
+    assert lines[1].startswith(f"{want} #1 → c2s") and lines[2].startswith(f"{second} #1 ← s2c"), lines
+    assert time.strftime("%Y-%m-%d", time.localtime(first)) in out.stderr
+
+
+@pytest.mark.timeout(60)
+def test_the_window_keeps_its_settings_out_of_the_users_real_file(
+        qtbot: Any, isolated_settings: Any, echo_server: EchoServer) -> None:
+    from pathlib import Path
+
+    from tests.conftest import settings_snapshot
+
+    before = settings_snapshot()
+    w = MainWindow(LinkOptions(listen=("127.0.0.1", 0), target=("127.0.0.1", echo_server.port)),
+                   link_factory=ThreadLink)  # the settings the app itself opens
+    qtbot.addWidget(w)
+    try:
+        wait_link(qtbot, w)
+        w.save_settings()
+        assert any(str(echo_server.port) in t for t in w.recent_targets())  # a target was remembered ...
+        assert Path(w.settings.fileName()).is_relative_to(isolated_settings)  # ... in the session's directory
+        assert settings_snapshot() == before  # and the user's real file is as it was
+    finally:
+        w.stop_link()
+        w.close()
+
+
+@pytest.mark.timeout(60)
+def test_the_light_or_dark_look_is_chosen_in_the_view_menu_and_remembered(
+        qtbot: Any, make_window: Callable[..., MainWindow], settings: QSettings) -> None:
+    from PySide6.QtGui import QPalette
+
+    w = make_window(None)
+    try:
+        view = next(a.menu() for a in w.menuBar().actions() if a.text() == "&View")
+        look = next(a.menu() for a in view.actions() if a.text() == "&Look")
+        names = [a.text().replace("&", "") for a in look.actions()]
+        assert names == ["System", "Light", "Dark"]
+        w.look_actions["dark"].trigger()
+        assert w.colours.dark and w.model.colours.dark and w.timeline.plots.colours.dark
+        QApplication.processEvents()  # the widgets get the new palette
+        assert w.palette().color(QPalette.ColorRole.Window).lightness() < 80
+        assert str(settings.value("view/look")) == "dark"
+        w.look_actions["light"].trigger()
+        QApplication.processEvents()
+        assert not w.colours.dark and w.palette().color(QPalette.ColorRole.Window).lightness() > 200
+        w.look_actions["dark"].trigger()
+        w2 = make_window(None)  # the next start uses the look chosen last
+        assert w2.colours.dark and w2.look_actions["dark"].isChecked()
+    finally:
+        w.set_look("system")

@@ -6,7 +6,9 @@ Role: composition and reactions only. Data lives in the store, rows in the model
 The window starts its link on a worker thread (a child proxy may take a moment) and never blocks on the engine:
 commands, sent by their wire names (docs/protocol.md), return futures whose failures are shown in the status bar
 and the log. If the proxy cannot start or dies, the window says so in a banner, keeps what it captured, and
-offers to start again.
+offers to start again. The layout fits the window from 1024x700 to 2560x1440 (:meth:`MainWindow.reset_layout`):
+panels scroll rather than clip or overlap, a remembered layout that no longer fits is reset, the timeline waits
+until asked for. What went wrong is said above the table in a learner's words (``inspector.ui.wording``).
 Must not import: ``proxy.runner``/``proxy.server`` (only through the link).
 Thread: GUI thread; ``_link_ready`` and ``_command_failed`` are emitted from worker threads, ``LinkEvents``' signals
 from the link's reader thread (all queued).
@@ -23,12 +25,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QEvent, QModelIndex, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QEvent, QModelIndex, QObject, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QGuiApplication,
+    QKeySequence,
+    QResizeEvent,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDockWidget,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -38,6 +49,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QStackedWidget,
     QTableView,
@@ -68,6 +80,24 @@ from proxy.model import Direction, MessageState, Notice
 from proxy.options import UsageError, parse_hostport
 
 _FROM_TO = {Direction.C2S: "from your client to the server", Direction.S2C: "from the server to your client"}
+DEFAULT_SIZE = (1440, 960)
+"""The window's size the first time (smaller on a smaller screen)."""
+TITLE_BAR_PX = 32
+LAYOUT_VERSION = 2
+"""Bumped when the default layout changes: a layout remembered from before is not restored."""
+WIDE_W = 1200
+"""From this width the Connections panel has a column of its own on the left (narrower: a tab on the right)."""
+TALL_H = 880
+"""From this height Conditions and Intercept are one above the other (lower: tabs)."""
+RIGHT_MAX_PX = 520
+CONN_MIN_PX, CONN_MAX_PX = 250, 360
+SCROLLBAR_PX = 18
+DOCK_TITLE_PX = 24
+MIN_TABLE_W, MIN_TABLE_H = 420, 260
+"""Less than this for the message table and detail pane and a restored layout is reset."""
+TIMELINE_MIN_PX = 300
+HELD_BADGE_PX = 70
+"""Room kept in the toolbar for the "N held" badge."""
 SYNC_FILTER_ROWS = 100_000
 """Below this many rows a filter is applied at once; above, in slices so the window stays responsive."""
 RECENT_MAX = 8
@@ -78,6 +108,23 @@ TARGET_CHECK_MS = 2000
 NOTICE_MS = 20_000
 """How long a notice about a failed action stays (it can be closed sooner)."""
 LOG_MAX_LINES = 2000
+
+
+class _Pages(QStackedWidget):
+    """The start page or the messages: only the page on show claims room (the start page's height must not keep
+    the timeline from growing while the table is shown)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.currentChanged.connect(lambda _i: self.updateGeometry())
+
+    def minimumSizeHint(self) -> QSize:
+        page = self.currentWidget()
+        return page.minimumSizeHint() if page is not None else super().minimumSizeHint()
+
+    def sizeHint(self) -> QSize:
+        page = self.currentWidget()
+        return page.sizeHint() if page is not None else super().sizeHint()
 
 
 class MainWindow(QMainWindow):
@@ -125,6 +172,10 @@ class MainWindow(QMainWindow):
         self._starting = False
         self._used_ids = (0, 0)
         """The highest connection and message numbers this window has shown (a proxy it starts goes on after them)."""
+        self._layout_pending = ""
+        self._check_on_main = False
+        """What the first show does to the layout: "reset" (the default for the window's size), "check" (a
+        restored one), or nothing."""
         self._armed: dict[Direction, int] = {}
         """Directions whose next message the user asked to hold -> the newest message number then."""
         self._own_proxy = False
@@ -224,10 +275,12 @@ class MainWindow(QMainWindow):
         hh = self.table.horizontalHeader()
         hh.setHighlightSections(False)
         hh.setStretchLastSection(False)
-        widths = {Column.NUMBER: 60, Column.TIME: 82, Column.CONN: 48, Column.DIR: 36, Column.SIZE: 56,
-                  Column.DELAY: 72, Column.STATE: 80}
-        for col, w in widths.items():
-            self.table.setColumnWidth(col, w)
+        # each column as wide as what it shows (in the user's font), so the summary gets the rest
+        fm = self.table.fontMetrics()
+        samples = {Column.NUMBER: "#00000", Column.TIME: "000.000 s", Column.CONN: "#000", Column.DIR: "dir",
+                   Column.SIZE: "00000", Column.DELAY: "+0000 ms", Column.STATE: "scheduled"}
+        for col, sample in samples.items():
+            self.table.setColumnWidth(col, fm.horizontalAdvance(sample) + 16)
         hh.setSectionResizeMode(Column.SUMMARY, QHeaderView.ResizeMode.Stretch)
         self.table.selectionModel().currentRowChanged.connect(self._row_selected)
         self.table.verticalScrollBar().valueChanged.connect(self._scrolled)
@@ -252,15 +305,27 @@ class MainWindow(QMainWindow):
         mv.addWidget(self.filter_bar)
         mv.addWidget(self.split, 1)
 
-        self.central = QStackedWidget()
+        self.central = _Pages()
+        self.central.currentChanged.connect(self._page_changed)
         self.central.addWidget(self.start_page)
         self.central.addWidget(self.main_view)
         self.central.setCurrentWidget(self.main_view)
         self.setCentralWidget(self.central)
 
-    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea, *,
+              scroll: bool = False) -> QDockWidget:
+        """A dock; ``scroll``: its panel scrolls when the dock is smaller than the panel, so a squeezed dock never
+        clips its controls or pushes over its neighbours."""
         d = QDockWidget(title, self)
         d.setObjectName(name)
+        if scroll:
+            area_ = QScrollArea()
+            area_.setObjectName(f"{name}_scroll")
+            area_.setWidget(widget)
+            area_.setWidgetResizable(True)
+            area_.setFrameShape(QFrame.Shape.NoFrame)
+            area_.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+            widget = area_
         d.setWidget(widget)
         self.addDockWidget(area, d)
         return d
@@ -275,7 +340,7 @@ class MainWindow(QMainWindow):
         ch.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         ch.setStretchLastSection(False)
         ch.setMinimumSectionSize(32)
-        ch.setSectionResizeMode(len(ConnectionsModel.HEADERS) - 1, QHeaderView.ResizeMode.Stretch)  # "held"
+        ch.setSectionResizeMode(len(ConnectionsModel.HEADERS) - 1, QHeaderView.ResizeMode.Stretch)  # "client"
         self.conn_table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.conn_table.customContextMenuRequested.connect(self._conn_menu)
         self.conn_table.doubleClicked.connect(lambda idx: self._only_connection(idx))
@@ -302,7 +367,8 @@ class MainWindow(QMainWindow):
         self.conditions.close_button.clicked.connect(lambda: self.close_connection(reset=False))
         self.conditions.reset_button.clicked.connect(lambda: self.close_connection(reset=True))
         self.cond_dock = self._dock("Conditions", "conditions_dock", self.conditions,
-                                    Qt.DockWidgetArea.RightDockWidgetArea)
+                                    Qt.DockWidgetArea.RightDockWidgetArea, scroll=True)
+        self.conditions.installEventFilter(self)  # it grows (a preset's source, a longer read-out): make room
 
         self.intercept = InterceptPanel(self.held_model)
         self.intercept.hold_next.connect(self.hold_next)
@@ -313,7 +379,7 @@ class MainWindow(QMainWindow):
         self.intercept.cancel_hold.connect(self.cancel_hold)
         self.intercept.rules_changed.connect(lambda rules: self.send("set_rules", rules=rules))
         self.intercept_dock = self._dock("Intercept", "intercept_dock", self.intercept,
-                                         Qt.DockWidgetArea.RightDockWidgetArea)
+                                         Qt.DockWidgetArea.RightDockWidgetArea, scroll=True)
 
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
@@ -332,6 +398,8 @@ class MainWindow(QMainWindow):
         self.stats_dock = self._dock("Statistics", "statistics_dock", self.timeline.stats_panel, bottom)
         self.tabifyDockWidget(self.timeline_dock, self.stats_dock)
         self.timeline_dock.raise_()
+        for d in (self.timeline_dock, self.stats_dock):
+            d.hide()  # until asked for (View ▸ Timeline, the toolbar): the table and the detail get the room
         self.timeline.message_selected.connect(self._select_store_row)
         self.table.setItemDelegateForColumn(
             Column.SUMMARY, self.timeline.make_delegate(lambda idx: self.model.data(idx, ROW_ROLE), self.table))
@@ -360,11 +428,12 @@ class MainWindow(QMainWindow):
         self.listen_edit = QLineEdit()
         self.listen_edit.setPlaceholderText("client port")
         self.listen_edit.setToolTip("where your client connects (sockscope listens here)")
-        self.listen_edit.setMaximumWidth(140)
         self.target_edit = QLineEdit()
         self.target_edit.setPlaceholderText("server HOST:PORT")
         self.target_edit.setToolTip("your server")
-        self.target_edit.setMaximumWidth(170)
+        address_px = self.listen_edit.fontMetrics().horizontalAdvance("127.0.0.1:55555") + 14
+        for edit in (self.listen_edit, self.target_edit):
+            edit.setFixedWidth(address_px)  # the whole address, never squeezed to its last digits
         tb.addWidget(QLabel(" client port "))
         tb.addWidget(self.listen_edit)
         tb.addWidget(QLabel(" → server "))
@@ -390,20 +459,36 @@ class MainWindow(QMainWindow):
         tb.addAction(self.pause_action)
         tb.addAction(self.clear_action)
         tb.addSeparator()
-        tb.addWidget(QLabel(" Framing "))
+        framing_label = tb.addWidget(QLabel(" Framing "))
         self.framing_combo = QComboBox()
         self.framing_combo.setEditable(True)
         self.framing_combo.addItems(FRAMINGS)
         self.framing_combo.setToolTip("what one message is (applies to new connections)")
+        self.framing_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.framing_combo.setMinimumContentsLength(6)
         self.framing_combo.activated.connect(self._framing_chosen)
-        tb.addWidget(self.framing_combo)
-        tb.addWidget(QLabel(" Preset "))
+        framing_widget = tb.addWidget(self.framing_combo)
+        preset_label = tb.addWidget(QLabel(" Preset "))
         self.preset_combo = QComboBox()
         self.preset_combo.setModel(self.conditions.preset.model())
         self.preset_combo.setToolTip("network conditions preset (details in the Conditions panel)")
+        self.preset_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.preset_combo.setMinimumContentsLength(14)
         self.preset_combo.activated.connect(self._toolbar_preset)
         self.conditions.preset.currentIndexChanged.connect(self.preset_combo.setCurrentIndex)
-        tb.addWidget(self.preset_combo)
+        preset_widget = tb.addWidget(self.preset_combo)
+        # In a narrow window these step aside (the Conditions panel has the presets; the framing is in the File
+        # menu's start page too) so that the rest of the toolbar is never cut off.
+        self._toolbar = tb
+        self._toolbar_optional = [(preset_label, preset_widget), (framing_label, framing_widget)]
+        tb.addSeparator()
+        self.timeline_action = QAction("Timeline", self)
+        self.timeline_action.setCheckable(True)
+        self.timeline_action.setShortcut(QKeySequence("Ctrl+T"))
+        self.timeline_action.setToolTip("show the round trips, message rates and the ladder diagram (Ctrl+T)")
+        self.timeline_action.toggled.connect(self._timeline_toggled)
+        self.timeline_dock.toggleViewAction().toggled.connect(self.timeline_action.setChecked)
+        tb.addAction(self.timeline_action)
         tb.addSeparator()
         self.held_badge = QLabel()
         self.held_badge.setToolTip("messages held for you in the Intercept panel; their direction waits")
@@ -457,9 +542,25 @@ class MainWindow(QMainWindow):
         self.follow_action.setShortcut(QKeySequence("End"))
         self.follow_action.toggled.connect(self._set_follow)
         view.addSeparator()
-        for dock in (self.conn_dock, self.cond_dock, self.intercept_dock, self.timeline_dock, self.stats_dock,
-                     self.log_dock):
+        view.addAction(self.timeline_action)
+        for dock in (self.conn_dock, self.cond_dock, self.intercept_dock, self.stats_dock, self.log_dock):
             view.addAction(dock.toggleViewAction())
+        view.addSeparator()
+        self.reset_layout_action = view.addAction("&Reset layout")
+        self.reset_layout_action.setToolTip("put every panel back where it starts, sized for this window")
+        self.reset_layout_action.triggered.connect(lambda: self.reset_layout())
+        look = view.addMenu("&Look")
+        group = QActionGroup(self)
+        self.look_actions: dict[str, QAction] = {}
+        current = str(self.settings.value("view/look", "system"))
+        for key, label in (("system", "&System"), ("light", "&Light"), ("dark", "&Dark")):
+            a = look.addAction(label)
+            a.setData(key)
+            a.setCheckable(True)
+            a.setChecked(key == current)
+            group.addAction(a)
+            a.triggered.connect(lambda _=False, k=key: self.set_look(k))
+            self.look_actions[key] = a
 
         capture = mb.addMenu("&Capture")
         capture.addAction(self.pause_action)
@@ -515,33 +616,224 @@ class MainWindow(QMainWindow):
 
     def _restore_settings(self) -> None:
         s = self.settings
+        look = str(s.value("view/look", "system"))
+        if look != "system":
+            self.set_look(look, save=False)
         geo = s.value("window/geometry")
         if geo is not None:
             self.restoreGeometry(geo)  # type: ignore[arg-type]
         else:
-            self.resize(1440, 960)
+            self.resize(*DEFAULT_SIZE)
+        self._fit_to_screen()
         state = s.value("window/state")
-        if state is not None:
-            self.restoreState(state)  # type: ignore[arg-type]
-        else:
-            QTimer.singleShot(0, self._default_dock_sizes)
-        split = s.value("window/split")
-        if split is not None:
-            self.split.restoreState(split)  # type: ignore[arg-type]
+        restored = False
+        if state is not None and str(s.value("window/layout", "")) == str(LAYOUT_VERSION):
+            restored = self.restoreState(state, LAYOUT_VERSION)  # type: ignore[arg-type]
+            split = s.value("window/split")
+            if restored and split is not None:
+                self.split.restoreState(split)  # type: ignore[arg-type]
+        if not restored:
+            self.reset_layout()
+        # once shown at its real size: the default layout for that size, or a restored one checked to still fit
+        self._layout_pending = "check" if restored else "reset"
         self.filter_bar.set_history(s.value("filter/history", []))
         self.start_page.set_recent(self.recent_targets())
         self.wall_action.setChecked(str(s.value("view/wall_clock", "false")).lower() == "true")
 
-    def _default_dock_sizes(self) -> None:
-        self.resizeDocks([self.conn_dock, self.cond_dock], [340, 450], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.cond_dock, self.intercept_dock], [340, 300], Qt.Orientation.Vertical)
-        if hasattr(self, "timeline_dock"):  # plots and ladder need some height to be readable
-            self.resizeDocks([self.timeline_dock], [300], Qt.Orientation.Vertical)
+    def _fit_to_screen(self) -> None:
+        """The window fits the screen it is on (a size remembered on a bigger screen, or the default on a small
+        one). Offscreen (tests, pictures) there is no screen to fit and the size is what was asked for."""
+        if QGuiApplication.platformName() == "offscreen":
+            return
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        avail = screen.availableGeometry()
+        w, h = min(self.width(), avail.width()), min(self.height(), avail.height() - TITLE_BAR_PX)
+        if (w, h) != (self.width(), self.height()):
+            self.resize(w, h)
+            self.move(avail.topLeft())
+
+    # -- the layout: from 1024x700 to 2560x1440
+
+    def _docks(self) -> list[QDockWidget]:
+        return [self.conn_dock, self.cond_dock, self.intercept_dock, self.timeline_dock, self.stats_dock,
+                self.log_dock]
+
+    def reset_layout(self) -> None:
+        """The default layout for the window's size (View ▸ Reset layout): the table and the detail pane get the
+        room; Conditions and Intercept on the right (one above the other when the window is tall enough, else tabs);
+        Connections on the left (in a narrow window, a third tab on the right); the timeline and the log hidden
+        until asked for."""
+        w, h = self.width(), self.height()
+        right, left, bottom = (Qt.DockWidgetArea.RightDockWidgetArea, Qt.DockWidgetArea.LeftDockWidgetArea,
+                               Qt.DockWidgetArea.BottomDockWidgetArea)
+        for d in self._docks():
+            d.setFloating(False)
+            self.removeDockWidget(d)
+        self.addDockWidget(right, self.cond_dock)
+        stacked = h >= TALL_H
+        if stacked:
+            self.splitDockWidget(self.cond_dock, self.intercept_dock, Qt.Orientation.Vertical)
+        else:
+            self.tabifyDockWidget(self.cond_dock, self.intercept_dock)
+        if w >= WIDE_W:
+            self.addDockWidget(left, self.conn_dock)
+        else:
+            self.tabifyDockWidget(self.intercept_dock, self.conn_dock)
+        self.addDockWidget(bottom, self.timeline_dock)
+        self.tabifyDockWidget(self.timeline_dock, self.stats_dock)
+        self.tabifyDockWidget(self.stats_dock, self.log_dock)
+        for d in (self.conn_dock, self.cond_dock, self.intercept_dock):
+            d.show()
+        for d in (self.timeline_dock, self.stats_dock, self.log_dock):
+            d.hide()
+        self.cond_dock.raise_()
+        self.split.setSizes([h * 11 // 20, h * 9 // 20])
+        self._size_docks()
+        QTimer.singleShot(0, self, self._size_docks)  # again once the window is laid out at its size
+
+    def _size_docks(self) -> None:
+        w, h = self.width(), self.height()
+        panels = max(self.conditions.minimumSizeHint().width(), self.intercept.minimumSizeHint().width())
+        right = max(panels + SCROLLBAR_PX, min(w * 27 // 100, RIGHT_MAX_PX))
+        docks, sizes = [self.cond_dock], [right]
+        if self.dockWidgetArea(self.conn_dock) == Qt.DockWidgetArea.LeftDockWidgetArea:
+            docks.append(self.conn_dock)
+            sizes.append(max(CONN_MIN_PX, min(w * 18 // 100, CONN_MAX_PX)))
+        self.resizeDocks(docks, sizes, Qt.Orientation.Horizontal)
+        if not self.tabifiedDockWidgets(self.cond_dock):
+            # room for a preset's source too (two more lines), so choosing one does not make the panel scroll
+            extra = 0 if self.conditions.preset_source.isVisible() else 3 * self.fontMetrics().height()
+            cond_h = min(self._conditions_height(right) + extra + DOCK_TITLE_PX, h * 60 // 100)
+            self.resizeDocks([self.cond_dock, self.intercept_dock], [cond_h, max(200, h - cond_h)],
+                             Qt.Orientation.Vertical)
+
+    def layout_fits(self) -> bool:
+        """Whether the table and detail pane have room and no panel on the right is narrower than its controls."""
+        if self.table.width() < MIN_TABLE_W or self.split.height() < MIN_TABLE_H:
+            return False
+        panels = {self.cond_dock: self.conditions, self.intercept_dock: self.intercept}
+        for area in (Qt.DockWidgetArea.RightDockWidgetArea, Qt.DockWidgetArea.LeftDockWidgetArea):
+            docks = [d for d in panels if self.dockWidgetArea(d) == area and d.isVisible() and not d.isFloating()]
+            # docks in one area share its width (a tab behind another may report an old one: take the widest)
+            if docks and max(d.widget().width() for d in docks) + 1 < max(
+                    panels[d].minimumSizeHint().width() for d in docks):
+                return False
+        return True
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.conditions and event.type() == QEvent.Type.LayoutRequest:
+            QTimer.singleShot(0, self, self._fit_conditions_height)
+        return super().eventFilter(watched, event)
+
+    def _conditions_height(self, width: int) -> int:
+        """How tall the Conditions panel is at ``width`` (its wrapped lines make it taller when narrow)."""
+        panel = self.conditions
+        lay = panel.layout()
+        h = panel.sizeHint().height()
+        if lay is not None and lay.hasHeightForWidth():
+            h = max(h, lay.totalHeightForWidth(max(width - SCROLLBAR_PX, panel.minimumSizeHint().width())))
+        return h + 4
+
+    def _fit_conditions_height(self) -> None:
+        """Conditions above Intercept: Conditions is as tall as its controls, taken from Intercept's held list
+        (which scrolls), so it shows everything without scrolling when the window allows it."""
+        dock = self.cond_dock
+        if not dock.isVisible() or dock.isFloating() or self.tabifiedDockWidgets(dock) or \
+                not self.intercept_dock.isVisible() or self.intercept_dock.isFloating():
+            return
+        have = dock.widget().height()
+        need = self._conditions_height(dock.widget().width())
+        if need <= have:
+            return
+        total = dock.height() + self.intercept_dock.height()
+        room = total - self.intercept.minimumSizeHint().height() - 40
+        if room > have:
+            self.resizeDocks([dock, self.intercept_dock], [min(need + 30, room), total - min(need + 30, room)],
+                             Qt.Orientation.Vertical)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_toolbar()
+
+    def _fit_toolbar(self) -> None:
+        """Hide the toolbar's optional controls that do not fit the window's width (room for "N held" too)."""
+        optional = getattr(self, "_toolbar_optional", [])
+        for pair in optional:
+            for a in pair:
+                a.setVisible(True)
+        room = self.width() - HELD_BADGE_PX
+        for pair in optional:
+            if self._toolbar.sizeHint().width() <= room:
+                break
+            for a in pair:
+                a.setVisible(False)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        pending, self._layout_pending = self._layout_pending, ""
+        if pending == "reset":
+            self.reset_layout()
+        elif pending == "check":
+            if self.central.currentWidget() is self.main_view:
+                QTimer.singleShot(0, self, self._check_layout)
+            else:  # the start page asks for less room than the table's page: check once that is on show
+                self._check_on_main = True
+
+    def _page_changed(self, _index: int) -> None:
+        if self._check_on_main and self.isVisible() and self.central.currentWidget() is self.main_view:
+            self._check_on_main = False
+            QTimer.singleShot(0, self, self._check_layout)
+
+    def _check_layout(self) -> None:
+        if not self.layout_fits():
+            self.reset_layout()
+            self.statusBar().showMessage("the layout you left did not fit this window: it is back to the default "
+                                         "(View ▸ Reset layout does this any time)", 10000)
+
+    def _timeline_toggled(self, on: bool) -> None:
+        if on != self.timeline_dock.isVisible():
+            self.show_timeline(on)
+
+    def show_timeline(self, on: bool = True) -> None:
+        """Show (or hide) the Timeline, tall enough for its plots and ladder to be read."""
+        if not on:
+            self.timeline_dock.hide()
+            return
+        self.timeline_dock.show()
+        self.timeline_dock.raise_()
+        if not self.timeline_dock.isFloating():
+            self.resizeDocks([self.timeline_dock], [max(TIMELINE_MIN_PX, self.height() * 42 // 100)],
+                             Qt.Orientation.Vertical)
+
+    def set_look(self, look: str, *, save: bool = True) -> None:
+        """The light or dark look, or the system's (View ▸ Look)."""
+        palette.apply_look(look)
+        if save:
+            self.settings.setValue("view/look", look)
+        for a in getattr(self, "look_actions", {}).values():
+            a.setChecked(a.data() == look)
+        self._recolour()
+
+    def _recolour(self) -> None:
+        self.colours = palette.current()
+        for m in (self.model, self.conn_model, self.held_model):
+            m.colours = self.colours
+        self.model.refresh_all()
+        self.conditions.set_colours(self.colours)
+        self.intercept.set_colours(self.colours)
+        self.start_page.set_colours(self.colours)
+        self.timeline.set_colours(self.colours)
+        if self.detail.row is not None:
+            self.detail.show_row(self.detail.row)
+        self._update_status()
 
     def save_settings(self) -> None:
         s = self.settings
         s.setValue("window/geometry", self.saveGeometry())
-        s.setValue("window/state", self.saveState())
+        s.setValue("window/state", self.saveState(LAYOUT_VERSION))
+        s.setValue("window/layout", LAYOUT_VERSION)
         s.setValue("window/split", self.split.saveState())
         s.setValue("filter/history", self.filter_bar.history())
         s.setValue("view/wall_clock", self.wall_action.isChecked())
@@ -1364,11 +1656,8 @@ class MainWindow(QMainWindow):
     # =============================================================================================== Qt events
 
     def changeEvent(self, event: QEvent) -> None:
-        if event.type() == QEvent.Type.PaletteChange:
-            self.colours = palette.current()
-            for m in (self.model, self.conn_model, self.held_model):
-                m.colours = self.colours
-            self.model.refresh_all()
+        if event.type() == QEvent.Type.PaletteChange and palette.current() != self.colours:
+            self._recolour()
         super().changeEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:
