@@ -115,9 +115,10 @@ def test_the_default_layout_fits_and_gives_the_table_the_room(
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("narrow", [True, False], ids=["1024x700", "1440x960"])
 def test_a_preset_with_a_long_read_out_does_not_widen_the_conditions_dock(
-        qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
-    w = make_window(LinkOptions(listen=("127.0.0.1", 0)), size=(1440, 960))
+        qtbot: Any, make_window: Callable[..., MainWindow], narrow: bool) -> None:
+    w = make_window(LinkOptions(listen=("127.0.0.1", 0)), size=(1024, 700) if narrow else (1440, 960))
     wait_link(qtbot, w)
     dock_w, summary_w = w.cond_dock.width(), w.table.columnWidth(Column.SUMMARY)
     w.conditions.select_preset("Mobile 4G")  # read-out: "added round trip ≈ 200 ms · c2s loss 4 % → delay · …"
@@ -130,6 +131,13 @@ def test_a_preset_with_a_long_read_out_does_not_widen_the_conditions_dock(
     assert scroll.verticalScrollBar().maximum() == 0  # type: ignore[attr-defined]
     w.conditions.clear()  # Pass through
     settle(qtbot, w)
+    assert abs(w.cond_dock.width() - dock_w) <= 2
+    assert_fits(w)
+    # a filter mistake's explanation (it lists every field) wraps under the bar; it does not push the panels away
+    w.filter_bar.set_text("edited")
+    w.filter_bar.apply()
+    settle(qtbot, w)
+    assert "unknown field" in w.filter_bar.error.text() and w.filter_bar.error.isVisibleTo(w)
     assert abs(w.cond_dock.width() - dock_w) <= 2
     assert_fits(w)
 

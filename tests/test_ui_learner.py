@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QEvent, QObject, QSettings
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QApplication, QMessageBox
 
@@ -436,3 +436,54 @@ def test_the_light_or_dark_look_is_chosen_in_the_view_menu_and_remembered(
         assert w2.colours.dark and w2.look_actions["dark"].isChecked()
     finally:
         w.set_look("system")
+
+
+@pytest.mark.timeout(60)
+def test_the_windows_shortcuts_work_while_typing_in_a_text_box(
+        qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
+    """On Linux a text box takes Ctrl+E (end of line) and Ctrl+K (delete to the end) for itself: with the focus in
+    the filter bar (where it is at start), Ctrl+E must still edit the held message and Ctrl+K still clear."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    w = make_window(LinkOptions(demo=True, demo_interval=0.1))
+    wait_link(qtbot, w)
+    qtbot.waitUntil(lambda: len(w.store) >= 3, timeout=WAIT)
+    w.activateWindow()
+    qtbot.waitActive(w)
+    edit = w.filter_bar.edit
+    # The offscreen platform has no emacs-style key bindings: make the filter bar's box take Ctrl+E and Ctrl+K for
+    # itself as it does under X11, where the editable combo box accepts the ShortcutOverride for its line edit.
+    linux_keys = _LinuxTextKeys(edit)
+    w.filter_bar.combo.installEventFilter(linux_keys)
+    edit.installEventFilter(linux_keys)
+    edit.setFocus()
+    QTest.keyClick(edit, Qt.Key.Key_H, Qt.KeyboardModifier.ControlModifier)  # Hold next c2s
+    qtbot.waitUntil(lambda: w.store.held_count == 1, timeout=WAIT)
+    edit.setFocus()
+    QTest.keyClicks(edit, "c2s")
+    QTest.keyClick(edit, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)  # Edit & forward
+    assert w.editor is not None and w.editor.isVisible() and w.editor.ok_button.text() == "Forward"
+    assert edit.text() == "c2s"
+    w.editor.reject()
+    edit.setFocus()
+    edit.setCursorPosition(0)
+    QTest.keyClick(edit, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)  # Clear (asks)
+    assert w.question is not None and edit.text() == "c2s"
+    answer(w, "Cancel")
+    w.forward_all()
+
+
+class _LinuxTextKeys(QObject):
+    """What QLineEdit does under X11's key bindings: it claims Ctrl+E (end of line) and Ctrl+K (delete to the end
+    of the line) in the ShortcutOverride, so a window shortcut on those keys never fires."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        from PySide6.QtCore import Qt
+        from PySide6.QtGui import QKeyEvent
+
+        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent) and \
+                event.modifiers() == Qt.KeyboardModifier.ControlModifier and event.key() in (Qt.Key.Key_E,
+                                                                                           Qt.Key.Key_K):
+            event.accept()
+        return False

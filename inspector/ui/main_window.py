@@ -31,12 +31,14 @@ from PySide6.QtGui import (
     QActionGroup,
     QCloseEvent,
     QGuiApplication,
+    QKeyEvent,
     QKeySequence,
     QResizeEvent,
     QShowEvent,
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QAbstractSpinBox,
     QComboBox,
     QDockWidget,
     QFrame,
@@ -96,6 +98,9 @@ DOCK_TITLE_PX = 24
 MIN_TABLE_W, MIN_TABLE_H = 420, 260
 """Less than this for the message table and detail pane and a restored layout is reset."""
 TIMELINE_MIN_PX = 300
+WINDOW_KEYS = frozenset({"Ctrl+E", "Ctrl+Shift+E", "Ctrl+K", "Ctrl+H", "Ctrl+Shift+H", "Ctrl+R", "Ctrl+T",
+                         "Ctrl+Return", "Ctrl+Shift+Return", "Ctrl+Shift+C", "Ctrl+F"})
+"""The window's shortcuts that win over a text box's own use of the keys (Ctrl+Delete, Ctrl+C ... stay the box's)."""
 HELD_BADGE_PX = 70
 """Room kept in the toolbar for the "N held" badge."""
 SYNC_FILTER_ROWS = 100_000
@@ -172,6 +177,7 @@ class MainWindow(QMainWindow):
         self._starting = False
         self._used_ids = (0, 0)
         """The highest connection and message numbers this window has shown (a proxy it starts goes on after them)."""
+        self._window_keys: set[QKeySequence] = set()
         self._layout_pending = ""
         self._check_on_main = False
         """What the first show does to the layout: "reset" (the default for the window's size), "check" (a
@@ -198,6 +204,7 @@ class MainWindow(QMainWindow):
         self._build_toolbar()
         self._build_menus()
         self._build_status()
+        self._keys_beat_text_boxes()
         self._restore_settings()
 
         self._rate_timer = QTimer(self)
@@ -725,7 +732,21 @@ class MainWindow(QMainWindow):
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self.conditions and event.type() == QEvent.Type.LayoutRequest:
             QTimer.singleShot(0, self, self._fit_conditions_height)
+        elif event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent) and \
+                QKeySequence(event.keyCombination()) in self._window_keys:
+            # A text box would take Ctrl+E (end of line), Ctrl+K (delete to the end), Ctrl+H ... for itself on
+            # Linux: the window's shortcuts win, so Ctrl+E edits the held message wherever the focus is.
+            event.ignore()
+            return True
         return super().eventFilter(watched, event)
+
+    def _keys_beat_text_boxes(self) -> None:
+        """Let the window's Ctrl shortcuts reach it while a text box of the window (not of a dialog) has focus."""
+        self._window_keys = {a.shortcut() for a in self.findChildren(QAction)
+                             if not a.shortcut().isEmpty() and a.shortcut().toString() in WINDOW_KEYS}
+        # an editable combo box (the filter bar) and a spin box take the keys for their line edit themselves
+        for box in (*self.findChildren(QLineEdit), *self.findChildren(QComboBox), *self.findChildren(QAbstractSpinBox)):
+            box.installEventFilter(self)
 
     def _conditions_height(self, width: int) -> int:
         """How tall the Conditions panel is at ``width`` (its wrapped lines make it taller when narrow)."""
@@ -1642,7 +1663,8 @@ class MainWindow(QMainWindow):
             extra.append(f"{self.store.skipped_while_paused:,} not captured (paused)")
         if self.store.rows_refused:
             extra.append(f"{self.store.rows_refused:,} refused (store full)")
-        self.st_lost.setText(f"{lost:,} events lost" + ("" if not extra else " · " + " · ".join(extra)))
+        self.st_lost.setText(" · ".join(([f"{lost:,} events lost"] if lost else []) + extra))
+        self.st_lost.setVisible(bool(lost or extra))  # said when there is something to say: room for messages
         self.st_lost.setStyleSheet(f"color: {c.error.name()}" if lost else "")
         self.st_cond.setText(self.conditions.summary())
         recording = getattr(self, "sessions", None)

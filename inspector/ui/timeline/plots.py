@@ -33,8 +33,9 @@ from proxy.model import Direction
 SCATTER_MAX: Final = 3000
 FOLLOW_WINDOW_S: Final = 20.0
 """Seconds of history shown while following the newest data."""
-RATE_WINDOW_S: Final = 2.0
-"""The rates at each point are the messages (bytes) of the last this-many seconds, per second."""
+RATE_WINDOW_S: Final = 3.0
+"""The rates at each point are the messages (bytes) per second of the last this-many seconds, the most recent
+weighing most (a triangular window: smooth for a game that sends every 0.3 or 1.2 s, still quick to follow)."""
 GAP_MIN_S: Final = 1.0
 GAP_FACTOR: Final = 5.0
 """The round-trip line breaks where two round trips are further apart than this many times the usual spacing
@@ -53,12 +54,11 @@ def smoothed_rates(x: np.ndarray, per_s: np.ndarray, now_s: float) -> tuple[np.n
     idx = np.clip(np.rint((x - x[0]) / step).astype(int), 0, len(grid) - 1)
     np.add.at(counts, idx, per_s)
     n = max(1, round(RATE_WINDOW_S / step))
-    kernel = np.ones(n) / n
+    kernel = np.arange(n, 0, -1, dtype=float)  # newest bin first: weights n, n-1, ..., 1
     smooth = np.convolve(counts, kernel)[: len(grid)]
-    # the first window is partial: average over what there is, not over empty time before the first message
-    head = min(n, len(grid))
-    smooth[:head] = np.cumsum(counts[:head]) / np.arange(1, head + 1)
-    return grid + step / 2, smooth
+    # the first window is partial: weigh what there is, not empty time before the first message
+    norm = np.convolve(np.ones(len(grid)), kernel)[: len(grid)]
+    return grid + step / 2, smooth / norm
 
 
 def with_gaps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
