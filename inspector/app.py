@@ -22,12 +22,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from PySide6.QtWidgets import QApplication
+
     from inspector.bridge import LinkOptions
+    from inspector.ui.main_window import MainWindow
 
 T0 = time.perf_counter()
 
 EPILOG = """examples:
   sockscope demo                                        watch the tutorial's client and server
+  sockscope game.sockscope                              open a saved session (or a .pcap/.pcapng capture)
   sockscope --listen 127.0.0.1:5556 --target 127.0.0.1:5555
                                                         then point your client at port 5556
   sockscope --target 127.0.0.1:5555 --latency 100 --jitter 20
@@ -75,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sockscope", description="See, slow down and change your game's TCP traffic.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", nargs="?", choices=["demo"], help="demo: the tutorial's server and client")
+    p.add_argument("command", nargs="?", metavar="demo | FILE",
+                   help="demo: the tutorial's server and client; FILE: a saved session (.sockscope) or a capture "
+                        "(.pcap, .pcapng) to open")
     add_address_arguments(p, target_default=None)
     add_framing_arguments(p)
     add_condition_arguments(p)
@@ -134,6 +140,25 @@ def link_from_args(args: argparse.Namespace) -> tuple[LinkOptions | None, tuple[
     return options, attach
 
 
+OPENABLE = (".sockscope", ".session", ".pcap", ".pcapng", ".cap", ".gz")
+
+
+def file_from_args(args: argparse.Namespace) -> str | None:
+    """The file ``sockscope FILE`` opens, or None; ``UsageError`` for a word that is neither ``demo`` nor a file."""
+    from proxy.options import UsageError
+
+    word: str | None = args.command
+    if word is None or word == "demo":
+        return None
+    if not os.path.isfile(word):
+        hint = "" if word.lower().endswith(OPENABLE) else (
+            "; give demo (the tutorial's client and server) or a session or capture file to open")
+        raise UsageError(f"{word}: no such file{hint}")
+    if args.target or args.attach:
+        raise UsageError(f"{word}: open a file, or watch a proxy (--target, --attach), not both at once")
+    return os.path.abspath(word)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"]:  # Qt-free: the program's own output is the point
@@ -153,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from proxy.options import UsageError
 
     try:
+        path = file_from_args(args)
         options, attach = link_from_args(args)
     except UsageError as e:
         print(f"sockscope: error: {e}", file=sys.stderr)
@@ -170,22 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setApplicationName("sockscope")
-    app.setOrganizationName("sockscope")
-    from inspector.ui.main_window import MainWindow
-
-    window = MainWindow(None)
-    window.show()
-    if args.time_startup:
-        app.processEvents()
-        print(f"sockscope: window shown after {(time.perf_counter() - T0) * 1000:.0f} ms", flush=True)
-    # Start the proxy once the window is on screen: the user sees the window at once.
-    if attach is not None:
-        QTimer.singleShot(0, lambda: window.attach(*attach))
-    elif options is not None:
-        QTimer.singleShot(0, lambda: window.start_link(options))
-    else:
-        window.central.setCurrentWidget(window.start_page)
+    assert isinstance(app, QApplication)
+    window = create_window(app, options, attach, path, time_startup=args.time_startup)
     if args.time_startup and options is not None:
         # for the benchmark: when the first decoded client message (the tutorial's reply, then pings) is a row
         def first_row() -> None:
@@ -199,6 +211,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = app.exec()
     window.stop_link()
     return int(code)
+
+
+def create_window(app: QApplication, options: LinkOptions | None, attach: tuple[str, int, str] | None = None,
+                  path: str | None = None, *, time_startup: bool = False) -> MainWindow:
+    """The window, shown, with its proxy (or attach, or file) started on the first event-loop turn."""
+    from PySide6.QtCore import QTimer
+
+    app.setApplicationName("sockscope")
+    app.setOrganizationName("sockscope")
+    from inspector.ui.main_window import MainWindow
+
+    window = MainWindow(None)
+    window.show()
+    if time_startup:
+        app.processEvents()
+        print(f"sockscope: window shown after {(time.perf_counter() - T0) * 1000:.0f} ms", flush=True)
+    # Start the proxy once the window is on screen: the user sees the window at once.
+    if attach is not None:
+        QTimer.singleShot(0, lambda: window.attach(*attach))
+    elif options is not None:
+        QTimer.singleShot(0, lambda: window.start_link(options))
+    elif path is not None:
+        window.central.setCurrentWidget(window.main_view)
+        QTimer.singleShot(0, lambda: window.sessions.open_file(path))
+    else:
+        window.central.setCurrentWidget(window.start_page)
+    return window
 
 
 if __name__ == "__main__":

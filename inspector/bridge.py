@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -51,6 +52,7 @@ __all__ = [
     "RecordQueue",
     "ThreadLink",
     "make_link",
+    "nothing_listens",
 ]
 
 QUEUE_BOUND: Final = 200_000
@@ -128,6 +130,9 @@ class LinkOptions:
     demo_interval: float = 1.0
     extra_args: list[str] = field(default_factory=list)
     """More ``python -m proxy`` flags (conditions flags from the command line), for the child process."""
+    first_ids: tuple[int, int] = (1, 1)
+    """Where the proxy's connection and message numbering starts: a window starting its proxy again goes on
+    from the numbers it has already shown."""
 
 
 class Link:
@@ -238,7 +243,9 @@ class AttachLink(Link):
             self.stats = event
         elif kind == "bye":
             if not self._closing:
-                self.death = f"the proxy said goodbye: {event.get('reason', '')}".rstrip(": ")
+                reason = str(event.get("reason") or "")
+                self.death = "the proxy was shut down" + (
+                    "" if not reason or reason == "proxy shutting down" else f" ({reason})")
         elif isinstance(kind, str) and kind in ANNOUNCED_BY and client is not None:
             if event.get("by") == client.client_id:
                 return  # this window's own change: it already shows it
@@ -258,13 +265,10 @@ class AttachLink(Link):
     def alive(self) -> bool:
         client = self._client
         if self.death is None and client is not None and client.closed_reason is not None and not self._closing:
-            self.death = f"lost the connection to the proxy: {client.closed_reason}"
+            reason = client.closed_reason
+            self.death = ("the proxy was shut down" if reason.startswith("the proxy said bye") else
+                          f"the window lost its connection to the proxy ({reason})")
         return self.death is None
-
-    def _apply_options(self, options: LinkOptions) -> None:
-        """The user's conditions for a proxy this window started (a proxy attached to keeps its own)."""
-        if options.conditions:
-            self.command("set_conditions", conditions=options.conditions)
 
     def stop(self) -> None:
         self._closing = True
@@ -297,6 +301,10 @@ class ChildProcessLink(AttachLink):
             args += ["--demo", "--demo-interval", str(o.demo_interval)]
         else:
             args += ["--listen", _fmt(o.listen), "--target", _fmt(o.target)]
+        if o.conditions:  # in force from the first byte (the demo's welcome comes right after the window attaches)
+            args += ["--conditions-json", json.dumps(o.conditions)]
+        if o.first_ids != (1, 1):
+            args += ["--first-ids", f"{o.first_ids[0]},{o.first_ids[1]}"]
         return args + o.extra_args
 
     def start(self) -> None:
@@ -328,7 +336,6 @@ class ChildProcessLink(AttachLink):
         if self.listen_addr is None:
             self.listen_addr = self._listen_from_stdout
         threading.Thread(target=self._watch, name="sockscope-child-watch", daemon=True).start()
-        self._apply_options(self.options)
 
     _listen_from_stdout: tuple[str, int] | None = None
 
@@ -372,7 +379,8 @@ class ChildProcessLink(AttachLink):
                 self.proc.stdin.close()  # the child is gone: nothing more will be written to it
         if not self._closing and self.death is None:
             err = self._stderr[-1] if self._stderr else ""
-            self.death = f"the proxy process exited (status {code}){': ' + err if err else ''}"
+            self.death = (f"the proxy's process ended unexpectedly (exit status {code})"
+                          + (f"; its last words: {err}" if err else ""))
 
     def _terminate(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -426,7 +434,14 @@ class ThreadLink(AttachLink):
             self._demo_server = DemoServer(say=_quiet).start()
             target = ("127.0.0.1", self._demo_server.port)
             listen = (listen[0], 0)
-        engine = ProxyThread(ProxyConfig(listen[0], listen[1], target[0], target[1], framing),
+        from proxy.conditions import PASSTHROUGH, Conditions, ConditionsError
+
+        try:
+            conditions = Conditions.from_dict(o.conditions) if o.conditions else PASSTHROUGH
+        except ConditionsError as e:
+            raise LinkError(f"the conditions: {e}") from None
+        engine = ProxyThread(ProxyConfig(listen[0], listen[1], target[0], target[1], framing,
+                                         conditions=conditions, first_ids=o.first_ids),
                              control_token=self.token)
         try:
             engine.start()
@@ -443,7 +458,6 @@ class ThreadLink(AttachLink):
         except LinkError:
             self.kill()
             raise
-        self._apply_options(o)
         if o.demo:
             assert self.listen_addr is not None
             self._demo_client = DemoClient("127.0.0.1", self.listen_addr[1], None, o.demo_interval,
@@ -478,6 +492,36 @@ def make_link(options: LinkOptions) -> Link:
     if os.environ.get("SOCKSCOPE_IN_PROCESS") == "1":
         return ThreadLink(options)
     return ChildProcessLink(options)
+
+
+def nothing_listens(addr: tuple[str, int]) -> bool:
+    """Whether nothing listens on ``addr``, a server address on this machine (False when it cannot tell).
+
+    It never connects: a connection would use up the one ``accept()`` of a server that serves a single client,
+    as the tutorial's does (``proxy.server.ProxyServer.probe_target`` checks the same way). A port that can be bound
+    has no listener. A remote server is not checked.
+    """
+    import ipaddress
+    import socket
+
+    host, port = addr
+    if host != "localhost":
+        try:
+            if not ipaddress.ip_address(host.split("%")[0]).is_loopback:
+                return False
+        except ValueError:
+            return False  # a name: not looked up here (that could wait on DNS)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as s:
+            try:
+                s.bind(sockaddr)  # no SO_REUSEADDR: fails while anything holds the port
+            except OSError:
+                return False
+    return True
 
 
 def notice_text(n: Notice) -> str:

@@ -4,7 +4,9 @@ Role: the headless reader of recordings: streams a session file (``proxy.session
 control endpoint (``--follow HOST:PORT``, the token in ``$SOCKSCOPE_TOKEN`` or ``--token-file``), applies the
 shared filter language and prints one decoded line per message (and the decoded tree with ``--tree``). Each message
 is decoded within ``--decode-budget`` milliseconds: one the decoder gave up on is reported on stderr in one line
-naming it, printed with its first bytes in hex, and the dump goes on with the next.
+naming it, printed with its first bytes in hex, and the dump goes on with the next. Times are wall-clock times
+(``HH:MM:SS.mmm``, local time, as the proxy's terminal and the window show them), converted with the recording's
+(or the live proxy's) clock anchor; the date is said once on stderr.
 Must not import: Qt (PySide6).
 Thread: main thread.
 """
@@ -14,11 +16,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from inspector.decode import View, default_registry, gave_up, gave_up_summary
 from inspector.filters import FilterError, parse_filter
-from proxy.model import ConnectionClosed, ConnectionOpened, Direction, Message, Notice, Record
+from proxy.model import Clock, ConnectionClosed, ConnectionOpened, Direction, Message, Notice, Record
 from proxy.session import SessionError, open_session
 
 
@@ -73,7 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     shown = 0
     truncated = False
     try:
-        records = _follow(args.follow, token) if args.follow else open_session(args.session)
+        records: Any
+        if args.follow:
+            clock, records = _follow(args.follow, token)
+        else:
+            records = open_session(args.session)
+            clock = records.header.clock
+        stamp = _stamper(clock)
         for r in records:
             if isinstance(r, Message):
                 if not flt.matches(r, view_of):  # type: ignore[arg-type]
@@ -86,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"dump: gave up decoding message #{r.id} (conn #{r.conn_id} {r.direction.label}, "
                           f"{r.size} bytes): {(v.error or '')[len('gave up: '):]}; shown in hex", file=sys.stderr)
                 arrow = "→" if r.direction is Direction.C2S else "←"
-                print(f"{r.arrival_ns / 1e9:14.6f} #{r.conn_id} {arrow} {r.direction.label} {r.size:>6} B "
+                print(f"{stamp(r.arrival_ns)} #{r.conn_id} {arrow} {r.direction.label} {r.size:>6} B "
                       f"[{v.decoder}] {summary}")
                 if args.tree:
                     for line in v.text.splitlines():
@@ -94,11 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shown += 1
             elif isinstance(r, ConnectionOpened):
                 (ch, cp), (th, tp) = r.client_addr, r.target_addr
-                print(f"#{r.conn_id} opened {ch}:{cp} → {th}:{tp}")
+                print(f"{stamp(r.time_ns)} #{r.conn_id} opened {ch}:{cp} → {th}:{tp}")
             elif isinstance(r, ConnectionClosed):
-                print(f"#{r.conn_id} closed: {r.reason.value} ({r.detail})")
+                print(f"{stamp(r.time_ns)} #{r.conn_id} closed: {r.reason.value} ({r.detail})")
             elif isinstance(r, Notice):
-                print(f"{r.level}: {r.text}")
+                print(f"{stamp(r.time_ns)} {r.level}: {r.text}")
             sys.stdout.flush()
         truncated = bool(getattr(records, "truncated", False))
         if truncated:
@@ -115,8 +124,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _follow(address: str, token: str | None) -> Iterator[Record]:
-    """Records from a live proxy, until it goes away."""
+def _stamper(clock: Clock | None) -> Callable[[int], str]:
+    """Engine times (monotonic ns) as local wall-clock ``HH:MM:SS.mmm``; the date is said once, on stderr."""
+    said: list[str] = []
+
+    def stamp(mono_ns: int) -> str:
+        if clock is None:
+            return f"{mono_ns / 1e9:.3f}s"
+        wall = clock.to_wall_ns(mono_ns)
+        t = time.localtime(wall / 1e9)
+        day = time.strftime("%Y-%m-%d", t)
+        if not said or said[-1] != day:
+            said.append(day)
+            sys.stdout.flush()
+            print(f"dump: times are local wall-clock times on {day}", file=sys.stderr, flush=True)
+        return time.strftime("%H:%M:%S", t) + f".{(wall // 1_000_000) % 1000:03d}"
+
+    return stamp
+
+
+def _follow(address: str, token: str | None) -> tuple[Clock | None, Iterator[Record]]:
+    """The live proxy's clock anchor, and its records until it goes away."""
     from proxy.control.client import ControlClient, ControlError
     from proxy.options import TOKEN_HOW, UsageError, parse_hostport
 
@@ -131,13 +159,21 @@ def _follow(address: str, token: str | None) -> Iterator[Record]:
         client = ControlClient(host, port, token)
     except ControlError as e:
         raise ConnectionError(f"cannot attach to {address}: {e}") from None
-    try:
-        for event in client.iter_events():
-            record = event.get("record")
-            if record is not None:
-                yield record
-    finally:
-        client.close()
+    hello = client.hello
+    anchor = hello.get("clock") if isinstance(hello, dict) else None
+    clock = (Clock(int(anchor["mono_ns"]), int(anchor["wall_ns"]))
+             if isinstance(anchor, dict) and "mono_ns" in anchor and "wall_ns" in anchor else None)
+
+    def records() -> Iterator[Record]:
+        try:
+            for event in client.iter_events():
+                record = event.get("record")
+                if record is not None:
+                    yield record
+        finally:
+            client.close()
+
+    return clock, records()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from proxy.demo import DemoClient, DemoServer
 from proxy.framing import FramingError, parse_framing
@@ -46,6 +46,9 @@ from proxy.options import (
 from proxy.printer import Printer, TerminalLogHandler, close_terminals, say
 from proxy.server import ProxyConfig, ProxyError, ProxyServer, is_loopback
 from proxy.tasks import spawn
+
+if TYPE_CHECKING:
+    from proxy.conditions import Conditions
 
 # Re-exported for the modules that still import them from here (proxy.control, inspector.bridge); new code
 # imports them from proxy.options.
@@ -75,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--demo-pings", type=int, default=None, metavar="N",
                    help="with --demo: the client pings N times, then the demo ends (default: until Ctrl+C)")
     g.add_argument("--demo-interval", type=float, default=1.0, metavar="S", help=argparse.SUPPRESS)
+    # For the proxy a window starts (inspector.bridge.ChildProcessLink): the conditions in force from the first
+    # byte (the window's own set_conditions would race the demo's welcome), and where its numbering goes on.
+    g.add_argument("--conditions-json", default=None, help=argparse.SUPPRESS)
+    g.add_argument("--first-ids", default=None, metavar="CONN,MSG", help=argparse.SUPPRESS)
     g.add_argument("--parent-watch", action="store_true",
                    help="exit when standard input reaches end of file (a parent process that holds the pipe "
                         "went away)")
@@ -200,8 +207,32 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
     if args.connect_timeout <= 0:
         raise UsageError("--connect-timeout must be positive; e.g. --connect-timeout 5")
     conditions = conditions_from_args(args)
+    if getattr(args, "conditions_json", None):
+        conditions = _conditions_json(args.conditions_json)
+    first_ids = _first_ids(args.first_ids) if getattr(args, "first_ids", None) else (1, 1)
     return ProxyConfig(listen_host, listen_port, target_host, target_port, framing, args.connect_timeout,
-                       conditions, args.seed)
+                       conditions, args.seed, first_ids)
+
+
+def _conditions_json(text: str) -> Conditions:
+    import json
+
+    from proxy.conditions import Conditions, ConditionsError
+
+    try:
+        return Conditions.from_dict(json.loads(text))
+    except (ValueError, TypeError, ConditionsError) as e:
+        raise UsageError(f"--conditions-json: {e}") from None
+
+
+def _first_ids(text: str) -> tuple[int, int]:
+    try:
+        conn, msg = (int(x) for x in text.split(","))
+    except ValueError:
+        raise UsageError(f"--first-ids {text!r}: expected two numbers, CONN,MSG") from None
+    if conn < 1 or msg < 1:
+        raise UsageError(f"--first-ids {text!r}: numbers start at 1")
+    return conn, msg
 
 
 async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:

@@ -1,6 +1,6 @@
 """The tutorial's exercise as a live demo: a server that sends a welcome, a client that answers and then pings.
 
-Role: the peers behind ``sockscope-proxy --demo`` (and, later, ``sockscope demo``). They are written the way the
+Role: the peers behind ``sockscope-proxy --demo`` and ``sockscope demo``. They are written the way the
 tutorial writes them (blocking ``socket`` calls, 2048-byte ``recv``), so what the learner sees through the proxy is
 what their own code would produce. The server answers each ``ping N`` with ``pong N``.
 Must not import: Qt, ``inspector``.
@@ -9,6 +9,7 @@ Thread: each peer runs on its own daemon thread; nothing here touches the proxy'
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -19,6 +20,8 @@ from proxy.printer import say
 BUFFER_SIZE = 2048
 WELCOME = "Hello from the exercise server! 🚀"
 REPLY = "Ping received! 📥"
+RETRY_S = 1.0
+"""Seconds the endless demo client waits before it connects again (longer after repeated failures, at most 5)."""
 
 
 def _print(line: str) -> None:
@@ -68,46 +71,105 @@ class DemoServer:
 
     def stop(self) -> None:
         self._stop.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # on Linux close() alone leaves accept() waiting, the port bound
         self.sock.close()
 
 
 class DemoClient:
-    """Connects (through the proxy), prints the welcome, answers, then pings once a second."""
+    """Connects (through the proxy), prints the welcome, answers, then pings every ``interval`` seconds.
+
+    It waits for each answer as long as it takes (a user may hold a ping in the window for minutes), and with
+    ``pings=None`` (the demo behind the window) it lives until :meth:`stop`: when its connection ends (the user
+    closed or reset it, the server went away) it connects again after ``retry_s``. Ping numbers go on across
+    connections. With a number of ``pings`` it pings that often on one connection and ends.
+    """
 
     def __init__(self, host: str, port: int, pings: int | None = None, interval: float = 1.0,
-                 say: Callable[[str], None] = _print) -> None:
+                 say: Callable[[str], None] = _print, retry_s: float = RETRY_S) -> None:
         self.host, self.port, self.pings, self.interval, self.say = host, port, pings, interval, say
+        self.retry_s = retry_s
         self.rtts_ms: list[float] = []
         self.error: str | None = None
+        """Why the client gave up (only with a number of ``pings``: the endless demo never gives up)."""
+        self.connections = 0
+        self.sock: socket.socket | None = None
+        """The current connection (None between connections)."""
+        self._sent = 0
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="demo-client", daemon=True)
+
+    @property
+    def forever(self) -> bool:
+        return self.pings is None
 
     def start(self) -> DemoClient:
         self.thread.start()
         return self
 
     def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self._one_connection()
+                failures = 0
+            except OSError as e:
+                if self._stop.is_set():
+                    return
+                if not self.forever:
+                    self.error = str(e)
+                    self.say(f"[CLIENT] connection failed: {e}")
+                    return
+                failures += 1
+                if failures == 1:  # said once, not every retry
+                    self.say(f"[CLIENT] cannot connect or the connection broke ({e}); trying again")
+            if not self.forever or self._stop.is_set() or (self.pings is not None and self._sent >= self.pings):
+                return
+            if failures == 0:
+                self.say("[CLIENT] the connection ended; connecting again")
+            if self._stop.wait(min(self.retry_s * max(1, failures), 5.0)):
+                return
+
+    def _one_connection(self) -> None:
+        # A timeout for connecting only: once connected the client blocks for as long as an answer takes.
+        c = socket.create_connection((self.host, self.port), timeout=10)
+        with self._lock:
+            if self._stop.is_set():
+                c.close()
+                return
+            self.sock = c
         try:
-            with socket.create_connection((self.host, self.port), timeout=10) as c:
-                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                msg = c.recv(BUFFER_SIZE).decode("utf-8", "replace")
-                self.say(f"[CLIENT] Message received: {msg}")
-                c.send(REPLY.encode("utf-8"))
-                n = 0
-                while (self.pings is None or n < self.pings) and not self._stop.wait(self.interval):
-                    n += 1
-                    t0 = time.perf_counter()
-                    c.sendall(f"ping {n}".encode())
-                    reply = c.recv(BUFFER_SIZE)
-                    if not reply:
-                        self.say("[CLIENT] the server closed the connection")
-                        return
-                    rtt = (time.perf_counter() - t0) * 1000
-                    self.rtts_ms.append(rtt)
-                    self.say(f"[CLIENT] {reply.decode('utf-8', 'replace')}  (round trip {rtt:.1f} ms)")
-        except OSError as e:
-            self.error = str(e)
-            self.say(f"[CLIENT] connection failed: {e}")
+            c.settimeout(None)
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.connections += 1
+            msg = c.recv(BUFFER_SIZE).decode("utf-8", "replace")
+            if not msg:
+                self.say("[CLIENT] the server closed the connection before its welcome")
+                return
+            self.say(f"[CLIENT] Message received: {msg}")
+            c.sendall(REPLY.encode("utf-8"))
+            while (self.pings is None or self._sent < self.pings) and not self._stop.wait(self.interval):
+                self._sent += 1
+                t0 = time.perf_counter()
+                c.sendall(f"ping {self._sent}".encode())
+                reply = c.recv(BUFFER_SIZE)
+                if not reply:
+                    self.say("[CLIENT] the server closed the connection")
+                    return
+                rtt = (time.perf_counter() - t0) * 1000
+                self.rtts_ms.append(rtt)
+                self.say(f"[CLIENT] {reply.decode('utf-8', 'replace')}  (round trip {rtt:.1f} ms)")
+        finally:
+            with self._lock:
+                self.sock = None
+            c.close()
 
     def stop(self) -> None:
+        """Stop at once, also while waiting for an answer."""
         self._stop.set()
+        with self._lock:
+            sock = self.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked recv()

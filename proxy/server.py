@@ -81,6 +81,9 @@ class ProxyConfig:
     connect_timeout: float = 5.0
     conditions: Conditions = PASSTHROUGH
     seed: int | None = None
+    first_ids: tuple[int, int] = (1, 1)
+    """The first connection and message numbers: a window that starts its proxy again continues its numbering,
+    so one table never holds two different #1."""
 
 
 def is_loopback(host: str) -> bool:
@@ -469,7 +472,7 @@ class ProxyServer:
         self.config = config
         self.loop = loop or asyncio.get_event_loop()
         self.clock = Clock.now()
-        self.ids = Ids()
+        self.ids = Ids(*config.first_ids)
         self.framing = config.framing
         self.handlers: dict[int, ConnectionHandler] = {}
         self.read_view = memoryview(bytearray(READ_SIZE))

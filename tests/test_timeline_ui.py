@@ -7,6 +7,7 @@ loopback (``ThreadLink``).
 
 from __future__ import annotations
 
+import math
 import pickle
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -72,6 +73,8 @@ def test_stats_model_passes_the_model_tester(qtmodeltester: Any) -> None:
 def test_live_demo_plots_match_the_table_and_clicks_select(qtbot: Any,
                                                            make_window: Callable[..., MainWindow]) -> None:
     w = make_window(LinkOptions(demo=True, demo_interval=0.02))
+    assert not w.timeline_dock.isVisible()  # until asked for (issue 19): the table and detail get the room
+    w.show_timeline()
     assert w.timeline_dock.isVisible() and w.timeline.plots.isVisible() and w.timeline.ladder.isVisible()
     qtbot.waitUntil(lambda: len(w.timeline.plots.data.rtt_x) >= 8, timeout=WAIT)
     tl = w.timeline
@@ -234,3 +237,97 @@ def test_pairing_by_key_and_csv_export(qtbot: Any, make_window: Callable[..., Ma
     text = (tmp_path / "stats.csv").read_text().splitlines()
     assert text[0].startswith("direction,type,count")
     assert "c2s,json.type=input,300," in "\n".join(text) and "s2c,json.type=state,300," in "\n".join(text)
+
+
+# ------------------------------------------------------------------------------------------ issue 19, item 7
+
+
+def _pings(times_s: list[float], rtt_ms: float = 2.0) -> list[Any]:
+    """A ping at each time (seconds) and its pong ``rtt_ms`` later, on connection 1."""
+    recs: list[Any] = [ConnectionOpened(1, ("127.0.0.1", 40000), ("127.0.0.1", 5555), 0)]
+    mid = 0
+    for i, t_s in enumerate(times_s):
+        t = int(1_000 * MS + t_s * 1e9)
+        rtt = int(rtt_ms * MS)
+        recs.append(Message(mid + 1, 1, C2S, i, b"ping %d" % i, t, t))
+        recs.append(Message(mid + 2, 1, S2C, i, b"pong %d" % i, t + rtt, t + rtt))
+        mid += 2
+    return recs
+
+
+def _plotted(w: MainWindow, times_s: list[float], rtt_ms: float = 2.0) -> MainWindow:
+    s = w.store
+    s.apply(_pings(times_s, rtt_ms))
+    w.model.reset()
+    w.central.setCurrentWidget(w.main_view)
+    w.show_timeline()
+    w.timeline.analysis.run_to_end()
+    w.timeline.refresh(force=True)
+    return w
+
+
+def test_message_rates_are_smooth_not_a_sawtooth(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
+    """A ping every 0.5 s is 2 messages/s each way, drawn as a level line, not 4, 0, 4, 0 from 250 ms bins."""
+    w = _plotted(make_window(None), [i * 0.5 for i in range(40)])
+    _x, y = w.timeline.plots.msg_curves[C2S].getData()
+    steady = list(y[8:-8])  # away from the start and the end
+    assert steady and max(steady) - min(steady) <= 0.25 * (sum(steady) / len(steady)), steady
+    assert sum(steady) / len(steady) == pytest.approx(2.0, rel=0.15)
+
+
+def test_a_stopped_period_is_a_gap_not_a_slope(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
+    """Pings stop for 10 s (a held message, Freeze): the round-trip line breaks, the rates drop to zero."""
+    times = [i * 0.5 for i in range(10)] + [15 + i * 0.5 for i in range(10)]
+    w = _plotted(make_window(None), times)
+    x, y = w.timeline.plots.rtt_curve.getData()
+    gap = [i for i in range(len(x)) if 5 < x[i] < 15]
+    assert gap and all(math.isnan(y[i]) for i in gap), list(zip(x, y, strict=True))
+    rx, ry = w.timeline.plots.msg_curves[C2S].getData()
+    quiet = [v for t, v in zip(rx, ry, strict=True) if 8 < t < 14]
+    assert quiet and max(quiet) == 0, quiet
+
+
+def test_the_legend_sits_beside_the_plots_not_on_the_newest_data(
+        qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
+    w = _plotted(make_window(None), [i * 0.5 for i in range(20)])
+    plots = w.timeline.plots
+    assert not plots.rtt_plot.legend and not plots.msgs_plot.legend  # nothing drawn over the data
+    text = plots.legend.text()
+    for name in ("round trip", "added by sockscope", "configured", "client → server", "server → client"):
+        assert name in text
+    qtbot.waitUntil(lambda: plots.legend.isVisibleTo(w), timeout=WAIT)
+    assert not plots.legend.geometry().intersects(plots.graphics.geometry())
+
+
+def test_selecting_a_message_keeps_the_plots_following(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
+    w = make_window(LinkOptions(demo=True, demo_interval=0.05))
+    w.show_timeline()
+    tl = w.timeline
+    qtbot.waitUntil(lambda: len(tl.plots.data.rtt_x) >= 10, timeout=WAIT)
+    w.select_visible(1)  # an old message, long out of the ladder's view
+    assert tl.follow_box.isChecked() and tl.plots.follow and tl.ladder.follow
+    n = len(tl.plots.data.rtt_x)
+    w.conditions.cols[C2S].latency.spin.setValue(30)  # the next slider move
+    qtbot.waitUntil(lambda: len(tl.plots.data.rtt_x) >= n + 10, timeout=WAIT)
+    tl.refresh(force=True)
+    (_x0, x1), _ = tl.plots.rtt_plot.vb.viewRange()
+    assert x1 >= tl.plots.data.rtt_x[-1]  # the newest round trip is in view
+
+
+def test_the_timelines_checkboxes_are_visible_in_the_dark_look(
+        qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
+    w = make_window(None)
+    w.central.setCurrentWidget(w.main_view)
+    w.show_timeline()
+    try:
+        w.set_look("dark")
+        assert w.colours.dark
+        box = w.timeline.follow_box
+        qtbot.waitUntil(lambda: box.isVisibleTo(w), timeout=WAIT)
+        image = box.grab().toImage()
+        bg = w.timeline.panel.palette().color(w.timeline.panel.backgroundRole())
+        contrast = max(abs(image.pixelColor(x, y).lightness() - bg.lightness())
+                       for x in range(min(image.width(), 24)) for y in range(image.height()))
+        assert contrast >= 100, contrast  # the box's frame or tick stands out from the panel
+    finally:
+        w.set_look("system")

@@ -9,7 +9,7 @@ from inspector.store import MessageStore
 from inspector.ui.decoding import Decoding
 from inspector.ui.message_model import ROW_ROLE, Column, MessageTableModel
 from inspector.ui.side_models import ConnectionsModel, HeldModel
-from proxy.model import ConnectionOpened, Direction, Message, MessageState, MessageUpdated, Origin
+from proxy.model import ConnectionOpened, DelayReason, Direction, Message, MessageState, MessageUpdated, Origin
 
 pytestmark = pytest.mark.usefixtures("qapp")
 
@@ -17,7 +17,8 @@ pytestmark = pytest.mark.usefixtures("qapp")
 def msg(i: int, d: Direction = Direction.C2S, data: bytes = b"ping", state: MessageState = MessageState.FORWARDED,
         conn: int = 1) -> Message:
     release = None if state is MessageState.HELD else i * 1_000_000 + 5_000_000
-    return Message(i, conn, d, i, data, i * 1_000_000, release, Origin.LIVE, state)
+    delays = () if release is None else ((DelayReason.LATENCY, 5_000_000),)  # the +delay column shows added delay
+    return Message(i, conn, d, i, data, i * 1_000_000, release, Origin.LIVE, state, delays=delays)
 
 
 @pytest.fixture
@@ -53,10 +54,11 @@ def test_side_models_pass_qt_model_tester(qtmodeltester, store: MessageStore) ->
     qtmodeltester.check(conns, force_py=True)
     qtmodeltester.check(held, force_py=True)
     assert conns.rowCount() == 2 and held.rowCount() == 1
-    assert conns.data(conns.index(0, 3)) == "2 / 1"
-    assert conns.data(conns.index(0, 1)) == ":4000"  # loopback client: the port is what tells them apart
-    assert "4000" in conns.data(conns.index(0, 1), 3)  # ToolTipRole: the full address
-    assert "↑" in conns.headerData(3, Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole)
+    assert conns.data(conns.index(0, 1)) == "2 / 1"  # the counts first: a narrow panel shows them
+    assert conns.data(conns.index(0, 4)) == ":4000"  # loopback client: the port is what tells them apart
+    assert "4000" in conns.data(conns.index(0, 4), 3)  # ToolTipRole: the full address
+    assert "↑" in conns.headerData(1, Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole)
+    assert conns.data(conns.index(1, 3)) == "connecting · 1 held"  # the state says what is held
     assert held.data(held.index(0, 4)) == '"ping"'
     changed: list[int] = []
     held.dataChanged.connect(lambda a, b, _roles=(): changed.append(b.row()))

@@ -264,13 +264,18 @@ def test_latency_sliders_delay_the_demo_pings_by_what_they_say(
                 and all(s2c - 0.5 <= x <= s2c + slack for x in down))
 
     cols = w.conditions.cols
-    cols[Direction.C2S].latency.slider.setValue(150)
-    cols[Direction.S2C].latency.slider.setValue(100)
+
+    def drag(d: Direction, ms: int) -> None:  # the slider to the position of ``ms`` on its stepped scale
+        ls = cols[d].latency
+        ls.slider.setValue(ls.position_of(ms))
+
+    drag(Direction.C2S, 150)
+    drag(Direction.S2C, 100)
     assert cols[Direction.C2S].latency.spin.value() == 150 and cols[Direction.S2C].latency.spin.value() == 100
     assert "added round trip ≈ 250 ms" in w.conditions.readout.text()
     qtbot.waitUntil(lambda: settled(150, 100), timeout=WAIT)
 
-    cols[Direction.C2S].latency.slider.setValue(300)  # grows by another 150 ms
-    cols[Direction.S2C].latency.slider.setValue(0)
+    drag(Direction.C2S, 300)  # grows by another 150 ms
+    drag(Direction.S2C, 0)
     qtbot.waitUntil(lambda: settled(300, 0), timeout=WAIT)
     assert w.conditions.summary() == "+300 ms RTT"

@@ -1,13 +1,15 @@
-"""``python tools/tutorial_shots.py OUTDIR [--only N ...]``: the pictures of ``docs/tutorial.md``.
+"""``python tools/tutorial_shots.py OUTDIR [--only N ...] [--size WxH]``: the pictures of ``docs/tutorial.md``.
 
 Role: drive the real window through each step of the tutorial with the tutorial's own scripts
 (``docs/tutorial/*.py``, run as child processes) and save ``OUTDIR/NN-step.png``. The window is a
 :class:`~inspector.ui.main_window.MainWindow` in front of the exercise's server, listening where the tutorial says
 (5556 → 5555 when those ports are free, other free loopback ports otherwise: the scripts are copied to a temporary
 directory with their port numbers changed, the same one-line edit the tutorial asks for). Each step starts from an
-empty table and no conditions, so ``--only`` can take any subset. Runs offscreen (``QT_QPA_PLATFORM=offscreen``)
-or under ``xvfb-run``; the pictures are ``QWidget.grab()`` of the window, the edit dialog painted in as in
-``tools/screenshots.py`` (whose painting code is copied here: it is local to its ``main``). The window's proxy is
+empty table and no conditions, so ``--only`` can take any subset. The window has the size and the layout a newcomer's
+window has (the default, 1440x960, unless ``--size`` says otherwise), with the panel each step talks about in front.
+``tools/screenshots.py`` uses :class:`Shooter` to render these states at other sizes. Runs offscreen
+(``QT_QPA_PLATFORM=offscreen``) or under ``xvfb-run``; the pictures are ``QWidget.grab()`` of the window, the edit
+dialog painted in by ``tools.screenshots.window_with_dialog``. The window's proxy is
 an engine and control endpoint on a thread of this process (``inspector.bridge.ThreadLink``), attached over loopback
 as it attaches to its child proxy. A development tool, not shipped in the package.
 Must not import at module level: PySide6 or the window (``--help`` and the step list stay cheap); never unpickles.
@@ -39,7 +41,8 @@ if TYPE_CHECKING:
 SCRIPTS = Path(__file__).resolve().parent.parent / "docs" / "tutorial"
 """The tutorial's scripts in a source checkout."""
 DOC_SERVER_PORT, DOC_CLIENT_PORT = 5555, 5556
-WINDOW_SIZE = (1720, 900)
+WINDOW_SIZE = (1440, 960)
+"""The window's default size (``inspector.ui.main_window.DEFAULT_SIZE``): what a newcomer sees."""
 STEP_TIMEOUT = 15.0
 
 STEPS: dict[int, tuple[str, str]] = {
@@ -130,14 +133,14 @@ class Child:
 class Shooter:
     """One window in front of the exercise's server, and the steps that photograph it (one step per window)."""
 
-    def __init__(self, app: QApplication, out: Path, scripts: Path, ports: tuple[int, int]) -> None:
-        from PySide6.QtCore import QSettings, Qt
-        from PySide6.QtWidgets import QDockWidget, QSplitter
+    def __init__(self, app: QApplication, out: Path, scripts: Path, ports: tuple[int, int],
+                 size: tuple[int, int] = WINDOW_SIZE, name: Callable[[str], str] = lambda n: n) -> None:
+        from PySide6.QtCore import QSettings
 
         from inspector.bridge import LinkOptions, ThreadLink
         from inspector.ui.main_window import MainWindow
 
-        self.app, self.out, self.scripts = app, out, scripts
+        self.app, self.out, self.scripts, self.name = app, out, scripts, name
         self.server_port, self.client_port = ports
         self.children: list[Child] = []
         settings = QSettings(str(scripts / "shots.ini"), QSettings.Format.IniFormat)
@@ -145,21 +148,19 @@ class Shooter:
         options = LinkOptions(listen=("127.0.0.1", self.client_port), target=("127.0.0.1", self.server_port))
         self.w: MainWindow = MainWindow(options, settings=settings, link_factory=ThreadLink)
         w = self.w
-        w.resize(*WINDOW_SIZE)
-        w.show()
+        w.resize(*size)
+        w.show()  # the window's own layout for its size, as a newcomer gets it
         self.wait_until(lambda: w.link is not None, "the proxy to start")
-        # The tutorial talks about the table, the detail pane and these three panels; other docks (the log, and
-        # any the window gains later) would only squeeze them.
-        for dock in w.findChildren(QDockWidget):
-            if dock not in (w.conn_dock, w.cond_dock, w.intercept_dock):
-                dock.hide()
-        self.settle(0.1)  # the window's own default dock sizes are applied on the first event-loop turn
-        w.resizeDocks([w.conn_dock, w.cond_dock], [235, 450], Qt.Orientation.Horizontal)
-        w.resizeDocks([w.cond_dock, w.intercept_dock], [400, 380], Qt.Orientation.Vertical)
-        w.split.setSizes([300, 440])
-        detail_split = w.detail.tabs.widget(0)
-        assert isinstance(detail_split, QSplitter)
-        detail_split.setSizes([300, 620])  # the tree's values and the hex dump's text column both visible
+        self.settle(0.2)
+
+    def front(self, dock: object) -> None:
+        """Bring a panel to the front (in a small window Conditions, Intercept and Connections are tabs)."""
+        from PySide6.QtWidgets import QDockWidget
+
+        assert isinstance(dock, QDockWidget)
+        dock.show()
+        dock.raise_()
+        self.settle(0.05)
 
     # ------------------------------------------------------------------------------------------ waiting
 
@@ -232,7 +233,7 @@ class Shooter:
 
     def save(self, step: int) -> None:
         self.settle_for_picture()
-        name = STEPS[step][0]
+        name = self.name(STEPS[step][0])
         if not self.w.grab().save(str(self.out / name)):
             raise RuntimeError(f"could not write {self.out / name}")
         print(f"saved {name}: {STEPS[step][1]}", flush=True)
@@ -246,7 +247,7 @@ class Shooter:
         assert isinstance(dialog, QDialog)
         self.settle_for_picture()
         shot = window_with_dialog(self.w, dialog)
-        name = STEPS[step][0]
+        name = self.name(STEPS[step][0])
         if not shot.save(str(self.out / name)):
             raise RuntimeError(f"could not write {self.out / name}")
         print(f"saved {name}: {STEPS[step][1]}", flush=True)
@@ -269,6 +270,7 @@ class Shooter:
         from proxy.model import Direction
 
         w = self.w
+        self.front(w.cond_dock)
         for d in Direction:
             w.conditions.cols[d].latency.spin.setValue(200)
         w.conditions.apply()
@@ -283,6 +285,7 @@ class Shooter:
         from proxy.model import Direction
 
         w = self.w
+        self.front(w.intercept_dock)
         w.hold_next(Direction.C2S)
         self.barrier()
         child = self.run("exercise.py")
@@ -329,23 +332,17 @@ class Shooter:
         self.wait_until(lambda: len(w.store.connections) >= 2 and self.rows() >= 4, "the replay's rows")
         replay_conn = max(w.store.connections)
         self.select(lambda r: self.c2s(r) and w.store.conn_ids[r] == replay_conn)
+        self.front(w.conn_dock)
         w.conn_table.selectRow(w.conn_model.rowCount() - 1)
         self.save(5)
         child.stop()
 
     def decoder_layout(self) -> None:
-        """Only the message and its decoding: the conditions and intercept panels play no part in steps 6-9."""
-        from PySide6.QtWidgets import QSplitter
-
+        """Steps 6-9 are about one message and its decoding: the detail pane gets the room the table had."""
         w = self.w
-        w.cond_dock.hide()
-        w.intercept_dock.hide()
-        w.split.setSizes([170, 600])
+        total = sum(w.split.sizes())
+        w.split.setSizes([total // 4, total - total // 4])
         self.settle(0.05)
-        detail_split = w.detail.tabs.widget(0)
-        assert isinstance(detail_split, QSplitter)
-        detail_split.setSizes([520, 720])
-        w.detail.tree.setColumnWidth(1, 330)
 
     def _position(self, step: int, script: str, field: str) -> None:
         self.decoder_layout()
@@ -390,7 +387,21 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--free-ports", action="store_true",
                    help="use any free ports, not 5555/5556 (tests; the toolbar then shows other numbers)")
     p.add_argument("--scripts", type=Path, default=SCRIPTS, help="the tutorial's scripts (default %(default)s)")
+    p.add_argument("--size", type=window_size, default=WINDOW_SIZE, metavar="WxH",
+                   help="the window's size (default: its own default, 1440x960)")
     return p.parse_args(list(argv))
+
+
+def window_size(text: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` (argparse type)."""
+    w, sep, h = text.lower().partition("x")
+    try:
+        size = (int(w), int(h))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1024x700, got {text!r}") from None
+    if not sep or min(size) < 200:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT of at least 200x200, got {text!r}")
+    return size
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -409,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scripts = Path(tmp)
         copy_scripts(args.scripts, scripts, *ports)
         for n in sorted(set(args.only or STEPS)):
-            shooter = Shooter(app, args.outdir, scripts, ports)  # a new window per step: connection #1 again
+            shooter = Shooter(app, args.outdir, scripts, ports, args.size)  # a new window per step: #1 again
             try:
                 getattr(shooter, f"step{n}")()
             finally:

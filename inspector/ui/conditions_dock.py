@@ -10,12 +10,15 @@ Thread: GUI thread.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Final
 
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
+    QBoxLayout,
     QComboBox,
     QDoubleSpinBox,
     QFrame,
@@ -23,6 +26,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QVBoxLayout,
@@ -34,8 +38,15 @@ from proxy.conditions import Conditions, DirectionConditions, Jitter, format_ban
 from proxy.model import Direction
 from proxy.presets import PRESETS
 
-LATENCY_MAX = 2000
-JITTER_MAX = 500
+LATENCY_MAX = 5000
+"""The latency slider's end (the box beside it goes to 60 s)."""
+JITTER_MAX = 1000
+VALUE_MAX = 60_000
+STACK_BELOW_PX = 150
+"""A slider and its box narrower than this stack (slider above the box)."""
+SCALE: Final = ((0, 100, 1), (100, 300, 5), (300, 1000, 25), (1000, 3000, 100), (3000, VALUE_MAX, 500))
+"""The sliders' steps (from, to, step in ms): every millisecond up to 100 ms, then coarser, so the range a game
+feels (0-300 ms) takes most of the slider and a careless drag does not jump to seconds."""
 SPIKE_MS = 800
 SPIKE_S = 2.0
 BANDWIDTHS: tuple[tuple[str, float | None], ...] = (
@@ -44,35 +55,79 @@ BANDWIDTHS: tuple[tuple[str, float | None], ...] = (
 )
 
 
+def scale_steps(maximum: int) -> tuple[int, ...]:
+    """The milliseconds of each slider position, 0 to ``maximum`` (see :data:`SCALE`)."""
+    out: list[int] = []
+    for lo, hi, step in SCALE:
+        out += range(lo, min(hi, maximum), step)
+        if hi >= maximum:
+            break
+    out.append(maximum)
+    return tuple(out)
+
+
 class _SliderSpin(QWidget):
-    """A slider and a spin box bound together (the spin box goes further than the slider)."""
+    """A slider on a stepped scale (fine near 0, coarse in seconds) and a box for an exact value, bound together.
+
+    The slider moves by one step with the arrow keys and ten with Page Up/Down; the box takes a typed value (applied
+    on Enter or when it loses focus) and goes further than the slider."""
 
     changed = Signal()
 
     def __init__(self, maximum: int, suffix: str, tooltip: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.steps = scale_steps(maximum)
         self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setRange(0, maximum)
-        self.slider.setToolTip(tooltip)
+        self.slider.setRange(0, len(self.steps) - 1)
+        self.slider.setSingleStep(1)
+        self.slider.setPageStep(10)
+        self.slider.setMinimumWidth(32)
+        self.slider.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.slider.setToolTip(f"{tooltip}\ndrag; or click it and use ← → for 1 ms steps near 0 (Page Up/Down for "
+                               "bigger ones); or type the exact value in the box")
         self.spin = QSpinBox()
-        self.spin.setRange(0, 60_000)
+        self.spin.setRange(0, VALUE_MAX)
         self.spin.setSuffix(suffix)
-        self.spin.setToolTip(tooltip)
+        self.spin.setToolTip(f"{tooltip}\ntype a value and press Enter")
         self.spin.setKeyboardTracking(False)
+        self.spin.setStepType(QSpinBox.StepType.AdaptiveDecimalStepType)
+        self.spin.setAccelerated(True)
+        # room for "9999 ms" but no more: two columns of these must fit a narrow window's panel
+        self.spin.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.spin.setMinimumWidth(self.spin.fontMetrics().horizontalAdvance("9999 ms") + 24)
         self.slider.valueChanged.connect(self._from_slider)
         self.spin.valueChanged.connect(self._from_spin)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.slider, 1)
-        lay.addWidget(self.spin)
+        self._lay = QBoxLayout(QBoxLayout.Direction.LeftToRight, self)
+        self._lay.setContentsMargins(0, 0, 0, 0)
+        self._lay.setSpacing(4)
+        self._lay.addWidget(self.slider, 1)
+        self._lay.addWidget(self.spin)
 
-    def _from_slider(self, v: int) -> None:
-        if self.spin.value() != v and not (v == self.slider.maximum() and self.spin.value() > v):
-            self.spin.setValue(v)
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        # narrow (a small window's panel): the slider above the box, each the full width, so it can be dragged
+        direction = (QBoxLayout.Direction.TopToBottom if self.width() < STACK_BELOW_PX
+                     else QBoxLayout.Direction.LeftToRight)
+        if self._lay.direction() != direction:
+            self._lay.setDirection(direction)
+
+    def position_of(self, ms: float) -> int:
+        """The slider position closest to ``ms`` (the end for anything past it)."""
+        i = bisect_left(self.steps, ms)
+        if i >= len(self.steps):
+            return len(self.steps) - 1
+        if i > 0 and ms - self.steps[i - 1] < self.steps[i] - ms:
+            return i - 1
+        return i
+
+    def _from_slider(self, pos: int) -> None:
+        ms = self.steps[pos]
+        if self.spin.value() != ms and not (pos == self.slider.maximum() and self.spin.value() > ms):
+            self.spin.setValue(ms)
 
     def _from_spin(self, v: int) -> None:
         self.slider.blockSignals(True)
-        self.slider.setValue(min(v, self.slider.maximum()))
+        self.slider.setValue(self.position_of(v))
         self.slider.blockSignals(False)
         self.changed.emit()
 
@@ -83,7 +138,7 @@ class _SliderSpin(QWidget):
         self.spin.blockSignals(True)
         self.slider.blockSignals(True)
         self.spin.setValue(round(v))
-        self.slider.setValue(min(round(v), self.slider.maximum()))
+        self.slider.setValue(self.position_of(round(v)))
         self.spin.blockSignals(False)
         self.slider.blockSignals(False)
 
@@ -172,22 +227,25 @@ class ConditionsPanel(QWidget):
 
         self.preset = QComboBox()
         self.preset.addItem("(custom)")
-        self.preset.addItem("none: pass through")
+        self.preset.addItem("pass through")
         for name in PRESETS:
             self.preset.addItem(name)
         self.preset.setToolTip("network presets, each with its source and date")
+        self.preset.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.preset.setMinimumContentsLength(14)
         self.preset.activated.connect(self._preset_chosen)
         self.preset_source = QLabel()
         self.preset_source.setWordWrap(True)
-        self.preset_source.setStyleSheet(f"color: {colours.muted.name()}; font-size: small")
 
         grid = QGridLayout()
         grid.setHorizontalSpacing(8)
         grid.setVerticalSpacing(4)
-        head_c2s = QLabel(f"<b style='color:{colours.c2s.name()}'>c2s ↑</b> client→server")
-        head_s2c = QLabel(f"<b style='color:{colours.s2c.name()}'>s2c ↓</b> server→client")
-        grid.addWidget(head_c2s, 0, 1)
-        grid.addWidget(head_s2c, 0, 2)
+        self.head_c2s = QLabel()
+        self.head_s2c = QLabel()
+        for head in (self.head_c2s, self.head_s2c):
+            head.setWordWrap(True)  # in a narrow panel "client→server" goes under "c2s ↑"
+        grid.addWidget(self.head_c2s, 0, 1)
+        grid.addWidget(self.head_s2c, 0, 2)
         rows: list[tuple[str, str, str]] = [
             ("latency", "latency", "one-way delay added to every message"),
             ("jitter", "jitter", "random extra delay on top of the latency"),
@@ -207,22 +265,19 @@ class ConditionsPanel(QWidget):
         once.setToolTip("one-shot faults: a latency spike now, or drop the next message")
         grid.addWidget(once, r, 0)
         for c, d in enumerate(Direction, start=1):
-            buttons = QHBoxLayout()
-            buttons.setSpacing(4)
-            for b in (self.cols[d].spike, self.cols[d].drop_next):
-                buttons.addWidget(b)
-            grid.addLayout(buttons, r, c)
+            grid.addWidget(self.cols[d].spike, r, c)
+            grid.addWidget(self.cols[d].drop_next, r + 1, c)
             self.cols[d].spike.clicked.connect(lambda _=False, dd=d: self.spike_now(dd))
             self.cols[d].drop_next.clicked.connect(lambda _=False, dd=d: self.drop_next(dd))
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(2, 1)
 
         self.readout = QLabel()
+        self.readout.setWordWrap(True)  # a long read-out (a preset's losses) wraps; it never widens the panel
         self.readout.setStyleSheet("font-size: 15px; font-weight: bold")
         self.note = QLabel("On TCP nothing is lost: a lost packet is sent again, so loss shows up as "
                            "<i>delay</i> (and holds back what follows).")
         self.note.setWordWrap(True)
-        self.note.setStyleSheet(f"color: {colours.muted.name()}")
         self.preset_source.hide()
 
         self.close_button = QPushButton("Close (FIN)")
@@ -235,9 +290,11 @@ class ConditionsPanel(QWidget):
         conn_row = QHBoxLayout()
         conn_row.addWidget(self.clear_button)
         conn_row.addStretch(1)
-        conn_row.addWidget(QLabel("selected connection:"))
-        conn_row.addWidget(self.close_button)
-        conn_row.addWidget(self.reset_button)
+        conn_row2 = QHBoxLayout()
+        conn_row2.addWidget(QLabel("selected connection:"))
+        conn_row2.addStretch(1)
+        conn_row2.addWidget(self.close_button)
+        conn_row2.addWidget(self.reset_button)
 
         preset_row = QHBoxLayout()
         preset_row.addWidget(QLabel("Preset"))
@@ -254,7 +311,16 @@ class ConditionsPanel(QWidget):
         lay.addWidget(self.readout)
         lay.addWidget(self.note)
         lay.addLayout(conn_row)
+        lay.addLayout(conn_row2)
         lay.addStretch(1)
+        self.set_colours(colours)
+
+    def set_colours(self, colours: palette.Colours) -> None:
+        """The look changed (light or dark): the colours that are not the palette's own."""
+        self.head_c2s.setText(f"<b style='color:{colours.c2s.name()}'>c2s ↑</b> client→server")
+        self.head_s2c.setText(f"<b style='color:{colours.s2c.name()}'>s2c ↓</b> server→client")
+        self.preset_source.setStyleSheet(f"color: {colours.muted.name()}; font-size: small")
+        self.note.setStyleSheet(f"color: {colours.muted.name()}")
         self._update_readout()
 
     # ---------------------------------------------------------------------------------------------------
@@ -275,6 +341,20 @@ class ConditionsPanel(QWidget):
         if send:
             self.apply()
 
+    def show_conditions(self, c: Conditions) -> None:
+        """Show conditions in force elsewhere (the proxy's), naming the preset they are, if any; sends nothing."""
+        self.set_conditions(c)
+        name = next((n for n, p in PRESETS.items() if p.conditions == c), None)
+        if name is not None:
+            self.preset.setCurrentIndex(self.preset.findText(name))
+            self._show_source(name)
+        elif c.is_passthrough:
+            self.preset.setCurrentIndex(1)
+            self._set_source("")
+        else:
+            self.preset.setCurrentIndex(0)
+            self._set_source("")
+
     def _changed(self) -> None:
         self.preset.setCurrentIndex(0)
         self._set_source("")
@@ -290,12 +370,17 @@ class ConditionsPanel(QWidget):
             self._set_source("")
             self.set_conditions(Conditions(), send=True)
             return
-        p = PRESETS[self.preset.itemText(index)]
-        self.set_conditions(p.conditions, send=True)
+        name = self.preset.itemText(index)
+        self.set_conditions(PRESETS[name].conditions, send=True)
         self.preset.setCurrentIndex(index)
-        self._set_source(f"{p.description}. Source: {p.family}, {p.source_date}; values "
-                         f"{p.source_values}." + (f" {p.notes}" if p.notes else ""))
-        self.preset_source.setToolTip(p.source)
+        self._show_source(name)
+
+    def _show_source(self, name: str) -> None:
+        p = PRESETS[name]
+        # short in the panel (it must not push the controls out of view), the rest in the tooltip
+        self._set_source(f"{p.description}. Source: {p.family}, {p.source_date} (details: hover here).")
+        self.preset_source.setToolTip(f"{p.description}. Source: {p.family}, {p.source_date}; values "
+                                      f"{p.source_values}." + (f" {p.notes}" if p.notes else "") + f"\n{p.source}")
 
     def _set_source(self, text: str) -> None:
         self.preset_source.setText(text)

@@ -39,6 +39,7 @@ from inspector.store import MessageStore
 from inspector.ui import format as fmt
 from inspector.ui import palette
 from inspector.ui.decoding import Decoding
+from inspector.ui.message_model import added_delay_text
 from proxy.model import Direction
 
 HEX_LIMIT = 64 << 10
@@ -47,6 +48,7 @@ _HEX_COL = 10  # "00000000  "
 _ASCII_COL = _HEX_COL + BYTES_PER_LINE * 3 + 1  # the padded hex area, then one space
 _ASCII = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))
 RANGE_ROLE = Qt.ItemDataRole.UserRole + 10
+TREE_MIN_PX = 200
 STRUCT_TIP = ("the struct layout for this connection and direction: byte order (< little, > big), codes "
               "(B H I Q f d 12s ...), then a name per field; Enter applies")
 
@@ -184,17 +186,23 @@ class DetailPane(QWidget):
         self.warnings.hide()
 
         split = QSplitter(Qt.Orientation.Horizontal)
+        split.setObjectName("detail_split")
         split.addWidget(self.tree)
         split.addWidget(self.hex)
-        # Shared about 10 : 17, which shows the hex view's ASCII column in a 1600 px window; narrower, the hex view
-        # scrolls sideways. The splitter is the user's to move.
+        # The hex view needs its full width (16 bytes and their ASCII column) to be read without scrolling sideways:
+        # side by side with the tree when the pane is wide enough for both, else the tree above the hex
+        # (resizeEvent). The splitter is the user's to move.
         fm = self.hex.fontMetrics()
-        hex_width = fm.horizontalAdvance("0" * (_ASCII_COL + BYTES_PER_LINE + 2)) + 24
-        self.hex.setMinimumWidth(fm.horizontalAdvance("0" * 36))
-        self.tree.setMinimumWidth(200)
-        split.setStretchFactor(0, 10)
-        split.setStretchFactor(1, 17)
-        split.setSizes([hex_width * 10 // 17, hex_width])
+        self.hex_width = fm.horizontalAdvance("0" * (_ASCII_COL + BYTES_PER_LINE + 1)) + 2 * self.hex.frameWidth() \
+            + self.hex.document().documentMargin() * 2 + self.hex.verticalScrollBar().sizeHint().width() + 4
+        self.hex.setMinimumWidth(fm.horizontalAdvance("0" * 24))
+        self.tree.setMinimumWidth(TREE_MIN_PX)
+        self.tree.setMinimumHeight(40)
+        self.hex.setMinimumHeight(40)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 0)
+        split.setSizes([TREE_MIN_PX + 100, int(self.hex_width)])
+        self.split = split
         self.tabs = QTabWidget()
         self.tabs.addTab(split, "Decoded + hex")
         self.tabs.addTab(self.text, "Text")
@@ -206,6 +214,23 @@ class DetailPane(QWidget):
         lay.addLayout(head)
         lay.addWidget(self.warnings)
         lay.addWidget(self.tabs, 1)
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self._arrange()
+
+    def _arrange(self) -> None:
+        """Tree and hex side by side when both fit, else one above the other (the hex at its full width)."""
+        side_by_side = self.width() >= TREE_MIN_PX + self.hex_width + self.split.handleWidth() + 8
+        want = Qt.Orientation.Horizontal if side_by_side else Qt.Orientation.Vertical
+        if self.split.orientation() == want:
+            return
+        self.split.setOrientation(want)
+        if side_by_side:
+            self.split.setSizes([max(TREE_MIN_PX, self.width() - int(self.hex_width)), int(self.hex_width)])
+        else:
+            h = max(120, self.split.height())
+            self.split.setSizes([h * 2 // 5, h * 3 // 5])
 
     def show_row(self, row: int | None) -> None:
         self.row = row
@@ -225,7 +250,7 @@ class DetailPane(QWidget):
         colours = palette.current()
         state = s.state(row).value
         origin = s.origin(row).value
-        delay = fmt.delay_ms(s.added_delay_ns(row))
+        delay = added_delay_text(s, row)
         self.title.setText(
             f"<b>#{s.ids[row]}</b> <span style='color:{colours.direction(d).name()}'>{d.arrow} {d.label}</span> "
             f"· conn #{s.conn_ids[row]} · {s.sizes[row]} B · {state}"

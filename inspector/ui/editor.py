@@ -118,15 +118,25 @@ class _MessageEditor(QDialog):
 class EditDialog(_MessageEditor):
     """Edit a captured message: its decoder's editable form or its hex."""
 
-    def __init__(self, decoding: Decoding, row: int, action: str, parent: QWidget | None = None) -> None:
+    def __init__(self, decoding: Decoding, row: int, action: str, parent: QWidget | None = None, *,
+                 about: str = "", blocked: str = "") -> None:
         super().__init__(decoding, action, parent)
         self.row = row
         s = decoding.store
         self.conn_id = s.conn_ids[row]
         self.direction = Direction(s.dirs[row])
         self.data = s.payload(row)
+        self.blocked = blocked
+        """Why the message cannot be sent (its connection closed), or empty."""
         self.setWindowTitle(f"{action}: message #{s.ids[row]} ({self.direction.arrow} {self.direction.label}, "
                             f"conn #{self.conn_id})")
+        self.about = QLabel(about or f"Message #{s.ids[row]} ({self.direction.arrow} {self.direction.label}) on "
+                                     f"connection #{self.conn_id}.")
+        self.about.setWordWrap(True)
+        self.blocked_label = QLabel(blocked)
+        self.blocked_label.setWordWrap(True)
+        self.blocked_label.setStyleSheet(f"color: {palette.current().error.name()}")
+        self.blocked_label.setVisible(bool(blocked))
         view = decoding.view(row)
         if view.can_encode and view.editable is not None:
             self.form.addItem(view.decoder)
@@ -138,13 +148,18 @@ class EditDialog(_MessageEditor):
         top.addStretch(1)
         top.addWidget(self.size_label)
         lay = QVBoxLayout(self)
+        lay.addWidget(self.about)
+        lay.addWidget(self.blocked_label)
         lay.addLayout(top)
         lay.addWidget(self.edit, 1)
         lay.addWidget(self.error)
         lay.addWidget(self.buttons)
-        self.resize(560, 320)
+        self.resize(560, 340)
         self._views = {view.decoder: view.editable or ""}
         self._form_changed(self.form.currentText())
+
+    def _can_send(self) -> bool:
+        return not self.blocked
 
     def target(self) -> tuple[int | None, Direction | None]:
         return self.conn_id, self.direction

@@ -50,6 +50,8 @@ class FilterBar(QWidget):
         self.count.setToolTip("messages shown by the filter / all captured messages")
         self.error = QLabel()
         self.error.setTextFormat(Qt.TextFormat.RichText)
+        self.error.setWordWrap(True)  # a long error (the list of fields) wraps; it never widens the window
+        self.error.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.error.hide()
         self._check_timer = QTimer(self)
         self._check_timer.setSingleShot(True)

@@ -18,6 +18,10 @@ def size(n: float) -> str:
 
 
 def rate(n: float) -> str:
+    if n < 0.05:
+        return "0"
+    if n < 10:
+        return f"{n:.1f}"
     if n < 1000:
         return f"{n:.0f}"
     if n < 1_000_000:

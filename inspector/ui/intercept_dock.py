@@ -15,6 +15,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -40,6 +41,7 @@ class InterceptPanel(QWidget):
     edit_forward = Signal(int)
     drop = Signal(int)
     forward_all = Signal()
+    cancel_hold = Signal()
     rules_changed = Signal(list)  # rule maps for the engine's set_rules, in order
 
     def __init__(self, model: HeldModel, parent: QWidget | None = None) -> None:
@@ -53,7 +55,18 @@ class InterceptPanel(QWidget):
         self.hold_c2s.clicked.connect(lambda: self.hold_next.emit(Direction.C2S))
         self.hold_s2c.clicked.connect(lambda: self.hold_next.emit(Direction.S2C))
         self.badge = QLabel()
-        self.badge.setStyleSheet(f"color: {colours.held.name()}; font-weight: bold")
+        # "Hold next" waits for a message: said here until one is held (or the user cancels)
+        self.armed_label = QLabel()
+        self.armed_label.setWordWrap(True)
+        self.armed_cancel = QPushButton("Cancel")
+        self.armed_cancel.setToolTip("do not hold the next message after all")
+        self.armed_cancel.clicked.connect(self.cancel_hold.emit)
+        self.armed_box = QWidget()
+        armed = QHBoxLayout(self.armed_box)
+        armed.setContentsMargins(0, 0, 0, 0)
+        armed.addWidget(self.armed_label, 1)
+        armed.addWidget(self.armed_cancel)
+        self.armed_box.hide()
         self.table = QTableView()
         self.table.setModel(model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -79,18 +92,27 @@ class InterceptPanel(QWidget):
         top.addWidget(self.hold_c2s)
         top.addWidget(self.hold_s2c)
         top.addStretch(1)
-        top.addWidget(self.badge)
-        buttons = QHBoxLayout()
-        for b in (self.forward_button, self.edit_button, self.drop_button, self.all_button):
-            buttons.addWidget(b)
+        buttons = QGridLayout()
+        buttons.setSpacing(4)
+        for i, b in enumerate((self.forward_button, self.edit_button, self.drop_button, self.all_button)):
+            buttons.addWidget(b, i // 2, i % 2)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.addLayout(top)
+        lay.addWidget(self.armed_box)
+        lay.addWidget(self.badge)
         lay.addWidget(self.table, 1)
         lay.addLayout(buttons)
         lay.addWidget(self._build_rules())
         model.modelReset.connect(self.refresh)
         self.refresh()
+        self.set_colours(colours)
+
+    def set_colours(self, colours: palette.Colours) -> None:
+        """The look changed (light or dark): the colours that are not the palette's own."""
+        self.badge.setStyleSheet(f"color: {colours.held.name()}; font-weight: bold")
+        self.armed_label.setStyleSheet(f"color: {colours.held.name()}")
+        self.rule_error.setStyleSheet(f"color: {colours.error.name()}")
 
     def _build_rules(self) -> QGroupBox:
         """Rules: "when a message matches this filter, then hold / delay / drop / duplicate / close / reset"."""
@@ -109,7 +131,6 @@ class InterceptPanel(QWidget):
         self.rule_add.clicked.connect(self.add_rule)
         self.rule_filter.returnPressed.connect(self.add_rule)
         self.rule_error = QLabel()
-        self.rule_error.setStyleSheet(f"color: {palette.current().error.name()}")
         self.rule_list = QListWidget()
         self.rule_list.setMaximumHeight(72)
         self.rule_list.setMinimumHeight(40)
@@ -127,7 +148,10 @@ class InterceptPanel(QWidget):
         then.addWidget(self.rule_delay)
         then.addWidget(self.rule_add)
         then.addStretch(1)
-        then.addWidget(self.rule_remove)
+        below = QHBoxLayout()
+        below.addStretch(1)
+        below.addWidget(self.rule_remove)
+        self.rule_error.setWordWrap(True)
         lay = QVBoxLayout(box)
         lay.setContentsMargins(6, 4, 6, 4)
         lay.setSpacing(3)
@@ -135,6 +159,7 @@ class InterceptPanel(QWidget):
         lay.addLayout(then)
         lay.addWidget(self.rule_error)
         lay.addWidget(self.rule_list)
+        lay.addLayout(below)
         self.rule_error.hide()
         return box
 
@@ -198,8 +223,19 @@ class InterceptPanel(QWidget):
 
     def set_live(self, live: bool) -> None:
         """Whether a proxy is running to hold messages for."""
-        self.hold_c2s.setEnabled(live)
-        self.hold_s2c.setEnabled(live)
+        for b in (self.hold_c2s, self.hold_s2c):
+            b.setEnabled(live)
+            tip = b.toolTip().split("\n")[0]
+            b.setToolTip(tip if live else f"{tip}\n(no proxy is running: start it first)")
+        if not live:
+            self.set_armed([])
+
+    def set_armed(self, directions: list[Direction]) -> None:
+        """The directions whose next message will be held (empty: none)."""
+        if directions:
+            names = " and ".join(f"{d.label} {d.arrow}" for d in directions)
+            self.armed_label.setText(f"⏳ waiting for the next {names} message to hold it…")
+        self.armed_box.setVisible(bool(directions))
 
 
 def rule_label(rule: dict[str, Any]) -> str:

@@ -6,7 +6,9 @@ Role: composition and reactions only. Data lives in the store, rows in the model
 The window starts its link on a worker thread (a child proxy may take a moment) and never blocks on the engine:
 commands, sent by their wire names (docs/protocol.md), return futures whose failures are shown in the status bar
 and the log. If the proxy cannot start or dies, the window says so in a banner, keeps what it captured, and
-offers to start again.
+offers to start again. The layout fits the window from 1024x700 to 2560x1440 (:meth:`MainWindow.reset_layout`):
+panels scroll rather than clip or overlap, a remembered layout that no longer fits is reset, the timeline waits
+until asked for. What went wrong is said above the table in a learner's words (``inspector.ui.wording``).
 Must not import: ``proxy.runner``/``proxy.server`` (only through the link).
 Thread: GUI thread; ``_link_ready`` and ``_command_failed`` are emitted from worker threads, ``LinkEvents``' signals
 from the link's reader thread (all queued).
@@ -14,27 +16,42 @@ from the link's reader thread (all queued).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QEvent, QModelIndex, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QEvent, QModelIndex, QObject, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QGuiApplication,
+    QKeyEvent,
+    QKeySequence,
+    QResizeEvent,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QAbstractSpinBox,
     QComboBox,
     QDockWidget,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QMainWindow,
     QMenu,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QStackedWidget,
     QTableView,
@@ -43,7 +60,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.bridge import AttachLink, Link, LinkError, LinkOptions, make_link, notice_text
+from inspector.bridge import AttachLink, Link, LinkError, LinkOptions, make_link, nothing_listens, notice_text
 from inspector.filters import Filter
 from inspector.store import ApplyResult, MessageStore
 from inspector.ui import format as fmt
@@ -60,13 +77,59 @@ from inspector.ui.message_model import ROW_ROLE, Column, MessageTableModel
 from inspector.ui.pump import LinkEvents, RecordPump
 from inspector.ui.side_models import CONN_ROLE, ConnectionsModel, HeldModel
 from inspector.ui.start_page import FRAMINGS, StartPage
-from proxy.model import Direction, MessageState
+from inspector.ui.wording import NOT_RUNNING, failure_text, start_error_text
+from proxy.model import Direction, MessageState, Notice
 from proxy.options import UsageError, parse_hostport
 
+_FROM_TO = {Direction.C2S: "from your client to the server", Direction.S2C: "from the server to your client"}
+DEFAULT_SIZE = (1440, 960)
+"""The window's size the first time (smaller on a smaller screen)."""
+TITLE_BAR_PX = 32
+LAYOUT_VERSION = 2
+"""Bumped when the default layout changes: a layout remembered from before is not restored."""
+WIDE_W = 1200
+"""From this width the Connections panel has a column of its own on the left (narrower: a tab on the right)."""
+TALL_H = 880
+"""From this height Conditions and Intercept are one above the other (lower: tabs)."""
+RIGHT_MAX_PX = 520
+CONN_MIN_PX, CONN_MAX_PX = 250, 360
+SCROLLBAR_PX = 18
+DOCK_TITLE_PX = 24
+MIN_TABLE_W, MIN_TABLE_H = 420, 260
+"""Less than this for the message table and detail pane and a restored layout is reset."""
+TIMELINE_MIN_PX = 300
+WINDOW_KEYS = frozenset({"Ctrl+E", "Ctrl+Shift+E", "Ctrl+K", "Ctrl+H", "Ctrl+Shift+H", "Ctrl+R", "Ctrl+T",
+                         "Ctrl+Return", "Ctrl+Shift+Return", "Ctrl+Shift+C", "Ctrl+F"})
+"""The window's shortcuts that win over a text box's own use of the keys (Ctrl+Delete, Ctrl+C ... stay the box's)."""
+HELD_BADGE_PX = 70
+"""Room kept in the toolbar for the "N held" badge."""
 SYNC_FILTER_ROWS = 100_000
 """Below this many rows a filter is applied at once; above, in slices so the window stays responsive."""
 RECENT_MAX = 8
+RATE_WINDOW_S = 5.0
+"""The status bar's rates are averages over this many seconds."""
+TARGET_CHECK_MS = 2000
+"""How often the window looks again for a server that was not running."""
+NOTICE_MS = 20_000
+"""How long a notice about a failed action stays (it can be closed sooner)."""
 LOG_MAX_LINES = 2000
+
+
+class _Pages(QStackedWidget):
+    """The start page or the messages: only the page on show claims room (the start page's height must not keep
+    the timeline from growing while the table is shown)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.currentChanged.connect(lambda _i: self.updateGeometry())
+
+    def minimumSizeHint(self) -> QSize:
+        page = self.currentWidget()
+        return page.minimumSizeHint() if page is not None else super().minimumSizeHint()
+
+    def sizeHint(self) -> QSize:
+        page = self.currentWidget()
+        return page.sizeHint() if page is not None else super().sizeHint()
 
 
 class MainWindow(QMainWindow):
@@ -108,9 +171,29 @@ class MainWindow(QMainWindow):
         self._filter_timer = QTimer(self)
         self._filter_timer.setInterval(0)
         self._filter_timer.timeout.connect(self._filter_step)
-        self._last_totals = ([0, 0], [0, 0], time.monotonic())
+        self._rate_samples: collections.deque[tuple[float, list[int], list[int]]] = collections.deque()
+        """(time, messages, bytes) totals of the last seconds: rates are averaged over RATE_WINDOW_S."""
         self._rates = ([0.0, 0.0], [0.0, 0.0])
         self._starting = False
+        self._used_ids = (0, 0)
+        """The highest connection and message numbers this window has shown (a proxy it starts goes on after them)."""
+        self._window_keys: set[QKeySequence] = set()
+        self._layout_pending = ""
+        self._check_on_main = False
+        """What the first show does to the layout: "reset" (the default for the window's size), "check" (a
+        restored one), or nothing."""
+        self._armed: dict[Direction, int] = {}
+        """Directions whose next message the user asked to hold -> the newest message number then."""
+        self._own_proxy = False
+        """Whether the link is a proxy this window started (its server is checked), not one attached to."""
+        self._target_down = False
+        self._notice_kind = ""
+        self._target_timer = QTimer(self)
+        self._target_timer.setSingleShot(True)
+        self._target_timer.setInterval(TARGET_CHECK_MS)
+        self._target_timer.timeout.connect(self._check_target)
+        self.question: QMessageBox | None = None
+        """The question the window is asking, if any (tests answer it with :func:`answer`-like clicks)."""
         self.editor: EditDialog | None = None
         self.composer: ComposeDialog | None = None
         self.decode_as_dialog: DecodeAsDialog | None = None
@@ -121,6 +204,7 @@ class MainWindow(QMainWindow):
         self._build_toolbar()
         self._build_menus()
         self._build_status()
+        self._keys_beat_text_boxes()
         self._restore_settings()
 
         self._rate_timer = QTimer(self)
@@ -159,6 +243,27 @@ class MainWindow(QMainWindow):
         self.banner.setAutoFillBackground(True)
         self.banner.hide()
 
+        # What went wrong with something the user asked for: in view until read (not a passing status-bar line).
+        self.notice = QWidget()
+        self.notice.setObjectName("notice")
+        self.notice_text = QLabel()
+        self.notice_text.setWordWrap(True)
+        self.notice_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        notice_close = QPushButton("✕")
+        notice_close.setFlat(True)
+        notice_close.setToolTip("hide this message")
+        notice_close.clicked.connect(lambda: self.notice.hide())
+        nl = QHBoxLayout(self.notice)
+        nl.setContentsMargins(8, 3, 8, 3)
+        nl.addWidget(self.notice_text, 1)
+        nl.addWidget(notice_close)
+        self.notice.setAutoFillBackground(True)
+        self.notice.hide()
+        self._notice_timer = QTimer(self)
+        self._notice_timer.setSingleShot(True)
+        self._notice_timer.setInterval(NOTICE_MS)
+        self._notice_timer.timeout.connect(self.notice.hide)
+
         self.filter_bar = FilterBar()
         self.filter_bar.filter_changed.connect(self.set_filter)
 
@@ -177,10 +282,12 @@ class MainWindow(QMainWindow):
         hh = self.table.horizontalHeader()
         hh.setHighlightSections(False)
         hh.setStretchLastSection(False)
-        widths = {Column.NUMBER: 60, Column.TIME: 82, Column.CONN: 48, Column.DIR: 36, Column.SIZE: 56,
-                  Column.DELAY: 72, Column.STATE: 80}
-        for col, w in widths.items():
-            self.table.setColumnWidth(col, w)
+        # each column as wide as what it shows (in the user's font), so the summary gets the rest
+        fm = self.table.fontMetrics()
+        samples = {Column.NUMBER: "#00000", Column.TIME: "000.000 s", Column.CONN: "#000", Column.DIR: "dir",
+                   Column.SIZE: "00000", Column.DELAY: "+0000 ms", Column.STATE: "scheduled"}
+        for col, sample in samples.items():
+            self.table.setColumnWidth(col, fm.horizontalAdvance(sample) + 16)
         hh.setSectionResizeMode(Column.SUMMARY, QHeaderView.ResizeMode.Stretch)
         self.table.selectionModel().currentRowChanged.connect(self._row_selected)
         self.table.verticalScrollBar().valueChanged.connect(self._scrolled)
@@ -201,18 +308,31 @@ class MainWindow(QMainWindow):
         mv.setContentsMargins(0, 0, 0, 0)
         mv.setSpacing(0)
         mv.addWidget(self.banner)
+        mv.addWidget(self.notice)
         mv.addWidget(self.filter_bar)
         mv.addWidget(self.split, 1)
 
-        self.central = QStackedWidget()
+        self.central = _Pages()
+        self.central.currentChanged.connect(self._page_changed)
         self.central.addWidget(self.start_page)
         self.central.addWidget(self.main_view)
         self.central.setCurrentWidget(self.main_view)
         self.setCentralWidget(self.central)
 
-    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea, *,
+              scroll: bool = False) -> QDockWidget:
+        """A dock; ``scroll``: its panel scrolls when the dock is smaller than the panel, so a squeezed dock never
+        clips its controls or pushes over its neighbours."""
         d = QDockWidget(title, self)
         d.setObjectName(name)
+        if scroll:
+            area_ = QScrollArea()
+            area_.setObjectName(f"{name}_scroll")
+            area_.setWidget(widget)
+            area_.setWidgetResizable(True)
+            area_.setFrameShape(QFrame.Shape.NoFrame)
+            area_.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+            widget = area_
         d.setWidget(widget)
         self.addDockWidget(area, d)
         return d
@@ -227,7 +347,7 @@ class MainWindow(QMainWindow):
         ch.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         ch.setStretchLastSection(False)
         ch.setMinimumSectionSize(32)
-        ch.setSectionResizeMode(len(ConnectionsModel.HEADERS) - 1, QHeaderView.ResizeMode.Stretch)  # "held"
+        ch.setSectionResizeMode(len(ConnectionsModel.HEADERS) - 1, QHeaderView.ResizeMode.Stretch)  # "client"
         self.conn_table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.conn_table.customContextMenuRequested.connect(self._conn_menu)
         self.conn_table.doubleClicked.connect(lambda idx: self._only_connection(idx))
@@ -254,7 +374,8 @@ class MainWindow(QMainWindow):
         self.conditions.close_button.clicked.connect(lambda: self.close_connection(reset=False))
         self.conditions.reset_button.clicked.connect(lambda: self.close_connection(reset=True))
         self.cond_dock = self._dock("Conditions", "conditions_dock", self.conditions,
-                                    Qt.DockWidgetArea.RightDockWidgetArea)
+                                    Qt.DockWidgetArea.RightDockWidgetArea, scroll=True)
+        self.conditions.installEventFilter(self)  # it grows (a preset's source, a longer read-out): make room
 
         self.intercept = InterceptPanel(self.held_model)
         self.intercept.hold_next.connect(self.hold_next)
@@ -262,9 +383,10 @@ class MainWindow(QMainWindow):
         self.intercept.edit_forward.connect(self.edit_and_forward)
         self.intercept.drop.connect(self.drop)
         self.intercept.forward_all.connect(self.forward_all)
+        self.intercept.cancel_hold.connect(self.cancel_hold)
         self.intercept.rules_changed.connect(lambda rules: self.send("set_rules", rules=rules))
         self.intercept_dock = self._dock("Intercept", "intercept_dock", self.intercept,
-                                         Qt.DockWidgetArea.RightDockWidgetArea)
+                                         Qt.DockWidgetArea.RightDockWidgetArea, scroll=True)
 
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
@@ -283,6 +405,8 @@ class MainWindow(QMainWindow):
         self.stats_dock = self._dock("Statistics", "statistics_dock", self.timeline.stats_panel, bottom)
         self.tabifyDockWidget(self.timeline_dock, self.stats_dock)
         self.timeline_dock.raise_()
+        for d in (self.timeline_dock, self.stats_dock):
+            d.hide()  # until asked for (View ▸ Timeline, the toolbar): the table and the detail get the room
         self.timeline.message_selected.connect(self._select_store_row)
         self.table.setItemDelegateForColumn(
             Column.SUMMARY, self.timeline.make_delegate(lambda idx: self.model.data(idx, ROW_ROLE), self.table))
@@ -311,11 +435,12 @@ class MainWindow(QMainWindow):
         self.listen_edit = QLineEdit()
         self.listen_edit.setPlaceholderText("client port")
         self.listen_edit.setToolTip("where your client connects (sockscope listens here)")
-        self.listen_edit.setMaximumWidth(140)
         self.target_edit = QLineEdit()
         self.target_edit.setPlaceholderText("server HOST:PORT")
         self.target_edit.setToolTip("your server")
-        self.target_edit.setMaximumWidth(170)
+        address_px = self.listen_edit.fontMetrics().horizontalAdvance("127.0.0.1:55555") + 14
+        for edit in (self.listen_edit, self.target_edit):
+            edit.setFixedWidth(address_px)  # the whole address, never squeezed to its last digits
         tb.addWidget(QLabel(" client port "))
         tb.addWidget(self.listen_edit)
         tb.addWidget(QLabel(" → server "))
@@ -337,24 +462,40 @@ class MainWindow(QMainWindow):
         self.clear_action = QAction("Clear", self)
         self.clear_action.setShortcut(QKeySequence("Ctrl+K"))
         self.clear_action.setToolTip("forget the captured messages (Ctrl+K)")
-        self.clear_action.triggered.connect(self.clear)
+        self.clear_action.triggered.connect(lambda: self.clear())
         tb.addAction(self.pause_action)
         tb.addAction(self.clear_action)
         tb.addSeparator()
-        tb.addWidget(QLabel(" Framing "))
+        framing_label = tb.addWidget(QLabel(" Framing "))
         self.framing_combo = QComboBox()
         self.framing_combo.setEditable(True)
         self.framing_combo.addItems(FRAMINGS)
         self.framing_combo.setToolTip("what one message is (applies to new connections)")
+        self.framing_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.framing_combo.setMinimumContentsLength(6)
         self.framing_combo.activated.connect(self._framing_chosen)
-        tb.addWidget(self.framing_combo)
-        tb.addWidget(QLabel(" Preset "))
+        framing_widget = tb.addWidget(self.framing_combo)
+        preset_label = tb.addWidget(QLabel(" Preset "))
         self.preset_combo = QComboBox()
         self.preset_combo.setModel(self.conditions.preset.model())
         self.preset_combo.setToolTip("network conditions preset (details in the Conditions panel)")
+        self.preset_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.preset_combo.setMinimumContentsLength(14)
         self.preset_combo.activated.connect(self._toolbar_preset)
         self.conditions.preset.currentIndexChanged.connect(self.preset_combo.setCurrentIndex)
-        tb.addWidget(self.preset_combo)
+        preset_widget = tb.addWidget(self.preset_combo)
+        # In a narrow window these step aside (the Conditions panel has the presets; the framing is in the File
+        # menu's start page too) so that the rest of the toolbar is never cut off.
+        self._toolbar = tb
+        self._toolbar_optional = [(preset_label, preset_widget), (framing_label, framing_widget)]
+        tb.addSeparator()
+        self.timeline_action = QAction("Timeline", self)
+        self.timeline_action.setCheckable(True)
+        self.timeline_action.setShortcut(QKeySequence("Ctrl+T"))
+        self.timeline_action.setToolTip("show the round trips, message rates and the ladder diagram (Ctrl+T)")
+        self.timeline_action.toggled.connect(self._timeline_toggled)
+        self.timeline_dock.toggleViewAction().toggled.connect(self.timeline_action.setChecked)
+        tb.addAction(self.timeline_action)
         tb.addSeparator()
         self.held_badge = QLabel()
         self.held_badge.setToolTip("messages held for you in the Intercept panel; their direction waits")
@@ -408,9 +549,25 @@ class MainWindow(QMainWindow):
         self.follow_action.setShortcut(QKeySequence("End"))
         self.follow_action.toggled.connect(self._set_follow)
         view.addSeparator()
-        for dock in (self.conn_dock, self.cond_dock, self.intercept_dock, self.timeline_dock, self.stats_dock,
-                     self.log_dock):
+        view.addAction(self.timeline_action)
+        for dock in (self.conn_dock, self.cond_dock, self.intercept_dock, self.stats_dock, self.log_dock):
             view.addAction(dock.toggleViewAction())
+        view.addSeparator()
+        self.reset_layout_action = view.addAction("&Reset layout")
+        self.reset_layout_action.setToolTip("put every panel back where it starts, sized for this window")
+        self.reset_layout_action.triggered.connect(lambda: self.reset_layout())
+        look = view.addMenu("&Look")
+        group = QActionGroup(self)
+        self.look_actions: dict[str, QAction] = {}
+        current = str(self.settings.value("view/look", "system"))
+        for key, label in (("system", "&System"), ("light", "&Light"), ("dark", "&Dark")):
+            a = look.addAction(label)
+            a.setData(key)
+            a.setCheckable(True)
+            a.setChecked(key == current)
+            group.addAction(a)
+            a.triggered.connect(lambda _=False, k=key: self.set_look(k))
+            self.look_actions[key] = a
 
         capture = mb.addMenu("&Capture")
         capture.addAction(self.pause_action)
@@ -466,33 +623,238 @@ class MainWindow(QMainWindow):
 
     def _restore_settings(self) -> None:
         s = self.settings
+        look = str(s.value("view/look", "system"))
+        if look != "system":
+            self.set_look(look, save=False)
         geo = s.value("window/geometry")
         if geo is not None:
             self.restoreGeometry(geo)  # type: ignore[arg-type]
         else:
-            self.resize(1440, 960)
+            self.resize(*DEFAULT_SIZE)
+        self._fit_to_screen()
         state = s.value("window/state")
-        if state is not None:
-            self.restoreState(state)  # type: ignore[arg-type]
-        else:
-            QTimer.singleShot(0, self._default_dock_sizes)
-        split = s.value("window/split")
-        if split is not None:
-            self.split.restoreState(split)  # type: ignore[arg-type]
+        restored = False
+        if state is not None and str(s.value("window/layout", "")) == str(LAYOUT_VERSION):
+            restored = self.restoreState(state, LAYOUT_VERSION)  # type: ignore[arg-type]
+            split = s.value("window/split")
+            if restored and split is not None:
+                self.split.restoreState(split)  # type: ignore[arg-type]
+        if not restored:
+            self.reset_layout()
+        # once shown at its real size: the default layout for that size, or a restored one checked to still fit
+        self._layout_pending = "check" if restored else "reset"
         self.filter_bar.set_history(s.value("filter/history", []))
         self.start_page.set_recent(self.recent_targets())
         self.wall_action.setChecked(str(s.value("view/wall_clock", "false")).lower() == "true")
 
-    def _default_dock_sizes(self) -> None:
-        self.resizeDocks([self.conn_dock, self.cond_dock], [340, 450], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.cond_dock, self.intercept_dock], [340, 300], Qt.Orientation.Vertical)
-        if hasattr(self, "timeline_dock"):  # plots and ladder need some height to be readable
-            self.resizeDocks([self.timeline_dock], [300], Qt.Orientation.Vertical)
+    def _fit_to_screen(self) -> None:
+        """The window fits the screen it is on (a size remembered on a bigger screen, or the default on a small
+        one). Offscreen (tests, pictures) there is no screen to fit and the size is what was asked for."""
+        if QGuiApplication.platformName() == "offscreen":
+            return
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        avail = screen.availableGeometry()
+        w, h = min(self.width(), avail.width()), min(self.height(), avail.height() - TITLE_BAR_PX)
+        if (w, h) != (self.width(), self.height()):
+            self.resize(w, h)
+            self.move(avail.topLeft())
+
+    # -- the layout: from 1024x700 to 2560x1440
+
+    def _docks(self) -> list[QDockWidget]:
+        return [self.conn_dock, self.cond_dock, self.intercept_dock, self.timeline_dock, self.stats_dock,
+                self.log_dock]
+
+    def reset_layout(self) -> None:
+        """The default layout for the window's size (View ▸ Reset layout): the table and the detail pane get the
+        room; Conditions and Intercept on the right (one above the other when the window is tall enough, else tabs);
+        Connections on the left (in a narrow window, a third tab on the right); the timeline and the log hidden
+        until asked for."""
+        w, h = self.width(), self.height()
+        right, left, bottom = (Qt.DockWidgetArea.RightDockWidgetArea, Qt.DockWidgetArea.LeftDockWidgetArea,
+                               Qt.DockWidgetArea.BottomDockWidgetArea)
+        for d in self._docks():
+            d.setFloating(False)
+            self.removeDockWidget(d)
+        self.addDockWidget(right, self.cond_dock)
+        stacked = h >= TALL_H
+        if stacked:
+            self.splitDockWidget(self.cond_dock, self.intercept_dock, Qt.Orientation.Vertical)
+        else:
+            self.tabifyDockWidget(self.cond_dock, self.intercept_dock)
+        if w >= WIDE_W:
+            self.addDockWidget(left, self.conn_dock)
+        else:
+            self.tabifyDockWidget(self.intercept_dock, self.conn_dock)
+        self.addDockWidget(bottom, self.timeline_dock)
+        self.tabifyDockWidget(self.timeline_dock, self.stats_dock)
+        self.tabifyDockWidget(self.stats_dock, self.log_dock)
+        for d in (self.conn_dock, self.cond_dock, self.intercept_dock):
+            d.show()
+        for d in (self.timeline_dock, self.stats_dock, self.log_dock):
+            d.hide()
+        self.cond_dock.raise_()
+        self.split.setSizes([h * 11 // 20, h * 9 // 20])
+        self._size_docks()
+        QTimer.singleShot(0, self, self._size_docks)  # again once the window is laid out at its size
+
+    def _size_docks(self) -> None:
+        w, h = self.width(), self.height()
+        panels = max(self.conditions.minimumSizeHint().width(), self.intercept.minimumSizeHint().width())
+        right = max(panels + SCROLLBAR_PX, min(w * 27 // 100, RIGHT_MAX_PX))
+        docks, sizes = [self.cond_dock], [right]
+        if self.dockWidgetArea(self.conn_dock) == Qt.DockWidgetArea.LeftDockWidgetArea:
+            docks.append(self.conn_dock)
+            sizes.append(max(CONN_MIN_PX, min(w * 18 // 100, CONN_MAX_PX)))
+        self.resizeDocks(docks, sizes, Qt.Orientation.Horizontal)
+        if not self.tabifiedDockWidgets(self.cond_dock):
+            # room for a preset's source too (two more lines), so choosing one does not make the panel scroll
+            extra = 0 if self.conditions.preset_source.isVisible() else 3 * self.fontMetrics().height()
+            cond_h = min(self._conditions_height(right) + extra + DOCK_TITLE_PX, h * 60 // 100)
+            self.resizeDocks([self.cond_dock, self.intercept_dock], [cond_h, max(200, h - cond_h)],
+                             Qt.Orientation.Vertical)
+
+    def layout_fits(self) -> bool:
+        """Whether the table and detail pane have room and no panel on the right is narrower than its controls."""
+        if self.table.width() < MIN_TABLE_W or self.split.height() < MIN_TABLE_H:
+            return False
+        panels = {self.cond_dock: self.conditions, self.intercept_dock: self.intercept}
+        for area in (Qt.DockWidgetArea.RightDockWidgetArea, Qt.DockWidgetArea.LeftDockWidgetArea):
+            docks = [d for d in panels if self.dockWidgetArea(d) == area and d.isVisible() and not d.isFloating()]
+            # docks in one area share its width (a tab behind another may report an old one: take the widest)
+            if docks and max(d.widget().width() for d in docks) + 1 < max(
+                    panels[d].minimumSizeHint().width() for d in docks):
+                return False
+        return True
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.conditions and event.type() == QEvent.Type.LayoutRequest:
+            QTimer.singleShot(0, self, self._fit_conditions_height)
+        elif event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent) and \
+                QKeySequence(event.keyCombination()) in self._window_keys:
+            # A text box would take Ctrl+E (end of line), Ctrl+K (delete to the end), Ctrl+H ... for itself on
+            # Linux: the window's shortcuts win, so Ctrl+E edits the held message wherever the focus is.
+            event.ignore()
+            return True
+        return super().eventFilter(watched, event)
+
+    def _keys_beat_text_boxes(self) -> None:
+        """Let the window's Ctrl shortcuts reach it while a text box of the window (not of a dialog) has focus."""
+        self._window_keys = {a.shortcut() for a in self.findChildren(QAction)
+                             if not a.shortcut().isEmpty() and a.shortcut().toString() in WINDOW_KEYS}
+        # an editable combo box (the filter bar) and a spin box take the keys for their line edit themselves
+        for box in (*self.findChildren(QLineEdit), *self.findChildren(QComboBox), *self.findChildren(QAbstractSpinBox)):
+            box.installEventFilter(self)
+
+    def _conditions_height(self, width: int) -> int:
+        """How tall the Conditions panel is at ``width`` (its wrapped lines make it taller when narrow)."""
+        panel = self.conditions
+        lay = panel.layout()
+        h = panel.sizeHint().height()
+        if lay is not None and lay.hasHeightForWidth():
+            h = max(h, lay.totalHeightForWidth(max(width - SCROLLBAR_PX, panel.minimumSizeHint().width())))
+        return h + 4
+
+    def _fit_conditions_height(self) -> None:
+        """Conditions above Intercept: Conditions is as tall as its controls, taken from Intercept's held list
+        (which scrolls), so it shows everything without scrolling when the window allows it."""
+        dock = self.cond_dock
+        if not dock.isVisible() or dock.isFloating() or self.tabifiedDockWidgets(dock) or \
+                not self.intercept_dock.isVisible() or self.intercept_dock.isFloating():
+            return
+        have = dock.widget().height()
+        need = self._conditions_height(dock.widget().width())
+        if need <= have:
+            return
+        total = dock.height() + self.intercept_dock.height()
+        room = total - self.intercept.minimumSizeHint().height() - 40
+        if room > have:
+            self.resizeDocks([dock, self.intercept_dock], [min(need + 30, room), total - min(need + 30, room)],
+                             Qt.Orientation.Vertical)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_toolbar()
+
+    def _fit_toolbar(self) -> None:
+        """Hide the toolbar's optional controls that do not fit the window's width (room for "N held" too)."""
+        optional = getattr(self, "_toolbar_optional", [])
+        for pair in optional:
+            for a in pair:
+                a.setVisible(True)
+        room = self.width() - HELD_BADGE_PX
+        for pair in optional:
+            if self._toolbar.sizeHint().width() <= room:
+                break
+            for a in pair:
+                a.setVisible(False)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        pending, self._layout_pending = self._layout_pending, ""
+        if pending == "reset":
+            self.reset_layout()
+        elif pending == "check":
+            if self.central.currentWidget() is self.main_view:
+                QTimer.singleShot(0, self, self._check_layout)
+            else:  # the start page asks for less room than the table's page: check once that is on show
+                self._check_on_main = True
+
+    def _page_changed(self, _index: int) -> None:
+        if self._check_on_main and self.isVisible() and self.central.currentWidget() is self.main_view:
+            self._check_on_main = False
+            QTimer.singleShot(0, self, self._check_layout)
+
+    def _check_layout(self) -> None:
+        if not self.layout_fits():
+            self.reset_layout()
+            self.statusBar().showMessage("the layout you left did not fit this window: it is back to the default "
+                                         "(View ▸ Reset layout does this any time)", 10000)
+
+    def _timeline_toggled(self, on: bool) -> None:
+        if on != self.timeline_dock.isVisible():
+            self.show_timeline(on)
+
+    def show_timeline(self, on: bool = True) -> None:
+        """Show (or hide) the Timeline, tall enough for its plots and ladder to be read."""
+        if not on:
+            self.timeline_dock.hide()
+            return
+        self.timeline_dock.show()
+        self.timeline_dock.raise_()
+        if not self.timeline_dock.isFloating():
+            self.resizeDocks([self.timeline_dock], [max(TIMELINE_MIN_PX, self.height() * 42 // 100)],
+                             Qt.Orientation.Vertical)
+
+    def set_look(self, look: str, *, save: bool = True) -> None:
+        """The light or dark look, or the system's (View ▸ Look)."""
+        palette.apply_look(look)
+        if save:
+            self.settings.setValue("view/look", look)
+        for a in getattr(self, "look_actions", {}).values():
+            a.setChecked(a.data() == look)
+        self._recolour()
+
+    def _recolour(self) -> None:
+        self.colours = palette.current()
+        for m in (self.model, self.conn_model, self.held_model):
+            m.colours = self.colours
+        self.model.refresh_all()
+        self.conditions.set_colours(self.colours)
+        self.intercept.set_colours(self.colours)
+        self.start_page.set_colours(self.colours)
+        self.timeline.set_colours(self.colours)
+        if self.detail.row is not None:
+            self.detail.show_row(self.detail.row)
+        self._update_status()
 
     def save_settings(self) -> None:
         s = self.settings
         s.setValue("window/geometry", self.saveGeometry())
-        s.setValue("window/state", self.saveState())
+        s.setValue("window/state", self.saveState(LAYOUT_VERSION))
+        s.setValue("window/layout", LAYOUT_VERSION)
         s.setValue("window/split", self.split.saveState())
         s.setValue("filter/history", self.filter_bar.history())
         s.setValue("view/wall_clock", self.wall_action.isChecked())
@@ -517,13 +879,16 @@ class MainWindow(QMainWindow):
         if self._starting:
             return
         self.stop_link()
+        options.first_ids = self.next_ids()
         self.options = options
+        self._own_proxy = True
         link = self.link_factory(options)
         self._start_in_background(link, "starting the demo…" if options.demo else
                                   f"starting the proxy on port {options.listen[1]}…")
 
     def attach(self, host: str, port: int, token: str) -> None:
         self.stop_link()
+        self._own_proxy = False
         self._start_in_background(AttachLink(host, port, token), f"attaching to {host}:{port}…")
 
     def _start_in_background(self, link: Link, what: str) -> None:
@@ -531,6 +896,9 @@ class MainWindow(QMainWindow):
         self.central.setCurrentWidget(self.main_view)
         self.st_link.setText(what)
         self._hide_banner()
+        self._target_timer.stop()
+        if self._notice_kind == "target":
+            self.notice.hide()
         self.link_events.watch(link)
 
         def run() -> None:
@@ -549,10 +917,11 @@ class MainWindow(QMainWindow):
         self._starting = False
         if error is not None:
             self._log("error", f"could not start: {error}")
-            self.show_banner(f"The proxy could not start: {error}", error=True, restart=True)
+            text = start_error_text(error)
+            self.show_banner(f"The proxy could not start. {text}", error=True, restart=True)
             self.st_link.setText("not running")
             if not len(self.store):
-                self.start_page.show_error(error)
+                self.start_page.show_error(text)
                 self.central.setCurrentWidget(self.start_page)
             self._update_status()
             return
@@ -578,9 +947,44 @@ class MainWindow(QMainWindow):
         in_force = o.conditions if o is not None and o.conditions else link.conditions
         if in_force:
             with contextlib.suppress(ConditionsError):
-                self.conditions.set_conditions(Conditions.from_dict(in_force))
+                self.conditions.show_conditions(Conditions.from_dict(in_force))
         self.intercept.set_rules(link.rules)
         self._update_status()
+        self._target_down = False
+        self._check_target()
+
+    # -- the user's server
+
+    def _check_target(self) -> None:
+        """Say so while nothing listens where the user's server should be (a server on this machine); look
+        again every few seconds until it does."""
+        link, o = self.link, self.options
+        if link is None or not link.alive or link.target_addr is None or not self._own_proxy or o is None or o.demo:
+            return
+        if nothing_listens(link.target_addr):
+            if not self._target_down or (self.notice.isHidden() and self._notice_kind != "target"):
+                self._target_down = True
+                self.show_notice(
+                    f"Nothing is listening on {fmt.addr(link.target_addr)}: your server is not running there (or "
+                    "listens on another port). Start your server; sockscope looks again every few seconds. Until "
+                    "then it has to turn your client away when it connects.", persistent=True, kind="target")
+            self._target_timer.start()
+        elif self._target_down:
+            self._target_down = False
+            if self._notice_kind == "target":
+                self.notice.hide()
+            self.statusBar().showMessage(f"your server at {fmt.addr(link.target_addr)} is listening now", 8000)
+
+    def _server_unreachable(self, n: Notice) -> None:
+        m = re.search(r"connection #(\d+): cannot reach the server at (\S+) \((.*)\)$", n.text)
+        if m is None:
+            return
+        conn, addr, why = m.groups()
+        self.show_notice(f"Your client connected (connection #{conn}), but sockscope could not reach your server "
+                         f"at {addr} ({why.lower()}), so it closed your client's connection. Start your server, "
+                         "then connect your client again.", persistent=True, kind="target")
+        self._target_down = True
+        self._target_timer.start()
 
     def _apply_live(self) -> None:
         """Controls that command the proxy work while a proxy is running (every proxy has every command)."""
@@ -605,7 +1009,10 @@ class MainWindow(QMainWindow):
         self._update_status()
 
     def restart_link(self) -> None:
+        """Start again: the same addresses, with the conditions the panel shows now."""
         if self.options is not None:
+            c = self.conditions.value()
+            self.options.conditions = None if c.is_passthrough else c.to_dict()
             self.start_link(self.options)
         else:
             self.central.setCurrentWidget(self.start_page)
@@ -627,8 +1034,10 @@ class MainWindow(QMainWindow):
     def _on_link_died(self, reason: str) -> None:
         self._log("error", f"proxy stopped: {reason}")
         if reason != "stopped":
-            self.show_banner(f"The proxy stopped: {reason}. Captured messages are kept; your client's "
-                             "connections through sockscope are gone.", error=True, restart=True)
+            self.show_banner(f"The proxy stopped: {reason}. The messages captured so far stay in the table, but "
+                             "your client's connections through sockscope were closed. Press Start again to "
+                             "start the proxy again; your client then has to connect again.",
+                             error=True, restart=True)
         self.st_link.setText("proxy stopped")
         self._apply_live()
 
@@ -649,8 +1058,12 @@ class MainWindow(QMainWindow):
             self._log(n.level, notice_text(n))
             if n.level in ("warning", "error"):
                 self.statusBar().showMessage(notice_text(n), 8000)
+            if n.level == "error" and "cannot reach the server" in n.text:
+                self._server_unreachable(n)
         if result.held_changed:
             self._update_held()
+            if self._armed:
+                self._disarm_held()
 
     def _scrolled(self, value: int) -> None:
         at_bottom = value >= self.table.verticalScrollBar().maximum() - 1
@@ -746,12 +1159,64 @@ class MainWindow(QMainWindow):
             self._hide_banner()
         self._update_status()
 
-    def clear(self) -> None:
+    def clear(self, ask: bool = True) -> None:
+        """Forget the captured messages (Ctrl+K); asks first when there is something to lose."""
+        n = len(self.store)
+        if ask and n:
+            self.ask("Clear the captured messages?",
+                     f"Clear the {n:,} captured message{'s' if n != 1 else ''} from the table?",
+                     "They are gone from the window for good unless you saved them (File ▸ Save session…). "
+                     "Held messages stay held, and the proxy keeps running.",
+                     ["Clear"], lambda choice: self.clear(ask=False) if choice == "Clear" else None)
+            return
+        self.note_used_ids()
         self.store.clear()
         self.model.reset()
         self.held_model.reset()
         self.detail.show_row(None)
+        self.timeline.select_row(None)  # no pair note or lesson about a message that is gone
         self.filter_bar.set_counts(0, 0)
+        self.statusBar().showMessage(f"cleared {n:,} messages", 4000)
+
+    # -- numbering: unique for the window's lifetime
+
+    def note_used_ids(self) -> None:
+        """Remember the highest numbers the table holds (before it is cleared or replaced)."""
+        s = self.store
+        conn = max(s.connections, default=0)
+        msg = max(s.ids) if len(s) else 0
+        self._used_ids = (max(self._used_ids[0], conn), max(self._used_ids[1], msg))
+
+    def next_ids(self) -> tuple[int, int]:
+        """The first connection and message numbers for a proxy this window starts."""
+        self.note_used_ids()
+        return self._used_ids[0] + 1, self._used_ids[1] + 1
+
+    # -- questions
+
+    def ask(self, title: str, text: str, detail: str, choices: list[str],
+            then: Callable[[str | None], None]) -> QMessageBox:
+        """Ask without blocking: ``then`` gets the chosen button's text, or None for Cancel (Esc, closed)."""
+        box = QMessageBox(QMessageBox.Icon.Question, title, text, QMessageBox.StandardButton.NoButton, self)
+        box.setInformativeText(detail)
+        buttons = [box.addButton(label, QMessageBox.ButtonRole.AcceptRole if i == 0
+                                 else QMessageBox.ButtonRole.ActionRole) for i, label in enumerate(choices)]
+        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(buttons[0])
+        box.setEscapeButton(cancel)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def finished(_code: int) -> None:
+            clicked = box.clickedButton()
+            if self.question is box:
+                self.question = None
+            then(clicked.text() if clicked is not None and clicked in buttons else None)
+
+        box.finished.connect(finished)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.open()
+        self.question = box
+        return box
 
     # =============================================================================================== commands
 
@@ -760,7 +1225,10 @@ class MainWindow(QMainWindow):
         reported (status bar + log), never raised."""
         link = self.link
         if link is None or not link.alive:
-            self._report_error(f"cannot {name.replace('_', ' ')}: the proxy is not running")
+            if name == "set_conditions":  # kept in the panel: a proxy the window starts gets them
+                self.statusBar().showMessage("no proxy is running: these conditions apply when you start it", 6000)
+                return
+            self._report_error(failure_text(name, NOT_RUNNING))
             return
         fut = link.command(name, **args)
 
@@ -768,13 +1236,30 @@ class MainWindow(QMainWindow):
             exc = f.exception()
             if exc is not None:
                 text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-                self._command_failed.emit(f"{name.replace('_', ' ')} failed: {text or type(exc).__name__}")
+                self._command_failed.emit(failure_text(name, text or type(exc).__name__))
 
         fut.add_done_callback(done)
 
     def hold_next(self, direction: Direction) -> None:
+        if self.link is None or not self.link.alive:
+            self.send("hold_next")  # says why not
+            return
         self.send("hold_next", direction=direction.label, conn_id=self._selected_conn(), count=1)
-        self.statusBar().showMessage(f"the next {direction.label} message will be held", 4000)
+        self._armed[direction] = max(self.store.ids, default=0)
+        self.intercept.set_armed(list(self._armed))
+
+    def cancel_hold(self) -> None:
+        self.send("cancel_hold_next")
+        self._armed.clear()
+        self.intercept.set_armed([])
+
+    def _disarm_held(self) -> None:
+        """A message was held: its direction's "hold next" is done."""
+        s = self.store
+        for d, since in list(self._armed.items()):
+            if any(s.dirs[r] == d and s.ids[r] > since for r in s.held.values()):
+                del self._armed[d]
+        self.intercept.set_armed(list(self._armed))
 
     def forward(self, msg_id: int) -> None:
         self.send("release", msg_id=msg_id)
@@ -789,21 +1274,46 @@ class MainWindow(QMainWindow):
         row = self.store.row_of(msg_id)
         if row is None:
             return None
-        return self._open_editor(row, "Forward", lambda data: self.send("edit", msg_id=msg_id, data=data))
+        s = self.store
+        conn, d = s.conn_ids[row], Direction(s.dirs[row])
+        receiver = "server" if d is Direction.C2S else "client"
+        about = (f"Message #{msg_id} ({d.arrow} {d.label}, {_FROM_TO[d]}) on connection #{conn} is held: the "
+                 f"{receiver} has not received it. Change it below and press Forward: the {receiver} receives "
+                 "your version instead. Cancel keeps it held.")
+        return self._open_editor(row, "Forward", lambda data: self.send("edit", msg_id=msg_id, data=data), about)
 
     def edit_and_resend(self, row: int) -> EditDialog | None:
         s = self.store
         conn, d = s.conn_ids[row], Direction(s.dirs[row])
+        mid = s.ids[row]
+        c = s.connections.get(conn)
+        sender = "your client" if d is Direction.C2S else "the server"
+        about = (f"A copy of message #{mid} ({d.arrow} {d.label}, {_FROM_TO[d]}), which was already delivered. "
+                 f"Change it below and press Send a copy: it goes on connection #{conn} as if {sender} had sent "
+                 "it again.")
+        blocked = ""
+        if c is None or not c.is_open:
+            about = f"Message #{mid} ({d.arrow} {d.label}) belongs to connection #{conn}, which is closed."
+            blocked = (f"A copy can only be sent on an open connection. To send connection #{conn}'s client "
+                       "messages again on a new connection, close this and use Intercept ▸ Replay connection "
+                       "(Ctrl+R).")
         return self._open_editor(row, "Send a copy",
-                                 lambda data: self.send("inject", conn_id=conn, direction=d.label, data=data))
+                                 lambda data: self.send("inject", conn_id=conn, direction=d.label, data=data),
+                                 about, blocked)
 
     def edit_selected(self) -> EditDialog | None:
+        """Ctrl+E: while a message is held, edit a held one (the table's selection if it is held, else the one
+        selected in the Intercept panel); with nothing held, edit a copy of the table's selected message."""
         row = self.selected_row()
         if row is not None and self.store.state(row) is MessageState.HELD:
             return self.edit_and_forward(self.store.ids[row])
+        mid = self.intercept.selected_id()
+        if mid is not None:
+            return self.edit_and_forward(mid)
         if row is None:
-            mid = self.intercept.selected_id()
-            return self.edit_and_forward(mid) if mid is not None else None
+            self._report_error("Select a message first: a held one in the Intercept panel to edit it before it is "
+                               "forwarded, or any message in the table to send an edited copy.")
+            return None
         return self.edit_and_resend(row)
 
     def compose(self, conn_id: int | None = None, direction: Direction | None = None) -> ComposeDialog:
@@ -884,8 +1394,9 @@ class MainWindow(QMainWindow):
         if current is not None and current.needs_decode:
             self.set_filter(current)
 
-    def _open_editor(self, row: int, action: str, then: Callable[[bytes], None]) -> EditDialog:
-        dlg = EditDialog(self.decoding, row, action, self)
+    def _open_editor(self, row: int, action: str, then: Callable[[bytes], None], about: str,
+                     blocked: str = "") -> EditDialog:
+        dlg = EditDialog(self.decoding, row, action, self, about=about, blocked=blocked)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
         def finished(code: int) -> None:
@@ -1040,21 +1551,44 @@ class MainWindow(QMainWindow):
         self.banner.hide()
 
     def _report_error(self, text: str) -> None:
+        """Something the user asked for did not work: said in the window (until closed, or for a while), logged."""
         self.statusBar().showMessage(f"⚠ {text}", 10000)
         self._log("error", text)
+        self.show_notice(text)
+
+    def show_notice(self, text: str, *, persistent: bool = False, kind: str = "") -> None:
+        """A line above the table about what went wrong: it stays ``NOTICE_MS`` (``persistent``: until closed or
+        until what it is about is over)."""
+        c = self.colours
+        self.notice.setStyleSheet(f"#notice {{ background: {c.held_bg.name()}; }} #notice QLabel {{ color: "
+                                  f"{c.held.name() if not c.dark else '#ffffff'}; }}")
+        self.notice_text.setText(f"⚠ {text}")
+        self._notice_kind = kind
+        self.notice.show()
+        if persistent:
+            self._notice_timer.stop()
+        else:
+            self._notice_timer.start()
 
     def _log(self, level: str, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
         self.log.appendPlainText(f"{stamp} {level}: {text}")
 
     def _update_rates(self) -> None:
-        msgs, byts, t = self._last_totals
+        """Messages and bytes per second, averaged over the last few seconds: a game that pings every 1.5 s
+        sends 0.7 messages a second, not 0 in one second and 1 in the next."""
         now = time.monotonic()
-        dt = max(1e-3, now - t)
         s = self.store
+        samples = self._rate_samples
+        samples.append((now, s.totals_msgs[:], s.totals_bytes[:]))
+        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW_S:
+            samples.popleft()
+        t0, msgs, byts = samples[0]
+        dt = now - t0
+        if dt < 0.5:
+            return  # not enough to say yet
         self._rates = ([(s.totals_msgs[d] - msgs[d]) / dt for d in (0, 1)],
                        [(s.totals_bytes[d] - byts[d]) / dt for d in (0, 1)])
-        self._last_totals = (s.totals_msgs[:], s.totals_bytes[:], now)
         self._update_status()
         self.filter_bar.set_counts(s.visible_count, len(s)) if not self.filtering else None
 
@@ -1112,6 +1646,9 @@ class MainWindow(QMainWindow):
         link = self.link
         if link is not None and link.alive:
             self.st_link.setText(f"listening {link.description}")
+        elif not self._starting:
+            source = getattr(getattr(self, "sessions", None), "source_path", None)
+            self.st_link.setText("proxy stopped" + (f" · showing {os.path.basename(source)}" if source else ""))
         conns = self.store.connections.values()
         open_ = sum(1 for c in conns if c.is_open)
         self.st_conns.setText(f"{open_} open / {len(self.store.connections)} conns")
@@ -1126,7 +1663,8 @@ class MainWindow(QMainWindow):
             extra.append(f"{self.store.skipped_while_paused:,} not captured (paused)")
         if self.store.rows_refused:
             extra.append(f"{self.store.rows_refused:,} refused (store full)")
-        self.st_lost.setText(f"{lost:,} events lost" + ("" if not extra else " · " + " · ".join(extra)))
+        self.st_lost.setText(" · ".join(([f"{lost:,} events lost"] if lost else []) + extra))
+        self.st_lost.setVisible(bool(lost or extra))  # said when there is something to say: room for messages
         self.st_lost.setStyleSheet(f"color: {c.error.name()}" if lost else "")
         self.st_cond.setText(self.conditions.summary())
         recording = getattr(self, "sessions", None)
@@ -1140,11 +1678,8 @@ class MainWindow(QMainWindow):
     # =============================================================================================== Qt events
 
     def changeEvent(self, event: QEvent) -> None:
-        if event.type() == QEvent.Type.PaletteChange:
-            self.colours = palette.current()
-            for m in (self.model, self.conn_model, self.held_model):
-                m.colours = self.colours
-            self.model.refresh_all()
+        if event.type() == QEvent.Type.PaletteChange and palette.current() != self.colours:
+            self._recolour()
         super().changeEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -53,6 +53,14 @@ _STATE_TEXT = {
 }
 
 
+def added_delay_text(s: MessageStore, row: int) -> str:
+    """The delay sockscope added on purpose (latency, jitter, a hold, waiting behind one ...), as ``+200 ms``; empty
+    when nothing was added: the fraction of a millisecond a message spends passing through is not a delay."""
+    if not s.delays(row):
+        return ""
+    return fmt.delay_ms(s.added_delay_ns(row))
+
+
 class MessageTableModel(HeaderedTableModel):
     HEADERS = HEADERS
     TOOLTIPS = TOOLTIPS
@@ -154,7 +162,7 @@ class MessageTableModel(HeaderedTableModel):
             st = s.state(row)
             if st is MessageState.HELD:
                 return "…held"
-            return fmt.delay_ms(s.added_delay_ns(row))
+            return added_delay_text(s, row)
         if col == Column.STATE:
             text = _STATE_TEXT[s.state(row)]
             o = s.origin(row)

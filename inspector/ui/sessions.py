@@ -79,6 +79,10 @@ class SessionWindow(Protocol):
     def setAcceptDrops(self, on: bool) -> None: ...
     def installEventFilter(self, watched: QObject) -> None: ...
     def stop_link(self) -> None: ...
+    def note_used_ids(self) -> None: ...
+    def ask(self, title: str, text: str, detail: str, choices: list[str],
+            then: Callable[[str | None], None]) -> Any: ...
+    def show_banner(self, text: str, *, error: bool, restart: bool = False) -> None: ...
     def _log(self, level: str, text: str) -> None: ...
     def _report_error(self, text: str) -> None: ...
     def _on_applied(self, result: ApplyResult) -> None: ...
@@ -294,20 +298,50 @@ class SessionActions(QObject):
 
     # ============================================================================================ open
 
-    def open_file(self, path: str | None = None) -> bool:
+    def open_file(self, path: str | None = None, *, confirmed: bool = False) -> bool:
+        """Open a session or import a capture (asks for the file when ``path`` is None). While the proxy is live,
+        the user is asked first (opening stops it; save first?): then this returns False and the file opens once
+        the user agrees."""
         if path is None:
             path, _ = QFileDialog.getOpenFileName(self.widget, "Open session or capture", "", SESSION_FILTER)
             if not path:
                 return False
+        link = self.w.link
+        if not confirmed and link is not None and link.alive:
+            self._ask_to_stop(path)
+            return False
         if os.path.splitext(path)[1].lower() in CAPTURE_EXTS:
             return self.import_capture(path)
         return self.open_session(path)
+
+    def _ask_to_stop(self, path: str) -> None:
+        name = os.path.basename(path)
+        conns = sum(1 for c in self.w.store.connections.values() if c.is_open)
+        n = len(self.w.store)
+        detail = (f"Opening it stops the proxy: {conns} open connection{'s' if conns != 1 else ''} through sockscope "
+                  "will be closed (your client will notice), " if conns else "Opening it stops the proxy, ")
+        detail += (f"and the {n:,} captured message{'s' if n != 1 else ''} in the table are replaced by the file's. "
+                   "Save them first?" if n else "and the table shows the file's messages.")
+        choices = ["Save, then open", "Open without saving"] if n else ["Stop and open"]
+
+        def then(choice: str | None) -> None:
+            if choice is None:
+                self.w.statusBar().showMessage(f"did not open {name}: still capturing live", 6000)
+                return
+            if choice.startswith("Save") and not self.save_session():
+                self.w.statusBar().showMessage(f"did not open {name}: the capture was not saved", 6000)
+                return
+            self.open_file(path, confirmed=True)
+
+        self.w.ask("Stop capturing and open a file?", f"Stop the live capture and open {name}?", detail, choices,
+                   then)
 
     def _reset_for_load(self) -> None:
         self.cancel()
         w = self.w
         w.stop_link()
         self._drop_spool()
+        w.note_used_ids()  # a proxy started later goes on after the numbers the table showed
         s = w.store
         s.held.clear()
         s.clear()
@@ -424,6 +458,10 @@ class SessionActions(QObject):
         w._update_status()
         w.statusBar().showMessage(text, 10000)
         w._log("warning" if cancelled else "info", text)
+        if w.options is not None:  # the window had a proxy of its own: say how to get back to it
+            w.show_banner(f"{text[:1].upper() + text[1:]}. The proxy is stopped: nothing is captured live. Start "
+                          "again captures live again (with the numbering going on after the file's).", error=False,
+                          restart=True)
 
     # ============================================================================================ export
 

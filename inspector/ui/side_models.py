@@ -25,10 +25,13 @@ MSG_ID_ROLE = Qt.ItemDataRole.UserRole + 3
 
 
 class ConnectionsModel(HeaderedTableModel):
-    HEADERS = ("conn", "client", "state", "msgs ↑/↓", "bytes ↑/↓", "held")
-    TOOLTIPS = ("connection number (● open, ○ closed)", "the client's address (:port when on this machine)",
-                "open, closing, closed, reset …", "messages client→server ↑ / server→client ↓",
-                "bytes client→server ↑ / server→client ↓", "messages held for you in the Intercept panel")
+    HEADERS = ("conn", "msgs ↑/↓", "bytes ↑/↓", "state", "client")
+    TOOLTIPS = ("connection number (● open, ○ closed)", "messages client→server ↑ / server→client ↓",
+                "bytes client→server ↑ / server→client ↓",
+                "open, closed, reset …, and how many of its messages are held for you in the Intercept panel "
+                "(the tooltip says how it ended)", "the client's address (:port when on this machine)")
+    STATE = 3
+    """The counters come first, so a narrow panel shows them; the state says what is held."""
 
     def __init__(self, store: MessageStore, parent: Any = None) -> None:
         super().__init__(parent)
@@ -57,26 +60,24 @@ class ConnectionsModel(HeaderedTableModel):
                 return ("● " if c.is_open else "○ ") + f"#{c.conn_id}" + (f" replay of #{c.replay_of}"
                                                                          if c.replay_of else "")
             if col == 1:
-                return fmt.short_addr(c.client_addr)
-            if col == 2:
-                return c.state_text + (f": {c.detail}" if c.detail and not c.is_open and c.detail != c.state_text
-                                       else "")
-            if col == 3:
                 return f"{c.msgs[0]} / {c.msgs[1]}"
-            if col == 4:
+            if col == 2:
                 return f"{fmt.size(c.bytes[0])} / {fmt.size(c.bytes[1])}"
-            if col == 5:
-                return str(c.held) if c.held else ""
+            if col == 3:
+                return c.state_text + (f" · {c.held} held" if c.held else "")  # how it ended: the tooltip
+            if col == 4:
+                return fmt.short_addr(c.client_addr)
         if role == CONN_ROLE:
             return c.conn_id
         if role == Qt.ItemDataRole.ForegroundRole:
             if not c.is_open:
                 return self.colours.dropped
-            if col == 5 and c.held:
+            if col == self.STATE and c.held:
                 return self.colours.held
         if role == Qt.ItemDataRole.ToolTipRole:
+            ended = f": {c.detail}" if c.detail and c.detail != c.state_text else ""
             return (f"#{c.conn_id}: client {fmt.addr(c.client_addr)} → server "
-                    f"{fmt.addr(c.server_addr or c.target_addr)}\n{c.state_text} {c.detail}".strip())
+                    f"{fmt.addr(c.server_addr or c.target_addr)}\n{c.state_text}{ended}".strip())
         return None
 
     def on_applied(self, result: ApplyResult) -> None:

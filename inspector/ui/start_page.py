@@ -64,7 +64,6 @@ class StartPage(QWidget):
         self._mono = mono
         self.error = QLabel()
         self.error.setWordWrap(True)
-        self.error.setStyleSheet(f"color: {colours.error.name()}")
         self.start_button = QPushButton("Start watching")
         self.start_button.setDefault(True)
         self.demo_button = QPushButton("Try the demo (a tiny server and client)")
@@ -100,6 +99,11 @@ class StartPage(QWidget):
         outer.addStretch(1)
         outer.addWidget(inner, 3)
         outer.addStretch(1)
+        self.set_colours(colours)
+
+    def set_colours(self, colours: palette.Colours) -> None:
+        """The look changed (light or dark): the colours that are not the palette's own."""
+        self.error.setStyleSheet(f"color: {colours.error.name()}")
         self._update_change()
 
     def _update_change(self) -> None:

@@ -35,6 +35,7 @@ def _window(interval: float, clients: int) -> tuple[Any, Any, list[Any]]:
                    settings=QSettings(str(ini), QSettings.Format.IniFormat), link_factory=ThreadLink)
     w.resize(1500, 980)
     w.show()
+    w.show_timeline()  # hidden until asked for (issue 19)
     _spin(app, lambda: w.link is not None, 10)
     assert w.link is not None and w.link.listen_addr is not None, w.log.toPlainText()
     extra = [DemoClient("127.0.0.1", w.link.listen_addr[1], None, interval, say=lambda _l: None).start()

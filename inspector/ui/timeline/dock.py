@@ -304,6 +304,18 @@ class TimelineController(QObject):
         lay.addLayout(bar)
         lay.addWidget(self.stats_table, 1)
 
+    def set_colours(self, colours: palette.Colours) -> None:
+        """The look changed (light or dark)."""
+        self.colours = colours
+        self.stats_model.colours = colours
+        self.pair_error.setStyleSheet(f"color: {colours.error.name()}")
+        self.group_error.setStyleSheet(f"color: {colours.error.name()}")
+        self.plots.set_colours(colours)
+        self.ladder.colours = colours
+        self.ladder.update()
+        self._update_rtt_label()
+        self.update_note(self._selected)
+
     def make_delegate(self, row_of: Callable[[Index], int | None], parent: QObject | None = None
                       ) -> AnnotationDelegate:
         return AnnotationDelegate(self, row_of, parent)

@@ -137,12 +137,13 @@ class LadderView(QWidget):
         self.update()
 
     def select_row(self, row: int | None) -> None:
+        """Highlight ``row``. While following, the view stays on the newest traffic (selecting a message must not
+        freeze the timeline: the next slider move should show its effect); otherwise the view moves to it."""
         self.selected_row = row
-        if row is not None and 0 <= row < len(self.store):
+        if row is not None and 0 <= row < len(self.store) and not self.follow:
             t = self.store.arrivals[row]
             if not self.top_ns <= t <= self.top_ns + self.span_ns * 0.95:
                 self.top_ns = int(t - self.span_ns / 3)
-                self.set_follow(False)
         self.update()
 
     # ------------------------------------------------------------------------------------------ layout

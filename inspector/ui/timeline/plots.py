@@ -7,6 +7,10 @@ right-click for its menu); when the user moves a view, following the newest data
 again. Clicking an RTT point emits :attr:`TimelinePlots.row_clicked` with the
 response's store row. Only the most recent :data:`SCATTER_MAX` points in view get clickable dots; the line shows
 them all (pyqtgraph clips and downsamples it), so 10^5 round trips stay smooth.
+What is drawn is what a learner should read: the legend is a line above the plots (never over the newest data),
+message and byte rates are averaged over :data:`RATE_WINDOW_S` (a ping every 0.5 s is a level 2/s, not the
+sawtooth of 250 ms bins) and fall to zero when traffic stops, and the round-trip line breaks across a pause in the
+pairs (a held message, Freeze) instead of drawing a slope through it.
 Must not import: ``inspector.bridge``, ``proxy`` beyond ``proxy.model``.
 Thread: GUI thread.
 """
@@ -19,16 +23,65 @@ import numpy as np
 import pyqtgraph as pg  # type: ignore[import-untyped]
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from inspector.timeline.series import PlotData
-from inspector.timeline.stats import Analysis
+from inspector.timeline.stats import BIN_NS, Analysis
 from inspector.ui import palette
 from proxy.model import Direction
 
 SCATTER_MAX: Final = 3000
 FOLLOW_WINDOW_S: Final = 20.0
 """Seconds of history shown while following the newest data."""
+RATE_WINDOW_S: Final = 3.0
+"""The rates at each point are the messages (bytes) per second of the last this-many seconds, the most recent
+weighing most (a triangular window: smooth for a game that sends every 0.3 or 1.2 s, still quick to follow)."""
+GAP_MIN_S: Final = 1.0
+GAP_FACTOR: Final = 5.0
+"""The round-trip line breaks where two round trips are further apart than this many times the usual spacing
+(and at least ``GAP_MIN_S``)."""
+
+
+def smoothed_rates(x: np.ndarray, per_s: np.ndarray, now_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin rates (each bin's count per second, at the bin's middle) as a moving average over
+    :data:`RATE_WINDOW_S`, with the empty bins up to ``now_s`` as zeros (traffic that stopped shows as zero)."""
+    if not len(x):
+        return x, per_s
+    step = BIN_NS / 1e9
+    end = max(float(x[-1]), now_s - step / 2)
+    grid = np.arange(float(x[0]), end + step / 2, step)
+    counts = np.zeros(len(grid))
+    idx = np.clip(np.rint((x - x[0]) / step).astype(int), 0, len(grid) - 1)
+    np.add.at(counts, idx, per_s)
+    n = max(1, round(RATE_WINDOW_S / step))
+    kernel = np.arange(n, 0, -1, dtype=float)  # newest bin first: weights n, n-1, ..., 1
+    smooth = np.convolve(counts, kernel)[: len(grid)]
+    # the first window is partial: weigh what there is, not empty time before the first message
+    norm = np.convolve(np.ones(len(grid)), kernel)[: len(grid)]
+    return grid + step / 2, smooth / norm
+
+
+def with_gaps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``x, y`` with a NaN point inserted in every gap much longer than the usual spacing (the line breaks)."""
+    if len(x) < 3:
+        return x, y
+    dx = np.diff(x)
+    usual = float(np.median(dx))
+    gaps = np.nonzero(dx > max(GAP_MIN_S, GAP_FACTOR * usual))[0]
+    if not len(gaps):
+        return x, y
+    mid = (x[gaps] + x[gaps + 1]) / 2
+    return np.insert(x, gaps + 1, mid), np.insert(y, gaps + 1, np.nan)
+
+
+def legend_html(c: palette.Colours) -> str:
+    def line(colour: str, name: str, mark: str = "━━") -> str:
+        return f"<span style='color:{colour}'>{mark}</span>&nbsp;{name}"
+
+    return "&nbsp;&nbsp;".join([
+        line(c.c2s.name(), "round trip"), line(c.held.name(), "added by sockscope"),
+        line(c.held.name(), "configured", "▒▒"),
+        line(c.c2s.name(), "client → server", "━"), line(c.s2c.name(), "server → client", "━")])
 
 
 class TimelinePlots(QWidget):
@@ -47,9 +100,17 @@ class TimelinePlots(QWidget):
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground(bg)
         self.graphics.ci.setSpacing(2)
+        self.legend = QLabel()
+        self.legend.setWordWrap(True)
+        self.legend.setContentsMargins(6, 0, 6, 0)
+        self.legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.legend.setToolTip("the round trip is the game's own request and answer (a ping and its pong); "
+                               "the band is what the Conditions panel adds")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.graphics)
+        lay.setSpacing(0)
+        lay.addWidget(self.legend)
+        lay.addWidget(self.graphics, 1)
 
         self.rtt_plot = self.graphics.addPlot(row=0, col=0)
         self.msgs_plot = self.graphics.addPlot(row=1, col=0)
@@ -79,8 +140,6 @@ class TimelinePlots(QWidget):
         self.msgs_plot.hideAxis("bottom")
         self.rtt_plot.setYRange(0, 10)
 
-        legend = self.rtt_plot.addLegend(offset=(-8, 4), labelTextColor=fg, labelTextSize="8pt")
-        legend.setBrush(pg.mkBrush(QColor(bg).red(), QColor(bg).green(), QColor(bg).blue(), 200))
         band_colour = QColor(c.held)
         band_colour.setAlpha(60)
         self.band_lo = pg.PlotCurveItem(pen=pg.mkPen(c.held, width=1, style=pg.QtCore.Qt.PenStyle.DotLine))
@@ -89,12 +148,8 @@ class TimelinePlots(QWidget):
         self.rtt_plot.addItem(self.band_lo)
         self.rtt_plot.addItem(self.band_hi)
         self.rtt_plot.addItem(self.band)
-        # a FillBetweenItem as a legend sample crashes pyqtgraph 0.14 (PySide6 6.12): show a filled stand-in
-        self._band_sample = pg.PlotDataItem([0.0, 1.0], [1.0, 1.0], pen=pg.mkPen(c.held, width=1), fillLevel=0,
-                                            fillBrush=pg.mkBrush(band_colour))
-        legend.addItem(self._band_sample, "configured added RTT")
-        self.injected_curve = self.rtt_plot.plot([], [], pen=pg.mkPen(c.held, width=1.5), name="added by sockscope")
-        self.rtt_curve = self.rtt_plot.plot([], [], pen=pg.mkPen(c.c2s, width=1.5), name="round trip")
+        self.injected_curve = self.rtt_plot.plot([], [], pen=pg.mkPen(c.held, width=1.5), connect="finite")
+        self.rtt_curve = self.rtt_plot.plot([], [], pen=pg.mkPen(c.c2s, width=1.5), connect="finite")
         self.rtt_dots = pg.ScatterPlotItem(size=6, pen=pg.mkPen(None), brush=pg.mkBrush(c.c2s), hoverable=True,
                                            hoverSize=9, tip=self._tip)
         self.rtt_dots.sigClicked.connect(self._dots_clicked)
@@ -102,38 +157,70 @@ class TimelinePlots(QWidget):
         self.selected_dot = pg.ScatterPlotItem(size=12, pen=pg.mkPen(c.error, width=2), brush=pg.mkBrush(None))
         self.rtt_plot.addItem(self.selected_dot)
 
-        msgs_legend = self.msgs_plot.addLegend(offset=(-8, 4), labelTextColor=fg, labelTextSize="8pt")
-        msgs_legend.setBrush(pg.mkBrush(QColor(bg).red(), QColor(bg).green(), QColor(bg).blue(), 200))
         self.msg_curves: dict[Direction, Any] = {}
         self.byte_curves: dict[Direction, Any] = {}
         for d in Direction:
             pen = pg.mkPen(c.direction(d), width=1.5)
-            name = "client → server" if d is Direction.C2S else "server → client"
-            self.msg_curves[d] = self.msgs_plot.plot([], [], pen=pen, name=name, stepMode=None)
+            self.msg_curves[d] = self.msgs_plot.plot([], [], pen=pen, stepMode=None)
             self.byte_curves[d] = self.bytes_plot.plot([], [], pen=pen)
         self._conf: list[tuple[int, float, float]] = []
-        self._compact = False
+        self._compact = 0
+        self.set_colours(c)
+
+    def set_colours(self, c: palette.Colours) -> None:
+        """The look changed (light or dark): background, axes, lines."""
+        self.colours = c
+        bg = "#1e1e1e" if c.dark else "#ffffff"
+        fg = "#d0d0d0" if c.dark else "#303030"
+        self.graphics.setBackground(bg)
+        for p in (self.rtt_plot, self.msgs_plot, self.bytes_plot):
+            for ax in ("left", "bottom"):
+                p.getAxis(ax).setTextPen(fg)
+                p.getAxis(ax).setPen(fg)
+                p.getAxis(ax).label.setDefaultTextColor(QColor(fg))
+        band_colour = QColor(c.held)
+        band_colour.setAlpha(60)
+        for band_edge in (self.band_lo, self.band_hi):
+            band_edge.setPen(pg.mkPen(c.held, width=1, style=pg.QtCore.Qt.PenStyle.DotLine))
+        self.band.setBrush(pg.mkBrush(band_colour))
+        self.injected_curve.setPen(pg.mkPen(c.held, width=1.5))
+        self.rtt_curve.setPen(pg.mkPen(c.c2s, width=1.5))
+        self.rtt_dots.setBrush(pg.mkBrush(c.c2s))
+        self.selected_dot.setPen(pg.mkPen(c.error, width=2))
+        for d in Direction:
+            self.msg_curves[d].setPen(pg.mkPen(c.direction(d), width=1.5))
+            self.byte_curves[d].setPen(pg.mkPen(c.direction(d), width=1.5))
+        self.legend.setText(legend_html(c))
 
     COMPACT_BELOW = 330
     """Below this height (px) the bytes/s plot steps aside so the other two keep readable axes."""
+    TINY_BELOW = 230
+    """Below this height only the round trips are drawn (what a learner looks at first), readable."""
 
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
-        self.set_compact(self.height() < self.COMPACT_BELOW)
+        h = self.height()
+        self.set_compact(2 if h < self.TINY_BELOW else 1 if h < self.COMPACT_BELOW else 0)
 
-    def set_compact(self, compact: bool) -> None:
-        if compact == self._compact:
+    def set_compact(self, level: int | bool) -> None:
+        """0: all three plots; 1: without bytes/s; 2: the round trips only."""
+        level = int(level)
+        if level == self._compact:
             return
-        self._compact = compact
+        self._compact = level
         ci = self.graphics.ci
-        if compact:
-            ci.removeItem(self.bytes_plot)
-            self.msgs_plot.showAxis("bottom")
-            self.msgs_plot.setLabel("bottom", "time (s)")
-        else:
-            ci.addItem(self.bytes_plot, row=2, col=0)
-            ci.layout.setRowStretchFactor(2, 3)
-            self.msgs_plot.hideAxis("bottom")
+        for p in (self.msgs_plot, self.bytes_plot):
+            if p in ci.items:
+                ci.removeItem(p)
+        shown = [self.rtt_plot, self.msgs_plot, self.bytes_plot][: 3 - level]
+        for row, p in enumerate(shown[1:], start=1):
+            ci.addItem(p, row=row, col=0)
+            ci.layout.setRowStretchFactor(row, 3)
+        for p in shown[:-1]:
+            p.hideAxis("bottom")
+        last = shown[-1]
+        last.showAxis("bottom")
+        last.setLabel("bottom", "time (s)")
 
     # ------------------------------------------------------------------------------------------ data
 
@@ -151,21 +238,26 @@ class TimelinePlots(QWidget):
         d.band = [((t - t0) / 1e9, lo, hi) for t, lo, hi in self._conf]
         del changed, force  # the throughput bins change with every batch: always redraw (called ≤ 10/s)
         x = np.asarray(d.rtt_x, dtype=float)
-        self.rtt_curve.setData(x, np.asarray(d.rtt_ms, dtype=float))
-        self.injected_curve.setData(x, np.asarray(d.injected_ms, dtype=float))
+        self.rtt_curve.setData(*with_gaps(x, np.asarray(d.rtt_ms, dtype=float)))
+        self.injected_curve.setData(*with_gaps(x, np.asarray(d.injected_ms, dtype=float)))
         for dd in Direction:
             rx = np.asarray(d.rate_x.get(dd, []), dtype=float)
-            self.msg_curves[dd].setData(rx, np.asarray(d.msgs_per_s.get(dd, []), dtype=float))
-            self.byte_curves[dd].setData(rx, np.asarray(d.bytes_per_s.get(dd, []), dtype=float))
+            self.msg_curves[dd].setData(*smoothed_rates(rx, np.asarray(d.msgs_per_s.get(dd, []), dtype=float),
+                                                        now_s))
+            self.byte_curves[dd].setData(*smoothed_rates(rx, np.asarray(d.bytes_per_s.get(dd, []), dtype=float),
+                                                         now_s))
         self._draw_band(now_s)
         if self.follow:
             self._setting_range = True
             lo = max(0.0, now_s - FOLLOW_WINDOW_S)
             self.rtt_plot.setXRange(lo, max(now_s, lo + 1.0), padding=0.02)
             top = max([10.0, *(d.rtt_ms[-2000:] or [0.0]), *(h for _, _, h in d.band)])
-            self.rtt_plot.setYRange(0, top * 1.45, padding=0)  # room for the legend
-            for p in (self.msgs_plot, self.bytes_plot):
-                p.enableAutoRange(axis="y")
+            self.rtt_plot.setYRange(0, top * 1.15, padding=0)
+            for p, curves in ((self.msgs_plot, self.msg_curves), (self.bytes_plot, self.byte_curves)):
+                # from zero: a steady 4 messages/s is a level line, not noise blown up to fill the plot
+                top_rate = max((float(np.nanmax(y)) for c in curves.values()
+                                if (y := c.getData()[1]) is not None and len(y)), default=1.0)
+                p.setYRange(0, max(1.0, top_rate) * 1.25, padding=0)
             self._setting_range = False
         self._update_dots()
 
