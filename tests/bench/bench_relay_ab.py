@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT.parent / "shared" / "bench" / "proxybench.py"
 PROXY = "{python} -m proxy --listen 127.0.0.1:{listen} --target 127.0.0.1:{target} --quiet"
 PEER = ROOT.parent / "shared" / "bench" / "peers" / "asyncio_proxy.py"
-PLAIN = "{python} %s --listen 127.0.0.1:{listen} --target 127.0.0.1:{target} --uvloop" % PEER
+PLAIN = "{python} " + str(PEER) + " --listen 127.0.0.1:{listen} --target 127.0.0.1:{target} --uvloop"
 SOCAT = "socat TCP-LISTEN:{listen},bind=127.0.0.1,reuseaddr,fork TCP:127.0.0.1:{target}"
 KEYS = {"rtt": ("p50_us", "p99_us"), "concurrent": ("msgs_per_s", "p99_us"), "throughput": ("up_MBps", "down_MBps")}
 
