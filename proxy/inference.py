@@ -242,9 +242,16 @@ class _Length(_Candidate):
         return pos == n
 
     def fits(self, reads: int) -> bool:
+        if self.width == 1 and (self.aligned < 2 or self.aligned * 2 < reads):
+            # One byte's length over random binary records ends exactly at the end of some read about once in
+            # 128: with hundreds of connections that happens every run. A game's frames end where its reads do
+            # (at least every other read, when it sends a prefix and its payload apart).
+            return False
         return super().fits(reads) and (self.strong > 0 or self.frames >= 2)
 
     def promising(self, reads: int) -> bool:
+        if self.width == 1 and self.aligned * 2 < reads:
+            return False
         return super().promising(reads) and (self.strong > 0 or self.frames >= 2)
 
 
@@ -387,6 +394,14 @@ class _Fixed(_Candidate):
     def advance(self, window: bytearray, data: bytes) -> bool:
         self.frames = len(window) // self.size
         return len(window) % self.size == 0
+
+    def fits(self, reads: int) -> bool:
+        # Any read of N bytes "fits" fixed:N, and a 20-byte hello then 64-byte messages realign every fifth read:
+        # a remembered record size holds only when two reads or more all were whole records.
+        return reads >= 2 and self.aligned == reads and super().fits(reads)
+
+    def promising(self, reads: int) -> bool:
+        return self.aligned == reads and super().promising(reads)
 
 
 def _candidate_for(name: str) -> _Candidate | None:
