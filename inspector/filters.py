@@ -53,13 +53,16 @@ __all__ = [
     "MESSAGE_FIELDS",
     "OPERATORS",
     "RULE_DECODE_BUDGET_NS",
+    "RULE_DECODE_BURST_NS",
     "RULE_DECODE_MAX_BYTES",
+    "RULE_DECODE_SHARE",
     "VALUE_NAMES",
     "EngineViews",
     "Filter",
     "FilterError",
     "ViewProvider",
     "compile_for_engine",
+    "engine_views",
     "parse_filter",
 ]
 
@@ -94,6 +97,13 @@ RULE_DECODE_BUDGET_NS = 2_000_000
 interval a message costs the relay well under the 10 ms target, and other connections' round trips stay short)."""
 RULE_DECODE_MAX_BYTES = 64 << 10
 """Largest message a rule's filter decodes; bigger ones do not match decoded-field conditions (with a warning)."""
+RULE_DECODE_SHARE = 0.2
+"""Share of the relay's time rules may spend decoding, on average: the credit refills at this rate with the clock.
+A game's messages decode in tens of microseconds, so this is thousands of messages per second."""
+RULE_DECODE_BURST_NS = 3_000_000
+"""Most credit that builds up: what a burst of messages (one read of many, all hostile) may cost the relay before
+rules stop decoding until the credit refills. With one message's budget on top, other connections wait at most
+about 5 ms."""
 
 _NUMERIC_FIELDS: dict[str, Callable[[Message], int]] = {
     "conn": lambda m: m.conn_id,
@@ -872,17 +882,24 @@ class EngineViews:
     """The view provider of filters used as rules, on the relay's thread: bounded, and shared by the rules.
 
     A message is decoded at most once however many rules read decoded fields (the relay hands every rule the same
-    record), only if it is at most ``max_bytes`` long, and with a deadline ``budget_ns`` from now. Past either it
-    raises :class:`~proxy.model.RuleUndecided` saying why: the rule does not match and the relay warns once.
+    record), only if it is at most ``max_bytes`` long, with a deadline ``budget_ns`` from now, and only while the
+    rules have credit left: decoding may take :data:`RULE_DECODE_SHARE` of the relay's time on average and
+    :data:`RULE_DECODE_BURST_NS` at once (a read of many hostile messages, each within its budget, would otherwise
+    hold every connection for the sum). Past any of these it raises :class:`~proxy.model.RuleUndecided` saying
+    why: the rule does not match and the relay warns once. ``clock`` is ``time.monotonic_ns`` but for tests.
     """
 
-    __slots__ = ("_last", "_registry", "budget_ns", "max_bytes")
+    __slots__ = ("_at", "_clock", "_credit", "_last", "_registry", "_warm", "budget_ns", "max_bytes")
 
     def __init__(self, registry: DecoderRegistry | None = None, budget_ns: int = RULE_DECODE_BUDGET_NS,
-                 max_bytes: int = RULE_DECODE_MAX_BYTES) -> None:
+                 max_bytes: int = RULE_DECODE_MAX_BYTES, clock: Callable[[], int] = time.monotonic_ns) -> None:
         self._registry = registry
         self.budget_ns = budget_ns
         self.max_bytes = max_bytes
+        self._clock = clock
+        self._credit = float(RULE_DECODE_BURST_NS)
+        self._at = clock()
+        self._warm = False
         self._last: tuple[Message, View | str] | None = None
         """The last message and its view, or why it has none. Holding the record keeps its identity unique."""
 
@@ -897,12 +914,42 @@ class EngineViews:
             raise RuleUndecided(got)  # a fresh exception each time: re-raising one would grow its traceback
         return got
 
+    def warm(self) -> None:
+        """Build the registry and run each decoder once now (when a rule is set), so that the first message a rule
+        decodes does not pay for imports and first calls (about 25 ms) on the relay's time."""
+        if self._warm:
+            return
+        self._warm = True
+        registry = self._registry if self._registry is not None else default_registry()
+        for sample in (b'{"type": "x"}', b"\x81\xa4type\xa1x", b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00}\x94.",
+                       b"hello"):
+            try:
+                registry.decode(sample)
+            except Exception:
+                pass
+        self._at = self._clock()
+
+    def has_credit(self) -> bool:
+        """Whether the next message would be decoded (the credit has refilled since the last burst)."""
+        return self._credit + (self._clock() - self._at) * RULE_DECODE_SHARE > 0
+
     def _decode(self, msg: Message) -> View | str:
         n = len(msg.data)
         if n > self.max_bytes:
             return f"message of {_size(n)} is larger than the {_size(self.max_bytes)} that rules decode"
+        now = self._clock()
+        credit = min(float(RULE_DECODE_BURST_NS), self._credit + (now - self._at) * RULE_DECODE_SHARE)
+        self._at = now
+        if credit <= 0:
+            self._credit = credit
+            return (f"message {msg.id} was not decoded: rule filters used their share of the relay's time "
+                    f"({RULE_DECODE_SHARE:.0%}, {RULE_DECODE_BURST_NS / 1e6:g} ms at once) on messages just before it")
         registry = self._registry if self._registry is not None else default_registry()
-        view = registry.decode_message(msg, detail=False, deadline_ns=time.monotonic_ns() + self.budget_ns)
+        view = registry.decode_message(msg, detail=False, deadline_ns=now + min(self.budget_ns, int(credit) + 1))
+        end = self._clock()
+        # One decode past its deadline (a single C call is not interrupted) costs at most one burst of debt.
+        self._credit = max(-float(RULE_DECODE_BURST_NS), credit - (end - now))
+        self._at = end
         if gave_up(view):
             return f"rule filter gave up decoding message {msg.id} ({view.decoder}, {self.budget_ns / 1e6:g} ms budget)"
         return view
@@ -910,6 +957,11 @@ class EngineViews:
 
 _ENGINE_VIEWS = EngineViews()
 """What rules compiled by :func:`compile_for_engine` share (one engine thread per process)."""
+
+
+def engine_views() -> EngineViews:
+    """The views (and decoding credit) that rules compiled by :func:`compile_for_engine` share."""
+    return _ENGINE_VIEWS
 
 
 class Filter:
@@ -960,7 +1012,8 @@ class Filter:
             return self._fast
         slow = self._slow
         assert slow is not None
-        provider: Callable[[Message], View] = views if views is not None else _ENGINE_VIEWS
+        provider = views if views is not None else _ENGINE_VIEWS
+        provider.warm()
         return lambda m: slow(m, provider)
 
     def select(self, messages: Iterable[Message], view_provider: ViewProvider | None = None) -> list[Message]:

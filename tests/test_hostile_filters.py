@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from inspector.decode import DecodeContext, DecoderRegistry, View, builtin_decoders, gave_up_view, past_deadline
-from inspector.filters import FilterError, compile_for_engine, parse_filter
+from inspector.filters import FilterError, compile_for_engine, engine_views, parse_filter
 from proxy import commands as cmd
 from proxy import events as ev
 from proxy.framing import FramingSpec
@@ -428,6 +428,50 @@ def test_rule_filter_gives_up_at_its_decode_budget() -> None:
         assert [("'slow one'" in n.text and "gave up decoding" in n.text) for n in _notices(out)] == [True] * (i == 0)
 
 
+class _Costly:
+    """A decoder that "takes" 1.5 ms of the views' clock per message (a hostile message near its budget)."""
+
+    name = "costly"
+
+    def __init__(self, clock: list[int]) -> None:
+        self.clock = clock
+        self.calls = 0
+
+    def confidence(self, data: bytes, ctx: DecodeContext) -> float:
+        return 1.0
+
+    def decode(self, data: bytes, ctx: DecodeContext) -> View:
+        self.calls += 1
+        self.clock[0] += 1_500_000
+        return View("costly", "costly", values=({"n": len(data)},))
+
+
+def test_rule_decoding_takes_at_most_its_share_of_the_relays_time() -> None:
+    """A read of 29 hostile messages, each decoded within its 2 ms budget, would still hold the relay 58 ms. Rules
+    decode within a share of the relay's time (a credit that refills with the clock): past it a message is not
+    decoded, the rule does not match and says why, and the credit comes back as time passes."""
+    from inspector.filters import RULE_DECODE_BURST_NS, RULE_DECODE_SHARE, EngineViews
+
+    clock = [10**12]
+    costly = _Costly(clock)
+    views = EngineViews(DecoderRegistry([costly]), clock=lambda: clock[0])
+    pred = parse_filter("costly.n == 1", namespaces=["costly"]).to_engine_predicate(views)
+    decided = undecided = 0
+    start = clock[0]
+    for i in range(29):  # one read's worth, no time passing between messages but what decoding takes
+        try:
+            pred(_msg(b"x", mid=i))
+            decided += 1
+        except RuleUndecided as e:
+            assert "share of the relay's time" in str(e)
+            undecided += 1
+    spent = clock[0] - start
+    assert decided >= 1 and undecided >= 1
+    assert spent <= RULE_DECODE_BURST_NS + 1_500_000  # one decode may start with a little credit left
+    clock[0] += int(RULE_DECODE_BURST_NS / RULE_DECODE_SHARE)  # the relay went on: the credit refills
+    assert pred(_msg(b"x", mid=99)) is True
+
+
 def test_rule_filter_does_not_decode_big_messages() -> None:
     from inspector.filters import RULE_DECODE_MAX_BYTES
 
@@ -552,6 +596,12 @@ def test_hostile_messages_under_a_decoded_field_rule_through_the_real_engine(ech
             c.sendall(frame)
             assert recv_exact(c, len(frame)) == frame
             slowest = max(slowest, time.perf_counter() - t0)
+        # The hostile messages may have used the rules' share of the relay's time: once it has refilled (a few
+        # milliseconds of the relay's clock), the rule decodes again.
+        views = engine_views()
+        deadline = time.monotonic() + 5
+        while not p.call(views.has_credit):
+            assert time.monotonic() < deadline, "the rules' decoding credit never came back"
         c.sendall(struct.pack(">I", 18) + b'{"type":"drop-me"}')  # dropped by the rule: never echoed
         ping = b'{"type":"ping"}'
         c.sendall(struct.pack(">I", len(ping)) + ping)
