@@ -354,7 +354,10 @@ class MsgpackFramer(_BufferedFramer):
     def __init__(self, max_frame: int) -> None:
         super().__init__(max_frame)
         # One streaming Unpacker for the whole stream: tell() gives each object's absolute end offset.
-        self._up = msgpack.Unpacker(max_buffer_size=max_frame + (1 << 20), raw=True, strict_map_key=False)
+        # read_size sets the buffer's first allocation (else max_buffer_size: 17 MiB per direction, of which
+        # inference's watching alone touched 16 KiB per connection); it grows with what is fed.
+        self._up = msgpack.Unpacker(max_buffer_size=max_frame + (1 << 20), read_size=1024, raw=True,
+                                    strict_map_key=False)
         self._consumed = 0
         self._head_checked = False  # the current object's declared length was compared with the cap
 

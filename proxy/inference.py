@@ -348,23 +348,32 @@ class _Stream(_Candidate):
 
     def __init__(self, kind: str) -> None:
         super().__init__(kind, _RANK[kind], 2)
-        self.framer: JsonFramer | MsgpackFramer = (JsonFramer(JSON_WATCH_BYTES) if kind == "json"
-                                                   else MsgpackFramer(INFER_BYTES))
+        # msgpack's unpacker is about 40 KiB (its parse stack): made only for a stream that may be msgpack
+        self.framer: JsonFramer | MsgpackFramer | None = JsonFramer(JSON_WATCH_BYTES) if kind == "json" else None
         self.budget = JSON_WATCH_BYTES if kind == "json" else INFER_BYTES
         self.fed = 0
+
+    def _die(self) -> bool:
+        self.alive = False
+        self.framer = None  # its buffer goes now, not when the connection ends
+        return False
 
     def advance(self, window: bytearray, data: bytes) -> bool:
         self.fed += len(data)
         if self.fed > self.budget:
-            self.alive = False
-            return False
+            return self._die()
         f = self.framer
         json = self.name == "json"
+        if f is None:
+            if _is_text(data):
+                # ASCII text parses as msgpack (every byte below 0x80 is an integer), but a program sending
+                # msgpack sends maps and arrays, whose first bytes are not text
+                return self._die()
+            f = self.framer = MsgpackFramer(INFER_BYTES)
         for start in range(0, len(data), _STREAM_SLICE):
             frames = f.feed(data[start:start + _STREAM_SLICE])
             if f.fallback is not None:
-                self.alive = False
-                return False
+                return self._die()
             for fr in frames:
                 if json:
                     body = fr.strip()
@@ -378,7 +387,7 @@ class _Stream(_Candidate):
                     self.tiny += 1
                 self.frames += 1
             if self.hopeless():
-                return False
+                return self._die()
         return f.buffered == 0
 
 
