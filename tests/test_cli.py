@@ -22,6 +22,8 @@ import pytest
 
 from tests.conftest import IO_TIMEOUT, connect, recv_exact
 
+pytestmark = pytest.mark.slow  # starts the command-line tools as processes: in the full run, not the fast loop
+
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONUNBUFFERED": "1"}
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

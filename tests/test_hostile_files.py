@@ -442,6 +442,7 @@ def _check_stderr(run: subprocess.CompletedProcess[str], path: Path, case: Case)
         assert lines[-1].startswith(("sockscope import: error: ", "sockscope export: error: ")), err
 
 
+@pytest.mark.slow  # a process per file; the readers themselves are tested in-process above
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", list(PCAP_CASES))
 def test_hostile_capture_through_sockscope_import(name: str, tmp_path: Path) -> None:
@@ -460,6 +461,7 @@ def test_hostile_capture_through_sockscope_import(name: str, tmp_path: Path) -> 
         assert all(f"error: {e}; " in run.stderr for e in errors)
 
 
+@pytest.mark.slow  # a process per file; the readers themselves are tested in-process above
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", list(SESSION_CASES))
 def test_hostile_session_through_sockscope_export(name: str, tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ from inspector.run import HOOK_DIR, REDIRECT_ENV, isolating_flag, main, resolve_
 from proxy.runner import ProxyThread
 from tests.conftest import IO_TIMEOUT
 
+pytestmark = pytest.mark.slow  # runs real programs under sockscope run: in the full run, not the fast loop
+
 ROOT = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT = 30.0
 

@@ -23,6 +23,8 @@ from proxy.demo import DemoClient, DemoServer
 from proxy.model import Direction
 from tests.test_ui_window import WAIT, wait_link
 
+pytestmark = pytest.mark.slow  # the demo's window, child proxy and client: in the full run, not the fast loop
+
 
 @pytest.fixture
 def make_window(qtbot: Any, tmp_path: Any) -> Iterator[Callable[..., MainWindow]]:

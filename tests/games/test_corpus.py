@@ -8,6 +8,8 @@ import pytest
 from tests.games import GAMES
 from tests.games.harness import run_game
 
+pytestmark = pytest.mark.slow  # plays each corpus game through a proxy: in the full run, not the fast loop
+
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("name", GAMES)
