@@ -35,8 +35,11 @@ MAX_FILES = 200
 """Most source files scanned (the script first, then the files beside it and its package)."""
 MAX_FILE_BYTES = 1 << 20
 """Bigger source files are skipped (generated code, data)."""
-MAX_TOTAL_BYTES = 8 << 20
-"""Most source bytes parsed in all: parsing holds the interpreter's lock, which the proxy's thread shares."""
+MAX_TOTAL_BYTES = 4 << 20
+"""Most source bytes parsed in all: parsing holds the interpreter's lock, which the proxy's thread shares (a
+megabyte takes about half a second)."""
+MAX_READ_BYTES = 32 << 20
+"""Most source bytes read in all (a file is parsed only if it may hold a layout: see :data:`_MAY_HOLD`)."""
 MAX_DIRS = 400
 """Most directories looked into when listing a program's files (a script in a home directory)."""
 MAX_DEPTH = 3
@@ -57,6 +60,9 @@ GUESS_MAX_SIZE = 256
 _FORMAT = re.compile(r"[@=<>!]?(?:\s*\d*[xcbB?hHiIlLqQnNefdspP])+\s*")
 _ITEM = re.compile(r"(\d*)([xcbB?hHiIlLqQnNefdspP])")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MAY_HOLD = re.compile(rb"struct|['\"][@=<>!]\d*[xcbB?hHiIlLqQnNefdspP]")
+"""What a file must hold to be parsed: the word struct, or a string that starts like a format with a byte order
+(a module of format constants). Most of a project's files hold neither, and cost a byte search, not a parse."""
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "dist-packages", "venv", "env", "build",
                         "dist"})
 
@@ -297,7 +303,7 @@ def layouts_from_source(paths: Iterable[Path]) -> list[Layout]:
     files over :data:`MAX_FILE_BYTES`, past :data:`MAX_FILES` or :data:`MAX_TOTAL_BYTES`, unreadable, or with a
     syntax error are skipped silently. Never raises for any file's content."""
     scan = _Scan({}, {}, [])
-    total = 0
+    total = read = 0
     for n, path in enumerate(paths):
         if n >= MAX_FILES:
             break
@@ -309,7 +315,10 @@ def layouts_from_source(paths: Iterable[Path]) -> list[Layout]:
                 source = f.read(MAX_FILE_BYTES + 1)
         except (OSError, ValueError):
             continue
-        if len(source) > MAX_FILE_BYTES or total + len(source) > MAX_TOTAL_BYTES:
+        read += len(source)
+        if read > MAX_READ_BYTES:
+            break
+        if len(source) > MAX_FILE_BYTES or not _MAY_HOLD.search(source) or total + len(source) > MAX_TOTAL_BYTES:
             continue
         total += len(source)
         try:
