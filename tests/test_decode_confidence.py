@@ -323,3 +323,10 @@ def test_msgpack_with_keys_parsed_without_hashing_still_wins(value: dict[object,
     data = msgpack.packb(value, datetime=False)
     view = REG.decode(data)
     assert view.decoder == "msgpack" and view.error is None, REG.confidences(data)
+
+
+def test_short_text_with_one_bad_byte_among_words_is_text() -> None:
+    """A typo's stray byte in a sentence is still text; a record's stray letters are not (see above)."""
+    assert REG.decode(b"hello world, this is text \xff ok").decoder == "text"
+    assert REG.decode(b"hi \xff there").decoder == "text"
+    assert REG.decode(struct.pack("<ff", 3.5, -1.25)).decoder == "hex"

@@ -144,7 +144,8 @@ def _text_confidence_reference(data: bytes) -> float:
     if len(data) <= _PROBE and data[-1] in b"\x00\x03\x04":
         controls -= 1  # a terminator
     noise = bad + controls
-    if len(data) < SHORT and (noise or ((head or tail) and body) or not _one_script(body)):
+    words = not controls and bad == 1 and body.count(b" ") >= 2
+    if len(data) < SHORT and ((noise and not words) or ((head or tail) and body) or not _one_script(body)):
         return 0.0
     if not noise:
         return 0.5

@@ -131,7 +131,8 @@ class TextDecoder:
                 if exc.start < len(body) - 3:  # else: the probe cut a character
                     bad = body.decode("utf-8", "replace").count("\ufffd")
         noise = bad + controls
-        if len(data) < SHORT and (noise or ((head or tail) and body) or not _one_script(body)):
+        words = not controls and bad == 1 and body.count(b" ") >= 2  # "this is text \xff ok": a typo in words
+        if len(data) < SHORT and ((noise and not words) or ((head or tail) and body) or not _one_script(body)):
             # A short message with a byte that is not text, or with text and a character cut at an edge, or that
             # mixes ASCII letters with one Armenian letter, is a binary record (whose floats read as "?B@C" and ints
             # as stray letters). TCP cuts characters in long text; a short piece that is only the cut character's
