@@ -503,11 +503,11 @@ def _config(args: argparse.Namespace, ports: list[int]) -> tuple[FramingSpec, Co
         raise UsageError(f"--listen-port {args.listen_port} is the port being redirected; pick another or 0")
     if args.connect_timeout <= 0:
         raise UsageError("--connect-timeout must be positive; e.g. --connect-timeout 5")
+    if args.window and len(ports) > 1:
+        raise UsageError("--window works with one --port only (the window watches one proxy)")
     for flag, value in (("--record", args.record), ("--control", args.control)):
         if value and len(ports) > 1:
             raise UsageError(f"{flag} works with one --port only (one proxy, one session)")
-    if args.window and len(ports) > 1:
-        raise UsageError("--window works with one --port only (the window watches one proxy)")
     if args.wait_attach is not None and (not args.control or args.wait_attach < 0):
         raise UsageError("--wait-attach needs --control (something must be able to attach), and a wait of "
                          "0 or more seconds")

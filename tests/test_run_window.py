@@ -56,3 +56,8 @@ def test_run_window_shows_every_message_of_the_program(qapp: Any, tmp_path: Path
     assert seen.get("rows") == 2 * N, (seen, err)
     assert {x.fmt for x in seen["layouts"]} == {"<BBHff", "<HHff8sI"}
     assert "opening the window" in err and "token" not in err  # its own endpoint: no token printed
+
+
+def test_run_window_watches_one_port(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_main(["--port", "5555", "--port", "5556", "--window", "--", sys.executable, "game.py"]) == 2
+    assert "--window works with one --port only" in capsys.readouterr().err
