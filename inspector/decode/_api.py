@@ -96,8 +96,8 @@ class DecodeContext:
     ``delim:EOT\\x00``, ``len16be``, ``header16json``, ``msgpack``, ``fixed:12``, ``raw``); None when unknown.
     Decoders may take it as evidence (a ``msgpack`` stream's messages are whole msgpack objects), and a ``delim:``
     terminator separates JSON values when ``json_delimiter`` is not set (see :func:`framing_delimiter`). Set by
-    :meth:`DecoderRegistry.set_framing` (the window, from ``FramingInferred`` records) and by the terminal's
-    summariser (``inspector.summary``)."""
+    :meth:`DecoderRegistry.set_framing` (for a caller that follows ``FramingInferred`` records: the window's store
+    does not yet) and by the terminal's summariser (``inspector.summary``)."""
 
 
 EMPTY_CONTEXT = DecodeContext()
