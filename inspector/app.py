@@ -15,6 +15,7 @@ Thread: main thread (Qt's GUI thread).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -214,8 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def create_window(app: QApplication, options: LinkOptions | None, attach: tuple[str, int, str] | None = None,
-                  path: str | None = None, *, time_startup: bool = False) -> MainWindow:
-    """The window, shown, with its proxy (or attach, or file) started on the first event-loop turn."""
+                  path: str | None = None, *, time_startup: bool = False,
+                  source_layouts: Sequence[object] = ()) -> MainWindow:
+    """The window, shown, with its proxy (or attach, or file) started on the first event-loop turn.
+    ``source_layouts``: the struct layouts ``sockscope run`` found in the program's source
+    (``inspector.layouts.Layout``), kept as the window's ``source_layouts`` list."""
     from PySide6.QtCore import QTimer
 
     app.setApplicationName("sockscope")
@@ -223,6 +227,7 @@ def create_window(app: QApplication, options: LinkOptions | None, attach: tuple[
     from inspector.ui.main_window import MainWindow
 
     window = MainWindow(None)
+    window.source_layouts = list(source_layouts)  # type: ignore[attr-defined]  # (the window's layout UI reads it)
     window.show()
     if time_startup:
         app.processEvents()
@@ -238,6 +243,35 @@ def create_window(app: QApplication, options: LinkOptions | None, attach: tuple[
     else:
         window.central.setCurrentWidget(window.start_page)
     return window
+
+
+def run_attached_window(attach: tuple[str, int, str], *, source_layouts: Sequence[object] = ()) -> int:
+    """``sockscope run --window``: the window attached to the run's proxy, with ``source_layouts`` (see
+    :func:`create_window`); returns once the window is closed. Ctrl+C closes it (Qt's loop would otherwise keep
+    Python's handler from running)."""
+    import signal
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    window = create_window(app, None, attach, source_layouts=source_layouts)
+    # Python runs signal handlers between bytecodes: a timer gives it some while Qt waits; it also ends the loop
+    # once this window is closed, whatever other top-level windows are left (quitOnLastWindowClosed would wait).
+    tick = QTimer(window)
+    tick.timeout.connect(lambda: None if window.isVisible() else app.quit())
+    tick.start(200)
+    previous = None
+    with contextlib.suppress(ValueError):  # not the main thread
+        previous = signal.signal(signal.SIGINT, lambda _signum, _frame: window.close())
+    try:
+        return int(app.exec())
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        tick.stop()
+        window.stop_link()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,16 @@ and ``--control`` opens the control endpoint and prints the command that attache
 (``--wait-attach``: the program starts once a client attached). Messages are printed decoded
 (``inspector.summary``, run on the terminal's writer thread, never on a proxy's).
 
+The program's own source files are read once at start, on a thread of their own (``inspector.layouts``: ``ast``
+only, never imported or run), for the struct layouts it packs and unpacks: when a connection carries fixed-size
+records, the terminal offers the layouts that fit them in one line, and decodes them with the one that does when
+there is a single one (else a guess from their bytes is offered, and only offered).
+
+``--window`` opens the window on the program's traffic: it attaches to this run's proxy over the control
+protocol (a control endpoint on loopback with a fresh token, unless ``--control`` names one), gets the source's
+layouts, and the program starts once it has attached. The window then lives on the main thread until it is
+closed; the program's end does not close it.
+
 ``--any-address`` also captures connections to a ``--port`` on addresses that are not loopback (a hard-coded LAN
 address): the hook asks :class:`TargetBroker`, a small loopback server of this process, which points that port's
 proxy at the address the program asked for (one such address per port and run) and answers with the proxy's
@@ -19,8 +29,10 @@ address.
 
 Exit status: the child's (128+N if it died of signal N), or 2 for a usage error or a program that cannot be
 hooked.
-Must not import: Qt (PySide6), the window (``inspector.app``, ``inspector.ui``); it is a terminal command.
-Thread: the main thread waits for the child; each proxy's engine runs on its own thread, where the printer is
+Must not import at module level: Qt (PySide6), the window (``inspector.app``, ``inspector.ui``): it is a terminal
+command; ``--window`` imports ``inspector.app`` when asked for.
+Thread: the main thread waits for the child (with ``--window``, it runs the window, and a thread of ours starts and
+waits for the child); each proxy's engine runs on its own thread, where the printer is
 called (it only queues lines: the terminal's writer thread makes them); :class:`TargetBroker` answers on a thread
 of its own.
 """
@@ -30,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import hmac
 import os
 import re
@@ -45,6 +58,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from inspector.layouts import SourceScan
 from inspector.summary import make_summariser
 from proxy.conditions import Conditions
 from proxy.framing import FramingError, FramingSpec, parse_framing
@@ -113,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_output_arguments(p)
     add_recording_arguments(p)
     add_control_arguments(p)
+    g = p.add_argument_group("window")
+    g.add_argument("--window", action="store_true",
+                   help="open the window on the program's traffic (it attaches to this run's proxy, over a control "
+                        "endpoint on loopback unless --control names one; one --port only); the program starts "
+                        "once the window is attached, and the window stays open after it ends")
     return p
 
 
@@ -304,8 +323,11 @@ def _retarget(config: ProxyConfig, host: str) -> None:
 
 
 def start_proxies(ports: Sequence[int], listen_port: int, framing: FramingSpec, conditions: Conditions,
-                  connect_timeout: float, seed: int | None, quiet: bool, out: TextIO) -> list[ProxyThread]:
-    """One running proxy per port; on failure the ones already started are stopped and the error re-raised."""
+                  connect_timeout: float, seed: int | None, quiet: bool, out: TextIO,
+                  scan: SourceScan | None = None) -> list[ProxyThread]:
+    """One running proxy per port; on failure the ones already started are stopped and the error re-raised.
+    ``scan``: the program's source layouts, which the terminal offers for fixed-size records."""
+    summariser = make_summariser if scan is None else functools.partial(make_summariser, scan)
     proxies: list[ProxyThread] = []
     try:
         for port in ports:
@@ -316,7 +338,7 @@ def start_proxies(ports: Sequence[int], listen_port: int, framing: FramingSpec, 
             # summariser is this package's own (no entry point to look up); it is made and run on the terminal's
             # writer thread.
             p.server.subscribe(Printer(p.server.clock, out, show_messages=not quiet,
-                                       prefix=f"[{port}] " if len(ports) > 1 else "", summariser=make_summariser),
+                                       prefix=f"[{port}] " if len(ports) > 1 else "", summariser=summariser),
                                messages=not quiet)
             proxies.append(p.start())
     except BaseException:
@@ -342,9 +364,10 @@ def stop_proxies(proxies: Sequence[ProxyThread], extras: Sequence[object] = ()) 
             p.stop()
 
 
-def start_extras(p: ProxyThread, args: argparse.Namespace, out: TextIO) -> list[Any]:
+def start_extras(p: ProxyThread, args: argparse.Namespace, out: TextIO, *, announce: bool = True) -> list[Any]:
     """What ``--record`` and ``--control`` ask for, on the proxy ``p`` (running); lines go to ``out`` (stderr),
-    never to stdout, which is the program's. Returns the objects for :func:`close_extras`. ``UsageError`` for a
+    never to stdout, which is the program's (``announce`` False: not the control endpoint's, which ``--window``
+    opened for itself). Returns the objects for :func:`close_extras`. ``UsageError`` for a
     bad value, ``ProxyError`` when the file or the endpoint cannot be opened; nothing stays open then."""
     started: list[Any] = []
     try:
@@ -365,6 +388,8 @@ def start_extras(p: ProxyThread, args: argparse.Namespace, out: TextIO) -> list[
             started.append(cs)
             chost, cport = cs.address
             shown = f"[{chost}]" if ":" in chost else chost
+            if not announce:
+                return started
             # A generated token is shown here, on the terminal (never on a command line); one the user gave is not.
             print(f"sockscope: control on {shown}:{cport} "
                   + (f"(token from {source})" if token else f"token {cs.token}"), file=out, flush=True)
@@ -478,6 +503,8 @@ def _config(args: argparse.Namespace, ports: list[int]) -> tuple[FramingSpec, Co
         raise UsageError(f"--listen-port {args.listen_port} is the port being redirected; pick another or 0")
     if args.connect_timeout <= 0:
         raise UsageError("--connect-timeout must be positive; e.g. --connect-timeout 5")
+    if args.window and len(ports) > 1:
+        raise UsageError("--window works with one --port only (the window watches one proxy)")
     for flag, value in (("--record", args.record), ("--control", args.control)):
         if value and len(ports) > 1:
             raise UsageError(f"{flag} works with one --port only (one proxy, one session)")
@@ -524,6 +551,10 @@ def main(argv: list[str]) -> int:
         print(list_presets_text())
         return 0
     ports: list[int] = args.port or [5555]
+    announce = True
+    if args.window and not args.control:
+        args.control = f"{PROXY_HOST}:0"  # the window's own endpoint: loopback, a fresh token
+        announce = False
     try:
         framing, conditions = _config(args, ports)
     except UsageError as e:
@@ -541,9 +572,19 @@ def main(argv: list[str]) -> int:
         print(ISOLATED_HELP.format(flag=flag), file=err)
         return 2
 
+    if args.window:
+        from inspector.app import missing_x11_libraries
+
+        missing = missing_x11_libraries()
+        if missing:
+            print("sockscope run: --window needs system libraries that are not installed: " + " ".join(missing)
+                  + f"\n  on Debian/Ubuntu: sudo apt-get install {' '.join(missing)}"
+                  + "\n  or run without --window (the terminal shows the traffic)", file=err)
+            return 2
+    scan = SourceScan(resolved).start()  # the program's struct layouts, read while everything starts
     try:
         proxies = start_proxies(ports, args.listen_port, framing, conditions, args.connect_timeout, args.seed,
-                                args.quiet, err)
+                                args.quiet, err, scan)
     except ProxyError as e:
         print(f"sockscope run: error: {e}", file=err)
         return 2
@@ -551,7 +592,7 @@ def main(argv: list[str]) -> int:
     broker: TargetBroker | None = None
     try:
         try:
-            extras = start_extras(proxies[0], args, err)
+            extras = start_extras(proxies[0], args, err, announce=announce)
         except (UsageError, ProxyError) as e:
             print(f"sockscope run: error: {e}", file=err)
             return 2
@@ -566,14 +607,16 @@ def main(argv: list[str]) -> int:
                   "for (--any-address)", file=err, flush=True)
         if not conditions.is_passthrough:
             print(f"sockscope: conditions {conditions.describe()}", file=err, flush=True)
+        env = redirect_env(redirects, any_address=None if broker is None else broker.env_value())
+        if args.window:
+            return run_with_window(proxies[0], extras[-1], scan, resolved, env, args.wait_attach, err)
         if args.wait_attach is not None:
             try:
                 wait_for_attach(proxies[0], extras[-1], args.wait_attach, err)
             except KeyboardInterrupt:
                 return 130
         try:
-            proc = subprocess.Popen(resolved, env=redirect_env(
-                redirects, any_address=None if broker is None else broker.env_value()))
+            proc = subprocess.Popen(resolved, env=env)
         except OSError as e:
             print(f"sockscope run: error: cannot start {resolved[0]!r}: {e.strerror or e}", file=err)
             return 2
@@ -581,10 +624,85 @@ def main(argv: list[str]) -> int:
     finally:
         if broker is not None:
             broker.close()
+        # A short program may end before its source is read: the last offers of layouts (made as connections
+        # close, when the proxies stop) wait for the scan, so let it finish first (it is bounded).
+        scan.wait(SCAN_EXIT_WAIT)
         # The child has exited, so its sockets are closed: stopping flushes what the proxies still hold.
         stop_proxies(proxies, extras)
         close_terminals()  # the printer's last lines, waiting a short bound at most
     return rc
+
+
+# ------------------------------------------------------------------------------------------ --window
+
+SCAN_EXIT_WAIT = 5.0
+"""Seconds sockscope run waits at exit for the scan of the program's source, if it is still running."""
+WINDOW_ATTACH_WAIT = 20.0
+"""Seconds the program waits for the window to attach (``--wait-attach S`` sets it); past that it starts
+anyway, and the window shows what comes after it attached."""
+WINDOW_SCAN_WAIT = 3.0
+"""Seconds the window waits for the source scan before it opens (without the layouts the scan finds later)."""
+
+
+def run_with_window(p: ProxyThread, endpoint: Any, scan: SourceScan, command: list[str], env: dict[str, str],
+                    attach_wait: float | None, out: TextIO) -> int:
+    """``--window``: open the window attached to ``endpoint`` (the run's control endpoint) with the source's
+    layouts, start the program once it has attached (on a thread of ours, which then waits for it), and return
+    the program's exit status once the window is closed and the program has ended."""
+    from inspector import app
+
+    host, port = endpoint.address
+    box: list[subprocess.Popen[bytes] | str] = []
+    ready = threading.Event()
+    closed = threading.Event()
+    bound = WINDOW_ATTACH_WAIT if not attach_wait else attach_wait
+
+    def start_program() -> None:
+        try:
+            run_program()
+        finally:
+            ready.set()  # whatever happened, the main thread goes on
+
+    def run_program() -> None:
+        async def attached() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(endpoint.attached.wait(), bound)
+
+        with contextlib.suppress(Exception):  # the proxy stopping under us: start the program anyway
+            asyncio.run_coroutine_threadsafe(attached(), p.loop).result(bound + 5.0)
+        if not endpoint.attached.is_set():
+            terminal(out).line(f"sockscope: the window did not attach within {bound:g} s; starting the program "
+                               "anyway")
+        try:
+            proc = subprocess.Popen(command, env=env)
+        except OSError as e:
+            box.append(f"cannot start {command[0]!r}: {e.strerror or e}")
+            return
+        box.append(proc)
+        ready.set()
+        rc = proc.wait()
+        rc = 128 - rc if rc < 0 else rc
+        if not closed.is_set():
+            terminal(out).line(f"sockscope: the program exited with status {rc}; the window stays open until you "
+                               "close it")
+
+    print(f"sockscope: opening the window on {host}:{port}; the program starts once it is attached", file=out,
+          flush=True)
+    starter = threading.Thread(target=start_program, name="sockscope-run-program", daemon=True)
+    starter.start()
+    try:
+        app.run_attached_window((host, port, endpoint.token), source_layouts=scan.wait(WINDOW_SCAN_WAIT))
+    except Exception as e:  # the program may be running: the terminal goes on showing its traffic
+        terminal(out).line(f"sockscope run: the window failed: {type(e).__name__}: {e}")
+    closed.set()
+    ready.wait()
+    what = box[0] if box else "the program could not be started"
+    if isinstance(what, str):
+        print(f"sockscope run: error: {what}", file=out)
+        return 2
+    if what.poll() is None:
+        terminal(out).line("sockscope: the window is closed; the program goes on (Ctrl+C stops it)")
+    return wait_child(what)
 
 
 if __name__ == "__main__":

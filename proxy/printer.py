@@ -386,7 +386,9 @@ Summariser = Callable[[Message, int], "str | None"]
 """``(message, deadline_ns)`` -> one line naming the decoder and what it found (``json {"type": "move"}``,
 ``pickle Player(game) {'x': 1.5}``), or None when text or hex says as much (plain text, unknown binary, a decode
 that failed or gave up). ``deadline_ns`` is a ``time.monotonic_ns()`` value the decode must stop at. Called on a
-terminal's writer thread only, one message at a time."""
+terminal's writer thread only, one message at a time. The summariser may also have ``observe(record)``, given each
+``FramingInferred`` and ``ConnectionClosed`` record in order with the messages, and ``take_notes()``, asked after
+each message; both return lines to print (a struct layout offered for a connection's fixed-size records)."""
 SummariserFactory = Callable[[], "Summariser | None"]
 """Makes the summariser (and does its slow imports), on the writer thread, before the first message it decodes.
 May raise :class:`SummariserLoadError`: the printer then says so in one line and prints text or hex."""
@@ -403,6 +405,8 @@ SUMMARY_BURST_NS = 250_000_000
 """Decoding time that may be spent at once (after a quiet spell) before :data:`SUMMARY_SHARE` applies."""
 _LINE_COST = 96
 """Bytes a deferred message line is counted for besides its payload (the record, the line it becomes)."""
+_OBSERVED = (FramingInferred, ConnectionClosed)
+"""Records a summariser may follow (its ``observe``), besides the messages it decodes."""
 
 
 class SummariserLoadError(Exception):
@@ -483,6 +487,9 @@ class Printer:
         line = self.format(r)
         if line is not None:
             self.terminal.line(self.prefix + line)
+        if self.show_messages and self._factory is not None and isinstance(r, _OBSERVED):
+            # in order with the messages' lines: the summariser follows each connection's framing
+            self.terminal.defer(functools.partial(self._observe, r), _LINE_COST)
 
     # -------------------------------------------------------------------------------- on the writer thread
 
@@ -504,7 +511,31 @@ class Printer:
         if self._summarise is not None:
             summary = self._summary(m, out)
         out.append(self.prefix + self._message_head(m) + (summary if summary is not None else preview(m.data)))
+        take_notes = getattr(self._summarise, "take_notes", None)
+        if take_notes is not None:
+            out.extend(self._lines_of(take_notes, (), m.arrival_ns))
         return out
+
+    def _observe(self, r: FramingInferred | ConnectionClosed) -> list[str]:
+        """What the summariser makes of a framing change or a closed connection (see :data:`Summariser`)."""
+        out = self._load() or []
+        observe = getattr(self._summarise, "observe", None)
+        if observe is not None:
+            out.extend(self._lines_of(observe, (r,), r.time_ns))
+        return out
+
+    def _lines_of(self, call: Callable[..., object], args: tuple[object, ...], mono_ns: int) -> list[str]:
+        try:
+            lines = call(*args)
+            if not isinstance(lines, list | tuple):
+                return []
+            head = f"{self.prefix}{self._ts(mono_ns)} "
+            return [head + str(x).replace("\n", " ").replace("\r", " ") for x in lines[:8]]
+        except Exception as e:  # a plugin's bug: said once, the messages' lines go on
+            if self._said_failure:
+                return []
+            self._said_failure = True
+            return [f"sockscope: the terminal's decoder failed: {type(e).__name__}: {str(e)[:200]} (not repeated)"]
 
     def _summary(self, m: Message, out: list[str]) -> str | None:
         """The summariser's line for ``m``, within the deadline and while the time budget lasts."""

@@ -521,9 +521,9 @@ def test_with_deadline_copies_every_setting_and_set_deadline_changes_only_the_co
     from inspector.decode import set_deadline, with_deadline
 
     ctx = DecodeContext(direction=Direction.S2C, conn_id=7, struct_format="<H a", json_delimiter=b"|",
-                        decode_as="json", detail=False, deadline_ns=1)
+                        decode_as="json", detail=False, deadline_ns=1, framing="lines")
     assert {f.name for f in fields(DecodeContext)} == {"direction", "conn_id", "struct_format", "json_delimiter",
-                                                      "decode_as", "detail", "deadline_ns"}  # with_deadline's order
+                                                      "decode_as", "detail", "deadline_ns", "framing"}  # its order
     own = with_deadline(ctx, 99)
     assert own == replace(ctx, deadline_ns=99) and own is not ctx
     set_deadline(own, 123)

@@ -125,7 +125,7 @@ def test_summary_only_context_follows_decode_as_changes() -> None:
 
 def _text_confidence_reference(data: bytes) -> float:
     """The text decoder's confidence as first written (no shortcuts), to check the shortcuts against."""
-    from inspector.decode._text import _CONTROLS, _PROBE, _split_edges
+    from inspector.decode._text import _CONTROLS, _PROBE, SHORT, _one_script, _split_edges
 
     if not data:
         return 0.5
@@ -138,10 +138,20 @@ def _text_confidence_reference(data: bytes) -> float:
     except UnicodeDecodeError as exc:
         if not (len(data) > _PROBE and exc.start >= len(body) - 3):
             bad = body.decode("utf-8", "replace").count("\ufffd")
-    noise = bad + len(_CONTROLS.findall(body))
+    controls = len(_CONTROLS.findall(body))
+    if controls * 4 >= len(probe):
+        return 0.0
+    if len(data) <= _PROBE and data[-1] in b"\x00\x03\x04":
+        controls -= 1  # a terminator
+    noise = bad + controls
+    words = not controls and bad == 1 and body.count(b" ") >= 2
+    if len(data) < SHORT and ((noise and not words) or ((head or tail) and body) or not _one_script(body)):
+        return 0.0
+    if not noise:
+        return 0.5
     if noise * 20 <= len(body):
         return 0.5 if not bad else 0.2
-    return 0.05 if noise * 4 < len(body) else 0.0
+    return 0.05 if noise * 8 < len(body) else 0.0
 
 
 @FUZZ

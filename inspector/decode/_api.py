@@ -91,6 +91,13 @@ class DecodeContext:
     or values, so a small message is decoded whatever the deadline, and a big one stops within about a
     millisecond of it; a single C call, at most one 1 MiB parse, is not interrupted). None: only the decoder's
     own work budgets, which keep every built-in decode proportional to its input's size anyway."""
+    framing: str | None = None
+    """The framing that cut this message out of its direction's stream, named as for ``--framing`` (``lines``,
+    ``delim:EOT\\x00``, ``len16be``, ``header16json``, ``msgpack``, ``fixed:12``, ``raw``); None when unknown.
+    Decoders may take it as evidence (a ``msgpack`` stream's messages are whole msgpack objects), and a ``delim:``
+    terminator separates JSON values when ``json_delimiter`` is not set (see :func:`framing_delimiter`). Set by
+    :meth:`DecoderRegistry.set_framing` (for a caller that follows ``FramingInferred`` records: the window's store
+    does not yet) and by the terminal's summariser (``inspector.summary``)."""
 
 
 EMPTY_CONTEXT = DecodeContext()
@@ -100,7 +107,7 @@ SUMMARY_CONTEXT = DecodeContext(detail=False)
 def with_deadline(ctx: DecodeContext, deadline_ns: int | None) -> DecodeContext:
     """``ctx`` with ``deadline_ns``; twice as cheap as ``dataclasses.replace`` (callers do this per message)."""
     return DecodeContext(ctx.direction, ctx.conn_id, ctx.struct_format, ctx.json_delimiter, ctx.decode_as,
-                         ctx.detail, deadline_ns)
+                         ctx.detail, deadline_ns, ctx.framing)
 
 
 def set_deadline(ctx: DecodeContext, deadline_ns: int | None) -> None:
@@ -113,6 +120,38 @@ def set_deadline(ctx: DecodeContext, deadline_ns: int | None) -> None:
 def past_deadline(ctx: DecodeContext) -> bool:
     """Whether ``ctx`` has a deadline and it has passed."""
     return ctx.deadline_ns is not None and time.monotonic_ns() > ctx.deadline_ns
+
+
+_ESCAPES = {"n": 10, "r": 13, "t": 9, "0": 0, "\\": 92}
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def framing_delimiter(framing: str | None) -> bytes | None:
+    """The terminator of a ``delim:`` framing name (``delim:EOT\\x00`` -> ``b"EOT\\x00"``), as the proxy writes
+    it (``proxy.framing.delimiter_name``: ``\\xNN``, ``\\n``, ``\\r``, ``\\t``, ``\\0``, ``\\\\``); None for any
+    other framing, and for a name that is not written that way (it came from a peer: never raises)."""
+    if not framing or not framing.startswith("delim:") or len(framing) > 200:
+        return None
+    text, out, i = framing[6:], bytearray(), 0
+    while i < len(text):
+        c = text[i]
+        if c != "\\":
+            if ord(c) > 0x7E or ord(c) < 0x20:
+                return None
+            out.append(ord(c))
+            i += 1
+        elif text[i + 1 : i + 2] == "x":
+            digits = text[i + 2 : i + 4]
+            if len(digits) != 2 or not all(d in _HEX for d in digits):
+                return None
+            out.append(int(digits, 16))
+            i += 4
+        elif text[i + 1 : i + 2] in _ESCAPES:
+            out.append(_ESCAPES[text[i + 1]])
+            i += 2
+        else:
+            return None
+    return bytes(out) or None
 
 
 GAVE_UP = "gave up: "

@@ -131,7 +131,10 @@ class JsonDecoder:
         if truncated:
             warnings.append(f"only the first {MAX_PARSE} of {len(data) - off} bytes were parsed")
         values = tuple(v for v, _, _ in spans)
-        summary = _WS_RUN.sub(" ", text[:400]).strip()
+        head = text[:400]
+        if ctx.json_delimiter:  # a terminator (b"EOT\0") says nothing in a one-line summary
+            head = head.replace(ctx.json_delimiter.decode("utf-8", "replace"), " ")
+        summary = _WS_RUN.sub(" ", head).strip()
         if len(spans) > 1:
             summary = f"[{len(spans)} values] {summary}"
         if pfx:

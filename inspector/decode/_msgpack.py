@@ -14,6 +14,7 @@ Thread: any thread; pure.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from time import monotonic_ns
 from typing import Any
@@ -135,13 +136,160 @@ def _unpack(chunk: bytes, use_list: bool,
     return values, ends, guard
 
 
+# -- confidence: does the whole message read as msgpack a program would send? ---------------------------------
+#
+# Almost any bytes parse as msgpack: every byte below 0x80 or from 0xe0 is a whole one-byte integer, 0xc0 is nil,
+# 0x80-0x9f open small maps and arrays. A binary record (``struct.pack("<Hff", ...)``) whose first byte falls in the
+# fixmap range reads as a map, then dozens of one-byte "objects". So the first byte only says how much the message
+# may be worth; the message must then parse from its first byte to its last, every top-level object after the
+# first must be a container, string or bin (a stream of scalars is what random bytes are), and what it holds must
+# add up to evidence that only a sender of msgpack produces: printable strings (map keys most of all), maps keyed
+# by strings, plausible floats and timestamps. Small integers, nil, booleans, bin and ext payloads are what random
+# bytes read as, so they count for nothing; a string with control characters, or a float no program sends (1e-300,
+# NaN), counts against. A message of small integers only (``[1, -1]``) is therefore shown as bytes, unless the
+# framing says it is msgpack (``DecodeContext.framing == "msgpack"``: the stream's framer cut it at an object's end).
+
+EVIDENCE_NEEDED = 3.0
+"""Evidence (see :func:`evidence`) above which a message that parses as msgpack is taken for msgpack: a whole
+message parsed exactly is worth 2, so a printable key, a string of a few characters or two floats are needed."""
+_WHOLE = 2.0
+_CUT_TAIL = 1.5
+_STR_CAP = 4.0
+_BAD = -3.0
+_WALK_NODES = 512
+_AMPLE = 8.0
+_PROBE_STREAM = 64
+"""Top-level objects of a stream looked at: past them the stream's first objects are the evidence."""
+_PAIRS = 64
+"""Pairs of one map looked at: its first keys are the evidence (a map of 20,000 pairs costs no more)."""
+_CONTAINERS = (list, tuple, dict)
+_SCALARS = frozenset({int, float, bool, type(None)})
+_EPOCH_2000, _EPOCH_2100 = 946_684_800, 4_102_444_800
+
+
+def _string_evidence(s: str) -> float:
+    if s.isprintable() or s.replace("\n", "").replace("\r", "").replace("\t", "").isprintable():
+        return 0.5 + min(float(len(s)), _STR_CAP)
+    return _BAD
+
+
+def _float_evidence(x: float) -> float:
+    if x == 0.0:
+        return 0.0
+    a = abs(x)
+    return 1.0 if 1e-9 <= a <= 1e18 else _BAD  # also NaN and inf: no comparison holds
+
+
+def _walk(values: list[object]) -> float:
+    """Evidence from parsed values (maps as tuples of pairs: see :func:`evidence`), looking at most at
+    :data:`_WALK_NODES` of them, and stopping once it is :data:`_AMPLE` (what random bytes never reach: the usual
+    message is known by its first keys, for a microsecond)."""
+    ev = 0.0
+    stack = list(values)
+    stack.reverse()  # the first object first: its first keys decide most messages
+    nodes = 0
+    while stack and nodes < _WALK_NODES:
+        v = stack.pop()
+        nodes += 1
+        t = type(v)
+        if t is str:
+            if v:
+                ev += _string_evidence(v)  # type: ignore[arg-type]
+        elif t is tuple or t is dict:  # a map: its (key, value) pairs (the first few: see _PAIRS)
+            keyed = True
+            pairs = v.items() if t is dict else v  # type: ignore[attr-defined]
+            for k, x in itertools.islice(pairs, _PAIRS):  # type: ignore[arg-type]
+                if type(k) is str and k:
+                    ev += _string_evidence(k)
+                    if ev >= _AMPLE:
+                        return ev
+                else:
+                    keyed = False
+                    if type(k) is list or type(k) is tuple:
+                        stack.append(k)
+                stack.append(x)
+            if keyed and v:
+                ev += 1.0
+        elif t is list:
+            stack.extend(reversed(v[:_WALK_NODES]))  # type: ignore[index]  # (the first item on top)
+        elif t is float:
+            ev += _float_evidence(v)  # type: ignore[arg-type]
+        elif t is msgpack.Timestamp:
+            ev += 1.0 if _EPOCH_2000 <= v.seconds <= _EPOCH_2100 else _BAD  # type: ignore[attr-defined]
+        # int, bool, None, bytes, ExtType: what random bytes read as; no evidence either way
+        if ev >= _AMPLE:
+            break
+    return ev
+
+
+def evidence(data: bytes) -> float | None:
+    """How much ``data`` looks like msgpack a program sent (see the comment above); None when it does not parse
+    as msgpack from its first byte (a byte no msgpack has, a string that is not UTF-8, nothing complete).
+
+    Parsed by the C unpacker into the dicts it builds itself when no map key can be costly to hash (the decoder's
+    own rule: no timestamp may be in the message), else, and when an array is a key, with maps as tuples of pairs
+    (no key is hashed: colliding keys cost nothing here); at most :data:`~inspector.decode._api.MAX_PARSE` bytes
+    (a longer message is judged by the objects complete in its first 64 KiB). Only the first :data:`_PAIRS` pairs
+    of a map and :data:`_WALK_NODES` values in all are looked at."""
+    if len(data) <= MAX_PARSE:
+        hook: dict[str, Any] = {"object_pairs_hook": tuple} if _may_hold_timestamp(data) else {}
+        try:
+            try:
+                return _WHOLE + _walk([msgpack.unpackb(data, raw=False, strict_map_key=False, **hook)])
+            except TypeError:  # an array as a map key (unhashable as a list): as tuples of pairs
+                if hook:
+                    raise
+                hook = {"object_pairs_hook": tuple}
+                return _WHOLE + _walk([msgpack.unpackb(data, raw=False, strict_map_key=False, **hook)])
+        except msgpack.ExtraData as e:  # several objects: a stream, read below, if it may be one
+            if type(e.unpacked) not in _CONTAINERS or _confidence_of_first(e.extra[0], 2) < 0.3:
+                return None  # see the stream's rules below: most binary records end here, cheaply
+        except Exception:  # the first object is cut short, or has a bad byte, bad UTF-8, too deep a nesting
+            return None
+        chunk = data
+    else:
+        chunk = data[: 64 << 10]
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, object_pairs_hook=tuple,
+                                max_buffer_size=max(len(chunk), 1))
+    unpacker.feed(chunk)
+    values: list[object] = []
+    end = 0
+    try:
+        for obj in unpacker:
+            if values and (type(obj) in _SCALARS or type(values[0]) not in _CONTAINERS):
+                # A stream that goes on with scalars, or does not start with a map or an array: random bytes read
+                # as that, programs send a map or an array per message.
+                return None
+            values.append(obj)
+            end = unpacker.tell()  # after the loop, tell() counts the bytes of a cut object too
+            if len(values) >= _PROBE_STREAM:
+                return _CUT_TAIL + _walk(values)
+    except Exception:
+        return None
+    if not values:
+        return None
+    if end == len(data):
+        return _WHOLE + _walk(values)
+    if _confidence_of_first(data[end], 2) < 0.3 or type(values[0]) not in _CONTAINERS:
+        return None  # cut short: only if a map or array came first, and what is left could start an object
+    return _CUT_TAIL + _walk(values)
+
+
 class MsgpackDecoder:
     """msgpack; ``editable`` holds one Python-literal value per packed object, one per line."""
 
     name = NAME
 
     def confidence(self, data: bytes, ctx: DecodeContext) -> float:
-        return _confidence_of_first(data[0], len(data)) if data else 0.0
+        if not data:
+            return 0.0
+        if ctx.framing == "msgpack":
+            return 0.9  # the stream's framer cut this message at the end of a msgpack object
+        first = _confidence_of_first(data[0], len(data))
+        if first == 0.0 or (first == 0.3 and _confidence_of_first(data[1], 2) < 0.3):
+            return 0.0  # an empty map or array, then a scalar: a pickle (0x80 0x04) or a record, not a stream
+        ev = evidence(data)
+        return first if ev is not None and ev > EVIDENCE_NEEDED else 0.0
 
     def decode(self, data: bytes, ctx: DecodeContext) -> View:
         chunk = data[:MAX_PARSE]

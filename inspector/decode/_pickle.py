@@ -972,8 +972,8 @@ class PickleDecoder:
             if not 2 <= data[1] <= 5:
                 return 0.0
             return 0.95 if data[-1] == 0x2E else 0.5  # without STOP: the rest is in the next message?
-        if data[-1] != 0x2E or len(data) > 4096 or data[0] not in _PROTO01_STARTS:
-            return 0.0
+        if data[-1] != 0x2E or not 3 <= len(data) <= 4096 or data[0] not in _PROTO01_STARTS:
+            return 0.0  # b"}." and b"N." are pickles, but two bytes of a record are so as often
         sim = _Simulation()
         try:
             _, capped = sim.run(data, max_ops=MAX_PROBE_OPS, deadline_ns=ctx.deadline_ns)

@@ -12,6 +12,7 @@ safe because each is a single dict assignment read atomically by decoders.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -27,7 +28,9 @@ from ._api import (
     EncodeError,
     Field,
     View,
+    clip,
     error_view,
+    framing_delimiter,
     gave_up,
     gave_up_view,
     past_deadline,
@@ -99,6 +102,7 @@ class DecoderRegistry(Mapping[str, Decoder]):
         self.decode_as: _Scoped[str] = _Scoped(self._settings_changed)
         self.struct_formats: _Scoped[str] = _Scoped(self._settings_changed)
         self.json_delimiters: _Scoped[bytes] = _Scoped(self._settings_changed)
+        self.framings: _Scoped[str] = _Scoped(self._settings_changed)
         for d in decoders:
             self.register(d)
 
@@ -167,6 +171,12 @@ class DecoderRegistry(Mapping[str, Decoder]):
     ) -> None:
         self.json_delimiters.set(delimiter or None, conn_id, direction)
 
+    def set_framing(self, framing: str | None, conn_id: int | None = None, direction: Direction | None = None) -> None:
+        """The framing that cuts this connection's (or direction's) messages, named as a ``FramingInferred`` record
+        names it (``msgpack``, ``delim:EOT\\x00``, ``fixed:12``): evidence for the decoders, and a ``delim:``
+        terminator separates JSON values (see :attr:`DecodeContext.framing`). ``auto``, ``raw`` or None: unknown."""
+        self.framings.set(None if framing in (None, "", "auto", "raw") else framing, conn_id, direction)
+
     def _settings_changed(self) -> None:
         self._generation += 1
 
@@ -180,13 +190,15 @@ class DecoderRegistry(Mapping[str, Decoder]):
         hit = self._contexts.get(key)
         if hit is not None and hit[0] == gen:
             return hit[1]
+        framing = self.framings.lookup(conn_id, direction)
         ctx = DecodeContext(
             direction=direction,
             conn_id=conn_id,
             struct_format=self.struct_formats.lookup(conn_id, direction),
-            json_delimiter=self.json_delimiters.lookup(conn_id, direction),
+            json_delimiter=self.json_delimiters.lookup(conn_id, direction) or framing_delimiter(framing),
             decode_as=self.decode_as.lookup(conn_id, direction),
             detail=detail,
+            framing=framing,
         )
         if len(self._contexts) >= _MAX_CONTEXTS:
             self._contexts.clear()  # a long capture's closed connections
@@ -239,10 +251,52 @@ class DecoderRegistry(Mapping[str, Decoder]):
         """
         view = self._auto(data, ctx)
         if view.decoder in _UNSTRUCTURED and len(data) > 2:
-            wrapped = self._prefixed(data, ctx)
+            wrapped = self._prefixed(data, ctx) or self._headed(data, ctx)
             if wrapped is not None:
                 return wrapped
         return view
+
+    def _headed(self, data: bytes, ctx: DecodeContext) -> View | None:
+        """A header and a body (``--framing header16json``, the Real Python socket tutorial's format): a 2-byte
+        big-endian header length, a JSON header map whose ``content-length`` is the rest of the message, then the
+        body, decoded on its own (its values are the view's, so filters see the body)."""
+        if len(data) < 4 or data[2] != 0x7B:
+            return None
+        n = (data[0] << 8) | data[1]
+        if n > _MAX_HEADER or 2 + n > len(data):
+            return None
+        try:
+            header = json.loads(data[2 : 2 + n])
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(header, dict) or header.get("content-length") != len(data) - 2 - n:
+            return None
+        body = data[2 + n :]
+        inner = self._auto(body, ctx) if body else None
+        if inner is not None and gave_up(inner):
+            return None
+        kind = header.get("content-type")
+        about = f"{kind}, " if isinstance(kind, str) and len(kind) <= 40 else ""
+        summary = f"[{about}{len(body)} B] " + (inner.summary if inner is not None else "")
+        if not ctx.detail:
+            return View(decoder=inner.decoder if inner is not None else "json", summary=clip(summary.rstrip()),
+                        values=inner.values if inner is not None else ())
+        shown = data[2 : 2 + n].decode("utf-8", "replace")  # the sender's own text: nothing to render
+        head = (Field("header length", str(n), 0, 2),
+                Field("header", clip(shown, 120), 2, 2 + n,
+                      tuple(Field(k[:80], clip(repr(v) if v is None or isinstance(v, str | int | float) else
+                                               type(v).__name__, 120), 2, 2 + n)
+                            for k, v in list(header.items())[:64])))
+        body_fields = () if inner is None else tuple(_shift(f, 2 + n) for f in inner.fields)
+        return View(
+            decoder=inner.decoder if inner is not None else "json",
+            summary=clip(summary.rstrip()),
+            fields=(*head, Field("body", f"{len(body)} bytes", 2 + n, len(data), body_fields)),
+            text=f"header: {shown[:4096]}\n\n" + (inner.text if inner is not None else ""),
+            warnings=() if inner is None else inner.warnings,
+            truncated=inner is not None and inner.truncated,
+            values=inner.values if inner is not None else (),
+        )
 
     def _prefixed(self, data: bytes, ctx: DecodeContext) -> View | None:
         for fmt, size in _LENGTH_PREFIXES:
@@ -333,6 +387,8 @@ def _by_confidence(entry: tuple[float, str, Decoder]) -> float:
 
 
 _UNSTRUCTURED = frozenset({"text", "hex"})
+_MAX_HEADER = 64 << 10
+"""Longest JSON header of a header-and-body message looked at."""
 _LENGTH_PREFIXES: tuple[tuple[str, int], ...] = ((">I", 4), ("<I", 4), (">H", 2), ("<H", 2))
 _PREFIX_HEADER = "# length-prefix "
 

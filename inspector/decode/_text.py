@@ -18,8 +18,34 @@ SPLIT_HEAD = "continuation of a UTF-8 sequence from the previous message"
 
 _CONTROLS = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _PROBE = 4096
+SHORT = 32
+"""Messages shorter than this are text only if every byte is (a cut character at either end and one control byte
+at the very end, a terminator, aside): 1 byte of noise in 10 is a binary record, not text with a typo."""
 SUMMARY_PROBE = 400
 _INVALID = re.compile("[\udc80-\udcff]")
+
+
+_TERMINATORS = frozenset(b"\x00\x03\x04")
+
+
+def _one_script(body: bytes) -> bool:
+    """Whether the letters of a short UTF-8 ``body`` (valid or not: invalid is counted as noise elsewhere) come from
+    one alphabet: ASCII with Latin letters (``Zoë``), or one other script (``привет``, ``日本語``); emoji and symbols
+    go with any. A few random bytes that happen to be valid UTF-8 mix ASCII letters with a Greek or Armenian one."""
+    if body.isascii():
+        return True
+    text = body.decode("utf-8", "replace")
+    ascii_letters = any(c.isalpha() for c in text if c < "\x80")
+    blocks = set()
+    for c in text:
+        o = ord(c)
+        if o < 0x80 or o >= 0x2000 or not c.isalpha():
+            continue  # ASCII, symbols, CJK, emoji
+        block = 0 if o < 0x250 else o >> 7  # Latin-1 and Latin Extended letters go with ASCII
+        if ascii_letters and block:
+            return False
+        blocks.add(block)
+    return len(blocks) <= 1
 
 
 def _escape_table(keep_newlines: bool) -> dict[int, str]:
@@ -85,6 +111,8 @@ class TextDecoder:
         controls = len(_CONTROLS.findall(probe))
         if controls * 4 >= len(probe):
             return 0.0
+        if len(data) <= _PROBE and probe[-1] in _TERMINATORS:
+            controls -= 1  # a terminator (b"\0" of a C string, b"EOT\0", b"\x04") is not noise
         head, tail = _split_edges(probe) if len(data) <= _PROBE else (_split_edges(probe)[0], 0)
         body = probe[head : len(probe) - tail]
         bad = 0
@@ -103,9 +131,18 @@ class TextDecoder:
                 if exc.start < len(body) - 3:  # else: the probe cut a character
                     bad = body.decode("utf-8", "replace").count("\ufffd")
         noise = bad + controls
+        words = not controls and bad == 1 and body.count(b" ") >= 2  # "this is text \xff ok": a typo in words
+        if len(data) < SHORT and ((noise and not words) or ((head or tail) and body) or not _one_script(body)):
+            # A short message with a byte that is not text, or with text and a character cut at an edge, or that
+            # mixes ASCII letters with one Armenian letter, is a binary record (whose floats read as "?B@C" and ints
+            # as stray letters). TCP cuts characters in long text; a short piece that is only the cut character's
+            # remaining bytes is still shown as text, with its note.
+            return 0.0
+        if not noise:
+            return 0.5
         if noise * 20 <= len(body):
             return 0.5 if not bad else 0.2
-        return 0.05 if noise * 4 < len(body) else 0.0
+        return 0.05 if noise * 8 < len(body) else 0.0
 
     def decode(self, data: bytes, ctx: DecodeContext) -> View:
         shown = data[:MAX_DUMP]
