@@ -399,11 +399,12 @@ class MessageStore:
             self.held[m.id] = row
             conn.held += 1
             result.held_changed = True
+        runs = self._runs
         key = m.conn_id << 1 | d
-        run = self._runs.get(key)
+        run = runs.get(key)
         if run is None:
-            run = self._runs[key] = [m.seq]
-        if len(run) <= REFRAME_MAX_SOURCES:
+            runs[key] = [m.seq, row]
+        elif len(run) <= REFRAME_MAX_SOURCES:
             run.append(row)
         pred = self._predicate
         if pred is None or pred(row):
@@ -545,7 +546,7 @@ class MessageStore:
             self.view = array("I", self.visible)
         base = DERIVED_BASE + len(self._frames)
         per_last: dict[int, int] = {}
-        for first, last, _s, _e in new:
+        for _first, last, _s, _e in new:
             per_last[last] = per_last.get(last, 0) + 1
         seen: dict[int, int] = {}
         for k, (first, last, start, end) in enumerate(new):

@@ -76,7 +76,14 @@ class Game:
         self.module.play(link.listen_addr[1], self.n, lambda s: Tap(s, taps))
         self.server.join(10)
         assert not self.errors and not self.server.is_alive()
+        qtbot.waitUntil(lambda: bool(w.store.connections), timeout=WAIT)  # the window takes the records in
         return taps[0]
+
+
+def the_connection(qtbot: Any, w: MainWindow) -> int:
+    """The connection the window shows (once its records are in)."""
+    qtbot.waitUntil(lambda: bool(w.store.connections), timeout=WAIT)
+    return max(w.store.connections)
 
 
 def rows_of(w: MainWindow, d: Direction) -> list[int]:
@@ -153,7 +160,7 @@ def test_a_framing_that_stops_fitting_is_said_in_a_learners_words(
             line = f"move {i} north\n".encode()
             c.sendall(line)
             assert recv_exact(c, len(line)) == line
-        conn = max(w.store.connections)
+        conn = the_connection(qtbot, w)
         wait_framed(qtbot, w, conn, "lines", "lines")
         assert w.notice.isHidden()
         c.sendall(b"partial move")  # no newline: the proxy waits for the rest, at most 250 ms
@@ -179,7 +186,7 @@ def test_one_click_chooses_a_connections_framing(
     with connect(link.listen_addr[1]) as c:
         c.sendall(b"hi")
         assert recv_exact(c, 2) == b"hi"
-        conn = max(w.store.connections)
+        conn = the_connection(qtbot, w)
         sub = conn_menu(qtbot, w, conn)
         assert "now → c2s" in sub.actions()[0].text()
         action(sub, "lines:").trigger()  # both directions, one click
@@ -202,7 +209,7 @@ def test_the_framing_dialog_checks_what_is_typed_and_sets_one_direction(
     with connect(link.listen_addr[1]) as c:
         c.sendall(b"\x01")
         assert recv_exact(c, 1) == b"\x01"
-        conn = max(w.store.connections)
+        conn = the_connection(qtbot, w)
         action(conn_menu(qtbot, w, conn), "Other…").trigger()
         dlg = w.framing_control.dialog
         assert isinstance(dlg, FramingDialog) and dlg.isVisible()

@@ -173,8 +173,8 @@ class FramingDialog(QDialog):
         lay.addLayout(form)
         lay.addWidget(self.error)
         lay.addWidget(self.buttons)
-        for w in (self.kind, self.prefix_width, self.endian, self.direction):
-            w.currentIndexChanged.connect(self._update)
+        for box in (self.kind, self.prefix_width, self.endian, self.direction):
+            box.currentIndexChanged.connect(self._update)
         self.inclusive.toggled.connect(self._update)
         self.delimiter.textChanged.connect(self._update)
         self.record_size.textChanged.connect(self._update)

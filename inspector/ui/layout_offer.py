@@ -102,8 +102,8 @@ class LayoutOfferDialog(QDialog):
         for c in self.candidates:
             mark = "≈ guess: " if c.guessed else ""
             item = QListWidgetItem(f"{mark}{c.spec()}\n   {c.origin}")
-            item.setToolTip(("a guess from the bytes (integers, floats, text by their statistics): check the "
-                             "values below before you trust it" if c.guessed else f"found in {c.origin}"))
+            item.setToolTip("a guess from the bytes (integers, floats, text by their statistics): check the "
+                            "values below before you trust it" if c.guessed else f"found in {c.origin}")
             self.choices.addItem(item)
         self.fields = QTableWidget(0, 4)
         self.fields.setHorizontalHeaderLabels(["name (edit me)", "type", "bytes", "value in a record"])
@@ -140,8 +140,12 @@ class LayoutOfferDialog(QDialog):
 
     @staticmethod
     def _size(c: LayoutLike) -> int:
-        size = getattr(c, "size", None)
-        return size if isinstance(size, int) else struct.calcsize(c.fmt)
+        """The record size of a candidate; 0 for one whose format is not struct's (said when it is chosen)."""
+        try:
+            size = getattr(c, "size", None)
+            return size if isinstance(size, int) else struct.calcsize(c.fmt)
+        except (struct.error, ValueError, TypeError):
+            return 0
 
     def chosen(self) -> LayoutLike | None:
         i = self.choices.currentRow()
