@@ -28,6 +28,9 @@ REFRAME_MAX_BYTES: Final = 128 << 10
 framing's reads always fit, and a framing chosen later re-frames at most this much of what came before."""
 REFRAME_MAX_PIECES: Final = 4096
 """Most messages one re-framing makes (each becomes a row of the view)."""
+SLICE: Final = 4096
+"""Bytes fed to the framer at a time: past the messages' cap, at most one slice more is framed (a slice of
+newlines is 4096 messages)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,8 @@ class Cut:
     pieces: tuple[Piece, ...]
     work: int
     """Bytes fed to the framer (a deterministic measure of the cost)."""
+    why: str = ""
+    """Why nothing (``reads`` 0), or not every read given, was cut; "" when all were."""
 
     def whole_reads(self, sizes: Sequence[int]) -> set[int]:
         """The reads (of the sizes given) that are exactly one message each: nothing changes for them."""
@@ -58,8 +63,8 @@ class Cut:
 
 
 def cut(reads: Sequence[bytes], framing: str, *, exact: bool, max_bytes: int = REFRAME_MAX_BYTES,
-        max_pieces: int = REFRAME_MAX_PIECES) -> Cut | str:
-    """The messages of ``framing`` in ``reads`` joined, or why there are none (a sentence without a full stop).
+        max_pieces: int = REFRAME_MAX_PIECES) -> Cut:
+    """The messages of ``framing`` in ``reads`` joined; a cut of no reads says why not in ``why`` (a phrase).
 
     ``exact``: every read must be used and the last must end on a message boundary (what the proxy promises for
     the reads it passed on while inferring); otherwise the longest run of reads from the first that ends on a
@@ -68,17 +73,14 @@ def cut(reads: Sequence[bytes], framing: str, *, exact: bool, max_bytes: int = R
     """
     try:
         name = normalise_name(framing)
+        framer = make_framer(name, DEFAULT_MAX_FRAME) if name not in ("raw", "auto") else None
     except FramingError as e:
-        return str(e)
-    if name in ("raw", "auto"):
-        return f"{name} shows each read as it came"
-    try:
-        framer = make_framer(name, DEFAULT_MAX_FRAME)
-    except FramingError as e:
-        return str(e)
+        return Cut(framing, 0, (), 0, str(e))
+    if framer is None:
+        return Cut(name, 0, (), 0, f"{name} shows each read as it came")
     pieces: list[Piece] = []
     best_reads, best_pieces = 0, 0
-    fed = 0
+    fed = work = 0
     first, start = 0, 0  # where the next piece begins: read index and offset in it
     why = ""
     for i, data in enumerate(reads):
@@ -86,27 +88,30 @@ def cut(reads: Sequence[bytes], framing: str, *, exact: bool, max_bytes: int = R
             why = f"more than {max_bytes // 1024} KiB to re-frame"
             break
         fed += len(data)
-        frames = framer.feed(data)
-        if framer.fallback is not None:
-            why = framer.fallback
-            break
-        for f in frames:  # each ends in this read; only the first may have begun in an earlier one
-            end = start + len(f) if first == i else len(f) - _span_before(reads, first, start, i)
-            pieces.append(Piece(first, i, start, end))
-            first, start = (i + 1, 0) if end == len(data) else (i, end)
-        if len(pieces) > max_pieces:
-            why = f"more than {max_pieces} messages"
+        for off in range(0, len(data), SLICE):  # a slice at a time: a read of thousands of tiny messages stops early
+            part = data[off:off + SLICE]
+            work += len(part)
+            frames = framer.feed(part)
+            if framer.fallback is not None:
+                why = framer.fallback
+                break
+            for f in frames:  # each ends in this read; only the first may have begun in an earlier one
+                end = start + len(f) if first == i else len(f) - _span_before(reads, first, start, i)
+                pieces.append(Piece(first, i, start, end))
+                first, start = (i + 1, 0) if end == len(data) else (i, end)
+            if len(pieces) > max_pieces:
+                why = f"more than {max_pieces} messages"
+                break
+        if why:
             break
         if not framer.buffered:
             best_reads, best_pieces = i + 1, len(pieces)
     else:
         if best_reads < len(reads):
             why = f"the bytes do not end on a {name} message boundary"
-    if exact and best_reads < len(reads):
-        return why or f"the bytes do not end on a {name} message boundary"
-    if not best_reads:
-        return why or "nothing to re-frame"
-    return Cut(name, best_reads, tuple(pieces[:best_pieces]), fed)
+    if (exact and best_reads < len(reads)) or not best_reads:
+        return Cut(name, 0, (), work, why or "nothing to re-frame")
+    return Cut(name, best_reads, tuple(pieces[:best_pieces]), work, why)
 
 
 def _span_before(reads: Sequence[bytes], first: int, start: int, last: int) -> int:

@@ -497,10 +497,10 @@ class MessageStore:
                 continue
             sources = usable
             outcome = cut([payloads[row] for row in sources], framing, exact=exact)
-            if isinstance(outcome, str):
-                why = why or outcome
-                continue
             self.reframe_work += outcome.work
+            if not outcome.reads:
+                why = why or outcome.why
+                continue
             lane.reframed += self._apply_cut(sources[:outcome.reads], outcome, result)
             return
         lane.note = why

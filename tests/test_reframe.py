@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import struct
 
-from inspector.reframe import REFRAME_MAX_BYTES, Cut, Piece, cut
+import pytest
+
+from inspector.reframe import REFRAME_MAX_BYTES, REFRAME_MAX_PIECES, Piece, cut
 from inspector.store import DERIVED_BASE, REFRAME_MAX_SOURCES, MessageStore
 from proxy.model import (
     CloseReason,
@@ -60,7 +62,7 @@ def view_payloads(s: MessageStore, d: Direction | None = None) -> list[bytes]:
 def test_two_length_prefixed_frames_in_one_read_are_two_pieces() -> None:
     a, b = len16(b'{"a":1}'), len16(b'{"b":22}')
     c = cut([a + b], "len16be", exact=True)
-    assert isinstance(c, Cut) and c.reads == 1
+    assert c.reads == 1 and not c.why
     assert c.pieces == (Piece(0, 0, 0, len(a)), Piece(0, 0, len(a), len(a) + len(b)))
     assert c.work == len(a + b)
 
@@ -68,36 +70,69 @@ def test_two_length_prefixed_frames_in_one_read_are_two_pieces() -> None:
 def test_a_line_over_three_reads_is_one_piece_and_whole_reads_are_found() -> None:
     reads = [b"hello\n", b"wor", b"ld", b"!\nbye\n"]
     c = cut(reads, "lines", exact=True)
-    assert isinstance(c, Cut)
     assert c.pieces == (Piece(0, 0, 0, 6), Piece(1, 3, 0, 2), Piece(3, 3, 2, 6))
     assert c.whole_reads([len(r) for r in reads]) == {0}
 
 
 def test_exact_needs_a_boundary_at_the_end_and_otherwise_the_longest_prefix_is_cut() -> None:
     reads = [b"a\n", b"b\nc", b"d"]
-    assert cut(reads, "lines", exact=True) == "the bytes do not end on a lines message boundary"
+    c = cut(reads, "lines", exact=True)
+    assert (c.reads, c.pieces, c.why) == (0, (), "the bytes do not end on a lines message boundary")
     c = cut(reads, "lines", exact=False)
-    assert isinstance(c, Cut) and c.reads == 1 and c.pieces == (Piece(0, 0, 0, 2),)
+    assert c.reads == 1 and c.pieces == (Piece(0, 0, 0, 2),) and "boundary" in c.why
 
 
 def test_a_framer_that_gives_up_ends_the_cut_and_names_and_raw_are_refused() -> None:
     reads = [b"[1]", b"[2]", b"}{not json"]
     c = cut(reads, "json", exact=False)
-    assert isinstance(c, Cut) and c.reads == 2 and len(c.pieces) == 2
-    why = cut(reads, "json", exact=True)
-    assert isinstance(why, str) and "json framing gave up" in why
-    assert cut([b"x"], "raw", exact=False) == "raw shows each read as it came"
-    assert isinstance(cut([b"x"], "len3", exact=False), str)
+    assert c.reads == 2 and len(c.pieces) == 2
+    c = cut(reads, "json", exact=True)
+    assert c.reads == 0 and "json framing gave up" in c.why
+    assert cut([b"x"], "raw", exact=False).why == "raw shows each read as it came"
+    assert cut([b"x"], "len3", exact=False).why.startswith("unknown framing")
 
 
 def test_the_work_is_bounded_by_the_bytes() -> None:
     reads = [b"x" * 1000 + b"\n"] * 200  # 200 KiB: more than a re-framing takes
     c = cut(reads, "lines", exact=False)
-    assert isinstance(c, Cut) and c.work <= REFRAME_MAX_BYTES and c.reads == REFRAME_MAX_BYTES // 1001
-    assert cut(reads, "lines", exact=True) == f"more than {REFRAME_MAX_BYTES // 1024} KiB to re-frame"
+    assert c.work <= REFRAME_MAX_BYTES and c.reads == REFRAME_MAX_BYTES // 1001
+    assert cut(reads, "lines", exact=True).why == f"more than {REFRAME_MAX_BYTES // 1024} KiB to re-frame"
     one_byte_reads = [b"a"] * 5000 + [b"\n"]  # a frame over thousands of reads: linear, not quadratic
     c = cut(one_byte_reads, "lines", exact=True)
-    assert isinstance(c, Cut) and c.pieces == (Piece(0, 5000, 0, 1),) and c.work == 5001
+    assert c.pieces == (Piece(0, 5000, 0, 1),) and c.work == 5001
+
+
+HOSTILE = {
+    # a read of 128 KiB of tiny messages: framing stops a slice after the messages' cap, not at the end
+    "lines, all newlines": ([b"\n" * REFRAME_MAX_BYTES], "lines", True),
+    "json, tiny numbers": ([b"1 " * (REFRAME_MAX_BYTES // 2)], "json", True),
+    "msgpack, positive fixints": ([b"\x01" * REFRAME_MAX_BYTES], "msgpack", True),
+    "len8, empty payloads": ([b"\x00" * REFRAME_MAX_BYTES], "len8", True),
+    "fixed:1": ([b"x" * REFRAME_MAX_BYTES], "fixed:1", True),
+    # framers that give up, or wait, cost what they look at once
+    "json, nesting bomb": ([b"[" * REFRAME_MAX_BYTES], "json", False),
+    "json, one long escaped string": ([b'"' + b"\\\\" * (REFRAME_MAX_BYTES // 2 - 1) + b'"'], "json", False),
+    "a 64-byte terminator never seen": ([b"a" * REFRAME_MAX_BYTES], "delim:" + "b" * 64, False),
+    "header16json without a length": ([b"\x00\x02{}" * (REFRAME_MAX_BYTES // 4)], "header16json", False),
+    "len32 declaring 4 GB": ([b"\xff\xff\xff\xff" + b"x" * 1000], "len32be", False),
+    "64 reads of 2 KiB of lines": ([b"x\n" * 1024] * 64, "lines", True),
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_reads_are_cut_within_bounds(name: str) -> None:
+    reads, framing, many = HOSTILE[name]
+    c = cut(reads, framing, exact=False)
+    assert c.work <= REFRAME_MAX_BYTES and len(c.pieces) <= REFRAME_MAX_PIECES
+    if many:  # stopped at the messages' cap: at most a slice (4 KiB) past it was framed
+        assert c.work <= 2 * REFRAME_MAX_PIECES + 4096, c.work
+    # the store turns it into at most that many rows, and never a wrong one
+    s = MessageStore()
+    s.apply([opened()] + [msg(i + 1, i, data) for i, data in enumerate(reads)])
+    s.apply([inferred(framing, len(reads), cause="user")])
+    assert len(s.view) <= len(reads) + REFRAME_MAX_PIECES
+    assert b"".join(s.payload(h) for h in s.view) == b"".join(reads)
 
 
 # ------------------------------------------------------------------------------------------ the store
