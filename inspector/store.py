@@ -294,6 +294,11 @@ class MessageStore:
         return len(self.view)
 
     @property
+    def view_total(self) -> int:
+        """Rows the view has with no filter: the stored reads, each re-framed one counted as its messages."""
+        return len(self.ids) - len(self._superseded) + len(self._frames)
+
+    @property
     def payload_bytes(self) -> int:
         return self._payload_bytes
 

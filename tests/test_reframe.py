@@ -252,7 +252,7 @@ def test_tracking_is_bounded_and_dropped_with_the_connection() -> None:
 def test_clear_forgets_the_view_too() -> None:
     s = MessageStore()
     s.apply([opened(), msg(1, 0, len16(b"a") + len16(b"b")), inferred("len16be", 1)])
-    assert s.visible_count == 2
+    assert s.visible_count == 2 and s.view_total == 2 and len(s) == 1
     s.clear()
     assert s.visible_count == 0 and s.view is s.visible and len(s) == 0
     s.apply([msg(2, 1, len16(b"c"))])

@@ -218,7 +218,7 @@ def test_the_framing_dialog_checks_what_is_typed_and_sets_one_direction(
         assert not dlg.ok.isEnabled() and "Type the terminator" in dlg.error.text()
         dlg.delimiter.setText("EOT\\x0")
         error = dlg.error.text()
-        assert not dlg.ok.isEnabled() and "\\x needs two hex digits" in error and "\n" not in error, error
+        assert not dlg.ok.isEnabled() and error == "Terminator EOT\\x0: \\x needs two hex digits.", error
         dlg.delimiter.setText("EOT\\x00")
         assert dlg.ok.isEnabled() and dlg.error.isHidden() and dlg.name.text().startswith("delim:EOT\\x00")
         dlg.ok.click()
@@ -295,6 +295,8 @@ def test_a_read_holding_three_length_prefixed_messages_shows_as_three_rows(
     assert w.detail.row == rows_of(w, C2S)[1]
     assert "re-framed" in w.detail.framing_note.text() and f"#{s.ids[read]}.2" in w.detail.title.text()
     assert w.detail.hex.data == s.payload(rows_of(w, C2S)[1])
+    shown = w.model.rowCount()
+    assert w.filter_bar.count.text() == f"{shown} messages", w.filter_bar.count.text()  # not "36 of 30 shown"
 
 
 @pytest.mark.timeout(60)

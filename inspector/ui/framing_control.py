@@ -86,8 +86,9 @@ def framing_name(kind: str, *, delimiter: str = "", width: int = 2, endian: str 
             raise FramingError("Type the terminator that ends each message, e.g. EOT\\x00, \\r\\n or <END>.")
         try:
             parse_delimiter(delimiter)
-        except FramingError as e:
-            raise FramingError(_sentence(str(e))) from None
+        except FramingError as e:  # as typed, not as a Python repr (which doubles each backslash)
+            why = str(e).replace(f"delimiter {delimiter!r}", f"terminator {delimiter}")
+            raise FramingError(_sentence(why)) from None
         name = "delim:" + delimiter
     elif kind == "len":
         if width not in WIDTHS:

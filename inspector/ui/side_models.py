@@ -87,8 +87,10 @@ class ConnectionsModel(HeaderedTableModel):
             if col == self.FRAMING:
                 return framing_tooltip(c)
             ended = f": {c.detail}" if c.detail and c.detail != c.state_text else ""
+            framing = (f"\nframing ↑ {lane_short(c.framing[0])} ↓ {lane_short(c.framing[1])} "
+                       "(the framing column's tooltip says why)")
             return (f"#{c.conn_id}: client {fmt.addr(c.client_addr)} → server "
-                    f"{fmt.addr(c.server_addr or c.target_addr)}\n{c.state_text}{ended}".strip())
+                    f"{fmt.addr(c.server_addr or c.target_addr)}\n{c.state_text}{ended}".strip() + framing)
         return None
 
     def on_applied(self, result: ApplyResult) -> None:
