@@ -1054,7 +1054,7 @@ class MainWindow(QMainWindow):
         self.held_model.on_applied(result)
         if self.follow and result.first_new_visible < self.store.visible_count:
             self.table.scrollToBottom()
-        self.filter_bar.set_counts(self.store.visible_count, len(self.store))  # with the rows, not a second later
+        self.filter_bar.set_counts(self.store.visible_count, self.store.view_total)  # with the rows, not a second later
         if result.changed_rows and self.detail.row in result.changed_rows:
             self.detail.show_row(self.detail.row)
         for text in self.framing_control.warnings(result):  # a framing stopped fitting: said in a learner's words
@@ -1138,7 +1138,7 @@ class MainWindow(QMainWindow):
     def _filter_done(self) -> None:
         selected = self.detail.row
         self.model.reset()
-        self.filter_bar.set_counts(self.store.visible_count, len(self.store))
+        self.filter_bar.set_counts(self.store.visible_count, self.store.view_total)
         pos = self.store.visible_position(selected) if selected is not None else None
         if pos is not None:
             self.select_visible(pos)
@@ -1597,7 +1597,7 @@ class MainWindow(QMainWindow):
         self._rates = ([(s.totals_msgs[d] - msgs[d]) / dt for d in (0, 1)],
                        [(s.totals_bytes[d] - byts[d]) / dt for d in (0, 1)])
         self._update_status()
-        self.filter_bar.set_counts(s.visible_count, len(s)) if not self.filtering else None
+        self.filter_bar.set_counts(s.visible_count, s.view_total) if not self.filtering else None
 
     def _update_held(self) -> None:
         n = self.store.held_count
