@@ -150,6 +150,10 @@ class Link:
         """The global conditions in force when the link started (``Conditions.to_dict`` form), when known."""
         self.rules: list[dict[str, Any]] = []
         """The rules in force when the link started (``Rule.to_dict`` form)."""
+        self.framing: tuple[str, str] | None = None
+        """The proxy's framing for new connections (c2s, s2c), when known: from its hello, then from every change
+        (this window's ``set_framing`` and other clients' announcements). Written on the reader thread; a tuple
+        is replaced whole, so the GUI thread reads either the old one or the new one."""
         self.death: str | None = None
         """Why the engine went away, once it has (shown by the window)."""
         self.on_announce: Callable[[dict[str, Any]], None] | None = None
@@ -232,6 +236,12 @@ class AttachLink(Link):
         rules = hello.get("rules")
         if isinstance(rules, list):
             self.rules = [dict(r) for r in rules if isinstance(r, Mapping)]
+        self._note_framing(hello.get("framing"))
+
+    def _note_framing(self, framing: Any) -> None:
+        """Remember the framing for new connections from a ``framing_to_dict`` map (hello, reply, announcement)."""
+        if isinstance(framing, Mapping) and isinstance(framing.get("c2s"), str) and isinstance(framing.get("s2c"), str):
+            self.framing = (framing["c2s"], framing["s2c"])
 
     def _on_event(self, event: dict[str, Any]) -> None:
         """Every event that is not a record or a reply, on the client's reader thread, in the proxy's order."""
@@ -247,6 +257,8 @@ class AttachLink(Link):
                 self.death = "the proxy was shut down" + (
                     "" if not reason or reason == "proxy shutting down" else f" ({reason})")
         elif isinstance(kind, str) and kind in ANNOUNCED_BY and client is not None:
+            if kind == "framing_changed":
+                self._note_framing(event.get("framing"))  # whoever changed it: new connections start with it
             if event.get("by") == client.client_id:
                 return  # this window's own change: it already shows it
             if any(client.in_flight(c) for c in ANNOUNCED_BY[kind]):
@@ -259,7 +271,10 @@ class AttachLink(Link):
         client = self._client
         if client is None or not self.alive:
             return super().command(name, **args)
-        return client.submit(name, **args)
+        fut = client.submit(name, **args)
+        if name == "set_framing":
+            fut.add_done_callback(lambda f: None if f.exception() is not None else self._note_framing(f.result()))
+        return fut
 
     @property
     def alive(self) -> bool:

@@ -108,9 +108,11 @@ class DecodeAsDialog(QDialog):
         want = self.chosen_direction()
         for r in range(len(s)):
             if s.conn_ids[r] == self.conn_id and (want is None or s.dirs[r] == want) and not s.payload_evicted(r):
-                data = s.payload(r)
-                if data:
-                    return data, Direction(s.dirs[r])
+                # a read re-framed for the view: its first whole message, as the table shows it
+                for h in (s.frames_ending_in(r) if s.reframed(r) else (r,)):
+                    data = s.payload(h)
+                    if data:
+                        return data, Direction(s.dirs[r])
         return None
 
     def layout_error(self) -> str | None:

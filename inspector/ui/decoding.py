@@ -49,13 +49,13 @@ class Decoding:
         return [AUTO, *self.registry]
 
     def view(self, row: int, decoder: str | None = None, *, detail: bool = True) -> View:
-        """The row's message decoded within :attr:`view_budget_ns`; a view that gave up has a summary saying so
-        (its text is the hex dump, as for any failed decode)."""
+        """The row's message (a store row, or a re-framed message's handle) decoded within :attr:`view_budget_ns`;
+        a view that gave up has a summary saying so (its text is the hex dump, as for any failed decode)."""
         s = self.store
         if s.payload_evicted(row):
             from inspector.decode import error_view
 
-            return error_view("store", b"", f"payload evicted (memory cap); {s.sizes[row]} bytes were captured")
+            return error_view("store", b"", f"payload evicted (memory cap); {s.size(row)} bytes were captured")
         msg = s.message(row)
         budget = self.view_budget_ns
         view = self.registry.decode_message(msg, decoder, detail=detail, deadline_ns=time.monotonic_ns() + budget)
@@ -73,7 +73,7 @@ class Decoding:
         data = s.payload(row)
         if not data:
             return "(empty)"
-        shared = self.registry.context_for(s.conn_ids[row], Direction(s.dirs[row]), detail=False)
+        shared = self.registry.context_for(s.conn_of(row), s.direction(row), detail=False)
         # A private copy of the registry's (shared, cached) context, whose deadline is set in place for each
         # row: building a context per row would cost more than a small message's decode.
         own = self._own.get(id(shared))

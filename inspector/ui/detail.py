@@ -1,7 +1,9 @@
 """The detail pane: the selected message decoded (tree), as text, and as hex with the selected field highlighted.
 
-Role: shows one store row. The tree comes from the decoder's ``View.fields``; choosing a field with a byte range
-highlights those bytes in the hex view (hex and ASCII columns). "Decode as" changes the decoder for the
+Role: shows one store row (or a message the store re-framed for the view: a derived row's handle), and under its
+title how the message was cut out of the stream (its framing, and for a re-framed message the reads it came from).
+The tree comes from the decoder's ``View.fields``; choosing a field with a byte range highlights those bytes in the
+hex view (hex and ASCII columns). "Decode as" changes the decoder for the
 message's connection and direction; "Copy as" copies hex, text or a Python ``bytes`` literal. The message is
 decoded within :data:`~inspector.ui.decoding.VIEW_BUDGET_NS` (``Decoding.view``): a hostile message whose decode
 gives up is shown as ``⚠ gave up decoding after N ms …`` above its hex, never a frozen window.
@@ -39,6 +41,7 @@ from inspector.store import MessageStore
 from inspector.ui import format as fmt
 from inspector.ui import palette
 from inspector.ui.decoding import Decoding
+from inspector.ui.framing_words import message_note
 from inspector.ui.message_model import added_delay_text
 from proxy.model import Direction
 
@@ -184,6 +187,12 @@ class DetailPane(QWidget):
         self.warnings = QLabel()
         self.warnings.setWordWrap(True)
         self.warnings.hide()
+        self.framing_note = QLabel()
+        self.framing_note.setObjectName("framing_note")
+        self.framing_note.setWordWrap(True)
+        self.framing_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.framing_note.setContentsMargins(4, 0, 4, 0)
+        self.framing_note.hide()
 
         split = QSplitter(Qt.Orientation.Horizontal)
         split.setObjectName("detail_split")
@@ -212,6 +221,7 @@ class DetailPane(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
         lay.addLayout(head)
+        lay.addWidget(self.framing_note)
         lay.addWidget(self.warnings)
         lay.addWidget(self.tabs, 1)
 
@@ -240,11 +250,13 @@ class DetailPane(QWidget):
             self.hex.set_data(b"")
             self.text.setPlainText("")
             self.warnings.hide()
+            self.framing_note.hide()
             self.struct_format.hide()
             self.view = None
             return
         s = self.store
-        d = Direction(s.dirs[row])
+        d = s.direction(row)
+        conn = s.conn_of(row)
         view = self.view = self.decoding.view(row)
         data = s.payload(row)
         colours = palette.current()
@@ -252,12 +264,16 @@ class DetailPane(QWidget):
         origin = s.origin(row).value
         delay = added_delay_text(s, row)
         self.title.setText(
-            f"<b>#{s.ids[row]}</b> <span style='color:{colours.direction(d).name()}'>{d.arrow} {d.label}</span> "
-            f"· conn #{s.conn_ids[row]} · {s.sizes[row]} B · {state}"
+            f"<b>#{s.display_id(row)}</b> <span style='color:{colours.direction(d).name()}'>{d.arrow} {d.label}"
+            f"</span> · conn #{conn} · {s.size(row)} B · {state}"
             + (f" · {origin}" if origin != "live" else "") + (f" · {delay}" if delay else "")
             + f" · <b>{view.decoder}</b>")
-        self.decode_as.setCurrentText(self.decoding.current_decode_as(s.conn_ids[row], d))
-        self._show_struct_format(s.conn_ids[row], d)
+        self.decode_as.setCurrentText(self.decoding.current_decode_as(conn, d))
+        self._show_struct_format(conn, d)
+        note = message_note(s, row)
+        self.framing_note.setText(note)
+        self.framing_note.setStyleSheet(f"color: {colours.muted.name()}")
+        self.framing_note.setVisible(bool(note))
         notes = list(view.warnings)
         if gave_up(view):
             notes.insert(0, view.summary)  # "⚠ gave up decoding after N ms (decoder): why · first bytes"
@@ -306,7 +322,7 @@ class DetailPane(QWidget):
             return
         name = self.decode_as.currentText()
         s = self.store
-        conn_id, d = s.conn_ids[self.row], Direction(s.dirs[self.row])
+        conn_id, d = s.conn_of(self.row), s.direction(self.row)
         self.decoding.decode_as(None if name == AUTO else name, conn_id, d)
         self.show_row(self.row)
         if name == "struct" and not self.decoding.current_struct_format(conn_id, d):
@@ -319,7 +335,7 @@ class DetailPane(QWidget):
         if self.row is None:
             return False
         s = self.store
-        conn_id, d = s.conn_ids[self.row], Direction(s.dirs[self.row])
+        conn_id, d = s.conn_of(self.row), s.direction(self.row)
         if spec.strip() == self.decoding.current_struct_format(conn_id, d):
             return True
         try:

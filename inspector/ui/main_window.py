@@ -71,9 +71,10 @@ from inspector.ui.decoding import Decoding
 from inspector.ui.detail import DetailPane
 from inspector.ui.editor import ComposeDialog, EditDialog
 from inspector.ui.filter_bar import FilterBar
+from inspector.ui.framing_control import FramingControl
 from inspector.ui.gc_guard import GuiThreadCollector
 from inspector.ui.intercept_dock import InterceptPanel
-from inspector.ui.message_model import ROW_ROLE, Column, MessageTableModel
+from inspector.ui.message_model import ROW_ROLE, VIEW_ROW_ROLE, Column, MessageTableModel
 from inspector.ui.pump import LinkEvents, RecordPump
 from inspector.ui.side_models import CONN_ROLE, ConnectionsModel, HeldModel
 from inspector.ui.start_page import FRAMINGS, StartPage
@@ -198,6 +199,8 @@ class MainWindow(QMainWindow):
         self.composer: ComposeDialog | None = None
         self.decode_as_dialog: DecodeAsDialog | None = None
         self.context_menu: QMenu | None = None
+        self.framing_control = FramingControl(self.store, self.send, self._report_error, self, self.decoding)
+        self.framing_control.decoding_changed.connect(lambda: self._decoding_changed())
 
         self._build_central()
         self._build_docks()
@@ -1051,9 +1054,11 @@ class MainWindow(QMainWindow):
         self.held_model.on_applied(result)
         if self.follow and result.first_new_visible < self.store.visible_count:
             self.table.scrollToBottom()
-        self.filter_bar.set_counts(self.store.visible_count, len(self.store))  # with the rows, not a second later
+        self.filter_bar.set_counts(self.store.visible_count, self.store.view_total)  # with the rows, not a second later
         if result.changed_rows and self.detail.row in result.changed_rows:
             self.detail.show_row(self.detail.row)
+        for text in self.framing_control.warnings(result):  # a framing stopped fitting: said in a learner's words
+            self.show_notice(text)
         for n in result.notices:
             self._log(n.level, notice_text(n))
             if n.level in ("warning", "error"):
@@ -1076,8 +1081,8 @@ class MainWindow(QMainWindow):
             self.table.scrollToBottom()
 
     def _row_selected(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        row = self.model.data(current, ROW_ROLE) if current.isValid() else None
-        self.detail.show_row(row)
+        row = self.model.data(current, VIEW_ROW_ROLE) if current.isValid() else None
+        self.detail.show_row(row)  # a message re-framed for the view shows its own bytes
 
     def selected_row(self) -> int | None:
         idx = self.table.currentIndex()
@@ -1133,7 +1138,7 @@ class MainWindow(QMainWindow):
     def _filter_done(self) -> None:
         selected = self.detail.row
         self.model.reset()
-        self.filter_bar.set_counts(self.store.visible_count, len(self.store))
+        self.filter_bar.set_counts(self.store.visible_count, self.store.view_total)
         pos = self.store.visible_position(selected) if selected is not None else None
         if pos is not None:
             self.select_visible(pos)
@@ -1482,6 +1487,7 @@ class MainWindow(QMainWindow):
             menu.addSeparator()
             menu.addAction(f"Only connection #{conn}", lambda: self._filter_to(f"conn == {conn}"))
             menu.addMenu(self._decoder_menu(menu, conn, Direction(self.store.dirs[row])))
+            menu.addMenu(self.framing_control.menu(menu, conn, Direction(self.store.dirs[row])))
             menu.addAction("Copy as hex", lambda: self.detail.copy("hex"))
             menu.addAction("Copy as Python bytes", lambda: self.detail.copy("bytes"))
         else:
@@ -1533,6 +1539,7 @@ class MainWindow(QMainWindow):
             menu.addSeparator()
             menu.addMenu(self._decoder_menu(menu, conn, None))
             menu.addAction("Decode as… (per direction, struct layout)", lambda: self.decode_connection_as(conn))
+            menu.addMenu(self.framing_control.menu(menu, conn))
             menu.addAction(self.compose_action)
         self.context_menu = menu
         menu.popup(self.conn_table.viewport().mapToGlobal(pos))
@@ -1590,7 +1597,7 @@ class MainWindow(QMainWindow):
         self._rates = ([(s.totals_msgs[d] - msgs[d]) / dt for d in (0, 1)],
                        [(s.totals_bytes[d] - byts[d]) / dt for d in (0, 1)])
         self._update_status()
-        self.filter_bar.set_counts(s.visible_count, len(s)) if not self.filtering else None
+        self.filter_bar.set_counts(s.visible_count, s.view_total) if not self.filtering else None
 
     def _update_held(self) -> None:
         n = self.store.held_count

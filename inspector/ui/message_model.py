@@ -1,8 +1,10 @@
-"""The message table's model: a thin adapter over the store's visible rows (Wireshark's packet list).
+"""The message table's model: a thin adapter over the store's view (Wireshark's packet list).
 
-Role: ``rowCount`` is the number of visible rows already announced to the view; :meth:`on_applied` announces a
-whole batch with one ``beginInsertRows`` and changed rows with one ``dataChanged`` over their span. Text is made
-lazily in ``data()`` (only for rows on screen) and decoded summaries are cached in the store.
+Role: ``rowCount`` is the number of view rows already announced to the view; :meth:`on_applied` announces a
+whole batch with one ``beginInsertRows`` and changed rows with one ``dataChanged`` over their span. Reads the store
+re-framed (``ApplyResult.view_edits``) are replaced where they are, one remove and one insert (or one
+``dataChanged``) per read, in order. Text is made lazily in ``data()`` (only for rows on screen) and decoded
+summaries are cached in the store.
 Must not import: ``inspector.bridge`` (it only receives :class:`~inspector.store.ApplyResult`).
 Thread: GUI thread.
 """
@@ -20,11 +22,15 @@ from inspector.ui import format as fmt
 from inspector.ui import palette
 from inspector.ui.decoding import Decoding
 from inspector.ui.table_base import HeaderedTableModel
-from proxy.model import Clock, Direction, MessageState, Origin
+from proxy.model import Clock, MessageState, Origin
 
 Index = QModelIndex | QPersistentModelIndex
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1
-"""``data(index, ROW_ROLE)`` is the store row behind a table row."""
+"""``data(index, ROW_ROLE)`` is the stored read behind a table row (for a re-framed message: the read that
+completed it)."""
+VIEW_ROW_ROLE = Qt.ItemDataRole.UserRole + 4
+"""``data(index, VIEW_ROW_ROLE)`` is the store's row or derived-row handle for a table row (what the detail pane
+shows: a re-framed message's own bytes)."""
 
 
 class Column(enum.IntEnum):
@@ -70,6 +76,9 @@ class MessageTableModel(HeaderedTableModel):
         self.store = store
         self.decoding = decoding
         self._count = store.visible_count
+        self._pending: list[tuple[int, int, Any]] = []
+        """While a batch's view edits are announced: those not applied yet, through which a position of what the
+        view shows now maps to the store's view (kind 0 remove, 1 insert, 2 replace; position; rows or count)."""
         self.wall_clock = False
         self.clock: Clock | None = None
         self.colours = palette.current()
@@ -90,10 +99,14 @@ class MessageTableModel(HeaderedTableModel):
         if not 0 <= pos < self._count or not 0 <= col < len(HEADERS):
             return None
         s = self.store
-        row = s.visible[pos]
+        row = self._row_at(pos)
+        if row is None:
+            return None
         if role == Qt.ItemDataRole.DisplayRole:
             return self._text(row, col)
         if role == ROW_ROLE:
+            return s.real_row(row)
+        if role == VIEW_ROW_ROLE:
             return row
         if role == Qt.ItemDataRole.ForegroundRole:
             st = s.state(row)
@@ -102,7 +115,7 @@ class MessageTableModel(HeaderedTableModel):
             if st is MessageState.HELD and col in (Column.STATE, Column.DELAY):
                 return self.colours.held
             if col == Column.DIR:
-                return self.colours.direction(Direction(s.dirs[row]))
+                return self.colours.direction(s.direction(row))
             if col == Column.STATE and st is MessageState.SCHEDULED:
                 return self.colours.muted
             return None
@@ -112,7 +125,7 @@ class MessageTableModel(HeaderedTableModel):
                 return self.colours.held_bg
             if s.origin(row) is not Origin.LIVE:
                 return self.colours.special_bg
-            return self.colours.direction_bg(Direction(s.dirs[row]))
+            return self.colours.direction_bg(s.direction(row))
         if role == Qt.ItemDataRole.FontRole:
             st = s.state(row)
             if st in (MessageState.DROPPED, MessageState.DISCARDED):
@@ -135,15 +148,17 @@ class MessageTableModel(HeaderedTableModel):
             if col == Column.STATE:
                 o = s.origin(row)
                 return f"{s.state(row).value}, origin {o.value}"
+            if col == Column.NUMBER and s.is_derived(row):
+                return reframed_tip(s, row)
             return None
         return None
 
     def _text(self, row: int, col: int) -> str:
         s = self.store
         if col == Column.NUMBER:
-            return str(s.ids[row])
+            return s.display_id(row)
         if col == Column.TIME:
-            t = s.arrivals[row]
+            t = s.arrival(row)
             if self.wall_clock and self.clock is not None:
                 import datetime
 
@@ -151,11 +166,11 @@ class MessageTableModel(HeaderedTableModel):
                 return wall.strftime("%H:%M:%S.%f")[:-3]
             return fmt.rel_time(t - (s.t0_ns or t))
         if col == Column.CONN:
-            return f"#{s.conn_ids[row]}"
+            return f"#{s.conn_of(row)}"
         if col == Column.DIR:
-            return Direction(s.dirs[row]).arrow
+            return s.direction(row).arrow
         if col == Column.SIZE:
-            return str(s.sizes[row])
+            return str(s.size(row))
         if col == Column.SUMMARY:
             return self.decoding.summary(row)
         if col == Column.DELAY:
@@ -173,8 +188,60 @@ class MessageTableModel(HeaderedTableModel):
 
     # ------------------------------------------------------------------------------------------ store events
 
+    def _row_at(self, pos: int) -> int | None:
+        """The store row (or handle) at table position ``pos``, as the table shows it now (mid-edit too)."""
+        q = pos
+        for kind, p, arg in self._pending:
+            if q < p:
+                continue
+            if kind == 1:
+                q += arg
+            else:
+                if q < p + len(arg):
+                    return int(arg[q - p])
+                if kind == 0:
+                    q -= len(arg)
+        v = self.store.view
+        return v[q] if 0 <= q < len(v) else None
+
+    def _announce_edits(self, result: ApplyResult) -> None:
+        """Re-framed reads replaced by their messages, one change at a time, each announced against the rows the
+        table shows at that moment (as Qt's model contract wants)."""
+        ops: list[tuple[int, int, Any]] = []
+        for e in result.view_edits:
+            if e.removed and len(e.removed) == e.inserted:
+                ops.append((2, e.pos, e.removed))
+                continue
+            if e.removed:
+                ops.append((0, e.pos, e.removed))
+            if e.inserted:
+                ops.append((1, e.pos, e.inserted))
+        root = QModelIndex()
+        for k, (kind, p, arg) in enumerate(ops):
+            self._pending = ops[k:]
+            if kind == 0:
+                self.beginRemoveRows(root, p, p + len(arg) - 1)
+                self._count -= len(arg)
+                self._pending = ops[k + 1:]
+                self.endRemoveRows()
+            elif kind == 1:
+                self.beginInsertRows(root, p, p + arg - 1)
+                self._count += arg
+                self._pending = ops[k + 1:]
+                self.endInsertRows()
+            else:
+                self._pending = ops[k + 1:]
+                self.dataChanged.emit(self.index(p, 0), self.index(p + len(arg) - 1, len(HEADERS) - 1))
+        self._pending = []
+
     def on_applied(self, result: ApplyResult) -> None:
-        """Announce one batch: one insert for the new visible rows, one dataChanged for changed ones."""
+        """Announce one batch: the re-framed rows, then one insert for the new rows, one dataChanged for changed
+        ones."""
+        if result.view_edits:
+            if self._count != result.view_count_before:  # this model missed a batch: start again from the store
+                self.reset()
+                return
+            self._announce_edits(result)
         n = self.store.visible_count
         if n > self._count:
             self.beginInsertRows(QModelIndex(), self._count, n - 1)
@@ -192,6 +259,7 @@ class MessageTableModel(HeaderedTableModel):
         """The visible rows were rebuilt (filter, clear): one reset."""
         self.beginResetModel()
         self._count = self.store.visible_count
+        self._pending = []
         self.endResetModel()
 
     def refresh_all(self) -> None:
@@ -205,4 +273,16 @@ class MessageTableModel(HeaderedTableModel):
             self.dataChanged.emit(self.index(0, Column.TIME), self.index(self._count - 1, Column.TIME))
 
     def row_at(self, pos: int) -> int | None:
-        return self.store.visible[pos] if 0 <= pos < self._count else None
+        """The store row or derived-row handle at table position ``pos``."""
+        return self._row_at(pos) if 0 <= pos < self._count else None
+
+
+def reframed_tip(s: MessageStore, row: int) -> str:
+    """Where a re-framed message's bytes came from, for a tooltip."""
+    f = s.frame(row)
+    if f is None:
+        return ""
+    first, last = s.ids[f.sources[0]], s.ids[f.sources[-1]]
+    reads = f"read #{first}" if first == last else f"reads #{first}–#{last}"
+    return (f"one {f.framing} message re-framed from {reads}: the proxy passed {'it' if first == last else 'them'} "
+            "on as received while it worked out the framing")

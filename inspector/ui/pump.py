@@ -65,6 +65,9 @@ class RecordPump(QObject):
             return None
         records = link.events.drain()
         result = None
+        framing = getattr(link, "framing", None)
+        if framing is not None:  # what a connection opened in this batch starts with
+            self.store.new_connection_framing = framing
         if records:
             self.last_batch_size = len(records)
             for consumer in self.on_batch:

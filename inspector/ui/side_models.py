@@ -1,7 +1,8 @@
 """Models for the connections dock and the held queue: small tables over the store, reset or updated per batch.
 
-Role: the connections list (a few rows, updated in place with one ``dataChanged`` per batch) and the held queue
-(the messages waiting for the user, in TCP order; usually a handful, so a reset per change is fine).
+Role: the connections list (a few rows, updated in place with one ``dataChanged`` per batch; its last column is
+each direction's framing, with how it was found and a warning when it stopped fitting in the tooltip) and the held
+queue (the messages waiting for the user, in TCP order; usually a handful, so a reset per change is fine).
 Must not import: ``inspector.bridge``.
 Thread: GUI thread.
 """
@@ -16,6 +17,7 @@ from inspector.store import ApplyResult, ConnectionRow, MessageStore
 from inspector.ui import format as fmt
 from inspector.ui import palette
 from inspector.ui.decoding import Decoding
+from inspector.ui.framing_words import MENU_HINT, lane_short, lane_tooltip
 from inspector.ui.table_base import HeaderedTableModel
 from proxy.model import Direction
 
@@ -25,13 +27,16 @@ MSG_ID_ROLE = Qt.ItemDataRole.UserRole + 3
 
 
 class ConnectionsModel(HeaderedTableModel):
-    HEADERS = ("conn", "msgs ↑/↓", "bytes ↑/↓", "state", "client")
+    HEADERS = ("conn", "msgs ↑/↓", "bytes ↑/↓", "state", "client", "framing ↑/↓")
     TOOLTIPS = ("connection number (● open, ○ closed)", "messages client→server ↑ / server→client ↓",
                 "bytes client→server ↑ / server→client ↓",
                 "open, closed, reset …, and how many of its messages are held for you in the Intercept panel "
-                "(the tooltip says how it ended)", "the client's address (:port when on this machine)")
+                "(the tooltip says how it ended)", "the client's address (:port when on this machine)",
+                "what one message is, client→server ↑ / server→client ↓: worked out by sockscope (auto…) or "
+                "chosen; ⚠ when a framing stopped fitting (the tooltip says why; right-click to choose one)")
     STATE = 3
     """The counters come first, so a narrow panel shows them; the state says what is held."""
+    FRAMING = 5
 
     def __init__(self, store: MessageStore, parent: Any = None) -> None:
         super().__init__(parent)
@@ -67,17 +72,25 @@ class ConnectionsModel(HeaderedTableModel):
                 return c.state_text + (f" · {c.held} held" if c.held else "")  # how it ended: the tooltip
             if col == 4:
                 return fmt.short_addr(c.client_addr)
+            if col == self.FRAMING:
+                return f"{lane_short(c.framing[0])} / {lane_short(c.framing[1])}"
         if role == CONN_ROLE:
             return c.conn_id
         if role == Qt.ItemDataRole.ForegroundRole:
+            if col == self.FRAMING and any(lane.stopped_fitting for lane in c.framing):
+                return self.colours.held
             if not c.is_open:
                 return self.colours.dropped
             if col == self.STATE and c.held:
                 return self.colours.held
         if role == Qt.ItemDataRole.ToolTipRole:
+            if col == self.FRAMING:
+                return framing_tooltip(c)
             ended = f": {c.detail}" if c.detail and c.detail != c.state_text else ""
+            framing = (f"\nframing ↑ {lane_short(c.framing[0])} ↓ {lane_short(c.framing[1])} "
+                       "(the framing column's tooltip says why)")
             return (f"#{c.conn_id}: client {fmt.addr(c.client_addr)} → server "
-                    f"{fmt.addr(c.server_addr or c.target_addr)}\n{c.state_text}{ended}".strip())
+                    f"{fmt.addr(c.server_addr or c.target_addr)}\n{c.state_text}{ended}".strip() + framing)
         return None
 
     def on_applied(self, result: ApplyResult) -> None:
@@ -161,3 +174,12 @@ class HeldModel(HeaderedTableModel):
         """Summaries changed (decode as): one dataChanged over every row."""
         if self.ids:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self.ids) - 1, len(self.HEADERS) - 1))
+
+
+def framing_tooltip(c: ConnectionRow) -> str:
+    """Both directions' framing of connection ``c``, how each was found, and what to do about a wrong one."""
+    lines = [f"#{c.conn_id} framing (what one message is):"]
+    lines += [lane_tooltip(d, c.framing[d]) for d in Direction]
+    if c.is_open:
+        lines.append(f"To choose another, {MENU_HINT}.")
+    return "\n".join(lines)

@@ -31,6 +31,7 @@ ACTIONS: Final = {
     "reset": "reset the connection",
     "set_rules": "change the rules",
     "set_framing": "change the framing",
+    "set_connection_framing": "change the connection's framing",
     "pause_capture": "pause the proxy's capture",
     "resume_capture": "resume the proxy's capture",
     "ping": "reach the proxy",
