@@ -227,7 +227,7 @@ def create_window(app: QApplication, options: LinkOptions | None, attach: tuple[
     from inspector.ui.main_window import MainWindow
 
     window = MainWindow(None)
-    window.source_layouts = list(source_layouts)  # type: ignore[attr-defined]  # (the window's layout UI reads it)
+    window.source_layouts = list(source_layouts)  # type: ignore[arg-type]  # Layout objects from inspector.layouts
     window.show()
     if time_startup:
         app.processEvents()

@@ -116,3 +116,29 @@ def test_no_candidates_and_a_bad_candidate_say_so(qtbot: Any) -> None:
     bad = LayoutOfferDialog(d, 1, C2S, [Layout("<Hz", ("a",), "somewhere", False)])
     qtbot.addWidget(bad)
     assert not bad.use.isEnabled() and "cannot be used" in bad.error.text()
+
+
+@pytest.mark.timeout(60)
+def test_the_window_offers_the_programs_own_layouts_and_a_guess(
+        qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
+    """With no provider set by a test: the layouts ``sockscope run --window`` found in the program's source
+    (``source_layouts``, real ``inspector.layouts.Layout`` objects) that fit a record size, then a guess made from
+    the direction's captured records, marked as one."""
+    from inspector.layouts import Layout as RealLayout
+
+    game = Game("struct_records", 12)
+    w = make_window(game.port)
+    found = RealLayout("<BBHff", ("kind", "buttons", "seq", "x", "y"), "game.py:12 struct.pack", False)
+    other = RealLayout("<Q", ("tick",), "game.py:30 struct.pack", False)
+    w.source_layouts = [found, other]
+    game.play(qtbot, w)
+    conn = max(w.store.connections)
+    wait_framed(qtbot, w, conn, "fixed:12", "fixed:40")
+    offered = w.framing_control.layout_provider(conn, C2S, 12)  # type: ignore[misc]
+    assert offered[0] == found and all(lay.size == 12 for lay in offered)
+    assert other not in offered  # 8 bytes do not divide 12
+    guesses = [lay for lay in offered if lay.guessed]
+    assert len(guesses) == 1 and offered[-1] is guesses[0]
+    s2c = w.framing_control.layout_provider(conn, Direction.S2C, 40)  # type: ignore[misc]
+    assert s2c[0] == other and found not in s2c  # 5 records of 8 bytes fill 40; 12 bytes do not
+    assert s2c[-1].guessed and s2c[-1].size == 40
