@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["run"]:  # Qt-free: the program's own output is the point
         from inspector import run
 
-        return run.main(argv[1:])
+        return run.main(argv[1:], window=sys.modules[__name__])  # type: ignore[arg-type]  # this module
     if argv[:1] in (["export"], ["import"]):  # Qt-free: session export, capture import (inspector/interop)
         from inspector.interop import cli as interop_cli
 

@@ -123,7 +123,7 @@ class LinkOptions:
 
     listen: tuple[str, int] = ("127.0.0.1", 5556)
     target: tuple[str, int] = ("127.0.0.1", 5555)
-    framing: str = "raw"
+    framing: str = "auto"
     conditions: dict[str, Any] | None = None
     """``proxy.conditions.Conditions.to_dict()`` form, applied as the global default at start."""
     demo: bool = False

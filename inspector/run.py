@@ -30,7 +30,7 @@ address.
 Exit status: the child's (128+N if it died of signal N), or 2 for a usage error or a program that cannot be
 hooked.
 Must not import at module level: Qt (PySide6), the window (``inspector.app``, ``inspector.ui``): it is a terminal
-command; ``--window`` imports ``inspector.app`` when asked for.
+command; ``--window`` uses the window's entry point that ``inspector.app`` hands to :func:`main`.
 Thread: the main thread waits for the child (with ``--window``, it runs the window, and a thread of ours starts and
 waits for the child); each proxy's engine runs on its own thread, where the printer is
 called (it only queues lines: the terminal's writer thread makes them); :class:`TargetBroker` answers on a thread
@@ -56,7 +56,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from inspector.layouts import SourceScan
 from inspector.summary import make_summariser
@@ -523,8 +523,18 @@ def _config(args: argparse.Namespace, ports: list[int]) -> tuple[FramingSpec, Co
     return framing, conditions_from_args(args)
 
 
-def main(argv: list[str]) -> int:
-    """``sockscope run`` (``argv`` without the ``run``): returns the exit status."""
+class WindowOpener(Protocol):
+    """What ``--window`` needs of the window's entry point (``inspector.app``, which calls :func:`main` and hands
+    itself in: this module never imports it, so the two cannot form an import cycle)."""
+
+    def missing_x11_libraries(self) -> list[str]: ...
+
+    def run_attached_window(self, attach: tuple[str, int, str], *, source_layouts: Sequence[object] = ()) -> int: ...
+
+
+def main(argv: list[str], window: WindowOpener | None = None) -> int:
+    """``sockscope run`` (``argv`` without the ``run``): returns the exit status. ``window``: how ``--window``
+    opens the window (None: ``--window`` is refused with a one-line error)."""
     from proxy.cli import console_safe
 
     console_safe()
@@ -573,9 +583,10 @@ def main(argv: list[str]) -> int:
         return 2
 
     if args.window:
-        from inspector.app import missing_x11_libraries
-
-        missing = missing_x11_libraries()
+        if window is None:
+            print("sockscope run: --window is available through the sockscope command", file=err)
+            return 2
+        missing = window.missing_x11_libraries()
         if missing:
             print("sockscope run: --window needs system libraries that are not installed: " + " ".join(missing)
                   + f"\n  on Debian/Ubuntu: sudo apt-get install {' '.join(missing)}"
@@ -609,7 +620,8 @@ def main(argv: list[str]) -> int:
             print(f"sockscope: conditions {conditions.describe()}", file=err, flush=True)
         env = redirect_env(redirects, any_address=None if broker is None else broker.env_value())
         if args.window:
-            return run_with_window(proxies[0], extras[-1], scan, resolved, env, args.wait_attach, err)
+            assert window is not None  # checked above, before anything started
+            return run_with_window(window, proxies[0], extras[-1], scan, resolved, env, args.wait_attach, err)
         if args.wait_attach is not None:
             try:
                 wait_for_attach(proxies[0], extras[-1], args.wait_attach, err)
@@ -644,12 +656,11 @@ WINDOW_SCAN_WAIT = 3.0
 """Seconds the window waits for the source scan before it opens (without the layouts the scan finds later)."""
 
 
-def run_with_window(p: ProxyThread, endpoint: Any, scan: SourceScan, command: list[str], env: dict[str, str],
-                    attach_wait: float | None, out: TextIO) -> int:
+def run_with_window(app: WindowOpener, p: ProxyThread, endpoint: Any, scan: SourceScan, command: list[str],
+                    env: dict[str, str], attach_wait: float | None, out: TextIO) -> int:
     """``--window``: open the window attached to ``endpoint`` (the run's control endpoint) with the source's
     layouts, start the program once it has attached (on a thread of ours, which then waits for it), and return
     the program's exit status once the window is closed and the program has ended."""
-    from inspector import app
 
     host, port = endpoint.address
     box: list[subprocess.Popen[bytes] | str] = []

@@ -15,12 +15,16 @@ import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from inspector.run import main as run_main
+from inspector.app import main as app_main
 from inspector.ui.main_window import MainWindow
 from tests.test_run import free_port
 from tests.test_run_layouts import STRUCT_GAME, N
 
 BOUND = 60.0
+
+
+def run_main(argv: list[str]) -> int:
+    return app_main(["run", *argv])  # the window comes in through the sockscope command
 """Seconds after which the test closes the window whatever it shows (pytest-timeout is the backstop)."""
 
 

@@ -177,6 +177,13 @@ class DecoderRegistry(Mapping[str, Decoder]):
         terminator separates JSON values (see :attr:`DecodeContext.framing`). ``auto``, ``raw`` or None: unknown."""
         self.framings.set(None if framing in (None, "", "auto", "raw") else framing, conn_id, direction)
 
+    def clear_settings(self) -> None:
+        """Forget every per-connection and per-direction setting (decode as, struct layouts, JSON delimiters,
+        framings): connection numbers start again in a new window or session, and #1 there is another connection."""
+        for scoped in (self.decode_as, self.struct_formats, self.json_delimiters, self.framings):
+            scoped._by.clear()
+        self._settings_changed()
+
     def _settings_changed(self) -> None:
         self._generation += 1
 

@@ -161,6 +161,8 @@ class MainWindow(QMainWindow):
         self.options = options
         self.store = store if store is not None else MessageStore()
         self.decoding = Decoding(self.store)
+        # The registry is the process's; what an earlier window set for its connection #1 is not this one's.
+        self.decoding.registry.clear_settings()
         self.colours = palette.current()
         self.model = MessageTableModel(self.store, self.decoding, self)
         self.conn_model = ConnectionsModel(self.store, self)
@@ -1042,7 +1044,7 @@ class MainWindow(QMainWindow):
         base = self.options or LinkOptions()
         demo = base.demo and self.link is not None and self.link.target_addr == target
         self.start_link(LinkOptions(listen=(listen[0], 0 if demo else listen[1]), target=target,
-                                    framing=self.framing_combo.currentText() or "raw",
+                                    framing=self.framing_combo.currentText() or "auto",
                                     conditions=self.conditions.value().to_dict(), demo=demo,
                                     demo_interval=base.demo_interval))
 

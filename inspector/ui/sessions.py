@@ -389,7 +389,7 @@ class SessionActions(QObject):
         from proxy.codec import framing_to_dict
         from proxy.framing import FramingError, parse_framing
 
-        framing = self.w.framing_combo.currentText().strip() or "raw"
+        framing = self.w.framing_combo.currentText().strip() or "auto"
         try:
             imp = CaptureImporter(path, framing=framing)
             spec = parse_framing(framing)

@@ -28,7 +28,9 @@ from inspector.bridge import LinkOptions
 from inspector.ui import palette
 from proxy.options import UsageError, parse_hostport
 
-FRAMINGS = ("raw", "lines", "len16", "len32", "len16le", "len32le", "msgpack", "json")
+FRAMINGS = ("auto", "raw", "lines", "len16", "len32", "len16le", "len32le", "header16json", "msgpack", "json")
+"""The framing choices offered by name (``auto`` first: sockscope works it out; the box also takes any other name
+``--framing`` takes, such as ``delim:EOT\\x00`` or ``fixed:12``)."""
 
 
 class StartPage(QWidget):
@@ -51,8 +53,9 @@ class StartPage(QWidget):
         self.framing = QComboBox()
         self.framing.setEditable(True)
         self.framing.addItems(FRAMINGS)
-        self.framing.setToolTip("what one message is: raw = each recv() as your code sees it; lines; "
-                                "length-prefixed; msgpack or JSON streams; or fixed:N")
+        self.framing.setToolTip("what one message is: auto = sockscope works it out from the first messages; "
+                                "raw = each recv() as your code sees it; lines; length-prefixed; header16json "
+                                "(a JSON header, then the body); msgpack or JSON streams; delim:TEXT; fixed:N")
         form = QFormLayout()
         form.addRow("Your server's address", self.target)
         form.addRow("The port your client should use", self.listen_port)
@@ -130,7 +133,7 @@ class StartPage(QWidget):
         """The user's choices; raises ``UsageError`` with a readable message."""
         target = parse_hostport(self.target.text(), "server address")
         return LinkOptions(listen=("127.0.0.1", self.listen_port.value()), target=target,
-                           framing=self.framing.currentText().strip() or "raw")
+                           framing=self.framing.currentText().strip() or "auto")
 
     def _start(self) -> None:
         try:
