@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QModelIndex, QObject, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
@@ -33,6 +33,7 @@ from PySide6.QtGui import (
     QGuiApplication,
     QKeyEvent,
     QKeySequence,
+    QPaintEvent,
     QResizeEvent,
     QShowEvent,
 )
@@ -80,6 +81,9 @@ from inspector.ui.start_page import FRAMINGS, StartPage
 from inspector.ui.wording import NOT_RUNNING, failure_text, start_error_text
 from proxy.model import Direction, MessageState, Notice
 from proxy.options import UsageError, parse_hostport
+
+if TYPE_CHECKING:
+    from inspector.ui.timeline.dock import TimelineController
 
 _FROM_TO = {Direction.C2S: "from your client to the server", Direction.S2C: "from the server to your client"}
 DEFAULT_SIZE = (1440, 960)
@@ -179,6 +183,7 @@ class MainWindow(QMainWindow):
         """The highest connection and message numbers this window has shown (a proxy it starts goes on after them)."""
         self._window_keys: set[QKeySequence] = set()
         self._layout_pending = ""
+        self._first_paint_done = False
         self._check_on_main = False
         """What the first show does to the layout: "reset" (the default for the window's size), "check" (a
         restored one), or nothing."""
@@ -393,28 +398,53 @@ class MainWindow(QMainWindow):
         self.log.setMaximumBlockCount(LOG_MAX_LINES)
         self.log_dock = self._dock("Log", "log_dock", self.log, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.log_dock.hide()
-        self._build_timeline()
-
-    # -- timeline (issue 7): Timeline + Statistics docks, annotation badges, detail note, selection sync
-    def _build_timeline(self) -> None:
-        from inspector.ui.timeline.dock import TimelineController
-
-        self.timeline = TimelineController(self.store, self, conditions=self.conditions.value)
+        # The Timeline and Statistics docks are hidden until asked for (View ▸ Timeline, the toolbar): the table and
+        # the detail get the room. What they show (the timeline's analysis, its views, the table's annotation badges
+        # and the detail pane's note) is made right after the window's first paint, or as soon as something asks.
+        self._timeline: TimelineController | None = None
         bottom = Qt.DockWidgetArea.BottomDockWidgetArea
-        self.timeline_dock = self._dock("Timeline", "timeline_dock", self.timeline.panel, bottom)
-        self.stats_dock = self._dock("Statistics", "statistics_dock", self.timeline.stats_panel, bottom)
+        self.timeline_dock = self._dock("Timeline", "timeline_dock", QWidget(), bottom)
+        self.stats_dock = self._dock("Statistics", "statistics_dock", QWidget(), bottom)
         self.tabifyDockWidget(self.timeline_dock, self.stats_dock)
         self.timeline_dock.raise_()
         for d in (self.timeline_dock, self.stats_dock):
-            d.hide()  # until asked for (View ▸ Timeline, the toolbar): the table and the detail get the room
-        self.timeline.message_selected.connect(self._select_store_row)
+            d.hide()
+            d.visibilityChanged.connect(self._timeline_wanted)
+
+    # -- timeline (issue 7): Timeline + Statistics docks, annotation badges, detail note, selection sync
+    @property
+    def timeline(self) -> TimelineController:
+        """The timeline's controller (made after the window's first paint, or when first needed)."""
+        if self._timeline is None:
+            self._build_timeline()
+        assert self._timeline is not None
+        return self._timeline
+
+    def _timeline_wanted(self, visible: bool) -> None:
+        if visible and self._timeline is None:
+            self._build_timeline()
+
+    def _build_timeline(self) -> None:
+        from inspector.ui.timeline.dock import TimelineController
+
+        tl = self._timeline = TimelineController(self.store, self, conditions=self.conditions.value)
+        for dock, panel in ((self.timeline_dock, tl.panel), (self.stats_dock, tl.stats_panel)):
+            placeholder = dock.widget()
+            dock.setWidget(panel)
+            if placeholder is not None:
+                placeholder.deleteLater()
+        tl.message_selected.connect(self._select_store_row)
         self.table.setItemDelegateForColumn(
-            Column.SUMMARY, self.timeline.make_delegate(lambda idx: self.model.data(idx, ROW_ROLE), self.table))
+            Column.SUMMARY, tl.make_delegate(lambda idx: self.model.data(idx, ROW_ROLE), self.table))
         self.table.selectionModel().currentRowChanged.connect(
-            lambda cur, _prev: self.timeline.select_row(self.model.data(cur, ROW_ROLE) if cur.isValid() else None))
+            lambda cur, _prev: tl.select_row(self.model.data(cur, ROW_ROLE) if cur.isValid() else None))
         detail_layout = self.detail.layout()
         if isinstance(detail_layout, QVBoxLayout):
-            detail_layout.insertWidget(1, self.timeline.detail_note)
+            detail_layout.insertWidget(1, tl.detail_note)
+        if tl.colours != self.colours:
+            tl.set_colours(self.colours)
+        tl.select_row(self.selected_row())
+        self.table.viewport().update()  # the badges of rows already shown
 
     def _select_store_row(self, row: int) -> None:
         """A plot point or ladder arrow was clicked: select that message in the table (or at least show it)."""
@@ -802,6 +832,18 @@ class MainWindow(QMainWindow):
             else:  # the start page asks for less room than the table's page: check once that is on show
                 self._check_on_main = True
 
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if not self._first_paint_done:
+            # The window is on screen: what it does not need for its first frame is made on the next turn of the
+            # event loop (most of it is never seen until asked for).
+            self._first_paint_done = True
+            QTimer.singleShot(0, self, self._after_first_paint)
+
+    def _after_first_paint(self) -> None:
+        if self._timeline is None:
+            self._build_timeline()
+
     def _page_changed(self, _index: int) -> None:
         if self._check_on_main and self.isVisible() and self.central.currentWidget() is self.main_view:
             self._check_on_main = False
@@ -822,6 +864,7 @@ class MainWindow(QMainWindow):
         if not on:
             self.timeline_dock.hide()
             return
+        _ = self.timeline  # made, if it was not yet
         self.timeline_dock.show()
         self.timeline_dock.raise_()
         if not self.timeline_dock.isFloating():
@@ -845,7 +888,8 @@ class MainWindow(QMainWindow):
         self.conditions.set_colours(self.colours)
         self.intercept.set_colours(self.colours)
         self.start_page.set_colours(self.colours)
-        self.timeline.set_colours(self.colours)
+        if self._timeline is not None:
+            self._timeline.set_colours(self.colours)
         if self.detail.row is not None:
             self.detail.show_row(self.detail.row)
         self._update_status()
@@ -1174,7 +1218,8 @@ class MainWindow(QMainWindow):
         self.model.reset()
         self.held_model.reset()
         self.detail.show_row(None)
-        self.timeline.select_row(None)  # no pair note or lesson about a message that is gone
+        if self._timeline is not None:
+            self._timeline.select_row(None)  # no pair note or lesson about a message that is gone
         self.filter_bar.set_counts(0, 0)
         self.statusBar().showMessage(f"cleared {n:,} messages", 4000)
 
