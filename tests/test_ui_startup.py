@@ -78,3 +78,28 @@ def test_the_refcount_guard_adds_its_references_in_a_few_steps(monkeypatch: pyte
     added = sys.getrefcount(None) - before  # outside the assert: pytest's rewritten asserts hold None themselves
     assert added == 100_000
     assert len(calls) <= 1  # one call through the API, then one addition
+
+
+@pytest.mark.timeout(60)
+def test_the_timelines_text_boxes_made_after_the_first_paint_let_the_windows_keys_through(
+        qtbot: Any, tmp_path: Path) -> None:
+    """The window's Ctrl shortcuts beat a text box's own use of the keys (issue 19); the timeline's boxes (pairing
+    keys, group by), made after the first paint, too."""
+    from PySide6.QtCore import QEvent, QSettings, Qt
+    from PySide6.QtGui import QKeyEvent
+    from PySide6.QtWidgets import QApplication
+
+    from inspector.ui.main_window import MainWindow
+    from tests.test_ui_learner import _LinuxTextKeys
+
+    w = MainWindow(None, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w._timeline is not None, timeout=10_000)  # made by itself, after the first paint
+    tl = w.timeline
+    for box in (tl.key_c2s, tl.group_by):
+        linux_keys = _LinuxTextKeys(box)  # the box claims Ctrl+E as it does under X11
+        box.installEventFilter(linux_keys)
+        event = QKeyEvent(QEvent.Type.ShortcutOverride, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier, "\x05")
+        QApplication.sendEvent(box, event)
+        assert not event.isAccepted(), box.objectName() or box.placeholderText()  # Ctrl+E goes to the window

@@ -441,6 +441,8 @@ class MainWindow(QMainWindow):
         detail_layout = self.detail.layout()
         if isinstance(detail_layout, QVBoxLayout):
             detail_layout.insertWidget(1, tl.detail_note)
+        for panel in (tl.panel, tl.stats_panel):
+            self._watch_text_boxes(panel)
         if tl.colours != self.colours:
             tl.set_colours(self.colours)
         tl.select_row(self.selected_row())
@@ -774,8 +776,11 @@ class MainWindow(QMainWindow):
         """Let the window's Ctrl shortcuts reach it while a text box of the window (not of a dialog) has focus."""
         self._window_keys = {a.shortcut() for a in self.findChildren(QAction)
                              if not a.shortcut().isEmpty() and a.shortcut().toString() in WINDOW_KEYS}
+        self._watch_text_boxes(self)
+
+    def _watch_text_boxes(self, root: QWidget) -> None:
         # an editable combo box (the filter bar) and a spin box take the keys for their line edit themselves
-        for box in (*self.findChildren(QLineEdit), *self.findChildren(QComboBox), *self.findChildren(QAbstractSpinBox)):
+        for box in (*root.findChildren(QLineEdit), *root.findChildren(QComboBox), *root.findChildren(QAbstractSpinBox)):
             box.installEventFilter(self)
 
     def _conditions_height(self, width: int) -> int:
