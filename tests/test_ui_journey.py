@@ -404,3 +404,36 @@ def _scapy_follow(pcapng: Path) -> list[tuple[bytes, bytes]]:
         server = next(iter(key - {client}), client)
         out.append(tuple(b"".join(d for _, d in sorted(sides.get(side, {}).items())) for side in (client, server)))
     return out  # type: ignore[return-value]
+
+
+@pytest.mark.timeout(60)
+def test_the_lesson_of_a_message_selected_as_it_arrives_shows_once_the_timeline_has_read_it(
+        qtbot: Any, tmp_path: Path) -> None:
+    """§9: the hostile pickle's row is selected as soon as it is in the table (before the timeline's analysis, which
+    runs ten times a second, has read it); its lesson ("A pickle on the wire ... Learn more") appears by itself."""
+    from inspector.bridge import LinkOptions, ThreadLink
+
+    server_port = _free_port()
+    w = MainWindow(LinkOptions(listen=("127.0.0.1", 0), target=("127.0.0.1", server_port)),
+                   settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), link_factory=ThreadLink)
+    qtbot.addWidget(w)
+    w.resize(*SIZE)
+    w.show()
+    try:
+        qtbot.waitUntil(lambda: w.link is not None and w._timeline is not None, timeout=WAIT)
+        assert w.link is not None and w.link.listen_addr is not None
+        scripts = tmp_path / "tutorial"
+        scripts.mkdir()
+        copy_scripts(SCRIPTS, scripts, server_port, w.link.listen_addr[1])
+        w.timeline.timer.stop()  # the analysis waits until the row is selected (as on a busy machine)
+        child = Child(scripts / "hostile_pickle.py", str(w.link.listen_addr[1]))
+        qtbot.waitUntil(lambda: w.model.rowCount() >= 1, timeout=WAIT)
+        w.select_visible(0)
+        assert w.timeline.analysis.next_row == 0 and not w.timeline.detail_note.isVisibleTo(w)
+        w.timeline.timer.start()
+        qtbot.waitUntil(lambda: w.timeline.detail_note.isVisibleTo(w), timeout=WAIT)
+        note = w.timeline.detail_note.text()
+        assert "pickle" in note.lower() and "Learn more" in note, note
+        child.stop()
+    finally:
+        w.stop_link()

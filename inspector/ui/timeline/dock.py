@@ -477,6 +477,9 @@ class TimelineController(QObject):
                 self._update_rtt_label()
             if self.stats_panel.isVisible() or force:
                 self.refresh_stats()
+        if changed and self._selected is not None:
+            # the selected message's lessons and pair may only be known now that its rows were analysed
+            self.update_note(self._selected)
         if not self.paused and (self.ladder.isVisible() or force):
             self.ladder.refresh()
         self.tick_ms.append((time.perf_counter() - t0) * 1000)
@@ -536,7 +539,8 @@ class TimelineController(QObject):
 
     def update_note(self, row: int | None) -> None:
         text = self.note_html(row)
-        self.detail_note.setText(text)
+        if text != self.detail_note.text():
+            self.detail_note.setText(text)
         self.detail_note.setVisible(bool(text))
 
     def open_lesson(self, url: str) -> None:
