@@ -194,7 +194,10 @@ def test_the_tutorial_in_the_window_at_1024x700(journey: Journey, qtbot: Any, tm
     qtbot.waitActive(w)  # the window's shortcuts (Ctrl+E, Ctrl+R) need it to be the active window
 
     # ---- 1. §4: the welcome and the reply, decoded
+    assert "Nothing is listening" in w.notice_text.text() and not w.notice.isHidden()  # no server before the run
     conn1, _ = j.exercise()
+    # the window said nothing listened before the exercise's server started; it answered, so that is gone
+    assert w.notice.isHidden(), w.notice_text.text()
     welcome, reply = j.first(conn1, Direction.S2C), j.first(conn1, Direction.C2S)
     assert s.payload(welcome) == WELCOME and s.payload(reply) == REPLY
     assert j.cell(welcome, Column.SUMMARY) == '"Hello from the exercise server! 🚀"'

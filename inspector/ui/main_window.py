@@ -1024,6 +1024,15 @@ class MainWindow(QMainWindow):
                 self.notice.hide()
             self.statusBar().showMessage(f"your server at {fmt.addr(link.target_addr)} is listening now", 8000)
 
+    def _server_answered(self) -> None:
+        """The server sent a message, so it runs: "nothing is listening" is no longer true (a program that serves one
+        client and exits, like the tutorial's exercise, is gone again before the window's next look, which would
+        otherwise leave the warning standing under a conversation that worked)."""
+        self._target_down = False
+        self._target_timer.stop()
+        if self._notice_kind == "target":
+            self.notice.hide()
+
     def _server_unreachable(self, n: Notice) -> None:
         m = re.search(r"connection #(\d+): cannot reach the server at (\S+) \((.*)\)$", n.text)
         if m is None:
@@ -1113,6 +1122,9 @@ class MainWindow(QMainWindow):
             self._update_held()
             if self._armed:
                 self._disarm_held()
+        s = self.store
+        if self._target_down and any(s.dirs[r] == Direction.S2C for r in range(result.first_new_row, len(s))):
+            self._server_answered()
 
     def _scrolled(self, value: int) -> None:
         at_bottom = value >= self.table.verticalScrollBar().maximum() - 1
