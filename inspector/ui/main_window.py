@@ -348,11 +348,18 @@ class MainWindow(QMainWindow):
         self.conn_table.verticalHeader().hide()
         self.conn_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.conn_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        cv = self.conn_table.verticalHeader()
+        cv.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        cv.setDefaultSectionSize(self.table.verticalHeader().defaultSectionSize())  # rows as tall as the table's
+        self.conn_table.setWordWrap(False)
+        self.conn_table.setTextElideMode(Qt.TextElideMode.ElideRight)
         ch = self.conn_table.horizontalHeader()
         ch.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         ch.setStretchLastSection(False)
         ch.setMinimumSectionSize(32)
-        ch.setSectionResizeMode(len(ConnectionsModel.HEADERS) - 1, QHeaderView.ResizeMode.Stretch)  # "client"
+        # The connection's name takes what the other columns leave: in a narrow panel "#2 replay of #1" shortens
+        # ("#2 repl…", whole in its tooltip) instead of pushing the client column out of view.
+        ch.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.conn_table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.conn_table.customContextMenuRequested.connect(self._conn_menu)
         self.conn_table.doubleClicked.connect(lambda idx: self._only_connection(idx))
@@ -735,11 +742,11 @@ class MainWindow(QMainWindow):
     def _size_docks(self) -> None:
         w, h = self.width(), self.height()
         panels = max(self.conditions.minimumSizeHint().width(), self.intercept.minimumSizeHint().width())
-        right = max(panels + SCROLLBAR_PX, min(w * 27 // 100, RIGHT_MAX_PX))
+        right = max(panels + SCROLLBAR_PX, min(w * 25 // 100, RIGHT_MAX_PX))
         docks, sizes = [self.cond_dock], [right]
         if self.dockWidgetArea(self.conn_dock) == Qt.DockWidgetArea.LeftDockWidgetArea:
             docks.append(self.conn_dock)
-            sizes.append(max(CONN_MIN_PX, min(w * 18 // 100, CONN_MAX_PX)))
+            sizes.append(max(CONN_MIN_PX, min(max(w * 18 // 100, self._connections_width()), CONN_MAX_PX)))
         self.resizeDocks(docks, sizes, Qt.Orientation.Horizontal)
         if not self.tabifiedDockWidgets(self.cond_dock):
             # room for a preset's source too (two more lines), so choosing one does not make the panel scroll
@@ -747,6 +754,18 @@ class MainWindow(QMainWindow):
             cond_h = min(self._conditions_height(right) + extra + DOCK_TITLE_PX, h * 60 // 100)
             self.resizeDocks([self.cond_dock, self.intercept_dock], [cond_h, max(200, h - cond_h)],
                              Qt.Orientation.Vertical)
+
+    def _connections_width(self) -> int:
+        """Room for every column of the Connections panel (a short connection name, typical counts), so that none
+        is cut off at the right of a window wide enough for the panel to have a column of its own."""
+        t = self.conn_table
+        h = t.horizontalHeader()
+        fm = t.fontMetrics()
+        samples = {1: "1 / 1", 2: "19 B / 36 B", 3: "connecting", 4: ":55555"}  # the tutorial's exercise
+        cols = sum(max(h.sectionSizeHint(c), t.sizeHintForColumn(c), fm.horizontalAdvance(s) + 12)
+                   for c, s in samples.items())
+        name = fm.horizontalAdvance("○ #0") + 12
+        return cols + name + 2 * t.frameWidth() + 8  # 8: the panel's margins
 
     def layout_fits(self) -> bool:
         """Whether the table and detail pane have room and no panel on the right is narrower than its controls."""
