@@ -357,9 +357,11 @@ class MainWindow(QMainWindow):
         ch.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         ch.setStretchLastSection(False)
         ch.setMinimumSectionSize(32)
-        # The connection's name takes what the other columns leave: in a narrow panel "#2 replay of #1" shortens
-        # ("#2 repl…", whole in its tooltip) instead of pushing the client column out of view.
+        # The connection's name and its client share what the counts and the state leave: in a narrow panel
+        # "#2 replay of #1" and the client's port shorten ("#2 repl…", whole in the tooltip) instead of pushing
+        # columns out of view behind a sideways scrollbar.
         ch.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        ch.setSectionResizeMode(len(ConnectionsModel.HEADERS) - 1, QHeaderView.ResizeMode.Stretch)
         self.conn_table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.conn_table.customContextMenuRequested.connect(self._conn_menu)
         self.conn_table.doubleClicked.connect(lambda idx: self._only_connection(idx))
