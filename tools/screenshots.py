@@ -80,12 +80,16 @@ class DemoShots:
     def __init__(self, app: QApplication, out: Path, size: tuple[int, int], wanted: set[str]) -> None:
         from PySide6.QtCore import QSettings
 
-        from inspector.bridge import LinkOptions, ThreadLink
+        from inspector import app as cli
+        from inspector.bridge import ThreadLink
         from inspector.ui.main_window import MainWindow
 
         self.app, self.out, self.size, self.wanted = app, out, size, wanted
         settings = QSettings(str(Path(tempfile.mkdtemp()) / "shots.ini"), QSettings.Format.IniFormat)
-        self.w: MainWindow = MainWindow(LinkOptions(demo=True, demo_interval=0.25), settings=settings,
+        options, _ = cli.link_from_args(cli.build_parser().parse_args(["demo"]))  # `sockscope demo`'s defaults
+        assert options is not None
+        options.demo_interval = 0.25
+        self.w: MainWindow = MainWindow(options, settings=settings,
                                         link_factory=ThreadLink)
         self.w.resize(*size)
         self.w.show()
@@ -133,6 +137,11 @@ class DemoShots:
             self.wait_until(lambda: s.held_count == 1, "a held ping")
             mid = w.intercept.selected_id()
             assert mid is not None
+            held = s.row_of(mid)
+            pos = s.visible_position(held) if held is not None else None
+            if pos is not None:  # the held ping selected in the table too, its detail below
+                w.select_visible(pos)
+                w.table.scrollTo(w.model.index(pos, 0))
             dlg = w.edit_selected()  # Ctrl+E
             assert dlg is not None
             dlg.edit.setPlainText("ping 999 (edited)")

@@ -145,7 +145,8 @@ class Shooter:
                  size: tuple[int, int] = WINDOW_SIZE, name: Callable[[str], str] = lambda n: n) -> None:
         from PySide6.QtCore import QSettings
 
-        from inspector.bridge import LinkOptions, ThreadLink
+        from inspector import app as cli
+        from inspector.bridge import ThreadLink
         from inspector.ui.main_window import MainWindow
 
         self.app, self.out, self.scripts, self.name = app, out, scripts, name
@@ -153,7 +154,10 @@ class Shooter:
         self.children: list[Child] = []
         settings = QSettings(str(scripts / "shots.ini"), QSettings.Format.IniFormat)
         settings.clear()
-        options = LinkOptions(listen=("127.0.0.1", self.client_port), target=("127.0.0.1", self.server_port))
+        # what `sockscope --listen 127.0.0.1:5556 --target 127.0.0.1:5555` starts (the tutorial's command)
+        options, _ = cli.link_from_args(cli.build_parser().parse_args(
+            ["--listen", f"127.0.0.1:{self.client_port}", "--target", f"127.0.0.1:{self.server_port}"]))
+        assert options is not None
         self.w: MainWindow = MainWindow(options, settings=settings, link_factory=ThreadLink)
         w = self.w
         w.resize(*size)
