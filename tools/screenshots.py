@@ -138,10 +138,10 @@ class DemoShots:
             mid = w.intercept.selected_id()
             assert mid is not None
             held = s.row_of(mid)
-            pos = s.visible_position(held) if held is not None else None
-            if pos is not None:  # the held ping selected in the table too, its detail below
-                w.select_visible(pos)
-                w.table.scrollTo(w.model.index(pos, 0))
+            held_pos = s.visible_position(held) if held is not None else None
+            if held_pos is not None:  # the held ping selected in the table too, its detail below
+                w.select_visible(held_pos)
+                w.table.scrollTo(w.model.index(held_pos, 0))
             dlg = w.edit_selected()  # Ctrl+E
             assert dlg is not None
             dlg.edit.setPlainText("ping 999 (edited)")
