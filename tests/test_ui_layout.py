@@ -230,3 +230,36 @@ def test_latency_slider_is_fine_near_zero_with_arrow_keys_and_typed_values(
     qtbot.waitUntil(lambda: engine_conditions(w).c2s.latency_ms == 250, timeout=WAIT)
     jitter = w.conditions.cols[Direction.C2S].jitter
     assert jitter.steps[:3] == (0, 1, 2) and jitter.steps[jitter.slider.maximum() // 2] <= 300
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("size", [(1024, 700), (1600, 1000)], ids=["1024x700", "1600x1000"])
+def test_the_connections_panel_shows_every_column_without_scrolling_sideways(
+        qtbot: Any, make_window: Callable[..., MainWindow], size: tuple[int, int]) -> None:
+    """Seen in the tutorial's replay picture at 1024x700 and the demo's held one at 1600x1000: "#2 replay of #1" or
+    "open · 1 held" pushed the client column out of the Connections panel (clipped, a sideways scrollbar), and its
+    rows were half again as tall as the table's."""
+    from proxy.model import CloseReason, ConnectionClosed, ConnectionOpened, Message, MessageState, UpstreamConnected
+    from tests.test_ui_window import publish
+
+    w = make_window(LinkOptions(listen=("127.0.0.1", 0)), size=size)
+    wait_link(qtbot, w)
+    publish(w, [
+        ConnectionOpened(11, ("127.0.0.1", 54321), ("127.0.0.1", 5555), 1_000),
+        Message(1, 11, Direction.S2C, 0, "Hello from the exercise server! 🚀".encode(), 2_000, 2_000),
+        Message(2, 11, Direction.C2S, 0, "Ping received! 📥".encode(), 3_000, 3_000),
+        ConnectionClosed(11, CloseReason.CLOSED, "both sides closed", 4_000, 19, 36, 1, 1),
+        ConnectionOpened(12, ("replay", 0), ("127.0.0.1", 5555), 5_000, replay_of=11),
+        Message(3, 12, Direction.C2S, 0, "Ping received! 📥".encode(), 6_000, 6_000),
+        ConnectionOpened(13, ("127.0.0.1", 54322), ("127.0.0.1", 5555), 7_000),
+        UpstreamConnected(13, ("127.0.0.1", 5555), 7_500),
+        Message(4, 13, Direction.C2S, 0, b"x" * 101_000, 8_000, None, state=MessageState.HELD),
+    ])
+    qtbot.waitUntil(lambda: w.conn_model.rowCount() == 3 and w.model.rowCount() == 4, timeout=WAIT)
+    w.conn_dock.raise_()
+    settle(qtbot, w)
+    t = w.conn_table
+    assert t.isVisible() and t.horizontalScrollBar().maximum() == 0, [t.columnWidth(c) for c in range(5)]
+    for col in range(1, 4):  # the counts and the state are shown whole (the name and the client may shorten)
+        assert t.columnWidth(col) >= t.sizeHintForColumn(col), (col, t.columnWidth(col), t.sizeHintForColumn(col))
+    assert t.rowHeight(0) == w.table.rowHeight(0)

@@ -8,13 +8,15 @@ Role: pictures that cannot go stale, and a way to look at the window at the size
   ``held`` (a ping held and being edited), ``conditions`` (latency and jitter shaping the pings), ``compose`` (a
   message written from scratch), ``timeline`` (round trips, rates and the ladder), ``dark`` (the demo in the dark
   look);
-- ``tutorial-NN-STEP-WxH.png`` for the states of docs/tutorial.md (the welcome decoded, 200 ms each way, the
+- ``tutorial/NN-STEP-WxH.png`` for the states of docs/tutorial.md (the welcome decoded, 200 ms each way, the
   reply held and edited, the edit forwarded, the replay, the positions as JSON, msgpack and pickle, a hostile
   pickle), driven with the tutorial's own scripts by ``tools/tutorial_shots.py``'s :class:`Shooter`.
 
 docs/ keeps the ``window-*`` pictures at 1024x700 and 1600x1000 (``python tools/screenshots.py docs --size 1024x700
---size 1600x1000 --only demo held conditions compose timeline dark``) and the README shows the default size's demo
-(``--size 1440x960 --only demo``).
+--size 1600x1000 --only demo held conditions compose timeline``), the README shows the default size's demo
+(``--size 1440x960 --only demo``), and docs/tutorial.md links each of its pictures (``python tools/tutorial_shots.py
+docs/tutorial --size 1024x700``) to the same state at 1600x1000 (``python tools/screenshots.py docs --size 1600x1000
+--only 01-welcome 02-latency ... 09-hostile-pickle``).
 
 Each picture is ``QWidget.grab()`` of the window (a dialog is painted where a window manager would put it). The
 window's proxy is an engine and control endpoint on a thread of this process (``inspector.bridge.ThreadLink``),
@@ -59,7 +61,8 @@ def window_with_dialog(window: QWidget, dlg: QWidget) -> QPixmap:
     shot = window.grab()
     dpic = dlg.grab()
     title_h = 26
-    x, y = (shot.width() - dpic.width()) // 2, max(title_h + 4, (shot.height() - dpic.height()) // 3)
+    # centred on the window, as Qt places a dialog over its parent
+    x, y = (shot.width() - dpic.width()) // 2, max(title_h + 4, (shot.height() - dpic.height() + title_h) // 2)
     painter = QPainter(shot)
     pal = dlg.palette()
     painter.fillRect(x - 1, y - title_h - 1, dpic.width() + 2, dpic.height() + title_h + 2, pal.dark())
@@ -77,12 +80,16 @@ class DemoShots:
     def __init__(self, app: QApplication, out: Path, size: tuple[int, int], wanted: set[str]) -> None:
         from PySide6.QtCore import QSettings
 
-        from inspector.bridge import LinkOptions, ThreadLink
+        from inspector import app as cli
+        from inspector.bridge import ThreadLink
         from inspector.ui.main_window import MainWindow
 
         self.app, self.out, self.size, self.wanted = app, out, size, wanted
         settings = QSettings(str(Path(tempfile.mkdtemp()) / "shots.ini"), QSettings.Format.IniFormat)
-        self.w: MainWindow = MainWindow(LinkOptions(demo=True, demo_interval=0.25), settings=settings,
+        options, _ = cli.link_from_args(cli.build_parser().parse_args(["demo"]))  # `sockscope demo`'s defaults
+        assert options is not None
+        options.demo_interval = 0.25
+        self.w: MainWindow = MainWindow(options, settings=settings,
                                         link_factory=ThreadLink)
         self.w.resize(*size)
         self.w.show()
@@ -130,6 +137,11 @@ class DemoShots:
             self.wait_until(lambda: s.held_count == 1, "a held ping")
             mid = w.intercept.selected_id()
             assert mid is not None
+            held = s.row_of(mid)
+            held_pos = s.visible_position(held) if held is not None else None
+            if held_pos is not None:  # the held ping selected in the table too, its detail below
+                w.select_visible(held_pos)
+                w.table.scrollTo(w.model.index(held_pos, 0))
             dlg = w.edit_selected()  # Ctrl+E
             assert dlg is not None
             dlg.edit.setPlainText("ping 999 (edited)")
@@ -184,13 +196,15 @@ def tutorial_states(app: QApplication, out: Path, size: tuple[int, int], wanted:
     if not steps:
         return
     suffix = f"-{size[0]}x{size[1]}"
+    out = out / "tutorial"  # next to the tutorial's own pictures and scripts (docs/tutorial)
+    out.mkdir(parents=True, exist_ok=True)
     ports = pick_ports(prefer_doc=False)
     with tempfile.TemporaryDirectory(prefix="sockscope-shots-") as tmp:
         scripts = Path(tmp)
         copy_scripts(SCRIPTS, scripts, *ports)
         for n in steps:
             shooter = Shooter(app, out, scripts, ports, size,
-                              name=lambda name: f"tutorial-{name.removesuffix('.png')}{suffix}.png")
+                              name=lambda name: f"{name.removesuffix('.png')}{suffix}.png")
             try:
                 getattr(shooter, f"step{n}")()
             finally:

@@ -110,12 +110,19 @@ class Child:
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, encoding="utf-8", env=env)
         self.lines: list[str] = []
-        threading.Thread(target=self._read, name=f"read-{script.name}", daemon=True).start()
+        self._reader = threading.Thread(target=self._read, name=f"read-{script.name}", daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+        with self.proc.stdout:  # closed at the end of the output (no unclosed pipe left to the garbage collector)
+            for line in self.proc.stdout:
+                self.lines.append(line.rstrip("\n"))
+
+    def output(self, timeout: float = 10.0) -> list[str]:
+        """Every line, once the process has ended and its output has been read to the end."""
+        self._reader.join(timeout)
+        return list(self.lines)
 
     def saw(self, text: str) -> bool:
         return any(text in line for line in list(self.lines))
@@ -128,6 +135,7 @@ class Child:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+        self._reader.join(5)
 
 
 class Shooter:
@@ -137,7 +145,8 @@ class Shooter:
                  size: tuple[int, int] = WINDOW_SIZE, name: Callable[[str], str] = lambda n: n) -> None:
         from PySide6.QtCore import QSettings
 
-        from inspector.bridge import LinkOptions, ThreadLink
+        from inspector import app as cli
+        from inspector.bridge import ThreadLink
         from inspector.ui.main_window import MainWindow
 
         self.app, self.out, self.scripts, self.name = app, out, scripts, name
@@ -145,7 +154,10 @@ class Shooter:
         self.children: list[Child] = []
         settings = QSettings(str(scripts / "shots.ini"), QSettings.Format.IniFormat)
         settings.clear()
-        options = LinkOptions(listen=("127.0.0.1", self.client_port), target=("127.0.0.1", self.server_port))
+        # what `sockscope --listen 127.0.0.1:5556 --target 127.0.0.1:5555` starts (the tutorial's command)
+        options, _ = cli.link_from_args(cli.build_parser().parse_args(
+            ["--listen", f"127.0.0.1:{self.client_port}", "--target", f"127.0.0.1:{self.server_port}"]))
+        assert options is not None
         self.w: MainWindow = MainWindow(options, settings=settings, link_factory=ThreadLink)
         w = self.w
         w.resize(*size)
@@ -194,8 +206,9 @@ class Shooter:
 
     def finish(self, child: Child) -> None:
         self.wait_until(lambda: child.proc.poll() is not None, f"{child.name} to finish")
+        lines = child.output()  # its last lines too
         if child.proc.returncode != 0:
-            raise RuntimeError(f"{child.argv} failed:\n" + "\n".join(child.lines))
+            raise RuntimeError(f"{child.argv} failed:\n" + "\n".join(lines))
 
     def rows(self) -> int:
         return int(self.w.model.rowCount())

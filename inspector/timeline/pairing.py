@@ -185,7 +185,8 @@ class RoundTrip:
         return self.network_ns / 1e6
 
     def describe(self) -> str:
-        parts = ", ".join(f"{r.value} {ns / 1e6:.0f}" for r, ns in self.injected_by if ns)
+        # a reason that added less than half a millisecond (a queue of 0.2 ms) is not worth a "queue 0"
+        parts = ", ".join(f"{r.value} {ms}" for r, ns in self.injected_by if (ms := f"{ns / 1e6:.0f}") != "0")
         return (f"round trip {self.rtt_ms:.1f} ms = {self.injected_ms:.1f} ms added by sockscope"
                 + (f" ({parts})" if parts else "") + f" + {self.network_ms:.1f} ms network and server")
 

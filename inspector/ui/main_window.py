@@ -33,6 +33,7 @@ from PySide6.QtGui import (
     QGuiApplication,
     QKeyEvent,
     QKeySequence,
+    QPaintEvent,
     QResizeEvent,
     QShowEvent,
 )
@@ -84,6 +85,7 @@ from proxy.options import UsageError, parse_hostport
 
 if TYPE_CHECKING:
     from inspector.layouts import Layout  # imported when a layout is offered: 17 ms of start-up otherwise
+    from inspector.ui.timeline.dock import TimelineController
 
 _FROM_TO = {Direction.C2S: "from your client to the server", Direction.S2C: "from the server to your client"}
 DEFAULT_SIZE = (1440, 960)
@@ -191,6 +193,7 @@ class MainWindow(QMainWindow):
         """The highest connection and message numbers this window has shown (a proxy it starts goes on after them)."""
         self._window_keys: set[QKeySequence] = set()
         self._layout_pending = ""
+        self._first_paint_done = False
         self._check_on_main = False
         """What the first show does to the layout: "reset" (the default for the window's size), "check" (a
         restored one), or nothing."""
@@ -360,11 +363,22 @@ class MainWindow(QMainWindow):
         self.conn_table.verticalHeader().hide()
         self.conn_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.conn_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        cv = self.conn_table.verticalHeader()
+        cv.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        cv.setDefaultSectionSize(self.table.verticalHeader().defaultSectionSize())  # rows as tall as the table's
+        self.conn_table.setWordWrap(False)
+        self.conn_table.setTextElideMode(Qt.TextElideMode.ElideRight)
         ch = self.conn_table.horizontalHeader()
         ch.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         ch.setStretchLastSection(False)
-        ch.setMinimumSectionSize(32)
-        ch.setSectionResizeMode(len(ConnectionsModel.HEADERS) - 1, QHeaderView.ResizeMode.Stretch)  # "client"
+        ch.setMinimumSectionSize(24)  # six columns in a 1024-pixel window's panel: the elided ones give way
+        # The connection's name and its client share what the counts and the state leave: in a narrow panel
+        # "#2 replay of #1" and the client's port shorten ("#2 repl…", whole in the tooltip) instead of pushing
+        # columns out of view behind a sideways scrollbar.
+        ch.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col, name in enumerate(ConnectionsModel.HEADERS):
+            if name == "client" or name.startswith("framing"):  # these shorten too (whole in their tooltips)
+                ch.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch)
         self.conn_table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.conn_table.customContextMenuRequested.connect(self._conn_menu)
         self.conn_table.doubleClicked.connect(lambda idx: self._only_connection(idx))
@@ -410,28 +424,55 @@ class MainWindow(QMainWindow):
         self.log.setMaximumBlockCount(LOG_MAX_LINES)
         self.log_dock = self._dock("Log", "log_dock", self.log, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.log_dock.hide()
-        self._build_timeline()
-
-    # -- timeline (issue 7): Timeline + Statistics docks, annotation badges, detail note, selection sync
-    def _build_timeline(self) -> None:
-        from inspector.ui.timeline.dock import TimelineController
-
-        self.timeline = TimelineController(self.store, self, conditions=self.conditions.value)
+        # The Timeline and Statistics docks are hidden until asked for (View ▸ Timeline, the toolbar): the table and
+        # the detail get the room. What they show (the timeline's analysis, its views, the table's annotation badges
+        # and the detail pane's note) is made right after the window's first paint, or as soon as something asks.
+        self._timeline: TimelineController | None = None
         bottom = Qt.DockWidgetArea.BottomDockWidgetArea
-        self.timeline_dock = self._dock("Timeline", "timeline_dock", self.timeline.panel, bottom)
-        self.stats_dock = self._dock("Statistics", "statistics_dock", self.timeline.stats_panel, bottom)
+        self.timeline_dock = self._dock("Timeline", "timeline_dock", QWidget(), bottom)
+        self.stats_dock = self._dock("Statistics", "statistics_dock", QWidget(), bottom)
         self.tabifyDockWidget(self.timeline_dock, self.stats_dock)
         self.timeline_dock.raise_()
         for d in (self.timeline_dock, self.stats_dock):
-            d.hide()  # until asked for (View ▸ Timeline, the toolbar): the table and the detail get the room
-        self.timeline.message_selected.connect(self._select_store_row)
+            d.hide()
+            d.visibilityChanged.connect(self._timeline_wanted)
+
+    # -- timeline (issue 7): Timeline + Statistics docks, annotation badges, detail note, selection sync
+    @property
+    def timeline(self) -> TimelineController:
+        """The timeline's controller (made after the window's first paint, or when first needed)."""
+        if self._timeline is None:
+            self._build_timeline()
+        assert self._timeline is not None
+        return self._timeline
+
+    def _timeline_wanted(self, visible: bool) -> None:
+        if visible and self._timeline is None:
+            self._build_timeline()
+
+    def _build_timeline(self) -> None:
+        from inspector.ui.timeline.dock import TimelineController
+
+        tl = self._timeline = TimelineController(self.store, self, conditions=self.conditions.value)
+        for dock, panel in ((self.timeline_dock, tl.panel), (self.stats_dock, tl.stats_panel)):
+            placeholder = dock.widget()
+            dock.setWidget(panel)
+            if placeholder is not None:
+                placeholder.deleteLater()
+        tl.message_selected.connect(self._select_store_row)
         self.table.setItemDelegateForColumn(
-            Column.SUMMARY, self.timeline.make_delegate(lambda idx: self.model.data(idx, ROW_ROLE), self.table))
+            Column.SUMMARY, tl.make_delegate(lambda idx: self.model.data(idx, ROW_ROLE), self.table))
         self.table.selectionModel().currentRowChanged.connect(
-            lambda cur, _prev: self.timeline.select_row(self.model.data(cur, ROW_ROLE) if cur.isValid() else None))
+            lambda cur, _prev: tl.select_row(self.model.data(cur, ROW_ROLE) if cur.isValid() else None))
         detail_layout = self.detail.layout()
         if isinstance(detail_layout, QVBoxLayout):
-            detail_layout.insertWidget(1, self.timeline.detail_note)
+            detail_layout.insertWidget(1, tl.detail_note)
+        for panel in (tl.panel, tl.stats_panel):
+            self._watch_text_boxes(panel)
+        if tl.colours != self.colours:
+            tl.set_colours(self.colours)
+        tl.select_row(self.selected_row())
+        self.table.viewport().update()  # the badges of rows already shown
 
     def _select_store_row(self, row: int) -> None:
         """A plot point or ladder arrow was clicked: select that message in the table (or at least show it)."""
@@ -720,11 +761,11 @@ class MainWindow(QMainWindow):
     def _size_docks(self) -> None:
         w, h = self.width(), self.height()
         panels = max(self.conditions.minimumSizeHint().width(), self.intercept.minimumSizeHint().width())
-        right = max(panels + SCROLLBAR_PX, min(w * 27 // 100, RIGHT_MAX_PX))
+        right = max(panels + SCROLLBAR_PX, min(w * 25 // 100, RIGHT_MAX_PX))
         docks, sizes = [self.cond_dock], [right]
         if self.dockWidgetArea(self.conn_dock) == Qt.DockWidgetArea.LeftDockWidgetArea:
             docks.append(self.conn_dock)
-            sizes.append(max(CONN_MIN_PX, min(w * 18 // 100, CONN_MAX_PX)))
+            sizes.append(max(CONN_MIN_PX, min(max(w * 18 // 100, self._connections_width()), CONN_MAX_PX)))
         self.resizeDocks(docks, sizes, Qt.Orientation.Horizontal)
         if not self.tabifiedDockWidgets(self.cond_dock):
             # room for a preset's source too (two more lines), so choosing one does not make the panel scroll
@@ -732,6 +773,18 @@ class MainWindow(QMainWindow):
             cond_h = min(self._conditions_height(right) + extra + DOCK_TITLE_PX, h * 60 // 100)
             self.resizeDocks([self.cond_dock, self.intercept_dock], [cond_h, max(200, h - cond_h)],
                              Qt.Orientation.Vertical)
+
+    def _connections_width(self) -> int:
+        """Room for every column of the Connections panel (a short connection name, typical counts), so that none
+        is cut off at the right of a window wide enough for the panel to have a column of its own."""
+        t = self.conn_table
+        h = t.horizontalHeader()
+        fm = t.fontMetrics()
+        samples = {1: "1 / 1", 2: "19 B / 36 B", 3: "connecting", 4: ":55555"}  # the tutorial's exercise
+        cols = sum(max(h.sectionSizeHint(c), t.sizeHintForColumn(c), fm.horizontalAdvance(s) + 12)
+                   for c, s in samples.items())
+        name = fm.horizontalAdvance("○ #0") + 12
+        return cols + name + 2 * t.frameWidth() + 8  # 8: the panel's margins
 
     def layout_fits(self) -> bool:
         """Whether the table and detail pane have room and no panel on the right is narrower than its controls."""
@@ -761,8 +814,11 @@ class MainWindow(QMainWindow):
         """Let the window's Ctrl shortcuts reach it while a text box of the window (not of a dialog) has focus."""
         self._window_keys = {a.shortcut() for a in self.findChildren(QAction)
                              if not a.shortcut().isEmpty() and a.shortcut().toString() in WINDOW_KEYS}
+        self._watch_text_boxes(self)
+
+    def _watch_text_boxes(self, root: QWidget) -> None:
         # an editable combo box (the filter bar) and a spin box take the keys for their line edit themselves
-        for box in (*self.findChildren(QLineEdit), *self.findChildren(QComboBox), *self.findChildren(QAbstractSpinBox)):
+        for box in (*root.findChildren(QLineEdit), *root.findChildren(QComboBox), *root.findChildren(QAbstractSpinBox)):
             box.installEventFilter(self)
 
     def _conditions_height(self, width: int) -> int:
@@ -819,6 +875,18 @@ class MainWindow(QMainWindow):
             else:  # the start page asks for less room than the table's page: check once that is on show
                 self._check_on_main = True
 
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        if not self._first_paint_done:
+            # The window is on screen: what it does not need for its first frame is made on the next turn of the
+            # event loop (most of it is never seen until asked for).
+            self._first_paint_done = True
+            QTimer.singleShot(0, self, self._after_first_paint)
+
+    def _after_first_paint(self) -> None:
+        if self._timeline is None:
+            self._build_timeline()
+
     def _page_changed(self, _index: int) -> None:
         if self._check_on_main and self.isVisible() and self.central.currentWidget() is self.main_view:
             self._check_on_main = False
@@ -839,6 +907,7 @@ class MainWindow(QMainWindow):
         if not on:
             self.timeline_dock.hide()
             return
+        _ = self.timeline  # made, if it was not yet
         self.timeline_dock.show()
         self.timeline_dock.raise_()
         if not self.timeline_dock.isFloating():
@@ -862,7 +931,8 @@ class MainWindow(QMainWindow):
         self.conditions.set_colours(self.colours)
         self.intercept.set_colours(self.colours)
         self.start_page.set_colours(self.colours)
-        self.timeline.set_colours(self.colours)
+        if self._timeline is not None:
+            self._timeline.set_colours(self.colours)
         if self.detail.row is not None:
             self.detail.show_row(self.detail.row)
         self._update_status()
@@ -992,6 +1062,15 @@ class MainWindow(QMainWindow):
                 self.notice.hide()
             self.statusBar().showMessage(f"your server at {fmt.addr(link.target_addr)} is listening now", 8000)
 
+    def _server_answered(self) -> None:
+        """The server sent a message, so it runs: "nothing is listening" is no longer true (a program that serves one
+        client and exits, like the tutorial's exercise, is gone again before the window's next look, which would
+        otherwise leave the warning standing under a conversation that worked)."""
+        self._target_down = False
+        self._target_timer.stop()
+        if self._notice_kind == "target":
+            self.notice.hide()
+
     def _server_unreachable(self, n: Notice) -> None:
         m = re.search(r"connection #(\d+): cannot reach the server at (\S+) \((.*)\)$", n.text)
         if m is None:
@@ -1083,6 +1162,9 @@ class MainWindow(QMainWindow):
             self._update_held()
             if self._armed:
                 self._disarm_held()
+        s = self.store
+        if self._target_down and any(s.dirs[r] == Direction.S2C for r in range(result.first_new_row, len(s))):
+            self._server_answered()
 
     def _scrolled(self, value: int) -> None:
         at_bottom = value >= self.table.verticalScrollBar().maximum() - 1
@@ -1193,7 +1275,8 @@ class MainWindow(QMainWindow):
         self.model.reset()
         self.held_model.reset()
         self.detail.show_row(None)
-        self.timeline.select_row(None)  # no pair note or lesson about a message that is gone
+        if self._timeline is not None:
+            self._timeline.select_row(None)  # no pair note or lesson about a message that is gone
         self.filter_bar.set_counts(0, 0)
         self.statusBar().showMessage(f"cleared {n:,} messages", 4000)
 

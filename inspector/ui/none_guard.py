@@ -41,10 +41,18 @@ def _probe() -> bool:
 
 
 def _add(obj: object, n: int) -> None:
+    """``n`` permanent references to ``obj``: what ``n`` calls of ``Py_IncRef`` do (this runs only before 3.12,
+    whose objects start with their reference count, ``ob_refcnt``), in one addition rather than ``n`` ctypes calls
+    (150,000 of those took 0.1-0.2 s of the window's start)."""
     global _added
-    ref = ctypes.py_object(obj)
-    for _ in range(n):
-        _incref(ref)
+    before = sys.getrefcount(obj)
+    _incref(obj)  # once through the API: the count lives where the next line expects it
+    refcnt = ctypes.c_ssize_t.from_address(id(obj))
+    if refcnt.value != before:  # not the layout we know: one call at a time, as before
+        for _ in range(n - 1):
+            _incref(obj)
+    else:
+        refcnt.value += n - 1
     _added += n
 
 

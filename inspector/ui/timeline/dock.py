@@ -2,7 +2,8 @@
 
 Role: :class:`TimelineController` owns the Qt-free :class:`~inspector.timeline.stats.Analysis` and one refresh
 timer (10 per second, well under the window's ~30 batches/s): each tick processes the store's new rows within a
-time budget and redraws only what is visible. It never gets one signal per message. It offers:
+time budget and redraws only what is visible. It never gets one signal per message. The plots (pyqtgraph, numpy) are
+made the first time the timeline is shown, not with the window: most sessions never open it. It offers:
 
 - :attr:`panel`: pairing and scope controls, the RTT/throughput plots and the ladder side by side;
 - :attr:`stats_panel`: the per-type table (:class:`StatsModel`, a thin adapter over ``GroupRow`` s) with
@@ -21,7 +22,7 @@ import html
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from PySide6.QtCore import (
     QEvent,
@@ -62,7 +63,9 @@ from inspector.ui import format as fmt
 from inspector.ui import palette
 from inspector.ui.table_base import HeaderedTableModel
 from inspector.ui.timeline.ladder import LadderView
-from inspector.ui.timeline.plots import TimelinePlots
+
+if TYPE_CHECKING:
+    from inspector.ui.timeline.plots import TimelinePlots
 
 Index = QModelIndex | QPersistentModelIndex
 REFRESH_MS: Final = 100
@@ -248,15 +251,16 @@ class TimelineController(QObject):
         bar.addSpacing(8)
         bar.addWidget(self.follow_box)
         bar.addWidget(self.pause_box)
-        self.plots = TimelinePlots()
-        self.plots.row_clicked.connect(self.message_selected)
-        self.plots.follow_changed.connect(self._follow_changed)
+        # The plots (pyqtgraph and numpy: a good part of the window's start-up) are made when the timeline is first
+        # shown or asked for; until then an empty widget keeps their place in the splitter.
+        self._plots: TimelinePlots | None = None
+        self._plots_slot = QWidget()
         self.ladder = LadderView(self.store)
         self.ladder.row_clicked.connect(self.message_selected)
         self.ladder.follow_changed.connect(self._follow_changed)
         self.split = QSplitter(Qt.Orientation.Horizontal)
         self.split.setObjectName("timeline_split")
-        self.split.addWidget(self.plots)
+        self.split.addWidget(self._plots_slot)
         self.split.addWidget(self.ladder)
         self.split.setStretchFactor(0, 3)
         self.split.setStretchFactor(1, 2)
@@ -266,6 +270,42 @@ class TimelineController(QObject):
         lay.addLayout(bar)
         lay.addWidget(self.split, 1)
         self._key_widgets_enabled()
+        self.panel.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.panel and event.type() == QEvent.Type.Show and self._plots is None:
+            self._build_plots()  # before the panel is first painted
+        return super().eventFilter(watched, event)
+
+    @property
+    def plots(self) -> TimelinePlots:
+        """The RTT and rate plots (made on first use)."""
+        if self._plots is None:
+            self._build_plots()
+        assert self._plots is not None
+        return self._plots
+
+    def _build_plots(self) -> None:
+        from inspector.ui.timeline.plots import TimelinePlots
+
+        plots = TimelinePlots()
+        plots.row_clicked.connect(self.message_selected)
+        plots.follow_changed.connect(self._follow_changed)
+        if plots.colours != self.colours:
+            plots.set_colours(self.colours)
+        if not self.follow_box.isChecked():
+            plots.set_follow(False)
+        if self._conf:
+            plots.set_configured(self._conf)
+        self._plots = plots
+        sizes = self.split.sizes()
+        self.split.replaceWidget(0, plots)
+        self._plots_slot.deleteLater()
+        self.split.setStretchFactor(0, 3)
+        if sum(sizes):
+            self.split.setSizes(sizes)
+        plots.refresh(self.analysis, self.conn_id)
+        plots.select_row(self._selected)
 
     def _build_stats(self) -> None:
         self.stats_panel = QWidget()
@@ -310,7 +350,8 @@ class TimelineController(QObject):
         self.stats_model.colours = colours
         self.pair_error.setStyleSheet(f"color: {colours.error.name()}")
         self.group_error.setStyleSheet(f"color: {colours.error.name()}")
-        self.plots.set_colours(colours)
+        if self._plots is not None:
+            self._plots.set_colours(colours)
         self.ladder.colours = colours
         self.ladder.update()
         self._update_rtt_label()
@@ -378,7 +419,8 @@ class TimelineController(QObject):
             self.refresh(force=True)
 
     def _set_follow(self, on: bool) -> None:
-        self.plots.set_follow(on)
+        if self._plots is not None:
+            self._plots.set_follow(on)
         self.ladder.set_follow(on)
         if on:
             self.refresh(force=True)
@@ -413,7 +455,8 @@ class TimelineController(QObject):
                 self._conf[-1] = (t, lo, hi)
             else:
                 self._conf.append((t, lo, hi))
-            self.plots.set_configured(self._conf)
+            if self._plots is not None:
+                self._plots.set_configured(self._conf)
 
     def refresh(self, force: bool = False) -> None:
         """One tick: analyse new rows (within the budget), then redraw what is visible."""
@@ -428,11 +471,15 @@ class TimelineController(QObject):
             self._sync_connections()
         if (changed or force) and not self.paused:
             if self.panel.isVisible() or force:
-                self.plots.refresh(self.analysis, self.conn_id)
-                self.plots.select_row(self._selected)
+                if self._plots is not None:  # else made, and drawn, when the timeline is first shown
+                    self._plots.refresh(self.analysis, self.conn_id)
+                    self._plots.select_row(self._selected)
                 self._update_rtt_label()
             if self.stats_panel.isVisible() or force:
                 self.refresh_stats()
+        if changed and self._selected is not None:
+            # the selected message's lessons and pair may only be known now that its rows were analysed
+            self.update_note(self._selected)
         if not self.paused and (self.ladder.isVisible() or force):
             self.ladder.refresh()
         self.tick_ms.append((time.perf_counter() - t0) * 1000)
@@ -459,7 +506,8 @@ class TimelineController(QObject):
     def select_row(self, row: int | None) -> None:
         """The table's selection changed: highlight it in the plots and the ladder, and fill the note."""
         self._selected = row
-        self.plots.select_row(row)
+        if self._plots is not None:
+            self._plots.select_row(row)
         self.ladder.select_row(row)
         self.update_note(row)
 
@@ -491,7 +539,8 @@ class TimelineController(QObject):
 
     def update_note(self, row: int | None) -> None:
         text = self.note_html(row)
-        self.detail_note.setText(text)
+        if text != self.detail_note.text():
+            self.detail_note.setText(text)
         self.detail_note.setVisible(bool(text))
 
     def open_lesson(self, url: str) -> None:
