@@ -95,8 +95,14 @@ def message_note(store: MessageStore, row: int) -> str:
         return ""
     name, _cause, _reason = at
     lane = LaneFraming(name, _cause, _reason)
-    if name in ("auto", "raw"):
-        return f"Framing {name}: this row is one read as it came ({_how(lane)})."
+    if name == "raw" and _cause == "inferred":
+        return ("Framing raw: each read is one row; no framing fitted the first messages "
+                "(right-click the connection ▸ Framing to name one).")
+    if name == "auto":
+        return ("Framing auto: each read is one row while sockscope works the framing out from the first "
+                "messages.")
+    if name == "raw":
+        return f"Framing raw: each read is one row; {_how(lane)}."
     return f"Framing {name} ({describe(name)}): {_how(lane)}."
 
 

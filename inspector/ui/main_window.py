@@ -371,14 +371,18 @@ class MainWindow(QMainWindow):
         ch = self.conn_table.horizontalHeader()
         ch.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         ch.setStretchLastSection(False)
-        ch.setMinimumSectionSize(24)  # six columns in a 1024-pixel window's panel: the elided ones give way
+        ch.setMinimumSectionSize(32)
         # The connection's name and its client share what the counts and the state leave: in a narrow panel
         # "#2 replay of #1" and the client's port shorten ("#2 repl…", whole in the tooltip) instead of pushing
         # columns out of view behind a sideways scrollbar.
         ch.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for col, name in enumerate(ConnectionsModel.HEADERS):
-            if name == "client" or name.startswith("framing"):  # these shorten too (whole in their tooltips)
+            if name.startswith("framing"):  # shortens too (whole in its tooltip)
                 ch.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch)
+            elif name == "client":
+                # Six columns do not fit a side panel: the client's address is in every cell's tooltip and in the
+                # detail pane, so its column is hidden (what one message is matters more to a learner).
+                self.conn_table.setColumnHidden(col, True)
         self.conn_table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.conn_table.customContextMenuRequested.connect(self._conn_menu)
         self.conn_table.doubleClicked.connect(lambda idx: self._only_connection(idx))

@@ -27,7 +27,7 @@ MSG_ID_ROLE = Qt.ItemDataRole.UserRole + 3
 
 
 class ConnectionsModel(HeaderedTableModel):
-    HEADERS = ("conn", "msgs ↑/↓", "bytes ↑/↓", "state", "client", "framing ↑/↓")
+    HEADERS = ("conn", "msgs ↑/↓", "bytes ↑/↓", "state", "client", "framing")
     TOOLTIPS = ("connection number (● open, ○ closed)", "messages client→server ↑ / server→client ↓",
                 "bytes client→server ↑ / server→client ↓",
                 "open, closed, reset …, and how many of its messages are held for you in the Intercept panel "
