@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,10 +75,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args()
 
-    from PySide6.QtCore import QEventLoop, QSettings, QTimer
+    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from inspector.ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([])
 
@@ -86,13 +86,32 @@ def main() -> int:
         QTimer.singleShot(ms, loop.quit)
         loop.exec()
 
+    children: list[subprocess.Popen[str]] = []
+    try:
+        result = _measure(args, app, spin, children)
+    finally:
+        for p in children:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(10)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _measure(args: argparse.Namespace, app: object, spin: Any, children: list[subprocess.Popen[str]]) -> dict[str, Any]:
+    from PySide6.QtCore import QSettings, QTimer
+
+    from inspector.ui.main_window import MainWindow
+
     echo = subprocess.Popen([sys.executable, "-c", ECHO], stdout=subprocess.PIPE, text=True)
+    children.append(echo)
     assert echo.stdout is not None
     echo_port = int(echo.stdout.readline())
     env = {**os.environ, "SOCKSCOPE_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
     proxy = subprocess.Popen([sys.executable, "-m", "proxy", "--listen", "127.0.0.1:0", "--target",
                               f"127.0.0.1:{echo_port}", "--control", "127.0.0.1:0", "--quiet"],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True, cwd=ROOT)
+    children.append(proxy)
     assert proxy.stdout is not None
     port = control = 0
     while not (port and control):
@@ -135,9 +154,10 @@ def main() -> int:
     spin(500)  # what is still on its way to the window
     lat.sort()
     if os.environ.get("BENCH_DEBUG"):
-        sizes = sorted(len(m.data) for m in list(w.store)[:2000])
+        sizes = sorted(w.store.sizes[r] for r in range(min(2000, len(w.store))))
         print("sizes", sizes[:5], sizes[-5:], file=sys.stderr)
-        print(w.log.toPlainText()[-2000:], file=sys.stderr)
+        for c in w.store.connections.values():
+            print("framing", c.conn_id, [(f.framing, f.cause) for f in c.framing], file=sys.stderr)
     dropped = getattr(w.link, "dropped", None)
     result = {"rate_target": args.rate, "seconds": args.seconds, **played,
               "messages_in_window": len(w.store),
@@ -147,12 +167,7 @@ def main() -> int:
               "loop_latency_max_ms": round(lat[-1], 2), "target_p99_ms": 30}
     w.stop_link()
     w.close()
-    for p in (proxy, echo):
-        p.terminate()
-        p.wait(10)
-    del app
-    print(json.dumps(result, indent=2))
-    return 0
+    return result
 
 
 if __name__ == "__main__":
