@@ -159,7 +159,7 @@ def describe(name: str) -> str:
 class _Candidate:
     """One framing hypothesis scanning the shared window from its first byte."""
 
-    __slots__ = ("aligned", "alive", "frames", "last_aligned", "name", "need", "rank", "tiny")
+    __slots__ = ("aligned", "alive", "frames", "last_aligned", "name", "need", "rank", "seen", "tiny")
 
     def __init__(self, name: str, rank: int, need: int) -> None:
         self.name = name
@@ -170,13 +170,17 @@ class _Candidate:
         self.aligned = 0
         self.alive = True
         self.last_aligned = False
+        self.seen = 0
+        """Bytes of the window when it was last advanced."""
 
     def advance(self, window: bytearray, data: bytes) -> bool:
         """Scan what the read ``data`` (now the end of ``window``) adds; True if the window ends on a boundary."""
         raise NotImplementedError
 
     def degenerate(self, reads: int) -> bool:
-        return self.tiny * 4 > self.frames or self.frames > 16 * reads
+        # Many messages per read are scraps (a "delimiter" cutting text into pieces) when they are tiny; a batch of
+        # sensible messages per send (a tick's 40 entity updates, one JSON line each) is a game's normal traffic.
+        return self.tiny * 4 > self.frames or (self.frames > 16 * reads and self.seen < 8 * self.frames)
 
     def hopeless(self) -> bool:
         """Too many messages, or mostly degenerate ones already: stop scanning (it can never fit)."""
@@ -522,8 +526,10 @@ class Inference:
             self._pickle_starts = False
         if self._pickles and not (self._pickle_starts and data[-1] == 0x2E):
             self._pickles = False
+        seen = len(window)
         for c in self._cands:
             if c.alive:
+                c.seen = seen
                 c.last_aligned = c.advance(window, data)
                 if c.last_aligned:
                     c.aligned += 1
