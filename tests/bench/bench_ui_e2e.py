@@ -1,8 +1,8 @@
 """By hand: ``python tests/bench/bench_ui_e2e.py [--rate 20000] [--seconds 5]`` prints JSON: the window's ingest
 measured end to end, as a user runs it.
 
-A game client (its own process) sends newline-terminated JSON messages at ``--rate`` per second, paced in 1 ms
-batches, to an echo server (its own process) through a real proxy process (``python -m proxy --control``); the
+A game client (its own process) sends newline-terminated JSON messages at half ``--rate`` per second, paced in
+1 ms batches, to an echo server (its own process) through a real proxy process (``python -m proxy --control``); the
 window, in this process, is attached to that proxy over the control protocol, as ``sockscope --attach`` is. A 2 ms
 timer on the GUI thread measures how late the event loop runs (p50/p99/max); at the end the figures say how many
 messages the game sent and got back, how many reached the window's store, and how many events the proxy dropped
@@ -143,7 +143,7 @@ def _measure(args: argparse.Namespace, app: object, spin: Any, children: list[su
     timer = QTimer()
     timer.setInterval(2)
     timer.timeout.connect(tick)
-    game = subprocess.Popen([sys.executable, "-c", GAME, str(port), str(args.rate), str(args.seconds)],
+    game = subprocess.Popen([sys.executable, "-c", GAME, str(port), str(args.rate // 2), str(args.seconds)],
                             stdout=subprocess.PIPE, text=True)
     timer.start()
     while game.poll() is None:
