@@ -115,7 +115,7 @@ from inspector.ui.main_window import MainWindow
 
 HEAVY = ("inspector.filters", "inspector.decode._registry", "inspector.decode._pickle", "inspector.decode._msgpack",
          "inspector.decode._struct", "importlib.metadata", "proxy.control.client",
-         "inspector.interop.session_io")
+         "inspector.interop.session_io", "proxy.inference")
 w = MainWindow(None, settings=QSettings(sys.argv[1], QSettings.Format.IniFormat))
 w.resize(1024, 700)
 w.show()
