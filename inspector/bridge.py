@@ -20,7 +20,8 @@ The Qt half lives in :mod:`inspector.ui.pump`: the ``QTimer`` that drains the qu
 batches, and the Qt signals that carry announcements.
 
 Must not import: Qt, ``inspector.ui``; the engine (``proxy.runner``, ``proxy.server``) only inside
-:class:`ThreadLink` (start-up time).
+:class:`ThreadLink`, and the control client and wire format only when a link starts (start-up time: the window
+imports this module before its first frame).
 Thread: links are created and commanded on the GUI thread (started on a worker thread); the queue is filled and
 announcements are made on the client's reader thread.
 """
@@ -36,12 +37,13 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from proxy.control.client import ControlClient, ControlError
-from proxy.control.wire import new_token
 from proxy.model import Clock, Message, Notice, Record
 from proxy.options import TOKEN_ENV
+
+if TYPE_CHECKING:
+    from proxy.control.client import ControlClient
 
 __all__ = [
     "AttachLink",
@@ -54,6 +56,12 @@ __all__ = [
     "make_link",
     "nothing_listens",
 ]
+
+def _new_token() -> str:
+    from proxy.control.wire import new_token
+
+    return new_token()
+
 
 QUEUE_BOUND: Final = 200_000
 """Messages waiting for the GUI thread; past it new *messages* are counted as lost (never updates or
@@ -211,6 +219,8 @@ class AttachLink(Link):
         """The proxy's latest ``stats`` event."""
 
     def start(self) -> None:
+        from proxy.control.client import ControlClient, ControlError
+
         try:
             self._client = ControlClient(self.host, self.port, self.token, on_records=self.events.put_many,
                                          on_event=self._on_event)
@@ -303,7 +313,7 @@ class ChildProcessLink(AttachLink):
     READY_PREFIX: Final = "sockscope: control on "
 
     def __init__(self, options: LinkOptions) -> None:
-        super().__init__("127.0.0.1", 0, new_token())
+        super().__init__("127.0.0.1", 0, _new_token())
         self.options = options
         self.proc: subprocess.Popen[str] | None = None
         self._stderr: list[str] = []
@@ -427,7 +437,7 @@ class ThreadLink(AttachLink):
     kind = "in-process"
 
     def __init__(self, options: LinkOptions) -> None:
-        super().__init__("127.0.0.1", 0, new_token())
+        super().__init__("127.0.0.1", 0, _new_token())
         self.options = options
         self.engine: Any = None  # proxy.runner.ProxyThread, imported lazily (start-up time)
         self._demo_server: Any = None

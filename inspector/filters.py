@@ -37,12 +37,15 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from inspector.decode import DecoderRegistry, PickleObject, View, default_registry, gave_up
+from inspector.decode import View, default_registry, gave_up
 from inspector.fields import MISSING, resolve
 from proxy.model import Direction, Message, MessageState, Origin, RuleUndecided
 from proxy.userregex import RegexError, UserRegex, compile_user_regex
+
+if TYPE_CHECKING:
+    from inspector.decode import DecoderRegistry
 
 __all__ = [
     "DECODED_NAMESPACES",
@@ -686,6 +689,9 @@ def _value_test(op: str, tok: _Token | None, op_tok: _Token | None, bounded: boo
         return contains
 
     if op in ("==", "!="):
+        # here, not at the top: the decoders load when a filter is first compiled, not with the window
+        from inspector.decode import PickleObject
+
         negate = op == "!="
 
         def equal(v: object) -> bool:

@@ -192,7 +192,7 @@ def test_the_scan_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
     eager = {i for i, _ in imports(path, module_level_only=True)}
     assert "PySide6.QtWidgets" in lazy and "PySide6.QtWidgets" not in eager
     decode = {i for i, _ in imports(ROOT / "inspector" / "decode" / "__init__.py", module_level_only=True)}
-    assert "inspector.decode._registry" in decode  # ``from ._registry import ...``, resolved
+    assert "inspector.decode._api" in decode  # ``from ._api import ...``, resolved
 
 
 # ------------------------------------------------------------------------------------------ light imports

@@ -103,3 +103,53 @@ def test_the_timelines_text_boxes_made_after_the_first_paint_let_the_windows_key
         event = QKeyEvent(QEvent.Type.ShortcutOverride, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier, "\x05")
         QApplication.sendEvent(box, event)
         assert not event.isAccepted(), box.objectName() or box.placeholderText()  # Ctrl+E goes to the window
+
+
+FIRST_FRAME_PROBE = r"""
+import json, sys
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+
+app = QApplication([])
+from inspector.ui.main_window import MainWindow
+
+HEAVY = ("inspector.filters", "inspector.decode._registry", "inspector.decode._pickle", "inspector.decode._msgpack",
+         "inspector.decode._struct", "importlib.metadata", "proxy.control.client",
+         "inspector.interop.session_io", "proxy.inference")
+w = MainWindow(None, settings=QSettings(sys.argv[1], QSettings.Format.IniFormat))
+w.resize(1024, 700)
+w.show()
+app.processEvents()  # the first frame
+out = {"first_paint": sorted(m for m in HEAVY if m in sys.modules)}
+words = w.filter_bar.edit.completer().model()
+out["words_before_focus"] = words.rowCount()
+w.central.setCurrentWidget(w.main_view)
+w.activateWindow()
+app.processEvents()
+w.filter_bar.edit.setFocus()
+app.processEvents()
+out["focus"] = app.focusWidget() in (w.filter_bar.edit, w.filter_bar.combo)  # the combo, the edit's proxy
+from inspector.filters import FIELD_NAMES, KEYWORDS
+out["words_after_focus"] = [words.index(i, 0).data() for i in range(words.rowCount())] == [*FIELD_NAMES, *KEYWORDS]
+w.filter_bar.set_text("size >")
+out["bad_filter"] = type(w.filter_bar.check()).__name__
+out["decode_as_names"] = w.decoding.names()[:1]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.timeout(60)
+def test_the_first_frame_does_not_wait_for_filters_decoders_or_the_control_client(tmp_path: Path) -> None:
+    """The filter language, the decoders (pickle's reader, the registry with its plugin lookup) and the control
+    client and the session file format load when first needed (a filter typed, a message decoded, a link started, a
+    session written or read), not before the window shows;
+    the filter box's completions are there once it has the focus, before anything can be typed."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
+    p = subprocess.run([sys.executable, "-c", FIRST_FRAME_PROBE, str(tmp_path / "s.ini")], capture_output=True,
+                       text=True, env=env, cwd=str(ROOT), timeout=50)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["first_paint"] == [], out
+    assert out["focus"] is True and out["words_after_focus"] is True, out
+    assert out["bad_filter"] == "FilterError", out
+    assert out["decode_as_names"] == ["auto"], out

@@ -1,14 +1,17 @@
 """Decoders for captured messages: text, JSON, msgpack, pickle (read safely), struct, hex, and plugins.
 
 Role: re-exports the decoder API and builds the default registry (built-ins in confidence-tie order, then the
-``sockscope.decoders`` entry points) on first use, so importing this package stays cheap.
+``sockscope.decoders`` entry points) on first use, so importing this package stays cheap: the decoders' and the
+registry's modules are imported on first use of one of their names too.
 Must not import: Qt, or anything from ``proxy`` except ``proxy.model``.
 Thread: any thread; pure. :func:`default_registry` is safe to call from several threads.
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
+from typing import TYPE_CHECKING, Any
 
 from proxy.model import Message
 
@@ -36,14 +39,50 @@ from ._api import (
     set_deadline,
     with_deadline,
 )
-from ._hex import HexDecoder
-from ._json import JsonDecoder
-from ._msgpack import MsgpackDecoder
-from ._pickle import PickleDecoder, PickleGlobal, PickleObject, PicklePersistent
-from ._registry import AUTO, ENTRY_POINT_GROUP, DecoderRegistry, PluginLoadError
-from ._render import render
-from ._struct import StructDecoder, parse_layout
-from ._text import TextDecoder
+
+# The decoders and the registry load on first use (PEP 562 ``__getattr__`` below): the window imports this package
+# for its types and ``parse_layout`` before its first frame, and pickle's reader, the registry (importlib.metadata
+# for the plugins) and the rest cost ~60 ms there. ``_api`` (the types) is cheap and stays eager.
+_LAZY: dict[str, str] = {
+    "HexDecoder": "._hex",
+    "JsonDecoder": "._json",
+    "MsgpackDecoder": "._msgpack",
+    "PickleDecoder": "._pickle",
+    "PickleGlobal": "._pickle",
+    "PickleObject": "._pickle",
+    "PicklePersistent": "._pickle",
+    "AUTO": "._registry",
+    "ENTRY_POINT_GROUP": "._registry",
+    "DecoderRegistry": "._registry",
+    "PluginLoadError": "._registry",
+    "render": "._render",
+    "StructDecoder": "._struct",
+    "parse_layout": "._struct",
+    "TextDecoder": "._text",
+}
+
+if TYPE_CHECKING:
+    from ._hex import HexDecoder
+    from ._json import JsonDecoder
+    from ._msgpack import MsgpackDecoder
+    from ._pickle import PickleDecoder, PickleGlobal, PickleObject, PicklePersistent
+    from ._registry import AUTO, ENTRY_POINT_GROUP, DecoderRegistry, PluginLoadError
+    from ._render import render
+    from ._struct import StructDecoder, parse_layout
+    from ._text import TextDecoder
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # once: later lookups are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 __all__ = [
     "AUTO",
@@ -77,6 +116,7 @@ __all__ = [
     "decode_message",
     "default_registry",
     "error_view",
+    "existing_registry",
     "framing_delimiter",
     "gave_up",
     "gave_up_summary",
@@ -92,6 +132,13 @@ __all__ = [
 
 def builtin_decoders() -> list[Decoder]:
     """Fresh instances of the built-ins, in the order that breaks confidence ties."""
+    from ._hex import HexDecoder
+    from ._json import JsonDecoder
+    from ._msgpack import MsgpackDecoder
+    from ._pickle import PickleDecoder
+    from ._struct import StructDecoder
+    from ._text import TextDecoder
+
     return [TextDecoder(), JsonDecoder(), MsgpackDecoder(), PickleDecoder(), StructDecoder(), HexDecoder()]
 
 
@@ -105,9 +152,17 @@ def default_registry() -> DecoderRegistry:
     if _default is None:
         with _lock:
             if _default is None:
+                from ._registry import DecoderRegistry
+
                 reg = DecoderRegistry(builtin_decoders())
                 reg.load_entry_points()
                 _default = reg
+    return _default
+
+
+def existing_registry() -> DecoderRegistry | None:
+    """The process-wide registry if :func:`default_registry` has made it, else None: a caller that only resets
+    its settings need not load the decoders to do so."""
     return _default
 
 

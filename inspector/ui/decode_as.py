@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.decode import AUTO, parse_layout
 from inspector.ui import palette
 from inspector.ui.decoding import Decoding
 from inspector.ui.editor import direction_label
@@ -122,6 +121,8 @@ class DecodeAsDialog(QDialog):
         if not spec:
             return "struct needs a layout, e.g. " + STRUCT_PLACEHOLDER
         try:
+            from inspector.decode import parse_layout  # here: the decoders load after the first frame
+
             parse_layout(spec)
         except ValueError as e:
             return str(e)
@@ -152,6 +153,8 @@ class DecodeAsDialog(QDialog):
         name = self.decoder.currentText()
         if name == STRUCT:
             self.decoding.set_struct_format(self.struct_format.text(), self.conn_id, d)
+        from inspector.decode import AUTO  # here: the decoders load after the first frame
+
         self.decoding.decode_as(None if name == AUTO else name, self.conn_id, d)
 
     def accept(self) -> None:

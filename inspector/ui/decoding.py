@@ -14,21 +14,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from inspector.decode import (
-    AUTO,
     DecodeContext,
-    DecoderRegistry,
     View,
     default_registry,
     gave_up,
     gave_up_summary,
-    parse_layout,
     set_deadline,
     with_deadline,
 )
 from inspector.store import MessageStore
 from proxy.model import Direction
+
+if TYPE_CHECKING:
+    from inspector.decode import DecoderRegistry
 
 SUMMARY_BUDGET_NS = 50_000_000
 """Most time one table row's summary may take to decode: enough for a 100 KB pickle of plain values, and a
@@ -39,13 +40,24 @@ VIEW_BUDGET_NS = 250_000_000
 
 class Decoding:
     def __init__(self, store: MessageStore, registry: DecoderRegistry | None = None) -> None:
+        """``registry`` None: the process's (:func:`~inspector.decode.default_registry`), taken on first use (the
+        decoders cost ~60 ms the window's first frame need not wait for)."""
         self.store = store
-        self.registry = registry or default_registry()
+        self._registry = registry
         self.summary_budget_ns = SUMMARY_BUDGET_NS
         self.view_budget_ns = VIEW_BUDGET_NS
         self._own: dict[int, tuple[DecodeContext, DecodeContext]] = {}
 
+    @property
+    def registry(self) -> DecoderRegistry:
+        reg = self._registry
+        if reg is None:
+            reg = self._registry = default_registry()
+        return reg
+
     def names(self) -> list[str]:
+        from inspector.decode import AUTO
+
         return [AUTO, *self.registry]
 
     def view(self, row: int, decoder: str | None = None, *, detail: bool = True) -> View:
@@ -109,6 +121,8 @@ class Decoding:
         self.store.invalidate_summaries()
 
     def current_decode_as(self, conn_id: int | None, direction: Direction | None) -> str:
+        from inspector.decode import AUTO
+
         return self.registry.decode_as.lookup(conn_id, direction) or AUTO
 
     def set_struct_format(self, spec: str | None, conn_id: int | None = None,
@@ -117,6 +131,8 @@ class Decoding:
         direction (None: both). Raises ``ValueError`` with a readable message for a bad layout."""
         spec = (spec or "").strip() or None
         if spec is not None:
+            from inspector.decode import parse_layout
+
             parse_layout(spec)
         reg = self.registry
         if direction is None and conn_id is not None:
@@ -131,6 +147,8 @@ class Decoding:
     def preview(self, data: bytes, name: str, struct_format: str, conn_id: int | None,
                 direction: Direction | None) -> View:
         """``data`` decoded as it would be with a choice not applied yet (the decode-as dialog's preview)."""
+        from inspector.decode import AUTO
+
         ctx = replace(self.registry.context_for(conn_id, direction), decode_as=None if name == AUTO else name,
                       struct_format=struct_format.strip() or None,
                       deadline_ns=time.monotonic_ns() + self.view_budget_ns)

@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.decode import AUTO, Field, View, gave_up, parse_layout
+from inspector.decode import Field, View, gave_up
 from inspector.store import MessageStore
 from inspector.ui import format as fmt
 from inspector.ui import palette
@@ -144,7 +144,9 @@ class DetailPane(QWidget):
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.decode_as = QComboBox()
         self.decode_as.setToolTip("Decode this connection's messages in this direction as …")
-        self.decode_as.addItems(self.decoding.names())
+        # The decoders' names (plugins included) are added by ``fill_decoders``, after the window's first frame or
+        # when a message is first shown: listing them loads every decoder and looks up the plugins (~60 ms).
+        self.decode_as.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.decode_as.activated.connect(self._decode_as_chosen)
         self.struct_format = QLineEdit()
         self.struct_format.setPlaceholderText("<Hff12sB player_id x y name state")
@@ -242,7 +244,13 @@ class DetailPane(QWidget):
             h = max(120, self.split.height())
             self.split.setSizes([h * 2 // 5, h * 3 // 5])
 
+    def fill_decoders(self) -> None:
+        """The "decode as" list: automatic, then every decoder. Once; before that the list is empty."""
+        if not self.decode_as.count():
+            self.decode_as.addItems(self.decoding.names())
+
     def show_row(self, row: int | None) -> None:
+        self.fill_decoders()
         self.row = row
         self.tree.clear()
         if row is None:
@@ -323,6 +331,8 @@ class DetailPane(QWidget):
         name = self.decode_as.currentText()
         s = self.store
         conn_id, d = s.conn_of(self.row), s.direction(self.row)
+        from inspector.decode import AUTO  # here: the decoders load after the first frame
+
         self.decoding.decode_as(None if name == AUTO else name, conn_id, d)
         self.show_row(self.row)
         if name == "struct" and not self.decoding.current_struct_format(conn_id, d):
@@ -340,6 +350,8 @@ class DetailPane(QWidget):
             return True
         try:
             if spec.strip():
+                from inspector.decode import parse_layout  # here: the decoders load after the first frame
+
                 parse_layout(spec.strip())
             self.decoding.set_struct_format(spec, conn_id, d)
         except ValueError as e:

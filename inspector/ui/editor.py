@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.decode import EncodeError, parse_layout
+from inspector.decode import EncodeError
 from inspector.ui import palette
 from inspector.ui.decoding import Decoding
 from proxy.model import Direction
@@ -273,6 +273,8 @@ class ComposeDialog(_MessageEditor):
                         "right click ▸ Decode as…, e.g. <Hff12sB player_id x y name state")
             else:
                 try:
+                    from inspector.decode import parse_layout  # here: the decoders load after the first frame
+
                     names = [it.name for it in parse_layout(spec).items]
                 except ValueError:
                     names = []

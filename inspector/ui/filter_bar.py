@@ -9,13 +9,17 @@ Thread: GUI thread.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QStringListModel, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QStringListModel, Qt, QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QCompleter, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
-from inspector.filters import FIELD_NAMES, KEYWORDS, Filter, FilterError, parse_filter
 from inspector.ui import palette
+
+if TYPE_CHECKING:
+    # inspector.filters (and the decoders and field paths it brings) costs ~50 ms before the window's first frame:
+    # it is imported when the filter box first gets the focus (its completions) or a filter is checked
+    from inspector.filters import Filter, FilterError
 
 HISTORY_MAX = 20
 
@@ -36,10 +40,13 @@ class FilterBar(QWidget):
         edit.setPlaceholderText('Filter: e.g.  s2c and text contains "pong"   ·   json.type == "ping"   ·   '
                                 'size > 100   (Enter applies, Ctrl+F focuses)')
         edit.setClearButtonEnabled(True)
-        completer = QCompleter(QStringListModel([*FIELD_NAMES, *KEYWORDS]), self)
+        self._words = QStringListModel(self)  # filled on the first focus-in: nothing can be typed before
+        completer = QCompleter(self._words, self)
         completer.setCompletionMode(QCompleter.CompletionMode.InlineCompletion)
         completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         edit.setCompleter(completer)
+        self.combo.installEventFilter(self)  # the combo takes the focus and hands its key presses to the edit
+        edit.installEventFilter(self)
         edit.returnPressed.connect(self.apply)
         edit.textEdited.connect(self._schedule_check)
         self.combo.activated.connect(lambda _i: self.apply())
@@ -71,6 +78,15 @@ class FilterBar(QWidget):
         lay.addLayout(row)
         lay.addWidget(self.error)
 
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.FocusIn and watched in (self.combo, self.edit) and not self._words.rowCount():
+            from inspector.filters import FIELD_NAMES, KEYWORDS
+
+            self._words.setStringList([*FIELD_NAMES, *KEYWORDS])
+            self.combo.removeEventFilter(self)
+            self.edit.removeEventFilter(self)
+        return super().eventFilter(watched, event)
+
     @property
     def text(self) -> str:
         return self.edit.text()
@@ -83,6 +99,8 @@ class FilterBar(QWidget):
 
     def check(self) -> Filter | FilterError | None:
         """Parse the current text; show or hide the inline error. Returns the filter or the error."""
+        from inspector.filters import FilterError, parse_filter
+
         text = self.text.strip()
         if not text:
             self._show_error(None)
@@ -115,6 +133,8 @@ class FilterBar(QWidget):
         self.edit.setStyleSheet(f"QLineEdit {{ border: 1px solid {colours.error.name()}; }}")
 
     def apply(self) -> None:
+        from inspector.filters import FilterError
+
         result = self.check()
         if isinstance(result, FilterError):
             return

@@ -38,10 +38,9 @@ from PySide6.QtWidgets import (
 from inspector.store import ApplyResult, MessageStore
 from inspector.ui import palette
 from inspector.ui.decoding import Decoding
-from inspector.ui.framing_words import FROM_TO, lane_short, warning_text
+from inspector.ui.framing_words import FROM_TO, describe, lane_short, warning_text
 from inspector.ui.layout_offer import LayoutLike, LayoutOfferDialog
 from proxy.framing import DEFAULT_MAX_FRAME, FramingError, normalise_name, parse_delimiter
-from proxy.inference import describe
 from proxy.model import Direction
 
 __all__ = ["KINDS", "QUICK", "FramingControl", "FramingDialog", "LayoutProvider", "fixed_size", "framing_name"]

@@ -14,15 +14,22 @@ from __future__ import annotations
 from typing import Final
 
 from inspector.store import LaneFraming, MessageStore
-from proxy.inference import describe
 from proxy.model import Direction, FramingInferred
 
-__all__ = ["FROM_TO", "lane_short", "lane_tooltip", "message_note", "warning_text"]
+__all__ = ["FROM_TO", "describe", "lane_short", "lane_tooltip", "message_note", "warning_text"]
 
 FROM_TO: Final = {Direction.C2S: "from your client to the server", Direction.S2C: "from the server to your client"}
 LOST: Final = frozenset(("stall", "contradiction", "limit"))
 """Causes of a framing record that say a framing stopped fitting."""
 MENU_HINT: Final = "right-click the connection and choose Framing"
+
+
+def describe(name: str) -> str:
+    """``proxy.inference.describe``, imported on first use: the inference module is ~7 ms the window's first frame
+    does not need (its words are shown once a connection has framing to explain)."""
+    from proxy.inference import describe as describe_framing
+
+    return describe_framing(name)
 
 
 def lane_short(lane: LaneFraming) -> str:

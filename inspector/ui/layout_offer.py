@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from inspector.decode import parse_layout
 from inspector.ui import palette
 from inspector.ui.decoding import Decoding
 from inspector.ui.framing_words import FROM_TO
@@ -72,6 +71,8 @@ class LayoutLike(Protocol):
 def layout_spec(fmt: str, names: Sequence[str]) -> str:
     """The struct decoder's ``FORMAT name1 name2`` text; ``ValueError`` with one line saying what is wrong."""
     spec = " ".join([fmt, *names])
+    from inspector.decode import parse_layout  # here: the decoders load after the first frame
+
     parse_layout(spec)
     return spec
 
@@ -185,6 +186,8 @@ class LayoutOfferDialog(QDialog):
         self.fields.setRowCount(0)
         if c is not None:
             try:
+                from inspector.decode import parse_layout  # here: the decoders load after the first frame
+
                 layout = parse_layout(c.spec())
             except ValueError as e:
                 self._filling = False

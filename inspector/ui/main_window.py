@@ -62,7 +62,7 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.bridge import AttachLink, Link, LinkError, LinkOptions, make_link, nothing_listens, notice_text
-from inspector.filters import Filter
+from inspector.decode import existing_registry
 from inspector.store import ApplyResult, MessageStore
 from inspector.ui import format as fmt
 from inspector.ui import none_guard, palette
@@ -84,6 +84,7 @@ from proxy.model import Direction, MessageState, Notice
 from proxy.options import UsageError, parse_hostport
 
 if TYPE_CHECKING:
+    from inspector.filters import Filter  # the filter bar imports inspector.filters when first used
     from inspector.layouts import Layout  # imported when a layout is offered: 17 ms of start-up otherwise
     from inspector.ui.timeline.dock import TimelineController
 
@@ -164,7 +165,10 @@ class MainWindow(QMainWindow):
         self.store = store if store is not None else MessageStore()
         self.decoding = Decoding(self.store)
         # The registry is the process's; what an earlier window set for its connection #1 is not this one's.
-        self.decoding.registry.clear_settings()
+        # (One not made yet has nothing to forget: it is made on the first decode, after the first frame.)
+        registry = existing_registry()
+        if registry is not None:
+            registry.clear_settings()
         self.colours = palette.current()
         self.model = MessageTableModel(self.store, self.decoding, self)
         self.conn_model = ConnectionsModel(self.store, self)
@@ -888,6 +892,7 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self, self._after_first_paint)
 
     def _after_first_paint(self) -> None:
+        self.detail.fill_decoders()
         if self._timeline is None:
             self._build_timeline()
 

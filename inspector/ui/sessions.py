@@ -29,14 +29,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, SignalInstance
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QComboBox, QFileDialog, QMenu, QProgressDialog, QStatusBar, QWidget
 
 from inspector.bridge import Link, LinkOptions
-from inspector.interop.session_io import SessionLoader, SessionWriter, store_records
 from inspector.store import ApplyResult, MessageStore
 from inspector.ui.decoding import Decoding
 from inspector.ui.detail import DetailPane
@@ -45,7 +44,11 @@ from inspector.ui.message_model import MessageTableModel
 from inspector.ui.pump import RecordPump
 from inspector.ui.side_models import ConnectionsModel, HeldModel
 from proxy.model import Clock, Record
-from proxy.session import SessionError
+
+if TYPE_CHECKING:
+    # the session file format (and proxy.codec, proxy.session) is imported where a session is written or read:
+    # ~15 ms the window's first frame need not wait for
+    from inspector.interop.session_io import SessionWriter
 
 __all__ = ["SessionActions", "SessionWindow"]
 
@@ -172,6 +175,8 @@ class SessionActions(QObject):
         self._start_spool(link)
 
     def _start_spool(self, link: Link | None) -> None:
+        from inspector.interop.session_io import SessionWriter
+
         o = self.w.options
         framing = {"c2s": "raw", "s2c": "raw", "max_frame": 16 << 20, "text": o.framing if o else "raw"}
         if o is not None:
@@ -225,6 +230,9 @@ class SessionActions(QObject):
 
     def record_to(self, path: str) -> bool:
         """From now on the spool is ``path``: everything captured so far, then every new record."""
+        from inspector.interop.session_io import SessionWriter
+        from proxy.session import SessionError
+
         path = os.path.abspath(path)
         try:
             if self.writer is None:
@@ -249,6 +257,9 @@ class SessionActions(QObject):
 
     def stop_recording_to_file(self) -> None:
         """Close the user's file (complete up to now); keep spooling to a temporary copy so Save still works."""
+        from inspector.interop.session_io import SessionWriter
+        from proxy.session import SessionError
+
         if self.writer is None or self.spool_is_temp or self.spool_path is None:
             return
         done = self.spool_path
@@ -272,6 +283,8 @@ class SessionActions(QObject):
 
     def save_session(self, path: str | None = None) -> bool:
         """Save the current capture (exactly the records received or loaded) to ``path`` (asks if None)."""
+        from inspector.interop.session_io import SessionWriter, store_records
+
         if path is None:
             path, _ = QFileDialog.getSaveFileName(self.widget, "Save session", "capture.sockscope", SESSION_FILTER)
             if not path:
@@ -355,6 +368,9 @@ class SessionActions(QObject):
 
     def open_session(self, path: str) -> bool:
         """Replace the table with the session at ``path``, streamed in with a progress dialog."""
+        from inspector.interop.session_io import SessionLoader
+        from proxy.session import SessionError
+
         try:
             loader = SessionLoader(path)
         except SessionError as e:
@@ -386,6 +402,7 @@ class SessionActions(QObject):
     def import_capture(self, path: str) -> bool:
         """Import a pcap/pcapng capture (framing from the toolbar) into the table and a spool (so it can be saved)."""
         from inspector.interop.pcap_import import CaptureError, CaptureImporter
+        from inspector.interop.session_io import SessionWriter
         from proxy.codec import framing_to_dict
         from proxy.framing import FramingError, parse_framing
 
@@ -467,6 +484,8 @@ class SessionActions(QObject):
 
     def export_visible(self, fmt: str, path: str | None = None) -> bool:
         """Export the visible messages (``pcapng``, ``jsonl`` or ``script``) to ``path`` (asks if None)."""
+        from inspector.interop.session_io import store_records
+
         names = {"pcapng": ("capture.pcapng", "pcapng (*.pcapng)"), "jsonl": ("messages.jsonl", "JSON lines (*.jsonl)"),
                  "script": ("replay.py", "Python script (*.py)")}
         if path is None:
@@ -533,6 +552,8 @@ class SessionActions(QObject):
 
     def _run(self, label: str, step: Callable[[], bool], cancelled: Callable[[], None], size: int,
              on_error: Callable[[], None] | None = None) -> bool:
+        from proxy.session import SessionError
+
         self.cancel()
         self._started = time.perf_counter()
         self.first_rows_s = None
