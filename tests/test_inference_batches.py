@@ -33,7 +33,7 @@ def test_batches_of_json_lines_are_framed_as_lines(per_read: int) -> None:
 def test_many_tiny_pieces_per_read_are_still_not_a_framing() -> None:
     """What the rule was for: a one-byte "delimiter" that cuts text into scraps is not a framing."""
     f = AutoFramer()
-    for t in range(12):
+    for _ in range(12):
         f.feed(b"a\nb\nc\nd\ne\nf\ng\nh\ni\nj\nk\nl\nm\nn\no\np\nq\nr\ns\nt\n" * 2)
         if f.decision is not None:
             break
