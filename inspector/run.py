@@ -64,12 +64,7 @@ from proxy.conditions import Conditions
 from proxy.framing import FramingError, FramingSpec, parse_framing
 from proxy.options import (
     UsageError,
-    add_condition_arguments,
-    add_connection_arguments,
-    add_control_arguments,
-    add_framing_arguments,
-    add_output_arguments,
-    add_recording_arguments,
+    add_engine_arguments,
     conditions_from_args,
     parse_hostport,
     parse_payload_rate,
@@ -121,12 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "program asked for (one such address per port)")
     g.add_argument("--assume-python", action="store_true",
                    help="treat the command as Python even if it does not look like it (e.g. `uv run`)")
-    add_connection_arguments(p)
-    add_framing_arguments(p)
-    add_condition_arguments(p)
-    add_output_arguments(p)
-    add_recording_arguments(p)
-    add_control_arguments(p)
+    add_engine_arguments(p)
     g = p.add_argument_group("window")
     g.add_argument("--window", action="store_true",
                    help="open the window on the program's traffic (it attaches to this run's proxy, over a control "

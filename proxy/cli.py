@@ -30,12 +30,7 @@ from proxy.options import (
     TOKEN_HOW,
     UsageError,
     add_address_arguments,
-    add_condition_arguments,
-    add_connection_arguments,
-    add_control_arguments,
-    add_framing_arguments,
-    add_output_arguments,
-    add_recording_arguments,
+    add_engine_arguments,
     add_token_arguments,
     conditions_from_args,
     parse_hostport,
@@ -66,12 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: sockscope-proxy --listen 127.0.0.1:5556 --target 127.0.0.1:5555  "
                "(then point your client at port 5556)")
     add_address_arguments(p)
-    add_connection_arguments(p)
-    add_framing_arguments(p)
-    add_condition_arguments(p)
-    add_output_arguments(p)
-    add_recording_arguments(p)
-    add_control_arguments(p)
+    add_engine_arguments(p)
     g = p.add_argument_group("demo and process")
     g.add_argument("--demo", action="store_true",
                    help="start the tutorial's exercise server and client with the proxy between them")

@@ -310,6 +310,17 @@ def add_control_arguments(p: argparse.ArgumentParser) -> None:
                         "nothing is lost. S bounds the wait in seconds (default: no bound, as with 0)")
 
 
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """Every flag of the proxy engine that sockscope-proxy and sockscope run share, in their help's order:
+    connections, framing, conditions, output, recording, control."""
+    add_connection_arguments(p)
+    add_framing_arguments(p)
+    add_condition_arguments(p)
+    add_output_arguments(p)
+    add_recording_arguments(p)
+    add_control_arguments(p)
+
+
 def parse_payload_rate(text: str) -> int:
     """``--control-payload-rate``: ``32MB/s``, ``1GiB/s``, ``0`` or ``unlimited`` (0: no limit); ``UsageError``."""
     if text.strip() == "0":
