@@ -44,17 +44,18 @@ class _Counting:
                     self.calls += 1
                     return _orig(c, window, data)  # type: ignore[operator,no-any-return]
 
-                cls.advance = counted  # type: ignore[method-assign]
+                setattr(cls, "advance", counted)  # noqa: B010
         return self
 
     def __exit__(self, *exc: object) -> None:
         for cls, original in self._saved.items():
-            cls.advance = original  # type: ignore[method-assign]
+            setattr(cls, "advance", original)  # noqa: B010
 
 
 def _all_subclasses(cls: type) -> list[type]:
-    out = []
-    for sub in cls.__subclasses__():
+    out: list[type] = []
+    subs: list[type] = cls.__subclasses__()
+    for sub in subs:
         out += [sub, *_all_subclasses(sub)]
     return out
 
