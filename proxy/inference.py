@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from heapq import heappop, heappush
 from operator import attrgetter
 from typing import Final, Literal
 
@@ -508,6 +509,7 @@ _JSON_START: Final = frozenset(b'"[{') | _SCALAR_START
 """Bytes a JSON value may start with: a stream whose first byte after whitespace is another is not JSON."""
 _WHITESPACE: Final = b" \t\r\n"
 _key: Final = attrgetter("key")
+_BUILD: Final = 1 << 10
 _HINTED: Final = 1 + 2 * len(_LENGTH_GROUPS) + len(_TEXT_DELIMITERS) + 2
 """The place of a hinted candidate that is not one of the standard ones (then the learnt terminators)."""
 
@@ -580,7 +582,9 @@ class Inference:
         self._cands: list[_Candidate] = []  # every candidate built, in the order that breaks ties of rank
         self._live: list[_Candidate] = []  # those still alive (the same order)
         self._aligned: list[_Candidate] = []  # those the last read left on a boundary (the same order)
-        self._waiting: list[tuple[int, int]] = []  # (window bytes needed, length group or -1 for the header)
+        self._waiting: list[tuple[int, int]] = []
+        """A heap of (window bytes needed, what): -1 the header, a length group to check, or ``_BUILD`` plus the
+        place of a length prefix whose first frame is not all there yet (nothing happens to it until it is)."""
         self._json: _Candidate | None = None
         self._learnt: _Delimiter | None = None
         self._seq = _HINTED
@@ -662,13 +666,12 @@ class Inference:
         if size >= 3:
             self._add_header(data)
         else:
-            self._waiting.append((3, -1))
+            heappush(self._waiting, (3, -1))
         for group, (width, *_) in enumerate(_LENGTH_GROUPS):
             if size >= width:
                 self._add_lengths(group, data)
             else:
-                self._waiting.append((width, group))
-        self._waiting.sort()
+                heappush(self._waiting, (width, group))
         hard = _has_control(data)
         for i, (delimiter, rank) in enumerate(_TEXT_DELIMITERS):
             if not hard or delimiter in data:
@@ -690,11 +693,16 @@ class Inference:
     def _build_waiting(self, window: bytearray) -> None:
         waiting = self._waiting
         while waiting and waiting[0][0] <= len(window):
-            group = waiting.pop(0)[1]
-            if group < 0:
+            what = heappop(waiting)[1]
+            if what < 0:
                 self._add_header(window)
+            elif what < _BUILD:
+                self._add_lengths(what, window)
             else:
-                self._add_lengths(group, window)
+                seq = what - _BUILD
+                width, endian, _, pairs = _LENGTH_GROUPS[(seq - 1) // 2]
+                inclusive, name, rank = pairs[(seq - 1) % 2]
+                self._adopt(_Length(width, endian, inclusive, (name, rank)), seq)
 
     def _add_header(self, window: bytes | bytearray) -> None:
         if ((window[0] << 8) | window[1]) != 0 and window[2] == 0x7B:
@@ -706,7 +714,11 @@ class Inference:
         for inclusive, name, rank in pairs:
             total = length if inclusive else width + length
             if width <= total <= INFER_BYTES:
-                self._adopt(_Length(width, endian, inclusive, (name, rank)), 1 + 2 * group + inclusive)
+                seq = 1 + 2 * group + inclusive
+                if total <= len(window):
+                    self._adopt(_Length(width, endian, inclusive, (name, rank)), seq)
+                else:
+                    heappush(self._waiting, (total, _BUILD + seq))
 
     def _adopt(self, cand: _Candidate, seq: int) -> None:
         cand.key = (cand.rank << 16) | seq
