@@ -35,6 +35,7 @@ Thread: engine loop thread; pure objects owned by one relay (the memory by the e
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from heapq import heappop, heappush
 from operator import attrgetter
@@ -387,7 +388,7 @@ class _Stream(_Candidate):
     msgpack: msgpack's unpacker driven as ``proxy.framing.MsgpackFramer`` drives it (the same declared-length
     check, the same cap), counting each object's size from offsets into the window instead of copying it out."""
 
-    __slots__ = ("budget", "checked", "consumed", "fed", "framer", "unpacker")
+    __slots__ = ("budget", "checked", "consumed", "fed", "framer", "given", "skipped", "unpacker")
 
     def __init__(self, kind: str) -> None:
         super().__init__(kind, _RANK[kind], 2)
@@ -398,6 +399,8 @@ class _Stream(_Candidate):
         self.fed = 0
         self.consumed = 0  # msgpack: the window offset where the next object starts
         self.checked = False  # msgpack: that object's declared length was compared with the cap
+        self.given = 0  # msgpack: the window offset up to which the unpacker was fed
+        self.skipped = 0  # msgpack: one-byte objects counted without it (its tell() leaves them out)
 
     def _die(self) -> bool:
         self.alive = False
@@ -440,14 +443,26 @@ class _Stream(_Candidate):
                 return self._die()
             up = self.unpacker = msgpack.Unpacker(max_buffer_size=INFER_BYTES + (1 << 20), read_size=1024,
                                                   raw=True, strict_map_key=False)
-        base = len(window) - len(data)
         consumed = self.consumed
-        for start in range(0, len(data), _STREAM_SLICE):
-            chunk = data[start:start + _STREAM_SLICE]
-            avail = base + start + len(chunk)
+        given = self.given
+        n = len(window)
+        for start in range(n - len(data), n, _STREAM_SLICE):
+            avail = min(start + _STREAM_SLICE, n)
             try:
-                up.feed(chunk)
                 while consumed < avail:
+                    if given == consumed:
+                        # The unpacker holds nothing: a run of one-byte objects (fixints, nil, booleans, empty
+                        # containers) is counted here at C speed, and the unpacker never sees it
+                        run = _MSGPACK_ONE_BYTE.match(window, consumed, avail).end() - consumed  # type: ignore[union-attr]
+                        if run:
+                            self.frames += run
+                            self.tiny += run
+                            consumed = given = consumed + run
+                            self.skipped += run
+                            continue
+                    if given < avail:
+                        up.feed(window[given:avail])
+                        given = avail
                     if not self.checked:
                         spec = _MSGPACK_DECLARED.get(window[consumed])
                         if spec is None:
@@ -462,7 +477,7 @@ class _Stream(_Candidate):
                         up.skip()
                     except msgpack.OutOfData:
                         break
-                    end = up.tell()
+                    end = up.tell() + self.skipped
                     size = end - consumed
                     consumed = end
                     self.checked = False
@@ -474,6 +489,7 @@ class _Stream(_Candidate):
             except Exception:  # FormatError, StackError, BufferFull, ValueError: where MsgpackFramer gives up
                 return self._die()
             self.consumed = consumed
+            self.given = given
             if self.hopeless():
                 return self._die()
         return consumed == len(window)
@@ -501,6 +517,8 @@ class _Fixed(_Candidate):
         return self.aligned == reads and super().promising(reads)
 
 
+_MSGPACK_ONE_BYTE: Final = re.compile(rb"[\x00-\x80\x90\xa0\xc0\xc2\xc3\xe0-\xff]*")
+"""A run of msgpack objects of one byte each: fixints, nil, false, true, an empty map, array or string."""
 _STANDARD: Final = frozenset(["header16json", "json", "msgpack", *(name for *_, pairs in _LENGTH_GROUPS
                                                                   for _, name, _ in pairs),
                               *_DELIMITER_NAMES.values()])
