@@ -685,11 +685,11 @@ class Inference:
             self._add_header(data)
         else:
             heappush(self._waiting, (3, -1))
-        for group, (width, *_) in enumerate(_LENGTH_GROUPS):
-            if size >= width:
-                self._add_lengths(group, data)
-            else:
+        for group, (width, _, order, _) in enumerate(_LENGTH_GROUPS):
+            if size < width:
                 heappush(self._waiting, (width, group))
+            elif int.from_bytes(data[:width], order) <= INFER_BYTES:  # (larger: no frame can have that length)
+                self._add_lengths(group, data)
         hard = _has_control(data)
         for i, (delimiter, rank) in enumerate(_TEXT_DELIMITERS):
             if not hard or delimiter in data:
