@@ -108,13 +108,13 @@ def _has_control(data: bytes | bytearray) -> bool:
 
 
 def _is_text(data: bytes | bytearray) -> bool:
-    rest = bytes(data).translate(None, _TEXT_BYTES)
+    rest = data.translate(None, _TEXT_BYTES)
     if not rest:
         return True
     if rest.translate(None, _HIGH_BYTES):
         return False  # a control byte
     try:
-        bytes(data).decode("utf-8")
+        data.decode("utf-8")
     except UnicodeDecodeError:
         return False
     return True
