@@ -528,7 +528,8 @@ _JSON_START: Final = frozenset(b'"[{') | _SCALAR_START
 _WHITESPACE: Final = b" \t\r\n"
 _key: Final = attrgetter("key")
 _BUILD: Final = 1 << 10
-_HINTED: Final = 1 + 2 * len(_LENGTH_GROUPS) + len(_TEXT_DELIMITERS) + 2
+_DELIMITER_SEQ: Final = 1 + 2 * len(_LENGTH_GROUPS)
+_HINTED: Final = _DELIMITER_SEQ + len(_TEXT_DELIMITERS) + 2
 """The place of a hinted candidate that is not one of the standard ones (then the learnt terminators)."""
 
 
@@ -603,6 +604,7 @@ class Inference:
         self._waiting: list[tuple[int, int]] = []
         """A heap of (window bytes needed, what): -1 the header, a length group to check, or ``_BUILD`` plus the
         place of a length prefix whose first frame is not all there yet (nothing happens to it until it is)."""
+        self._unseen: list[int] = []  # text terminators not seen yet (their candidates are built when they are)
         self._json: _Candidate | None = None
         self._learnt: _Delimiter | None = None
         self._seq = _HINTED
@@ -643,8 +645,11 @@ class Inference:
         n = len(window)
         if self.reads == 1:
             self._start(data, text)
-        elif self._waiting and n >= self._waiting[0][0]:
-            self._build_waiting(window)
+        else:
+            if self._waiting and n >= self._waiting[0][0]:
+                self._build_waiting(window)
+            if self._unseen:
+                self._look_for_terminators(window, data)
         aligned = []
         pruned = hard = False
         hard_known = False
@@ -692,8 +697,10 @@ class Inference:
                 self._add_lengths(group, data)
         hard = _has_control(data)
         for i, (delimiter, rank) in enumerate(_TEXT_DELIMITERS):
-            if not hard or delimiter in data:
-                self._adopt(_Delimiter(delimiter, rank, text_only=True), 1 + 2 * len(_LENGTH_GROUPS) + i)
+            if delimiter in data:
+                self._adopt(_Delimiter(delimiter, rank, text_only=True), _DELIMITER_SEQ + i)
+            elif not hard and size <= INFER_BYTES // 2:
+                self._unseen.append(i)
         first = data.lstrip(_WHITESPACE)
         if not first or first[0] in _JSON_START:
             self._json = _Stream("json")
@@ -707,6 +714,20 @@ class Inference:
                 cand.need = 1 if hint.confirmed else max(1, cand.need - hint.messages)
                 self._hinted = cand
                 self._adopt(cand, _HINTED)
+
+    def _look_for_terminators(self, window: bytearray, data: bytes) -> None:
+        """Build a text terminator's candidate at the read that brings its first terminator. Until then it could
+        only die: of a control byte (the message it would end is not text) or of half the window unterminated."""
+        n = len(window)
+        hard = _has_control(data)
+        unseen = []
+        for i in self._unseen:
+            delimiter, rank = _TEXT_DELIMITERS[i]
+            if window.find(delimiter, max(0, n - len(data) - len(delimiter) + 1)) >= 0:
+                self._adopt(_Delimiter(delimiter, rank, text_only=True), _DELIMITER_SEQ + i)
+            elif not hard and n <= INFER_BYTES // 2:
+                unseen.append(i)
+        self._unseen = unseen
 
     def _build_waiting(self, window: bytearray) -> None:
         waiting = self._waiting
