@@ -24,9 +24,16 @@ connection per request shows one message each way), is kept per target and direc
 with it as a hint that needs fewer messages to be believed, and is still checked against the bytes.
 
 Cost: bounded by the bytes watched (at most ``INFER_BYTES`` per inference, JSON at most ``JSON_WATCH_BYTES``);
-each candidate scans its bytes once (offsets into one shared window, no copies; msgpack and JSON use the
-incremental framers of ``proxy.framing``). Once a decision is made the window is dropped and the chosen framer
-runs alone.
+each candidate scans its bytes once (offsets into one shared window, no copies; JSON uses the incremental framer
+of ``proxy.framing``, msgpack drives msgpack's unpacker as ``MsgpackFramer`` does, with runs of one-byte objects
+counted by one regex match). Every new connection's directions pay it (``--framing auto`` is the default), so it
+does no work that cannot change a decision: a candidate is built only once the bytes leave it a chance (a length
+prefix once its first frame is all there, the Real Python header once its brace could be checked, a text
+terminator once one arrives, JSON and msgpack only for a first read they may start), a dead one is not visited
+again, and only candidates the read left on a boundary are asked whether they fit. Ties of rank go to the order
+all candidates were once built in (``key``). ``tests/test_inference_equivalence.py`` holds the decisions of the
+simpler inference that built and scanned every candidate, on thousands of read sequences. Once a decision is made
+the window is dropped and the chosen framer runs alone.
 
 Must not import: Qt, ``inspector``, asyncio, sockets, ``time``.
 Thread: engine loop thread; pure objects owned by one relay (the memory by the engine's ``Shared`` state).
