@@ -327,6 +327,19 @@ class _Delimiter(_Candidate):
                 self.scanned = max(pos, n - k + 1)
                 break
             end = i + k
+            if i == pos and k == 1 and d in _BYTE_RUNS:
+                # A run of empty messages (zero bytes in a binary record): counted at once, dying where the step by
+                # step count would have (each step adds one message and one empty one)
+                run = _BYTE_RUNS[d].match(window, pos).end() - pos  # type: ignore[union-attr]
+                frames, tiny = self.frames, self.tiny
+                die_at = min(MAX_FRAMES - frames + 1, max(1, 8 - frames, (frames - 4 * tiny) // 3 + 1))
+                if die_at <= run:
+                    self.frames, self.tiny, self.alive = frames + die_at, tiny + die_at, False
+                    return False
+                self.frames, self.tiny = frames + run, tiny + run
+                self.suffix = d if self.suffix is None else _common_suffix(self.suffix, d)
+                pos = self.scanned = pos + run
+                continue
             if self.text_only and not _is_text(window[pos:i]):
                 self.alive = False
                 return False
@@ -345,6 +358,7 @@ class _Delimiter(_Candidate):
 
 
 _TEXT_DELIMITERS: Final = ((b"\r\n", _RANK["crlf"]), (b"\n", _RANK["lines"]), (b"\x00", _RANK["nul"]))
+_BYTE_RUNS: Final = {b"\n": re.compile(b"\n+"), b"\x00": re.compile(b"\x00+")}
 _DELIMITER_NAMES: Final = {d: delimiter_name(d) for d, _ in _TEXT_DELIMITERS}
 
 
