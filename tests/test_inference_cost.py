@@ -61,22 +61,23 @@ def _all_subclasses(cls: type) -> list[type]:
 
 
 def test_a_binary_first_read_builds_only_the_candidates_it_leaves_a_chance() -> None:
-    """The hello's first bytes are no 4- or 8-byte length, no Real Python header, no JSON; its zero bytes end no
-    text line; it is not text, so no JSON: 21 candidates were built and scanned, a few are enough."""
+    """The hello's first bytes are no 4- or 8-byte length, no Real Python header, no JSON, and declare 1- and
+    2-byte lengths longer than it; its zero bytes end no text line: 21 candidates were built and scanned, two are
+    left (the NUL terminator its zero bytes end, and msgpack). A text line leaves only its terminator."""
     inf = Inference()
     assert inf.observe(HELLO) is None
     names = sorted(c.name for c in inf._cands)
-    assert len(names) <= 8, names
+    assert len(names) <= 3, names
     assert not {"len32be", "len32le", "len64be", "len64le", "header16json", "json", "lines"} & set(names), names
     text = Inference()
     assert text.observe(b"MOVE 1 2\n") is None
-    assert len(text._cands) <= 9 and "msgpack" not in {c.name for c in text._cands}
+    assert len(text._cands) <= 2 and "msgpack" not in {c.name for c in text._cands}
 
 
 def test_a_binary_direction_decided_raw_makes_few_candidate_steps() -> None:
     """Both directions of a proxybench connection (a hello then pings up, "K" then the echoes down) are decided raw
-    after three reads, as before, in a fraction of the candidate steps (63 each when every candidate was scanned
-    every read)."""
+    after three reads, as before, in a fraction of the candidate steps (42 to 63 when every live candidate was
+    scanned every read; about 10 now)."""
     for seed in range(20):
         pings = _pings(seed, 12)
         for reads in ([HELLO, *pings], [b"K", *pings]):
@@ -84,17 +85,17 @@ def test_a_binary_direction_decided_raw_makes_few_candidate_steps() -> None:
             with _Counting() as count:
                 decided = next(d for r in reads if (d := inf.observe(r)) is not None)
             assert (decided.framing, decided.reads) == ("raw", 3)
-            assert count.calls <= 24, (seed, reads[0], count.calls)
+            assert count.calls <= 14, (seed, reads[0], count.calls)
 
 
 def test_text_and_length_prefixed_directions_make_few_candidate_steps() -> None:
     lines = [f"MOVE {i} {i + 1}\n".encode() for i in range(12)]
     js = [json.dumps({"x": i, "name": f"p{i}"}).encode() for i in range(12)]
     for reads, framing, most in (
-        (lines, "lines", 16),
-        ([j + b"\n" for j in js], "lines", 20),
-        ([struct.pack("!H", len(j)) + j for j in js], "len16be", 20),
-        ([struct.pack("<I", len(j)) + j for j in js], "len32le", 20),
+        (lines, "lines", 4),
+        ([j + b"\n" for j in js], "lines", 6),
+        ([struct.pack("!H", len(j)) + j for j in js], "len16be", 12),
+        ([struct.pack("<I", len(j)) + j for j in js], "len32le", 12),
     ):
         inf = Inference()
         with _Counting() as count:
