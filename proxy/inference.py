@@ -24,9 +24,16 @@ connection per request shows one message each way), is kept per target and direc
 with it as a hint that needs fewer messages to be believed, and is still checked against the bytes.
 
 Cost: bounded by the bytes watched (at most ``INFER_BYTES`` per inference, JSON at most ``JSON_WATCH_BYTES``);
-each candidate scans its bytes once (offsets into one shared window, no copies; msgpack and JSON use the
-incremental framers of ``proxy.framing``). Once a decision is made the window is dropped and the chosen framer
-runs alone.
+each candidate scans its bytes once (offsets into one shared window, no copies; JSON uses the incremental framer
+of ``proxy.framing``, msgpack drives msgpack's unpacker as ``MsgpackFramer`` does, with runs of one-byte objects
+counted by one regex match). Every new connection's directions pay it (``--framing auto`` is the default), so it
+does no work that cannot change a decision: a candidate is built only once the bytes leave it a chance (a length
+prefix once its first frame is all there, the Real Python header once its brace could be checked, a text
+terminator once one arrives, JSON and msgpack only for a first read they may start), a dead one is not visited
+again, and only candidates the read left on a boundary are asked whether they fit. Ties of rank go to the order
+all candidates were once built in (``key``). ``tests/test_inference_equivalence.py`` holds the decisions of the
+simpler inference that built and scanned every candidate, on thousands of read sequences. Once a decision is made
+the window is dropped and the chosen framer runs alone.
 
 Must not import: Qt, ``inspector``, asyncio, sockets, ``time``.
 Thread: engine loop thread; pure objects owned by one relay (the memory by the engine's ``Shared`` state).
@@ -35,17 +42,23 @@ Thread: engine loop thread; pure objects owned by one relay (the memory by the e
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from typing import Final
+from heapq import heappop, heappush
+from operator import attrgetter
+from typing import Final, Literal
+
+import msgpack
 
 from proxy.framing import (
+    _MSGPACK_DECLARED,
+    _SCALAR_START,
     DEFAULT_MAX_FRAME,
     DelimiterFramer,
     Framer,
     FramingError,
     JsonFramer,
     LengthPrefixFramer,
-    MsgpackFramer,
     delimiter_name,
     header_body_length,
     length_name,
@@ -92,14 +105,23 @@ _PAYLOAD_END: Final = frozenset(b"}])\"'.0123456789abcdefghijklmnopqrstuvwxyz")
 (``}EOT\\0`` -> ``EOT\\0``, ``o<END>`` -> ``<END>``)."""
 
 
+_HIGH_BYTES: Final = bytes(range(0x80, 0x100))
+_NOT_CONTROL: Final = _TEXT_BYTES + _HIGH_BYTES
+
+
+def _has_control(data: bytes | bytearray) -> bool:
+    """Whether ``data`` has a byte below 0x80 that text never has (a control byte other than tab, CR and LF)."""
+    return bool(data.translate(None, _NOT_CONTROL))
+
+
 def _is_text(data: bytes | bytearray) -> bool:
-    rest = bytes(data).translate(None, _TEXT_BYTES)
+    rest = data.translate(None, _TEXT_BYTES)
     if not rest:
         return True
-    if min(rest) < 0x80:
-        return False
+    if rest.translate(None, _HIGH_BYTES):
+        return False  # a control byte
     try:
-        bytes(data).decode("utf-8")
+        data.decode("utf-8")
     except UnicodeDecodeError:
         return False
     return True
@@ -159,15 +181,21 @@ def describe(name: str) -> str:
 class _Candidate:
     """One framing hypothesis scanning the shared window from its first byte."""
 
-    __slots__ = ("aligned", "alive", "frames", "last_aligned", "name", "need", "rank", "seen", "tiny")
+    __slots__ = ("aligned", "alive", "frames", "key", "last_aligned", "name", "need", "rank", "seen", "tiny",
+                 "wake")
+    text_only = False
 
     def __init__(self, name: str, rank: int, need: int) -> None:
         self.name = name
         self.rank = rank
+        self.key = rank << 16
+        """The rank, then the order the candidates were once all built in: the most specific wins, ties go to the
+        first (the big-endian length before the little-endian one)."""
         self.need = need
-        self.frames = 0
-        self.tiny = 0
-        self.aligned = 0
+        self.frames = self.tiny = self.aligned = 0
+        self.wake = 0
+        """The window length below which a read can change nothing but ``last_aligned`` (a length prefix waiting
+        for the rest of its frame): inference does not call ``advance`` until then."""
         self.alive = True
         self.last_aligned = False
         self.seen = 0
@@ -180,7 +208,13 @@ class _Candidate:
     def degenerate(self, reads: int) -> bool:
         # Many messages per read are scraps (a "delimiter" cutting text into pieces) when they are tiny; a batch of
         # sensible messages per send (a tick's 40 entity updates, one JSON line each) is a game's normal traffic.
-        return self.tiny * 4 > self.frames or (self.frames > 16 * reads and self.seen < 8 * self.frames)
+        if self.tiny * 4 > self.frames:
+            return True
+        if self.frames > 16 * reads:
+            # Lines of 24 bytes or more on average: a batch per send (pretty-printed JSON's short lines and binary
+            # scraps stay degenerate, and so does any other framing: only text's terminators get this way)
+            return not (self.text_only and self.seen >= 24 * self.frames)
+        return False
 
     def hopeless(self) -> bool:
         """Too many messages, or mostly degenerate ones already: stop scanning (it can never fit)."""
@@ -196,14 +230,27 @@ class _Candidate:
         return self.alive and self.aligned > 0 and self.frames > 0 and not self.degenerate(reads)
 
 
+def _length_meta(width: int, endian: str, inclusive: bool) -> tuple[str, int]:
+    return length_name(width, endian, inclusive), _RANK["len8" if width == 1 else f"len{width * 8}"]
+
+
+_ByteOrder = Literal["big", "little"]
+_LENGTH_GROUPS: Final[tuple[tuple[int, str, _ByteOrder, tuple[tuple[bool, str, int], ...]], ...]] = tuple(
+    (width, endian, "big" if endian == "be" else "little",
+     tuple((inclusive, *_length_meta(width, endian, inclusive)) for inclusive in (False, True)))
+    for width, endian in ((8, "be"), (8, "le"), (4, "be"), (4, "le"), (2, "be"), (2, "le"), (1, "be")))
+"""The length prefixes scanned for, in the order they are built (the order breaks ties of rank): per width and byte
+order, the length not counting then counting the prefix, with their names and ranks computed once."""
+
+
 class _Length(_Candidate):
     __slots__ = ("inclusive", "json_header", "order", "pos", "strong", "width")
 
-    def __init__(self, width: int, endian: str, inclusive: bool) -> None:
-        rank = _RANK["len8" if width == 1 else f"len{width * 8}"]
-        super().__init__(length_name(width, endian, inclusive), rank, 2)
+    def __init__(self, width: int, endian: str, inclusive: bool, meta: tuple[str, int] | None = None) -> None:
+        name, rank = meta if meta is not None else _length_meta(width, endian, inclusive)
+        super().__init__(name, rank, 2)
         self.width = width
-        self.order: Final = "big" if endian == "be" else "little"
+        self.order: Final[_ByteOrder] = "big" if endian == "be" else "little"
         self.inclusive = inclusive
         self.pos = 0
         self.strong = 0
@@ -216,13 +263,16 @@ class _Length(_Candidate):
         n = len(window)
         w = self.width
         pos = self.pos
+        order = self.order
+        inclusive = self.inclusive
         while pos + w <= n:
-            length = int.from_bytes(window[pos:pos + w], self.order)
-            total = length if self.inclusive else w + length
+            length = int.from_bytes(window[pos:pos + w], order)
+            total = length if inclusive else w + length
             if total < w or total > INFER_BYTES:
                 self.alive = False  # impossible, or more than the window could ever confirm
                 return False
             if pos + total > n:
+                self.wake = pos + total
                 break
             self.frames += 1
             payload = total - w
@@ -242,6 +292,8 @@ class _Length(_Candidate):
             pos += total
             if self.hopeless():
                 return False
+        else:
+            self.wake = pos + w
         self.pos = pos
         return pos == n
 
@@ -263,7 +315,7 @@ class _Delimiter(_Candidate):
     __slots__ = ("delimiter", "from_reads", "pos", "scanned", "suffix", "text_only")
 
     def __init__(self, delimiter: bytes, rank: int, from_reads: bool = False, text_only: bool = False) -> None:
-        super().__init__(delimiter_name(delimiter), rank, 2)
+        super().__init__(_DELIMITER_NAMES.get(delimiter) or delimiter_name(delimiter), rank, 2)
         self.delimiter = delimiter
         self.from_reads = from_reads
         self.text_only = text_only
@@ -286,6 +338,19 @@ class _Delimiter(_Candidate):
                 self.scanned = max(pos, n - k + 1)
                 break
             end = i + k
+            if i == pos and k == 1 and d in _BYTE_RUNS:
+                # A run of empty messages (zero bytes in a binary record): counted at once, dying where the step by
+                # step count would have (each step adds one message and one empty one)
+                run = _BYTE_RUNS[d].match(window, pos).end() - pos  # type: ignore[union-attr]
+                frames, tiny = self.frames, self.tiny
+                die_at = min(MAX_FRAMES - frames + 1, max(1, 8 - frames, (frames - 4 * tiny) // 3 + 1))
+                if die_at <= run:
+                    self.frames, self.tiny, self.alive = frames + die_at, tiny + die_at, False
+                    return False
+                self.frames, self.tiny = frames + run, tiny + run
+                self.suffix = d if self.suffix is None else _common_suffix(self.suffix, d)
+                pos = self.scanned = pos + run
+                continue
             if self.text_only and not _is_text(window[pos:i]):
                 self.alive = False
                 return False
@@ -301,6 +366,11 @@ class _Delimiter(_Candidate):
         if n - pos > INFER_BYTES // 2:
             self.alive = False  # half the window without a terminator
         return pos == n
+
+
+_TEXT_DELIMITERS: Final = ((b"\r\n", _RANK["crlf"]), (b"\n", _RANK["lines"]), (b"\x00", _RANK["nul"]))
+_BYTE_RUNS: Final = {b"\n": re.compile(b"\n+"), b"\x00": re.compile(b"\x00+")}
+_DELIMITER_NAMES: Final = {d: delimiter_name(d) for d, _ in _TEXT_DELIMITERS}
 
 
 class _HeaderJson(_Candidate):
@@ -346,53 +416,115 @@ class _HeaderJson(_Candidate):
 
 
 class _Stream(_Candidate):
-    """JSON or msgpack: the incremental framer of ``proxy.framing`` fed each read (its own bounded buffer)."""
+    """JSON or msgpack. JSON: the incremental framer of ``proxy.framing`` fed each read (its own bounded buffer).
+    msgpack: msgpack's unpacker driven as ``proxy.framing.MsgpackFramer`` drives it (the same declared-length
+    check, the same cap), counting each object's size from offsets into the window instead of copying it out."""
 
-    __slots__ = ("budget", "fed", "framer")
+    __slots__ = ("budget", "checked", "consumed", "fed", "framer", "given", "skipped", "unpacker")
 
     def __init__(self, kind: str) -> None:
         super().__init__(kind, _RANK[kind], 2)
+        self.framer: JsonFramer | None = None  # made at the first read
         # msgpack's unpacker is about 40 KiB (its parse stack): made only for a stream that may be msgpack
-        self.framer: JsonFramer | MsgpackFramer | None = JsonFramer(JSON_WATCH_BYTES) if kind == "json" else None
+        self.unpacker: msgpack.Unpacker | None = None
         self.budget = JSON_WATCH_BYTES if kind == "json" else INFER_BYTES
         self.fed = 0
+        self.consumed = 0  # msgpack: the window offset where the next object starts
+        self.checked = False  # msgpack: that object's declared length was compared with the cap
+        self.given = 0  # msgpack: the window offset up to which the unpacker was fed
+        self.skipped = 0  # msgpack: one-byte objects counted without it (its tell() leaves them out)
 
     def _die(self) -> bool:
         self.alive = False
         self.framer = None  # its buffer goes now, not when the connection ends
+        self.unpacker = None
         return False
 
     def advance(self, window: bytearray, data: bytes) -> bool:
         self.fed += len(data)
         if self.fed > self.budget:
             return self._die()
+        if self.name != "json":
+            return self._msgpack(window, data)
         f = self.framer
-        json = self.name == "json"
         if f is None:
-            if _is_text(data):
-                # ASCII text parses as msgpack (every byte below 0x80 is an integer), but a program sending
-                # msgpack sends maps and arrays, whose first bytes are not text
-                return self._die()
-            f = self.framer = MsgpackFramer(INFER_BYTES)
+            f = self.framer = JsonFramer(JSON_WATCH_BYTES)
         for start in range(0, len(data), _STREAM_SLICE):
             frames = f.feed(data[start:start + _STREAM_SLICE])
             if f.fallback is not None:
                 return self._die()
             for fr in frames:
-                if json:
-                    body = fr.strip()
-                    if not body:
-                        continue  # whitespace passed on alone: neither a message nor evidence
-                    if body[0] not in b'{["':
-                        # A bare number or literal: no game's message, and "true" "false" sent back to back are
-                        # JSON only read by read ("truefalse" is not)
-                        self.tiny += 1
-                elif len(fr) <= 1:
+                body = fr.strip()
+                if not body:
+                    continue  # whitespace passed on alone: neither a message nor evidence
+                if body[0] not in b'{["':
+                    # A bare number or literal: no game's message, and "true" "false" sent back to back are
+                    # JSON only read by read ("truefalse" is not)
                     self.tiny += 1
                 self.frames += 1
             if self.hopeless():
                 return self._die()
         return f.buffered == 0
+
+    def _msgpack(self, window: bytearray, data: bytes) -> bool:
+        up = self.unpacker
+        if up is None:
+            if _is_text(data):
+                # ASCII text parses as msgpack (every byte below 0x80 is an integer), but a program sending
+                # msgpack sends maps and arrays, whose first bytes are not text
+                return self._die()
+            up = self.unpacker = msgpack.Unpacker(max_buffer_size=INFER_BYTES + (1 << 20), read_size=1024,
+                                                  raw=True, strict_map_key=False)
+        consumed = self.consumed
+        given = self.given
+        n = len(window)
+        for start in range(n - len(data), n, _STREAM_SLICE):
+            avail = min(start + _STREAM_SLICE, n)
+            try:
+                while consumed < avail:
+                    if given == consumed:
+                        # The unpacker holds nothing: a run of one-byte objects (fixints, nil, booleans, empty
+                        # containers) is counted here at C speed, and the unpacker never sees it
+                        run = _MSGPACK_ONE_BYTE.match(window, consumed, avail).end() - consumed  # type: ignore[union-attr]
+                        if run:
+                            self.frames += run
+                            self.tiny += run
+                            consumed = given = consumed + run
+                            self.skipped += run
+                            continue
+                    if given < avail:
+                        up.feed(window[given:avail])
+                        given = avail
+                    if not self.checked:
+                        spec = _MSGPACK_DECLARED.get(window[consumed])
+                        if spec is None:
+                            self.checked = True
+                        elif avail - consumed >= spec[0]:
+                            self.checked = True
+                            head, unit, extra = spec
+                            declared = int.from_bytes(window[consumed + 1:consumed + head], "big")
+                            if head + extra + declared * unit > INFER_BYTES:
+                                return self._die()  # MsgpackFramer gives up on such a header at once
+                    try:
+                        up.skip()
+                    except msgpack.OutOfData:
+                        break
+                    end = up.tell() + self.skipped
+                    size = end - consumed
+                    consumed = end
+                    self.checked = False
+                    if size > INFER_BYTES:
+                        return self._die()
+                    self.frames += 1
+                    if size <= 1:
+                        self.tiny += 1
+            except Exception:  # FormatError, StackError, BufferFull, ValueError: where MsgpackFramer gives up
+                return self._die()
+            self.consumed = consumed
+            self.given = given
+            if self.hopeless():
+                return self._die()
+        return consumed == len(window)
 
 
 class _Fixed(_Candidate):
@@ -415,6 +547,22 @@ class _Fixed(_Candidate):
 
     def promising(self, reads: int) -> bool:
         return self.aligned == reads and super().promising(reads)
+
+
+_MSGPACK_ONE_BYTE: Final = re.compile(rb"[\x00-\x80\x90\xa0\xc0\xc2\xc3\xe0-\xff]*")
+"""A run of msgpack objects of one byte each: fixints, nil, false, true, an empty map, array or string."""
+_STANDARD: Final = frozenset(["header16json", "json", "msgpack", *(name for *_, pairs in _LENGTH_GROUPS
+                                                                  for _, name, _ in pairs),
+                              *_DELIMITER_NAMES.values()])
+"""The candidates every inference starts with (unless the first read already rules them out)."""
+_JSON_START: Final = frozenset(b'"[{') | _SCALAR_START
+"""Bytes a JSON value may start with: a stream whose first byte after whitespace is another is not JSON."""
+_WHITESPACE: Final = b" \t\r\n"
+_key: Final = attrgetter("key")
+_BUILD: Final = 1 << 10
+_DELIMITER_SEQ: Final = 1 + 2 * len(_LENGTH_GROUPS)
+_HINTED: Final = _DELIMITER_SEQ + len(_TEXT_DELIMITERS) + 2
+"""The place of a hinted candidate that is not one of the standard ones (then the learnt terminators)."""
 
 
 def _candidate_for(name: str) -> _Candidate | None:
@@ -482,61 +630,176 @@ class Inference:
         self._pickle_starts = True  # every read so far starts like a pickle (protocol 2 to 5)
         self._shortest = 1 << 62
         self._sizes: set[int] = set()  # the read sizes seen (a fixed record size must be one of them)
-        self._cands: list[_Candidate] = [_HeaderJson()]
-        for width in (8, 4, 2):
-            for endian in ("be", "le"):
-                for inclusive in (False, True):
-                    self._cands.append(_Length(width, endian, inclusive))
-        self._cands += [_Length(1, "be", False), _Length(1, "be", True),
-                        _Delimiter(b"\r\n", _RANK["crlf"], text_only=True),
-                        _Delimiter(b"\n", _RANK["lines"], text_only=True),
-                        _Delimiter(b"\x00", _RANK["nul"], text_only=True), _Stream("json"), _Stream("msgpack")]
+        self._cands: list[_Candidate] = []  # every candidate built, in the order that breaks ties of rank
+        self._live: list[_Candidate] = []  # those still alive (the same order)
+        self._aligned: list[_Candidate] = []  # those the last read left on a boundary (the same order)
+        self._waiting: list[tuple[int, int]] = []
+        """A heap of (window bytes needed, what): -1 the header, a length group to check, or ``_BUILD`` plus the
+        place of a length prefix whose first frame is not all there yet (nothing happens to it until it is)."""
+        self._unseen: list[int] = []  # text terminators not seen yet (their candidates are built when they are)
+        self._json: _Candidate | None = None
         self._learnt: _Delimiter | None = None
+        self._seq = _HINTED
         self.hint = hint
         self._hinted: _Candidate | None = None
-        if hint is not None and hint.framing != "raw":
-            cand = next((c for c in self._cands if c.name == hint.framing), None)
-            if cand is None:
-                cand = _candidate_for(hint.framing)
-                if cand is not None:
-                    self._cands.append(cand)
-            if cand is not None:
-                cand.need = 1 if hint.confirmed else max(1, cand.need - hint.messages)
-                self._hinted = cand
 
     def observe(self, data: bytes) -> Decision | None:
         """Watch one more read (passed on raw by the caller); a decision once one is possible."""
         if not data:
             return None
+        if type(data) is not bytes:
+            data = bytes(data)
         self.reads += 1
-        self.observed += len(data)
+        size = len(data)
+        self.observed += size
         if self.observed > INFER_BYTES:
             return self._raw(f"no framing showed in the first {INFER_BYTES >> 10} KiB")
         window = self.window
         window += data
-        self._gcd = math.gcd(self._gcd, len(data))
-        self._shortest = min(self._shortest, len(data))
+        self._gcd = math.gcd(self._gcd, size)
+        if size < self._shortest:
+            self._shortest = size
         if len(self._sizes) < 64:
-            self._sizes.add(len(data))
+            self._sizes.add(size)
+        text = True
         if not self._binary and not _is_text(data):
             self._binary = True
-        tail = data[-_SUFFIX:]
-        self._read_ends = tail if self._read_ends is None else _common_suffix(self._read_ends, tail)
-        if self._pickle_starts and not (len(data) > 2 and data[0] == 0x80 and 2 <= data[1] <= 5):
+            text = False
+        ends = self._read_ends
+        if ends is None:
+            self._read_ends = data[-_SUFFIX:]
+        elif ends:  # (once empty, it stays empty)
+            self._read_ends = _common_suffix(ends, data[-_SUFFIX:])
+        if self._pickle_starts and not (size > 2 and data[0] == 0x80 and 2 <= data[1] <= 5):
             self._pickle_starts = False
         if self._pickles and not (self._pickle_starts and data[-1] == 0x2E):
             self._pickles = False
-        seen = len(window)
-        for c in self._cands:
-            if c.alive:
-                c.seen = seen
-                c.last_aligned = c.advance(window, data)
-                if c.last_aligned:
-                    c.aligned += 1
+        n = len(window)
+        if self.reads == 1:
+            self._start(data, text)
+        else:
+            if self._waiting and n >= self._waiting[0][0]:
+                self._build_waiting(window)
+            if self._unseen:
+                self._look_for_terminators(window, data)
+        aligned = []
+        pruned = hard = False
+        hard_known = False
+        for c in self._live:
+            c.seen = n
+            if c.wake > n:
+                c.last_aligned = False  # waiting for the rest of a frame: nothing else can change
+                continue
+            if c.advance(window, data):
+                c.last_aligned = True
+                c.aligned += 1
+                aligned.append(c)
+                continue
+            c.last_aligned = False
+            if not c.alive:
+                pruned = True
+            elif c.text_only and c.frames == 0:
+                # No message yet, and a byte no text has is already waiting: the first terminator to come ends a
+                # message that is not text, and this candidate dies then without ever counting one
+                if not hard_known:
+                    hard, hard_known = _has_control(data), True
+                if hard:
+                    c.alive = False
+                    pruned = True
+        if pruned:
+            self._live = [c for c in self._live if c.alive]
+        self._aligned = aligned
         self._learn_terminator()
         return self._decide()
 
     # -------------------------------------------------------------------------------------------- internals
+
+    def _start(self, data: bytes, text: bool) -> None:
+        """The candidates, built at the first read: those it already rules out are not built (each would die on
+        its first step, exactly as when it was built and scanned). A length prefix wider than the read, and the
+        Real Python header, are built once the window is long enough to check them."""
+        size = len(data)
+        if size >= 3:
+            self._add_header(data)
+        else:
+            heappush(self._waiting, (3, -1))
+        for group, (width, _, order, _) in enumerate(_LENGTH_GROUPS):
+            if size < width:
+                heappush(self._waiting, (width, group))
+            elif int.from_bytes(data[:width], order) <= INFER_BYTES:  # (larger: no frame can have that length)
+                self._add_lengths(group, data)
+        hard = _has_control(data)
+        for i, (delimiter, rank) in enumerate(_TEXT_DELIMITERS):
+            if delimiter in data:
+                self._adopt(_Delimiter(delimiter, rank, text_only=True), _DELIMITER_SEQ + i)
+            elif not hard and size <= INFER_BYTES // 2:
+                self._unseen.append(i)
+        first = data.lstrip(_WHITESPACE)
+        if not first or first[0] in _JSON_START:
+            self._json = _Stream("json")
+            self._adopt(self._json, _HINTED - 2)
+        if not text:
+            self._adopt(_Stream("msgpack"), _HINTED - 1)
+        hint = self.hint
+        if hint is not None and hint.framing != "raw" and hint.framing not in _STANDARD:
+            cand = _candidate_for(hint.framing)
+            if cand is not None:
+                cand.need = 1 if hint.confirmed else max(1, cand.need - hint.messages)
+                self._hinted = cand
+                self._adopt(cand, _HINTED)
+
+    def _look_for_terminators(self, window: bytearray, data: bytes) -> None:
+        """Build a text terminator's candidate at the read that brings its first terminator. Until then it could
+        only die: of a control byte (the message it would end is not text) or of half the window unterminated."""
+        n = len(window)
+        hard = _has_control(data)
+        unseen = []
+        for i in self._unseen:
+            delimiter, rank = _TEXT_DELIMITERS[i]
+            if window.find(delimiter, max(0, n - len(data) - len(delimiter) + 1)) >= 0:
+                self._adopt(_Delimiter(delimiter, rank, text_only=True), _DELIMITER_SEQ + i)
+            elif not hard and n <= INFER_BYTES // 2:
+                unseen.append(i)
+        self._unseen = unseen
+
+    def _build_waiting(self, window: bytearray) -> None:
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= len(window):
+            what = heappop(waiting)[1]
+            if what < 0:
+                self._add_header(window)
+            elif what < _BUILD:
+                self._add_lengths(what, window)
+            else:
+                seq = what - _BUILD
+                width, endian, _, pairs = _LENGTH_GROUPS[(seq - 1) // 2]
+                inclusive, name, rank = pairs[(seq - 1) % 2]
+                self._adopt(_Length(width, endian, inclusive, (name, rank)), seq)
+
+    def _add_header(self, window: bytes | bytearray) -> None:
+        if ((window[0] << 8) | window[1]) != 0 and window[2] == 0x7B:
+            self._adopt(_HeaderJson(), 0)
+
+    def _add_lengths(self, group: int, window: bytes | bytearray) -> None:
+        width, endian, order, pairs = _LENGTH_GROUPS[group]
+        length = int.from_bytes(window[:width], order)
+        for inclusive, name, rank in pairs:
+            total = length if inclusive else width + length
+            if width <= total <= INFER_BYTES:
+                seq = 1 + 2 * group + inclusive
+                if total <= len(window):
+                    self._adopt(_Length(width, endian, inclusive, (name, rank)), seq)
+                else:
+                    heappush(self._waiting, (total, _BUILD + seq))
+
+    def _adopt(self, cand: _Candidate, seq: int) -> None:
+        cand.key = (cand.rank << 16) | seq
+        self._cands.append(cand)
+        self._live.append(cand)
+        hint = self.hint
+        if seq < _HINTED and hint is not None and cand.name == hint.framing:
+            cand.need = 1 if hint.confirmed else max(1, cand.need - hint.messages)
+            self._hinted = cand
 
     def _learn_terminator(self) -> None:
         """A terminator every read ends with (two reads at least), other than the ones always scanned for."""
@@ -551,13 +814,24 @@ class Inference:
         if not self._acceptable_terminator(t):
             return
         cand = _Delimiter(t, _RANK["custom"], from_reads=True)
+        self._seq += 1
+        cand.key = (cand.rank << 16) | self._seq
         # the whole window at once (at most INFER_BYTES, scanned by bytearray.find): every read ended with it
         cand.last_aligned = cand.advance(self.window, b"")
         cand.aligned = int(cand.last_aligned)
-        if self._learnt is not None:
-            self._cands.remove(self._learnt)
+        old = self._learnt
+        if old is not None:
+            self._cands.remove(old)
+            if old in self._live:
+                self._live.remove(old)
+            if old in self._aligned:
+                self._aligned.remove(old)
         self._learnt = cand
         self._cands.append(cand)
+        if cand.alive:
+            self._live.append(cand)
+            if cand.last_aligned:
+                self._aligned.append(cand)
 
     def _acceptable_terminator(self, t: bytes) -> bool:
         """Whether ``t`` looks like a terminator a program chose rather than text its messages share."""
@@ -595,18 +869,19 @@ class Inference:
         hinted = self._hinted
         if hinted is not None and hinted.fits(reads):
             return self._decision(hinted.name, hinted.frames, remembered=True)
-        if self.hint is not None and self.hint.framing == "raw" and self.hint.confirmed and reads == 1:
-            fitting = [c for c in self._cands if c.fits(reads)]
-            if not fitting:
-                return self._raw("as on earlier connections to this server, no framing fits", remembered=True)
-        fitting = [c for c in self._cands if c.fits(reads)]
+        # a candidate fits only where the read left it on a boundary
+        fitting = [c for c in self._aligned if c.fits(reads)]
+        hint = self.hint
+        if not fitting and reads == 1 and hint is not None and hint.framing == "raw" and hint.confirmed:
+            return self._raw("as on earlier connections to this server, no framing fits", remembered=True)
         if fitting:
-            best = min(fitting, key=lambda c: c.rank)
+            best = min(fitting, key=_key)
             if best.rank in (_RANK["crlf"], _RANK["lines"]):
                 # Pretty-printed JSON: one value spans several lines. JSON wins where it frames fewer, bigger
                 # messages; while it is one message short of fitting, wait a read rather than decide for lines.
-                js = next(c for c in self._cands if c.name == "json")
-                if js.alive and js.last_aligned and 0 < js.frames < best.frames and not js.degenerate(reads):
+                js = self._json
+                if (js is not None and js.alive and js.last_aligned and 0 < js.frames < best.frames
+                        and not js.degenerate(reads)):
                     if not js.fits(reads):
                         return None
                     best = js
@@ -621,7 +896,7 @@ class Inference:
             return self._decision(f"fixed:{fixed[0]}", fixed[1])
         if reads >= INFER_READS:
             return self._raw(f"no framing fits the first {reads} reads")
-        if reads >= RAW_AFTER_READS and fixed is None and not any(c.promising(reads) for c in self._cands):
+        if reads >= RAW_AFTER_READS and fixed is None and not any(c.promising(reads) for c in self._live):
             return self._raw(f"no framing fits the first {reads} reads")
         return None
 
@@ -639,9 +914,9 @@ class Inference:
         """The most specific promising candidate and its messages: what a connection that ends before a decision
         leaves to the next one."""
         reads = self.reads
-        promising = [c for c in self._cands if c.promising(reads) and c.last_aligned]
+        promising = [c for c in self._aligned if c.promising(reads)]
         if promising:
-            best = min(promising, key=lambda c: c.rank)
+            best = min(promising, key=_key)
             return best.name, best.frames
         fixed = self._fixed()
         if fixed is not None and fixed[1] >= 1:
