@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 
 from inspector.decode import DecodeContext, DecoderRegistry, builtin_decoders
 
+pytestmark = pytest.mark.slow  # thousands of property examples: in the full run, not the fast loop
+
 REG = DecoderRegistry(builtin_decoders())
 PROPS = settings(max_examples=200, deadline=2000, derandomize=True)
 VALUES = settings(max_examples=100, deadline=2000, derandomize=True)

@@ -17,6 +17,8 @@ from proxy.model import Direction
 from proxy.runner import ProxyThread
 from tests.conftest import CONTROL_TOKEN, EchoServer, connect, recv_exact
 
+pytestmark = pytest.mark.slow  # the window attached over the control protocol: in the full run, not the fast loop
+
 TOKEN = CONTROL_TOKEN
 WAIT = 10_000
 

@@ -30,6 +30,8 @@ from tests.games.harness import Tap, _serve_thread, load
 from tests.test_ui_learner import learner_words
 from tests.test_ui_window import WAIT, wait_link
 
+pytestmark = pytest.mark.slow  # games played through the window's proxy: in the full run, not the fast loop
+
 C2S, S2C = Direction.C2S, Direction.S2C
 
 

@@ -25,6 +25,8 @@ from proxy.model import Direction
 from tests.test_ui_framing import Game, action, conn_menu, rows_of, wait_framed
 from tests.test_ui_window import WAIT
 
+pytestmark = pytest.mark.slow  # games played through the window's proxy: in the full run, not the fast loop
+
 C2S = Direction.C2S
 
 
