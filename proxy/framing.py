@@ -912,28 +912,21 @@ def frames_exactly(name: str, data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -
     return len(frames)
 
 
-class ResyncFramer:
-    """Raw until a read fits framing ``target`` exactly (whole frames, nothing left over), then ``target`` again.
+class WatchingFramer:
+    """What ``auto`` and resyncing share: each read passed on whole (never held) while :meth:`_watch` looks at it;
+    once it names a framer (``inner``), every later byte goes to that one. ``skip``: bytes passed on first without
+    being watched (the rest of a frame that stalled, so that watching starts on a message boundary)."""
 
-    The relay puts it in place of an explicit framing that stalled or was contradicted by the bytes: each read is
-    passed on as it is (one message, never held), and once a read ends on a frame boundary of ``target`` the next
-    byte starts a frame, so a fresh ``target`` framer takes over from the next read on (``inner``). ``skip``: the
-    rest of the frame that stalled, when its framing knew its size; those bytes go on first, as they come, and the
-    bytes after them are where the check starts (a record that was slow to arrive does not shift the framing).
-    """
-
-    __slots__ = ("fallback", "inner", "max_frame", "name", "skip", "target")
+    __slots__ = ("fallback", "inner", "max_frame", "skip")
     slice_bytes = 0
     can_hold = False
 
-    def __init__(self, target: str, max_frame: int = DEFAULT_MAX_FRAME, skip: int = 0) -> None:
-        self.name = "raw"
-        self.target = target
+    def __init__(self, max_frame: int, skip: int) -> None:
         self.max_frame = max_frame
         self.skip = skip
         self.fallback: str | None = None
         self.inner: Framer | None = None
-        """The ``target`` framer, once a read fitted it; from then on this framer only delegates to it."""
+        """The framer that frames every byte from the next read on, once one was found."""
 
     def feed(self, data: bytes) -> list[bytes]:
         inner = self.inner
@@ -951,10 +944,13 @@ class ResyncFramer:
             data = data[take:]
             if not data:
                 return out
-        if len(data) <= RESYNC_CHECK_MAX and frames_exactly(self.target, data, self.max_frame):
-            self.inner = make_framer(self.target, self.max_frame)
+        self._watch(data)
         out.append(data)
         return out
+
+    def _watch(self, data: bytes) -> None:
+        """Look at one read (passed on whole by :meth:`feed`); set ``inner`` once the framing is known."""
+        raise NotImplementedError
 
     def flush(self) -> bytes:
         return b"" if self.inner is None else self.inner.flush()
@@ -965,3 +961,25 @@ class ResyncFramer:
 
     def remaining(self) -> int | None:
         return None if self.inner is None else self.inner.remaining()
+
+
+class ResyncFramer(WatchingFramer):
+    """Raw until a read fits framing ``target`` exactly (whole frames, nothing left over), then ``target`` again.
+
+    The relay puts it in place of an explicit framing that stalled or was contradicted by the bytes: each read is
+    passed on as it is (one message, never held), and once a read ends on a frame boundary of ``target`` the next
+    byte starts a frame, so a fresh ``target`` framer takes over from the next read on (``inner``). ``skip``: the
+    rest of the frame that stalled, when its framing knew its size; those bytes go on first, as they come, and the
+    bytes after them are where the check starts (a record that was slow to arrive does not shift the framing).
+    """
+
+    __slots__ = ("name", "target")
+
+    def __init__(self, target: str, max_frame: int = DEFAULT_MAX_FRAME, skip: int = 0) -> None:
+        super().__init__(max_frame, skip)
+        self.name = "raw"
+        self.target = target
+
+    def _watch(self, data: bytes) -> None:
+        if len(data) <= RESYNC_CHECK_MAX and frames_exactly(self.target, data, self.max_frame):
+            self.inner = make_framer(self.target, self.max_frame)

@@ -55,10 +55,10 @@ from proxy.framing import (
     _SCALAR_START,
     DEFAULT_MAX_FRAME,
     DelimiterFramer,
-    Framer,
     FramingError,
     JsonFramer,
     LengthPrefixFramer,
+    WatchingFramer,
     delimiter_name,
     header_body_length,
     length_name,
@@ -927,61 +927,28 @@ class Inference:
 # ------------------------------------------------------------------------------------------------ the framer
 
 
-class AutoFramer:
+class AutoFramer(WatchingFramer):
     """The framer named ``auto``: each read is a message while :class:`Inference` watches; once it decides, the
     decided framer (``inner``) frames every later byte. The relay swaps ``inner`` in itself (so the decided framing
     costs what it costs alone) and publishes the decision; other users (a capture import) just keep feeding this.
+    ``skip``: see :class:`~proxy.framing.WatchingFramer`.
     """
 
-    __slots__ = ("decision", "fallback", "inference", "inner", "max_frame", "skip")
+    __slots__ = ("decision", "inference")
     name = "auto"
-    slice_bytes = 0
-    can_hold = False
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME, hint: Hint | None = None, skip: int = 0) -> None:
-        self.max_frame = max_frame
-        self.skip = skip
-        """Bytes passed on before inference starts watching: the rest of a frame whose framing stalled (so that
-        inference starts on a message boundary)."""
-        self.fallback: str | None = None
+        super().__init__(max_frame, skip)
         self.inference: Inference | None = Inference(hint)
         self.decision: Decision | None = None
-        self.inner: Framer | None = None
 
-    def feed(self, data: bytes) -> list[bytes]:
-        inner = self.inner
-        if inner is not None:
-            framed = inner.feed(data)
-            self.fallback = inner.fallback
-            return framed
-        if not data:
-            return []
-        out: list[bytes] = []
-        if self.skip:
-            take = min(self.skip, len(data))
-            self.skip -= take
-            out.append(data[:take])
-            data = data[take:]
-            if not data:
-                return out
+    def _watch(self, data: bytes) -> None:
         assert self.inference is not None
         d = self.inference.observe(data)
         if d is not None:
             self.decision = d
             self.inner = make_framer(d.framing, self.max_frame)
             self.inference = None  # the window's memory goes with it
-        out.append(data)
-        return out
-
-    def flush(self) -> bytes:
-        return b"" if self.inner is None else self.inner.flush()
-
-    @property
-    def buffered(self) -> int:
-        return 0 if self.inner is None else self.inner.buffered
-
-    def remaining(self) -> int | None:
-        return None if self.inner is None else self.inner.remaining()
 
 
 # ------------------------------------------------------------------------------------------------ memory
