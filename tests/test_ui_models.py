@@ -9,7 +9,7 @@ from inspector.store import MessageStore
 from inspector.ui.decoding import Decoding
 from inspector.ui.message_model import ROW_ROLE, Column, MessageTableModel
 from inspector.ui.side_models import ConnectionsModel, HeldModel
-from proxy.model import ConnectionOpened, DelayReason, Direction, Message, MessageState, MessageUpdated, Origin
+from proxy.model import Clock, ConnectionOpened, DelayReason, Direction, Message, MessageState, MessageUpdated, Origin
 
 pytestmark = pytest.mark.usefixtures("qapp")
 
@@ -92,3 +92,36 @@ def test_model_follows_a_refilter_with_one_reset(qtbot, qtmodeltester, store: Me
     model.on_applied(store.apply([msg(9, Direction.S2C), msg(10)]))
     assert model.rowCount() == 2
     qtmodeltester.check(model, force_py=True)
+
+
+def test_what_a_row_shows_follows_every_change_after_it_was_shown(store: MessageStore) -> None:
+    """The model answers the view from one cached tuple per row: every change it announces, and the clock mode and
+    palette, must show at the next read, never the cached value."""
+    from inspector.ui import palette
+
+    model = MessageTableModel(store, Decoding(store))
+    fg, bg, font = Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.BackgroundRole, Qt.ItemDataRole.FontRole
+    held = model.index(2, Column.STATE)
+    assert model.data(held) == "HELD" and model.data(held, font).bold()
+    assert model.data(model.index(2, 0), bg) == model.colours.held_bg
+    # the held message is dropped: the engine says so and the pump announces the change
+    model.on_applied(store.apply([MessageUpdated(3, 2, Direction.C2S, MessageState.DROPPED, 9_000_000)]))
+    assert model.data(held) == "dropped"
+    assert model.data(model.index(2, Column.SUMMARY), font).strikeOut()
+    assert model.data(model.index(2, 0), bg) != model.colours.held_bg
+    # a new batch: the new row is read, and the old rows still read right
+    model.on_applied(store.apply([msg(5, Direction.S2C, b"pong")]))
+    assert model.rowCount() == 5 and "pong" in model.data(model.index(4, Column.SUMMARY))
+    assert model.data(model.index(4, Column.DIR), fg) == model.colours.direction(Direction.S2C)
+    relative = model.data(model.index(0, Column.TIME))
+    model.clock = Clock(0, 1_700_000_000 * 10**9)
+    model.set_wall_clock(True)
+    assert model.data(model.index(0, Column.TIME)) != relative
+    model.set_wall_clock(False)
+    assert model.data(model.index(0, Column.TIME)) == relative
+    other = palette.LIGHT if model.colours is palette.DARK else palette.DARK
+    assert other.direction_bg(Direction.S2C) != model.colours.direction_bg(Direction.S2C)
+    model.colours = other
+    assert model.data(model.index(1, 0), bg) == other.direction_bg(Direction.S2C)
+    assert model.data(model.index(0, 0), Qt.ItemDataRole.DecorationRole) is None
+    assert model.data(model.index(0, 0), Qt.ItemDataRole.TextAlignmentRole) == model.data(model.index(1, 0), 7)

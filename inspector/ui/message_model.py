@@ -53,6 +53,16 @@ TOOLTIPS = (
 )
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 _CENTER = Qt.AlignmentFlag.AlignCenter
+_NCOLS = len(HEADERS)
+_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole)
+_ALIGNMENT = tuple(_RIGHT if col in (Column.NUMBER, Column.TIME, Column.SIZE, Column.DELAY)
+                   else _CENTER if col in (Column.DIR, Column.CONN) else None for col in Column)
+_CACHED_SLOT = {int(Qt.ItemDataRole.DisplayRole): 0, int(Qt.ItemDataRole.ForegroundRole): 1,
+                int(Qt.ItemDataRole.BackgroundRole): 2, int(Qt.ItemDataRole.FontRole): 3}
+_UNCACHED = frozenset({_ALIGN, int(Qt.ItemDataRole.ToolTipRole), ROW_ROLE, VIEW_ROW_ROLE})
+_CELL_CACHE_ROWS = 512
+"""Rows whose cells are kept: a few screens' worth; past that the cache starts again (it is only a cache)."""
+_SHOWN_ATTRS = frozenset({"wall_clock", "clock", "colours"})
 _STATE_TEXT = {
     MessageState.FORWARDED: "", MessageState.SCHEDULED: "scheduled", MessageState.HELD: "HELD",
     MessageState.DROPPED: "dropped", MessageState.DISCARDED: "discarded",
@@ -86,6 +96,9 @@ class MessageTableModel(HeaderedTableModel):
         self._strike.setStrikeOut(True)
         self._bold = QFont()
         self._bold.setBold(True)
+        self._cells: dict[int, tuple[tuple[Any, ...], ...]] = {}
+        for signal in (self.dataChanged, self.modelReset, self.rowsInserted, self.rowsRemoved, self.layoutChanged):
+            signal.connect(self._forget)
 
     # ------------------------------------------------------------------------------------------ Qt API
 
@@ -93,65 +106,78 @@ class MessageTableModel(HeaderedTableModel):
         return self._count
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
+        # The view asks for seven roles of every cell it paints (about 900 calls for one screen of rows), so the
+        # common ones are answered from one tuple per row, built on the first ask and dropped whenever the model
+        # announces a change (``_forget``). Roles nobody answers return before anything is looked up.
+        slot = _CACHED_SLOT.get(role)
+        if slot is None and role not in _UNCACHED:
             return None
         pos, col = index.row(), index.column()
-        if not 0 <= pos < self._count or not 0 <= col < len(HEADERS):
+        if not 0 <= pos < self._count or not 0 <= col < _NCOLS:  # an invalid index has row -1
             return None
-        s = self.store
+        if role == _ALIGN:
+            return _ALIGNMENT[col]
         row = self._row_at(pos)
         if row is None:
             return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._text(row, col)
+        if slot is not None:
+            cells = self._cells.get(row)
+            if cells is None:
+                if len(self._cells) >= _CELL_CACHE_ROWS:
+                    self._cells.clear()
+                cells = self._cells[row] = self._row_cells(row)
+            return cells[slot][col]
+        s = self.store
         if role == ROW_ROLE:
             return s.real_row(row)
         if role == VIEW_ROW_ROLE:
             return row
-        if role == Qt.ItemDataRole.ForegroundRole:
-            st = s.state(row)
-            if st in (MessageState.DROPPED, MessageState.DISCARDED):
-                return self.colours.dropped
-            if st is MessageState.HELD and col in (Column.STATE, Column.DELAY):
-                return self.colours.held
-            if col == Column.DIR:
-                return self.colours.direction(s.direction(row))
-            if col == Column.STATE and st is MessageState.SCHEDULED:
-                return self.colours.muted
-            return None
-        if role == Qt.ItemDataRole.BackgroundRole:
-            st = s.state(row)
-            if st is MessageState.HELD:
-                return self.colours.held_bg
-            if s.origin(row) is not Origin.LIVE:
-                return self.colours.special_bg
-            return self.colours.direction_bg(s.direction(row))
-        if role == Qt.ItemDataRole.FontRole:
-            st = s.state(row)
-            if st in (MessageState.DROPPED, MessageState.DISCARDED):
-                return self._strike
-            if st is MessageState.HELD and col == Column.STATE:
-                return self._bold
-            return None
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            if col in (Column.NUMBER, Column.TIME, Column.SIZE, Column.DELAY):
-                return _RIGHT
-            if col in (Column.DIR, Column.CONN):
-                return _CENTER
-            return None
-        if role == Qt.ItemDataRole.ToolTipRole:
-            if col == Column.DELAY:
-                parts = [f"{reason.value} {ns / 1e6:.1f} ms" for reason, ns in s.delays(row)]
-                return ", ".join(parts) or None
-            if col == Column.SUMMARY:
-                return self.decoding.summary(row)
-            if col == Column.STATE:
-                o = s.origin(row)
-                return f"{s.state(row).value}, origin {o.value}"
-            if col == Column.NUMBER and s.is_derived(row):
-                return reframed_tip(s, row)
-            return None
+        # ToolTipRole
+        if col == Column.DELAY:
+            parts = [f"{reason.value} {ns / 1e6:.1f} ms" for reason, ns in s.delays(row)]
+            return ", ".join(parts) or None
+        if col == Column.SUMMARY:
+            return self.decoding.summary(row)
+        if col == Column.STATE:
+            o = s.origin(row)
+            return f"{s.state(row).value}, origin {o.value}"
+        if col == Column.NUMBER and s.is_derived(row):
+            return reframed_tip(s, row)
         return None
+
+    def _row_cells(self, row: int) -> tuple[tuple[Any, ...], ...]:
+        """What the view shows of one row: display text, foreground, background and font for each column."""
+        s = self.store
+        st = s.state(row)
+        c = self.colours
+        direction = s.direction(row)
+        texts = tuple(self._text(row, col) for col in range(_NCOLS))
+        if st is MessageState.DROPPED or st is MessageState.DISCARDED:
+            fg: tuple[Any, ...] = (c.dropped,) * _NCOLS
+            fonts: tuple[Any, ...] = (self._strike,) * _NCOLS
+        else:
+            plain = c.muted if st is MessageState.SCHEDULED else None
+            fg = tuple(c.held if st is MessageState.HELD and col in (Column.STATE, Column.DELAY)
+                       else c.direction(direction) if col == Column.DIR
+                       else plain if col == Column.STATE
+                       else None
+                       for col in range(_NCOLS))
+            fonts = (None,) * Column.STATE + (self._bold if st is MessageState.HELD else None,)
+        if st is MessageState.HELD:
+            bg = c.held_bg
+        elif s.origin(row) is not Origin.LIVE:
+            bg = c.special_bg
+        else:
+            bg = c.direction_bg(direction)
+        return texts, fg, (bg,) * _NCOLS, fonts
+
+    def _forget(self, *_args: Any) -> None:
+        self._cells.clear()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in _SHOWN_ATTRS and "_cells" in self.__dict__:  # the clock, its mode or the palette changed
+            self._cells.clear()
 
     def _text(self, row: int, col: int) -> str:
         s = self.store
