@@ -443,12 +443,26 @@ _ITEM = (rb"(?:" + _FLAT + rb"|\[" + _W + rb"(?:" + _FLAT + _W + rb"," + _W + rb
 _RUN_DEPTH = 2
 _CUT_ITEM = 512
 _KEY_COLON = _W + _QUOTED + _W + rb":" + _W
-_ARRAY_RUN = re.compile(rb"((?:" + _W + _ITEM + _W + rb",)*+)(?:" + _W + _ITEM + _W + rb"(\]))?")
+_ARRAY_RUN: re.Pattern[bytes]
 """Items each with its comma (group 1), then maybe a last item and the closing bracket (group 2)."""
-_OBJECT_RUN = re.compile(rb"((?:" + _KEY_COLON + _ITEM + _W + rb",)*+)(?:" + _KEY_COLON
-                         + rb"(?:" + _ITEM + _W + rb"(\})|(?=[\[{])))?")
+_OBJECT_RUN: re.Pattern[bytes]
 """Members each with its comma (group 1), then maybe a last member and the closing brace (group 2), or the key of
 a member whose value is a deeper container (which the scanner then opens)."""
+_runs_compiled = False
+
+
+def compile_json_runs() -> None:
+    """Compile the two run patterns (about 10 ms): when the first JSON framer is made, not at every import of this
+    module (the window parses framing names at start). The engine calls it at start (``proxy.inference``), so a
+    relay never pays it on its thread."""
+    global _ARRAY_RUN, _OBJECT_RUN, _runs_compiled
+    if _runs_compiled:
+        return
+    _ARRAY_RUN = re.compile(rb"((?:" + _W + _ITEM + _W + rb",)*+)(?:" + _W + _ITEM + _W + rb"(\]))?")
+    _OBJECT_RUN = re.compile(rb"((?:" + _KEY_COLON + _ITEM + _W + rb",)*+)(?:" + _KEY_COLON
+                             + rb"(?:" + _ITEM + _W + rb"(\})|(?=[\[{])))?")
+    _runs_compiled = True
+
 _WS_BYTES = frozenset(b" \t\r\n")
 _SCALAR_START = frozenset(b"-0123456789tfnNI")
 _OPENERS = frozenset(b"[{")
@@ -540,6 +554,8 @@ class JsonFramer(_BufferedFramer):
     def __init__(self, max_frame: int, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> None:
         super().__init__(max_frame)
         self.max_depth = max_depth
+        if not _runs_compiled:
+            compile_json_runs()
         self._reset_scan()
 
     def _reset_scan(self) -> None:

@@ -59,6 +59,7 @@ from proxy.framing import (
     JsonFramer,
     LengthPrefixFramer,
     WatchingFramer,
+    compile_json_runs,
     delimiter_name,
     header_body_length,
     length_name,
@@ -66,6 +67,8 @@ from proxy.framing import (
     register_framer,
 )
 from proxy.model import Direction
+
+compile_json_runs()  # the engine imports this module at start: never compiled later, on the relay's thread
 
 __all__ = [
     "INFER_BYTES",

@@ -404,3 +404,15 @@ def test_resync_framer_skips_the_rest_of_the_stalled_frame_first() -> None:
     assert f.feed(b"ab") == [b"ab"] and f.skip == 1
     assert f.feed(b"cWXYZ") == [b"c", b"WXYZ"] and f.inner is not None
     assert f.feed(b"1234") == [b"1234"]
+
+
+def test_the_json_run_patterns_compile_with_the_engine_not_with_every_import_of_framing() -> None:
+    """They take ~10 ms to compile: the window (which only parses framing names at start) must not pay it, and a
+    relay must never pay it on its thread (the engine compiles them when it imports ``proxy.inference``)."""
+    import subprocess
+    import sys
+
+    code = ("import proxy.framing as f, proxy.options\nassert not f._runs_compiled, 'compiled at import'\n"
+            "import proxy.inference\nassert f._runs_compiled, 'not compiled by the engine'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
