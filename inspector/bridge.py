@@ -20,19 +20,17 @@ The Qt half lives in :mod:`inspector.ui.pump`: the ``QTimer`` that drains the qu
 batches, and the Qt signals that carry announcements.
 
 Must not import: Qt, ``inspector.ui``; the engine (``proxy.runner``, ``proxy.server``) only inside
-:class:`ThreadLink`, and the control client and wire format only when a link starts (start-up time: the window
-imports this module before its first frame).
+:class:`ThreadLink`, and the control client and wire format, ``subprocess`` and ``concurrent.futures`` only when
+a link starts (start-up time: the window imports this module before its first frame).
 Thread: links are created and commanded on the GUI thread (started on a worker thread); the queue is filled and
 announcements are made on the client's reader thread.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +41,9 @@ from proxy.model import Clock, Message, Notice, Record
 from proxy.options import TOKEN_ENV
 
 if TYPE_CHECKING:
+    import concurrent.futures
+    import subprocess
+
     from proxy.control.client import ControlClient
 
 __all__ = [
@@ -181,6 +182,8 @@ class Link:
     def command(self, name: str, **args: Any) -> concurrent.futures.Future[Any]:
         """Send command ``name`` (a wire name of docs/protocol.md, with its arguments); the future holds the
         reply's result or a readable exception."""
+        import concurrent.futures
+
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
         fut.set_exception(LinkError("the proxy is not running"))
         return fut
@@ -333,6 +336,9 @@ class ChildProcessLink(AttachLink):
         return args + o.extra_args
 
     def start(self) -> None:
+        import concurrent.futures
+        import subprocess
+
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")  # we read it as utf-8
         env[TOKEN_ENV] = self.token
         flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)
@@ -408,6 +414,8 @@ class ChildProcessLink(AttachLink):
                           + (f"; its last words: {err}" if err else ""))
 
     def _terminate(self) -> None:
+        import subprocess
+
         if self.proc is None or self.proc.poll() is not None:
             return
         with contextlib.suppress(OSError):

@@ -37,9 +37,8 @@ import bisect
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from inspector.reframe import Cut, cut
 from proxy.model import (
     CloseReason,
     ConnectionClosed,
@@ -57,6 +56,9 @@ from proxy.model import (
     Side,
     UpstreamConnected,
 )
+
+if TYPE_CHECKING:
+    from inspector.reframe import Cut  # imported when a view is first re-framed
 
 __all__ = [
     "DERIVED_BASE",
@@ -501,6 +503,8 @@ class MessageStore:
                 why = why or usable  # the first reason says most (the later tries are the unusual case)
                 continue
             sources = usable
+            from inspector.reframe import cut  # imported when a view is first re-framed (start-up time)
+
             outcome = cut([payloads[row] for row in sources], framing, exact=exact)
             self.reframe_work += outcome.work
             if not outcome.reads:

@@ -115,7 +115,8 @@ from inspector.ui.main_window import MainWindow
 
 HEAVY = ("inspector.filters", "inspector.decode._registry", "inspector.decode._pickle", "inspector.decode._msgpack",
          "inspector.decode._struct", "importlib.metadata", "proxy.control.client",
-         "inspector.interop.session_io", "proxy.inference")
+         "inspector.interop.session_io", "proxy.inference", "subprocess", "concurrent.futures",
+         "inspector.ui.decode_as", "inspector.ui.editor", "inspector.ui.layout_offer", "inspector.reframe")
 w = MainWindow(None, settings=QSettings(sys.argv[1], QSettings.Format.IniFormat))
 w.resize(1024, 700)
 w.show()
@@ -140,9 +141,10 @@ print(json.dumps(out))
 
 @pytest.mark.timeout(60)
 def test_the_first_frame_does_not_wait_for_filters_decoders_or_the_control_client(tmp_path: Path) -> None:
-    """The filter language, the decoders (pickle's reader, the registry with its plugin lookup) and the control
-    client and the session file format load when first needed (a filter typed, a message decoded, a link started, a
-    session written or read), not before the window shows;
+    """The filter language, the decoders (pickle's reader, the registry with its plugin lookup), the control
+    client, ``subprocess`` and futures, the session file format, the dialogs and re-framing load when first needed
+    (a filter typed, a message decoded, a link started, a session written or read, a dialog opened, a view
+    re-framed), not before the window shows;
     the filter box's completions are there once it has the focus, before anything can be typed."""
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
     p = subprocess.run([sys.executable, "-c", FIRST_FRAME_PROBE, str(tmp_path / "s.ini")], capture_output=True,

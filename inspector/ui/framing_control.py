@@ -18,7 +18,7 @@ Thread: GUI thread.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
@@ -39,9 +39,11 @@ from inspector.store import ApplyResult, MessageStore
 from inspector.ui import palette
 from inspector.ui.decoding import Decoding
 from inspector.ui.framing_words import FROM_TO, describe, lane_short, warning_text
-from inspector.ui.layout_offer import LayoutLike, LayoutOfferDialog
 from proxy.framing import DEFAULT_MAX_FRAME, FramingError, normalise_name, parse_delimiter
 from proxy.model import Direction
+
+if TYPE_CHECKING:
+    from inspector.ui.layout_offer import LayoutLike, LayoutOfferDialog  # a dialog: imported when offered
 
 __all__ = ["KINDS", "QUICK", "FramingControl", "FramingDialog", "LayoutProvider", "fixed_size", "framing_name"]
 
@@ -62,7 +64,7 @@ QUICK: Final = ("auto", "raw", "lines", "json", "msgpack", "header16json", "len1
 WIDTHS: Final = (1, 2, 4, 8)
 SAMPLE_LOOKBACK: Final = 5000
 """Rows looked at (newest first) for a record to show a layout's values with."""
-LayoutProvider = Callable[[int, Direction, int], Sequence[LayoutLike]]
+LayoutProvider = Callable[[int, Direction, int], Sequence["LayoutLike"]]
 """(connection, direction, record size) -> the candidate layouts of that size."""
 
 
@@ -274,6 +276,8 @@ class FramingControl(QObject):
         if self.layout_provider is None or self.decoding is None:
             return None
         candidates = list(self.layout_provider(conn_id, direction, size))
+        from inspector.ui.layout_offer import LayoutOfferDialog
+
         dlg = LayoutOfferDialog(self.decoding, conn_id, direction, candidates, self._sample(conn_id, direction, size),
                                 self.parent_widget)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

@@ -67,10 +67,8 @@ from inspector.store import ApplyResult, MessageStore
 from inspector.ui import format as fmt
 from inspector.ui import none_guard, palette
 from inspector.ui.conditions_dock import ConditionsPanel
-from inspector.ui.decode_as import DecodeAsDialog
 from inspector.ui.decoding import Decoding
 from inspector.ui.detail import DetailPane
-from inspector.ui.editor import ComposeDialog, EditDialog
 from inspector.ui.filter_bar import FilterBar
 from inspector.ui.framing_control import FramingControl
 from inspector.ui.gc_guard import GuiThreadCollector
@@ -86,6 +84,8 @@ from proxy.options import UsageError, parse_hostport
 if TYPE_CHECKING:
     from inspector.filters import Filter  # the filter bar imports inspector.filters when first used
     from inspector.layouts import Layout  # imported when a layout is offered: 17 ms of start-up otherwise
+    from inspector.ui.decode_as import DecodeAsDialog  # dialogs: imported when first opened
+    from inspector.ui.editor import ComposeDialog, EditDialog
     from inspector.ui.timeline.dock import TimelineController
 
 _FROM_TO = {Direction.C2S: "from your client to the server", Direction.S2C: "from the server to your client"}
@@ -148,6 +148,8 @@ LAYOUT_RECORDS = 32
 class MainWindow(QMainWindow):
     _link_ready = Signal(object, object)  # (link, error text or None)
     _command_failed = Signal(str)
+    central: _Pages
+    _start_page: StartPage | None
 
     def __init__(self, options: LinkOptions | None = None, *, attach: tuple[str, int, str] | None = None,
                  settings: QSettings | None = None, link_factory: Callable[[LinkOptions], Link] = make_link,
@@ -245,10 +247,21 @@ class MainWindow(QMainWindow):
 
     # =============================================================================================== building
 
+    @property
+    def start_page(self) -> StartPage:
+        """The page that asks what to inspect: made when first shown, since a window started with a proxy, a file
+        or an attach may never show it (a few milliseconds before the first frame)."""
+        if self._start_page is None:
+            page = self._start_page = StartPage()
+            page.start_requested.connect(self.start_link)
+            page.demo_requested.connect(lambda: self.start_link(LinkOptions(demo=True)))
+            page.set_recent(self.recent_targets())
+            page.set_colours(self.colours)
+            self.central.insertWidget(0, page)
+        return self._start_page
+
     def _build_central(self) -> None:
-        self.start_page = StartPage()
-        self.start_page.start_requested.connect(self.start_link)
-        self.start_page.demo_requested.connect(lambda: self.start_link(LinkOptions(demo=True)))
+        self._start_page = None
 
         self.banner = QWidget()
         self.banner_text = QLabel()
@@ -338,7 +351,6 @@ class MainWindow(QMainWindow):
 
         self.central = _Pages()
         self.central.currentChanged.connect(self._page_changed)
-        self.central.addWidget(self.start_page)
         self.central.addWidget(self.main_view)
         self.central.setCurrentWidget(self.main_view)
         self.setCentralWidget(self.central)
@@ -710,7 +722,8 @@ class MainWindow(QMainWindow):
         # once shown at its real size: the default layout for that size, or a restored one checked to still fit
         self._layout_pending = "check" if restored else "reset"
         self.filter_bar.set_history(s.value("filter/history", []))
-        self.start_page.set_recent(self.recent_targets())
+        if self._start_page is not None:
+            self._start_page.set_recent(self.recent_targets())
         self.wall_action.setChecked(str(s.value("view/wall_clock", "false")).lower() == "true")
 
     def _fit_to_screen(self) -> None:
@@ -939,7 +952,8 @@ class MainWindow(QMainWindow):
         self.model.refresh_all()
         self.conditions.set_colours(self.colours)
         self.intercept.set_colours(self.colours)
-        self.start_page.set_colours(self.colours)
+        if self._start_page is not None:
+            self._start_page.set_colours(self.colours)
         if self._timeline is not None:
             self._timeline.set_colours(self.colours)
         if self.detail.row is not None:
@@ -966,7 +980,8 @@ class MainWindow(QMainWindow):
         entry = f"{fmt.addr(o.target)} ← client port {o.listen[1]}"
         items = [entry, *[x for x in self.recent_targets() if x != entry]][:RECENT_MAX]
         self.settings.setValue("recent/targets", items)
-        self.start_page.set_recent(items)
+        if self._start_page is not None:
+            self._start_page.set_recent(items)
 
     # =============================================================================================== link
 
@@ -1443,6 +1458,8 @@ class MainWindow(QMainWindow):
         if form is None and conn_id is not None:
             chosen = self.decoding.current_decode_as(conn_id, direction)
             form = None if chosen == "auto" else chosen
+        from inspector.ui.editor import ComposeDialog
+
         dlg = ComposeDialog(self.decoding, self._open_connections(), conn_id, direction, form, self)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.send_requested.connect(self._inject)
@@ -1482,6 +1499,8 @@ class MainWindow(QMainWindow):
         if conn_id is None:
             self._report_error("select a connection first (Connections panel or a message)")
             return None
+        from inspector.ui.decode_as import DecodeAsDialog
+
         dlg = DecodeAsDialog(self.decoding, conn_id, direction, self)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.accepted.connect(self._decoding_changed)
@@ -1507,6 +1526,8 @@ class MainWindow(QMainWindow):
 
     def _open_editor(self, row: int, action: str, then: Callable[[bytes], None], about: str,
                      blocked: str = "") -> EditDialog:
+        from inspector.ui.editor import EditDialog
+
         dlg = EditDialog(self.decoding, row, action, self, about=about, blocked=blocked)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
