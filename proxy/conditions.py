@@ -30,6 +30,7 @@ __all__ = [
     "Conditions",
     "ConditionsError",
     "DirectionConditions",
+    "GilbertElliott",
     "Jitter",
     "JitterDistribution",
     "Spike",
@@ -92,6 +93,13 @@ def _count(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConditionsError(f"{name}: expected a whole number >= 0, got {value!r}")
     return value
+
+
+def _percent(name: str, value: object) -> float:
+    v = _number(name, value)
+    if not 0.0 <= v <= 100.0:
+        raise ConditionsError(f"{name}: must be a percentage from 0 to 100, got {value!r}")
+    return v
 
 
 def _fraction(name: str, value: object) -> float:
@@ -285,6 +293,60 @@ class Spike:
 
 
 @dataclass(frozen=True, slots=True)
+class GilbertElliott:
+    """Bursty loss (UDP): the Gilbert-Elliott two-state model, with netem's ``loss gemodel p r 1-h 1-k``.
+
+    Each datagram is lost with the loss probability of the state the channel is in (``good_loss_pct`` = netem's
+    1-k in the good state, ``bad_loss_pct`` = netem's 1-h in the bad state); then the channel moves from good to
+    bad with probability ``p_pct`` and from bad to good with ``r_pct``. Percentages, like netem's. As in netem,
+    omitted values give the model's special cases: only ``p`` is Bernoulli loss (r = 100 − p, 1-h = 100, 1-k = 0),
+    ``p`` and ``r`` the simple Gilbert model (1-h = 100, 1-k = 0). Mean burst length in the bad state is 100/r
+    datagrams; the long-run loss is ``(r·(1-k) + p·(1-h)) / (p + r)`` (:attr:`mean_loss_pct`).
+    """
+
+    p_pct: float
+    r_pct: float | None = None
+    bad_loss_pct: float = 100.0
+    good_loss_pct: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("p_pct", "bad_loss_pct", "good_loss_pct"):
+            _percent(f"burst_loss.{name}", getattr(self, name))
+        if self.r_pct is not None:
+            _percent("burst_loss.r_pct", self.r_pct)
+
+    @property
+    def r(self) -> float:
+        """The bad-to-good probability (0-1), netem's default ``1 - p`` when not given."""
+        return (100.0 - self.p_pct if self.r_pct is None else self.r_pct) / 100.0
+
+    @property
+    def mean_loss_pct(self) -> float:
+        p, r = self.p_pct / 100.0, self.r
+        if p + r == 0:
+            return self.good_loss_pct  # never leaves the good state
+        return 100.0 * (r * self.good_loss_pct / 100.0 + p * self.bad_loss_pct / 100.0) / (p + r)
+
+    def describe(self) -> str:
+        return (f"burst loss p {self.p_pct:g} %, r {self.r * 100:g} %, 1-h {self.bad_loss_pct:g} %, "
+                f"1-k {self.good_loss_pct:g} % (mean {self.mean_loss_pct:.3g} %)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"p_pct": self.p_pct, "r_pct": self.r_pct, "bad_loss_pct": self.bad_loss_pct,
+                "good_loss_pct": self.good_loss_pct}
+
+    @classmethod
+    def from_dict(cls, d: object) -> GilbertElliott:
+        m = _mapping("burst_loss", d, {"p_pct", "r_pct", "bad_loss_pct", "good_loss_pct"})
+        if "p_pct" not in m:
+            raise ConditionsError("burst_loss: missing 'p_pct'")
+        return cls(**m)
+
+
+MTU_ACTIONS: Final = ("drop", "truncate")
+
+
+@dataclass(frozen=True, slots=True)
 class DirectionConditions:
     """Everything that shapes one direction (client→server or server→client) of a connection."""
 
@@ -309,6 +371,30 @@ class DirectionConditions:
     rto_ms: float | None = None
     """Retransmission timeout used for ``loss_pct``; None means ``max(200 ms, 2 × estimated RTT)``."""
 
+    # UDP only: a TCP connection ignores these (a stream has no datagrams to lose, corrupt or reorder), see
+    # docs/udp.md. ``loss_pct``, ``drop_*``, ``duplicate_*``, latency, jitter, spikes, bandwidth and freeze apply
+    # to both; on UDP ``loss_pct`` is a real loss.
+    jitter_reorders: bool = False
+    """Let jitter reorder datagrams (each released at its own time). Off: jitter clumps them, as on TCP."""
+    burst_loss: GilbertElliott | None = None
+    """Bursty loss (Gilbert-Elliott), on top of ``loss_pct``'s independent loss."""
+    duplicate_delay_ms: float = 0.0
+    """Extra delay of a duplicate's copy after the original."""
+    reorder_pct: float = 0.0
+    """netem's reorder: this share of datagrams (after ``reorder_gap - 1`` delayed ones) skip latency and jitter."""
+    reorder_gap: int = 1
+    corrupt_pct: float = 0.0
+    """Share of datagrams with one random bit flipped (the position is recorded on the message)."""
+    burst_bytes: int = 0
+    """Token bucket size for ``bandwidth_bps``: bytes that may leave back to back after a quiet time (0: every
+    datagram takes size / rate on the link)."""
+    queue_bytes: int | None = None
+    """Bytes that may wait for the link before new datagrams are tail-dropped; None: one second of the rate, at
+    least 64 KiB."""
+    mtu: int | None = None
+    """Largest datagram payload that passes; bigger ones are dropped or cut (``mtu_action``)."""
+    mtu_action: str = "drop"
+
     def __post_init__(self) -> None:
         _non_negative("latency_ms", self.latency_ms)
         if not isinstance(self.jitter, Jitter):
@@ -329,6 +415,29 @@ class DirectionConditions:
             raise ConditionsError(f"loss_pct: must be below 100, got {self.loss_pct!r} (use frozen for 100 %)")
         if self.rto_ms is not None:
             _positive("rto_ms", self.rto_ms)
+        if not isinstance(self.jitter_reorders, bool):
+            raise ConditionsError(f"jitter_reorders: expected true or false, got {self.jitter_reorders!r}")
+        if self.burst_loss is not None and not isinstance(self.burst_loss, GilbertElliott):
+            raise ConditionsError(f"burst_loss: expected a GilbertElliott, got {self.burst_loss!r}")
+        _non_negative("duplicate_delay_ms", self.duplicate_delay_ms)
+        _percent("reorder_pct", self.reorder_pct)
+        if isinstance(self.reorder_gap, bool) or not isinstance(self.reorder_gap, int) or self.reorder_gap < 1:
+            raise ConditionsError(f"reorder_gap: expected a whole number >= 1, got {self.reorder_gap!r}")
+        _percent("corrupt_pct", self.corrupt_pct)
+        _count("burst_bytes", self.burst_bytes)
+        if self.queue_bytes is not None and (_count("queue_bytes", self.queue_bytes) == 0):
+            raise ConditionsError("queue_bytes: must be at least 1 (or nil for the default)")
+        if self.mtu is not None and (_count("mtu", self.mtu) == 0 or self.mtu > 65535):
+            raise ConditionsError(f"mtu: expected 1 to 65535 bytes, got {self.mtu!r}")
+        if self.mtu_action not in MTU_ACTIONS:
+            raise ConditionsError(f"mtu_action: expected drop or truncate, got {self.mtu_action!r}")
+
+    @property
+    def effective_queue_bytes(self) -> int:
+        """The bandwidth queue's limit: ``queue_bytes``, else one second of the rate and at least 64 KiB."""
+        if self.queue_bytes is not None:
+            return self.queue_bytes
+        return max(65536, int(self.bandwidth_bps or 0))
 
     @property
     def is_passthrough(self) -> bool:
@@ -348,6 +457,9 @@ class DirectionConditions:
             and self.duplicate_fraction == 0
             and self.duplicate_next == 0
             and self.loss_pct == 0
+            and self.corrupt_pct == 0
+            and self.burst_loss is None
+            and self.mtu is None
         )
 
     @property
@@ -389,6 +501,16 @@ class DirectionConditions:
             parts.append(f"drop next {self.drop_next}, {self.drop_fraction:.0%}")
         if self.duplicate_next or self.duplicate_fraction:
             parts.append(f"duplicate next {self.duplicate_next}, {self.duplicate_fraction:.0%}")
+        if self.jitter_reorders and self.jitter.ms:
+            parts.append("jitter reorders (UDP)")
+        if self.burst_loss is not None:
+            parts.append(f"{self.burst_loss.describe()} (UDP)")
+        if self.reorder_pct:
+            parts.append(f"reorder {self.reorder_pct:g} % gap {self.reorder_gap} (UDP)")
+        if self.corrupt_pct:
+            parts.append(f"corrupt {self.corrupt_pct:g} % (UDP)")
+        if self.mtu is not None:
+            parts.append(f"MTU {self.mtu} {self.mtu_action} (UDP)")
         return ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -405,6 +527,16 @@ class DirectionConditions:
             "duplicate_next": self.duplicate_next,
             "loss_pct": self.loss_pct,
             "rto_ms": self.rto_ms,
+            "jitter_reorders": self.jitter_reorders,
+            "burst_loss": None if self.burst_loss is None else self.burst_loss.to_dict(),
+            "duplicate_delay_ms": self.duplicate_delay_ms,
+            "reorder_pct": self.reorder_pct,
+            "reorder_gap": self.reorder_gap,
+            "corrupt_pct": self.corrupt_pct,
+            "burst_bytes": self.burst_bytes,
+            "queue_bytes": self.queue_bytes,
+            "mtu": self.mtu,
+            "mtu_action": self.mtu_action,
         }
 
     @classmethod
@@ -419,6 +551,8 @@ class DirectionConditions:
                 if not isinstance(value, list | tuple):
                     raise ConditionsError(f"spikes: expected a list, got {value!r}")
                 kwargs[key] = tuple(Spike.from_dict(s) for s in value)
+            elif key == "burst_loss":
+                kwargs[key] = None if value is None else GilbertElliott.from_dict(value)
             else:
                 kwargs[key] = value
         return cls(**kwargs)
