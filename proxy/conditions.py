@@ -36,8 +36,14 @@ __all__ = [
     "Spike",
     "format_bandwidth",
     "parse_bandwidth",
+    "parse_bytes",
+    "parse_corrupt",
+    "parse_duplicate",
     "parse_jitter",
     "parse_latency",
+    "parse_loss",
+    "parse_mtu",
+    "parse_reorder",
     "parse_spike",
 ]
 
@@ -496,7 +502,7 @@ class DirectionConditions:
             parts.append(format_bandwidth(self.bandwidth_bps))
         parts.extend(f"spike {s.describe()}" for s in self.spikes)
         if self.loss_pct:
-            parts.append(f"loss {self.loss_pct:g} % (as delay)")
+            parts.append(f"loss {self.loss_pct:g} % (TCP: as delay; UDP: lost)")
         if self.drop_next or self.drop_fraction:
             parts.append(f"drop next {self.drop_next}, {self.drop_fraction:.0%}")
         if self.duplicate_next or self.duplicate_fraction:
@@ -806,3 +812,115 @@ def parse_spike(text: str, *, now_ns: int = 0) -> dict[Direction, Spike]:
     except ConditionsError as e:
         raise ConditionsError(f"{flag}: {e}; {_SPIKE_EXAMPLE}") from None
     return dict.fromkeys(directions, spike)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# UDP impairment flags (docs/udp.md). Each takes one value for both directions or c2s=...,s2c=...; inside a
+# value the parts are separated by ':' (',' separates the directions).
+
+_LOSS_EXAMPLE: Final = "e.g. --loss 10, --loss c2s=5,s2c=1 or --loss gemodel:5:50 (netem's p r [1-h [1-k]])"
+_DUPLICATE_EXAMPLE: Final = "e.g. --duplicate 5 or --duplicate 5:20ms (percent, then the copy's extra delay)"
+_REORDER_EXAMPLE: Final = "e.g. --reorder 25 or --reorder 25:5 (percent, then netem's gap)"
+_CORRUPT_EXAMPLE: Final = "e.g. --corrupt 1 (percent of datagrams with one bit flipped)"
+_MTU_EXAMPLE: Final = "e.g. --mtu 1200 or --mtu 1200:truncate (default: drop)"
+_BYTES_EXAMPLE: Final = "e.g. 16KB, 64KiB, 1500 or c2s=16KB,s2c=64KB"
+_BYTES_RE: Final = re.compile(rf"\s*({_NUMBER})\s*(b|kb|kib|mb|mib)?\s*", re.IGNORECASE)
+_BYTE_UNITS: Final = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
+
+
+def _percent_text(flag: str, text: str, example: str) -> float:
+    t = text.strip().removesuffix("%")
+    try:
+        value = float(t)
+    except ValueError:
+        raise ConditionsError(f"{flag}: cannot read {text.strip()!r} as a percentage; {example}") from None
+    if not 0 <= value <= 100:
+        raise ConditionsError(f"{flag}: {text.strip()!r} is not a percentage from 0 to 100; {example}")
+    return value
+
+
+def _loss(text: str) -> tuple[float, GilbertElliott | None]:
+    flag = "--loss"
+    parts = text.split(":")
+    if parts[0].strip().lower() in ("gemodel", "ge", "burst"):
+        numbers = parts[1:]
+        if not 1 <= len(numbers) <= 4:
+            raise ConditionsError(f"{flag}: gemodel takes 1 to 4 percentages (p, r, 1-h, 1-k); {_LOSS_EXAMPLE}")
+        values = [_percent_text(flag, n, _LOSS_EXAMPLE) for n in numbers]
+        return 0.0, GilbertElliott(values[0], *values[1:2], *values[2:])
+    if len(parts) != 1:
+        raise ConditionsError(f"{flag}: cannot read {text.strip()!r}; {_LOSS_EXAMPLE}")
+    value = _percent_text(flag, text, _LOSS_EXAMPLE)
+    if value >= 100:
+        raise ConditionsError(f"{flag}: must be below 100 (to stop a direction, freeze it); {_LOSS_EXAMPLE}")
+    return value, None
+
+
+def parse_loss(text: str) -> dict[Direction, tuple[float, GilbertElliott | None]]:
+    """``"10"`` (random loss in percent, both directions), ``"c2s=5,s2c=1"``, ``"gemodel:5:50:80:1"`` (bursty loss,
+    netem's gemodel p r 1-h 1-k). Each direction gets ``(loss_pct, burst_loss)``; one replaces the other. On TCP
+    ``loss_pct`` is shown as retransmission delay (nothing is lost on a stream) and burst loss does not apply."""
+    return {d: _loss(v) for d, v in _per_direction("--loss", text, _LOSS_EXAMPLE).items()}
+
+
+def parse_duplicate(text: str) -> dict[Direction, tuple[float, float]]:
+    """``"5"`` or ``"5:20ms"``: the share of datagrams (percent) sent twice, and the copy's extra delay (ms)."""
+    out: dict[Direction, tuple[float, float]] = {}
+    for d, v in _per_direction("--duplicate", text, _DUPLICATE_EXAMPLE).items():
+        parts = v.split(":")
+        if len(parts) > 2:
+            raise ConditionsError(f"--duplicate: cannot read {v!r}; {_DUPLICATE_EXAMPLE}")
+        pct = _percent_text("--duplicate", parts[0], _DUPLICATE_EXAMPLE)
+        delay = _duration_ms("--duplicate", parts[1], _DUPLICATE_EXAMPLE) if len(parts) > 1 else 0.0
+        out[d] = (pct, delay)
+    return out
+
+
+def parse_reorder(text: str) -> dict[Direction, tuple[float, int]]:
+    """``"25"`` or ``"25:5"``: netem's reorder percentage and gap (needs latency: a reordered datagram skips it)."""
+    out: dict[Direction, tuple[float, int]] = {}
+    for d, v in _per_direction("--reorder", text, _REORDER_EXAMPLE).items():
+        parts = v.split(":")
+        if len(parts) > 2:
+            raise ConditionsError(f"--reorder: cannot read {v!r}; {_REORDER_EXAMPLE}")
+        pct = _percent_text("--reorder", parts[0], _REORDER_EXAMPLE)
+        gap = 1
+        if len(parts) > 1:
+            g = parts[1].strip().removeprefix("gap").strip(" =")
+            if not g.isdigit() or int(g) < 1:
+                raise ConditionsError(f"--reorder: the gap must be a whole number >= 1, got {parts[1]!r}; "
+                                      f"{_REORDER_EXAMPLE}")
+            gap = int(g)
+        out[d] = (pct, gap)
+    return out
+
+
+def parse_corrupt(text: str) -> dict[Direction, float]:
+    """``"1"``: the share of datagrams (percent) with one random bit flipped."""
+    return {d: _percent_text("--corrupt", v, _CORRUPT_EXAMPLE)
+            for d, v in _per_direction("--corrupt", text, _CORRUPT_EXAMPLE).items()}
+
+
+def parse_mtu(text: str) -> dict[Direction, tuple[int, str]]:
+    """``"1200"`` (larger datagrams are dropped) or ``"1200:truncate"`` (cut to 1,200 bytes)."""
+    out: dict[Direction, tuple[int, str]] = {}
+    for d, v in _per_direction("--mtu", text, _MTU_EXAMPLE).items():
+        size, _, action = v.partition(":")
+        action = action.strip().lower() or "drop"
+        if not size.strip().isdigit() or not 1 <= int(size) <= 65535:
+            raise ConditionsError(f"--mtu: expected 1 to 65535 bytes, got {size.strip()!r}; {_MTU_EXAMPLE}")
+        if action not in MTU_ACTIONS:
+            raise ConditionsError(f"--mtu: {action!r} is not drop or truncate; {_MTU_EXAMPLE}")
+        out[d] = (int(size), action)
+    return out
+
+
+def parse_bytes(flag: str, text: str) -> dict[Direction, int]:
+    """A byte count per direction (``16KB``, ``64KiB``, ``1500``), for ``--bandwidth-burst``/``--bandwidth-queue``."""
+    out: dict[Direction, int] = {}
+    for d, v in _per_direction(flag, text, _BYTES_EXAMPLE).items():
+        m = _BYTES_RE.fullmatch(v)
+        if m is None:
+            raise ConditionsError(f"{flag}: cannot read {v!r} as a size; {_BYTES_EXAMPLE}")
+        out[d] = round(float(m.group(1)) * _BYTE_UNITS[(m.group(2) or "").lower()])
+    return out
