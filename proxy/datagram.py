@@ -173,7 +173,8 @@ class FlowCloseRequested(ev.Event):
 
 @frozen
 class OpenFlow(cmd.Command):
-    """Open a socket connected to the target for ``flow``; answer with ``FlowOpened`` or ``FlowFailed``."""
+    """Open a socket connected to the target for ``flow``; answer with ``FlowOpened`` or ``FlowFailed``, at once
+    (from inside the command: the core puts OpenFlow last in its list) or later."""
 
     flow: int
 
@@ -375,8 +376,10 @@ class DatagramCore:
             self.by_addr[addr] = flow
         heapq.heappush(self._idle, (now + self.idle_ns, conn_id))
         out.append(cmd.Publish(ConnectionOpened(conn_id, addr, self.target_addr, now, replay_of, "udp")))
-        out.append(OpenFlow(conn_id))
         self._next_wakeup(out)
+        # Last: the shell may answer OpenFlow at once (FlowOpened, handled while it runs this list), and whatever
+        # that answer asks (a wake-up) must not be overridden by a command that came before it here.
+        out.append(OpenFlow(conn_id))
         return flow
 
     def _keep_opening(self, flow: _Flow, data: bytes, now: int, out: list[cmd.Command]) -> None:
