@@ -886,7 +886,7 @@ def parse_reorder(text: str) -> dict[Direction, tuple[float, int]]:
         pct = _percent_text("--reorder", parts[0], _REORDER_EXAMPLE)
         gap = 1
         if len(parts) > 1:
-            g = parts[1].strip().removeprefix("gap").strip(" =")
+            g = parts[1].strip()
             if not g.isdigit() or int(g) < 1:
                 raise ConditionsError(f"--reorder: the gap must be a whole number >= 1, got {parts[1]!r}; "
                                       f"{_REORDER_EXAMPLE}")

@@ -73,6 +73,9 @@ MAX_DATAGRAM: Final = 65535
 """The largest UDP payload a socket can hand over (65,507 over IPv4, 65,527 over IPv6)."""
 WAIT_CAP: Final = 32 << 20
 """Bytes of datagrams waiting in the core (delayed, frozen, or for a flow's socket) over all flows."""
+WAIT_OVERHEAD: Final = 160
+"""What one waiting datagram costs besides its bytes (its heap entry and record), counted against ``WAIT_CAP`` so
+that a flood of empty datagrams is bounded too (and with it the work of scanning what waits)."""
 OPENING_CAP: Final = 64
 """Client datagrams kept per flow while its upstream socket opens."""
 
@@ -273,6 +276,7 @@ class DatagramCore:
         self.overflowed = 0
         """Datagrams dropped because ``wait_cap`` bytes were already waiting."""
         self.waiting_bytes = 0
+        """Bytes waiting (delayed or frozen), each datagram counted with ``WAIT_OVERHEAD`` more."""
         self._cap_warned = False
         self._wait_warned = False
         self._heap: list[_Waiting] = []
@@ -444,7 +448,7 @@ class DatagramCore:
             for w in self._heap:
                 if w.conn_id == flow.conn_id:
                     discarded += 1
-                    self.waiting_bytes -= len(w.data)
+                    self.waiting_bytes -= len(w.data) + WAIT_OVERHEAD
                     out.append(cmd.Publish(MessageUpdated(w.msg_id, w.conn_id, w.direction, _DISCARDED, now)))
                 else:
                     keep.append(w)
@@ -453,7 +457,7 @@ class DatagramCore:
             for lane in flow.lanes:
                 for w in lane.frozen_list:
                     discarded += 1
-                    self.waiting_bytes -= len(w.data)
+                    self.waiting_bytes -= len(w.data) + WAIT_OVERHEAD
                     out.append(cmd.Publish(MessageUpdated(w.msg_id, w.conn_id, w.direction, _DISCARDED, now)))
                 lane.frozen_list.clear()
                 lane.waiting = 0
@@ -517,7 +521,7 @@ class DatagramCore:
             out.append(cmd.Publish(Message(msg_id, flow.conn_id, d, seq, data, now, now, origin, _FORWARDED, delays,
                                            note, flips)))
             return
-        if self.waiting_bytes + len(data) > self.wait_cap:
+        if self.waiting_bytes + len(data) + WAIT_OVERHEAD > self.wait_cap:
             self.overflowed += 1
             if not self._wait_warned:
                 self._wait_warned = True
@@ -532,7 +536,7 @@ class DatagramCore:
                                        note, flips)))
         self._order += 1
         w = _Waiting(release, self._order, flow.conn_id, d, msg_id, data, delays)
-        self.waiting_bytes += len(data)
+        self.waiting_bytes += len(data) + WAIT_OVERHEAD
         lane.waiting += 1
         if lane.cond.frozen:
             lane.frozen_list.append(w)
@@ -589,7 +593,7 @@ class DatagramCore:
 
     def _release(self, flow: _Flow, lane: _Lane, w: _Waiting, now: int, out: list[cmd.Command]) -> None:
         lane.waiting -= 1
-        self.waiting_bytes -= len(w.data)
+        self.waiting_bytes -= len(w.data) + WAIT_OVERHEAD
         if self.waiting_bytes < self.wait_cap // 2:
             self._wait_warned = False
         self._send(flow, lane, w.data, out)

@@ -41,7 +41,28 @@ from proxy.model import Notice
 from proxy.tasks import spawn
 
 if TYPE_CHECKING:
-    from proxy.server import ProxyServer
+    from proxy.model import Record
+
+
+class _Config(Protocol):
+    @property
+    def target_host(self) -> str: ...
+
+    @property
+    def target_port(self) -> int: ...
+
+
+class Engine(Protocol):
+    """What the shell needs of :class:`proxy.server.ProxyServer` (which owns it; named here, not imported, so the
+    two modules do not import each other)."""
+
+    @property
+    def config(self) -> _Config: ...
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    def publish(self, record: Record) -> None: ...
 
 __all__ = ["SEND_BUFFER_CAP", "UdpShell"]
 
@@ -118,9 +139,10 @@ class _FlowSocket:
 
 
 class UdpShell:
-    """The UDP side of a :class:`proxy.server.ProxyServer`: ``await start(host, port)``, ``await shutdown()``."""
+    """The UDP side of a :class:`proxy.server.ProxyServer`: ``bind(host, port)``, ``await serve()``, ``await
+    shutdown()``."""
 
-    def __init__(self, server: ProxyServer, core: DatagramCore) -> None:
+    def __init__(self, server: Engine, core: DatagramCore) -> None:
         self.server = server
         self.core = core
         self.loop = server.loop

@@ -14,6 +14,7 @@ from proxy import commands as cmd
 from proxy import events as ev
 from proxy.conditions import PASSTHROUGH, Conditions, DirectionConditions, GilbertElliott, Jitter
 from proxy.datagram import (
+    WAIT_OVERHEAD,
     CloseFlow,
     DatagramCore,
     DatagramInjected,
@@ -299,8 +300,14 @@ def test_the_wait_cap_drops_and_counts_instead_of_growing() -> None:
         out = core.client_datagram(CLIENT, bytes(1000), i)
         dropped += sum(m.state is MessageState.DROPPED for m in records(out, Message))
         notices += len(records(out, Notice))
-    # b"hello" (5 bytes) waits too: 9 more fit
-    assert core.waiting_bytes == 9005 and dropped == 91 and core.overflowed == 91 and notices == 1
+    # b"hello" waits too; each datagram counts WAIT_OVERHEAD more than its bytes: 8 more fit
+    assert core.waiting_bytes == 5 + 8 * 1000 + 9 * WAIT_OVERHEAD <= 10_000
+    assert dropped == 92 and core.overflowed == 92 and notices == 1
+    # empty datagrams are bounded too
+    core.wait_cap = 100_000
+    for i in range(10_000):
+        core.client_datagram(CLIENT, b"", 200 + i)
+    assert core.waiting_bytes <= 100_000 and len(core._heap) < 600
 
 
 def test_shutdown_sends_what_waits_and_closes_every_flow() -> None:
