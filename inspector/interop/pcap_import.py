@@ -1,4 +1,5 @@
-"""Import a pcap or pcapng capture: reassemble each TCP connection and frame it into sockscope records.
+"""Import a pcap or pcapng capture: reassemble each TCP connection and frame it into sockscope records; each UDP
+flow's datagrams become its messages.
 
 Role: read the capture (classic pcap in either byte order and time resolution, gzip-compressed or not, and
 pcapng), find the IPv4/IPv6 TCP segments, reassemble each direction of each connection and cut the byte streams
@@ -14,6 +15,11 @@ copy wins). A hole that is never filled (a missing segment, or a packet cut shor
 is reported in :attr:`ImportReport.gaps` and as a ``Notice`` in the session; the bytes after it are NOT
 imported (never guessed or zero-filled), because a framer cannot know where messages resume. Out-of-order bytes
 waiting for a hole are capped (:data:`OOO_CAP`), and a segment gigabytes ahead costs only its own bytes.
+
+UDP: the datagrams between two addresses are one flow (``ConnectionOpened`` with ``transport="udp"``), its client
+the address that sent first (or the one not on a ``server_ports`` port), each datagram one message, byte for byte:
+datagrams are never framed or joined, whatever framing the TCP streams get. A datagram the capture's snap length
+cut short is skipped with a warning (never imported partly). Flows end with the capture (UDP has no close).
 
 Hostile or damaged files. The file is read by :class:`_Reader` here, not by a library: every length field is
 checked against the bytes the file still holds before anything is read or allocated, so memory follows the
@@ -82,6 +88,8 @@ _READ_STEP: Final = 1 << 20
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 _IPV4: Final = struct.Struct("!BBHHHBBH4s4s")
 _TCP: Final = struct.Struct("!HHIIBB")
+_UDP: Final = struct.Struct("!HHH")
+_TCP_UDP: Final = (6, 17)
 _MOD: Final = 1 << 32
 _HALF: Final = 1 << 31
 _ETH_IPV4, _ETH_IPV6, _ETH_VLAN, _ETH_QINQ = 0x0800, 0x86DD, 0x8100, 0x88A8
@@ -421,8 +429,13 @@ class Gap:
 class ImportReport:
     packets: int = 0
     tcp_segments: int = 0
+    udp_datagrams: int = 0
     not_tcp: int = 0
+    """Packets that are neither TCP nor UDP (skipped)."""
     connections: int = 0
+    """TCP connections and UDP flows."""
+    flows: int = 0
+    """Of ``connections``, the UDP flows."""
     messages: int = 0
     bytes: list[int] = field(default_factory=lambda: [0, 0])
     retransmitted: int = 0
@@ -473,6 +486,18 @@ class _Conn:
         self.ended = False
 
 
+class _Flow:
+    __slots__ = ("bytes", "cid", "client", "last", "msgs", "server")
+
+    def __init__(self, cid: int, client: tuple[str, int], server: tuple[str, int], ts: int) -> None:
+        self.cid = cid
+        self.client = client
+        self.server = server
+        self.msgs = [0, 0]
+        self.bytes = [0, 0]
+        self.last = ts
+
+
 class CaptureImporter:
     """``for record in CaptureImporter(path, framing="lines").records(): ...``; then read ``report``."""
 
@@ -483,6 +508,7 @@ class CaptureImporter:
         self.server_ports = frozenset(server_ports)
         self.report = ImportReport()
         self._conns: dict[tuple[tuple[str, int], tuple[str, int]], _Conn] = {}
+        self._flows: dict[tuple[tuple[str, int], tuple[str, int]], _Flow] = {}
         self._next_conn = 1
         self._next_msg = 1
         self._out: list[Record] = []
@@ -564,7 +590,7 @@ class CaptureImporter:
         version = ip[0] >> 4
         if version == 4:
             vihl, _tos, total, _id, frag, _ttl, proto, _sum, s, d = _IPV4.unpack_from(ip)
-            if proto != 6:
+            if proto not in _TCP_UDP:
                 self.report.not_tcp += 1
                 return
             if frag & 0x3FFF:
@@ -585,7 +611,7 @@ class CaptureImporter:
             off = 40
             while nh in (0, 43, 60) and len(ip) >= off + 8:  # hop-by-hop, routing, destination options
                 nh, off = ip[off], off + 8 + ip[off + 1] * 8
-            if nh != 6:
+            if nh not in _TCP_UDP:
                 self.report.not_tcp += 1
                 if nh == 44:
                     self._warn(f"packet {self.report.packets}: an IPv6 fragment; fragments are not reassembled",
@@ -598,9 +624,12 @@ class CaptureImporter:
             tcp = ip[off:end]
             src = str(ipaddress.IPv6Address(ip[8:24]))
             dst = str(ipaddress.IPv6Address(ip[24:40]))
+            proto = nh
         else:
             self.report.not_tcp += 1
             return
+        if proto == 17:
+            return self._datagram((src, dst), tcp, declared, ts)
         if declared < 20:
             return self._malformed(f"a TCP segment of {declared} bytes is shorter than a TCP header", ts)
         if len(tcp) < 20:
@@ -616,6 +645,47 @@ class CaptureImporter:
         missing_tail = declared - hl - len(payload)  # cut by the snap length
         self.report.tcp_segments += 1
         self._tcp((src, sport), (dst, dport), seq, flags, payload, missing_tail, ts)
+
+    def _datagram(self, hosts: tuple[str, str], udp: bytes, declared: int, ts: int) -> None:
+        if declared < 8:
+            return self._malformed(f"a UDP datagram of {declared} bytes is shorter than a UDP header", ts)
+        if len(udp) < 8:
+            return  # the capture's snap length cut the UDP header
+        sport, dport, length = _UDP.unpack_from(udp)
+        if length < 8 or length > declared:  # 0 is allowed over IPv6 for jumbograms only; treat it as the IP length
+            if length != 0:
+                return self._malformed(f"UDP length {length} does not fit the {declared}-byte packet its IP header "
+                                       "describes", ts)
+            length = declared
+        a, b = (hosts[0], sport), (hosts[1], dport)
+        if len(udp) < length:
+            self._warn(f"packet {self.report.packets}: a UDP datagram cut by the capture's snap length "
+                       f"({length - len(udp)} of {length - 8} bytes not captured); it is skipped", ts=ts)
+            return
+        self.report.udp_datagrams += 1
+        key = (a, b) if a <= b else (b, a)
+        f = self._flows.get(key)
+        if f is None:
+            client, server = a, b
+            if self.server_ports and (a[1] in self.server_ports) != (b[1] in self.server_ports):
+                client, server = (b, a) if a[1] in self.server_ports else (a, b)
+            f = self._flows[key] = _Flow(self._next_conn, client, server, ts)
+            self._next_conn += 1
+            self.report.connections += 1
+            self.report.flows += 1
+            if self.first_target is None:
+                self.first_target = server
+            self._out.append(ConnectionOpened(f.cid, client, server, ts, transport="udp"))
+            self._out.append(UpstreamConnected(f.cid, server, ts))
+        d = 0 if a == f.client else 1
+        data = bytes(udp[8:length])
+        f.last = ts
+        f.msgs[d] += 1
+        f.bytes[d] += len(data)
+        self.report.messages += 1
+        self.report.bytes[d] += len(data)
+        self._out.append(Message(self._next_msg, f.cid, Direction(d), f.msgs[d] - 1, data, ts, ts))
+        self._next_msg += 1
 
     # ----------------------------------------------------------------------------------------- connections
 
@@ -788,6 +858,9 @@ class CaptureImporter:
         self._out.append(ConnectionClosed(c.cid, reason, detail, ts, h0.nbytes, h1.nbytes, h0.msgs, h1.msgs))
 
     def _finish(self) -> None:
+        for f in self._flows.values():
+            self._out.append(ConnectionClosed(f.cid, CloseReason.CLOSED, "the capture ends (UDP has no close)",
+                                              f.last, f.bytes[0], f.bytes[1], f.msgs[0], f.msgs[1]))
         for c in list(self._conns.values()):
             if c.ended:
                 continue

@@ -1,4 +1,4 @@
-"""Export a capture to pcapng as synthetic Ethernet/IPv4 (or IPv6)/TCP frames that Wireshark can follow.
+"""Export a capture to pcapng as synthetic Ethernet/IPv4 (or IPv6)/TCP and UDP frames that Wireshark can follow.
 
 Role: each sockscope connection becomes ONE synthetic TCP stream ``client_addr <-> target_addr`` (in reality the
 proxy holds two TCP connections; the export shows what each end received):
@@ -12,6 +12,12 @@ proxy holds two TCP connections; the export shows what each end received):
 - a packet comment on each message's first segment: message id, direction and seq, arrival time, the added
   delay and its reasons, origin, held/edited. ``tshark -r out.pcapng -qz follow,tcp,raw,N`` gives back exactly
   the bytes each side received (``stream_of`` maps connection ids to Wireshark's stream numbers).
+
+A UDP flow (``ConnectionOpened.transport == "udp"``) becomes one UDP packet per delivered datagram, client port <->
+server port, at its release time: c2s as the server received them, s2c as the client received them (dropped
+datagrams are not in the file; duplicates are, once per copy delivered; a corrupted one carries the bytes as
+forwarded). No handshake or close: the first datagram's comment names the flow and the last says how it ended.
+``udp_stream_of`` maps flow ids to Wireshark's ``udp.stream`` numbers.
 
 Formats: scapy writes the file (``scapy.utils.RawPcapNgWriter``: section and interface blocks, enhanced packet
 blocks with comments), imported lazily. Building every frame with scapy costs about 450 µs a packet (about
@@ -71,6 +77,11 @@ TTL: Final = 64
 _OPEN, _DATA, _FIN, _RST = 0, 1, 2, 3
 _ETH4: Final = struct.Struct("!6s6sHBBHHHBBH4s4sHHIIBBHHH")  # Ethernet + IPv4 + TCP, 54 bytes
 _ETH6: Final = struct.Struct("!6s6sHIHBB16s16sHHIIBBHHH")  # Ethernet + IPv6 + TCP, 74 bytes
+_UDP4: Final = struct.Struct("!6s6sHBBHHHBBH4s4sHHHH")  # Ethernet + IPv4 + UDP, 42 bytes
+_UDP6: Final = struct.Struct("!6s6sHIHBB16s16sHHHH")  # Ethernet + IPv6 + UDP, 62 bytes
+MAX_UDP_PAYLOAD: Final = (65_507, 65_527)
+"""The largest UDP payload over IPv4 (65,535 - 20 - 8) and over IPv6 (65,535 - 8): a longer message (none comes from
+the UDP relay) is not exported and counted in ``ExportStats.too_long``."""
 _LITTLE: Final = sys.byteorder == "little"
 _MAX_WALL_NS: Final = (1 << 63) - 1
 _SYNTH_NET: Final = int(ipaddress.IPv4Address("198.18.0.0"))  # RFC 2544 benchmarking range
@@ -109,15 +120,22 @@ class ExportStats:
     """Messages that never reached their peer (dropped, discarded, still held): not in the stream."""
     after_close: int = 0
     """Messages released after their connection had ended in the export (should be 0)."""
+    flows: int = 0
+    """UDP flows in the file (``connections`` counts TCP streams)."""
+    too_long: int = 0
+    """Datagram messages longer than a UDP packet can carry (see ``MAX_UDP_PAYLOAD``): not in the file."""
 
 
 class _Conn:
-    __slots__ = ("addr", "cid", "ended", "fin", "isn", "last", "mac", "nxt", "opened", "partial", "port",
-                 "replay_of", "v6", "what")
+    __slots__ = ("addr", "cid", "ended", "fin", "isn", "last", "mac", "note", "nxt", "opened", "partial", "port",
+                 "replay_of", "udp", "v6", "what")
 
     def __init__(self, cid: int, client: tuple[str, int], target: tuple[str, int], replay_of: int | None,
-                 synth: dict[str, bytes]) -> None:
+                 synth: dict[str, bytes], udp: bool = False) -> None:
         self.cid = cid
+        self.udp = udp
+        self.note: str | None = None
+        """A UDP flow's opening comment, put on its first datagram (a flow has no packet of its own)."""
         self.replay_of = replay_of
         self.what = (client, target)
         a, b = _ip(client[0], synth), _ip(target[0], synth)
@@ -138,7 +156,7 @@ class _Conn:
         for d in (0, 1):
             src, dst = self.addr[d], self.addr[1 - d]
             sp, dp = self.port[d], self.port[1 - d]
-            parts.append(_words(src) + _words(dst) + 6 + sp + dp + WINDOW)
+            parts.append(_words(src) + _words(dst) + sp + dp + (17 if udp else 6 + WINDOW))
         self.partial = (parts[0], parts[1])
 
 
@@ -175,6 +193,8 @@ class PcapngExporter:
         self.stats = ExportStats()
         self.stream_of: dict[int, int] = {}
         """Connection id -> Wireshark's ``tcp.stream`` number in the exported file."""
+        self.udp_stream_of: dict[int, int] = {}
+        """UDP flow id -> Wireshark's ``udp.stream`` number in the exported file."""
         self._folder = MessageFolder()
         self._conns: dict[int, _Conn] = {}
         self._synth: dict[str, bytes] = {}
@@ -207,12 +227,12 @@ class PcapngExporter:
                 self._final(f)
         elif isinstance(r, ConnectionOpened):
             t = r.time_ns
-            self._open(r.conn_id, r.client_addr, r.target_addr, t, r.replay_of)
+            self._open(r.conn_id, r.client_addr, r.target_addr, t, r.replay_of, r.transport == "udp")
         elif isinstance(r, UpstreamConnected):
             t = r.time_ns
             c = self._conns.get(r.conn_id)
             if c is not None and not c.opened and c.what[1][0] == "?":
-                self._conns[r.conn_id] = _Conn(r.conn_id, c.what[0], r.server_addr, c.replay_of, self._synth)
+                self._conns[r.conn_id] = _Conn(r.conn_id, c.what[0], r.server_addr, c.replay_of, self._synth, c.udp)
         elif isinstance(r, HalfClosed):
             t = r.time_ns
             c = self._conn(r.conn_id, t)
@@ -235,13 +255,18 @@ class PcapngExporter:
         return c
 
     def _open(self, cid: int, client: tuple[str, int], target: tuple[str, int], t: int,
-              replay_of: int | None) -> _Conn:
-        c = self._conns[cid] = _Conn(cid, client, target, replay_of, self._synth)
+              replay_of: int | None, udp: bool = False) -> _Conn:
+        c = self._conns[cid] = _Conn(cid, client, target, replay_of, self._synth, udp)
         c.last = [t, t]
-        text = (f"sockscope connection #{cid}: client {client[0]}:{client[1]} ↔ server {target[0]}:{target[1]}"
-                + (f" (replay of #{replay_of})" if replay_of is not None else "")
-                + ". One synthetic TCP stream: c2s holds the bytes as the server received them, s2c as the "
-                "client received them.")
+        what = "flow" if udp else "connection"
+        text = (f"sockscope {what} #{cid}: client {client[0]}:{client[1]} ↔ server {target[0]}:{target[1]}"
+                + (f" (replay of #{replay_of})" if replay_of is not None else ""))
+        if udp:
+            text += (". UDP: c2s holds the datagrams as the server received them, s2c as the client received them "
+                     "(dropped ones are not here).")
+        else:
+            text += (". One synthetic TCP stream: c2s holds the bytes as the server received them, s2c as the "
+                     "client received them.")
         self._push(t, _OPEN, c, 0, b"", text)
         return c
 
@@ -263,7 +288,9 @@ class PcapngExporter:
         t = max(r.time_ns, c.last[0], c.last[1])
         c.last = [t, t]
         text = f"#{c.cid} ended: {r.reason.value}" + (f" ({r.detail})" if r.detail else "")
-        if r.reason in _RESETS:
+        if c.udp:
+            self._push(t, _FIN, c, 0, b"", text)
+        elif r.reason in _RESETS:
             self._push(t, _RST, c, 0 if r.reason in _RESET_BY_CLIENT else 1, b"", text)
         else:
             self._push(t, _FIN, c, 0, b"", text)
@@ -314,6 +341,9 @@ class PcapngExporter:
     # ----------------------------------------------------------------------------------------- packets
 
     def _emit(self, t: int, _n: int, kind: int, c: _Conn, d: int, data: bytes, comment: str | None) -> None:
+        if c.udp:
+            self._emit_udp(t, kind, c, d, data, comment)
+            return
         if kind == _OPEN:
             if c.opened:
                 return
@@ -363,10 +393,39 @@ class PcapngExporter:
             c.ended = True
             self._packet(t, c, d, nxt[d], nxt[1 - d], RST | ACK, b"", comment)
 
+    def _emit_udp(self, t: int, kind: int, c: _Conn, d: int, data: bytes, comment: str | None) -> None:
+        """A flow's events: its opening and end are comments (on its first datagram, and on a last empty-bodied
+        note kept for the end), each delivered datagram one packet."""
+        if kind == _OPEN:
+            if not c.opened:
+                c.opened = True
+                c.note = comment
+                self.udp_stream_of[c.cid] = len(self.udp_stream_of)
+                self.stats.flows += 1
+            return
+        if kind != _DATA:  # the flow ended: said on the next packet of the flow, if any (UDP has no close)
+            c.ended = True
+            return
+        if not c.opened:
+            self._emit_udp(t, _OPEN, c, 0, b"", None)
+        if len(data) > MAX_UDP_PAYLOAD[c.v6]:
+            self.stats.too_long += 1
+            return
+        self.stats.messages += 1
+        self.stats.bytes[d] += len(data)
+        if c.note is not None:
+            comment = c.note if comment is None else f"{c.note} · {comment}"
+            c.note = None
+        frame = self._udp_fast(c, d, data) if self.engine == "fast" else self._udp_scapy(c, d, data)
+        self._write(t, frame, comment)
+
     def _packet(self, t: int, c: _Conn, d: int, seq: int, ack: int, flags: int, payload: bytes,
                 comment: str | None) -> None:
         frame = self._frame_fast(c, d, seq, ack, flags, payload) if self.engine == "fast" else \
             self._frame_scapy(c, d, seq, ack, flags, payload)
+        self._write(t, frame, comment)
+
+    def _write(self, t: int, frame: bytes, comment: str | None) -> None:
         wall = self._wall_ns(t)
         if comment is not None:
             frame = _Commented(frame)
@@ -413,6 +472,47 @@ class PcapngExporter:
                     ttl=TTL, tos=0)
         pkt = (Ether(src=mac(c.mac[d]), dst=mac(c.mac[1 - d])) / ip /
                TCP(sport=c.port[d], dport=c.port[1 - d], seq=seq, ack=ack, flags=flags, window=WINDOW, urgptr=0))
+        if payload:
+            pkt = pkt / Raw(payload)
+        return bytes(pkt)
+
+    @staticmethod
+    def _udp_fast(c: _Conn, d: int, payload: bytes) -> bytes:
+        udp_len = 8 + len(payload)
+        src, dst = c.addr[d], c.addr[1 - d]
+        s = c.partial[d] + udp_len + udp_len  # the pseudo-header's length, then the UDP header's
+        if payload:
+            s += _sum16(payload)
+        udp_sum = ~_fold(s) & 0xFFFF or 0xFFFF  # RFC 768: a computed 0 is sent as all ones
+        sp, dp = c.port[d], c.port[1 - d]
+        if not c.v6:
+            total = 20 + udp_len
+            ip_sum = ~_fold(0x4500 + total + 0x4000 + (TTL << 8 | 17) + _words(src) + _words(dst)) & 0xFFFF
+            hdr = _UDP4.pack(c.mac[1 - d], c.mac[d], 0x0800, 0x45, 0, total, 0, 0x4000, TTL, 17, ip_sum, src, dst,
+                             sp, dp, udp_len, udp_sum)
+        else:
+            hdr = _UDP6.pack(c.mac[1 - d], c.mac[d], 0x86DD, 0x60000000, udp_len, 17, TTL, src, dst,
+                             sp, dp, udp_len, udp_sum)
+        return hdr + payload if payload else hdr
+
+    @staticmethod
+    def _udp_scapy(c: _Conn, d: int, payload: bytes) -> bytes:
+        from scapy.layers.inet import IP, UDP
+        from scapy.layers.inet6 import IPv6
+        from scapy.layers.l2 import Ether
+        from scapy.packet import Raw
+
+        def mac(b: bytes) -> str:
+            return ":".join(f"{x:02x}" for x in b)
+
+        src, dst = c.addr[d], c.addr[1 - d]
+        if c.v6:
+            ip: Any = IPv6(src=str(ipaddress.IPv6Address(src)), dst=str(ipaddress.IPv6Address(dst)), hlim=TTL,
+                           tc=0, fl=0)
+        else:
+            ip = IP(src=str(ipaddress.IPv4Address(src)), dst=str(ipaddress.IPv4Address(dst)), id=0, flags="DF",
+                    ttl=TTL, tos=0)
+        pkt = Ether(src=mac(c.mac[d]), dst=mac(c.mac[1 - d])) / ip / UDP(sport=c.port[d], dport=c.port[1 - d])
         if payload:
             pkt = pkt / Raw(payload)
         return bytes(pkt)
