@@ -10,7 +10,9 @@ Network Link Conditioner as copied by a third party) and translated to sockscope
 - *Round-trip latency* sources (Chrome): half goes to each direction.
 - *Download/upload* sources: download is server→client (``s2c``), upload is client→server (``c2s``).
 - *Packet loss*: TCP never loses a message, it retransmits it, so ``loss_pct`` becomes a retransmission
-  delay (see ``DirectionConditions.loss_pct``). 100 % loss is a stalled connection: a freeze.
+  delay (see ``DirectionConditions.loss_pct``). 100 % loss is a stalled connection: a freeze. On UDP the same
+  ``loss_pct`` is real loss (docs/udp.md): Unity's simulator presets are defined for UDP, so there they mean
+  exactly what their source says.
 
 Presets are guesses that their authors revise (Unity changed its own); the source and date are data here
 so the UI can show them next to the name.
@@ -54,7 +56,8 @@ class Preset:
     """The numbers exactly as the source gives them, before translation to sockscope's model."""
     conditions: Conditions
     loss_pct: float
-    """The source's packet loss in percent (already translated into ``conditions`` as retransmission delay)."""
+    """The source's packet loss in percent (in ``conditions`` as ``loss_pct``: real loss on UDP, retransmission delay
+    on TCP)."""
     notes: str = ""
     aliases: tuple[str, ...] = ()
 
@@ -350,6 +353,7 @@ def list_presets_text() -> str:
         "Delays are one-way, per direction: a round trip gets both.",
         "Loss on TCP shows up as delay: a lost message is retransmitted after ~max(200 ms, 2 × RTT)",
         "and holds back everything behind it (head-of-line blocking). Details: docs/conditions.md.",
+        "Loss on UDP (--udp) is real: that share of datagrams never arrives. Details: docs/udp.md.",
         "Use a name with --preset (case, spaces and punctuation ignored); other flags override its values.",
     ]
     return "\n".join(lines)

@@ -571,8 +571,9 @@ class Printer:
         delay = ""
         if r.state is MessageState.SCHEDULED and r.release_ns is not None and r.release_ns > r.arrival_ns:
             delay = f" +{(r.release_ns - r.arrival_ns) / 1e6:.1f}ms"
+        note = f" ({r.note})" if r.note else ""  # UDP: why dropped, or what was done to it (never on TCP)
         return (f"{self._ts(r.arrival_ns)} #{r.conn_id} {r.direction.arrow} {r.direction.label} "
-                f"{r.size:>6} B{state}{origin}{delay}  ")
+                f"{r.size:>6} B{state}{origin}{delay}{note}  ")
 
     def format(self, r: Record) -> str | None:
         """The line of ``r`` without a decoded summary (messages as text or hex); None for records not shown."""
@@ -587,6 +588,8 @@ class Printer:
         if isinstance(r, ConnectionOpened):
             (ch, cp), (th, tp) = r.client_addr, r.target_addr
             what = f" (replay of #{r.replay_of})" if r.replay_of is not None else ""
+            if r.transport == "udp":
+                return f"{self._ts(r.time_ns)} #{r.conn_id} UDP flow from {ch}:{cp} → {th}:{tp}{what}"
             return f"{self._ts(r.time_ns)} #{r.conn_id} opened {ch}:{cp} → {th}:{tp}{what}"
         if isinstance(r, UpstreamConnected):
             return None

@@ -300,6 +300,18 @@ def test_port_in_use_is_one_line_and_exit_2() -> None:
     (("--framing", "fixed:0"), "--framing"),
     (("--max-frame", "lots"), "--max-frame"),
     (("--connect-timeout", "0"), "--connect-timeout"),
+    (("--udp", "--loss", "ten"), "--loss"),
+    (("--udp", "--loss", "c2s=5,up=1"), "--loss"),
+    (("--udp", "--loss", "100"), "--loss"),
+    (("--udp", "--loss", "gemodel:1:2:3:4:5"), "gemodel"),
+    (("--udp", "--duplicate", "5:fast"), "--duplicate"),
+    (("--udp", "--reorder", "25:0"), "gap"),
+    (("--udp", "--corrupt", "101"), "--corrupt"),
+    (("--udp", "--mtu", "1200:cut"), "--mtu"),
+    (("--udp", "--mtu", "70000"), "--mtu"),
+    (("--udp", "--bandwidth-queue", "0"), "--bandwidth-queue"),
+    (("--udp", "--udp-idle-timeout", "0"), "--udp-idle-timeout"),
+    (("--udp", "--udp-max-flows", "0"), "--udp-max-flows"),
 ])
 def test_bad_flags_are_one_line_and_exit_2(args: tuple[str, ...], needle: str) -> None:
     _one_line_error(run_cli(*args), needle)
@@ -666,6 +678,7 @@ GROUPS = {  # group adder -> the commands that must have that group, whole
     "add_output_arguments": {"proxy", "run"},
     "add_recording_arguments": {"proxy", "run"},
     "add_control_arguments": {"proxy", "run"},
+    "add_transport_arguments": {"proxy"},
 }
 
 
@@ -748,3 +761,31 @@ def test_the_windows_proxy_flags_reach_the_proxy_it_starts() -> None:
     assert defaults is not None and defaults.extra_args == []
     with pytest.raises(Exception, match="--max-frame"):
         app.link_from_args(app.build_parser().parse_args(["demo", "--max-frame", "lots"]))
+
+
+@pytest.mark.timeout(60)
+def test_udp_only_relays_datagrams_and_prints_drops_with_their_reason(child: Callable[..., Child]) -> None:
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.settimeout(IO_TIMEOUT)
+    c = child("--udp-only", "--listen", "127.0.0.1:0", "--target", f"127.0.0.1:{server.getsockname()[1]}",
+              "--loss", "c2s=50", "--seed", "3")
+    line = c.wait_line(c.out, lambda x: "UDP on" in x)
+    port = int(re.search(r"UDP on [^ ]+:(\d+)", line).group(1))  # type: ignore[union-attr]
+    assert not any("listening on" in x for x in c.out)  # no TCP listener with --udp-only
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(IO_TIMEOUT)
+    try:
+        for i in range(20):
+            client.sendto(f"dgram {i}".encode(), ("127.0.0.1", port))
+        c.wait_line(c.out, lambda x: "UDP flow from" in x)
+        c.wait_line(c.out, lambda x: "[dropped]" in x and "lost: random loss 50 %" in x)
+        got, addr = server.recvfrom(100)  # the ones that passed reach the server whole
+        assert got.startswith(b"dgram ")
+        server.sendto(b"reply", addr)
+        assert client.recv(100) == b"reply"
+    finally:
+        client.close()
+        server.close()
+    c.proc.send_signal(signal.SIGINT)
+    assert c.finish() == 0

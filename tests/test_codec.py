@@ -182,3 +182,21 @@ def test_direction_from_wire() -> None:
 def test_not_a_record() -> None:
     with pytest.raises(CodecError, match="not a record"):
         record_to_dict("hello")  # type: ignore[arg-type]
+
+
+def test_records_written_before_udp_still_load_and_udp_fields_round_trip() -> None:
+    from proxy.codec import record_from_dict, record_to_dict
+    from proxy.model import ConnectionOpened, Direction, Message, MessageState, Origin
+
+    old_opened = {"type": "connection_opened", "conn_id": 1, "client_addr": ["127.0.0.1", 5], "time_ns": 3,
+                  "target_addr": ["127.0.0.1", 6], "replay_of": None}  # no "transport": a session from before UDP
+    assert record_from_dict(old_opened) == ConnectionOpened(1, ("127.0.0.1", 5), ("127.0.0.1", 6), 3)
+    udp = ConnectionOpened(2, ("127.0.0.1", 5), ("127.0.0.1", 6), 3, None, "udp")
+    assert record_from_dict(record_to_dict(udp)) == udp
+    plain = Message(1, 2, Direction.C2S, 0, b"x", 5, 5)
+    assert "note" not in record_to_dict(plain) and "flips" not in record_to_dict(plain)
+    impaired = Message(1, 2, Direction.C2S, 0, b"y", 5, None, Origin.LIVE, MessageState.FORWARDED, (),
+                       "corrupted: bit 0 of byte 0 flipped", (0,))
+    assert record_from_dict(record_to_dict(impaired)) == impaired
+    with pytest.raises(ValueError, match="transport"):
+        record_from_dict({**old_opened, "transport": "sctp"})

@@ -16,6 +16,7 @@ from proxy.conditions import (
     Conditions,
     ConditionsError,
     DirectionConditions,
+    GilbertElliott,
     Jitter,
     Spike,
     format_bandwidth,
@@ -262,6 +263,17 @@ directions = st.builds(
     duplicate_next=st.integers(0, 100),
     loss_pct=st.floats(0, 99.9),
     rto_ms=st.none() | st.floats(1, 10_000),
+    jitter_reorders=st.booleans(),
+    burst_loss=st.none() | st.builds(GilbertElliott, st.floats(0, 100), st.none() | st.floats(0, 100),
+                                     st.floats(0, 100), st.floats(0, 100)),
+    duplicate_delay_ms=st.floats(0, 1000),
+    reorder_pct=st.floats(0, 100),
+    reorder_gap=st.integers(1, 50),
+    corrupt_pct=st.floats(0, 100),
+    burst_bytes=st.integers(0, 1 << 20),
+    queue_bytes=st.none() | st.integers(1, 1 << 24),
+    mtu=st.none() | st.integers(1, 65535),
+    mtu_action=st.sampled_from(["drop", "truncate"]),
 )
 conditions = st.builds(Conditions, c2s=directions, s2c=directions)
 
@@ -437,3 +449,44 @@ def test_conditions_from_cli_spikes_repeat_and_start_now() -> None:
 def test_conditions_from_cli_unknown_preset() -> None:
     with pytest.raises(ConditionsError, match="--preset: unknown preset 'moon base'; known presets: LAN"):
         conditions_from_cli(preset="moon base")
+
+
+# ------------------------------------------------------------------------------------------ UDP impairments
+
+
+def test_udp_impairment_flags_parse_per_direction_and_refuse_nonsense() -> None:
+    from proxy.conditions import parse_bytes, parse_corrupt, parse_duplicate, parse_loss, parse_mtu, parse_reorder
+
+    c2s, s2c = Direction.C2S, Direction.S2C
+    assert parse_loss("10") == {c2s: (10.0, None), s2c: (10.0, None)}
+    assert parse_loss("c2s=5,s2c=1%") == {c2s: (5.0, None), s2c: (1.0, None)}
+    assert parse_loss("gemodel:5:50:80:1")[c2s] == (0.0, GilbertElliott(5, 50, 80, 1))
+    assert parse_loss("s2c=gemodel:3") == {s2c: (0.0, GilbertElliott(3))}
+    assert parse_duplicate("5:20ms") == {c2s: (5.0, 20.0), s2c: (5.0, 20.0)}
+    assert parse_reorder("25:5")[c2s] == (25.0, 5)
+    assert parse_corrupt("c2s=1") == {c2s: 1.0}
+    assert parse_mtu("1200:truncate")[s2c] == (1200, "truncate") and parse_mtu("576")[c2s] == (576, "drop")
+    assert parse_bytes("--bandwidth-burst", "16KB")[c2s] == 16000
+    assert parse_bytes("--bandwidth-queue", "c2s=64KiB")[c2s] == 65536
+    for parse, text, words in ((parse_loss, "ten", "percentage"), (parse_loss, "100", "below 100"),
+                               (parse_loss, "gemodel", "1 to 4"), (parse_reorder, "25:0", "gap"),
+                               (parse_mtu, "0", "1 to 65535"), (parse_mtu, "9:cut", "drop or truncate"),
+                               (parse_corrupt, "-1", "percentage"), (parse_duplicate, "5:1:2", "cannot read")):
+        with pytest.raises(ConditionsError, match=words):
+            parse(text)  # type: ignore[operator]
+
+
+def test_udp_fields_are_checked_and_shown() -> None:
+    for kw, words in (({"reorder_pct": 101}, "reorder_pct"), ({"reorder_gap": 0}, "reorder_gap"),
+                      ({"mtu": 0}, "mtu"), ({"mtu_action": "cut"}, "mtu_action"), ({"queue_bytes": 0}, "queue_bytes"),
+                      ({"corrupt_pct": -1}, "corrupt_pct"), ({"duplicate_delay_ms": -1}, "duplicate_delay_ms")):
+        with pytest.raises(ConditionsError, match=words):
+            DirectionConditions(**kw)  # type: ignore[arg-type]
+    with pytest.raises(ConditionsError, match=r"burst_loss\.p_pct"):
+        GilbertElliott(150)
+    d = DirectionConditions(mtu=1200, corrupt_pct=1, burst_loss=GilbertElliott(2, 25, 80, 1))
+    assert not d.is_passthrough and "MTU 1200" in d.describe() and "burst loss p 2 %" in d.describe()
+    assert GilbertElliott(2, 25, 80, 1).mean_loss_pct == pytest.approx((25 * 1 + 2 * 80) / 27)
+    assert GilbertElliott(5).mean_loss_pct == pytest.approx(5)  # netem: p alone is Bernoulli loss p
+    assert DirectionConditions(bandwidth_bps=10_000).effective_queue_bytes == 65536
+    assert DirectionConditions(bandwidth_bps=1e6).effective_queue_bytes == 1_000_000
