@@ -122,3 +122,34 @@ def test_a_capture_of_datagrams_imports_as_flows_byte_exact(tmp_path: Path) -> N
                     (f1, Direction.S2C, big), (f2, Direction.C2S, b"v6")]
     closed = [r for r in got if isinstance(r, ConnectionClosed) and r.conn_id in flows]
     assert len(closed) == 2  # the flows end with the capture
+
+
+def test_hostile_udp_headers_and_cut_datagrams_are_skipped_with_one_line_each(tmp_path: Path) -> None:
+    """A UDP length that lies, a header shorter than 8 bytes, a datagram the snap length cut: each is skipped with a
+    warning that says why; the good datagram between them is imported whole."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+    from scapy.utils import wrpcap
+
+    def pkt(payload: bytes, **udp: int) -> object:
+        return Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=40000, dport=7000, **udp) / Raw(payload)
+
+    lying = pkt(b"abc", len=500)  # the UDP header claims more than the IP packet holds
+    short = Ether() / IP(src="10.0.0.1", dst="10.0.0.2", proto=17) / Raw(b"\x01\x02\x03")  # no room for a header
+    good = pkt(b"good datagram")
+    path = tmp_path / "h.pcap"
+    wrpcap(str(path), [lying, short, good, pkt(b"x" * 200)], snaplen=0)
+    raw = bytearray(path.read_bytes())
+    # cut the last packet's captured length (classic pcap record header: ts_sec ts_usec incl_len orig_len)
+    last = len(raw) - len(bytes(pkt(b"x" * 200))) - 16
+    incl = int.from_bytes(raw[last + 8:last + 12], "little")
+    raw[last + 8:last + 12] = (incl - 150).to_bytes(4, "little")
+    del raw[len(raw) - 150:]
+    path.write_bytes(bytes(raw))
+    imp = CaptureImporter(path)
+    got = list(imp.records())
+    assert [m.data for m in got if isinstance(m, Message)] == [b"good datagram"]
+    text = " | ".join(imp.report.warnings)
+    assert "UDP length 500" in text and "snap length" in text, text
+    assert imp.report.malformed == 2 and imp.report.flows == 1
