@@ -2,7 +2,8 @@
 without editing it.
 
 Role: start one in-process proxy (``proxy.runner.ProxyThread``) per redirected port, each listening on a free
-loopback port and targeting ``127.0.0.1:PORT`` (the original destination), with the terminal printer
+loopback port, TCP and UDP (the same port number), and targeting ``127.0.0.1:PORT`` (the original destination),
+with the terminal printer
 subscribed; then run the program as a child process whose Python start-up hook (``inspector/_hook/``, put first
 on its ``PYTHONPATH``) sends its connects to those ports through the proxies (see ``docs/run.md``). The child's
 stdin/stdout/stderr are inherited untouched; sockscope's own lines go to stderr so the program's stdout stays
@@ -77,6 +78,9 @@ from proxy.server import ProxyConfig, ProxyError
 
 HOOK_DIR = Path(__file__).resolve().parent / "_hook"
 REDIRECT_ENV = "SOCKSCOPE_REDIRECT"
+REDIRECT_UDP_ENV = "SOCKSCOPE_REDIRECT_UDP"
+UDP_TWIN_ATTEMPTS = 5
+"""Free TCP ports tried for a proxy whose UDP twin port is taken."""
 ANY_ADDRESS_ENV = "SOCKSCOPE_ANY_ADDRESS"
 PROXY_HOST = "127.0.0.1"
 TARGET_HOST = "127.0.0.1"
@@ -208,6 +212,7 @@ def redirect_env(redirects: dict[int, tuple[str, int]], base: dict[str, str] | N
     old = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(HOOK_DIR) + (os.pathsep + old if old else "")
     env[REDIRECT_ENV] = ",".join(f"{port}={host}:{pport}" for port, (host, pport) in sorted(redirects.items()))
+    env[REDIRECT_UDP_ENV] = "1"  # the proxies relay UDP on the same port numbers
     env.pop(ANY_ADDRESS_ENV, None)
     if any_address is not None:
         env[ANY_ADDRESS_ENV] = any_address
@@ -321,16 +326,26 @@ def start_proxies(ports: Sequence[int], listen_port: int, framing: FramingSpec, 
     proxies: list[ProxyThread] = []
     try:
         for port in ports:
-            config = ProxyConfig(PROXY_HOST, listen_port, TARGET_HOST, port, framing, connect_timeout, conditions,
-                                 seed)
-            p = ProxyThread(config)
-            # Subscribed before the engine starts, so this runs on our thread before any record exists. The
-            # summariser is this package's own (no entry point to look up); it is made and run on the terminal's
-            # writer thread.
-            p.server.subscribe(Printer(p.server.clock, out, show_messages=not quiet,
-                                       prefix=f"[{port}] " if len(ports) > 1 else "", summariser=summariser),
-                               messages=not quiet)
-            proxies.append(p.start())
+            # TCP and UDP on one port number, so the hook sends both to the same address (docs/run.md). A free TCP
+            # port may have its UDP twin taken: another pick then (a port asked for with --listen-port is not
+            # changed).
+            for attempt in range(UDP_TWIN_ATTEMPTS):
+                config = ProxyConfig(PROXY_HOST, listen_port, TARGET_HOST, port, framing, connect_timeout,
+                                     conditions, seed, udp=True)
+                p = ProxyThread(config)
+                # Subscribed before the engine starts, so this runs on our thread before any record exists. The
+                # summariser is this package's own (no entry point to look up); it is made and run on the
+                # terminal's writer thread.
+                p.server.subscribe(Printer(p.server.clock, out, show_messages=not quiet,
+                                           prefix=f"[{port}] " if len(ports) > 1 else "", summariser=summariser),
+                                   messages=not quiet)
+                try:
+                    proxies.append(p.start())
+                except ProxyError as e:
+                    if listen_port or "UDP port" not in str(e) or attempt == UDP_TWIN_ATTEMPTS - 1:
+                        raise
+                    continue
+                break
     except BaseException:
         stop_proxies(proxies)
         raise

@@ -410,6 +410,71 @@ def test_sigterm_is_passed_to_the_child_and_the_proxy_stops() -> None:
                 f.close()
 
 
+UDP_GAME = textwrap.dedent('''
+    import asyncio, json, socket, sys, threading
+
+    port = int(sys.argv[1])
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", port))  # the game's server: never redirected (bind is left alone)
+
+    def serve():
+        for _ in range(4):
+            data, addr = server.recvfrom(2048)
+            server.sendto(b"ack " + data, addr)
+
+    threading.Thread(target=serve, daemon=True).start()
+    out = {}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:  # sendto/recvfrom, as learners write it
+        c.settimeout(10)
+        for i in range(2):
+            c.sendto(json.dumps({"x": i, "y": 2 * i}).encode(), ("127.0.0.1", port))
+            data, addr = c.recvfrom(2048)
+            out.setdefault("replies", []).append([data.decode(), list(addr)])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:  # connect, then send/recv
+        c.settimeout(10)
+        c.connect(("localhost", port))
+        c.send(b"connected")
+        out["connected"] = c.recv(2048).decode()
+
+    async def via_asyncio():
+        loop = asyncio.get_running_loop()
+        got = loop.create_future()
+
+        class P(asyncio.DatagramProtocol):
+            def datagram_received(self, data, addr):
+                got.set_result([data.decode(), list(addr)])
+
+        transport, _ = await loop.create_datagram_endpoint(P, remote_addr=("127.0.0.1", port))
+        transport.sendto(b"asyncio")
+        try:
+            return await asyncio.wait_for(got, 10)
+        finally:
+            transport.close()
+
+    out["asyncio"] = asyncio.run(via_asyncio())
+    print("RESULT " + json.dumps(out))
+''')
+
+
+def test_a_udp_games_datagrams_go_through_the_proxy_and_it_sees_its_server_answer(tmp_path: Path) -> None:
+    """sendto/recvfrom, connect/send/recv and an asyncio datagram endpoint: each datagram is relayed (the log shows
+    them as a flow's messages), and the program sees the answers come from its server's address, as without
+    sockscope."""
+    script = tmp_path / "udp_game.py"
+    script.write_text(UDP_GAME, encoding="utf-8")
+    port = free_port()
+    proxied = sockscope_run("--port", str(port), "--", sys.executable, str(script), str(port))
+    assert proxied.returncode == 0, proxied.stderr
+    out = json.loads(proxied.stdout.splitlines()[-1].removeprefix("RESULT "))
+    assert out["replies"] == [['ack {"x": 0, "y": 0}', ["127.0.0.1", port]],
+                              ['ack {"x": 1, "y": 2}', ["127.0.0.1", port]]]
+    assert out["connected"] == "ack connected"
+    assert out["asyncio"] == ["ack asyncio", ["127.0.0.1", port]]
+    log = proxied.stderr
+    assert log.count("udp") >= 3 or log.count("UDP") >= 3, log  # three flows: one per client socket
+    assert '{"x": 1, "y": 2}' in log and "ack connected" in log and "ack asyncio" in log, log
+
+
 def test_a_non_python_program_gets_the_port_change_route(tmp_path: Path) -> None:
     program = tmp_path / "game.sh"
     program.write_text("#!/bin/sh\necho ran\n", encoding="utf-8")
@@ -455,6 +520,7 @@ HOOK_PROBE = textwrap.dedent('''
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
         u.connect(("127.0.0.1", port))
         out["udp"] = u.getpeername()[1]
+
     if len(sys.argv) > 2:
         out["ipv6"] = peer("::1", socket.AF_INET6)
     print(json.dumps(out))
@@ -480,10 +546,12 @@ def ipv6_loopback() -> bool:
     return True
 
 
-def probe(port: int, env_value: str | None, *extra: str) -> tuple[dict[str, object], str]:
+def probe(port: int, env_value: str | None, *extra: str, udp: bool = False) -> tuple[dict[str, object], str]:
     env = child_env(PYTHONPATH=str(HOOK_DIR))
     if env_value is not None:
         env[REDIRECT_ENV] = env_value
+    if udp:
+        env["SOCKSCOPE_REDIRECT_UDP"] = "1"
     result = run([sys.executable, "-c", HOOK_PROBE, str(port), *extra], env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout), result.stderr
@@ -497,10 +565,17 @@ def test_hook_redirects_every_loopback_spelling_of_a_named_port(listeners: tuple
     for key in ("'127.0.0.1'", "'localhost'", "''", "'0.0.0.0'", "create_connection", "connect_ex", "asyncio"):
         assert out[key] == proxy, key
     assert out["connect_ex_rc"] == 0
-    assert out["udp"] == original  # only TCP is redirected
+    assert out["udp"] == original  # UDP only with SOCKSCOPE_REDIRECT_UDP=1 (sockscope run sets it)
     assert out["hook_on_path"] is False  # the hook leaves sys.path as the program would have had it
     if v6:
         assert out["ipv6"] == proxy
+
+
+def test_hook_redirects_udp_too_when_the_run_relays_it(listeners: tuple[int, int]) -> None:
+    original, proxy = listeners
+    out, err = probe(original, f"{original}=127.0.0.1:{proxy}", udp=True)
+    assert err == ""
+    assert out["udp"] == proxy and out["'127.0.0.1'"] == proxy
 
 
 def test_hook_with_a_host_in_the_key_matches_that_host_only(listeners: tuple[int, int]) -> None:

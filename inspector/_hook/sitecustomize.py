@@ -21,7 +21,12 @@ What it does, and all it does:
 * wraps ``socket.socket.connect`` and ``socket.socket.connect_ex`` (and so ``socket.create_connection``,
   ``asyncio``'s default loop, ``http.client`` ...) so that a TCP connect to a matching destination goes to
   the proxy instead. The proxy then connects to the real port from the sockscope process, which is not hooked;
-* leaves everything else alone: other ports and hosts, UDP, ``bind``/``listen``/``accept`` (so a script whose
+* with ``SOCKSCOPE_REDIRECT_UDP=1`` (set by ``sockscope run``, whose proxies relay UDP on the same port numbers),
+  UDP too: ``sendto`` to a matching loopback destination, and ``connect``/``connect_ex`` of a UDP socket, go to the
+  proxy instead; ``recvfrom``/``recvfrom_into`` report a datagram from the proxy as coming from the original
+  destination, so a client that checks who answered still sees its server (``asyncio``'s datagram endpoints use
+  these methods, so they are covered too). ``--any-address`` applies to TCP only;
+* leaves everything else alone: other ports and hosts, ``bind``/``listen``/``accept`` (so a script whose
   server listens on 5555 and whose client connects to 5555 works: only the client's connect is redirected).
   After a redirected connect, ``getpeername()`` shows the proxy's address, not the original one;
 * then runs any other ``sitecustomize`` that this one shadows, as Python would have without it.
@@ -42,6 +47,7 @@ import sys
 from typing import Any
 
 _ENV = "SOCKSCOPE_REDIRECT"
+_UDP_ENV = "SOCKSCOPE_REDIRECT_UDP"
 _ANY_ENV = "SOCKSCOPE_ANY_ADDRESS"
 _ASK_TIMEOUT = 5.0  # seconds a connect waits for sockscope's answer about an address it has not seen yet
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -121,11 +127,13 @@ def _is_loopback(host: str) -> bool:
 
 
 def _install(mapping: dict[tuple[str, int], tuple[str, int]],
-             any_address: tuple[str, tuple[str, int]] | None = None) -> None:
+             any_address: tuple[str, tuple[str, int]] | None = None, udp: bool = False) -> None:
     import socket
 
     original_connect = socket.socket.connect
     original_connect_ex = socket.socket.connect_ex
+    stream_only = (socket.SOCK_STREAM,)
+    kinds = (socket.SOCK_STREAM, socket.SOCK_DGRAM) if udp else stream_only
     ports = frozenset(port for _, port in mapping)  # the cheap test that lets every other connect straight through
     answers: dict[tuple[str, int], object] = {}  # (host, port) -> proxy address or None, as sockscope answered
 
@@ -158,7 +166,7 @@ def _install(mapping: dict[tuple[str, int], tuple[str, int]],
 
     def target(sock: socket.socket, address: object) -> object:
         """The address to really connect to: the proxy for a redirected destination, else ``address``."""
-        if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        if sock.type not in kinds or sock.family not in (socket.AF_INET, socket.AF_INET6):
             return address
         if not isinstance(address, tuple) or len(address) < 2 or not isinstance(address[1], int) \
                 or address[1] not in ports:
@@ -172,7 +180,8 @@ def _install(mapping: dict[tuple[str, int], tuple[str, int]],
         proxy = mapping.get((host, address[1]))
         if proxy is None and _is_loopback(host):
             proxy = mapping.get((_ANY_LOOPBACK, address[1]))
-        elif proxy is None and any_address is not None and (_ANY_LOOPBACK, address[1]) in mapping:
+        elif proxy is None and any_address is not None and (_ANY_LOOPBACK, address[1]) in mapping \
+                and sock.type == socket.SOCK_STREAM:
             proxy = ask(host.split("%", 1)[0], address[1])  # type: ignore[assignment]
         if proxy is None:
             return address
@@ -198,8 +207,48 @@ def _install(mapping: dict[tuple[str, int], tuple[str, int]],
     connect_ex.__doc__ = original_connect_ex.__doc__
     socket.socket.connect = connect  # type: ignore[method-assign, assignment]
     socket.socket.connect_ex = connect_ex  # type: ignore[method-assign, assignment]
+    if udp:
+        _install_udp(socket, mapping, target)
     if sys.platform == "win32":
         _patch_proactor(target)
+
+
+def _install_udp(socket: Any, mapping: dict[tuple[str, int], tuple[str, int]], target: Any) -> None:
+    """``sendto`` to a redirected port goes to the proxy; a datagram from a proxy reads as from the original port."""
+    original_sendto = socket.socket.sendto
+    original_recvfrom = socket.socket.recvfrom
+    original_recvfrom_into = socket.socket.recvfrom_into
+    # proxy address -> the port it stands for (v4-mapped too: an IPv6 socket reaches the IPv4 proxy that way)
+    back: dict[tuple[str, int], int] = {}
+    for (_host, port), (phost, pport) in mapping.items():
+        back[(phost, pport)] = port
+        if ":" not in phost:
+            back[("::ffff:" + phost, pport)] = port
+
+    def sendto(self: Any, data: Any, *rest: Any) -> int:
+        if rest:  # sendto(data, address) or sendto(data, flags, address)
+            rest = (*rest[:-1], target(self, rest[-1]))
+        return original_sendto(self, data, *rest)  # type: ignore[no-any-return]
+
+    def origin(self: Any, address: Any) -> Any:
+        if isinstance(address, tuple) and len(address) >= 2:
+            port = back.get((address[0], address[1]))
+            if port is not None:
+                return ("::1", port, 0, 0) if self.family == socket.AF_INET6 else ("127.0.0.1", port)
+        return address
+
+    def recvfrom(self: Any, *args: Any) -> Any:
+        data, address = original_recvfrom(self, *args)
+        return data, origin(self, address)
+
+    def recvfrom_into(self: Any, *args: Any) -> Any:
+        n, address = original_recvfrom_into(self, *args)
+        return n, origin(self, address)
+
+    for name, new, old in (("sendto", sendto, original_sendto), ("recvfrom", recvfrom, original_recvfrom),
+                           ("recvfrom_into", recvfrom_into, original_recvfrom_into)):
+        new.__doc__ = old.__doc__
+        setattr(socket.socket, name, new)
 
 
 def _patch_proactor(target: Any) -> None:
@@ -255,7 +304,7 @@ def _main() -> None:
                 except ValueError:  # the loopback redirections still apply
                     _warn(f"{_ANY_ENV} is malformed (expected TOKEN@HOST:PORT)",
                           "only connections to loopback addresses are redirected")
-            _install(mapping, any_address)
+            _install(mapping, any_address, os.environ.get(_UDP_ENV) == "1")
     # Take this directory off sys.path so the program sees the path it would have had without sockscope.
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
     _chain()
