@@ -34,25 +34,13 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from proxy.conditions import (
-    PASSTHROUGH,
-    Conditions,
-    DirectionConditions,
-    parse_bandwidth,
-    parse_bytes,
-    parse_corrupt,
-    parse_duplicate,
-    parse_jitter,
-    parse_latency,
-    parse_loss,
-    parse_mtu,
-    parse_reorder,
-    parse_spike,
-)
 from proxy.framing import DEFAULT_MAX_FRAME
 from proxy.model import Direction
-from proxy.presets import find_preset
+
+if TYPE_CHECKING:
+    from proxy.conditions import Conditions
 
 __all__ = [
     "DEFAULT_FRAMING",
@@ -155,6 +143,25 @@ def conditions_from_cli(
     ``now_ns`` is the monotonic time the shell starts at, so one-shot spikes begin then. Bad text raises
     :class:`~proxy.conditions.ConditionsError` (a ``ValueError``) naming the flag.
     """
+    # imported here, not with this module: the window and ``sockscope run`` parse their flags first, and most
+    # starts give no condition at all
+    from proxy.conditions import (
+        PASSTHROUGH,
+        Conditions,
+        DirectionConditions,
+        parse_bandwidth,
+        parse_bytes,
+        parse_corrupt,
+        parse_duplicate,
+        parse_jitter,
+        parse_latency,
+        parse_loss,
+        parse_mtu,
+        parse_reorder,
+        parse_spike,
+    )
+    from proxy.presets import find_preset
+
     base = PASSTHROUGH if preset is None else find_preset(preset).conditions
     per: dict[Direction, DirectionConditions] = {d: base.for_direction(d) for d in Direction}
     if latency is not None:
@@ -426,6 +433,8 @@ def parse_payload_rate(text: str) -> int:
         return 0
     bad = UsageError(f"--control-payload-rate: cannot read {text!r}; e.g. 8MiB/s, 1MB/s, 500kbit, "
                      "or 0 for no limit (one rate: it applies to each subscriber, both directions)")
+    from proxy.conditions import parse_bandwidth
+
     try:
         rates = set(parse_bandwidth(text).values())
     except ValueError:
