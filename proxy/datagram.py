@@ -288,6 +288,7 @@ class _Flow:
     opening: list[tuple[int, bytes]] = field(default_factory=list)  # client datagrams (arrival, data) meanwhile
     refused: int = 0  # ICMP port unreachable answers
     rules_warned: list[Rule] = field(default_factory=list)  # rules whose failed match was reported on this flow
+    held: dict[int, None] = field(default_factory=dict)  # ids of this flow's held datagrams, in order
 
 
 @dataclass(slots=True, order=True)
@@ -423,7 +424,7 @@ class DatagramCore:
 
     def held_ids(self, conn_id: int | None = None) -> list[int]:
         """Ids of the held datagrams (of one flow), in the order they were held."""
-        return [m for m, h in self.held.items() if conn_id is None or h.conn_id == conn_id]
+        return list(self.held if conn_id is None else self._flow(conn_id).held)
 
     def sync_shared(self) -> None:
         """Call after changing the shared rules or "hold next" counters: datagrams leave the fast path while any
@@ -564,8 +565,8 @@ class DatagramCore:
                     out.append(cmd.Publish(MessageUpdated(w.msg_id, w.conn_id, w.direction, _DISCARDED, now)))
                 lane.frozen_list.clear()
                 lane.waiting = 0
-        if self.held:
-            for msg_id in [m for m, h in self.held.items() if h.conn_id == flow.conn_id]:
+        if flow.held:  # only this flow's: thousands of flows ending must not each scan every held datagram
+            for msg_id in flow.held:
                 h = self.held.pop(msg_id)
                 discarded += 1
                 self.waiting_bytes -= len(h.data) + WAIT_OVERHEAD
@@ -713,6 +714,7 @@ class DatagramCore:
             return
         self.waiting_bytes += len(data) + WAIT_OVERHEAD
         self.held[msg_id] = _Held(flow.conn_id, d, data, release, delays, note, flips, copies)
+        flow.held[msg_id] = None
         out.append(cmd.Publish(Message(msg_id, flow.conn_id, d, seq, data, now, None, origin, _HELD, delays, note,
                                        flips)))
 
@@ -788,6 +790,7 @@ class DatagramCore:
         del self.held[e.msg_id]
         self.waiting_bytes -= len(h.data) + WAIT_OVERHEAD
         flow = self.flows[h.conn_id]
+        del flow.held[e.msg_id]
         lane = flow.lanes[h.direction]
         data = h.data if e.data is None else bytes(e.data)
         now = e.now
@@ -816,6 +819,7 @@ class DatagramCore:
     def _on_drop(self, e: HeldDropRequested, out: list[cmd.Command]) -> None:
         h = self._take_held(e.msg_id)
         del self.held[e.msg_id]
+        del self.flows[h.conn_id].held[e.msg_id]
         self.waiting_bytes -= len(h.data) + WAIT_OVERHEAD
         out.append(cmd.Publish(MessageUpdated(e.msg_id, h.conn_id, h.direction, _DROPPED, e.now)))
 
