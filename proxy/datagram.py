@@ -10,6 +10,14 @@ sends what the core asks (``SendToServer``, ``SendToClient``). Impairments per d
 (``CloseReason.IDLE_TIMEOUT``). Flows are capped: datagrams from new addresses past ``max_flows`` are dropped and
 counted (:attr:`DatagramCore.refused`), with one ``Notice`` each time the cap is reached. Bytes waiting in the
 core are capped too (``WAIT_CAP``): past it a datagram is dropped with a note, so a flood cannot grow memory.
+
+Hold, edit, forward, drop and rules work on datagrams as on TCP messages. The core reads the engine's
+:class:`proxy.relay.Shared` (the rules and the "hold next" counters every connection and flow take from); the
+server calls :meth:`DatagramCore.sync_shared` after changing them, so a datagram pays for rules and holds only
+while some are set (the fast path stays one send and one record). A held datagram (state ``HELD``) waits outside
+the release heap: the datagrams after it are not held back (UDP keeps no order), it counts against ``WAIT_CAP``,
+it does not keep its flow from the idle timeout, and it is discarded when its flow ends. A replay
+(:meth:`DatagramCore.open_replay`) is a new flow with its own upstream socket and ``replay_of`` set.
 No sockets, no clock, no logging: time arrives in events.
 
 Must not import: Qt, ``inspector``, asyncio, sockets, ``time``.
@@ -43,6 +51,8 @@ from proxy.model import (
     UpstreamConnected,
     frozen,
 )
+from proxy.relay import Shared
+from proxy.rules import Rule, failure_text, first_match
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT_S",
@@ -58,9 +68,13 @@ __all__ = [
     "FlowConditionsChanged",
     "FlowFailed",
     "FlowFaultArmed",
+    "FlowHoldArmed",
     "FlowOpened",
     "FlowRefused",
     "FlowSpikeStarted",
+    "HeldDropRequested",
+    "HeldReleaseAllRequested",
+    "HeldReleaseRequested",
     "OpenFlow",
     "SendToClient",
     "SendToServer",
@@ -77,6 +91,11 @@ WAIT_OVERHEAD: Final = 160
 """What one waiting datagram costs besides its bytes (its heap entry and record), counted against ``WAIT_CAP`` so
 that a flood of empty datagrams is bounded too (and with it the work of scanning what waits)."""
 OPENING_CAP: Final = 64
+"""Client datagrams kept per flow while its upstream socket opens."""
+MAX_PAYLOAD: Final = 65507
+"""The most an edited datagram may hold: the largest UDP payload over IPv4 (a larger one could not be sent)."""
+ENDED_CAP: Final = 65536
+"""Ended flows remembered as having been UDP flows (for ``replay``), the oldest forgotten first."""
 """Client datagrams kept per flow while its upstream socket opens."""
 
 # ------------------------------------------------------------------------------------------ events and commands
@@ -167,6 +186,37 @@ class FlowFaultArmed(ev.Event):
 
 
 @frozen
+class FlowHoldArmed(ev.Event):
+    """Hold the next ``count`` datagrams of ``flow`` in ``direction`` for the user."""
+
+    flow: int
+    direction: Direction
+    count: int = 1
+
+
+@frozen
+class HeldReleaseRequested(ev.Event):
+    """Forward held datagram ``msg_id``, as it is or (``data``) as one datagram of these bytes."""
+
+    msg_id: int
+    data: bytes | None = None
+
+
+@frozen
+class HeldDropRequested(ev.Event):
+    """Never send held datagram ``msg_id``."""
+
+    msg_id: int
+
+
+@frozen
+class HeldReleaseAllRequested(ev.Event):
+    """Forward every held datagram (of ``flow``, or of every flow when None)."""
+
+    flow: int | None = None
+
+
+@frozen
 class FlowCloseRequested(ev.Event):
     """The user asked to end flow ``flow`` (UDP has no FIN: its socket is closed and the flow forgotten)."""
 
@@ -206,8 +256,8 @@ class CloseFlow(cmd.Command):
 # ------------------------------------------------------------------------------------------ state
 
 _OPENING, _OPEN, _CLOSED = 0, 1, 2
-_FORWARDED, _SCHEDULED, _DROPPED, _DISCARDED = (MessageState.FORWARDED, MessageState.SCHEDULED, MessageState.DROPPED,
-                                                MessageState.DISCARDED)
+_FORWARDED, _SCHEDULED, _DROPPED, _DISCARDED, _HELD = (
+    MessageState.FORWARDED, MessageState.SCHEDULED, MessageState.DROPPED, MessageState.DISCARDED, MessageState.HELD)
 _LIVE, _DUPLICATE = Origin.LIVE, Origin.DUPLICATE
 _C2S, _S2C = Direction.C2S, Direction.S2C
 
@@ -221,8 +271,10 @@ class _Lane:
     seq: int = 0
     bytes_out: int = 0
     messages_out: int = 0
-    waiting: int = 0  # datagrams of this lane in the core's heap or frozen list
+    waiting: int = 0  # datagrams of this lane in the core's heap or frozen list (held ones are not counted)
     frozen_list: list[_Waiting] = field(default_factory=list)
+    hold_next: int = 0  # datagrams still to hold, armed on this flow
+    rule_rng: random.Random | None = None  # draws of rules below 100 %, made when first needed
 
 
 @dataclass(slots=True)
@@ -235,6 +287,8 @@ class _Flow:
     phase: int = _OPENING
     opening: list[tuple[int, bytes]] = field(default_factory=list)  # client datagrams (arrival, data) meanwhile
     refused: int = 0  # ICMP port unreachable answers
+    rules_warned: list[Rule] = field(default_factory=list)  # rules whose failed match was reported on this flow
+    held: dict[int, None] = field(default_factory=dict)  # ids of this flow's held datagrams, in order
 
 
 @dataclass(slots=True, order=True)
@@ -248,6 +302,20 @@ class _Waiting:
     delays: tuple[tuple[DelayReason, int], ...] = field(compare=False)
 
 
+@dataclass(slots=True)
+class _Held:
+    """A datagram held for the user: impaired already (its bytes, its release time), waiting for a decision."""
+
+    conn_id: int
+    direction: Direction
+    data: bytes
+    release_ns: int
+    delays: tuple[tuple[DelayReason, int], ...]
+    note: str
+    flips: tuple[int, ...]
+    copies: tuple[int, ...]  # extra delay of each copy to send after it (duplicate impairment, duplicate rule)
+
+
 _UNSEEDED = random.Random()
 
 
@@ -256,7 +324,7 @@ class DatagramCore:
 
     def __init__(self, ids: Ids, target_addr: tuple[str, int], conditions: Conditions = PASSTHROUGH,
                  seed: int | str | None = None, idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
-                 max_flows: int = DEFAULT_MAX_FLOWS, wait_cap: int = WAIT_CAP) -> None:
+                 max_flows: int = DEFAULT_MAX_FLOWS, wait_cap: int = WAIT_CAP, shared: Shared | None = None) -> None:
         if idle_timeout_s <= 0:
             raise ValueError(f"idle timeout must be above 0 s, got {idle_timeout_s!r}")
         if max_flows < 1:
@@ -283,6 +351,12 @@ class DatagramCore:
         self._order = 0
         self._idle: list[tuple[int, int]] = []  # (deadline ns, conn id), checked lazily
         self._wakeup_at: int | None = None
+        self.shared = shared or Shared()
+        """Rules and global "hold next" counters, shared with the TCP relays."""
+        self._engaged = self.shared.active  # rules or holds set: datagrams leave the fast path
+        self.held: dict[int, _Held] = {}
+        """Held datagrams by message id, in the order they were held."""
+        self._ended: dict[int, None] = {}  # the last ENDED_CAP flows that ended (for was_flow)
         self._dispatch: dict[type[ev.Event], Callable[[ev.Event, list[cmd.Command]], None]] = {
             ClientDatagram: self._on_client,  # type: ignore[dict-item]
             ServerDatagram: self._on_server,  # type: ignore[dict-item]
@@ -295,6 +369,10 @@ class DatagramCore:
             FlowSpikeStarted: self._on_spike,  # type: ignore[dict-item]
             FlowFaultArmed: self._on_fault,  # type: ignore[dict-item]
             FlowCloseRequested: self._on_close_requested,  # type: ignore[dict-item]
+            FlowHoldArmed: self._on_hold_armed,  # type: ignore[dict-item]
+            HeldReleaseRequested: self._on_release,  # type: ignore[dict-item]
+            HeldDropRequested: self._on_drop,  # type: ignore[dict-item]
+            HeldReleaseAllRequested: self._on_release_all,  # type: ignore[dict-item]
             ev.WakeupFired: self._on_wakeup,  # type: ignore[dict-item]
             ev.ShutdownRequested: self._on_shutdown,  # type: ignore[dict-item]
         }
@@ -338,11 +416,37 @@ class DatagramCore:
         c2s, s2c = f.lanes
         return {"conn": f.conn_id, "client": list(f.addr), "target": list(self.target_addr), "transport": "udp",
                 "phase": ("opening", "relaying", "closed")[f.phase], "replay_of": f.replay_of,
-                "conditions": self.conditions_of(conn_id).to_dict(), "held": [],
+                "conditions": self.conditions_of(conn_id).to_dict(), "held": self.held_ids(conn_id),
                 "bytes_c2s": c2s.bytes_out, "bytes_s2c": s2c.bytes_out,
                 "messages_c2s": c2s.messages_out, "messages_s2c": s2c.messages_out,
                 "framing_c2s": "datagram", "framing_s2c": "datagram", "idle_timeout_s": self.idle_timeout_s,
                 "refused": f.refused}
+
+    def held_ids(self, conn_id: int | None = None) -> list[int]:
+        """Ids of the held datagrams (of one flow), in the order they were held."""
+        return list(self.held if conn_id is None else self._flow(conn_id).held)
+
+    def sync_shared(self) -> None:
+        """Call after changing the shared rules or "hold next" counters: datagrams leave the fast path while any
+        are set, and take it again when none are."""
+        engaged = self.shared.active
+        if engaged == self._engaged:
+            return
+        self._engaged = engaged
+        for flow in self.flows.values():
+            for lane in flow.lanes:
+                self._refresh(lane)
+
+    def was_flow(self, conn_id: int) -> bool:
+        """Whether ``conn_id`` is or was a UDP flow (of the last ``ENDED_CAP`` that ended)."""
+        return conn_id in self.flows or conn_id in self._ended
+
+    def open_replay(self, replay_of: int, now: int) -> tuple[int, list[cmd.Command]]:
+        """A new flow for replaying ``replay_of``'s client side: its own upstream socket (a new source port), no
+        client (replies are recorded, not sent on). Feed it with ``DatagramInjected(origin=REPLAYED)``."""
+        out: list[cmd.Command] = []
+        flow = self._open_flow(("replay", 0), now, out, replay_of)
+        return flow.conn_id, out
 
     def _flow(self, conn_id: int) -> _Flow:
         try:
@@ -461,8 +565,17 @@ class DatagramCore:
                     out.append(cmd.Publish(MessageUpdated(w.msg_id, w.conn_id, w.direction, _DISCARDED, now)))
                 lane.frozen_list.clear()
                 lane.waiting = 0
+        if flow.held:  # only this flow's: thousands of flows ending must not each scan every held datagram
+            for msg_id in flow.held:
+                h = self.held.pop(msg_id)
+                discarded += 1
+                self.waiting_bytes -= len(h.data) + WAIT_OVERHEAD
+                out.append(cmd.Publish(MessageUpdated(msg_id, h.conn_id, h.direction, _DISCARDED, now)))
         flow.phase = _CLOSED
         del self.flows[flow.conn_id]
+        self._ended[flow.conn_id] = None
+        if len(self._ended) > ENDED_CAP:
+            del self._ended[next(iter(self._ended))]
         if self.by_addr.get(flow.addr) is flow:
             del self.by_addr[flow.addr]
         if len(self.flows) < self.max_flows:
@@ -476,7 +589,7 @@ class DatagramCore:
     # ------------------------------------------------------------------------------------------ datagrams
 
     def _refresh(self, lane: _Lane) -> None:
-        lane.fast = lane.cond.is_passthrough
+        lane.fast = lane.cond.is_passthrough and not lane.hold_next and not self._engaged
 
     def _admit(self, flow: _Flow, lane: _Lane, data: bytes, now: int, origin: Origin,
                out: list[cmd.Command]) -> None:
@@ -492,24 +605,118 @@ class DatagramCore:
             lane.bytes_out += len(data)
             lane.messages_out += 1
             return
+        d = lane.direction
+        rule: Rule | None = None
+        if self._engaged:
+            shared = self.shared
+            if not shared.active:  # the TCP side took the last hold meanwhile
+                self.sync_shared()
+            elif shared.rules and origin is not _DUPLICATE:  # a copy is not matched again (it would copy itself)
+                rule = self._match(flow, lane, msg_id, seq, data, now, origin, out)
+                if rule is not None:
+                    label = rule.name or rule.action
+                    if rule.action == "drop":
+                        out.append(cmd.Publish(Message(msg_id, flow.conn_id, d, seq, data, now, None, origin,
+                                                       _DROPPED, note=f"dropped by rule {label!r}")))
+                        return
+                    if rule.action in ("close", "reset"):
+                        out.append(cmd.Publish(Message(msg_id, flow.conn_id, d, seq, data, now, None, origin,
+                                                       _DISCARDED, note=f"the flow ended: rule {label!r}")))
+                        self._close(flow, CloseReason.PROXY_RESET if rule.action == "reset"
+                                    else CloseReason.PROXY_CLOSED, f"rule {label!r} matched message {msg_id}",
+                                    now, out)
+                        return
         verdict, lane.cond = lane.impairer.decide(now, data, lane.cond)
         self._refresh(lane)
-        d = lane.direction
         if verdict.dropped:
             out.append(cmd.Publish(Message(msg_id, flow.conn_id, d, seq, data, now, None, origin, _DROPPED,
                                            note=verdict.note)))
             return
         data = verdict.data
-        self._place(flow, lane, msg_id, seq, data, now, verdict.release_ns, origin, verdict.delays, verdict.note,
-                    verdict.flips, out)
+        release, delays = verdict.release_ns, verdict.delays
+        copies: tuple[int, ...] = ()
         if verdict.duplicate_ns is not None:
+            copies = (verdict.duplicate_ns - release,)
+        if rule is not None:
+            if rule.action == "delay" and rule.delay_ms > 0:
+                extra = round(rule.delay_ms * 1e6)
+                release += extra
+                delays = (*delays, (DelayReason.RULE, extra))
+            elif rule.action == "duplicate":
+                copies = (*copies, 0)
+        held = rule is not None and rule.action == "hold"
+        if held or ((lane.hold_next or self._engaged) and self._take_hold(lane)):
+            self._hold(flow, lane, msg_id, seq, data, now, release, origin, delays, verdict.note, verdict.flips,
+                       copies, out)
+            return
+        self._place(flow, lane, msg_id, seq, data, now, release, origin, delays, verdict.note, verdict.flips, out)
+        self._copies(flow, lane, msg_id, data, now, release, delays, verdict.flips, copies, out)
+        self._next_wakeup(out)
+
+    def _copies(self, flow: _Flow, lane: _Lane, msg_id: int, data: bytes, now: int, release: int,
+                delays: tuple[tuple[DelayReason, int], ...], flips: tuple[int, ...], copies: tuple[int, ...],
+                out: list[cmd.Command]) -> None:
+        for extra in copies:
             dup_seq = lane.seq
             lane.seq = dup_seq + 1
-            extra = verdict.duplicate_ns - verdict.release_ns
-            delays = (*verdict.delays, (DelayReason.RULE, extra)) if extra > 0 else verdict.delays
-            self._place(flow, lane, self.ids.msg(), dup_seq, data, now, verdict.duplicate_ns, _DUPLICATE, delays,
-                        f"duplicate of message {msg_id}", verdict.flips, out)
-        self._next_wakeup(out)
+            dup_delays = (*delays, (DelayReason.RULE, extra)) if extra > 0 else delays
+            self._place(flow, lane, self.ids.msg(), dup_seq, data, now, release + extra, _DUPLICATE, dup_delays,
+                        f"duplicate of message {msg_id}", flips, out)
+
+    def _take_hold(self, lane: _Lane) -> bool:
+        """Use one armed "hold next" (this flow's first, then the engine-wide one), if any."""
+        if lane.hold_next:
+            lane.hold_next -= 1
+            self._refresh(lane)
+            return True
+        shared = self.shared
+        if shared.hold_next[lane.direction] > 0:
+            shared.hold_next[lane.direction] -= 1
+            shared.update()
+            self.sync_shared()
+            return True
+        return False
+
+    def _match(self, flow: _Flow, lane: _Lane, msg_id: int, seq: int, data: bytes, now: int, origin: Origin,
+               out: list[cmd.Command]) -> Rule | None:
+        """The rule that decides this datagram. Matching is bounded as on TCP (RE2 within its work budget, decoded
+        fields within the filter's budget); a rule that cannot decide is no match, reported once per flow."""
+        rules = self.shared.rules
+        rng = lane.rule_rng
+        if rng is None and any(r.percent < 100 for r in rules):
+            rng = lane.rule_rng = (random.Random(f"{self.seed}:{flow.conn_id}:{lane.direction.label}:rules")
+                                   if self.seed is not None else _UNSEEDED)
+        failures: list[tuple[Rule, Exception]] = []
+        rule = first_match(rules, Message(msg_id, flow.conn_id, lane.direction, seq, data, now, None, origin,
+                                          _SCHEDULED), lambda r, e: failures.append((r, e)), rng)
+        for r, exc in failures:
+            if any(x is r for x in flow.rules_warned):
+                continue
+            flow.rules_warned = [x for x in flow.rules_warned if any(x is y for y in rules)]
+            flow.rules_warned.append(r)
+            index = next((i for i, x in enumerate(rules) if x is r), 0)
+            label = r.name or f"{r.action} rule {index + 1}"
+            out.append(cmd.Publish(Notice(
+                "warning", f"flow #{flow.conn_id} {lane.direction.label}: rule {label!r} did not apply to datagram "
+                f"{msg_id}: {failure_text(exc)} (not reported again on this flow)", now, flow.conn_id,
+                lane.direction)))
+        return rule
+
+    def _hold(self, flow: _Flow, lane: _Lane, msg_id: int, seq: int, data: bytes, now: int, release: int,
+              origin: Origin, delays: tuple[tuple[DelayReason, int], ...], note: str, flips: tuple[int, ...],
+              copies: tuple[int, ...], out: list[cmd.Command]) -> None:
+        d = lane.direction
+        if self.waiting_bytes + len(data) + WAIT_OVERHEAD > self.wait_cap:
+            self.overflowed += 1
+            out.append(cmd.Publish(Message(msg_id, flow.conn_id, d, seq, data, now, None, origin, _DROPPED, delays,
+                                           f"dropped instead of held: the proxy already holds "
+                                           f"{self.wait_cap >> 20} MiB of delayed or held datagrams", flips)))
+            return
+        self.waiting_bytes += len(data) + WAIT_OVERHEAD
+        self.held[msg_id] = _Held(flow.conn_id, d, data, release, delays, note, flips, copies)
+        flow.held[msg_id] = None
+        out.append(cmd.Publish(Message(msg_id, flow.conn_id, d, seq, data, now, None, origin, _HELD, delays, note,
+                                       flips)))
 
     def _place(self, flow: _Flow, lane: _Lane, msg_id: int, seq: int, data: bytes, now: int, release: int,
                origin: Origin, delays: tuple[tuple[DelayReason, int], ...], note: str, flips: tuple[int, ...],
@@ -559,6 +766,66 @@ class DatagramCore:
         if flow.phase != _OPEN:
             raise KeyError(f"UDP flow #{e.flow} is not open yet")
         self._admit(flow, flow.lanes[e.direction], e.data, e.now, e.origin, out)
+
+    # ------------------------------------------------------------------------------------------ holds
+
+    def _on_hold_armed(self, e: FlowHoldArmed, out: list[cmd.Command]) -> None:
+        if e.count < 1:
+            raise ValueError("count must be at least 1")
+        lane = self._flow(e.flow).lanes[e.direction]
+        lane.hold_next += e.count
+        self._refresh(lane)
+
+    def _take_held(self, msg_id: int) -> _Held:
+        h = self.held.get(msg_id)
+        if h is None:
+            raise KeyError(f"datagram {msg_id} is not held (already forwarded, dropped, or its flow ended)")
+        return h
+
+    def _on_release(self, e: HeldReleaseRequested, out: list[cmd.Command]) -> None:
+        h = self._take_held(e.msg_id)
+        if e.data is not None and len(e.data) > MAX_PAYLOAD:
+            raise ValueError(f"an edited datagram holds at most {MAX_PAYLOAD:,} bytes (the largest UDP payload), "
+                             f"got {len(e.data):,}")
+        del self.held[e.msg_id]
+        self.waiting_bytes -= len(h.data) + WAIT_OVERHEAD
+        flow = self.flows[h.conn_id]
+        del flow.held[e.msg_id]
+        lane = flow.lanes[h.direction]
+        data = h.data if e.data is None else bytes(e.data)
+        now = e.now
+        release, delays = h.release_ns, h.delays
+        if now > release:
+            delays = (*delays, (DelayReason.HOLD, now - release))
+            release = now
+        if release <= now and not lane.cond.frozen:
+            self._send(flow, lane, data, out)
+            out.append(cmd.Publish(MessageUpdated(e.msg_id, h.conn_id, h.direction, _FORWARDED, now, now, e.data,
+                                                  delays)))
+        else:
+            out.append(cmd.Publish(MessageUpdated(e.msg_id, h.conn_id, h.direction, _SCHEDULED, now, release,
+                                                  e.data, delays)))
+            self._order += 1
+            w = _Waiting(release, self._order, h.conn_id, h.direction, e.msg_id, data, delays)
+            self.waiting_bytes += len(data) + WAIT_OVERHEAD  # admitted when it was held: kept over the cap
+            lane.waiting += 1
+            if lane.cond.frozen:
+                lane.frozen_list.append(w)
+            else:
+                heapq.heappush(self._heap, w)
+        self._copies(flow, lane, e.msg_id, data, now, release, delays, h.flips, h.copies, out)
+        self._next_wakeup(out)
+
+    def _on_drop(self, e: HeldDropRequested, out: list[cmd.Command]) -> None:
+        h = self._take_held(e.msg_id)
+        del self.held[e.msg_id]
+        del self.flows[h.conn_id].held[e.msg_id]
+        self.waiting_bytes -= len(h.data) + WAIT_OVERHEAD
+        out.append(cmd.Publish(MessageUpdated(e.msg_id, h.conn_id, h.direction, _DROPPED, e.now)))
+
+    def _on_release_all(self, e: HeldReleaseAllRequested, out: list[cmd.Command]) -> None:
+        for msg_id in self.held_ids(e.flow):
+            self._on_release(HeldReleaseRequested(e.now, msg_id), out)
 
     # ------------------------------------------------------------------------------------------ time
 

@@ -8,6 +8,11 @@ compiler registered with :func:`register_filter_compiler` (loaded from the entry
 recorded (:func:`filter_compiler_errors`) and named by the error of a rule that needs a filter, as the decoder
 registry does for decoder plugins. Rules are evaluated in order; the first that matches decides.
 
+A rule may apply to only a share of the messages it matches (``percent``, e.g. "drop 20 %"): the draw comes from
+the generator the caller passes to :func:`first_match` (the datagram core passes one seeded per flow and
+direction from ``--seed``, so the decisions repeat), and is made only for a rule below 100 %; a rule whose draw
+misses is taken as not matching, so the rules after it are tried.
+
 Rules run on the relay's thread, so nothing in them may stall or kill a connection: ``bytes_regex`` is RE2
 (linear time, see :mod:`proxy.userregex`) and searches a message only when its size times the pattern's program
 fits :data:`~proxy.userregex.RULE_REGEX_WORK`; a predicate that raises (a bug, or
@@ -21,6 +26,7 @@ Thread: engine loop thread; rules are immutable and may be shared by every relay
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -183,21 +189,29 @@ class Rule:
     delay_ms: float = 0.0
     """For ``delay``: extra milliseconds on top of the conditions."""
     name: str = ""
+    percent: float = 100.0
+    """The share of matching messages the rule applies to (a draw per matching message when below 100)."""
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
             raise RuleError(f"unknown rule action {self.action!r}; expected one of {', '.join(ACTIONS)}")
         if not isinstance(self.delay_ms, int | float) or not math.isfinite(self.delay_ms) or self.delay_ms < 0:
             raise RuleError(f"delay_ms must be a finite number >= 0, got {_clip(repr(self.delay_ms))}")
+        if (not isinstance(self.percent, int | float) or isinstance(self.percent, bool)
+                or not 0 <= self.percent <= 100):
+            raise RuleError(f"percent must be a number from 0 to 100, got {_clip(repr(self.percent))}")
 
     def to_dict(self) -> dict[str, Any]:
         m = self.match
-        return {
+        d: dict[str, Any] = {
             "name": self.name, "action": self.action, "delay_ms": self.delay_ms,
             "direction": m.direction.label if m.direction is not None else None, "conn": m.conn_id,
             "min_size": m.min_size, "max_size": m.max_size, "bytes_regex": m.bytes_regex,
             "filter": m.expression,
         }
+        if self.percent < 100:  # only then: a rule without a share reads exactly as before shares existed
+            d["percent"] = self.percent
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Rule:
@@ -216,13 +230,23 @@ class Rule:
         delay = d.get("delay_ms", 0.0)
         if not isinstance(delay, int | float) or isinstance(delay, bool) or delay != delay:
             raise RuleError(f"delay_ms must be a number of milliseconds, got {_clip(repr(delay))}")
+        percent = d.get("percent", 100.0)
+        if percent is None:
+            percent = 100.0
+        if not isinstance(percent, int | float) or isinstance(percent, bool) or percent != percent:
+            raise RuleError(f"percent must be a number from 0 to 100, got {_clip(repr(percent))}")
         match = Match(direction, d.get("conn"), d.get("min_size"), d.get("max_size"), regex, d.get("filter"))
-        return cls(match, d.get("action", ""), float(delay), str(d.get("name", "")))
+        return cls(match, d.get("action", ""), float(delay), str(d.get("name", "")), float(percent))
 
 
-def first_match(rules: tuple[Rule, ...], msg: Message, failed: RuleFailed | None = None) -> Rule | None:
-    """The first rule that matches ``msg``. A rule whose match raises does not match: ``failed`` is told, and the
-    rules after it are still tried."""
+_UNSEEDED = random.Random()
+"""The draws of rules below 100 % when the caller passes no generator (TCP connections, for now)."""
+
+
+def first_match(rules: tuple[Rule, ...], msg: Message, failed: RuleFailed | None = None,
+                rng: random.Random | None = None) -> Rule | None:
+    """The first rule that matches ``msg`` (and, for a rule below 100 %, whose draw from ``rng`` hits). A rule
+    whose match raises does not match: ``failed`` is told, and the rules after it are still tried."""
     for r in rules:
         try:
             hit = r.match.matches(msg)
@@ -230,7 +254,7 @@ def first_match(rules: tuple[Rule, ...], msg: Message, failed: RuleFailed | None
             if failed is not None:
                 failed(r, e)
             continue
-        if hit:
+        if hit and (r.percent >= 100 or (rng or _UNSEEDED).random() * 100 < r.percent):
             return r
     return None
 

@@ -575,7 +575,7 @@ class ProxyServer:
         port = self.listen_addr[1] if self.listen_addr is not None else cfg.listen_port
         try:
             core = DatagramCore(self.ids, (cfg.target_host, cfg.target_port), self.global_conditions, cfg.seed,
-                                cfg.udp_idle_timeout, cfg.udp_max_flows)
+                                cfg.udp_idle_timeout, cfg.udp_max_flows, shared=self.shared)
         except ValueError as e:
             raise ProxyError(str(e)) from None
         shell = UdpShell(self, core)
@@ -834,16 +834,26 @@ class ProxyServer:
         if count < 1:
             raise ValueError("count must be at least 1")
         if self._flow(conn_id):
-            raise ValueError(f"#{conn_id} is a UDP flow: holding datagrams is not available yet (TCP only)")
+            from proxy.datagram import FlowHoldArmed
+
+            self._udp_event(FlowHoldArmed(_now(), conn_id, direction, count))  # type: ignore[arg-type]
+            return
         if conn_id is None:
             self.shared.hold_next[direction] += count
             self.shared.update()
+            if self.udp is not None:
+                self.udp.core.sync_shared()
         else:
             self._send_event(self._handler(conn_id), ev.HoldArmed(_now(), direction, count))
 
     def cancel_hold_next(self) -> None:
         self.shared.hold_next = [0, 0]
         self.shared.update()
+        if self.udp is not None:
+            self.udp.core.sync_shared()
+
+    def _udp_held(self, msg_id: int) -> bool:
+        return self.udp is not None and msg_id in self.udp.core.held
 
     def _holder(self, msg_id: int) -> ConnectionHandler:
         for h in self.handlers.values():
@@ -852,23 +862,40 @@ class ProxyServer:
         raise KeyError(f"message {msg_id} is not held or waiting (already forwarded, dropped, or closed)")
 
     def release(self, msg_id: int, data: bytes | None = None) -> None:
-        """Forward a held message, as it is or with edited bytes."""
+        """Forward a held message, as it is or with edited bytes (a datagram: one datagram of exactly these)."""
+        if self._udp_held(msg_id):
+            from proxy.datagram import HeldReleaseRequested
+
+            self._udp_event(HeldReleaseRequested(_now(), msg_id, None if data is None else bytes(data)))
+            return
         self._send_event(self._holder(msg_id), ev.ReleaseRequested(_now(), msg_id,
                                                                    None if data is None else bytes(data)))
 
     def drop(self, msg_id: int) -> None:
+        if self._udp_held(msg_id):
+            from proxy.datagram import HeldDropRequested
+
+            self._udp_event(HeldDropRequested(_now(), msg_id))
+            return
         self._send_event(self._holder(msg_id), ev.DropRequested(_now(), msg_id))
 
     def release_all(self, conn_id: int | None = None) -> None:
-        for h in self._targets(conn_id):
+        if self.udp is not None and (conn_id is None or self._flow(conn_id)) and self.udp.core.held:
+            from proxy.datagram import HeldReleaseAllRequested
+
+            self._udp_event(HeldReleaseAllRequested(_now(), conn_id))
+        for h in self._targets(conn_id, udp_ok=True):
             self._send_event(h, ev.ReleaseAllRequested(_now()))
 
     def held(self) -> list[int]:
-        return [m for h in self.handlers.values() for m in h.relay.held()]
+        tcp = [m for h in self.handlers.values() for m in h.relay.held()]
+        return tcp + self.udp.core.held_ids() if self.udp is not None else tcp
 
     def set_rules(self, rules: list[Rule]) -> None:
         self.shared.rules = tuple(rules)
         self.shared.update()
+        if self.udp is not None:
+            self.udp.core.sync_shared()
 
     def set_framing(self, framing: FramingSpec) -> None:
         """Framing for connections accepted from now on (``set_connection_framing`` changes a live one)."""
@@ -948,15 +975,21 @@ class ProxyServer:
             self._history_bytes -= self._history_conn_bytes.pop(oldest)
 
     async def replay(self, conn_id: int, messages: list[bytes] | None = None, mode: str = "timing",
-                     reply_timeout: float = 5.0) -> int:
+                     reply_timeout: float = 5.0, transport: str | None = None) -> int:
         """Replay a connection's client side on a fresh upstream connection; returns the new connection's id.
 
         ``mode``: ``timing`` keeps the original gaps, ``fast`` sends back to back, ``wait-reply`` waits for a
         server message (or ``reply_timeout``) after each one. ``messages`` replaces the recorded ones (for
-        sessions loaded from a file).
+        sessions loaded from a file). A UDP flow (``transport`` "udp", or a flow this proxy relayed) is replayed
+        as a new flow from a new source port, each message one datagram.
         """
         if mode not in REPLAY_MODES:
             raise ValueError(f"unknown replay mode {mode!r}; expected one of {', '.join(REPLAY_MODES)}")
+        if transport not in (None, "tcp", "udp"):
+            raise ValueError(f"unknown transport {transport!r}; expected tcp or udp")
+        udp = transport == "udp" or (transport is None and self.udp is not None and self.udp.core.was_flow(conn_id))
+        if udp and self.udp is None:
+            raise ValueError("this proxy does not relay UDP (start it with --udp to replay a UDP flow)")
         if messages is not None:
             items = [(0, bytes(m)) for m in messages]
         else:
@@ -966,6 +999,8 @@ class ProxyServer:
             if conn_id not in self.history:
                 raise KeyError(f"nothing recorded from the client of connection #{conn_id} to replay")
             items = list(self.history[conn_id])
+        if udp:
+            return self._replay_flow(conn_id, items, mode, reply_timeout)
         h = self._new_handler(("replay", 0), replay_of=conn_id)
         h.reply_seen = asyncio.Event()
         spawn(self._drive_replay(h, items, mode, reply_timeout), name=f"replay-{h.relay.conn_id}")
@@ -992,6 +1027,42 @@ class ProxyServer:
                     await asyncio.wait_for(h.reply_seen.wait(), reply_timeout)
         if not h.relay.closed:
             self._send_event(h, ev.EofReceived(_now(), Side.CLIENT))
+
+    def _replay_flow(self, conn_id: int, items: list[tuple[int, bytes]], mode: str, reply_timeout: float) -> int:
+        shell = self.udp
+        assert shell is not None
+        new, out = shell.core.open_replay(conn_id, _now())
+        seen = shell.reply_seen[new] = asyncio.Event()
+        shell.run(out)  # opens its socket at once (or ends the flow with an error notice)
+        spawn(self._drive_flow_replay(new, items, mode, reply_timeout, seen), name=f"replay-{new}")
+        return new
+
+    async def _drive_flow_replay(self, new: int, items: list[tuple[int, bytes]], mode: str, reply_timeout: float,
+                                 seen: asyncio.Event) -> None:
+        """Send the datagrams into replay flow ``new``; it ends by the idle timeout, so late replies are seen."""
+        from proxy.datagram import DatagramInjected
+
+        shell = self.udp
+        assert shell is not None
+        try:
+            start = _now()
+            first = items[0][0] if items else 0
+            for arrival, data in items:
+                if new not in shell.core.flows:
+                    return
+                if mode == "timing" and arrival:
+                    wait = (start + (arrival - first) - _now()) / 1e9
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    if new not in shell.core.flows:
+                        return
+                seen.clear()
+                self._udp_event(DatagramInjected(_now(), new, Direction.C2S, data, Origin.REPLAYED))
+                if mode == "wait-reply":
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(seen.wait(), reply_timeout)
+        finally:
+            shell.reply_seen.pop(new, None)
 
     def _handler(self, conn_id: int) -> ConnectionHandler:
         try:

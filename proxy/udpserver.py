@@ -116,6 +116,18 @@ class _UpstreamProtocol(asyncio.DatagramProtocol):
         self.shell.upstream_error(self.flow, exc)
 
 
+class _ReplayUpstreamProtocol(_UpstreamProtocol):
+    """A replay flow's socket: a reply also wakes the replay waiting for one (``wait-reply``)."""
+
+    __slots__ = ()
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        seen = self.shell.reply_seen.get(self.flow)
+        if seen is not None:
+            seen.set()
+        super().datagram_received(data, addr)
+
+
 class _Transport(Protocol):
     """What the shell uses of a datagram transport: asyncio's, the proactor's and uvloop's all have these (their
     flow-control mixins), though ``asyncio.DatagramTransport`` does not declare the buffer ones."""
@@ -158,6 +170,8 @@ class UdpShell:
         self._timer_at = 0
         self._send_warned = False
         self._errors_told: set[int] = set()
+        self.reply_seen: dict[int, asyncio.Event] = {}
+        """Replay flows whose driver waits for replies (set by the server's replay)."""
         self.dispatch: dict[type[cmd.Command], Callable[[cmd.Command], None]] = {
             cmd.Publish: self._publish,  # type: ignore[dict-item]
             SendToServer: self._to_server,  # type: ignore[dict-item]
@@ -306,8 +320,8 @@ class UdpShell:
 
     async def _endpoint(self, flow: int, fs: _FlowSocket) -> None:
         try:
-            transport, _ = await self.loop.create_datagram_endpoint(lambda: _UpstreamProtocol(self, flow),
-                                                                    sock=fs.sock)
+            kind = _ReplayUpstreamProtocol if flow in self.reply_seen else _UpstreamProtocol
+            transport, _ = await self.loop.create_datagram_endpoint(lambda: kind(self, flow), sock=fs.sock)
         except OSError as e:
             self.upstream_error(flow, e)
             return

@@ -146,7 +146,10 @@ def replay(server: ProxyServer, a: Args) -> Awaitable[dict[str, int]]:
     messages = a.get("messages")
     if messages is not None and (not isinstance(messages, list) or not all(isinstance(m, bytes) for m in messages)):
         raise CommandError("messages: expected a list of bytes (or nil for the recorded client side)")
-    return _new_conn(server.replay(conn_id, messages, mode))
+    transport = a.get("transport")
+    if transport not in (None, "tcp", "udp"):
+        raise CommandError(f"transport: expected 'tcp' or 'udp' (nil: as the connection was), got {shown(transport)}")
+    return _new_conn(server.replay(conn_id, messages, mode, transport=transport))
 
 
 async def _new_conn(started: Awaitable[int]) -> dict[str, int]:
