@@ -32,11 +32,13 @@ from proxy.options import (
     add_address_arguments,
     add_engine_arguments,
     add_token_arguments,
+    add_transport_arguments,
     conditions_from_args,
     parse_hostport,
     parse_payload_rate,
     parse_size,
     token_from_args,
+    transports_from_args,
 )
 from proxy.printer import Printer, TerminalLogHandler, close_terminals, say
 from proxy.server import ProxyConfig, ProxyError, ProxyServer, is_loopback
@@ -56,11 +58,12 @@ DEMO_ATTACH_WAIT = 10.0  # seconds --demo waits for a first control subscriber b
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sockscope-proxy",
-        description="sockscope's headless proxy: relays TCP between your client and server and prints "
-                    "every message.",
+        description="sockscope's headless proxy: relays TCP (and, with --udp, UDP) between your client and "
+                    "server and prints every message.",
         epilog="example: sockscope-proxy --listen 127.0.0.1:5556 --target 127.0.0.1:5555  "
                "(then point your client at port 5556)")
     add_address_arguments(p)
+    add_transport_arguments(p)
     add_engine_arguments(p)
     g = p.add_argument_group("demo and process")
     g.add_argument("--demo", action="store_true",
@@ -200,8 +203,11 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
     if getattr(args, "conditions_json", None):
         conditions = _conditions_json(args.conditions_json)
     first_ids = _first_ids(args.first_ids) if getattr(args, "first_ids", None) else (1, 1)
+    tcp, udp = transports_from_args(args)
+    if udp and args.demo:
+        raise UsageError("--demo runs the TCP tutorial; a UDP demo is not available yet")
     return ProxyConfig(listen_host, listen_port, target_host, target_port, framing, args.connect_timeout,
-                       conditions, args.seed, first_ids)
+                       conditions, args.seed, first_ids, tcp, udp, args.udp_idle_timeout, args.udp_max_flows)
 
 
 def _conditions_json(text: str) -> Conditions:
@@ -245,8 +251,12 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     except ProxyError:
         await server.shutdown()
         raise
-    say(f"sockscope: listening on {host}:{port} → {config.target_host}:{config.target_port} "
-        f"(framing {config.framing})")
+    if config.tcp:
+        say(f"sockscope: listening on {host}:{port} → {config.target_host}:{config.target_port} "
+            f"(framing {config.framing})")
+    if config.udp:
+        say(f"sockscope: UDP on {host}:{port} → {config.target_host}:{config.target_port} (a flow per client "
+            f"address, idle timeout {config.udp_idle_timeout:g} s, at most {config.udp_max_flows} flows)")
     if not config.conditions.is_passthrough:
         say(f"sockscope: conditions {config.conditions.describe()}")
     _install_signal_handlers(loop, stop)
@@ -271,7 +281,7 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
                 await asyncio.wait_for(endpoints[0].attached.wait(), DEMO_ATTACH_WAIT)
         client = DemoClient(host, port, args.demo_pings, args.demo_interval).start()
         loop.run_in_executor(None, client.thread.join).add_done_callback(lambda _: stop.set())
-    else:
+    elif config.tcp:
         warning = await server.probe_target()
         if warning:
             say(f"sockscope: warning: {warning}", err=True)

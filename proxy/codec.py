@@ -109,7 +109,7 @@ def _delays_out(delays: tuple[tuple[DelayReason, int], ...]) -> list[list[Any]]:
 
 
 def _enc_message(r: Message) -> dict[str, Any]:
-    return {
+    d = {
         "type": "message",
         "id": r.id,
         "conn_id": r.conn_id,
@@ -123,6 +123,10 @@ def _enc_message(r: Message) -> dict[str, Any]:
         # The fast path has no delays: skip the list comprehension for it.
         "delays": _delays_out(r.delays) if r.delays else [],
     }
+    if r.note:  # UDP impairments only (a datagram with flips always has a note); TCP messages skip both keys
+        d["note"] = r.note
+        d["flips"] = list(r.flips)
+    return d
 
 
 def _enc_message_updated(r: MessageUpdated) -> dict[str, Any]:
@@ -147,6 +151,7 @@ def _enc_opened(r: ConnectionOpened) -> dict[str, Any]:
         "target_addr": [r.target_addr[0], r.target_addr[1]],
         "time_ns": r.time_ns,
         "replay_of": r.replay_of,
+        "transport": r.transport,
     }
 
 
@@ -349,7 +354,7 @@ def _dec_message(d: Mapping[str, Any]) -> Message:
         pass
     else:
         if (type(i) is int and type(c) is int and type(s) is int and type(a) is int and type(data) is bytes
-                and (rel is None or type(rel) is int) and d.get("delays", []) == []):
+                and (rel is None or type(rel) is int) and d.get("delays", []) == [] and "note" not in d):
             return Message(i, c, direction, s, data, a, rel, origin, state)
     return _dec_message_checked(d)
 
@@ -366,7 +371,16 @@ def _dec_message_checked(d: Mapping[str, Any]) -> Message:
         origin=_enum(d, "origin", Origin),
         state=_enum(d, "state", MessageState),
         delays=_delays(d),
+        note=str_field(d, "note") if "note" in d else "",
+        flips=_flips(d),
     )
+
+
+def _flips(d: Mapping[str, Any]) -> tuple[int, ...]:
+    v = d.get("flips", [])
+    if not isinstance(v, list | tuple) or not all(type(x) is int and x >= 0 for x in v):
+        raise CodecError(f"flips: expected a list of bit positions, got {shown(v)}")
+    return tuple(v)
 
 
 def _dec_message_updated(d: Mapping[str, Any]) -> MessageUpdated:
@@ -389,7 +403,16 @@ def _dec_opened(d: Mapping[str, Any]) -> ConnectionOpened:
         target_addr=_addr(d, "target_addr"),
         time_ns=int_field(d, "time_ns"),
         replay_of=opt_int_field(d, "replay_of"),
+        transport=_transport(d),
     )
+
+
+def _transport(d: Mapping[str, Any]) -> str:
+    """``tcp`` when absent: sessions written before UDP existed have no such key."""
+    v = d.get("transport", "tcp")
+    if v not in ("tcp", "udp"):
+        raise CodecError(f"transport: expected 'tcp' or 'udp', got {shown(v)}")
+    return str(v)
 
 
 def _dec_upstream(d: Mapping[str, Any]) -> UpstreamConnected:
@@ -508,6 +531,7 @@ def message_head_tail(packer: msgpack.Packer, r: Message) -> tuple[bytes, bytes]
     accepts, so its size never depends on the values: the recorder lets the relay read a payload straight into
     the file's staging memory after a gap of that size, and writes head and tail around it afterwards.
     """
+    assert not r.note and not r.flips, "a datagram's record never lands in the recorder's staging memory"
     d = _enc_message(r)
     pack, keys = packer.pack, _AFTER_KEYS
     tail = b"".join([keys[k] + pack(d[k]) for k in _AFTER_DATA])

@@ -30,13 +30,20 @@ __all__ = [
     "Conditions",
     "ConditionsError",
     "DirectionConditions",
+    "GilbertElliott",
     "Jitter",
     "JitterDistribution",
     "Spike",
     "format_bandwidth",
     "parse_bandwidth",
+    "parse_bytes",
+    "parse_corrupt",
+    "parse_duplicate",
     "parse_jitter",
     "parse_latency",
+    "parse_loss",
+    "parse_mtu",
+    "parse_reorder",
     "parse_spike",
 ]
 
@@ -92,6 +99,13 @@ def _count(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConditionsError(f"{name}: expected a whole number >= 0, got {value!r}")
     return value
+
+
+def _percent(name: str, value: object) -> float:
+    v = _number(name, value)
+    if not 0.0 <= v <= 100.0:
+        raise ConditionsError(f"{name}: must be a percentage from 0 to 100, got {value!r}")
+    return v
 
 
 def _fraction(name: str, value: object) -> float:
@@ -285,6 +299,60 @@ class Spike:
 
 
 @dataclass(frozen=True, slots=True)
+class GilbertElliott:
+    """Bursty loss (UDP): the Gilbert-Elliott two-state model, with netem's ``loss gemodel p r 1-h 1-k``.
+
+    Each datagram is lost with the loss probability of the state the channel is in (``good_loss_pct`` = netem's
+    1-k in the good state, ``bad_loss_pct`` = netem's 1-h in the bad state); then the channel moves from good to
+    bad with probability ``p_pct`` and from bad to good with ``r_pct``. Percentages, like netem's. As in netem,
+    omitted values give the model's special cases: only ``p`` is Bernoulli loss (r = 100 − p, 1-h = 100, 1-k = 0),
+    ``p`` and ``r`` the simple Gilbert model (1-h = 100, 1-k = 0). Mean burst length in the bad state is 100/r
+    datagrams; the long-run loss is ``(r·(1-k) + p·(1-h)) / (p + r)`` (:attr:`mean_loss_pct`).
+    """
+
+    p_pct: float
+    r_pct: float | None = None
+    bad_loss_pct: float = 100.0
+    good_loss_pct: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("p_pct", "bad_loss_pct", "good_loss_pct"):
+            _percent(f"burst_loss.{name}", getattr(self, name))
+        if self.r_pct is not None:
+            _percent("burst_loss.r_pct", self.r_pct)
+
+    @property
+    def r(self) -> float:
+        """The bad-to-good probability (0-1), netem's default ``1 - p`` when not given."""
+        return (100.0 - self.p_pct if self.r_pct is None else self.r_pct) / 100.0
+
+    @property
+    def mean_loss_pct(self) -> float:
+        p, r = self.p_pct / 100.0, self.r
+        if p + r == 0:
+            return self.good_loss_pct  # never leaves the good state
+        return 100.0 * (r * self.good_loss_pct / 100.0 + p * self.bad_loss_pct / 100.0) / (p + r)
+
+    def describe(self) -> str:
+        return (f"burst loss p {self.p_pct:g} %, r {self.r * 100:g} %, 1-h {self.bad_loss_pct:g} %, "
+                f"1-k {self.good_loss_pct:g} % (mean {self.mean_loss_pct:.3g} %)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"p_pct": self.p_pct, "r_pct": self.r_pct, "bad_loss_pct": self.bad_loss_pct,
+                "good_loss_pct": self.good_loss_pct}
+
+    @classmethod
+    def from_dict(cls, d: object) -> GilbertElliott:
+        m = _mapping("burst_loss", d, {"p_pct", "r_pct", "bad_loss_pct", "good_loss_pct"})
+        if "p_pct" not in m:
+            raise ConditionsError("burst_loss: missing 'p_pct'")
+        return cls(**m)
+
+
+MTU_ACTIONS: Final = ("drop", "truncate")
+
+
+@dataclass(frozen=True, slots=True)
 class DirectionConditions:
     """Everything that shapes one direction (client→server or server→client) of a connection."""
 
@@ -309,6 +377,30 @@ class DirectionConditions:
     rto_ms: float | None = None
     """Retransmission timeout used for ``loss_pct``; None means ``max(200 ms, 2 × estimated RTT)``."""
 
+    # UDP only: a TCP connection ignores these (a stream has no datagrams to lose, corrupt or reorder), see
+    # docs/udp.md. ``loss_pct``, ``drop_*``, ``duplicate_*``, latency, jitter, spikes, bandwidth and freeze apply
+    # to both; on UDP ``loss_pct`` is a real loss.
+    jitter_reorders: bool = False
+    """Let jitter reorder datagrams (each released at its own time). Off: jitter clumps them, as on TCP."""
+    burst_loss: GilbertElliott | None = None
+    """Bursty loss (Gilbert-Elliott), on top of ``loss_pct``'s independent loss."""
+    duplicate_delay_ms: float = 0.0
+    """Extra delay of a duplicate's copy after the original."""
+    reorder_pct: float = 0.0
+    """netem's reorder: this share of datagrams (after ``reorder_gap - 1`` delayed ones) skip latency and jitter."""
+    reorder_gap: int = 1
+    corrupt_pct: float = 0.0
+    """Share of datagrams with one random bit flipped (the position is recorded on the message)."""
+    burst_bytes: int = 0
+    """Token bucket size for ``bandwidth_bps``: bytes that may leave back to back after a quiet time (0: every
+    datagram takes size / rate on the link)."""
+    queue_bytes: int | None = None
+    """Bytes that may wait for the link before new datagrams are tail-dropped; None: one second of the rate, at
+    least 64 KiB."""
+    mtu: int | None = None
+    """Largest datagram payload that passes; bigger ones are dropped or cut (``mtu_action``)."""
+    mtu_action: str = "drop"
+
     def __post_init__(self) -> None:
         _non_negative("latency_ms", self.latency_ms)
         if not isinstance(self.jitter, Jitter):
@@ -329,6 +421,29 @@ class DirectionConditions:
             raise ConditionsError(f"loss_pct: must be below 100, got {self.loss_pct!r} (use frozen for 100 %)")
         if self.rto_ms is not None:
             _positive("rto_ms", self.rto_ms)
+        if not isinstance(self.jitter_reorders, bool):
+            raise ConditionsError(f"jitter_reorders: expected true or false, got {self.jitter_reorders!r}")
+        if self.burst_loss is not None and not isinstance(self.burst_loss, GilbertElliott):
+            raise ConditionsError(f"burst_loss: expected a GilbertElliott, got {self.burst_loss!r}")
+        _non_negative("duplicate_delay_ms", self.duplicate_delay_ms)
+        _percent("reorder_pct", self.reorder_pct)
+        if isinstance(self.reorder_gap, bool) or not isinstance(self.reorder_gap, int) or self.reorder_gap < 1:
+            raise ConditionsError(f"reorder_gap: expected a whole number >= 1, got {self.reorder_gap!r}")
+        _percent("corrupt_pct", self.corrupt_pct)
+        _count("burst_bytes", self.burst_bytes)
+        if self.queue_bytes is not None and (_count("queue_bytes", self.queue_bytes) == 0):
+            raise ConditionsError("queue_bytes: must be at least 1 (or nil for the default)")
+        if self.mtu is not None and (_count("mtu", self.mtu) == 0 or self.mtu > 65535):
+            raise ConditionsError(f"mtu: expected 1 to 65535 bytes, got {self.mtu!r}")
+        if self.mtu_action not in MTU_ACTIONS:
+            raise ConditionsError(f"mtu_action: expected drop or truncate, got {self.mtu_action!r}")
+
+    @property
+    def effective_queue_bytes(self) -> int:
+        """The bandwidth queue's limit: ``queue_bytes``, else one second of the rate and at least 64 KiB."""
+        if self.queue_bytes is not None:
+            return self.queue_bytes
+        return max(65536, int(self.bandwidth_bps or 0))
 
     @property
     def is_passthrough(self) -> bool:
@@ -348,6 +463,9 @@ class DirectionConditions:
             and self.duplicate_fraction == 0
             and self.duplicate_next == 0
             and self.loss_pct == 0
+            and self.corrupt_pct == 0
+            and self.burst_loss is None
+            and self.mtu is None
         )
 
     @property
@@ -384,11 +502,21 @@ class DirectionConditions:
             parts.append(format_bandwidth(self.bandwidth_bps))
         parts.extend(f"spike {s.describe()}" for s in self.spikes)
         if self.loss_pct:
-            parts.append(f"loss {self.loss_pct:g} % (as delay)")
+            parts.append(f"loss {self.loss_pct:g} % (TCP: as delay; UDP: lost)")
         if self.drop_next or self.drop_fraction:
             parts.append(f"drop next {self.drop_next}, {self.drop_fraction:.0%}")
         if self.duplicate_next or self.duplicate_fraction:
             parts.append(f"duplicate next {self.duplicate_next}, {self.duplicate_fraction:.0%}")
+        if self.jitter_reorders and self.jitter.ms:
+            parts.append("jitter reorders (UDP)")
+        if self.burst_loss is not None:
+            parts.append(f"{self.burst_loss.describe()} (UDP)")
+        if self.reorder_pct:
+            parts.append(f"reorder {self.reorder_pct:g} % gap {self.reorder_gap} (UDP)")
+        if self.corrupt_pct:
+            parts.append(f"corrupt {self.corrupt_pct:g} % (UDP)")
+        if self.mtu is not None:
+            parts.append(f"MTU {self.mtu} {self.mtu_action} (UDP)")
         return ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -405,6 +533,16 @@ class DirectionConditions:
             "duplicate_next": self.duplicate_next,
             "loss_pct": self.loss_pct,
             "rto_ms": self.rto_ms,
+            "jitter_reorders": self.jitter_reorders,
+            "burst_loss": None if self.burst_loss is None else self.burst_loss.to_dict(),
+            "duplicate_delay_ms": self.duplicate_delay_ms,
+            "reorder_pct": self.reorder_pct,
+            "reorder_gap": self.reorder_gap,
+            "corrupt_pct": self.corrupt_pct,
+            "burst_bytes": self.burst_bytes,
+            "queue_bytes": self.queue_bytes,
+            "mtu": self.mtu,
+            "mtu_action": self.mtu_action,
         }
 
     @classmethod
@@ -419,6 +557,8 @@ class DirectionConditions:
                 if not isinstance(value, list | tuple):
                     raise ConditionsError(f"spikes: expected a list, got {value!r}")
                 kwargs[key] = tuple(Spike.from_dict(s) for s in value)
+            elif key == "burst_loss":
+                kwargs[key] = None if value is None else GilbertElliott.from_dict(value)
             else:
                 kwargs[key] = value
         return cls(**kwargs)
@@ -672,3 +812,115 @@ def parse_spike(text: str, *, now_ns: int = 0) -> dict[Direction, Spike]:
     except ConditionsError as e:
         raise ConditionsError(f"{flag}: {e}; {_SPIKE_EXAMPLE}") from None
     return dict.fromkeys(directions, spike)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# UDP impairment flags (docs/udp.md). Each takes one value for both directions or c2s=...,s2c=...; inside a
+# value the parts are separated by ':' (',' separates the directions).
+
+_LOSS_EXAMPLE: Final = "e.g. --loss 10, --loss c2s=5,s2c=1 or --loss gemodel:5:50 (netem's p r [1-h [1-k]])"
+_DUPLICATE_EXAMPLE: Final = "e.g. --duplicate 5 or --duplicate 5:20ms (percent, then the copy's extra delay)"
+_REORDER_EXAMPLE: Final = "e.g. --reorder 25 or --reorder 25:5 (percent, then netem's gap)"
+_CORRUPT_EXAMPLE: Final = "e.g. --corrupt 1 (percent of datagrams with one bit flipped)"
+_MTU_EXAMPLE: Final = "e.g. --mtu 1200 or --mtu 1200:truncate (default: drop)"
+_BYTES_EXAMPLE: Final = "e.g. 16KB, 64KiB, 1500 or c2s=16KB,s2c=64KB"
+_BYTES_RE: Final = re.compile(rf"\s*({_NUMBER})\s*(b|kb|kib|mb|mib)?\s*", re.IGNORECASE)
+_BYTE_UNITS: Final = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
+
+
+def _percent_text(flag: str, text: str, example: str) -> float:
+    t = text.strip().removesuffix("%")
+    try:
+        value = float(t)
+    except ValueError:
+        raise ConditionsError(f"{flag}: cannot read {text.strip()!r} as a percentage; {example}") from None
+    if not 0 <= value <= 100:
+        raise ConditionsError(f"{flag}: {text.strip()!r} is not a percentage from 0 to 100; {example}")
+    return value
+
+
+def _loss(text: str) -> tuple[float, GilbertElliott | None]:
+    flag = "--loss"
+    parts = text.split(":")
+    if parts[0].strip().lower() in ("gemodel", "ge", "burst"):
+        numbers = parts[1:]
+        if not 1 <= len(numbers) <= 4:
+            raise ConditionsError(f"{flag}: gemodel takes 1 to 4 percentages (p, r, 1-h, 1-k); {_LOSS_EXAMPLE}")
+        values = [_percent_text(flag, n, _LOSS_EXAMPLE) for n in numbers]
+        return 0.0, GilbertElliott(values[0], *values[1:2], *values[2:])
+    if len(parts) != 1:
+        raise ConditionsError(f"{flag}: cannot read {text.strip()!r}; {_LOSS_EXAMPLE}")
+    value = _percent_text(flag, text, _LOSS_EXAMPLE)
+    if value >= 100:
+        raise ConditionsError(f"{flag}: must be below 100 (to stop a direction, freeze it); {_LOSS_EXAMPLE}")
+    return value, None
+
+
+def parse_loss(text: str) -> dict[Direction, tuple[float, GilbertElliott | None]]:
+    """``"10"`` (random loss in percent, both directions), ``"c2s=5,s2c=1"``, ``"gemodel:5:50:80:1"`` (bursty loss,
+    netem's gemodel p r 1-h 1-k). Each direction gets ``(loss_pct, burst_loss)``; one replaces the other. On TCP
+    ``loss_pct`` is shown as retransmission delay (nothing is lost on a stream) and burst loss does not apply."""
+    return {d: _loss(v) for d, v in _per_direction("--loss", text, _LOSS_EXAMPLE).items()}
+
+
+def parse_duplicate(text: str) -> dict[Direction, tuple[float, float]]:
+    """``"5"`` or ``"5:20ms"``: the share of datagrams (percent) sent twice, and the copy's extra delay (ms)."""
+    out: dict[Direction, tuple[float, float]] = {}
+    for d, v in _per_direction("--duplicate", text, _DUPLICATE_EXAMPLE).items():
+        parts = v.split(":")
+        if len(parts) > 2:
+            raise ConditionsError(f"--duplicate: cannot read {v!r}; {_DUPLICATE_EXAMPLE}")
+        pct = _percent_text("--duplicate", parts[0], _DUPLICATE_EXAMPLE)
+        delay = _duration_ms("--duplicate", parts[1], _DUPLICATE_EXAMPLE) if len(parts) > 1 else 0.0
+        out[d] = (pct, delay)
+    return out
+
+
+def parse_reorder(text: str) -> dict[Direction, tuple[float, int]]:
+    """``"25"`` or ``"25:5"``: netem's reorder percentage and gap (needs latency: a reordered datagram skips it)."""
+    out: dict[Direction, tuple[float, int]] = {}
+    for d, v in _per_direction("--reorder", text, _REORDER_EXAMPLE).items():
+        parts = v.split(":")
+        if len(parts) > 2:
+            raise ConditionsError(f"--reorder: cannot read {v!r}; {_REORDER_EXAMPLE}")
+        pct = _percent_text("--reorder", parts[0], _REORDER_EXAMPLE)
+        gap = 1
+        if len(parts) > 1:
+            g = parts[1].strip().removeprefix("gap").strip(" =")
+            if not g.isdigit() or int(g) < 1:
+                raise ConditionsError(f"--reorder: the gap must be a whole number >= 1, got {parts[1]!r}; "
+                                      f"{_REORDER_EXAMPLE}")
+            gap = int(g)
+        out[d] = (pct, gap)
+    return out
+
+
+def parse_corrupt(text: str) -> dict[Direction, float]:
+    """``"1"``: the share of datagrams (percent) with one random bit flipped."""
+    return {d: _percent_text("--corrupt", v, _CORRUPT_EXAMPLE)
+            for d, v in _per_direction("--corrupt", text, _CORRUPT_EXAMPLE).items()}
+
+
+def parse_mtu(text: str) -> dict[Direction, tuple[int, str]]:
+    """``"1200"`` (larger datagrams are dropped) or ``"1200:truncate"`` (cut to 1,200 bytes)."""
+    out: dict[Direction, tuple[int, str]] = {}
+    for d, v in _per_direction("--mtu", text, _MTU_EXAMPLE).items():
+        size, _, action = v.partition(":")
+        action = action.strip().lower() or "drop"
+        if not size.strip().isdigit() or not 1 <= int(size) <= 65535:
+            raise ConditionsError(f"--mtu: expected 1 to 65535 bytes, got {size.strip()!r}; {_MTU_EXAMPLE}")
+        if action not in MTU_ACTIONS:
+            raise ConditionsError(f"--mtu: {action!r} is not drop or truncate; {_MTU_EXAMPLE}")
+        out[d] = (int(size), action)
+    return out
+
+
+def parse_bytes(flag: str, text: str) -> dict[Direction, int]:
+    """A byte count per direction (``16KB``, ``64KiB``, ``1500``), for ``--bandwidth-burst``/``--bandwidth-queue``."""
+    out: dict[Direction, int] = {}
+    for d, v in _per_direction(flag, text, _BYTES_EXAMPLE).items():
+        m = _BYTES_RE.fullmatch(v)
+        if m is None:
+            raise ConditionsError(f"{flag}: cannot read {v!r} as a size; {_BYTES_EXAMPLE}")
+        out[d] = round(float(m.group(1)) * _BYTE_UNITS[(m.group(2) or "").lower()])
+    return out

@@ -133,6 +133,7 @@ class CloseReason(enum.StrEnum):
     PROXY_CLOSED = "closed by proxy"
     PROXY_RESET = "reset by proxy"
     SHUTDOWN = "proxy shutdown"
+    IDLE_TIMEOUT = "idle timeout"  # a UDP flow: no datagram either way for the idle timeout
     ERROR = "error"
 
 
@@ -166,6 +167,8 @@ class ConnectionOpened:
     time_ns: int
     replay_of: int | None = None
     """For a session replay: the id of the recorded connection being replayed."""
+    transport: str = "tcp"
+    """``tcp`` for a connection, ``udp`` for a flow (the datagrams of one client address, see docs/udp.md)."""
 
 
 @frozen
@@ -219,6 +222,12 @@ class Message:
     state: MessageState = MessageState.FORWARDED
     delays: tuple[tuple[DelayReason, int], ...] = ()
     """The added delay split by reason, in nanoseconds."""
+    note: str = ""
+    """Why a datagram was dropped, truncated, corrupted or sent ahead, in words ("lost: Gilbert-Elliott bad
+    state"); empty for every TCP message."""
+    flips: tuple[int, ...] = ()
+    """Bit positions (byte index × 8 + bit, bit 0 the least significant) a corrupt impairment flipped in ``data``
+    (which holds the bytes as forwarded): XOR them back for the original."""
 
     @property
     def size(self) -> int:

@@ -9,7 +9,10 @@ message everywhere:
 - :func:`add_connection_arguments`: ``--connect-timeout``, ``--allow-remote`` (proxy, run);
 - :func:`add_framing_arguments`: ``--framing``, ``--max-frame`` (proxy, window, run);
 - :func:`add_condition_arguments`: ``--latency``, ``--jitter``, ``--bandwidth``, ``--spike``, ``--preset``,
-  ``--seed``, ``--list-presets`` (proxy, window, run);
+  ``--loss``, ``--duplicate``, ``--reorder``, ``--corrupt``, ``--mtu``, ``--jitter-reorders``,
+  ``--bandwidth-burst``, ``--bandwidth-queue``, ``--seed``, ``--list-presets`` (proxy, window, run);
+- :func:`add_transport_arguments`: ``--udp``, ``--udp-only``, ``--udp-idle-timeout``, ``--udp-max-flows``
+  (proxy);
 - :func:`add_output_arguments`: ``--quiet`` (proxy, run);
 - :func:`add_recording_arguments`: ``--record`` (proxy, run);
 - :func:`add_control_arguments`: ``--control``, ``--token-file``, ``--control-payload-rate``, ``--wait-attach``
@@ -37,8 +40,14 @@ from proxy.conditions import (
     Conditions,
     DirectionConditions,
     parse_bandwidth,
+    parse_bytes,
+    parse_corrupt,
+    parse_duplicate,
     parse_jitter,
     parse_latency,
+    parse_loss,
+    parse_mtu,
+    parse_reorder,
     parse_spike,
 )
 from proxy.framing import DEFAULT_MAX_FRAME
@@ -60,6 +69,7 @@ __all__ = [
     "add_output_arguments",
     "add_recording_arguments",
     "add_token_arguments",
+    "add_transport_arguments",
     "conditions_from_args",
     "conditions_from_cli",
     "conditions_given",
@@ -67,6 +77,7 @@ __all__ = [
     "parse_payload_rate",
     "parse_size",
     "token_from_args",
+    "transports_from_args",
 ]
 
 DEFAULT_LISTEN = "127.0.0.1:5556"
@@ -129,6 +140,14 @@ def conditions_from_cli(
     preset: str | None = None,
     *,
     now_ns: int = 0,
+    loss: str | None = None,
+    duplicate: str | None = None,
+    reorder: str | None = None,
+    corrupt: str | None = None,
+    mtu: str | None = None,
+    jitter_reorders: bool = False,
+    bandwidth_burst: str | None = None,
+    bandwidth_queue: str | None = None,
 ) -> Conditions:
     """Build start-up conditions from the flags' text: the preset first (if any), then each flag overrides
     only the directions it names; ``--spike`` may be repeated and adds to the preset's spikes.
@@ -151,6 +170,31 @@ def conditions_from_cli(
     for spec in specs:
         for d, s in parse_spike(spec, now_ns=now_ns).items():
             per[d] = replace(per[d], spikes=(*per[d].spikes, s))
+    if loss is not None:
+        for d, (pct, ge) in parse_loss(loss).items():
+            per[d] = replace(per[d], loss_pct=pct, burst_loss=ge)
+    if duplicate is not None:
+        for d, (pct, delay) in parse_duplicate(duplicate).items():
+            per[d] = replace(per[d], duplicate_fraction=pct / 100, duplicate_delay_ms=delay)
+    if reorder is not None:
+        for d, (pct, gap) in parse_reorder(reorder).items():
+            per[d] = replace(per[d], reorder_pct=pct, reorder_gap=gap)
+    if corrupt is not None:
+        for d, c in parse_corrupt(corrupt).items():
+            per[d] = replace(per[d], corrupt_pct=c)
+    if mtu is not None:
+        for d, (size, action) in parse_mtu(mtu).items():
+            per[d] = replace(per[d], mtu=size, mtu_action=action)
+    if jitter_reorders:
+        per = {d: replace(c, jitter_reorders=True) for d, c in per.items()}
+    if bandwidth_burst is not None:
+        for d, n in parse_bytes("--bandwidth-burst", bandwidth_burst).items():
+            per[d] = replace(per[d], burst_bytes=n)
+    if bandwidth_queue is not None:
+        for d, n in parse_bytes("--bandwidth-queue", bandwidth_queue).items():
+            if n < 1:
+                raise UsageError("--bandwidth-queue: must be at least 1 byte; e.g. --bandwidth-queue 64KB")
+            per[d] = replace(per[d], queue_bytes=n)
     return Conditions(c2s=per[Direction.C2S], s2c=per[Direction.S2C])
 
 
@@ -158,14 +202,19 @@ def conditions_from_args(args: argparse.Namespace) -> Conditions:
     """The conditions the flags of :func:`add_condition_arguments` ask for; ``UsageError`` names the bad flag."""
     try:
         return conditions_from_cli(args.latency, args.jitter, args.bandwidth, args.spike, args.preset,
-                                   now_ns=time.monotonic_ns())
+                                   now_ns=time.monotonic_ns(), loss=args.loss, duplicate=args.duplicate,
+                                   reorder=args.reorder, corrupt=args.corrupt, mtu=args.mtu,
+                                   jitter_reorders=args.jitter_reorders, bandwidth_burst=args.bandwidth_burst,
+                                   bandwidth_queue=args.bandwidth_queue)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
 
 def conditions_given(args: argparse.Namespace) -> bool:
     """Whether any flag of :func:`add_condition_arguments` that shapes traffic was given."""
-    return any((args.latency, args.jitter, args.bandwidth, args.spike, args.preset))
+    return any((args.latency, args.jitter, args.bandwidth, args.spike, args.preset, args.loss, args.duplicate,
+                args.reorder, args.corrupt, args.mtu, args.jitter_reorders, args.bandwidth_burst,
+                args.bandwidth_queue))
 
 
 # ------------------------------------------------------------------------------------------ the control token
@@ -274,8 +323,58 @@ def add_condition_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--spike", action="append", metavar="SPEC",
                    help="lag spikes: every=30s,add=800ms,for=2s (periodic) or add=500ms,for=1s (now); repeatable")
     g.add_argument("--preset", metavar="NAME", help='a named network profile, e.g. "Mobile 4G" (--list-presets)')
-    g.add_argument("--seed", type=int, metavar="N", help="seed the random parts (jitter) to reproduce a run")
+    g.add_argument("--loss", metavar="PCT",
+                   help="packet loss: 10, c2s=5,s2c=1, or bursts as netem's gemodel:P:R[:1-H[:1-K]]; UDP datagrams "
+                        "are lost, TCP messages are resent (felt as delay)")
+    g.add_argument("--duplicate", metavar="PCT[:MS]",
+                   help="send this share of messages twice, the copy MS later: 5, 5:20ms")
+    g.add_argument("--reorder", metavar="PCT[:GAP]",
+                   help="UDP: this share of datagrams skips --latency and overtakes (netem's reorder; GAP: at "
+                        "least GAP-1 delayed in between): 25, 25:5")
+    g.add_argument("--corrupt", metavar="PCT", help="UDP: flip one random bit in this share of datagrams: 1")
+    g.add_argument("--mtu", metavar="BYTES[:ACTION]",
+                   help="UDP: drop (or :truncate) datagrams larger than BYTES: 1200, 1200:truncate")
+    g.add_argument("--jitter-reorders", action="store_true",
+                   help="UDP: let --jitter reorder datagrams (by default jitter keeps their order, as on TCP)")
+    g.add_argument("--bandwidth-burst", metavar="SIZE",
+                   help="UDP: token bucket depth for --bandwidth: bytes that may leave back to back (default 0)")
+    g.add_argument("--bandwidth-queue", metavar="SIZE",
+                   help="UDP: bytes that may wait for --bandwidth before tail drop (default one second of the "
+                        "rate, at least 64KiB)")
+    g.add_argument("--seed", type=int, metavar="N",
+                   help="seed the random parts (jitter, loss, duplicate, reorder, corrupt) to reproduce a run")
     g.add_argument("--list-presets", action="store_true", help="print the presets with their sources and exit")
+
+
+TRANSPORT_GROUP = "transports (see docs/udp.md)"
+
+
+def add_transport_arguments(p: argparse.ArgumentParser) -> None:
+    """``--udp``, ``--udp-only``, ``--udp-idle-timeout``, ``--udp-max-flows`` (:func:`transports_from_args`)."""
+    g = p.add_argument_group(TRANSPORT_GROUP)
+    g.add_argument("--udp", action="store_true",
+                   help="relay UDP too, on the same port number: one flow per client address, a datagram is a "
+                        "message")
+    g.add_argument("--udp-only", action="store_true", help="relay UDP only (no TCP listener)")
+    g.add_argument("--udp-idle-timeout", type=float, default=60.0, metavar="S",
+                   help="a UDP flow ends after S seconds without a datagram either way (default 60)")
+    g.add_argument("--udp-max-flows", type=int, default=4096, metavar="N",
+                   help="UDP flows open at once; datagrams from more client addresses are dropped and counted "
+                        "(default 4096)")
+
+
+def transports_from_args(args: argparse.Namespace) -> tuple[bool, bool]:
+    """``(tcp, udp)`` from :func:`add_transport_arguments`'s flags; ``UsageError`` for bad values."""
+    udp_only = bool(getattr(args, "udp_only", False))
+    udp = udp_only or bool(getattr(args, "udp", False))
+    if udp:
+        if not args.udp_idle_timeout > 0:
+            raise UsageError(f"--udp-idle-timeout: must be above 0 seconds, got {args.udp_idle_timeout:g}; "
+                             "e.g. --udp-idle-timeout 60")
+        if args.udp_max_flows < 1:
+            raise UsageError(f"--udp-max-flows: must be at least 1, got {args.udp_max_flows}; "
+                             "e.g. --udp-max-flows 4096")
+    return not udp_only, udp
 
 
 def add_output_arguments(p: argparse.ArgumentParser) -> None:

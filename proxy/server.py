@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from proxy import commands as cmd
 from proxy import events as ev
@@ -46,6 +46,9 @@ from proxy.printer import say
 from proxy.relay import Phase, Relay, Shared
 from proxy.rules import Rule
 from proxy.tasks import spawn
+
+if TYPE_CHECKING:
+    from proxy.udpserver import UdpShell
 
 WRITE_HIGH_WATER = 1 << 20
 WRITE_LOW_WATER = 256 << 10
@@ -84,6 +87,14 @@ class ProxyConfig:
     first_ids: tuple[int, int] = (1, 1)
     """The first connection and message numbers: a window that starts its proxy again continues its numbering,
     so one table never holds two different #1."""
+    tcp: bool = True
+    """Relay TCP connections on the listen address."""
+    udp: bool = False
+    """Relay UDP datagrams on the same address and port number (a flow per client address, docs/udp.md)."""
+    udp_idle_timeout: float = 60.0
+    """Seconds without a datagram either way after which a UDP flow ends."""
+    udp_max_flows: int = 4096
+    """UDP flows open at once; datagrams from further client addresses are dropped and counted."""
 
 
 def is_loopback(host: str) -> bool:
@@ -491,6 +502,9 @@ class ProxyServer:
         self._message_subscribers: list[Subscriber] = []
         self._server: asyncio.Server | None = None
         self.listen_addr: tuple[str, int] | None = None
+        self.udp: UdpShell | None = None
+        """The UDP side (``--udp``): its datagram core holds the flows, which share ids, conditions and
+        subscribers with the TCP connections."""
 
     # ------------------------------------------------------------------------------ subscribers
 
@@ -538,7 +552,50 @@ class ProxyServer:
 
     async def start(self, *, accept: bool = True) -> tuple[str, int]:
         """Listen; with ``accept`` False the port listens (and is returned) but connections wait in the kernel's
-        accept queue, their bytes in their socket buffers, until :meth:`start_accepting`."""
+        accept queue, their bytes in their socket buffers, until :meth:`start_accepting` (datagrams likewise wait
+        in the UDP socket's buffer).
+
+        With ``config.udp`` a UDP socket is bound to the same host and port number (with port 0, to the port
+        TCP got); with ``config.tcp`` False only UDP listens."""
+        cfg = self.config
+        if not cfg.tcp and not cfg.udp:
+            raise ProxyError("nothing to relay: ask for TCP, UDP or both")
+        if cfg.tcp:
+            await self._start_tcp(accept)
+        if cfg.udp:
+            await self._start_udp(accept)
+        assert self.listen_addr is not None
+        return self.listen_addr
+
+    async def _start_udp(self, accept: bool) -> None:
+        from proxy.datagram import DatagramCore
+        from proxy.udpserver import UdpShell
+
+        cfg = self.config
+        port = self.listen_addr[1] if self.listen_addr is not None else cfg.listen_port
+        try:
+            core = DatagramCore(self.ids, (cfg.target_host, cfg.target_port), self.global_conditions, cfg.seed,
+                                cfg.udp_idle_timeout, cfg.udp_max_flows)
+        except ValueError as e:
+            raise ProxyError(str(e)) from None
+        shell = UdpShell(self, core)
+        try:
+            addr = shell.bind(cfg.listen_host, port)
+        except OSError as e:
+            if self._server is not None:
+                self._server.close()
+            if e.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
+                raise ProxyError(f"UDP port {port} on {cfg.listen_host} is already in use; pick another with "
+                                 f"--listen {cfg.listen_host}:PORT") from None
+            raise ProxyError(f"cannot listen for UDP on {cfg.listen_host}:{port} (or reach the target "
+                             f"{cfg.target_host}:{cfg.target_port}): {e.strerror or e}") from None
+        self.udp = shell
+        if self.listen_addr is None:
+            self.listen_addr = addr
+        if accept:
+            await shell.serve()
+
+    async def _start_tcp(self, accept: bool) -> None:
         cfg = self.config
         try:
             if accept:
@@ -561,12 +618,13 @@ class ProxyServer:
         sock = self._server.sockets[0]
         host, port = sock.getsockname()[:2]
         self.listen_addr = (str(host), int(port))
-        return self.listen_addr
 
     async def start_accepting(self) -> None:
         """Accept the connections waiting since ``start(accept=False)``, and every later one."""
         if self._server is not None and not self._server.is_serving():
             await self._server.start_serving()
+        if self.udp is not None:
+            await self.udp.serve()
 
     async def probe_target(self) -> str | None:
         """A warning text if nothing listens on a local target yet (the proxy keeps listening regardless).
@@ -626,6 +684,8 @@ class ProxyServer:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
+        if self.udp is not None:
+            await self.udp.shutdown()
 
     # ------------------------------------------------------------------------------ commands from users
 
@@ -636,18 +696,48 @@ class ProxyServer:
         for side in (Side.CLIENT, Side.SERVER):
             h.update_reading(side)
 
-    def _targets(self, conn_id: int | None) -> list[ConnectionHandler]:
-        return list(self.handlers.values()) if conn_id is None else [self._handler(conn_id)]
+    def _targets(self, conn_id: int | None, *, udp_ok: bool = False) -> list[ConnectionHandler]:
+        """The TCP connections a command applies to: all, or one (none when ``conn_id`` is a UDP flow and the
+        caller handles flows itself)."""
+        if conn_id is None:
+            return list(self.handlers.values())
+        if udp_ok and self._flow(conn_id):
+            return []
+        return [self._handler(conn_id)]
+
+    def _flow(self, conn_id: int | None) -> bool:
+        """Whether ``conn_id`` is an open UDP flow (TCP connections and flows share one numbering)."""
+        return conn_id is not None and self.udp is not None and conn_id in self.udp.core.flows
+
+    def _udp_event(self, event: ev.Event) -> None:
+        assert self.udp is not None
+        self.udp.run(self.udp.core.handle(event))
 
     def inject(self, conn_id: int, direction: Direction, data: bytes, origin: Origin = Origin.INJECTED) -> None:
+        if self._flow(conn_id):
+            from proxy.datagram import DatagramInjected
+
+            self._udp_event(DatagramInjected(_now(), conn_id, direction, bytes(data), origin))
+            return
         self._send_event(self._handler(conn_id), ev.DataInjected(_now(), direction, bytes(data), origin))
 
     def close_connection(self, conn_id: int, reset: bool = False, detail: str = "", after_s: float = 0.0) -> None:
-        h = self._handler(conn_id)
         text = detail or (("reset" if reset else "closed") + " by the user")
-
         if after_s > 0:
             text += f" after {after_s:g} s"
+        if self._flow(conn_id):
+            from proxy.datagram import FlowCloseRequested
+
+            def close_flow() -> None:
+                if self._flow(conn_id):
+                    self._udp_event(FlowCloseRequested(_now(), conn_id, text))
+
+            if after_s > 0:
+                self.loop.call_later(after_s, close_flow)
+            else:
+                close_flow()
+            return
+        h = self._handler(conn_id)
 
         def close() -> None:
             if not h.relay.closed:
@@ -661,6 +751,9 @@ class ProxyServer:
     def conditions_for(self, conn_id: int | None = None) -> Conditions:
         if conn_id is None:
             return self.global_conditions
+        if self._flow(conn_id):
+            assert self.udp is not None
+            return self.udp.core.conditions_of(conn_id)
         return self._handler(conn_id).relay.conditions
 
     def set_conditions(self, conditions: Conditions | None, conn_id: int | None = None) -> None:
@@ -669,21 +762,34 @@ class ProxyServer:
         One-shot counters in ``conditions`` (drop_next, duplicate_next) are armed once, not stored.
         """
         now = _now()
+        flows: list[int] = []
         if conn_id is None:
             if conditions is None:
                 raise ValueError("global conditions cannot be cleared; set passthrough conditions instead")
             self.global_conditions = _without_one_shots(conditions)
             targets = [h for cid, h in self.handlers.items() if cid not in self.overrides]
+            if self.udp is not None:
+                from proxy.datagram import DefaultConditionsChanged
+
+                self._udp_event(DefaultConditionsChanged(now, self.global_conditions))
+                flows = [cid for cid in self.udp.core.flows if cid not in self.overrides]
         else:
-            h = self._handler(conn_id)
+            if not self._flow(conn_id):
+                targets = [self._handler(conn_id)]
+            else:
+                targets, flows = [], [conn_id]
             if conditions is None:
                 self.overrides.pop(conn_id, None)
             else:
                 self.overrides[conn_id] = _without_one_shots(conditions)
-            targets = [h]
         for h in targets:
             effective = self.overrides.get(h.relay.conn_id, self.global_conditions)
             self._send_event(h, ev.ConditionsChanged(now, effective))
+        if flows:
+            from proxy.datagram import FlowConditionsChanged
+
+            for cid in flows:
+                self._udp_event(FlowConditionsChanged(now, cid, self.overrides.get(cid, self.global_conditions)))
         if conditions is not None:
             for d in Direction:
                 dc = conditions.for_direction(d)
@@ -697,7 +803,13 @@ class ProxyServer:
         now = _now()
         spike = Spike(add_ms=add_ms, for_s=for_s, start_ns=now)
         directions = list(Direction) if direction is None else [direction]
-        for h in self._targets(conn_id):
+        if self.udp is not None and (conn_id is None or self._flow(conn_id)):
+            from proxy.datagram import FlowSpikeStarted
+
+            for cid in list(self.udp.core.flows) if conn_id is None else [conn_id]:
+                for d in directions:
+                    self._udp_event(FlowSpikeStarted(now, cid, d, spike))
+        for h in self._targets(conn_id, udp_ok=True):
             for d in directions:
                 self._send_event(h, ev.SpikeStarted(now, d, spike))
         if conn_id is None:
@@ -709,13 +821,20 @@ class ProxyServer:
     def arm_fault(self, direction: Direction, kind: str, count: int = 1, conn_id: int | None = None) -> None:
         if kind not in ("drop", "duplicate") or count < 1:
             raise ValueError("fault must be drop or duplicate with a count of at least 1")
-        for h in self._targets(conn_id):
+        if self.udp is not None and (conn_id is None or self._flow(conn_id)):
+            from proxy.datagram import FlowFaultArmed
+
+            for cid in list(self.udp.core.flows) if conn_id is None else [conn_id]:
+                self._udp_event(FlowFaultArmed(_now(), cid, direction, kind, count))
+        for h in self._targets(conn_id, udp_ok=True):
             self._send_event(h, ev.FaultArmed(_now(), direction, kind, count))
 
     def hold_next(self, direction: Direction, conn_id: int | None = None, count: int = 1) -> None:
         """Hold the next ``count`` messages in ``direction`` (on any connection when ``conn_id`` is None)."""
         if count < 1:
             raise ValueError("count must be at least 1")
+        if self._flow(conn_id):
+            raise ValueError(f"#{conn_id} is a UDP flow: holding datagrams is not available yet (TCP only)")
         if conn_id is None:
             self.shared.hold_next[direction] += count
             self.shared.update()
@@ -776,7 +895,8 @@ class ProxyServer:
         for cid, h in self.handlers.items():
             r = h.relay
             conns.append({
-                "conn": cid, "client": list(r.client_addr), "target": list(r.target_addr), "phase": r.phase.value,
+                "conn": cid, "client": list(r.client_addr), "target": list(r.target_addr), "transport": "tcp",
+                "phase": r.phase.value,
                 "replay_of": r.replay_of, "override": cid in self.overrides,
                 "conditions": r.conditions.to_dict(), "held": r.held(),
                 "bytes_c2s": r.lanes[0].bytes_out, "bytes_s2c": r.lanes[1].bytes_out,
@@ -784,9 +904,17 @@ class ProxyServer:
                 # the framing in force per direction (inferred with auto; "auto" while inference watches)
                 "framing_c2s": r.lanes[0].framing, "framing_s2c": r.lanes[1].framing,
             })
+        udp: dict[str, object] | None = None
+        if self.udp is not None:
+            core = self.udp.core
+            conns.extend({**core.flow_snapshot(cid), "override": cid in self.overrides} for cid in core.flows)
+            udp = {"flows": len(core.flows), "max_flows": core.max_flows, "idle_timeout_s": core.idle_timeout_s,
+                   "refused": core.refused, "overflowed": core.overflowed, "send_dropped": self.udp.send_dropped}
         return {
             "listen": list(self.listen_addr) if self.listen_addr else None,
             "target": [self.config.target_host, self.config.target_port],
+            "transports": [t for t, on in (("tcp", self.config.tcp), ("udp", self.config.udp)) if on],
+            "udp": udp,
             "framing": str(self.framing), "conditions": self.global_conditions.to_dict(),
             "rules": [r.to_dict() for r in self.shared.rules], "hold_next": list(self.shared.hold_next),
             "capturing": self.capturing, "connections": conns,

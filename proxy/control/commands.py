@@ -33,6 +33,7 @@ from proxy.codec import (
 )
 from proxy.conditions import Conditions
 from proxy.framing import normalise_name, parse_framing
+from proxy.model import Origin
 from proxy.presets import find_preset
 from proxy.rules import Rule
 from proxy.server import REPLAY_MODES, ProxyServer
@@ -129,7 +130,12 @@ def release_all(server: ProxyServer, a: Args) -> None:
 
 
 def inject(server: ProxyServer, a: Args) -> None:
-    server.inject(int_field(a, "conn_id"), direction_field(a), bytes_field(a, "data"))
+    """Bytes (for a UDP flow: one datagram) into a connection, through the receive path. ``origin`` is
+    ``injected`` (the default) or ``replayed`` (a recorded message sent again)."""
+    origin = a.get("origin", "injected")
+    if origin not in ("injected", "replayed"):
+        raise CommandError(f"origin: expected 'injected' or 'replayed', got {shown(origin)}")
+    server.inject(int_field(a, "conn_id"), direction_field(a), bytes_field(a, "data"), Origin(origin))
 
 
 def replay(server: ProxyServer, a: Args) -> Awaitable[dict[str, int]]:

@@ -600,9 +600,11 @@ class ControlServer:
                 "listen": list(srv.listen_addr) if srv.listen_addr else None,
                 "target": [cfg.target_host, cfg.target_port],
                 "framing": framing_to_dict(srv.framing),
+                "transports": [t for t, on in (("tcp", cfg.tcp), ("udp", cfg.udp)) if on],
+                "udp": {"idle_timeout_s": cfg.udp_idle_timeout, "max_flows": cfg.udp_max_flows} if cfg.udp else None,
             },
             "clock": {"mono_ns": srv.clock.mono_ns, "wall_ns": srv.clock.wall_ns},
-            "connections": sorted(srv.handlers),
+            "connections": sorted([*srv.handlers, *(srv.udp.core.flows if srv.udp is not None else ())]),
             "conditions": srv.conditions_for(None).to_dict(),
             "rules": [r.to_dict() for r in srv.shared.rules],
             "capturing": srv.capturing,
@@ -630,7 +632,8 @@ class ControlServer:
         if not self.subscribers:
             return
         base = {"v": PROTOCOL_VERSION, "type": "stats", "time_ns": now, "interval_s": dt, **per_dir,
-                "held": len(self._held), "connections": len(self.server.handlers)}
+                "held": len(self._held), "connections": len(self.server.handlers)
+                + (len(self.server.udp.core.flows) if self.server.udp is not None else 0)}
         for s in list(self.subscribers):
             if s.paused:
                 continue  # behind anyway: a stale stats frame would only add to its backlog
