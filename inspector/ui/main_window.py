@@ -1038,6 +1038,9 @@ class MainWindow(QMainWindow):
             return
         self.link = link
         self.model.clock = link.clock
+        self.conn_model.clock = link.clock
+        self.conn_model.idle_timeout_s = link.udp_idle_timeout_s
+        self._show_transports(link.transports)
         self.pump.set_link(link)
         o = self.options
         if link.listen_addr is not None:
@@ -1063,6 +1066,21 @@ class MainWindow(QMainWindow):
         self._update_status()
         self._target_down = False
         self._check_target()
+
+    def _show_transports(self, transports: tuple[str, ...]) -> None:
+        """What the controls offer follows what the proxy relays: the UDP impairments with UDP, and the framing
+        only for TCP (a datagram is a message)."""
+        udp = "udp" in transports
+        self.conditions.set_udp(udp)
+        from inspector.ui.framing_words import NOT_FOR_DATAGRAMS
+
+        if "tcp" not in transports:
+            self.framing_combo.setEnabled(False)
+            self.framing_combo.setToolTip(f"this proxy relays UDP only: {NOT_FOR_DATAGRAMS}")
+        else:
+            self.framing_combo.setEnabled(True)
+            self.framing_combo.setToolTip("what one message is (applies to new TCP connections)"
+                                          + (f"; UDP flows: {NOT_FOR_DATAGRAMS}" if udp else ""))
 
     # -- the user's server
 
@@ -1149,7 +1167,8 @@ class MainWindow(QMainWindow):
         self.start_link(LinkOptions(listen=(listen[0], 0 if demo else listen[1]), target=target,
                                     framing=self.framing_combo.currentText() or "auto",
                                     conditions=self.conditions.value().to_dict(), demo=demo,
-                                    demo_interval=base.demo_interval))
+                                    demo_interval=base.demo_interval, tcp=base.tcp, udp=base.udp,
+                                    udp_idle_timeout=base.udp_idle_timeout, udp_max_flows=base.udp_max_flows))
 
     def _on_link_died(self, reason: str) -> None:
         self._log("error", f"proxy stopped: {reason}")
@@ -1728,6 +1747,7 @@ class MainWindow(QMainWindow):
         self.log.appendPlainText(f"{stamp} {level}: {text}")
 
     def _update_rates(self) -> None:
+        self.conn_model.tick()  # a UDP flow's idle time moves on
         """Messages and bytes per second, averaged over the last few seconds: a game that pings every 1.5 s
         sends 0.7 messages a second, not 0 in one second and 1 in the next."""
         now = time.monotonic()
