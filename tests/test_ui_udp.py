@@ -147,7 +147,8 @@ def test_a_udp_echo_game_shows_its_datagrams_decoded_and_its_flow(
     assert conn.is_udp
     cm = w.conn_model
     assert cm.data(cm.index(0, 0)) == f"● #{conn.conn_id} udp"
-    assert cm.data(cm.index(0, cm.FRAMING)) == "datagrams"
+    assert cm.data(cm.index(0, cm.FRAMING)) == "—"
+    assert "framing does not apply to UDP" in cm.data(cm.index(0, cm.FRAMING), Qt.ItemDataRole.ToolTipRole)
     assert cm.data(cm.index(0, cm.STATE)) in ("active", "idle 1 s of 60 s")
     tip = cm.data(cm.index(0, 0), Qt.ItemDataRole.ToolTipRole)
     assert "UDP flow" in tip and "after 60 s without a datagram" in tip
@@ -158,6 +159,7 @@ def test_a_udp_echo_game_shows_its_datagrams_decoded_and_its_flow(
                                                   "exactly as it was sent (the network keeps datagram boundaries)"]
     assert not w.framing_control.choose(conn.conn_id, "lines")
     assert not w.framing_combo.isEnabled() and "UDP only" in w.framing_combo.toolTip()
+    assert w.conn_table.isColumnHidden(cm.FRAMING)  # UDP only: no framing anywhere
     w.select_visible(0)
     assert "framing does not apply" in w.detail.framing_note.text()
     assert w.conditions.udp and w.conditions.burst_button.isVisibleTo(w.conditions)
@@ -186,7 +188,7 @@ def test_loss_100_set_live_drops_the_next_datagrams_with_why_and_the_echo_stops(
         c.setblocking(False)
         with pytest.raises(BlockingIOError):
             c.recv(100)
-    assert "c2s loss 100 % lost (UDP)" in w.conditions.readout.text()
+    assert "c2s loss 100 %" in w.conditions.readout.text()
 
 
 @pytest.mark.timeout(60)
@@ -223,7 +225,7 @@ def test_corrupt_set_live_marks_the_row_and_the_flipped_bit_in_the_detail_pane(
     qtbot.waitUntil(lambda: w.model.rowCount() == 2, timeout=WAIT)
     row = rows_of(w, lambda r: w.store.direction(r) is Direction.C2S)[0]
     assert w.store.payload(row) == got
-    assert state_text(w, row) == "⚡ corrupted"
+    assert state_text(w, row) == "corrupted"
     bit = w.store.flips(row)[0]
     assert bit >> 3 == diff[0]
     assert f"corrupted: bit {bit & 7} of byte {diff[0]} flipped" in state_tip(w, row)
@@ -266,12 +268,14 @@ def test_the_panel_shows_udp_impairments_only_for_udp_and_presets_carry_loss(
     w, _ = udp_window(make_window, qtbot, echo)
     panel = w.conditions
     col = panel.cols[Direction.S2C]
-    for box in (col.duplicate, col.reorder, col.reorder_gap, col.corrupt, col.mtu, col.mtu_action):
+    for box in (col.duplicate, col.reorder, col.corrupt, col.mtu):
         assert box.isVisibleTo(panel) and box.toolTip()
     assert "netem's reorder" in col.reorder.toolTip() and "netem's corrupt" in col.corrupt.toolTip()
-    assert not col.ge_p.isVisibleTo(panel)  # advanced: behind "Burst loss…"
+    advanced = (col.ge_p, col.ge_r, col.ge_bad, col.ge_good, col.reorder_gap, col.duplicate_ms, col.mtu_action)
+    assert not any(box.isVisibleTo(panel) for box in advanced)  # behind "More…"
     panel.burst_button.click()
-    assert col.ge_p.isVisibleTo(panel) and "Gilbert-Elliott" in col.ge_p.toolTip()
+    assert all(box.isVisibleTo(panel) and box.toolTip() for box in advanced)
+    assert "Gilbert-Elliott" in col.ge_p.toolTip()
     set_live(qtbot, w, lambda: (col.ge_p.setValue(2), col.ge_r.setValue(25), col.ge_bad.setValue(80),
                                 col.ge_good.setValue(1)),
              lambda cond: cond.s2c.burst_loss is not None and cond.s2c.burst_loss.bad_loss_pct == 80)
@@ -284,7 +288,7 @@ def test_the_panel_shows_udp_impairments_only_for_udp_and_presets_carry_loss(
     qtbot.waitUntil(lambda: engine.call(engine.server.conditions_for, None) == PRESETS["Mobile 4G"].conditions,
                     timeout=WAIT)
     assert panel.cols[Direction.C2S].loss.value() == PRESETS["Mobile 4G"].conditions.c2s.loss_pct == 4
-    assert "c2s loss 4 % lost (UDP)" in panel.readout.text()
+    assert "c2s loss 4 %" in panel.readout.text() and "delay" not in panel.readout.text()
     # a TCP proxy: the datagram rows go away, loss stays below 100 %
     panel.set_udp(False)
     assert not col.duplicate.isVisibleTo(panel) and not panel.burst_button.isVisibleTo(panel)

@@ -5,10 +5,10 @@ Role: edits a ``proxy.conditions.Conditions`` (c2s and s2c columns) and sends it
 and date. One-shot actions (spike now, drop next, freeze/thaw) and connection actions (close, reset) are buttons.
 The read-out says what the user will feel ("added round trip ≈ N ms") and that on TCP loss shows up as delay.
 When the proxy relays UDP (:meth:`ConditionsPanel.set_udp`) the datagram impairments appear, each row named with
-its model in the tooltip (docs/udp.md): duplicate, reorder and its gap, corrupt, MTU and what happens above it,
-and, behind "Burst loss…", Gilbert-Elliott bursty loss (netem's ``gemodel``); loss then goes to 100 % (a loss the
-window sends as a burst model whose both states lose everything: ``loss_pct`` must stay below 100, since on TCP
-that would be a stalled connection). They travel in the same ``set_conditions`` as everything else.
+its model in the tooltip (docs/udp.md): duplicate, reorder, corrupt, MTU, and behind "More…" Gilbert-Elliott
+bursty loss (netem's ``gemodel``), the reorder gap, the copy's delay and the MTU's action; loss goes to 100 %
+(sent as a burst model whose both states lose everything: ``loss_pct`` must stay below 100, since on TCP that would
+be a stalled connection). They travel in the same ``set_conditions`` as everything else.
 Must not import: ``inspector.bridge`` (the window passes a ``send`` callable).
 Thread: GUI thread.
 """
@@ -209,7 +209,7 @@ class _DirectionColumn:
         self.reorder_gap = _spin(1, 1000, "", "reorder gap (netem's gap): at least gap − 1 delayed datagrams lie "
                                  "between two that are sent ahead")
         self.corrupt = _percent(f"corrupt (netem's corrupt): one random bit flipped in this share of {where}; the "
-                                "row says ⚡ corrupted and the detail pane shows which bit, marked in the hex")
+                                "row says corrupted and the detail pane shows which bit, marked in the hex")
         self.mtu = _spin(0, MTU_MAX, " B", f"MTU: {where} larger than this many bytes are dropped or cut (as "
                          "chosen below), as a path with a smaller MTU does; off: no limit")
         self.mtu.setSpecialValueText("off")
@@ -373,23 +373,24 @@ class ConditionsPanel(QWidget):
         r += 1
         udp_rows: list[tuple[str, str, str]] = [
             ("duplicate", "duplicate", "datagrams sent twice (netem's duplicate)"),
-            ("copy after", "duplicate_ms", "how long after the original its copy leaves"),
             ("reorder", "reorder", "datagrams that skip the delay and overtake (netem's reorder); needs latency"),
-            ("reorder gap", "reorder_gap", "at least gap − 1 delayed datagrams between two sent ahead"),
             ("corrupt", "corrupt", "one bit flipped in this share of datagrams (netem's corrupt)"),
-            ("MTU", "mtu", "the largest datagram that passes"),
-            ("above MTU", "mtu_action", "drop a bigger datagram, or cut it to the MTU"),
+            ("MTU", "mtu", "the largest datagram that passes (bigger ones are dropped, or cut: see More…)"),
         ]
-        self.burst_button = QPushButton("Burst loss (Gilbert-Elliott)…")
+        self.burst_button = QPushButton("More: burst loss (Gilbert-Elliott) …")
         self.burst_button.setCheckable(True)
-        self.burst_button.setToolTip("advanced: bursty loss with the Gilbert-Elliott model, netem's loss gemodel "
-                                     "p r 1-h 1-k (docs/udp.md); on top of the loss above")
+        self.burst_button.setToolTip("advanced: bursty loss with the Gilbert-Elliott model (netem's loss gemodel "
+                                     "p r 1-h 1-k, on top of the loss above; docs/udp.md), the reorder gap, the "
+                                     "duplicate's delay and what happens above the MTU")
         self.burst_button.toggled.connect(self._show_burst)
         burst_rows: list[tuple[str, str, str]] = [
-            ("p good→bad", "ge_p", "after each datagram, the chance that a good channel turns bad"),
-            ("r bad→good", "ge_r", "after each datagram, the chance that a bad channel turns good"),
-            ("1-h loss bad", "ge_bad", "share lost while the channel is bad"),
-            ("1-k loss good", "ge_good", "share lost while the channel is good"),
+            ("p good→bad", "ge_p", "Gilbert-Elliott: after each datagram, the chance that a good channel turns bad"),
+            ("r bad→good", "ge_r", "Gilbert-Elliott: after each datagram, the chance that a bad channel turns good"),
+            ("1-h loss bad", "ge_bad", "Gilbert-Elliott: share lost while the channel is bad"),
+            ("1-k loss good", "ge_good", "Gilbert-Elliott: share lost while the channel is good"),
+            ("reorder gap", "reorder_gap", "at least gap − 1 delayed datagrams between two sent ahead"),
+            ("copy after", "duplicate_ms", "how long after the original a duplicate's copy leaves"),
+            ("above MTU", "mtu_action", "drop a bigger datagram, or cut it to the MTU"),
         ]
         self.udp_rows: list[QWidget] = [self.udp_head, self.burst_button]
         self.burst_rows: list[QWidget] = []
@@ -492,7 +493,7 @@ class ConditionsPanel(QWidget):
     def _show_burst(self, on: bool) -> None:
         for w in self.burst_rows:
             w.setVisible(on and self.udp)
-        self.burst_button.setText("Burst loss (Gilbert-Elliott) ▾" if on else "Burst loss (Gilbert-Elliott)…")
+        self.burst_button.setText("Less ▴" if on else "More: burst loss (Gilbert-Elliott) …")
     # ---------------------------------------------------------------------------------------------------
 
     def value(self) -> Conditions:
@@ -597,7 +598,7 @@ class ConditionsPanel(QWidget):
                 extra.append(f"{d.label} {format_bandwidth(dc.bandwidth_bps)}")
             lost = 100.0 if dc.burst_loss == ALL_LOST else dc.loss_pct
             if lost:
-                extra.append(f"{d.label} loss {lost:g} %" + (" lost (UDP)" if self.udp else " → delay"))
+                extra.append(f"{d.label} loss {lost:g} %" + ("" if self.udp else " → delay"))
             if self.udp:
                 if dc.burst_loss is not None and dc.burst_loss != ALL_LOST:
                     extra.append(f"{d.label} bursts ≈{dc.burst_loss.mean_loss_pct:.2g} %")

@@ -323,11 +323,11 @@ class DetailPane(QWidget):
         if (orig := s.original_payload(row)) is not None:
             notes.append(f"edited before forwarding; the original was {orig!r}"[:300])
         flips = s.flips(row)
-        udp_note = s.note(row)
-        if udp_note:
-            notes.insert(0, f"UDP: {udp_note}")
+        # what the proxy did to a datagram; the flipped bits get a sentence of their own
+        said = [f"UDP: {p}" for p in s.note(row).split("; ") if p and not (flips and p.startswith("corrupted"))]
         if flips:
-            notes.insert(1 if udp_note else 0, flips_text(data, flips))
+            said.append(flips_text(data, flips))
+        notes[:0] = said
         self.warnings.setText("\n".join(notes))
         self.warnings.setStyleSheet(f"color: {colours.error.name() if view.error else colours.held.name()}")
         self.warnings.setVisible(bool(notes))

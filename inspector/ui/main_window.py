@@ -1040,7 +1040,6 @@ class MainWindow(QMainWindow):
         self.model.clock = link.clock
         self.conn_model.clock = link.clock
         self.conn_model.idle_timeout_s = link.udp_idle_timeout_s
-        self._show_transports(link.transports)
         self.pump.set_link(link)
         o = self.options
         if link.listen_addr is not None:
@@ -1051,6 +1050,7 @@ class MainWindow(QMainWindow):
             self._remember_target(o)
         if o is not None:
             self.framing_combo.setCurrentText(o.framing)
+        self._show_transports(link.transports)
         self.setWindowTitle(f"sockscope — {link.description}" + (" (demo)" if o is not None and o.demo else ""))
         self._apply_live()
         self._log("info", f"proxy running ({link.kind}): {link.description}")
@@ -1074,8 +1074,11 @@ class MainWindow(QMainWindow):
         self.conditions.set_udp(udp)
         from inspector.ui.framing_words import NOT_FOR_DATAGRAMS
 
+        # UDP only: nothing has a framing, so its column gives its room to the flows' names
+        self.conn_table.setColumnHidden(ConnectionsModel.FRAMING, "tcp" not in transports)
         if "tcp" not in transports:
             self.framing_combo.setEnabled(False)
+            self.framing_combo.setEditText("none: UDP")
             self.framing_combo.setToolTip(f"this proxy relays UDP only: {NOT_FOR_DATAGRAMS}")
         else:
             self.framing_combo.setEnabled(True)

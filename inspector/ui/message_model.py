@@ -73,7 +73,7 @@ _STATE_TEXT = {
 def _note_word(note: str) -> str:
     """The state cell's word for a datagram the proxy changed on its way (the note says how, in the tooltip)."""
     if "corrupted" in note:
-        return "⚡ corrupted"
+        return "corrupted"
     if note.startswith("truncated"):
         return "truncated"
     if "sent ahead" in note:

@@ -103,14 +103,14 @@ class ConnectionsModel(HeaderedTableModel):
             if col == 1:
                 return f"{c.msgs[0]} / {c.msgs[1]}"
             if col == 2:
-                return f"{fmt.size(c.bytes[0])} / {fmt.size(c.bytes[1])}"
+                return f"{_short_size(c.bytes[0])} / {_short_size(c.bytes[1])}"
             if col == 3:
                 return self.state_text(c)  # how it ended: the tooltip
             if col == 4:
                 return fmt.short_addr(c.client_addr)
             if col == self.FRAMING:
                 if c.is_udp:
-                    return "datagrams"
+                    return "—"  # none: a datagram is a message (the tooltip says so)
                 return f"{lane_short(c.framing[0])} / {lane_short(c.framing[1])}"
         if role == CONN_ROLE:
             return c.conn_id
@@ -126,12 +126,16 @@ class ConnectionsModel(HeaderedTableModel):
                 return framing_tooltip(c)
             ended = f": {c.detail}" if c.detail and c.detail != c.state_text else ""
             if c.is_udp:
-                return self._flow_tooltip(c, ended)
+                return self._flow_tooltip(c, ended) + self._bytes_line(c)
             framing = (f"\nframing ↑ {lane_short(c.framing[0])} ↓ {lane_short(c.framing[1])} "
                        "(the framing column's tooltip says why)")
             return (f"#{c.conn_id}: client {fmt.addr(c.client_addr)} → server "
-                    f"{fmt.addr(c.server_addr or c.target_addr)}\n{c.state_text}{ended}".strip() + framing)
+                    f"{fmt.addr(c.server_addr or c.target_addr)}\n{c.state_text}{ended}".strip() + framing
+                    + self._bytes_line(c))
         return None
+
+    def _bytes_line(self, c: ConnectionRow) -> str:
+        return f"\nbytes client→server ↑ {c.bytes[0]:,}, server→client ↓ {c.bytes[1]:,}"
 
     def _flow_tooltip(self, c: ConnectionRow, ended: str) -> str:
         lines = [f"UDP flow #{c.conn_id}: the datagrams of client {fmt.addr(c.client_addr)}, relayed to server "
@@ -231,6 +235,18 @@ class HeldModel(HeaderedTableModel):
         """Summaries changed (decode as): one dataChanged over every row."""
         if self.ids:
             self.dataChanged.emit(self.index(0, 0), self.index(len(self.ids) - 1, len(self.HEADERS) - 1))
+
+
+def _short_size(n: int) -> str:
+    """Bytes in a few characters for the narrow panel (``36 B``, ``3KB``, ``1.2MB``; exact in the tooltip)."""
+    if n < 1000:
+        return f"{n} B"
+    for unit in ("KB", "MB", "GB"):
+        n_ = n / 1000
+        if n_ < 1000 or unit == "GB":
+            return f"{n_:.1f}{unit}" if n_ < 9.95 else f"{n_:.0f}{unit}"
+        n = round(n_)
+    return f"{n}GB"
 
 
 def framing_tooltip(c: ConnectionRow) -> str:
