@@ -1821,7 +1821,8 @@ class MainWindow(QMainWindow):
     def _update_status(self) -> None:
         link = self.link
         if link is not None and link.alive:
-            self.st_link.setText(f"listening {link.description}")
+            over = {("udp",): " (UDP)", ("tcp", "udp"): " (TCP and UDP)"}.get(link.transports, "")
+            self.st_link.setText(f"listening {link.description}{over}")
         elif not self._starting:
             source = getattr(getattr(self, "sessions", None), "source_path", None)
             self.st_link.setText("proxy stopped" + (f" · showing {os.path.basename(source)}" if source else ""))
