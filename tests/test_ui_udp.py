@@ -320,3 +320,15 @@ def test_sockscope_demo_udp_shows_datagrams_within_seconds(
     assert any(t.startswith('{"type":"pos"') for t in texts) and any(t.startswith('{"type":"state"') for t in texts)
     assert all(c.is_udp for c in w.store.connections.values())
     assert "(demo)" in w.windowTitle() and w.conditions.udp
+
+
+@pytest.mark.timeout(60)
+def test_sockscope_proxy_demo_udp_runs_the_udp_game_loop() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "proxy", "--demo", "--udp-only", "--demo-pings", "5",
+                          "--demo-interval", "0.02"], capture_output=True, text=True, encoding="utf-8", timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "UDP on 127.0.0.1:" in out.stdout and "listening on" not in out.stdout
+    assert out.stdout.count('json {"type":"pos"') == 5 and out.stdout.count('json {"type":"state"') == 5
