@@ -32,6 +32,9 @@ T0 = time.perf_counter()
 
 EPILOG = """examples:
   sockscope demo                                        watch the tutorial's client and server
+  sockscope demo --udp                                  a UDP game loop: position updates 10 times a second
+  sockscope --udp-only --listen 127.0.0.1:7001 --target 127.0.0.1:7000
+                                                        a UDP game (--udp: TCP and UDP on the same port)
   sockscope game.sockscope                              open a saved session (or a .pcap/.pcapng capture)
   sockscope --listen 127.0.0.1:5556 --target 127.0.0.1:5555
                                                         then point your client at port 5556
@@ -75,21 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
         add_condition_arguments,
         add_framing_arguments,
         add_token_arguments,
+        add_transport_arguments,
     )
 
     p = argparse.ArgumentParser(
-        prog="sockscope", description="See, slow down and change your game's TCP traffic.", epilog=EPILOG,
+        prog="sockscope", description="See, slow down and change your game's TCP and UDP traffic.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", nargs="?", metavar="demo | FILE",
                    help="demo: the tutorial's server and client; FILE: a saved session (.sockscope) or a capture "
                         "(.pcap, .pcapng) to open")
     add_address_arguments(p, target_default=None)
+    add_transport_arguments(p)
     add_framing_arguments(p)
     add_condition_arguments(p)
     g = p.add_argument_group("attach (to a proxy started on its own, e.g. on the game server's machine)")
     g.add_argument("--attach", metavar="HOST:PORT", help="attach to a running proxy's control endpoint")
     add_token_arguments(g, "of the proxy given with --attach (it prints it: 'control on ... token T')")
-    p.add_argument("--demo-interval", type=float, default=0.5, help=argparse.SUPPRESS)
+    p.add_argument("--demo-interval", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("--in-process", action="store_true",
                    help="run the proxy engine inside the window's process (no child process)")
     p.add_argument("--time-startup", action="store_true", help=argparse.SUPPRESS)
@@ -112,7 +117,14 @@ def link_from_args(args: argparse.Namespace) -> tuple[LinkOptions | None, tuple[
     token), or neither (the start page asks). ``UsageError`` names a bad flag."""
     from inspector.bridge import LinkOptions
     from proxy.framing import DEFAULT_MAX_FRAME, FramingError, parse_framing
-    from proxy.options import UsageError, conditions_from_args, conditions_given, parse_hostport, parse_size
+    from proxy.options import (
+        UsageError,
+        conditions_from_args,
+        conditions_given,
+        parse_hostport,
+        parse_size,
+        transports_from_args,
+    )
 
     options: LinkOptions | None = None
     attach: tuple[str, int, str] | None = None
@@ -124,6 +136,9 @@ def link_from_args(args: argparse.Namespace) -> tuple[LinkOptions | None, tuple[
         extra += ["--max-frame", args.max_frame]
     if args.seed is not None:
         extra += ["--seed", str(args.seed)]
+    tcp, udp = transports_from_args(args)
+    transport = {"tcp": tcp, "udp": udp, "udp_idle_timeout": args.udp_idle_timeout,
+                 "udp_max_flows": args.udp_max_flows}
     if args.attach:
         attach = attach_from_args(args)
     elif args.command == "demo" or args.target:
@@ -132,12 +147,22 @@ def link_from_args(args: argparse.Namespace) -> tuple[LinkOptions | None, tuple[
         except FramingError as e:
             raise UsageError(f"--framing: {e}") from None
         if args.command == "demo":
-            options = LinkOptions(demo=True, demo_interval=args.demo_interval, framing=args.framing,
-                                  conditions=conditions, extra_args=extra)
+            # demo --udp is the UDP game loop alone (ten updates a second); the TCP demo pings twice a second
+            interval = args.demo_interval
+            if interval is None:
+                if udp:
+                    from proxy.demo import UDP_INTERVAL  # not before: it loads the terminal printer
+
+                    interval = UDP_INTERVAL
+                else:
+                    interval = 0.5
+            transport["tcp"] = not udp
+            options = LinkOptions(demo=True, demo_interval=interval, framing=args.framing,
+                                  conditions=conditions, extra_args=extra, **transport)  # type: ignore[arg-type]
         else:
             options = LinkOptions(listen=parse_hostport(args.listen, "--listen"),
                                   target=parse_hostport(args.target, "--target"), framing=args.framing,
-                                  conditions=conditions, extra_args=extra)
+                                  conditions=conditions, extra_args=extra, **transport)  # type: ignore[arg-type]
     return options, attach
 
 

@@ -142,6 +142,13 @@ class LinkOptions:
     first_ids: tuple[int, int] = (1, 1)
     """Where the proxy's connection and message numbering starts: a window starting its proxy again goes on
     from the numbers it has already shown."""
+    tcp: bool = True
+    """Relay TCP connections (``--udp-only`` turns it off)."""
+    udp: bool = False
+    """Relay UDP datagrams on the same port number (``--udp``, ``--udp-only``; docs/udp.md); the demo is then the
+    UDP game loop (``proxy.demo.UdpDemoServer``) instead of the TCP tutorial."""
+    udp_idle_timeout: float = 60.0
+    udp_max_flows: int = 4096
 
 
 class Link:
@@ -159,6 +166,10 @@ class Link:
         """The global conditions in force when the link started (``Conditions.to_dict`` form), when known."""
         self.rules: list[dict[str, Any]] = []
         """The rules in force when the link started (``Rule.to_dict`` form)."""
+        self.transports: tuple[str, ...] = ("tcp",)
+        """What the proxy relays (``tcp``, ``udp``), from its hello."""
+        self.udp_idle_timeout_s: float | None = None
+        """Seconds without a datagram after which the proxy ends a UDP flow, when it relays UDP (from its hello)."""
         self.framing: tuple[str, str] | None = None
         """The proxy's framing for new connections (c2s, s2c), when known: from its hello, then from every change
         (this window's ``set_framing`` and other clients' announcements). Written on the reader thread; a tuple
@@ -246,6 +257,12 @@ class AttachLink(Link):
         conditions = hello.get("conditions")
         if isinstance(conditions, Mapping):
             self.conditions = dict(conditions)
+        transports = hello.get("transports")
+        if isinstance(transports, list | tuple) and all(isinstance(t, str) for t in transports):
+            self.transports = tuple(transports)
+        udp = hello.get("udp")
+        if isinstance(udp, Mapping) and isinstance(udp.get("idle_timeout_s"), int | float):
+            self.udp_idle_timeout_s = float(udp["idle_timeout_s"])
         rules = hello.get("rules")
         if isinstance(rules, list):
             self.rules = [dict(r) for r in rules if isinstance(r, Mapping)]
@@ -329,6 +346,9 @@ class ChildProcessLink(AttachLink):
             args += ["--demo", "--demo-interval", str(o.demo_interval)]
         else:
             args += ["--listen", _fmt(o.listen), "--target", _fmt(o.target)]
+        if o.udp:
+            args += ["--udp" if o.tcp else "--udp-only", "--udp-idle-timeout", str(o.udp_idle_timeout),
+                     "--udp-max-flows", str(o.udp_max_flows)]
         if o.conditions:  # in force from the first byte (the demo's welcome comes right after the window attaches)
             args += ["--conditions-json", json.dumps(o.conditions)]
         if o.first_ids != (1, 1):
@@ -378,8 +398,8 @@ class ChildProcessLink(AttachLink):
                 addr = line[len(self.READY_PREFIX):].split()[0]
                 host, _, port = addr.rpartition(":")
                 ready.set_result((host.strip("[]"), int(port)))
-            elif line.startswith("sockscope: listening on "):
-                rest = line[len("sockscope: listening on "):].split()
+            elif line.startswith(("sockscope: listening on ", "sockscope: UDP on ")):
+                rest = line.split(" on ", 1)[1].split()
                 host, _, port = rest[0].rpartition(":")
                 with contextlib.suppress(ValueError):
                     self._listen_from_stdout = (host.strip("[]"), int(port))
@@ -450,9 +470,11 @@ class ThreadLink(AttachLink):
         self.engine: Any = None  # proxy.runner.ProxyThread, imported lazily (start-up time)
         self._demo_server: Any = None
         self._demo_client: Any = None
+        self._udp_server: Any = None
+        self._udp_client: Any = None
 
     def start(self) -> None:
-        from proxy.demo import DemoClient, DemoServer
+        from proxy.demo import DemoClient, DemoServer, UdpDemoClient, UdpDemoServer
         from proxy.framing import FramingError, parse_framing
         from proxy.runner import ProxyThread
         from proxy.server import ProxyConfig, ProxyError
@@ -464,8 +486,11 @@ class ThreadLink(AttachLink):
             raise LinkError(f"framing: {e}") from None
         listen, target = o.listen, o.target
         if o.demo:
-            self._demo_server = DemoServer(say=_quiet).start()
-            target = ("127.0.0.1", self._demo_server.port)
+            if o.udp:
+                self._udp_server = UdpDemoServer(say=_quiet).start()
+            else:
+                self._demo_server = DemoServer(say=_quiet).start()
+            target = ("127.0.0.1", (self._demo_server or self._udp_server).port)
             listen = (listen[0], 0)
         from proxy.conditions import PASSTHROUGH, Conditions, ConditionsError
 
@@ -474,7 +499,8 @@ class ThreadLink(AttachLink):
         except ConditionsError as e:
             raise LinkError(f"the conditions: {e}") from None
         engine = ProxyThread(ProxyConfig(listen[0], listen[1], target[0], target[1], framing,
-                                         conditions=conditions, first_ids=o.first_ids),
+                                         conditions=conditions, first_ids=o.first_ids, tcp=o.tcp, udp=o.udp,
+                                         udp_idle_timeout=o.udp_idle_timeout, udp_max_flows=o.udp_max_flows),
                              control_token=self.token)
         try:
             engine.start()
@@ -493,8 +519,12 @@ class ThreadLink(AttachLink):
             raise
         if o.demo:
             assert self.listen_addr is not None
-            self._demo_client = DemoClient("127.0.0.1", self.listen_addr[1], None, o.demo_interval,
-                                           say=_quiet).start()
+            if self._demo_server is not None:
+                self._demo_client = DemoClient("127.0.0.1", self.listen_addr[1], None, o.demo_interval,
+                                               say=_quiet).start()
+            if self._udp_server is not None:
+                self._udp_client = UdpDemoClient("127.0.0.1", self.listen_addr[1], None, o.demo_interval,
+                                                 say=_quiet).start()
 
     def kill(self) -> None:
         """Stop the engine without telling the window first: it learns over the protocol, as from a child that
@@ -505,16 +535,16 @@ class ThreadLink(AttachLink):
         self._stop_demo()
 
     def _stop_demo(self) -> None:
-        if self._demo_client is not None:
-            self._demo_client.stop()
-            self._demo_client = None
-        if self._demo_server is not None:
-            self._demo_server.stop()
-            self._demo_server = None
+        for name in ("_demo_client", "_udp_client", "_demo_server", "_udp_server"):
+            peer = getattr(self, name)
+            if peer is not None:
+                peer.stop()
+                setattr(self, name, None)
 
     def stop(self) -> None:
-        if self._demo_client is not None:
-            self._demo_client.stop()
+        for peer in (self._demo_client, self._udp_client):
+            if peer is not None:
+                peer.stop()
         super().stop()
         self.kill()
 

@@ -181,10 +181,18 @@ class ConnectionRow:
     held: int = 0
     framing: list[LaneFraming] = field(default_factory=lambda: [LaneFraming(), LaneFraming()])
     """Per direction (indexed by ``Direction``): the framing in force and how it was found."""
+    transport: str = "tcp"
+    """``tcp`` for a connection, ``udp`` for a flow (the datagrams of one client address)."""
+    last_ns: int = 0
+    """When its last message arrived (engine monotonic time): a UDP flow ends after the idle timeout without one."""
 
     @property
     def is_open(self) -> bool:
         return self.closed_ns is None
+
+    @property
+    def is_udp(self) -> bool:
+        return self.transport == "udp"
 
     @property
     def state_text(self) -> str:
@@ -264,6 +272,10 @@ class MessageStore:
         self._evicted_upto = 0
         """Rows below this index have had their payload released (memory cap)."""
         self._delays: dict[int, tuple[tuple[DelayReason, int], ...]] = {}
+        self._notes: dict[int, str] = {}
+        """Rows with a note (why a datagram was dropped, truncated, corrupted ...): sparse, most have none."""
+        self._flips: dict[int, tuple[int, ...]] = {}
+        """Rows whose bits a corrupt impairment flipped -> the bit positions (byte × 8 + bit)."""
         self._originals: dict[int, bytes] = {}
         self._ids_sorted = True
         self._id_index: dict[int, int] | None = None
@@ -329,9 +341,14 @@ class MessageStore:
                 self._framing(r, result)
             elif isinstance(r, ConnectionOpened):
                 c = self.connections[r.conn_id] = ConnectionRow(r.conn_id, r.client_addr, r.target_addr, r.time_ns,
-                                                                r.replay_of)
+                                                                r.replay_of, transport=r.transport, last_ns=r.time_ns)
                 start = self.new_connection_framing
-                if start is not None:
+                if c.is_udp:  # a datagram is a message: nothing to frame, nothing inferred
+                    for lane in c.framing:
+                        lane.framing, lane.cause = "datagram", "udp"
+                        lane.reason = "a UDP datagram is one message: the network keeps its boundaries"
+                        lane.history.append((0, lane.framing, lane.cause, lane.reason))
+                elif start is not None:
                     for d, name in enumerate(start):
                         lane = c.framing[d]
                         lane.framing, lane.cause = name, "start"
@@ -371,6 +388,8 @@ class MessageStore:
         conn = self._touch_conn(m.conn_id, result)
         conn.msgs[d] += 1
         conn.bytes[d] += len(m.data)
+        if m.arrival_ns > conn.last_ns:
+            conn.last_ns = m.arrival_ns
         self.totals_msgs[d] += 1
         self.totals_bytes[d] += len(m.data)
         held = m.state is MessageState.HELD
@@ -400,6 +419,10 @@ class MessageStore:
         self._payload_bytes += len(m.data)
         if m.delays:
             self._delays[row] = m.delays
+        if m.note:
+            self._notes[row] = m.note
+        if m.flips:
+            self._flips[row] = m.flips
         if self.t0_ns is None:
             self.t0_ns = m.arrival_ns
         if held:
@@ -722,6 +745,14 @@ class MessageStore:
         """The bytes as captured, when the user edited the message before forwarding it."""
         return self._originals.get(row)
 
+    def note(self, row: int) -> str:
+        """Why a datagram was dropped, or what was done to it (truncated, corrupted, sent ahead); "" for most."""
+        return self._notes.get(self.real_row(row), "")
+
+    def flips(self, row: int) -> tuple[int, ...]:
+        """The bit positions (byte × 8 + bit, bit 0 the least significant) a corrupt impairment flipped."""
+        return self._flips.get(self.real_row(row), ())
+
     def message(self, row: int) -> Message:
         """Row ``row`` as a ``proxy.model.Message`` (what filters and decoders take); built on demand. A derived
         row is its bytes with the id, seq, times and state of the read that completed it."""
@@ -729,7 +760,8 @@ class MessageStore:
         return Message(
             id=self.ids[real], conn_id=self.conn_ids[real], direction=Direction(self.dirs[real]), seq=self.seqs[real],
             data=self.payload(row), arrival_ns=self.arrivals[real], release_ns=self.release_ns(real),
-            origin=ORIGINS[self.origins[real]], state=STATES[self.states[real]], delays=self._delays.get(real, ()))
+            origin=ORIGINS[self.origins[real]], state=STATES[self.states[real]], delays=self._delays.get(real, ()),
+            note=self._notes.get(real, ""), flips=self._flips.get(real, ()))
 
     def held_rows(self) -> list[int]:
         return list(self.held.values())

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from proxy.demo import DemoClient, DemoServer
+from proxy.demo import UDP_INTERVAL, DemoClient, DemoServer, UdpDemoClient, UdpDemoServer
 from proxy.framing import FramingError, parse_framing
 from proxy.loop import new_event_loop, tune_allocator
 from proxy.options import (
@@ -67,10 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_arguments(p)
     g = p.add_argument_group("demo and process")
     g.add_argument("--demo", action="store_true",
-                   help="start the tutorial's exercise server and client with the proxy between them")
+                   help="start the tutorial's exercise server and client with the proxy between them (with --udp "
+                        "or --udp-only: a UDP game loop instead, position updates 10 times a second)")
     g.add_argument("--demo-pings", type=int, default=None, metavar="N",
-                   help="with --demo: the client pings N times, then the demo ends (default: until Ctrl+C)")
-    g.add_argument("--demo-interval", type=float, default=1.0, metavar="S", help=argparse.SUPPRESS)
+                   help="with --demo: the client pings N times (UDP: sends N updates), then the demo ends "
+                        "(default: until Ctrl+C)")
+    g.add_argument("--demo-interval", type=float, default=None, metavar="S", help=argparse.SUPPRESS)
     # For the proxy a window starts (inspector.bridge.ChildProcessLink): the conditions in force from the first
     # byte (the window's own set_conditions would race the demo's welcome), and where its numbering goes on.
     g.add_argument("--conditions-json", default=None, help=argparse.SUPPRESS)
@@ -204,8 +206,6 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         conditions = _conditions_json(args.conditions_json)
     first_ids = _first_ids(args.first_ids) if getattr(args, "first_ids", None) else (1, 1)
     tcp, udp = transports_from_args(args)
-    if udp and args.demo:
-        raise UsageError("--demo runs the TCP tutorial; a UDP demo is not available yet")
     return ProxyConfig(listen_host, listen_port, target_host, target_port, framing, args.connect_timeout,
                        conditions, args.seed, first_ids, tcp, udp, args.udp_idle_timeout, args.udp_max_flows)
 
@@ -235,9 +235,14 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     demo_server: DemoServer | None = None
+    udp_server: UdpDemoServer | None = None
     if args.demo:
-        demo_server = DemoServer().start()
-        config.target_host, config.target_port = "127.0.0.1", demo_server.port
+        if not config.udp:
+            demo_server = DemoServer().start()
+        else:
+            udp_server = UdpDemoServer().start()
+        port = demo_server.port if demo_server is not None else udp_server.port if udp_server is not None else 0
+        config.target_host, config.target_port = "127.0.0.1", port
         if args.listen == "127.0.0.1:5556":
             config.listen_port = 0  # the demo must not collide with a real game on 5556
     server = ProxyServer(config, loop)
@@ -272,15 +277,23 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
         if not stop.is_set():
             await server.start_accepting()
     client: DemoClient | None = None
-    if demo_server is not None:
+    udp_client: UdpDemoClient | None = None
+    if args.demo:
         endpoints = [e for e in extras if isinstance(e, ControlServer)]
         if endpoints:
             # The demo's first messages (the welcome and "Ping received!") are the point: when a window is
             # about to attach, let it attach first (bounded, so a demo without a window still runs).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(endpoints[0].attached.wait(), DEMO_ATTACH_WAIT)
-        client = DemoClient(host, port, args.demo_pings, args.demo_interval).start()
-        loop.run_in_executor(None, client.thread.join).add_done_callback(lambda _: stop.set())
+        if demo_server is not None:
+            client = DemoClient(host, port, args.demo_pings,
+                                1.0 if args.demo_interval is None else args.demo_interval).start()
+            loop.run_in_executor(None, client.thread.join).add_done_callback(lambda _: stop.set())
+        if udp_server is not None:
+            udp_client = UdpDemoClient(host, port, args.demo_pings,
+                                       UDP_INTERVAL if args.demo_interval is None else args.demo_interval).start()
+            if client is None:
+                loop.run_in_executor(None, udp_client.thread.join).add_done_callback(lambda _: stop.set())
     elif config.tcp:
         warning = await server.probe_target()
         if warning:
@@ -292,11 +305,16 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     say("sockscope: stopping (flushing pending messages)")
     if client is not None:
         client.stop()
+    if udp_client is not None:
+        udp_client.stop()
     await server.shutdown()
     await stop_extras(extras)
     if demo_server is not None:
         demo_server.stop()
-    return 0 if client is None or client.error is None else 1
+    if udp_server is not None:
+        udp_server.stop()
+    failed = any(c is not None and c.error is not None for c in (client, udp_client))
+    return 1 if failed else 0
 
 
 def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:

@@ -678,7 +678,7 @@ GROUPS = {  # group adder -> the commands that must have that group, whole
     "add_output_arguments": {"proxy", "run"},
     "add_recording_arguments": {"proxy", "run"},
     "add_control_arguments": {"proxy", "run"},
-    "add_transport_arguments": {"proxy"},
+    "add_transport_arguments": {"proxy", "window"},
 }
 
 

@@ -4,6 +4,11 @@ Role: edits a ``proxy.conditions.Conditions`` (c2s and s2c columns) and sends it
 ``set_conditions`` a moment after the last change (sliders do not flood the engine). Presets show their source
 and date. One-shot actions (spike now, drop next, freeze/thaw) and connection actions (close, reset) are buttons.
 The read-out says what the user will feel ("added round trip ≈ N ms") and that on TCP loss shows up as delay.
+When the proxy relays UDP (:meth:`ConditionsPanel.set_udp`) the datagram impairments appear, each row named with
+its model in the tooltip (docs/udp.md): duplicate, reorder, corrupt, MTU, and behind "More…" Gilbert-Elliott
+bursty loss (netem's ``gemodel``), the reorder gap, the copy's delay and the MTU's action; loss goes to 100 %
+(sent as a burst model whose both states lose everything: ``loss_pct`` must stay below 100, since on TCP that would
+be a stalled connection). They travel in the same ``set_conditions`` as everything else.
 Must not import: ``inspector.bridge`` (the window passes a ``send`` callable).
 Thread: GUI thread.
 """
@@ -34,7 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from inspector.ui import palette
-from proxy.conditions import Conditions, DirectionConditions, Jitter, format_bandwidth
+from proxy.conditions import Conditions, DirectionConditions, GilbertElliott, Jitter, format_bandwidth
 from proxy.model import Direction
 from proxy.presets import PRESETS
 
@@ -49,6 +54,9 @@ SCALE: Final = ((0, 100, 1), (100, 300, 5), (300, 1000, 25), (1000, 3000, 100), 
 feels (0-300 ms) takes most of the slider and a careless drag does not jump to seconds."""
 SPIKE_MS = 800
 SPIKE_S = 2.0
+ALL_LOST: Final = GilbertElliott(p_pct=0.0, r_pct=100.0, bad_loss_pct=100.0, good_loss_pct=100.0)
+"""What the panel sends for 100 % loss on UDP: both states of the burst model lose every datagram."""
+MTU_MAX = 65535
 BANDWIDTHS: tuple[tuple[str, float | None], ...] = (
     ("unlimited", None), ("1 MB/s", 1_000_000), ("256 KB/s", 256_000), ("64 KB/s", 64_000),
     ("16 KB/s", 16_000), ("4 KB/s", 4_000), ("1 KB/s", 1_000),
@@ -143,6 +151,25 @@ class _SliderSpin(QWidget):
         self.slider.blockSignals(False)
 
 
+def _percent(tooltip: str) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(0, 100)
+    box.setDecimals(1)
+    box.setSuffix(" %")
+    box.setKeyboardTracking(False)
+    box.setToolTip(tooltip)
+    return box
+
+
+def _spin(lo: int, hi: int, suffix: str, tooltip: str) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(lo, hi)
+    box.setSuffix(suffix)
+    box.setKeyboardTracking(False)
+    box.setToolTip(tooltip)
+    return box
+
+
 class _DirectionColumn:
     """The editors of one direction."""
 
@@ -171,25 +198,86 @@ class _DirectionColumn:
         self.spike.setToolTip(f"add {SPIKE_MS} ms to {direction.label} messages for the next {SPIKE_S:g} s")
         self.drop_next = QPushButton("Drop next")
         self.drop_next.setToolTip(f"drop the next {direction.label} message (an application-level fault)")
+        # UDP: shown when the proxy relays datagrams (ConditionsPanel.set_udp)
+        where = f"{direction.label} datagrams"
+        self.duplicate = _percent(f"duplicate (netem's duplicate): this share of {where} is sent twice; the copy "
+                                  "is a row of its own, origin duplicate")
+        self.duplicate_ms = _spin(0, 10_000, " ms", "the copy's delay after the original (0: right after it)")
+        self.reorder = _percent(f"reorder (netem's reorder): after gap − 1 delayed {where}, each one skips latency "
+                                "and jitter with this probability and overtakes those before it; it needs latency "
+                                "to have any effect (its row says sent ahead)")
+        self.reorder_gap = _spin(1, 1000, "", "reorder gap (netem's gap): at least gap − 1 delayed datagrams lie "
+                                 "between two that are sent ahead")
+        self.corrupt = _percent(f"corrupt (netem's corrupt): one random bit flipped in this share of {where}; the "
+                                "row says corrupted and the detail pane shows which bit, marked in the hex")
+        self.mtu = _spin(0, MTU_MAX, " B", f"MTU: {where} larger than this many bytes are dropped or cut (as "
+                         "chosen below), as a path with a smaller MTU does; off: no limit")
+        self.mtu.setSpecialValueText("off")
+        self.mtu_action = QComboBox()
+        self.mtu_action.addItems(["drop", "truncate"])
+        self.mtu_action.setToolTip("what happens to a datagram larger than the MTU: dropped whole (what a network "
+                                   "does) or cut to the MTU")
+        ge = "Gilbert-Elliott burst loss (netem's loss gemodel p r 1-h 1-k): the channel is good or bad"
+        self.ge_p = _percent(f"{ge}; p: the chance, after each datagram, that a good channel turns bad")
+        self.ge_r = _percent(f"{ge}; r: the chance, after each datagram, that a bad channel turns good (bursts "
+                             "last 100/r datagrams on average)")
+        self.ge_bad = _percent(f"{ge}; 1-h: the share of datagrams lost while the channel is bad")
+        self.ge_good = _percent(f"{ge}; 1-k: the share of datagrams lost while the channel is good")
+        self.ge_r.setValue(25.0)
+        self.ge_bad.setValue(100.0)
+        self.udp_widgets: list[QWidget] = [self.duplicate, self.duplicate_ms, self.reorder, self.reorder_gap,
+                                           self.corrupt, self.mtu, self.mtu_action, self.ge_p, self.ge_r,
+                                           self.ge_bad, self.ge_good]
+        self.udp = False
         self.extra: DirectionConditions = DirectionConditions()
-        """Fields the panel has no editor for (spikes, duplicate, rto), kept from presets."""
+        """Fields the panel has no editor for (spikes, rto, bandwidth burst and queue ...), kept from presets."""
         for w in (self.latency, self.jitter):
             w.changed.connect(on_change)
         self.distribution.currentIndexChanged.connect(lambda _i: on_change())
         self.bandwidth.currentIndexChanged.connect(lambda _i: on_change())
         self.loss.valueChanged.connect(lambda _v: on_change())
         self.freeze.toggled.connect(lambda _b: on_change())
+        for u in self.udp_widgets:
+            if isinstance(u, QComboBox):
+                u.currentIndexChanged.connect(lambda _i: on_change())
+            else:
+                u.valueChanged.connect(lambda _v: on_change())  # type: ignore[attr-defined]
+
+    def set_udp(self, on: bool) -> None:
+        """Loss goes to 100 % on UDP (a datagram can be lost; a TCP stream with 100 % loss is a freeze)."""
+        self.udp = on
+        self.loss.blockSignals(True)
+        self.loss.setMaximum(100 if on else 99)
+        self.loss.blockSignals(False)
+        self.loss.setToolTip(
+            "UDP: each datagram is lost with this probability, independently of the others (Bernoulli loss; "
+            "its row says dropped, and why); TCP: each lost packet is retransmitted, so it shows up as delay"
+            if on else "packet loss as a network has it; on TCP each lost packet is retransmitted, so it shows up "
+            "as delay (and holds back what follows)")
+
+    def burst_loss(self) -> GilbertElliott | None:
+        p, k = self.ge_p.value(), self.ge_good.value()
+        if p == 0 and k == 0:
+            return None  # never leaves the good state, which loses nothing: no model
+        return GilbertElliott(p, self.ge_r.value(), self.ge_bad.value(), k)
 
     def value(self) -> DirectionConditions:
         bw = BANDWIDTHS[self.bandwidth.currentIndex()][1] if self.bandwidth.currentIndex() < len(BANDWIDTHS) \
             else self.bandwidth.currentData()
+        loss = float(self.loss.value())
+        burst = self.burst_loss()
+        if loss >= 100:
+            loss, burst = 0.0, ALL_LOST
         return replace(self.extra, latency_ms=float(self.latency.value()),
                        jitter=Jitter(float(self.jitter.value()), self.distribution.currentText()),  # type: ignore[arg-type]
-                       bandwidth_bps=bw, loss_pct=float(self.loss.value()), frozen=self.freeze.isChecked(),
-                       drop_next=0)
+                       bandwidth_bps=bw, loss_pct=loss, frozen=self.freeze.isChecked(),
+                       drop_next=0, duplicate_fraction=self.duplicate.value() / 100,
+                       duplicate_delay_ms=float(self.duplicate_ms.value()), reorder_pct=self.reorder.value(),
+                       reorder_gap=self.reorder_gap.value(), corrupt_pct=self.corrupt.value(),
+                       mtu=self.mtu.value() or None, mtu_action=self.mtu_action.currentText(), burst_loss=burst)
 
     def set_value(self, c: DirectionConditions) -> None:
-        widgets: list[Any] = [self.distribution, self.bandwidth, self.loss, self.freeze]
+        widgets: list[Any] = [self.distribution, self.bandwidth, self.loss, self.freeze, *self.udp_widgets]
         for w in widgets:
             w.blockSignals(True)
         self.latency.set_value(c.latency_ms)
@@ -203,7 +291,24 @@ class _DirectionColumn:
                 self.bandwidth.addItem(label, c.bandwidth_bps)
                 i = self.bandwidth.count() - 1
         self.bandwidth.setCurrentIndex(i)
-        self.loss.setValue(c.loss_pct)
+        burst = c.burst_loss
+        if burst == ALL_LOST:
+            self.loss.setMaximum(100)
+            self.loss.setValue(100)
+            burst = None
+        else:
+            self.loss.setValue(c.loss_pct)
+        self.ge_p.setValue(0.0 if burst is None else burst.p_pct)
+        self.ge_r.setValue(25.0 if burst is None else burst.r * 100)
+        self.ge_bad.setValue(100.0 if burst is None else burst.bad_loss_pct)
+        self.ge_good.setValue(0.0 if burst is None else burst.good_loss_pct)
+        self.duplicate.setValue(c.duplicate_fraction * 100)
+        self.duplicate_ms.setValue(round(c.duplicate_delay_ms))
+        self.reorder.setValue(c.reorder_pct)
+        self.reorder_gap.setValue(c.reorder_gap)
+        self.corrupt.setValue(c.corrupt_pct)
+        self.mtu.setValue(c.mtu or 0)
+        self.mtu_action.setCurrentText(c.mtu_action)
         self.freeze.setChecked(c.frozen)
         self.freeze.setText("Thaw" if c.frozen else "Freeze")
         self.extra = replace(c, drop_next=0)
@@ -261,6 +366,48 @@ class ConditionsPanel(QWidget):
             for c, d in enumerate(Direction, start=1):
                 grid.addWidget(getattr(self.cols[d], attr), r, c)
         r = len(rows) + 1
+        # UDP datagrams only: shown by set_udp; the burst-loss rows also wait for "Burst loss…"
+        self.udp_head = QLabel()
+        self.udp_head.setWordWrap(True)
+        grid.addWidget(self.udp_head, r, 0, 1, 3)
+        r += 1
+        udp_rows: list[tuple[str, str, str]] = [
+            ("duplicate", "duplicate", "datagrams sent twice (netem's duplicate)"),
+            ("reorder", "reorder", "datagrams that skip the delay and overtake (netem's reorder); needs latency"),
+            ("corrupt", "corrupt", "one bit flipped in this share of datagrams (netem's corrupt)"),
+            ("MTU", "mtu", "the largest datagram that passes (bigger ones are dropped, or cut: see More…)"),
+        ]
+        self.burst_button = QPushButton("More: burst loss (Gilbert-Elliott) …")
+        self.burst_button.setCheckable(True)
+        self.burst_button.setToolTip("advanced: bursty loss with the Gilbert-Elliott model (netem's loss gemodel "
+                                     "p r 1-h 1-k, on top of the loss above; docs/udp.md), the reorder gap, the "
+                                     "duplicate's delay and what happens above the MTU")
+        self.burst_button.toggled.connect(self._show_burst)
+        burst_rows: list[tuple[str, str, str]] = [
+            ("p good→bad", "ge_p", "Gilbert-Elliott: after each datagram, the chance that a good channel turns bad"),
+            ("r bad→good", "ge_r", "Gilbert-Elliott: after each datagram, the chance that a bad channel turns good"),
+            ("1-h loss bad", "ge_bad", "Gilbert-Elliott: share lost while the channel is bad"),
+            ("1-k loss good", "ge_good", "Gilbert-Elliott: share lost while the channel is good"),
+            ("reorder gap", "reorder_gap", "at least gap − 1 delayed datagrams between two sent ahead"),
+            ("copy after", "duplicate_ms", "how long after the original a duplicate's copy leaves"),
+            ("above MTU", "mtu_action", "drop a bigger datagram, or cut it to the MTU"),
+        ]
+        self.udp_rows: list[QWidget] = [self.udp_head, self.burst_button]
+        self.burst_rows: list[QWidget] = []
+        for group, target in ((udp_rows, self.udp_rows), (burst_rows, self.burst_rows)):
+            if group is burst_rows:
+                grid.addWidget(self.burst_button, r, 0, 1, 3)
+                r += 1
+            for label, attr, tip in group:
+                row_label = QLabel(label)
+                row_label.setToolTip(tip)
+                grid.addWidget(row_label, r, 0)
+                target.append(row_label)
+                for c, d in enumerate(Direction, start=1):
+                    w = getattr(self.cols[d], attr)
+                    grid.addWidget(w, r, c)
+                    target.append(w)
+                r += 1
         once = QLabel("once")
         once.setToolTip("one-shot faults: a latency spike now, or drop the next message")
         grid.addWidget(once, r, 0)
@@ -279,6 +426,9 @@ class ConditionsPanel(QWidget):
                            "<i>delay</i> (and holds back what follows).")
         self.note.setWordWrap(True)
         self.preset_source.hide()
+        self.udp = False
+        for w in (*self.udp_rows, *self.burst_rows):
+            w.hide()
 
         self.close_button = QPushButton("Close (FIN)")
         self.close_button.setToolTip("close the selected connection cleanly (both sides see FIN)")
@@ -321,8 +471,29 @@ class ConditionsPanel(QWidget):
         self.head_s2c.setText(f"<b style='color:{colours.s2c.name()}'>s2c ↓</b> server→client")
         self.preset_source.setStyleSheet(f"color: {colours.muted.name()}; font-size: small")
         self.note.setStyleSheet(f"color: {colours.muted.name()}")
+        self.udp_head.setText(f"<b>UDP datagrams</b> <span style='color:{colours.muted.name()}'>(TCP ignores "
+                              "these)</span>")
         self._update_readout()
 
+    def set_udp(self, on: bool) -> None:
+        """Show the datagram impairments (the proxy relays UDP) or hide them (TCP only)."""
+        self.udp = on
+        for d in Direction:
+            self.cols[d].set_udp(on)
+        for w in self.udp_rows:
+            w.setVisible(on)
+        self._show_burst(on and self.burst_button.isChecked())
+        self.note.setText(
+            "On UDP loss is real: a lost datagram never arrives (its row says dropped, and why). On TCP nothing "
+            "is lost: a lost packet is sent again, so loss shows up as <i>delay</i>." if on else
+            "On TCP nothing is lost: a lost packet is sent again, so loss shows up as <i>delay</i> (and holds "
+            "back what follows).")
+        self._update_readout()
+
+    def _show_burst(self, on: bool) -> None:
+        for w in self.burst_rows:
+            w.setVisible(on and self.udp)
+        self.burst_button.setText("Less ▴" if on else "More: burst loss (Gilbert-Elliott) …")
     # ---------------------------------------------------------------------------------------------------
 
     def value(self) -> Conditions:
@@ -425,8 +596,18 @@ class ConditionsPanel(QWidget):
                 extra.append(f"{d.label} FROZEN")
             if dc.bandwidth_bps is not None:
                 extra.append(f"{d.label} {format_bandwidth(dc.bandwidth_bps)}")
-            if dc.loss_pct:
-                extra.append(f"{d.label} loss {dc.loss_pct:g} % → delay")
+            lost = 100.0 if dc.burst_loss == ALL_LOST else dc.loss_pct
+            if lost:
+                extra.append(f"{d.label} loss {lost:g} %" + ("" if self.udp else " → delay"))
+            if self.udp:
+                if dc.burst_loss is not None and dc.burst_loss != ALL_LOST:
+                    extra.append(f"{d.label} bursts ≈{dc.burst_loss.mean_loss_pct:.2g} %")
+                for name, v in (("dup", dc.duplicate_fraction * 100), ("reorder", dc.reorder_pct),
+                                ("corrupt", dc.corrupt_pct)):
+                    if v:
+                        extra.append(f"{d.label} {name} {v:g} %")
+                if dc.mtu is not None:
+                    extra.append(f"{d.label} MTU {dc.mtu}")
         self.readout.setText(f"added round trip ≈ {rtt:.0f} ms" + (" · " + " · ".join(extra) if extra else ""))
         colours = palette.current()
         frozen = any(c.for_direction(d).frozen for d in Direction)

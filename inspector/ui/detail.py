@@ -84,18 +84,34 @@ class HexView(QPlainTextEdit):
         self.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.data = b""
         self.highlighted: tuple[int, int] | None = None
+        self.marked: tuple[int, ...] = ()
+        """Bytes marked on their own (a corrupt impairment's flipped bits), whatever field is highlighted."""
 
-    def set_data(self, data: bytes) -> None:
+    def set_data(self, data: bytes, marked: tuple[int, ...] = ()) -> None:
         self.data = data
         self.highlighted = None
+        self.marked = tuple(sorted({i for i in marked if 0 <= i < min(len(data), HEX_LIMIT)}))
         self.setPlainText(hex_lines(data))
-        self.setExtraSelections([])
+        self.setExtraSelections(self._marks())
+
+    def _marks(self) -> list[QTextEdit.ExtraSelection]:
+        if not self.marked:
+            return []
+        fmt_ = QTextCharFormat()
+        colours = palette.current()
+        fmt_.setBackground(colours.error)
+        fmt_.setForeground(QColor("#ffffff"))
+        fmt_.setFontWeight(700)
+        out: list[QTextEdit.ExtraSelection] = []
+        for i in self.marked:
+            out += self._cells(i, i + 1, fmt_)
+        return out
 
     def highlight(self, start: int | None, end: int | None) -> None:
-        """Highlight bytes ``start .. end-1`` (both columns); None clears."""
+        """Highlight bytes ``start .. end-1`` (both columns); None clears (the marked bytes stay marked)."""
         if start is None or end is None or end <= start:
             self.highlighted = None
-            self.setExtraSelections([])
+            self.setExtraSelections(self._marks())
             return
         end = min(end, len(self.data), HEX_LIMIT)
         start = max(0, min(start, end))
@@ -104,6 +120,13 @@ class HexView(QPlainTextEdit):
         colours = palette.current()
         fmt_.setBackground(colours.held_bg)
         fmt_.setForeground(QColor(colours.held).darker(150) if not colours.dark else colours.held)
+        self.setExtraSelections(self._cells(start, end, fmt_) + self._marks())
+        cur = QTextCursor(self.document().findBlockByNumber(start // BYTES_PER_LINE))
+        self.setTextCursor(cur)
+        self.ensureCursorVisible()
+
+    def _cells(self, start: int, end: int, fmt_: QTextCharFormat) -> list[QTextEdit.ExtraSelection]:
+        """Selections covering bytes ``start .. end-1`` in both the hex and the ASCII column."""
         selections = []
         doc = self.document()
         i = start
@@ -122,10 +145,20 @@ class HexView(QPlainTextEdit):
                 sel.format = fmt_  # type: ignore[attr-defined]
                 selections.append(sel)
             i = line_end
-        self.setExtraSelections(selections)
-        cur = QTextCursor(doc.findBlockByNumber(start // BYTES_PER_LINE))
-        self.setTextCursor(cur)
-        self.ensureCursorVisible()
+        return selections
+
+
+def flips_text(data: bytes, flips: tuple[int, ...]) -> str:
+    """The bits a corrupt impairment flipped, in words, with each byte as sent and as it left the proxy."""
+    parts = []
+    for bit in flips[:8]:
+        i, b = bit >> 3, bit & 7
+        now = data[i] if i < len(data) else None
+        was = "" if now is None else f": 0x{now ^ (1 << b):02x} → 0x{now:02x}"
+        parts.append(f"bit {b} of byte {i}{was}")
+    more = f" and {len(flips) - 8} more" if len(flips) > 8 else ""
+    return ("⚡ corrupted by the proxy: " + ", ".join(parts) + more
+            + " (marked in red in the hex view; the bytes shown are those the peer got)")
 
 
 class DetailPane(QWidget):
@@ -289,10 +322,16 @@ class DetailPane(QWidget):
             notes.insert(0, f"⚠ {view.error}")
         if (orig := s.original_payload(row)) is not None:
             notes.append(f"edited before forwarding; the original was {orig!r}"[:300])
+        flips = s.flips(row)
+        # what the proxy did to a datagram; the flipped bits get a sentence of their own
+        said = [f"UDP: {p}" for p in s.note(row).split("; ") if p and not (flips and p.startswith("corrupted"))]
+        if flips:
+            said.append(flips_text(data, flips))
+        notes[:0] = said
         self.warnings.setText("\n".join(notes))
         self.warnings.setStyleSheet(f"color: {colours.error.name() if view.error else colours.held.name()}")
         self.warnings.setVisible(bool(notes))
-        self.hex.set_data(data)
+        self.hex.set_data(data, tuple(bit >> 3 for bit in flips))
         self.text.setPlainText(view.text)
         fields = view.fields or (Field(view.decoder, view.summary, 0, len(data)),)
         self._fill_tree(fields)

@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 from inspector.store import ApplyResult, MessageStore
 from inspector.ui import palette
 from inspector.ui.decoding import Decoding
-from inspector.ui.framing_words import FROM_TO, describe, lane_short, warning_text
+from inspector.ui.framing_words import FROM_TO, NOT_FOR_DATAGRAMS, describe, lane_short, warning_text
 from proxy.framing import DEFAULT_MAX_FRAME, FramingError, normalise_name, parse_delimiter
 from proxy.model import Direction
 
@@ -241,8 +241,13 @@ class FramingControl(QObject):
         """A "Framing" submenu: the framing in force per direction, one-click choices (for ``direction``, or both
         directions), and the dialog for the rest."""
         scope = "both directions" if direction is None else f"{direction.arrow} {direction.label}"
-        sub = QMenu(f"Framing of #{conn_id} ({scope})", parent)
         c = self.store.connections.get(conn_id)
+        if c is not None and c.is_udp:
+            sub = QMenu(f"Framing of #{conn_id}: none for UDP", parent)
+            a = sub.addAction(NOT_FOR_DATAGRAMS[0].upper() + NOT_FOR_DATAGRAMS[1:])
+            a.setEnabled(False)
+            return sub
+        sub = QMenu(f"Framing of #{conn_id} ({scope})", parent)
         if c is not None:
             for d in Direction:
                 lane = c.framing[d]
@@ -306,6 +311,9 @@ class FramingControl(QObject):
         if c is None or not c.is_open:
             self.report(f"Could not change the framing: connection #{conn_id} is closed, so it sends nothing "
                         "more to frame.")
+            return False
+        if c.is_udp:
+            self.report(f"Could not change the framing of #{conn_id}: {NOT_FOR_DATAGRAMS}.")
             return False
         args: dict[str, Any] = {"conn_id": conn_id, "framing": name}
         if direction is not None:

@@ -16,17 +16,24 @@ from typing import Final
 from inspector.store import LaneFraming, MessageStore
 from proxy.model import Direction, FramingInferred
 
-__all__ = ["FROM_TO", "describe", "lane_short", "lane_tooltip", "message_note", "warning_text"]
+__all__ = ["DATAGRAM", "FROM_TO", "NOT_FOR_DATAGRAMS", "describe", "lane_short", "lane_tooltip", "message_note",
+           "warning_text"]
 
 FROM_TO: Final = {Direction.C2S: "from your client to the server", Direction.S2C: "from the server to your client"}
 LOST: Final = frozenset(("stall", "contradiction", "limit"))
 """Causes of a framing record that say a framing stopped fitting."""
 MENU_HINT: Final = "right-click the connection and choose Framing"
+DATAGRAM: Final = "datagram"
+"""The framing of a UDP flow's directions, as the window names it: none is needed, a datagram is a message."""
+NOT_FOR_DATAGRAMS: Final = ("framing does not apply to UDP: each datagram is one message, exactly as it was sent "
+                            "(the network keeps datagram boundaries)")
 
 
 def describe(name: str) -> str:
     """``proxy.inference.describe``, imported on first use: the inference module is ~7 ms the window's first frame
     does not need (its words are shown once a connection has framing to explain)."""
+    if name == DATAGRAM:
+        return "one UDP datagram is one message"
     from proxy.inference import describe as describe_framing
 
     return describe_framing(name)
@@ -69,6 +76,8 @@ def lane_tooltip(direction: Direction, lane: LaneFraming) -> str:
     if not lane.framing:
         return f"{direction.arrow} {direction.label} ({FROM_TO[direction]}): framing not known yet"
     name = lane.framing
+    if name == DATAGRAM:
+        return f"{direction.arrow} {direction.label} ({FROM_TO[direction]}): {NOT_FOR_DATAGRAMS}"
     what = "raw: each read is one row" if name == "raw" else (
         "being worked out" if name == "auto" else f"{name}: {describe(name)}")
     lines = [f"{direction.arrow} {direction.label} ({FROM_TO[direction]}): {what}; {_how(lane)}"]
@@ -92,6 +101,8 @@ def message_note(store: MessageStore, row: int) -> str:
     c = store.connections.get(store.conn_of(row))
     if c is None:
         return ""
+    if c.is_udp:
+        return "UDP: this datagram is one message, exactly as it left the proxy (framing does not apply)."
     d = store.direction(row)
     if store.reframed(row):
         shown = c.framing[d].framing or "another framing"

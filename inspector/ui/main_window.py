@@ -1038,6 +1038,8 @@ class MainWindow(QMainWindow):
             return
         self.link = link
         self.model.clock = link.clock
+        self.conn_model.clock = link.clock
+        self.conn_model.idle_timeout_s = link.udp_idle_timeout_s
         self.pump.set_link(link)
         o = self.options
         if link.listen_addr is not None:
@@ -1048,6 +1050,7 @@ class MainWindow(QMainWindow):
             self._remember_target(o)
         if o is not None:
             self.framing_combo.setCurrentText(o.framing)
+        self._show_transports(link.transports)
         self.setWindowTitle(f"sockscope — {link.description}" + (" (demo)" if o is not None and o.demo else ""))
         self._apply_live()
         self._log("info", f"proxy running ({link.kind}): {link.description}")
@@ -1063,6 +1066,24 @@ class MainWindow(QMainWindow):
         self._update_status()
         self._target_down = False
         self._check_target()
+
+    def _show_transports(self, transports: tuple[str, ...]) -> None:
+        """What the controls offer follows what the proxy relays: the UDP impairments with UDP, and the framing
+        only for TCP (a datagram is a message)."""
+        udp = "udp" in transports
+        self.conditions.set_udp(udp)
+        from inspector.ui.framing_words import NOT_FOR_DATAGRAMS
+
+        # UDP only: nothing has a framing, so its column gives its room to the flows' names
+        self.conn_table.setColumnHidden(ConnectionsModel.FRAMING, "tcp" not in transports)
+        if "tcp" not in transports:
+            self.framing_combo.setEnabled(False)
+            self.framing_combo.setEditText("none: UDP")
+            self.framing_combo.setToolTip(f"this proxy relays UDP only: {NOT_FOR_DATAGRAMS}")
+        else:
+            self.framing_combo.setEnabled(True)
+            self.framing_combo.setToolTip("what one message is (applies to new TCP connections)"
+                                          + (f"; UDP flows: {NOT_FOR_DATAGRAMS}" if udp else ""))
 
     # -- the user's server
 
@@ -1149,7 +1170,8 @@ class MainWindow(QMainWindow):
         self.start_link(LinkOptions(listen=(listen[0], 0 if demo else listen[1]), target=target,
                                     framing=self.framing_combo.currentText() or "auto",
                                     conditions=self.conditions.value().to_dict(), demo=demo,
-                                    demo_interval=base.demo_interval))
+                                    demo_interval=base.demo_interval, tcp=base.tcp, udp=base.udp,
+                                    udp_idle_timeout=base.udp_idle_timeout, udp_max_flows=base.udp_max_flows))
 
     def _on_link_died(self, reason: str) -> None:
         self._log("error", f"proxy stopped: {reason}")
@@ -1728,6 +1750,7 @@ class MainWindow(QMainWindow):
         self.log.appendPlainText(f"{stamp} {level}: {text}")
 
     def _update_rates(self) -> None:
+        self.conn_model.tick()  # a UDP flow's idle time moves on
         """Messages and bytes per second, averaged over the last few seconds: a game that pings every 1.5 s
         sends 0.7 messages a second, not 0 in one second and 1 in the next."""
         now = time.monotonic()
@@ -1798,7 +1821,8 @@ class MainWindow(QMainWindow):
     def _update_status(self) -> None:
         link = self.link
         if link is not None and link.alive:
-            self.st_link.setText(f"listening {link.description}")
+            over = {("udp",): " (UDP)", ("tcp", "udp"): " (TCP and UDP)"}.get(link.transports, "")
+            self.st_link.setText(f"listening {link.description}{over}")
         elif not self._starting:
             source = getattr(getattr(self, "sessions", None), "source_path", None)
             self.st_link.setText("proxy stopped" + (f" · showing {os.path.basename(source)}" if source else ""))

@@ -49,7 +49,8 @@ TOOLTIPS = (
     "message number (engine id)", "arrival time (relative to the first message, or wall clock)",
     "connection", "direction: → client to server, ← server to client", "payload bytes",
     "decoded one-line summary", "delay the proxy added (latency, jitter, bandwidth, hold ...)",
-    "what the proxy did with the message",
+    "what the proxy did with the message (UDP: dropped, duplicate, corrupted, truncated, sent ahead; the tooltip "
+    "says why)",
 )
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 _CENTER = Qt.AlignmentFlag.AlignCenter
@@ -67,6 +68,17 @@ _STATE_TEXT = {
     MessageState.FORWARDED: "", MessageState.SCHEDULED: "scheduled", MessageState.HELD: "HELD",
     MessageState.DROPPED: "dropped", MessageState.DISCARDED: "discarded",
 }
+
+
+def _note_word(note: str) -> str:
+    """The state cell's word for a datagram the proxy changed on its way (the note says how, in the tooltip)."""
+    if "corrupted" in note:
+        return "corrupted"
+    if note.startswith("truncated"):
+        return "truncated"
+    if "sent ahead" in note:
+        return "sent ahead"
+    return ""
 
 
 def added_delay_text(s: MessageStore, row: int) -> str:
@@ -140,7 +152,8 @@ class MessageTableModel(HeaderedTableModel):
             return self.decoding.summary(row)
         if col == Column.STATE:
             o = s.origin(row)
-            return f"{s.state(row).value}, origin {o.value}"
+            note = s.note(row)
+            return f"{s.state(row).value}, origin {o.value}" + (f"\n{note}" if note else "")
         if col == Column.NUMBER and s.is_derived(row):
             return reframed_tip(s, row)
         return None
@@ -163,6 +176,8 @@ class MessageTableModel(HeaderedTableModel):
                        else None
                        for col in range(_NCOLS))
             fonts = (None,) * Column.STATE + (self._bold if st is MessageState.HELD else None,)
+            if s.flips(row):  # corrupted on purpose: the state cell says so in the error colour
+                fg = (*fg[:Column.STATE], c.error)
         if st is MessageState.HELD:
             bg = c.held_bg
         elif s.origin(row) is not Origin.LIVE:
@@ -206,6 +221,9 @@ class MessageTableModel(HeaderedTableModel):
             return added_delay_text(s, row)
         if col == Column.STATE:
             text = _STATE_TEXT[s.state(row)]
+            note = s.note(row)
+            if note and not text:
+                text = _note_word(note)
             o = s.origin(row)
             if o is not Origin.LIVE:
                 text = f"{o.value} {text}".strip()
