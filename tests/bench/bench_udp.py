@@ -144,7 +144,7 @@ def main() -> int:
                 elif label == "sockscope":
                     port = free_port()
                     proc = start([sys.executable, "-m", "proxy", "--udp-only", "--listen", f"127.0.0.1:{port}",
-                                  "--target", f"127.0.0.1:{target}", "--quiet"], "listening", env)
+                                  "--target", f"127.0.0.1:{target}", "--quiet"], "UDP on", env)
                 try:
                     results[label].append({"rtt": rtt(port, args.n), "flows": flows(port, args.flows)})
                 finally:
