@@ -305,6 +305,13 @@ def test_pump_applies_in_batches(qtbot: Any) -> None:
     pump.set_link(link)
     qtbot.waitUntil(lambda: len(store) == 1000, timeout=WAIT)
     assert batches == [1000]
+    # a flood (1,000 records in a batch): the table is repainted half as often; a trickle: at ~30 a second again
+    from inspector.ui.pump import BUSY_INTERVAL_MS, PUMP_INTERVAL_MS
+
+    assert pump._timer.interval() == BUSY_INTERVAL_MS
+    link.events.put_many([Message(i, 1, Direction.C2S, i, b"x", i, i) for i in range(1001, 1004)])
+    qtbot.waitUntil(lambda: len(store) == 1003, timeout=WAIT)
+    assert pump._timer.interval() == PUMP_INTERVAL_MS and batches == [1000, 3]
 
 
 @pytest.mark.parametrize("mode", ["fast", "wait-reply", "timing"])
