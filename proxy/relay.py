@@ -567,10 +567,10 @@ class Relay:
                       out: list[cmd.Command]) -> None:
         d = lane.direction
         rule: Rule | None = None
-        if self.shared.rules:
+        if self.shared.rules and origin is not Origin.DUPLICATE:  # a copy never meets the rule that made it
             rule = first_match(self.shared.rules,
                                Message(msg_id, self.conn_id, d, seq, data, now, None, origin, MessageState.SCHEDULED),
-                               self._rule_failures_append)
+                               self._rule_failures_append, lane.scheduler.rng)
             if self._rule_failures:
                 self._warn_rule_failures(lane, msg_id, now, out)
         fault: str | None = None

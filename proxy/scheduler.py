@@ -87,6 +87,11 @@ class DirectionScheduler:
         self._last_release_ns: int | None = None
 
     @property
+    def rng(self) -> random.Random:
+        """The direction's seeded generator, for other draws that must repeat with ``--seed`` (a rule's percent)."""
+        return self._rng
+
+    @property
     def last_release_ns(self) -> int | None:
         """The release time of the latest message scheduled (None before the first)."""
         return self._last_release_ns

@@ -181,6 +181,37 @@ def test_rules_in_order_first_match_decides() -> None:
     assert "matched" in recs(out, ConnectionClosed)[0].detail
 
 
+def test_a_duplicate_rule_sends_each_match_twice_and_never_matches_its_own_copy() -> None:
+    """The copy goes through the same path as the message (conditions, holds); it must not meet the rule again, or
+    one message would make copies of copies until the stack ran out."""
+    shared = Shared()
+    shared.rules = (Rule(Match(bytes_regex=rb"pos"), "duplicate", name="twice"),)
+    shared.update()
+    r = opened(shared=shared)
+    out = r.handle(ev.DataReceived(0, C, b"pos 1\nchat\n"))
+    assert sends(out) == [cmd.SendData(S, b"pos 1\n"), cmd.SendData(S, b"pos 1\n"), cmd.SendData(S, b"chat\n")]
+    assert [m.origin for m in recs(out, Message)] == [Origin.LIVE, Origin.DUPLICATE, Origin.LIVE]
+
+
+def test_a_percent_rule_decides_the_same_with_the_same_seed() -> None:
+    """``percent`` draws from the direction's seeded generator, so ``--seed`` repeats which messages a rule took."""
+
+    def decisions(seed: int) -> list[MessageState]:
+        shared = Shared()
+        shared.rules = (Rule(Match(bytes_regex=rb"pos"), "drop", name="some", percent=30),)
+        shared.update()
+        r = Relay(1, ("127.0.0.1", 50000), ("127.0.0.1", 5555), FramingSpec("lines", "lines"), Ids(),
+                  conditions=Conditions(), shared=shared, seed=seed)
+        r.handle(ev.ClientAccepted(0))
+        r.handle(ev.UpstreamOpened(0, ("127.0.0.1", 5555)))
+        out = r.handle(ev.DataReceived(1, C, b"".join(b"pos %d\n" % i for i in range(200))))
+        return [m.state for m in recs(out, Message)]
+
+    first = decisions(7)
+    assert first == decisions(7) and first != decisions(8)
+    assert 30 < first.count(MessageState.DROPPED) < 90  # about 30 % of 200
+
+
 def test_close_while_held_says_what_was_lost() -> None:
     r = opened()
     r.handle(ev.HoldArmed(0, Direction.C2S))
