@@ -107,9 +107,11 @@ class DirectionImpairer:
             elif ge.p_pct > 0 and rng.random() < ge.p_pct / 100.0:
                 self._bad = True
             if lost:
-                state = "bad" if bad else "good"
-                return Verdict(True, data, arrival_ns,
-                               note=f"lost: burst loss (Gilbert-Elliott, {state} state)"), cond
+                if ge.good_loss_pct >= 100 and ge.bad_loss_pct >= 100:  # how "100 %" loss is set on UDP
+                    note = "lost: loss 100 % (every datagram)"
+                else:
+                    note = f"lost: burst loss (Gilbert-Elliott, {'bad' if bad else 'good'} state)"
+                return Verdict(True, data, arrival_ns, note=note), cond
         if cond.loss_pct > 0 and rng.random() < cond.loss_pct / 100.0:
             return Verdict(True, data, arrival_ns, note=f"lost: random loss {cond.loss_pct:g} %"), cond
         if cond.drop_fraction > 0 and rng.random() < cond.drop_fraction:

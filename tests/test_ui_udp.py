@@ -182,7 +182,7 @@ def test_loss_100_set_live_drops_the_next_datagrams_with_why_and_the_echo_stops(
         for r in dropped():
             assert w.store.direction(r) is Direction.C2S
             assert state_text(w, r) == "dropped"
-            assert state_tip(w, r).startswith("dropped, origin live\nlost:")
+            assert state_tip(w, r) == "dropped, origin live\nlost: loss 100 % (every datagram)"
         # the proxy decided before anything was sent: the server never got them, so nothing comes back
         assert echo.got == [pos(0)]
         c.setblocking(False)
