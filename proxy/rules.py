@@ -10,8 +10,9 @@ registry does for decoder plugins. Rules are evaluated in order; the first that 
 
 A rule may apply to only a share of the messages it matches (``percent``, e.g. "drop 20 %"): the draw comes from
 the generator the caller passes to :func:`first_match` (the datagram core passes one seeded per flow and
-direction from ``--seed``, so the decisions repeat), and is made only for a rule below 100 %; a rule whose draw
-misses is taken as not matching, so the rules after it are tried.
+direction from ``--seed``, the relay its direction's seeded one, so the decisions repeat): one draw per message
+while any rule has a share, so which messages a share takes depends only on their order; a rule whose draw misses
+is taken as not matching, so the rules after it are tried.
 
 Rules run on the relay's thread, so nothing in them may stall or kill a connection: ``bytes_regex`` is RE2
 (linear time, see :mod:`proxy.userregex`) and searches a message only when its size times the pattern's program
@@ -247,6 +248,10 @@ def first_match(rules: tuple[Rule, ...], msg: Message, failed: RuleFailed | None
                 rng: random.Random | None = None) -> Rule | None:
     """The first rule that matches ``msg`` (and, for a rule below 100 %, whose draw from ``rng`` hits). A rule
     whose match raises does not match: ``failed`` is told, and the rules after it are still tried."""
+    # One draw per message whenever a rule takes a share, made before any match: which messages a share takes then
+    # depends only on their order, not on how many earlier ones matched. A filter can be undecided for a moment (its
+    # decoding budget is time, see inspector.filters), and that must not shift every later decision of a seeded run.
+    draw = (rng or _UNSEEDED).random() * 100 if any(r.percent < 100 for r in rules) else 0.0
     for r in rules:
         try:
             hit = r.match.matches(msg)
@@ -254,7 +259,7 @@ def first_match(rules: tuple[Rule, ...], msg: Message, failed: RuleFailed | None
             if failed is not None:
                 failed(r, e)
             continue
-        if hit and (r.percent >= 100 or (rng or _UNSEEDED).random() * 100 < r.percent):
+        if hit and (r.percent >= 100 or draw < r.percent):
             return r
     return None
 
