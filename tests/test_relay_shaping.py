@@ -254,3 +254,28 @@ def test_injected_messages_obey_conditions() -> None:
     out = r.handle(ev.DataInjected(0, Direction.S2C, b"hello from sockscope\n"))
     (m,) = recs(out, Message)
     assert m.origin is Origin.INJECTED and m.release_ns == 25 * MS
+
+
+def test_an_undecided_match_shifts_no_later_share_decision() -> None:
+    """One draw per message while a rule takes a share: a message whose match could not be decided (a filter out of
+    its decoding time) changes only its own outcome, never the draws of the messages after it."""
+    import random
+
+    from proxy.rules import first_match
+
+    class Flaky:
+        """A predicate that cannot decide message 3 (as a filter out of credit raises RuleUndecided)."""
+
+        def matches(self, m: Message) -> bool:
+            if m.id == 3:
+                raise RuntimeError("undecided")
+            return True
+
+    def decisions(flaky: bool) -> list[bool]:
+        rule = Rule(Flaky() if flaky else Match(), "drop", percent=50)  # type: ignore[arg-type]
+        rng = random.Random(5)
+        return [first_match((rule,), Message(i, 1, Direction.C2S, i, b"x", 0, 0), None, rng) is not None
+                for i in range(40)]
+
+    steady, flaky = decisions(False), decisions(True)
+    assert flaky[3] is False and flaky[:3] == steady[:3] and flaky[4:] == steady[4:]
