@@ -85,6 +85,7 @@ def test_a_flow_opens_relays_byte_exact_both_ways_and_closes_when_idle() -> None
     assert records(core.client_datagram(CLIENT, b"again", 61 * 10**9), ConnectionOpened)[0].conn_id != opened.conn_id
 
 
+@pytest.mark.slow  # statistics over many datagrams: the full run only
 def test_thousands_of_flows_and_a_cap_past_which_new_addresses_are_counted_with_one_notice() -> None:
     core = DatagramCore(Ids(), TARGET, max_flows=2000)
     notices = []
@@ -147,6 +148,7 @@ def _run(cond: DirectionConditions, n: int, seed: int = 7, size: int = 40,
 N = 100_000
 
 
+@pytest.mark.slow  # statistics over many datagrams: the full run only
 def test_random_loss_with_a_seed_is_exact_and_within_half_a_point() -> None:
     msgs, _, sent = _run(DirectionConditions(loss_pct=10), N)
     dropped = [m for m in msgs if m.state is MessageState.DROPPED]
@@ -157,6 +159,7 @@ def test_random_loss_with_a_seed_is_exact_and_within_half_a_point() -> None:
     assert [m.seq for m in again] == [m.seq for m in dropped]  # the same seed drops the same datagrams
 
 
+@pytest.mark.slow  # statistics over many datagrams: the full run only
 def test_gilbert_elliott_loss_comes_in_bursts_with_the_model_mean() -> None:
     ge = GilbertElliott(p_pct=2, r_pct=25, bad_loss_pct=80, good_loss_pct=1)
     msgs, _, _ = _run(DirectionConditions(burst_loss=ge), N)

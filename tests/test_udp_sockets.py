@@ -36,6 +36,9 @@ from proxy.server import ProxyConfig
 HOSTILE = Path(__file__).parent / "hostile" / "udp"
 WAIT = 20.0
 
+pytestmark = pytest.mark.slow  # real-socket UDP runs (1,000 flows, counts): the full run; the fast loop keeps
+# the window's and the hold tests' UDP sockets
+
 
 class Waiter:
     """Records from the engine thread, and a condition to wait on them."""
