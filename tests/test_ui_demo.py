@@ -222,7 +222,11 @@ def test_sockscope_demo_preset_is_in_force_from_the_first_message(
     options.demo_interval = 0.05
     w = make_window(options, link_factory=ChildProcessLink)
     link = wait_link(qtbot, w)
-    qtbot.waitUntil(lambda: len(w.store) >= 4 and w.store.added_delay_ns(0) is not None, timeout=2 * WAIT)
+    try:
+        qtbot.waitUntil(lambda: len(w.store) >= 4 and w.store.added_delay_ns(0) is not None, timeout=2 * WAIT)
+    except qtbot.TimeoutError:  # say what the window saw: this failed once in a full run and never alone
+        rows = [(w.store.payload(r)[:24], w.store.added_delay_ns(r)) for r in range(min(6, len(w.store)))]
+        pytest.fail(f"{len(w.store)} rows {rows}; the window's log:\n{w.log.toPlainText()}")
     snapshot = link.command("snapshot").result(10)
     assert snapshot["conditions"]["c2s"]["latency_ms"] == 80 and snapshot["conditions"]["s2c"]["loss_pct"] == 4
     delay = w.store.added_delay_ns(0)
