@@ -438,6 +438,15 @@ class DirectionConditions:
         if self.mtu_action not in MTU_ACTIONS:
             raise ConditionsError(f"mtu_action: expected drop or truncate, got {self.mtu_action!r}")
 
+    def with_fault(self, kind: str, count: int) -> DirectionConditions:
+        """These conditions with ``count`` more one-shot faults armed: ``drop`` or ``duplicate`` the next
+        messages (the ``fault`` command, for a TCP connection and a UDP flow alike)."""
+        if kind == "drop":
+            return replace(self, drop_next=self.drop_next + count)
+        if kind == "duplicate":
+            return replace(self, duplicate_next=self.duplicate_next + count)
+        raise ValueError(f"unknown fault {kind!r}: expected drop or duplicate")
+
     @property
     def effective_queue_bytes(self) -> int:
         """The bandwidth queue's limit: ``queue_bytes``, else one second of the rate and at least 64 KiB."""

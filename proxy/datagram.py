@@ -920,12 +920,7 @@ class DatagramCore:
 
     def _on_fault(self, e: FlowFaultArmed, out: list[cmd.Command]) -> None:
         lane = self._flow(e.flow).lanes[e.direction]
-        if e.kind == "drop":
-            lane.cond = replace(lane.cond, drop_next=lane.cond.drop_next + e.count)
-        elif e.kind == "duplicate":
-            lane.cond = replace(lane.cond, duplicate_next=lane.cond.duplicate_next + e.count)
-        else:
-            raise ValueError(f"unknown fault {e.kind!r}: expected drop or duplicate")
+        lane.cond = lane.cond.with_fault(e.kind, e.count)
         self._refresh(lane)
 
     def _on_shutdown(self, e: ev.ShutdownRequested, out: list[cmd.Command]) -> None:

@@ -1,6 +1,8 @@
-"""Event-loop selection: uvloop where it is installed (Linux, macOS), the standard loop elsewhere (Windows).
+"""Event-loop selection: uvloop where it is installed (Linux, macOS), the standard loop elsewhere (Windows); and
+:class:`Alarm`, how the shells meet a release time.
 
-Role: one function the CLI, the in-process runner and tests use, so every entry point relays on the same loop.
+Role: one function the CLI, the in-process runner and tests use, so every entry point relays on the same loop; one
+timer both shells (TCP, ``proxy.server``; UDP, ``proxy.udpserver``) use for their cores' ``RequestWakeup``.
 Set ``SOCKSCOPE_LOOP=asyncio`` to force the standard loop (for comparisons).
 Must not import: Qt, ``inspector``.
 Thread: any; the loop it returns is then owned by the thread that runs it.
@@ -12,6 +14,8 @@ import asyncio
 import ctypes
 import os
 import sys
+import time
+from collections.abc import Callable
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -56,3 +60,47 @@ def tune_allocator() -> bool:
 
 def loop_name(loop: asyncio.AbstractEventLoop) -> str:
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
+TIMER_EARLY = 0.0015
+"""Seconds before a release time the alarm starts watching the clock itself."""
+
+
+class Alarm:
+    """A wake-up at a monotonic time in nanoseconds, met within one turn of the loop.
+
+    Event-loop timers fire up to ~1 ms late (millisecond resolution, and the loop's cached clock), so the timer is
+    set :data:`TIMER_EARLY` ahead and the last stretch is covered by yielding to the loop (polling I/O once more)
+    until the moment comes; then ``on_time(now)`` runs. Setting it again replaces the previous time.
+    """
+
+    __slots__ = ("_at", "_handle", "_loop", "_on_time")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_time: Callable[[int], None]) -> None:
+        self._loop = loop
+        self._on_time = on_time
+        self._handle: asyncio.Handle | None = None
+        self._at = 0
+
+    def set(self, at_ns: int) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._at = at_ns
+        delay = (at_ns - time.monotonic_ns()) / 1e9
+        if delay > TIMER_EARLY:
+            self._handle = self._loop.call_later(delay - TIMER_EARLY, self._fire)
+        else:
+            self._handle = self._loop.call_soon(self._fire)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        now = time.monotonic_ns()
+        if now < self._at:
+            self._handle = self._loop.call_soon(self._fire)  # still early: poll I/O once more, then look again
+            return
+        self._handle = None
+        self._on_time(now)

@@ -727,12 +727,7 @@ class Relay:
 
     def _on_fault_armed(self, e: ev.FaultArmed, out: list[cmd.Command]) -> None:
         lane = self.lanes[e.direction]
-        if e.kind == "drop":
-            lane.cond = replace(lane.cond, drop_next=lane.cond.drop_next + e.count)
-        elif e.kind == "duplicate":
-            lane.cond = replace(lane.cond, duplicate_next=lane.cond.duplicate_next + e.count)
-        else:
-            raise ValueError(f"unknown fault {e.kind!r}: expected drop or duplicate")
+        lane.cond = lane.cond.with_fault(e.kind, e.count)
         self._refresh_fast(lane)
 
     def _on_hold_armed(self, e: ev.HoldArmed, out: list[cmd.Command]) -> None:

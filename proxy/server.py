@@ -31,6 +31,7 @@ from proxy import commands as cmd
 from proxy import events as ev
 from proxy.conditions import PASSTHROUGH, Conditions, Spike
 from proxy.framing import FramingSpec, make_framer, normalise_name
+from proxy.loop import Alarm
 from proxy.model import (
     Clock,
     Direction,
@@ -54,7 +55,6 @@ WRITE_HIGH_WATER = 1 << 20
 WRITE_LOW_WATER = 256 << 10
 QUEUE_CAP = 2 << 20
 READ_SIZE = 1 << 20  # the most one read takes (the server's read buffer); part of the memory bound
-TIMER_EARLY = 0.0015  # seconds: how long before a release the shell starts watching the clock itself
 STALL_CAP = 4 << 20  # WRITE_HIGH_WATER + READ_SIZE + QUEUE_CAP: the documented bound
 
 HISTORY_CAP = 64 << 20  # client-to-server bytes kept for session replay, over all connections
@@ -233,8 +233,7 @@ class ConnectionHandler:
         self._slices: list[tuple[bytes, int, int] | None] = [None, None]
         """Per side being read from: a read still being framed a slice per loop iteration (data, offset, step)."""
         self.open_sides = 0
-        self._timer: asyncio.Handle | None = None
-        self._timer_at = 0
+        self._alarm = Alarm(self.loop, self._woken)
         self._closing = False
         self._close_reset = False
         self._connect_task: asyncio.Task[None] | None = None
@@ -397,9 +396,7 @@ class ConnectionHandler:
         self._close_reset = c.reset
         if self._connect_task is not None and not self._connect_task.done():
             self._connect_task.cancel()  # nothing left to connect for; shutdown must not leave it pending
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._alarm.cancel()
         for t in self.transports:
             if t is None:
                 continue
@@ -415,23 +412,9 @@ class ConnectionHandler:
             _abort_with_reset(t)
 
     def _wakeup(self, c: cmd.RequestWakeup) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = c.at
-        delay = (c.at - _now()) / 1e9
-        # Event-loop timers fire up to ~1 ms late (millisecond resolution, and the loop's cached clock), so the
-        # timer is set early and the last stretch is covered by yielding to the loop until the moment comes.
-        if delay > TIMER_EARLY:
-            self._timer = self.loop.call_later(delay - TIMER_EARLY, self._fire)
-        else:
-            self._timer = self.loop.call_soon(self._fire)
+        self._alarm.set(c.at)
 
-    def _fire(self) -> None:
-        now = _now()
-        if now < self._timer_at:
-            self._timer = self.loop.call_soon(self._fire)  # still early: poll I/O once more, then look again
-            return
-        self._timer = None
+    def _woken(self, now: int) -> None:
         self.run(self.relay.handle(ev.WakeupFired(now)))
         for side in (Side.CLIENT, Side.SERVER):
             self.update_reading(side)
@@ -469,9 +452,7 @@ class ConnectionHandler:
 
     def _maybe_done(self) -> None:
         if self.relay.closed and self.open_sides <= 0 and not self.done.done():
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._alarm.cancel()
             self.done.set_result(None)
             self.server.forget(self)
 

@@ -9,8 +9,8 @@ synchronously (a UDP connect sends nothing) and read through an asyncio datagram
 
 Nothing here waits on a peer: a datagram that cannot be written at once is buffered by the transport only up to
 ``SEND_BUFFER_CAP`` bytes per socket; past it, datagrams are dropped and counted (UDP may lose them; the proxy's
-memory must stay bounded). Release times use the TCP shell's timer approach: a loop timer set ``TIMER_EARLY``
-before the due time, then a poll of the loop until the moment comes.
+memory must stay bounded). Release times use the TCP shell's timer (``proxy.loop.Alarm``): a loop timer set a
+little before the due time, then a poll of the loop until the moment comes.
 Must not import: Qt, ``inspector``.
 Thread: the engine's event-loop thread.
 """
@@ -37,6 +37,7 @@ from proxy.datagram import (
     SendToClient,
     SendToServer,
 )
+from proxy.loop import Alarm
 from proxy.model import Notice
 from proxy.tasks import spawn
 
@@ -68,7 +69,6 @@ __all__ = ["SEND_BUFFER_CAP", "UdpShell"]
 
 SEND_BUFFER_CAP = 1 << 20
 """Bytes a datagram socket's transport may buffer when the kernel's buffer is full; past it, drop and count."""
-TIMER_EARLY = 0.0015  # as proxy.server.TIMER_EARLY
 RECV_BUFFER = 4 << 20
 """SO_RCVBUF asked for the listening socket: a burst of small datagrams must not overflow the kernel's default
 (~208 KiB on Linux) while the loop is busy; the kernel may grant less."""
@@ -166,8 +166,7 @@ class UdpShell:
         self.send_dropped = 0
         """Datagrams not sent because a socket's buffer was past ``SEND_BUFFER_CAP`` (or the kernel refused)."""
         self.listen_errors = 0
-        self._timer: asyncio.Handle | None = None
-        self._timer_at = 0
+        self._alarm = Alarm(self.loop, self._woken)
         self._send_warned = False
         self._errors_told: set[int] = set()
         self.reply_seen: dict[int, asyncio.Event] = {}
@@ -217,9 +216,7 @@ class UdpShell:
     async def shutdown(self) -> None:
         """Send what waits, end every flow (published), close every socket."""
         self.run(self.core.handle(ev.ShutdownRequested(_now())))
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._alarm.cancel()
         for fs in list(self.flows.values()):
             self._drop_socket(fs)
         self.flows.clear()
@@ -360,19 +357,7 @@ class UdpShell:
     # ------------------------------------------------------------------------------------------ time
 
     def _wakeup(self, c: cmd.RequestWakeup) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = c.at
-        delay = (c.at - _now()) / 1e9
-        if delay > TIMER_EARLY:
-            self._timer = self.loop.call_later(delay - TIMER_EARLY, self._fire)
-        else:
-            self._timer = self.loop.call_soon(self._fire)
+        self._alarm.set(c.at)
 
-    def _fire(self) -> None:
-        now = _now()
-        if now < self._timer_at:
-            self._timer = self.loop.call_soon(self._fire)  # still early: poll I/O once more, then look again
-            return
-        self._timer = None
+    def _woken(self, now: int) -> None:
         self.run(self.core.handle(ev.WakeupFired(now)))
