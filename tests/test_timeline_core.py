@@ -200,3 +200,45 @@ def test_demo_pings_rtt_grows_by_twice_the_one_way_latency(start_proxy: Any, rec
     assert slow_rtt - base_rtt == pytest.approx(100, abs=20)
     # what the client itself measured agrees with what the proxy's records say
     assert statistics.median(client.rtts_ms[-5:]) == pytest.approx(slow_rtt, abs=25)
+
+
+def test_datagram_stats_measure_what_the_udp_impairments_did_per_direction_and_flow() -> None:
+    """A seeded datagram core (the real one, without sockets) with loss, duplicates, reordering and corruption on
+    client→server: its records, through the store, give counts equal to what the core decided, near the configured
+    rates; server→client and a TCP connection beside it count nothing of that."""
+    from proxy import commands as cmd
+    from proxy.datagram import DatagramCore, FlowConditionsChanged, FlowOpened
+    from proxy.model import ConnectionOpened, Ids, Origin
+
+    core = DatagramCore(Ids(), ("127.0.0.1", 7000), Conditions(), 3)
+    records: list[Any] = []
+
+    def take(out: list[Any]) -> None:
+        records.extend(c.record for c in out if isinstance(c, cmd.Publish))
+
+    take(core.client_datagram(("127.0.0.1", 40000), b"hello", 0))
+    conn = next(r.conn_id for r in records if isinstance(r, ConnectionOpened))
+    take(core.handle(FlowOpened(0, conn, ("127.0.0.1", 7000))))
+    cond = DirectionConditions(loss_pct=10, duplicate_fraction=0.05, reorder_pct=10, corrupt_pct=5)
+    take(core.handle(FlowConditionsChanged(0, conn, Conditions(c2s=cond))))
+    n = 5000
+    for i in range(n):
+        take(core.client_datagram(("127.0.0.1", 40000), b'{"x": %d}' % i, (i + 1) * 1_000_000))
+    for i in range(50):
+        take(core.server_datagram(conn, b"ack", (n + i + 2) * 1_000_000))
+    records.append(ConnectionOpened(99, ("127.0.0.1", 50000), ("127.0.0.1", 5555), 0))  # TCP: not counted
+    records.append(Message(900_000, 99, Direction.C2S, 0, b"tcp", 1, 1))
+    s = MessageStore()
+    s.apply(records)
+    a = Analysis(s)
+    a.run_to_end()
+    c2s, s2c = a.datagrams.total[Direction.C2S], a.datagrams.total[Direction.S2C]
+    live = [r for r in records if isinstance(r, Message) and r.conn_id == conn and r.direction is Direction.C2S]
+    assert c2s.datagrams == n + 1  # hello too
+    assert c2s.lost == sum(1 for m in live if m.state is MessageState.DROPPED and m.note.startswith("lost:"))
+    assert c2s.duplicates == sum(1 for m in live if m.origin is Origin.DUPLICATE)
+    assert c2s.corrupted == sum(1 for m in live if m.flips and m.origin is Origin.LIVE)
+    assert c2s.reordered == sum(1 for m in live if "sent ahead" in m.note and m.origin is Origin.LIVE)
+    assert abs(c2s.pct(c2s.lost) - 10) < 1.5 and c2s.duplicates > 0 and c2s.reordered > 0 and c2s.corrupted > 0
+    assert (s2c.datagrams, s2c.lost, s2c.duplicates, s2c.reordered, s2c.corrupted) == (50, 0, 0, 0, 0)
+    assert a.datagrams.flows[(conn, Direction.C2S)] == c2s and (99, Direction.C2S) not in a.datagrams.flows

@@ -162,12 +162,14 @@ def test_a_udp_echo_game_shows_its_datagrams_decoded_and_its_flow(
     assert w.conn_table.isColumnHidden(cm.FRAMING)  # UDP only: no framing anywhere
     w.select_visible(0)
     assert "framing does not apply" in w.detail.framing_note.text()
+    w._update_status()
+    assert w.st_conns.text() == "1 open / 1 UDP flow"  # a flow is not called a connection
     assert w.conditions.udp and w.conditions.burst_button.isVisibleTo(w.conditions)
 
 
 @pytest.mark.timeout(60)
 def test_loss_100_set_live_drops_the_next_datagrams_with_why_and_the_echo_stops(
-        qtbot: Any, make_window: Callable[..., MainWindow], echo: UdpEcho) -> None:
+        qtbot: Any, qtmodeltester: Any, make_window: Callable[..., MainWindow], echo: UdpEcho) -> None:
     w, port = udp_window(make_window, qtbot, echo)
     with client() as c:
         c.sendto(pos(0), ("127.0.0.1", port))
@@ -189,6 +191,16 @@ def test_loss_100_set_live_drops_the_next_datagrams_with_why_and_the_echo_stops(
         with pytest.raises(BlockingIOError):
             c.recv(100)
     assert "c2s loss 100 %" in w.conditions.readout.text()
+    # the Statistics panel measures it, beside what is set
+    tl = w.timeline
+    tl.analysis.run_to_end()
+    tl.refresh_stats()
+    m = tl.udp_model
+    cells = [[m.data(m.index(r, c)) for c in range(m.columnCount())] for r in range(m.rowCount())]
+    assert cells[0][:3] == ["→ c2s", "4", "75.0 % (set 100 %)"], cells  # the first one went before the loss
+    assert cells[1][:3] == ["← s2c", "1", "0.0 % (set 0 %)"], cells
+    assert not tl.udp_table.isHidden()
+    qtmodeltester.check(m, force_py=True)
 
 
 @pytest.mark.timeout(60)
@@ -332,3 +344,46 @@ def test_sockscope_proxy_demo_udp_runs_the_udp_game_loop() -> None:
     assert out.returncode == 0, out.stderr
     assert "UDP on 127.0.0.1:" in out.stdout and "listening on" not in out.stdout
     assert out.stdout.count('json {"type":"pos"') == 5 and out.stdout.count('json {"type":"state"') == 5
+
+
+@pytest.mark.timeout(60)
+def test_a_datagram_held_from_the_window_is_edited_dropped_or_forwarded_and_the_flow_goes_on(
+        qtbot: Any, make_window: Callable[..., MainWindow], echo: UdpEcho) -> None:
+    """The Intercept panel on a flow, as on a connection: the held datagram waits (the server has not got it) while
+    later ones go on; edited, it goes out as one datagram with the new bytes; dropped, never."""
+    w, port = udp_window(make_window, qtbot, echo)
+    link = w.link
+    assert link is not None
+    with client() as c:
+        c.sendto(pos(0), ("127.0.0.1", port))
+        assert c.recvfrom(100)[0] == pos(0)
+        # hold the next client datagram, then edit it
+        w.intercept.hold_c2s.click()
+        fut = link.command("ping")  # commands are asynchronous: a round trip orders us after hold_next
+        qtbot.waitUntil(fut.done, timeout=WAIT)
+        c.sendto(b"secret", ("127.0.0.1", port))
+        qtbot.waitUntil(lambda: w.store.held_count == 1, timeout=WAIT)
+        c.sendto(pos(1), ("127.0.0.1", port))  # not held back: UDP has no order to keep
+        assert c.recvfrom(100)[0] == pos(1)
+        assert echo.got == [pos(0), pos(1)]
+        mid = w.intercept.selected_id()
+        assert mid is not None
+        dlg = w.edit_and_forward(mid)
+        assert dlg is not None
+        dlg.edit.setPlainText("SECRET!")
+        dlg.accept()
+        assert c.recvfrom(100)[0] == b"SECRET!"
+        qtbot.waitUntil(lambda: w.store.held_count == 0, timeout=WAIT)
+        # hold, then drop: the server never gets it
+        w.hold_next(Direction.C2S)
+        fut = link.command("ping")
+        qtbot.waitUntil(fut.done, timeout=WAIT)
+        c.sendto(b"dropme", ("127.0.0.1", port))
+        qtbot.waitUntil(lambda: w.store.held_count == 1, timeout=WAIT)
+        w.intercept.drop_button.click()
+        qtbot.waitUntil(lambda: w.store.held_count == 0, timeout=WAIT)
+        c.sendto(pos(2), ("127.0.0.1", port))
+        assert c.recvfrom(100)[0] == pos(2)
+    assert echo.got == [pos(0), pos(1), b"SECRET!", pos(2)]
+    dropped = rows_of(w, lambda r: w.store.state(r) is MessageState.DROPPED)
+    assert [w.store.payload(r) for r in dropped] == [b"dropme"]

@@ -1,7 +1,9 @@
 """Per-message-type statistics, throughput series, and :class:`Analysis`, the driver that feeds every timeline
 computation from the store.
 
-Role: :class:`TypeStats` groups messages by a decoded key (auto: JSON/msgpack ``type``/``command``, the pickle's
+Role: :class:`DatagramStats` counts, per UDP flow direction, what the network model did to the datagrams (lost,
+dropped, duplicated, sent ahead, corrupted), measured from the records, to set beside the configured values.
+:class:`TypeStats` groups messages by a decoded key (auto: JSON/msgpack ``type``/``command``, the pickle's
 class, the first struct field, the first word of text; or a :class:`~inspector.timeline.pairing.KeySpec` the user
 picks) and gives count, rate (the tick rate: ``(count - 1) / (last - first)``), mean and max size, bytes/s, and a
 CSV export. :class:`Throughput` bins messages and bytes per connection and direction. :class:`Analysis` walks the
@@ -24,11 +26,13 @@ from inspector.decode import DecoderRegistry, PickleObject, View, default_regist
 from inspector.store import MessageStore
 from inspector.timeline.annotations import Annotator
 from inspector.timeline.pairing import KeySpec, Pairer, PairingRule, ViewFn, key_text
-from proxy.model import Direction
+from proxy.model import Direction, MessageState, Origin
 
 __all__ = [
     "BIN_NS",
     "Analysis",
+    "DatagramCounts",
+    "DatagramStats",
     "GroupRow",
     "Throughput",
     "TypeStats",
@@ -215,6 +219,80 @@ class _RowView:
 
 
 
+@dataclass(slots=True)
+class DatagramCounts:
+    """One direction of UDP traffic, as measured: each datagram that arrived counted once, copies apart."""
+
+    datagrams: int = 0
+    """Datagrams that arrived from their sender (copies, injections and replays not counted)."""
+    lost: int = 0
+    """Lost to the loss models (random, burst): their rows say ``lost: ...``."""
+    dropped: int = 0
+    """Dropped for another reason: MTU, a full bandwidth queue, a rule, the user, a wait cap."""
+    duplicates: int = 0
+    """Copies made (origin duplicate)."""
+    reordered: int = 0
+    """Sent ahead of the datagrams before them (netem's reorder)."""
+    corrupted: int = 0
+    """Delivered with flipped bits."""
+
+    def pct(self, n: int) -> float:
+        """``n`` as a percentage of the datagrams that arrived (0 before any)."""
+        return 100.0 * n / self.datagrams if self.datagrams else 0.0
+
+
+class DatagramStats:
+    """What the UDP impairments did, measured per direction over every flow (``total``) and per flow (``flows``),
+    from each datagram's first record: its state, origin, note and flipped bits. A held datagram the user drops
+    later is counted as it first arrived (held, not dropped)."""
+
+    def __init__(self) -> None:
+        self.total: dict[Direction, DatagramCounts] = {d: DatagramCounts() for d in Direction}
+        self.flows: dict[tuple[int, Direction], DatagramCounts] = {}
+        self._udp: dict[int, bool] = {}
+
+    def feed(self, s: MessageStore, row: int) -> bool:
+        """Count ``row`` if it is a datagram; True if it was."""
+        conn = s.conn_ids[row]
+        udp = self._udp.get(conn)
+        if udp is None:
+            c = s.connections.get(conn)
+            if c is None:
+                return False
+            udp = self._udp[conn] = c.is_udp
+        if not udp:
+            return False
+        d = s.direction(row)
+        key = (conn, d)
+        lane = self.flows.get(key)
+        if lane is None:
+            lane = self.flows[key] = DatagramCounts()
+        for counts in (lane, self.total[d]):
+            _count_datagram(counts, s, row)
+        return True
+
+
+def _count_datagram(counts: DatagramCounts, s: MessageStore, row: int) -> None:
+    origin = s.origin(row)
+    if origin is Origin.DUPLICATE:
+        counts.duplicates += 1
+        return
+    if origin is not Origin.LIVE:
+        return
+    counts.datagrams += 1
+    note = s.note(row)
+    if s.state(row) is MessageState.DROPPED:
+        if note.startswith("lost:"):
+            counts.lost += 1
+        else:
+            counts.dropped += 1
+        return
+    if "sent ahead" in note:
+        counts.reordered += 1
+    if s.flips(row):
+        counts.corrupted += 1
+
+
 class Analysis:
     """Feeds the store's rows to the pairer, the statistics, the throughput bins and the annotator."""
 
@@ -233,6 +311,7 @@ class Analysis:
         self.stats = TypeStats(self.stats_key)
         self.throughput = Throughput()
         self.annotator = Annotator()
+        self.datagrams = DatagramStats()
         self.next_row = 0
         self._ids = self.store.ids
         self.generation += 1
@@ -261,6 +340,7 @@ class Analysis:
             return settled > 0
         deadline = time.perf_counter() + budget_s
         pairer, stats, tp, ann, reg = self.pairer, self.stats, self.throughput, self.annotator, self.registry
+        dg = self.datagrams
         row = self.next_row
         while row < n:
             rv = _RowView(s, reg, row)
@@ -268,6 +348,7 @@ class Analysis:
             stats.feed(s, row, rv)
             tp.feed(s.conn_ids[row], s.dirs[row], s.sizes[row], s.arrivals[row])
             ann.feed(s, row, rv)
+            dg.feed(s, row)
             row += 1
             if not row & 15 and time.perf_counter() > deadline:
                 break

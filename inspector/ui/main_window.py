@@ -1828,7 +1828,12 @@ class MainWindow(QMainWindow):
             self.st_link.setText("proxy stopped" + (f" · showing {os.path.basename(source)}" if source else ""))
         conns = self.store.connections.values()
         open_ = sum(1 for c in conns if c.is_open)
-        self.st_conns.setText(f"{open_} open / {len(self.store.connections)} conns")
+        flows = sum(1 for c in conns if c.is_udp)
+        tcp = len(self.store.connections) - flows
+        # a UDP flow is not a connection: say both when there are flows (a learner's first UDP game has only flows)
+        what = f"{tcp} conns" if not flows else f"{flows} UDP flow{'s' * (flows != 1)}" if not tcp else \
+            f"{tcp} conns, {flows} UDP flow{'s' * (flows != 1)}"
+        self.st_conns.setText(f"{open_} open / {what}")
         (m_up, m_down), (b_up, b_down) = self._rates
         c = self.colours
         self.st_rates.setText(

@@ -18,6 +18,7 @@ Thread: GUI thread.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import time
 from collections.abc import Callable
@@ -58,11 +59,12 @@ from PySide6.QtWidgets import (
 from inspector.store import MessageStore
 from inspector.timeline.annotations import LESSONS, Annotation
 from inspector.timeline.pairing import KeySpec, PairingRule
-from inspector.timeline.stats import Analysis, GroupRow, rows_to_csv
+from inspector.timeline.stats import Analysis, DatagramCounts, GroupRow, rows_to_csv
 from inspector.ui import format as fmt
 from inspector.ui import palette
 from inspector.ui.table_base import HeaderedTableModel
 from inspector.ui.timeline.ladder import LadderView
+from proxy.model import Direction
 
 if TYPE_CHECKING:
     from inspector.ui.timeline.plots import TimelinePlots
@@ -117,6 +119,73 @@ class StatsModel(HeaderedTableModel):
                 [(r.direction, r.key) for r in self.rows]:
             self.rows = rows
             self.dataChanged.emit(self.index(0, 0), self.index(len(rows) - 1, len(STATS_HEADERS) - 1))
+            return
+        self.beginResetModel()
+        self.rows = rows
+        self.endResetModel()
+
+
+UDP_HEADERS: Final = ("dir", "datagrams", "lost", "dropped", "duplicated", "sent ahead", "corrupted")
+UDP_TIPS: Final = (
+    "direction of the UDP datagrams", "datagrams that arrived from their sender (copies not counted)",
+    "lost to the loss models (random, Gilbert-Elliott bursts), measured; the configured rate in brackets",
+    "dropped for another reason: MTU, a full bandwidth queue, a rule, the user",
+    "copies made, as a share of the datagrams; the configured rate in brackets",
+    "sent ahead of the ones before them (reorder), measured; the configured rate in brackets",
+    "delivered with flipped bits, measured; the configured rate in brackets",
+)
+
+
+class UdpStatsModel(HeaderedTableModel):
+    """What the UDP impairments did per direction, measured from the records, beside what is configured: one row
+    per direction that carried datagrams (nothing for TCP-only traffic)."""
+
+    HEADERS = UDP_HEADERS
+    TOOLTIPS = UDP_TIPS
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.rows: list[tuple[Direction, tuple[str, ...]]] = []
+        self.colours = palette.current()
+
+    def row_total(self) -> int:
+        return len(self.rows)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self.rows) or not 0 <= index.column() < len(UDP_HEADERS):
+            return None
+        d, cells = self.rows[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return cells[col]
+        if role == Qt.ItemDataRole.ForegroundRole and col == 0:
+            return self.colours.direction(d)
+        if role == Qt.ItemDataRole.TextAlignmentRole and col >= 1:
+            return Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        return None
+
+    def set_counts(self, counts: dict[Direction, DatagramCounts], configured: Any) -> None:
+        """``counts`` per direction; ``configured``: the ``Conditions`` in force (or None)."""
+        rows: list[tuple[Direction, tuple[str, ...]]] = []
+        for d, c in counts.items():
+            if not c.datagrams and not c.duplicates:
+                continue
+            cond = configured.for_direction(d) if configured is not None else None
+
+            def share(n: int, setting: float | None, c: DatagramCounts = c) -> str:
+                text = f"{c.pct(n):.1f} %"
+                return text if setting is None else f"{text} (set {setting:g} %)"
+
+            loss = None
+            if cond is not None:
+                ge = cond.burst_loss.mean_loss_pct if cond.burst_loss is not None else 0.0
+                loss = round(100 - (100 - cond.loss_pct) * (100 - ge) / 100, 2)
+            rows.append((d, (f"{d.arrow} {d.label}", f"{c.datagrams:,}", share(c.lost, loss),
+                             share(c.dropped, None),
+                             share(c.duplicates, cond.duplicate_fraction * 100 if cond is not None else None),
+                             share(c.reordered, cond.reorder_pct if cond is not None else None),
+                             share(c.corrupted, cond.corrupt_pct if cond is not None else None))))
+        if rows == self.rows:
             return
         self.beginResetModel()
         self.rows = rows
@@ -343,11 +412,27 @@ class TimelineController(QObject):
         lay.setSpacing(0)
         lay.addLayout(bar)
         lay.addWidget(self.stats_table, 1)
+        # UDP: what the impairments did, measured, beside what is set (shown once datagrams arrived)
+        self.udp_model = UdpStatsModel(self)
+        self.udp_table = QTableView()
+        self.udp_table.setObjectName("udp_statistics")
+        self.udp_table.setModel(self.udp_model)
+        self.udp_table.verticalHeader().hide()
+        self.udp_table.setShowGrid(False)
+        self.udp_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.udp_table.setMaximumHeight(self.udp_table.verticalHeader().defaultSectionSize() * 3 + 8)
+        self.udp_label = QLabel("<b>UDP datagrams</b>: measured, with what is set in brackets")
+        self.udp_label.setContentsMargins(4, 4, 4, 0)
+        lay.addWidget(self.udp_label)
+        lay.addWidget(self.udp_table)
+        for w in (self.udp_label, self.udp_table):
+            w.hide()
 
     def set_colours(self, colours: palette.Colours) -> None:
         """The look changed (light or dark)."""
         self.colours = colours
         self.stats_model.colours = colours
+        self.udp_model.colours = colours
         self.pair_error.setStyleSheet(f"color: {colours.error.name()}")
         self.group_error.setStyleSheet(f"color: {colours.error.name()}")
         if self._plots is not None:
@@ -487,7 +572,19 @@ class TimelineController(QObject):
             del self.tick_ms[:500]
 
     def refresh_stats(self) -> None:
-        self.stats_model.set_rows(self.analysis.stats.rows(self.stats_scope.currentData()))
+        scope = self.stats_scope.currentData()
+        self.stats_model.set_rows(self.analysis.stats.rows(scope))
+        dg = self.analysis.datagrams
+        counts = dg.total if scope is None else {d: dg.flows[(scope, d)] for d in Direction
+                                                 if (scope, d) in dg.flows}
+        configured = None
+        if self.conditions is not None:
+            with contextlib.suppress(Exception):  # the panel may be mid-edit: the measures stand on their own
+                configured = self.conditions()
+        self.udp_model.set_counts(counts, configured)
+        shown = self.udp_model.rowCount() > 0
+        for w in (self.udp_label, self.udp_table):
+            w.setVisible(shown)
 
     def _update_rtt_label(self) -> None:
         rts = [rt for rt in self.analysis.pairer.round_trips[-200:]
