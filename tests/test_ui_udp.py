@@ -387,3 +387,27 @@ def test_a_datagram_held_from_the_window_is_edited_dropped_or_forwarded_and_the_
     assert echo.got == [pos(0), pos(1), b"SECRET!", pos(2)]
     dropped = rows_of(w, lambda r: w.store.state(r) is MessageState.DROPPED)
     assert [w.store.payload(r) for r in dropped] == [b"dropme"]
+
+
+@pytest.mark.timeout(60)
+def test_replaying_a_flow_from_the_window_sends_its_datagrams_again_as_a_new_flow(
+        qtbot: Any, make_window: Callable[..., MainWindow], echo: UdpEcho) -> None:
+    w, port = udp_window(make_window, qtbot, echo)
+    sent = [pos(0), b"", b"\x00\xffbinary"]
+    with client() as c:
+        for data in sent:
+            c.sendto(data, ("127.0.0.1", port))
+            assert c.recvfrom(100)[0] == data
+    qtbot.waitUntil(lambda: len(w.store) == 6, timeout=WAIT)
+    [first] = w.store.connections
+    w.conn_table.selectRow(0)
+    w.replay("fast")
+    qtbot.waitUntil(lambda: len(echo.got) == 2 * len(sent), timeout=WAIT)
+    assert echo.got == sent + sent  # byte for byte, the empty datagram too
+    qtbot.waitUntil(lambda: len(w.store.connections) == 2, timeout=WAIT)
+    [new] = [c for cid, c in w.store.connections.items() if cid != first]
+    assert new.is_udp and new.replay_of == first
+    replayed = [w.store.payload(r) for r in range(len(w.store))
+                if w.store.conn_ids[r] == new.conn_id and w.store.direction(r) is Direction.C2S]
+    assert replayed == sent and all(w.store.origin(r) is Origin.REPLAYED for r in range(len(w.store))
+                                    if w.store.conn_ids[r] == new.conn_id and w.store.direction(r) is Direction.C2S)

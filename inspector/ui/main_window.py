@@ -1602,7 +1602,11 @@ class MainWindow(QMainWindow):
         if not messages:
             self._report_error(f"connection #{conn} has no client-to-server messages to replay")
             return
-        self.send("replay", conn_id=conn, mode=mode, messages=messages)
+        c = s.connections.get(conn)
+        if c is not None and c.is_udp:  # a flow from a session file: the engine cannot know it was one
+            self.send("replay", conn_id=conn, mode=mode, messages=messages, transport="udp")
+        else:
+            self.send("replay", conn_id=conn, mode=mode, messages=messages)
 
     def _framing_chosen(self, _i: int) -> None:
         text = self.framing_combo.currentText().strip()
