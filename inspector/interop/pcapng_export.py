@@ -455,26 +455,10 @@ class PcapngExporter:
 
     @staticmethod
     def _frame_scapy(c: _Conn, d: int, seq: int, ack: int, flags: int, payload: bytes) -> bytes:
-        from scapy.layers.inet import IP, TCP
-        from scapy.layers.inet6 import IPv6
-        from scapy.layers.l2 import Ether
-        from scapy.packet import Raw
+        from scapy.layers.inet import TCP
 
-        def mac(b: bytes) -> str:
-            return ":".join(f"{x:02x}" for x in b)
-
-        src, dst = c.addr[d], c.addr[1 - d]
-        if c.v6:
-            ip: Any = IPv6(src=str(ipaddress.IPv6Address(src)), dst=str(ipaddress.IPv6Address(dst)), hlim=TTL,
-                           tc=0, fl=0)
-        else:
-            ip = IP(src=str(ipaddress.IPv4Address(src)), dst=str(ipaddress.IPv4Address(dst)), id=0, flags="DF",
-                    ttl=TTL, tos=0)
-        pkt = (Ether(src=mac(c.mac[d]), dst=mac(c.mac[1 - d])) / ip /
-               TCP(sport=c.port[d], dport=c.port[1 - d], seq=seq, ack=ack, flags=flags, window=WINDOW, urgptr=0))
-        if payload:
-            pkt = pkt / Raw(payload)
-        return bytes(pkt)
+        return _scapy_frame(c, d, TCP(sport=c.port[d], dport=c.port[1 - d], seq=seq, ack=ack, flags=flags,
+                                      window=WINDOW, urgptr=0), payload)
 
     @staticmethod
     def _udp_fast(c: _Conn, d: int, payload: bytes) -> bytes:
@@ -497,25 +481,9 @@ class PcapngExporter:
 
     @staticmethod
     def _udp_scapy(c: _Conn, d: int, payload: bytes) -> bytes:
-        from scapy.layers.inet import IP, UDP
-        from scapy.layers.inet6 import IPv6
-        from scapy.layers.l2 import Ether
-        from scapy.packet import Raw
+        from scapy.layers.inet import UDP
 
-        def mac(b: bytes) -> str:
-            return ":".join(f"{x:02x}" for x in b)
-
-        src, dst = c.addr[d], c.addr[1 - d]
-        if c.v6:
-            ip: Any = IPv6(src=str(ipaddress.IPv6Address(src)), dst=str(ipaddress.IPv6Address(dst)), hlim=TTL,
-                           tc=0, fl=0)
-        else:
-            ip = IP(src=str(ipaddress.IPv4Address(src)), dst=str(ipaddress.IPv4Address(dst)), id=0, flags="DF",
-                    ttl=TTL, tos=0)
-        pkt = Ether(src=mac(c.mac[d]), dst=mac(c.mac[1 - d])) / ip / UDP(sport=c.port[d], dport=c.port[1 - d])
-        if payload:
-            pkt = pkt / Raw(payload)
-        return bytes(pkt)
+        return _scapy_frame(c, d, UDP(sport=c.port[d], dport=c.port[1 - d]), payload)
 
     # ----------------------------------------------------------------------------------------- end
 
@@ -536,6 +504,29 @@ class PcapngExporter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _scapy_frame(c: _Conn, d: int, transport: Any, payload: bytes) -> bytes:
+    """Ethernet / IPv4 or IPv6 / ``transport`` / ``payload`` built by scapy: the reference the fast frames are
+    tested against, byte for byte."""
+    from scapy.layers.inet import IP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    def mac(b: bytes) -> str:
+        return ":".join(f"{x:02x}" for x in b)
+
+    src, dst = c.addr[d], c.addr[1 - d]
+    if c.v6:
+        ip: Any = IPv6(src=str(ipaddress.IPv6Address(src)), dst=str(ipaddress.IPv6Address(dst)), hlim=TTL, tc=0, fl=0)
+    else:
+        ip = IP(src=str(ipaddress.IPv4Address(src)), dst=str(ipaddress.IPv4Address(dst)), id=0, flags="DF", ttl=TTL,
+                tos=0)
+    pkt = Ether(src=mac(c.mac[d]), dst=mac(c.mac[1 - d])) / ip / transport
+    if payload:
+        pkt = pkt / Raw(payload)
+    return bytes(pkt)
 
 
 class _Commented(bytes):
