@@ -201,6 +201,22 @@ def test_loss_100_set_live_drops_the_next_datagrams_with_why_and_the_echo_stops(
     assert cells[1][:3] == ["← s2c", "1", "0.0 % (set 0 %)"], cells
     assert not tl.udp_table.isHidden()
     qtmodeltester.check(m, force_py=True)
+    # and the timeline draws it over time, with the loss that is set as a dotted line
+    w.timeline_dock.show()
+    qtbot.waitUntil(lambda: tl._plots is not None, timeout=WAIT)
+    tl.refresh(force=True)
+    plots = tl._plots
+    assert plots is not None and plots.udp_shown
+    plots.set_compact(0)  # a timeline tall enough for every plot (resizeEvent picks the level by height)
+    assert plots.udp_plot in plots.graphics.ci.items and plots.udp_plot.getAxis("bottom").isVisible()
+    plots.set_compact(2)  # tiny: the round trips only
+    assert plots.udp_plot not in plots.graphics.ci.items
+    plots.set_compact(1)
+    _x, lost = plots.udp_curves[(Direction.C2S, "lost")].getData()
+    assert lost is not None and lost[-1] == 75.0  # 3 of the 4 in the last 2 s
+    assert plots.udp_set[Direction.C2S].isVisible() and plots.udp_set[Direction.C2S].value() == 100
+    assert not plots.udp_set[Direction.S2C].isVisible()  # nothing set: no line
+    assert "UDP, last 2 s" in plots.legend.text()
 
 
 @pytest.mark.timeout(60)

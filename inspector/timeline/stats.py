@@ -250,6 +250,40 @@ class DatagramStats:
         self.total: dict[Direction, DatagramCounts] = {d: DatagramCounts() for d in Direction}
         self.flows: dict[tuple[int, Direction], DatagramCounts] = {}
         self._udp: dict[int, bool] = {}
+        self.bins: dict[tuple[int | None, Direction], dict[int, list[int]]] = {}
+        """(flow or None for all, direction) -> time bin (``BIN_NS``) -> [datagrams, lost, duplicated, sent ahead]:
+        what the timeline plots over time."""
+
+    def series(self, conn_id: int | None, d: Direction, window_bins: int = 8
+               ) -> tuple[list[float], list[float], list[float], list[float]]:
+        """Bin start times (ns) and the lost, duplicated and sent-ahead percentages of the datagrams that arrived
+        in the ``window_bins`` bins up to each (2 s by default): rates a learner can set beside the configured
+        ones, steady enough to read at a few datagrams a second."""
+        bins = self.bins.get((conn_id, d))
+        if not bins:
+            return [], [], [], []
+        first, last = min(bins), max(bins)
+        xs: list[float] = []
+        lost: list[float] = []
+        dup: list[float] = []
+        ahead: list[float] = []
+        window: list[list[int]] = []
+        sums = [0, 0, 0, 0]
+        for b in range(first, last + 1):
+            counts = bins.get(b, [0, 0, 0, 0])
+            window.append(counts)
+            for i in range(4):
+                sums[i] += counts[i]
+            if len(window) > window_bins:
+                old = window.pop(0)
+                for i in range(4):
+                    sums[i] -= old[i]
+            xs.append(float(b * BIN_NS))
+            n = sums[0]
+            lost.append(100.0 * sums[1] / n if n else float("nan"))
+            dup.append(100.0 * sums[2] / n if n else float("nan"))
+            ahead.append(100.0 * sums[3] / n if n else float("nan"))
+        return xs, lost, dup, ahead
 
     def feed(self, s: MessageStore, row: int) -> bool:
         """Count ``row`` if it is a datagram; True if it was."""
@@ -267,8 +301,23 @@ class DatagramStats:
         lane = self.flows.get(key)
         if lane is None:
             lane = self.flows[key] = DatagramCounts()
+        before = (lane.datagrams, lane.lost, lane.duplicates, lane.reordered)
         for counts in (lane, self.total[d]):
             _count_datagram(counts, s, row)
+        delta = (lane.datagrams - before[0], lane.lost - before[1], lane.duplicates - before[2],
+                 lane.reordered - before[3])
+        if any(delta):
+            b = s.arrivals[row] // BIN_NS
+            scope: int | None
+            for scope in (conn, None):
+                per = self.bins.get((scope, d))
+                if per is None:
+                    per = self.bins[(scope, d)] = {}
+                binned = per.get(b)
+                if binned is None:
+                    binned = per[b] = [0, 0, 0, 0]
+                for i in range(4):
+                    binned[i] += delta[i]
         return True
 
 

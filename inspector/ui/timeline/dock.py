@@ -125,6 +125,12 @@ class StatsModel(HeaderedTableModel):
         self.endResetModel()
 
 
+def configured_loss_pct(cond: Any) -> float:
+    """The share of datagrams a direction's conditions lose: random loss and Gilbert-Elliott bursts together."""
+    ge = float(cond.burst_loss.mean_loss_pct) if cond.burst_loss is not None else 0.0
+    return round(100 - (100 - float(cond.loss_pct)) * (100 - ge) / 100, 2)
+
+
 UDP_HEADERS: Final = ("dir", "datagrams", "lost", "dropped", "duplicated", "sent ahead", "corrupted")
 UDP_TIPS: Final = (
     "direction of the UDP datagrams", "datagrams that arrived from their sender (copies not counted)",
@@ -176,10 +182,7 @@ class UdpStatsModel(HeaderedTableModel):
                 text = f"{c.pct(n):.1f} %"
                 return text if setting is None else f"{text} (set {setting:g} %)"
 
-            loss = None
-            if cond is not None:
-                ge = cond.burst_loss.mean_loss_pct if cond.burst_loss is not None else 0.0
-                loss = round(100 - (100 - cond.loss_pct) * (100 - ge) / 100, 2)
+            loss = configured_loss_pct(cond) if cond is not None else None
             rows.append((d, (f"{d.arrow} {d.label}", f"{c.datagrams:,}", share(c.lost, loss),
                              share(c.dropped, None),
                              share(c.duplicates, cond.duplicate_fraction * 100 if cond is not None else None),
@@ -256,6 +259,7 @@ class TimelineController(QObject):
         self.paused = False
         self._conf_key: tuple[float, float] | None = None
         self._conf: list[tuple[int, float, float]] = []
+        self._udp_conf: dict[Direction, float] = {}
         self._generation = -1
         self._selected: int | None = None
         self.tick_ms: list[float] = []
@@ -366,6 +370,7 @@ class TimelineController(QObject):
             plots.set_follow(False)
         if self._conf:
             plots.set_configured(self._conf)
+        plots.set_configured_udp(self._udp_conf)
         self._plots = plots
         sizes = self.split.sizes()
         self.split.replaceWidget(0, plots)
@@ -530,8 +535,13 @@ class TimelineController(QObject):
             cond = self.conditions()
             lo = cond.c2s.latency_ms + cond.s2c.latency_ms
             hi = lo + cond.c2s.jitter.ms + cond.s2c.jitter.ms
+            udp = {d: configured_loss_pct(cond.for_direction(d)) for d in Direction}
         except Exception:  # a half-built panel: try again next tick
             return
+        if udp != self._udp_conf:
+            self._udp_conf = udp
+            if self._plots is not None:
+                self._plots.set_configured_udp(udp)
         if (lo, hi) != self._conf_key:
             self._conf_key = (lo, hi)
             s = self.store

@@ -74,14 +74,22 @@ def with_gaps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.insert(x, gaps + 1, mid), np.insert(y, gaps + 1, np.nan)
 
 
-def legend_html(c: palette.Colours) -> str:
+UDP_STYLES: Final = {"lost": pg.QtCore.Qt.PenStyle.SolidLine, "duplicated": pg.QtCore.Qt.PenStyle.DashLine,
+                     "sent ahead": pg.QtCore.Qt.PenStyle.DashDotLine}
+"""How the UDP plot draws each measure (in the direction's colour); the loss it is set to is a dotted line."""
+
+
+def legend_html(c: palette.Colours, udp: bool = False) -> str:
     def line(colour: str, name: str, mark: str = "━━") -> str:
         return f"<span style='color:{colour}'>{mark}</span>&nbsp;{name}"
 
-    return "&nbsp;&nbsp;".join([
-        line(c.c2s.name(), "round trip"), line(c.held.name(), "added by sockscope"),
-        line(c.held.name(), "configured", "▒▒"),
-        line(c.c2s.name(), "client → server", "━"), line(c.s2c.name(), "server → client", "━")])
+    parts = [line(c.c2s.name(), "round trip"), line(c.held.name(), "added by sockscope"),
+             line(c.held.name(), "configured", "▒▒"),
+             line(c.c2s.name(), "client → server", "━"), line(c.s2c.name(), "server → client", "━")]
+    if udp:
+        parts.append(f"UDP, last 2 s: {line(c.muted.name(), 'lost', '━')} {line(c.muted.name(), 'duplicated', '╍')} "
+                     f"{line(c.muted.name(), 'sent ahead', '─·')} {line(c.muted.name(), 'loss set', '┈')}")
+    return "&nbsp;&nbsp;".join(parts)
 
 
 class TimelinePlots(QWidget):
@@ -136,6 +144,28 @@ class TimelinePlots(QWidget):
         self.bytes_plot.setLabel("bottom", "time (s)", color=fg)
         self.msgs_plot.setXLink(self.rtt_plot)
         self.bytes_plot.setXLink(self.rtt_plot)
+        # UDP: what the impairments did, measured over the last 2 s, beside what is set; a row of its own, added
+        # once datagrams arrive (TCP-only traffic never sees it)
+        self.udp_plot = self.graphics.addPlot(row=3, col=0)
+        self.graphics.ci.removeItem(self.udp_plot)
+        self.udp_shown = False
+        self.udp_plot.showGrid(x=True, y=True, alpha=0.15)
+        self.udp_plot.getAxis("left").setWidth(58)
+        self.udp_plot.getAxis("left").setLabel("UDP %", color=fg)
+        self.udp_plot.setXLink(self.rtt_plot)
+        self.udp_plot.vb.sigRangeChangedManually.connect(self._moved_by_user)
+        self.udp_curves: dict[tuple[Direction, str], Any] = {}
+        self.udp_set: dict[Direction, Any] = {}
+        for d in Direction:
+            for kind, style in UDP_STYLES.items():
+                pen = pg.mkPen(c.direction(d), width=1.5, style=style)
+                self.udp_curves[(d, kind)] = self.udp_plot.plot([], [], pen=pen, connect="finite")
+            line = pg.InfiniteLine(angle=0, movable=False,
+                                   pen=pg.mkPen(c.direction(d), width=1, style=pg.QtCore.Qt.PenStyle.DotLine))
+            line.hide()
+            self.udp_plot.addItem(line)
+            self.udp_set[d] = line
+        self._udp_conf: dict[Direction, float] = {}
         self.rtt_plot.hideAxis("bottom")
         self.msgs_plot.hideAxis("bottom")
         self.rtt_plot.setYRange(0, 10)
@@ -190,7 +220,13 @@ class TimelinePlots(QWidget):
         for d in Direction:
             self.msg_curves[d].setPen(pg.mkPen(c.direction(d), width=1.5))
             self.byte_curves[d].setPen(pg.mkPen(c.direction(d), width=1.5))
-        self.legend.setText(legend_html(c))
+            for kind, style in UDP_STYLES.items():
+                self.udp_curves[(d, kind)].setPen(pg.mkPen(c.direction(d), width=1.5, style=style))
+            self.udp_set[d].setPen(pg.mkPen(c.direction(d), width=1, style=pg.QtCore.Qt.PenStyle.DotLine))
+        for ax in ("left", "bottom"):
+            self.udp_plot.getAxis(ax).setTextPen(fg)
+            self.udp_plot.getAxis(ax).setPen(fg)
+        self.legend.setText(legend_html(c, self.udp_shown))
 
     COMPACT_BELOW = 330
     """Below this height (px) the bytes/s plot steps aside so the other two keep readable axes."""
@@ -208,11 +244,18 @@ class TimelinePlots(QWidget):
         if level == self._compact:
             return
         self._compact = level
+        self._relayout()
+
+    def _relayout(self) -> None:
+        """The rows for the compact level, and the UDP plot below them once datagrams came (not when tiny)."""
+        level = self._compact
         ci = self.graphics.ci
-        for p in (self.msgs_plot, self.bytes_plot):
+        for p in (self.msgs_plot, self.bytes_plot, self.udp_plot):
             if p in ci.items:
                 ci.removeItem(p)
         shown = [self.rtt_plot, self.msgs_plot, self.bytes_plot][: 3 - level]
+        if self.udp_shown and level < 2:
+            shown.append(self.udp_plot)
         for row, p in enumerate(shown[1:], start=1):
             ci.addItem(p, row=row, col=0)
             ci.layout.setRowStretchFactor(row, 3)
@@ -227,6 +270,30 @@ class TimelinePlots(QWidget):
     def set_configured(self, history: list[tuple[int, float, float]]) -> None:
         """Configured added round trip: (from store time ns, low ms, high ms) steps."""
         self._conf = history
+
+    def set_configured_udp(self, loss_pct: dict[Direction, float]) -> None:
+        """The loss each direction is set to (random and burst together), drawn as a dotted line beside what is
+        measured."""
+        self._udp_conf = {d: v for d, v in loss_pct.items() if v > 0}
+        for d, line in self.udp_set.items():
+            value = self._udp_conf.get(d)
+            line.setVisible(value is not None)
+            if value is not None:
+                line.setValue(value)
+
+    def _draw_udp(self, analysis: Analysis, conn_id: int | None, t0: int) -> None:
+        dg = analysis.datagrams
+        if not self.udp_shown:
+            if not dg.bins:
+                return
+            self.udp_shown = True
+            self._relayout()
+            self.legend.setText(legend_html(self.colours, True))
+        for d in Direction:
+            xs, lost, dup, ahead = dg.series(conn_id, d)
+            x = (np.asarray(xs, dtype=float) - t0) / 1e9
+            for kind, y in (("lost", lost), ("duplicated", dup), ("sent ahead", ahead)):
+                self.udp_curves[(d, kind)].setData(x, np.asarray(y, dtype=float))
 
     def refresh(self, analysis: Analysis, conn_id: int | None, *, force: bool = False) -> None:
         d = self.data
@@ -247,6 +314,7 @@ class TimelinePlots(QWidget):
             self.byte_curves[dd].setData(*smoothed_rates(rx, np.asarray(d.bytes_per_s.get(dd, []), dtype=float),
                                                          now_s))
         self._draw_band(now_s)
+        self._draw_udp(analysis, conn_id, t0)
         if self.follow:
             self._setting_range = True
             lo = max(0.0, now_s - FOLLOW_WINDOW_S)
@@ -258,6 +326,11 @@ class TimelinePlots(QWidget):
                 top_rate = max((float(np.nanmax(y)) for c in curves.values()
                                 if (y := c.getData()[1]) is not None and len(y)), default=1.0)
                 p.setYRange(0, max(1.0, top_rate) * 1.25, padding=0)
+            if self.udp_shown:
+                tops = [float(np.nanmax(y)) for c in self.udp_curves.values()
+                        if (y := c.getData()[1]) is not None and len(y) and not np.all(np.isnan(y))]
+                top_pct = max([5.0, *tops, *self._udp_conf.values()])
+                self.udp_plot.setYRange(0, min(100.0, top_pct * 1.25), padding=0)
             self._setting_range = False
         self._update_dots()
 
