@@ -209,8 +209,9 @@ def test_loss_100_set_live_drops_the_next_datagrams_with_why_and_the_echo_stops(
     assert plots is not None and plots.udp_shown
     plots.set_compact(0)  # a timeline tall enough for every plot (resizeEvent picks the level by height)
     assert plots.udp_plot in plots.graphics.ci.items and plots.udp_plot.getAxis("bottom").isVisible()
-    plots.set_compact(2)  # tiny: the round trips only
-    assert plots.udp_plot not in plots.graphics.ci.items
+    assert "UDP, last 2 s" in plots.legend.text()
+    plots.set_compact(2)  # tiny: the round trips only, and the legend says no more
+    assert plots.udp_plot not in plots.graphics.ci.items and "UDP" not in plots.legend.text()
     plots.set_compact(1)
     _x, lost = plots.udp_curves[(Direction.C2S, "lost")].getData()
     assert lost is not None and lost[-1] == 75.0  # 3 of the 4 in the last 2 s

@@ -226,7 +226,7 @@ class TimelinePlots(QWidget):
         for ax in ("left", "bottom"):
             self.udp_plot.getAxis(ax).setTextPen(fg)
             self.udp_plot.getAxis(ax).setPen(fg)
-        self.legend.setText(legend_html(c, self.udp_shown))
+        self.legend.setText(legend_html(c, self.udp_shown and self._compact < 2))
 
     COMPACT_BELOW = 330
     """Below this height (px) the bytes/s plot steps aside so the other two keep readable axes."""
@@ -256,6 +256,7 @@ class TimelinePlots(QWidget):
         shown = [self.rtt_plot, self.msgs_plot, self.bytes_plot][: 3 - level]
         if self.udp_shown and level < 2:
             shown.append(self.udp_plot)
+        self.legend.setText(legend_html(self.colours, self.udp_plot in shown))  # the legend names what is drawn
         for row, p in enumerate(shown[1:], start=1):
             ci.addItem(p, row=row, col=0)
             ci.layout.setRowStretchFactor(row, 3)
@@ -288,7 +289,6 @@ class TimelinePlots(QWidget):
                 return
             self.udp_shown = True
             self._relayout()
-            self.legend.setText(legend_html(self.colours, True))
         for d in Direction:
             xs, lost, dup, ahead = dg.series(conn_id, d)
             x = (np.asarray(xs, dtype=float) - t0) / 1e9
