@@ -215,8 +215,9 @@ def test_loss_100_set_live_drops_the_next_datagrams_with_why_and_the_echo_stops(
     plots.set_compact(1)
     _x, lost = plots.udp_curves[(Direction.C2S, "lost")].getData()
     assert lost is not None and lost[-1] == 75.0  # 3 of the 4 in the last 2 s
-    assert plots.udp_set[Direction.C2S].isVisible() and plots.udp_set[Direction.C2S].value() == 100
-    assert not plots.udp_set[Direction.S2C].isVisible()  # nothing set: no line
+    assert plots.udp_set[(Direction.C2S, "lost")].isVisible() and plots.udp_set[(Direction.C2S, "lost")].value() == 100
+    assert not plots.udp_set[(Direction.S2C, "lost")].isVisible()  # nothing set: no line
+    assert not plots.udp_set[(Direction.C2S, "duplicated")].isVisible()
     assert "UDP, last 2 s" in plots.legend.text()
 
 

@@ -259,7 +259,7 @@ class TimelineController(QObject):
         self.paused = False
         self._conf_key: tuple[float, float] | None = None
         self._conf: list[tuple[int, float, float]] = []
-        self._udp_conf: dict[Direction, float] = {}
+        self._udp_conf: dict[tuple[Direction, str], float] = {}
         self._generation = -1
         self._selected: int | None = None
         self.tick_ms: list[float] = []
@@ -535,7 +535,12 @@ class TimelineController(QObject):
             cond = self.conditions()
             lo = cond.c2s.latency_ms + cond.s2c.latency_ms
             hi = lo + cond.c2s.jitter.ms + cond.s2c.jitter.ms
-            udp = {d: configured_loss_pct(cond.for_direction(d)) for d in Direction}
+            udp: dict[tuple[Direction, str], float] = {}
+            for d in Direction:
+                dc = cond.for_direction(d)
+                udp[(d, "lost")] = configured_loss_pct(dc)
+                udp[(d, "duplicated")] = dc.duplicate_fraction * 100
+                udp[(d, "sent ahead")] = float(dc.reorder_pct)
         except Exception:  # a half-built panel: try again next tick
             return
         if udp != self._udp_conf:

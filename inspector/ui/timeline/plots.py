@@ -155,17 +155,18 @@ class TimelinePlots(QWidget):
         self.udp_plot.setXLink(self.rtt_plot)
         self.udp_plot.vb.sigRangeChangedManually.connect(self._moved_by_user)
         self.udp_curves: dict[tuple[Direction, str], Any] = {}
-        self.udp_set: dict[Direction, Any] = {}
+        self.udp_set: dict[tuple[Direction, str], Any] = {}
         for d in Direction:
             for kind, style in UDP_STYLES.items():
                 pen = pg.mkPen(c.direction(d), width=1.5, style=style)
                 self.udp_curves[(d, kind)] = self.udp_plot.plot([], [], pen=pen, connect="finite")
-            line = pg.InfiniteLine(angle=0, movable=False,
-                                   pen=pg.mkPen(c.direction(d), width=1, style=pg.QtCore.Qt.PenStyle.DotLine))
-            line.hide()
-            self.udp_plot.addItem(line)
-            self.udp_set[d] = line
-        self._udp_conf: dict[Direction, float] = {}
+                line = pg.InfiniteLine(angle=0, movable=False, label=f"{kind} set", labelOpts={
+                    "position": 0.02, "color": c.direction(d), "anchors": [(0, 1), (0, 1)]},
+                    pen=pg.mkPen(c.direction(d), width=1, style=pg.QtCore.Qt.PenStyle.DotLine))
+                line.hide()
+                self.udp_plot.addItem(line)
+                self.udp_set[(d, kind)] = line
+        self._udp_conf: dict[tuple[Direction, str], float] = {}
         self.rtt_plot.hideAxis("bottom")
         self.msgs_plot.hideAxis("bottom")
         self.rtt_plot.setYRange(0, 10)
@@ -222,7 +223,9 @@ class TimelinePlots(QWidget):
             self.byte_curves[d].setPen(pg.mkPen(c.direction(d), width=1.5))
             for kind, style in UDP_STYLES.items():
                 self.udp_curves[(d, kind)].setPen(pg.mkPen(c.direction(d), width=1.5, style=style))
-            self.udp_set[d].setPen(pg.mkPen(c.direction(d), width=1, style=pg.QtCore.Qt.PenStyle.DotLine))
+            for kind in UDP_STYLES:
+                self.udp_set[(d, kind)].setPen(pg.mkPen(c.direction(d), width=1,
+                                                        style=pg.QtCore.Qt.PenStyle.DotLine))
         for ax in ("left", "bottom"):
             self.udp_plot.getAxis(ax).setTextPen(fg)
             self.udp_plot.getAxis(ax).setPen(fg)
@@ -272,12 +275,12 @@ class TimelinePlots(QWidget):
         """Configured added round trip: (from store time ns, low ms, high ms) steps."""
         self._conf = history
 
-    def set_configured_udp(self, loss_pct: dict[Direction, float]) -> None:
-        """The loss each direction is set to (random and burst together), drawn as a dotted line beside what is
-        measured."""
-        self._udp_conf = {d: v for d, v in loss_pct.items() if v > 0}
-        for d, line in self.udp_set.items():
-            value = self._udp_conf.get(d)
+    def set_configured_udp(self, configured: dict[tuple[Direction, str], float]) -> None:
+        """What each direction is set to lose, duplicate and send ahead (percent; loss: random and bursts
+        together), each drawn as a dotted line beside what is measured (none for a measure set to 0)."""
+        self._udp_conf = {k: v for k, v in configured.items() if v > 0}
+        for key, line in self.udp_set.items():
+            value = self._udp_conf.get(key)
             line.setVisible(value is not None)
             if value is not None:
                 line.setValue(value)
