@@ -164,6 +164,10 @@ def test_a_udp_echo_game_shows_its_datagrams_decoded_and_its_flow(
     assert "framing does not apply" in w.detail.framing_note.text()
     w._update_status()
     assert w.st_conns.text() == "1 open / 1 UDP flow"  # a flow is not called a connection
+    # the timeline pairs each datagram with its answer by their fields (here the echo: the same seq)
+    w.timeline.analysis.run_to_end()
+    rts = [rt for rt in w.timeline.analysis.pairer.round_trips if rt.pair.conn_id == conn.conn_id]
+    assert len(rts) == 3, rts
     assert w.conditions.udp and w.conditions.burst_button.isVisibleTo(w.conditions)
 
 
