@@ -142,12 +142,14 @@ class _Transport(Protocol):
 
 
 class _FlowSocket:
-    __slots__ = ("sock", "task", "transport")
+    __slots__ = ("refused", "sock", "task", "transport")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.transport: _Transport | None = None
         self.task: asyncio.Task[None] | None = None
+        self.refused = False
+        """The server refused (ICMP port unreachable) at least once: a send first clears what is pending."""
 
 
 class UdpShell:
@@ -255,6 +257,12 @@ class UdpShell:
         if fs is None:
             return
         t = fs.transport
+        if fs.refused:
+            # A connected UDP socket keeps the last ICMP "port unreachable" as a pending error, and the next send
+            # fails with it instead of going out: read (and so clear) it first, or the first datagram after the
+            # server starts would be lost.
+            with contextlib.suppress(OSError):
+                fs.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if not c.data:
             self._send_empty(fs.sock, None, c.flow)
             return
@@ -346,6 +354,9 @@ class UdpShell:
         """An error on a flow's socket: ICMP port unreachable becomes ``FlowRefused`` (one notice per flow); any
         other error is told once per flow. The flow goes on either way."""
         if _is_refused(exc):
+            fs = self.flows.get(flow)
+            if fs is not None:
+                fs.refused = True
             self.run(self.core.handle(FlowRefused(_now(), flow, str(exc) or type(exc).__name__)))
             return
         if flow in self._errors_told:
