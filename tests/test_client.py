@@ -165,6 +165,7 @@ class SilentProxy:
         self.sock.close()
 
 
+@pytest.mark.slow  # fills a socket buffer for 2 s: the full run only
 @pytest.mark.timeout(30)
 def test_submit_never_blocks_on_a_proxy_that_does_not_read() -> None:
     """The window sends from its GUI thread: 32 MiB of commands to a proxy that reads nothing return at once, as

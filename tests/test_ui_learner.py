@@ -155,6 +155,7 @@ def _free_port() -> int:
     return port
 
 
+@pytest.mark.slow  # waits out the server check's interval (2 s): the full run only
 @pytest.mark.timeout(60)
 def test_a_server_that_is_not_running_is_said_at_start_when_a_client_comes_and_until_it_runs(
         qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
@@ -243,6 +244,7 @@ def test_open_session_while_live_asks_first_and_says_the_proxy_stopped(
 # ------------------------------------------------------------------------------------ item 9: what the window says
 
 
+@pytest.mark.slow  # a slow game's rate needs seconds of it: the full run only
 @pytest.mark.timeout(60)
 def test_the_status_bar_shows_a_slow_games_rate(qtbot: Any, make_window: Callable[..., MainWindow]) -> None:
     """Pings every 1.2 s are about 0.8 messages a second each way, not "0 msg/s"."""
