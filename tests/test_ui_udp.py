@@ -433,3 +433,19 @@ def test_replaying_a_flow_from_the_window_sends_its_datagrams_again_as_a_new_flo
                 if w.store.conn_ids[r] == new.conn_id and w.store.direction(r) is Direction.C2S]
     assert replayed == sent and all(w.store.origin(r) is Origin.REPLAYED for r in range(len(w.store))
                                     if w.store.conn_ids[r] == new.conn_id and w.store.direction(r) is Direction.C2S)
+
+
+@pytest.mark.timeout(60)
+def test_reset_on_a_flow_ends_it_and_says_udp_has_no_reset(qtbot: Any, make_window: Callable[..., MainWindow],
+                                                            echo: UdpEcho) -> None:
+    w, port = udp_window(make_window, qtbot, echo)
+    with client() as c:
+        c.sendto(pos(0), ("127.0.0.1", port))
+        assert c.recvfrom(100)[0] == pos(0)
+    qtbot.waitUntil(lambda: len(w.store) == 2, timeout=WAIT)
+    [conn] = w.store.connections.values()
+    w.conn_table.selectRow(0)
+    w.conn_reset.click()
+    qtbot.waitUntil(lambda: not conn.is_open, timeout=WAIT)
+    assert conn.reason is CloseReason.PROXY_CLOSED  # ended as Close ends it, not "reset by proxy"
+    assert "UDP has no reset" in w.statusBar().currentMessage()

@@ -410,7 +410,7 @@ class MainWindow(QMainWindow):
         self.conn_close = QPushButton("Close")
         self.conn_close.setToolTip("close the selected connection cleanly (FIN)")
         self.conn_reset = QPushButton("Reset")
-        self.conn_reset.setToolTip("reset the selected connection (RST)")
+        self.conn_reset.setToolTip("reset the selected connection (RST); a UDP flow has no reset: it is ended")
         self.conn_only = QPushButton("Only this")
         self.conn_only.setToolTip("filter the table to the selected connection")
         self.conn_close.clicked.connect(lambda: self.close_connection(reset=False))
@@ -1582,6 +1582,12 @@ class MainWindow(QMainWindow):
         conn = self._target_conn()
         if conn is None:
             self._report_error("select a connection first (Connections panel or a message)")
+            return
+        c = self.store.connections.get(conn)
+        if reset and c is not None and c.is_udp:  # UDP has no reset: say what happens instead of pretending
+            self.send("close", conn_id=conn)
+            self.statusBar().showMessage(f"flow #{conn} ended: UDP has no reset (RST), so Reset ends a flow as "
+                                         "Close does", 8000)
             return
         self.send("reset" if reset else "close", conn_id=conn)
 
