@@ -52,7 +52,7 @@ from proxy.model import (
     frozen,
 )
 from proxy.relay import Shared
-from proxy.rules import Rule, failure_text, first_match
+from proxy.rules import Rule, failure_text, first_match, unreported_failures
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT_S",
@@ -689,13 +689,7 @@ class DatagramCore:
         failures: list[tuple[Rule, Exception]] = []
         rule = first_match(rules, Message(msg_id, flow.conn_id, lane.direction, seq, data, now, None, origin,
                                           _SCHEDULED), lambda r, e: failures.append((r, e)), rng)
-        for r, exc in failures:
-            if any(x is r for x in flow.rules_warned):
-                continue
-            flow.rules_warned = [x for x in flow.rules_warned if any(x is y for y in rules)]
-            flow.rules_warned.append(r)
-            index = next((i for i, x in enumerate(rules) if x is r), 0)
-            label = r.name or f"{r.action} rule {index + 1}"
+        for label, exc in unreported_failures(rules, flow.rules_warned, failures) if failures else ():
             out.append(cmd.Publish(Notice(
                 "warning", f"flow #{flow.conn_id} {lane.direction.label}: rule {label!r} did not apply to datagram "
                 f"{msg_id}: {failure_text(exc)} (not reported again on this flow)", now, flow.conn_id,

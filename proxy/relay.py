@@ -49,7 +49,7 @@ from proxy.model import (
     Side,
 )
 from proxy.model import UpstreamConnected as UpstreamConnectedRecord
-from proxy.rules import Rule, failure_text, first_match
+from proxy.rules import Rule, failure_text, first_match, unreported_failures
 from proxy.scheduler import DirectionScheduler, Scheduled
 
 STALL_NS = 250_000_000
@@ -631,15 +631,7 @@ class Relay:
 
     def _warn_rule_failures(self, lane: _Lane, msg_id: int, now: int, out: list[cmd.Command]) -> None:
         """A rule whose match raised did not match (first_match went on); say why, once per rule and connection."""
-        rules = self.shared.rules
-        for rule, exc in self._rule_failures:
-            if any(r is rule for r in self._rules_warned):
-                continue
-            # Forget rules that were replaced since: the list stays as short as the rule set.
-            self._rules_warned = [r for r in self._rules_warned if any(r is x for x in rules)]
-            self._rules_warned.append(rule)
-            index = next((i for i, x in enumerate(rules) if x is rule), 0)
-            label = rule.name or f"{rule.action} rule {index + 1}"
+        for label, exc in unreported_failures(self.shared.rules, self._rules_warned, self._rule_failures):
             out.append(cmd.Publish(Notice(
                 "warning",
                 f"connection #{self.conn_id} {lane.direction.label}: rule {label!r} did not apply to message "

@@ -264,6 +264,22 @@ def first_match(rules: tuple[Rule, ...], msg: Message, failed: RuleFailed | None
     return None
 
 
+def unreported_failures(rules: tuple[Rule, ...], warned: list[Rule], failures: list[tuple[Rule, Exception]]
+                        ) -> list[tuple[str, Exception]]:
+    """The failed matches not yet reported on this connection or flow, as (rule label, exception): each rule is
+    reported once. ``warned`` is updated in place and forgets rules that were replaced since, so it stays as short
+    as the rule set."""
+    out: list[tuple[str, Exception]] = []
+    for rule, exc in failures:
+        if any(r is rule for r in warned):
+            continue
+        warned[:] = [r for r in warned if any(r is x for x in rules)]
+        warned.append(rule)
+        index = next((i for i, x in enumerate(rules) if x is rule), 0)
+        out.append((rule.name or f"{rule.action} rule {index + 1}", exc))
+    return out
+
+
 def failure_text(e: Exception) -> str:
     """What a warning says about a rule's failed match: the reason of :class:`RuleUndecided`, else the exception."""
     text = str(e) if isinstance(e, RuleUndecided) else f"its match raised {type(e).__name__}: {e}"
