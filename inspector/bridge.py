@@ -83,11 +83,16 @@ class LinkError(Exception):
 
 
 class RecordQueue:
-    """A bounded, thread-safe hand-off of records from the reader thread to the GUI thread (swap-on-drain)."""
+    """A bounded, thread-safe hand-off of records from the reader thread to the GUI thread (swap-on-drain).
+
+    Records that came over the control protocol keep their frame as received (:meth:`put_frames`), so the
+    window's spool writes those bytes as they are instead of encoding every record again on the GUI thread."""
 
     def __init__(self, bound: int = QUEUE_BOUND) -> None:
         self.bound = bound
         self._items: list[Record] = []
+        self._frames: list[bytes | None] = []
+        """Aligned with ``_items``: each record's frame, or None for a record made on this side."""
         self._lock = threading.Lock()
         self.lost = 0
         """Messages dropped because the GUI thread fell behind (plus what the engine reported lost)."""
@@ -98,19 +103,26 @@ class RecordQueue:
                 self.lost += 1
                 return
             self._items.append(record)
+            self._frames.append(None)
 
     def put_many(self, records: Sequence[Record]) -> None:
-        """A read's records at once (the client's reader thread): one lock, and one ``extend`` while there is room."""
+        """A read's records at once: one lock, and one ``extend`` while there is room."""
+        self.put_frames(records, None)
+
+    def put_frames(self, records: Sequence[Record], frames: Sequence[bytes] | None) -> None:
+        """A read's records with their frames as received (the client's reader thread), or None for no frames."""
         with self._lock:
-            items = self._items
+            items, kept = self._items, self._frames
             if len(items) + len(records) <= self.bound:
                 items.extend(records)
+                kept.extend(frames if frames is not None else [None] * len(records))
                 return
-            for r in records:
+            for i, r in enumerate(records):
                 if len(items) >= self.bound and type(r) is Message:
                     self.lost += 1
                 else:
                     items.append(r)
+                    kept.append(frames[i] if frames is not None else None)
 
     def add_lost(self, n: int) -> None:
         with self._lock:
@@ -118,9 +130,14 @@ class RecordQueue:
 
     def drain(self) -> list[Record]:
         """Everything queued so far, in order (GUI thread)."""
+        return self.drain_frames()[0]
+
+    def drain_frames(self) -> tuple[list[Record], list[bytes | None]]:
+        """Everything queued so far, in order, with each record's frame or None (GUI thread)."""
         with self._lock:
             items, self._items = self._items, []
-        return items
+            frames, self._frames = self._frames, []
+        return items, frames
 
     def __len__(self) -> int:
         return len(self._items)
@@ -236,7 +253,7 @@ class AttachLink(Link):
         from proxy.control.client import ControlClient, ControlError
 
         try:
-            self._client = ControlClient(self.host, self.port, self.token, on_records=self.events.put_many,
+            self._client = ControlClient(self.host, self.port, self.token, on_record_frames=self.events.put_frames,
                                          on_event=self._on_event)
         except ControlError as e:
             raise LinkError(f"cannot attach to {self.host}:{self.port}: {e}") from None

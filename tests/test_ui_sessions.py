@@ -167,3 +167,53 @@ def test_live_capture_records_to_a_file_and_exports_visible(
     assert "second" in (tmp_path / "replay.py").read_text(encoding="utf-8")
     w.sessions.stop_recording_to_file()
     assert w.sessions.spool_is_temp and not w.sessions.record_action.isChecked()
+
+
+def test_the_live_spool_writes_each_record_as_received_without_encoding_it_again(
+        qtbot: Any, make_window: Callable[..., MainWindow], echo_server: EchoServer, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a flood the spool was a tenth of the GUI thread: every record encoded again. It now writes the
+    frames the control protocol delivered (a session file's record frames), and the file reads back the same."""
+    import inspector.interop.session_io as session_io
+
+    encoded: list[Record] = []
+    encode = session_io.record_to_dict
+
+    def counting(r: Record) -> dict[str, Any]:
+        encoded.append(r)
+        return encode(r)
+
+    monkeypatch.setattr(session_io, "record_to_dict", counting)
+    w = make_window(LinkOptions(listen=("127.0.0.1", 0), target=("127.0.0.1", echo_server.port)))
+    seen: list[Record] = []
+    w.pump.on_batch.append(seen.extend)
+    qtbot.waitUntil(lambda: w.link is not None and w.sessions.writer is not None, timeout=WAIT)
+    assert w.link is not None and w.link.listen_addr is not None
+    s = connect(w.link.listen_addr[1])
+    for i in range(20):
+        s.sendall(b"ping %d \xf0\x9f\x93\xa5" % i)
+        assert recv_exact(s, len(b"ping %d \xf0\x9f\x93\xa5" % i)) == b"ping %d \xf0\x9f\x93\xa5" % i
+    s.close()
+    qtbot.waitUntil(lambda: any(not c.is_open for c in w.store.connections.values()), timeout=WAIT)
+    w.pump.pump()
+    assert w.sessions.writer is not None and w.sessions.spool_path is not None
+    w.sessions.writer.flush()
+    assert len(seen) >= 42  # opened, connected, 40 messages, closed
+    assert _records(Path(w.sessions.spool_path)) == seen
+    assert encoded == []
+
+
+def test_the_record_queue_keeps_frames_aligned_with_records_when_it_drops() -> None:
+    from inspector.bridge import RecordQueue
+
+    q = RecordQueue(bound=3)
+    opened = ConnectionOpened(1, ("127.0.0.1", 40000), ("127.0.0.1", 5555), 0)
+    msgs = [Message(i, 1, Direction.C2S, i, b"x", i, i) for i in range(1, 5)]
+    q.put_frames([opened, msgs[0]], [b"f-open", b"f-1"])
+    q.put(msgs[1])  # made on this side: no frame
+    q.put_frames(msgs[2:], [b"f-3", b"f-4"])  # past the bound: messages are dropped with their frames
+    records, frames = q.drain_frames()
+    assert records == [opened, msgs[0], msgs[1]]
+    assert frames == [b"f-open", b"f-1", None]
+    assert q.lost == 2
+    assert q.drain_frames() == ([], [])

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any, Final
 
 import msgpack
@@ -88,6 +88,23 @@ class SessionWriter:
     def write_many(self, records: Iterable[Record]) -> None:
         for r in records:
             self.write(r)
+
+    def write_framed(self, records: Sequence[Record], frames: Sequence[bytes | None]) -> None:
+        """``records``, each given as its frame already encoded (as the control protocol delivered it: the same
+        length prefix and map a session file holds) or None to encode it here."""
+        if len(frames) != len(records):
+            raise ValueError(f"{len(records)} records but {len(frames)} frames")
+        buf = self._buf
+        for r, f in zip(records, frames, strict=True):
+            if f is None:
+                body = self._packer.pack(record_to_dict(r))
+                buf += _U32.pack(len(body))
+                buf += body
+            else:
+                buf += f
+        self.records_written += len(records)
+        if len(buf) >= self.flush_bytes:
+            self.flush()
 
     def flush(self) -> None:
         """Hand the buffered records to the OS (whole records only, so a reader never sees half of one)."""

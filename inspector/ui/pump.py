@@ -53,6 +53,9 @@ class RecordPump(QObject):
         self.last_batch_size = 0
         self.on_batch: list[Callable[[list[Record]], None]] = []
         """Extra consumers of every raw batch (the timeline), called before ``applied`` is emitted."""
+        self.last_frames: list[bytes | None] = []
+        """The batch's records as received over the control protocol (a session file's record frames), aligned
+        with the records given to ``on_batch``; None for a record made on this side (the spool encodes those)."""
 
     def set_link(self, link: Link | None) -> None:
         self.link = link
@@ -70,7 +73,7 @@ class RecordPump(QObject):
         link = self.link
         if link is None:
             return None
-        records = link.events.drain()
+        records, self.last_frames = link.events.drain_frames()
         result = None
         framing = getattr(link, "framing", None)
         if framing is not None:  # what a connection opened in this batch starts with

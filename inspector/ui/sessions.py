@@ -196,8 +196,12 @@ class SessionActions(QObject):
         w = self.writer
         if w is None or self.loading:
             return
+        frames = self.w.pump.last_frames
         try:
-            w.write_many(records)
+            if len(frames) == len(records):  # as received: no encoding again on the GUI thread
+                w.write_framed(records, frames)
+            else:
+                w.write_many(records)
             w.flush()
         except OSError as e:
             self._fail(f"recording to {self.spool_path} stopped: {e.strerror or e}")

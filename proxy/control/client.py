@@ -30,6 +30,7 @@ import itertools
 import queue
 import selectors
 import socket
+import struct
 import threading
 import time
 from collections import Counter, deque
@@ -53,6 +54,8 @@ from proxy.model import Record
 
 __all__ = ["ControlClient", "ControlError"]
 
+_HEADER: Final = struct.Struct(">I")
+"""A frame's length prefix (proxy.control.wire's): a record's frame is kept whole for a spool."""
 READ_CHUNK: Final = 1 << 20
 """The receive buffer: most bytes taken from the connection per wake-up."""
 CLOSE_WAIT: Final = 2.0
@@ -67,12 +70,15 @@ class ControlClient:
     """An authenticated control connection. Use as a context manager, or :meth:`close`.
 
     ``on_records(records)``: records, decoded, one list per read (else they are events with ``"record"``).
+    ``on_record_frames(records, frames)``: instead of ``on_records``, the same lists plus each record's frame as
+    received (length prefix and msgpack map: a session file's record frame), so a spool need not encode again.
     ``on_event(event)``: every other event (else :attr:`events`). Both run on the reader thread.
     Raises :class:`ControlError` when the proxy cannot be reached or refuses (wrong token).
     """
 
     def __init__(self, host: str, port: int, token: str, timeout: float = 10.0, *,
                  on_records: Callable[[list[Record]], None] | None = None,
+                 on_record_frames: Callable[[list[Record], list[bytes]], None] | None = None,
                  on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         """Events in order, then ``None`` when the connection has ended (used when no ``on_event`` is given)."""
@@ -80,6 +86,7 @@ class ControlClient:
         """The proxy's ``hello``: versions, settings, clock anchor, what is in force, presets, this client's id."""
         self.closed_reason: str | None = None
         self._on_records = on_records
+        self._on_record_frames = on_record_frames
         self._on_event = on_event
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[str, concurrent.futures.Future[Any]]] = {}
@@ -322,7 +329,16 @@ class ControlClient:
     def _take_frames(self) -> str | None:
         """Hand on every whole frame received; returns why the connection ends (a ``bye``), else None."""
         records: list[Record] = []
-        on_records = self._on_records
+        frames: list[bytes] = []
+        on_records, on_frames = self._on_records, self._on_record_frames
+        take = on_records is not None or on_frames is not None
+
+        def hand_on() -> None:
+            if on_frames is not None:
+                on_frames(records, frames)
+            elif on_records is not None:
+                on_records(records)
+
         try:
             for body in self._reader.frames():
                 # Small frames: msgpack's own size-relative limits in one C call; bigger ones: unpack_frame's.
@@ -330,15 +346,18 @@ class ControlClient:
                 if not isinstance(obj, dict):
                     raise ControlError(f"the proxy sent a {type(obj).__name__}, not a map")
                 t = obj.get("type")
-                if on_records is not None and t in RECORD_TYPES:
+                if take and t in RECORD_TYPES:
                     try:
                         records.append(record_from_dict(obj))
                     except CodecError as e:  # a newer proxy's record: say why it is missing, keep going
                         self._deliver({"v": PROTOCOL_VERSION, "type": "undecodable", "error": str(e)})
+                        continue
+                    if on_frames is not None:
+                        frames.append(_HEADER.pack(len(body)) + bytes(body))
                     continue
                 if records:  # keep the order: records before what the proxy sent after them
-                    on_records(records)  # type: ignore[misc]
-                    records = []
+                    hand_on()
+                    records, frames = [], []
                 if t == "reply":
                     self._settle(obj)
                     continue
@@ -353,7 +372,7 @@ class ControlClient:
                     return f"the proxy said bye: {obj.get('reason')}"
         finally:
             if records:
-                on_records(records)  # type: ignore[misc]
+                hand_on()
         return None
 
     def _settle(self, reply: dict[str, Any]) -> None:
