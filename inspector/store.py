@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -327,9 +327,16 @@ class MessageStore:
         n_view = len(self.view)
         result = ApplyResult(len(self.ids), n_view, n_view)
         changed: set[int] = set()
+        run: list[Message] = []  # consecutive messages are stored together (a flood is nearly all messages)
         for r in records:
+            if type(r) is Message:
+                run.append(r)
+                continue
+            if run:
+                self._append_many(run, result)
+                run = []
             if isinstance(r, Message):
-                self._append(r, result)
+                self._append_many([r], result)
             elif isinstance(r, MessageUpdated):
                 row = self._update(r, result)
                 if row is not None and row < result.first_new_row:
@@ -369,6 +376,8 @@ class MessageStore:
                 result.notices.append(r)
             else:
                 result.ignored += 1
+        if run:
+            self._append_many(run, result)
         result.changed_rows = sorted(changed)
         if self._payload_bytes > self.max_payload_bytes:
             self._evict()
@@ -384,63 +393,87 @@ class MessageStore:
         return c
 
     def _append(self, m: Message, result: ApplyResult) -> None:
-        d = int(m.direction)
-        conn = self._touch_conn(m.conn_id, result)
-        conn.msgs[d] += 1
-        conn.bytes[d] += len(m.data)
-        if m.arrival_ns > conn.last_ns:
-            conn.last_ns = m.arrival_ns
-        self.totals_msgs[d] += 1
-        self.totals_bytes[d] += len(m.data)
-        held = m.state is MessageState.HELD
-        if (self.paused and not held) or len(self.ids) >= self.max_rows:
-            if self.paused and not held:
-                self.skipped_while_paused += 1
-            else:
-                self.rows_refused += 1
-            return
-        row = len(self.ids)
+        self._append_many((m,), result)
+
+    def _append_many(self, msgs: Sequence[Message], result: ApplyResult) -> None:
+        """Store messages in order. One loop with every column's ``append`` bound once: at 40,000 records a
+        second this is the largest part of the window's work, and Python's attribute lookups were half of it."""
         ids = self.ids
-        if ids and m.id <= ids[-1]:
-            self._ids_sorted = False
-            self._id_index = None
-        if self._id_index is not None:
-            self._id_index[m.id] = row
-        ids.append(m.id)
-        self.conn_ids.append(m.conn_id)
-        self.seqs.append(m.seq)
-        self.dirs.append(d)
-        self.states.append(_STATE_CODE[m.state])
-        self.origins.append(_ORIGIN_CODE[m.origin])
-        self.arrivals.append(m.arrival_ns)
-        self.releases.append(NO_TIME if m.release_ns is None else m.release_ns)
-        self.sizes.append(len(m.data))
-        self._payloads.append(m.data)
-        self._payload_bytes += len(m.data)
-        if m.delays:
-            self._delays[row] = m.delays
-        if m.note:
-            self._notes[row] = m.note
-        if m.flips:
-            self._flips[row] = m.flips
-        if self.t0_ns is None:
-            self.t0_ns = m.arrival_ns
-        if held:
-            self.held[m.id] = row
-            conn.held += 1
-            result.held_changed = True
-        runs = self._runs
-        key = m.conn_id << 1 | d
-        run = runs.get(key)
-        if run is None:
-            runs[key] = [m.seq, row]
-        elif len(run) <= REFRAME_MAX_SOURCES:
-            run.append(row)
-        pred = self._predicate
-        if pred is None or pred(row):
-            self.visible.append(row)
-            if self.view is not self.visible:
-                self.view.append(row)
+        ids_append, conn_append, seq_append = ids.append, self.conn_ids.append, self.seqs.append
+        dir_append, state_append, origin_append = self.dirs.append, self.states.append, self.origins.append
+        arrival_append, release_append = self.arrivals.append, self.releases.append
+        size_append, payload_append = self.sizes.append, self._payloads.append
+        state_code, origin_code, held_state = _STATE_CODE, _ORIGIN_CODE, MessageState.HELD
+        totals_msgs, totals_bytes = self.totals_msgs, self.totals_bytes
+        runs, pred = self._runs, self._predicate
+        visible_append = self.visible.append
+        view_append = None if self.view is self.visible else self.view.append
+        paused, room = self.paused, self.max_rows - len(ids)
+        payload_bytes = 0
+        last_conn_id: int | None = None
+        conn: ConnectionRow | None = None
+        try:
+            for m in msgs:
+                d = int(m.direction)
+                n = len(m.data)
+                if m.conn_id != last_conn_id or conn is None:
+                    conn = self._touch_conn(m.conn_id, result)
+                    last_conn_id = m.conn_id
+                conn.msgs[d] += 1
+                conn.bytes[d] += n
+                if m.arrival_ns > conn.last_ns:
+                    conn.last_ns = m.arrival_ns
+                totals_msgs[d] += 1
+                totals_bytes[d] += n
+                held = m.state is held_state
+                if (paused and not held) or room <= 0:
+                    if paused and not held:
+                        self.skipped_while_paused += 1
+                    else:
+                        self.rows_refused += 1
+                    continue
+                room -= 1
+                row = len(ids)
+                if ids and m.id <= ids[-1]:
+                    self._ids_sorted = False
+                    self._id_index = None
+                if self._id_index is not None:
+                    self._id_index[m.id] = row
+                ids_append(m.id)
+                conn_append(m.conn_id)
+                seq_append(m.seq)
+                dir_append(d)
+                state_append(state_code[m.state])
+                origin_append(origin_code[m.origin])
+                arrival_append(m.arrival_ns)
+                release_append(NO_TIME if m.release_ns is None else m.release_ns)
+                size_append(n)
+                payload_append(m.data)
+                payload_bytes += n
+                if m.delays:
+                    self._delays[row] = m.delays
+                if m.note:
+                    self._notes[row] = m.note
+                if m.flips:
+                    self._flips[row] = m.flips
+                if self.t0_ns is None:
+                    self.t0_ns = m.arrival_ns
+                if held:
+                    self.held[m.id] = row
+                    conn.held += 1
+                    result.held_changed = True
+                key = m.conn_id << 1 | d
+                run = runs.get(key)
+                if run is None:
+                    runs[key] = [m.seq, row]
+                elif len(run) <= REFRAME_MAX_SOURCES:
+                    run.append(row)
+                if pred is None or pred(row):
+                    visible_append(row)
+                    if view_append is not None:
+                        view_append(row)
+        finally:
+            self._payload_bytes += payload_bytes
 
     def _update(self, u: MessageUpdated, result: ApplyResult) -> int | None:
         row = self.row_of(u.msg_id)
