@@ -1,0 +1,198 @@
+"""The latency-compensation lab's game (docs/examples/game) played by headless bots through the proxy under
+constant lag, with client-side prediction (P), server reconciliation (R) and entity interpolation (I) on and off.
+
+What each technique does is checked from the traffic sockscope captured, with the lab's definition
+(docs/labspec: the client sends the position it predicts for itself after input N; the server's state whose
+``ack`` is N carries where it really is): with P and R every correction is exactly 0 (the move rule is
+deterministic and both sides apply the same inputs from the same start); with P but not R the corrections grow
+with lag (each state snaps the player back by the inputs still in flight); with P off the position a player sees
+trails its inputs by those same inputs. Interpolation changes only what a client draws, so it is checked from the
+bot's own summary. Each run is a few seconds of real play; nothing sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from proxy.conditions import Conditions, DirectionConditions
+from proxy.framing import FramingSpec
+from proxy.model import Direction, Message
+from proxy.runner import ProxyThread
+from proxy.server import ProxyConfig
+from tests.conftest import IO_TIMEOUT, Recorder
+
+pytestmark = pytest.mark.slow  # real games of a few seconds each
+
+GAME = Path(__file__).resolve().parent.parent / "docs" / "examples" / "game"
+LEN32 = FramingSpec("len32be", "len32be")
+PLAY_SECONDS = 3.0
+SPEED = 4  # protocol.SPEED: pixels per input
+
+P_R_I = ["--predict", "--reconcile", "--interpolate"]
+P_ONLY = ["--predict", "--no-reconcile", "--no-interpolate"]
+NOTHING = ["--no-predict", "--no-reconcile", "--no-interpolate"]
+
+
+# ------------------------------------------------------------------------------------------ from the traffic
+
+
+def corrections(messages: list[Message]) -> dict[int, list[float]]:
+    """Player id -> the correction of each acknowledged input, in px, from the captured frames alone: for input
+    N, the distance between the (x, y) its input message said the client predicted and the (x, y) of the
+    connection's first state with ``ack == N``."""
+    predicted: dict[int, dict[int, tuple[float, float]]] = {}
+    states: dict[int, list[dict[str, Any]]] = {}
+    player: dict[int, int] = {}
+    for m in messages:
+        msg = msgpack.unpackb(m.data[4:])
+        if m.direction is Direction.C2S and msg["t"] == "input":
+            predicted.setdefault(m.conn_id, {})[msg["seq"]] = (msg["x"], msg["y"])
+        elif m.direction is Direction.S2C and msg["t"] == "welcome":
+            player[m.conn_id] = msg["id"]
+        elif m.direction is Direction.S2C and msg["t"] == "state":
+            states.setdefault(m.conn_id, []).append(msg)
+    out: dict[int, list[float]] = {}
+    for conn, mine in predicted.items():
+        found: list[float] = []
+        for state in states.get(conn, []):
+            guess = mine.pop(state["ack"], None)  # pop: only the first state with that ack counts
+            if guess is not None:
+                found.append(math.dist(guess, (state["x"], state["y"])))
+        out[player[conn]] = found
+    return out
+
+
+def test_corrections_from_frames() -> None:
+    def frame(conn: int, direction: Direction, msg: dict[str, Any]) -> Message:
+        data = msgpack.packb(msg)
+        return Message(0, conn, direction, 0, len(data).to_bytes(4, "big") + data, 0, 0)
+
+    s2c, c2s = Direction.S2C, Direction.C2S
+    msgs = [frame(7, s2c, {"t": "welcome", "id": 2}),
+            frame(7, s2c, {"t": "state", "tick": 1, "time": 0, "ack": 0, "x": 0, "y": 0, "players": []}),
+            frame(7, c2s, {"t": "input", "seq": 1, "dx": 1, "dy": 0, "x": 4, "y": 0}),
+            frame(7, c2s, {"t": "input", "seq": 2, "dx": 1, "dy": 0, "x": 0, "y": 0}),
+            frame(7, s2c, {"t": "state", "tick": 2, "time": 33, "ack": 2, "x": 8, "y": 0, "players": []}),
+            frame(7, s2c, {"t": "state", "tick": 3, "time": 67, "ack": 2, "x": 8, "y": 0, "players": []})]
+    assert corrections(msgs) == {2: [8.0]}  # input 1 was never acknowledged on its own; ack 2 counted once
+
+
+# ------------------------------------------------------------------------------------------ running the game
+
+
+def game_env() -> dict[str, str]:
+    return {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy", "PYTHONIOENCODING": "utf-8",
+            "PYGAME_HIDE_SUPPORT_PROMPT": "1"}
+
+
+@pytest.fixture
+def game_server() -> Iterator[int]:
+    """The example's server on a free port; yields the port once it is listening."""
+    if importlib.util.find_spec("pygame") is None:
+        pytest.skip("the example game needs pygame (pip install pygame)")
+    proc = subprocess.Popen([sys.executable, str(GAME / "server.py"), "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=game_env())
+    lines: queue.Queue[str] = queue.Queue()
+
+    def drain() -> None:  # keep reading so the server never blocks on a full pipe
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        first = lines.get(timeout=IO_TIMEOUT)
+        assert first.startswith("[SERVER] listening on 127.0.0.1:"), first
+        yield int(first.split(":")[1].split()[0])
+    finally:
+        proc.kill()
+        proc.wait(IO_TIMEOUT)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@dataclass
+class Run:
+    summaries: list[dict[str, Any]]  # each bot's own JSON summary, in the order the flags were given
+    corrections: dict[int, list[float]]  # player id -> corrections measured from the captured traffic
+
+    def of(self, i: int) -> list[float]:
+        found = self.corrections[self.summaries[i]["player"]]
+        assert len(found) > 40, (i, len(found), self.summaries[i])  # enough acknowledged inputs to judge
+        return found
+
+
+def play(server: int, lag_ms: float, *flags: list[str]) -> Run:
+    """One bot per entry of ``flags``, all at once, through a proxy adding ``lag_ms`` each way."""
+    recorder = Recorder()
+    lag = DirectionConditions(latency_ms=lag_ms)
+    cfg = ProxyConfig(listen_port=0, target_port=server, framing=LEN32, conditions=Conditions(lag, lag))
+    with ProxyThread(cfg, (recorder,)) as proxy:
+        bots = [subprocess.Popen([sys.executable, str(GAME / "client.py"), "--port", str(proxy.port), "--headless",
+                                  "--bot", "--duration", str(PLAY_SECONDS), *f],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=game_env())
+                for f in flags]
+        summaries = []
+        for bot in bots:
+            out, err = bot.communicate(timeout=PLAY_SECONDS + 30)
+            assert bot.returncode == 0, err
+            summaries.append(json.loads(out.strip().splitlines()[-1]))
+    messages = [m for m in recorder.of(Message) if m.data]
+    return Run(summaries, corrections(messages))
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+@pytest.mark.timeout(90)
+def test_prediction_with_reconciliation_never_corrects_and_without_prediction_you_trail(game_server: int) -> None:
+    run = play(game_server, 100, P_R_I, NOTHING)
+    full, plain = run.summaries
+
+    # P + R: the client's guess for every input is exactly what the server then says.
+    assert max(run.of(0)) == 0, run.of(0)
+    assert full["corrections_px"]["max"] == 0, full
+    assert full["unacked_inputs"]["max"] >= 6, full  # the guesses ran ahead of the server by a round trip
+    assert full["round_trip_ms"]["median"] >= 200, full  # 100 ms each way, plus waiting for the server's tick
+
+    # No prediction: the position shown with input N is the server's before it: it trails by the inputs in flight.
+    trail = run.of(1)
+    assert sum(c > 0 for c in trail) >= 0.9 * len(trail), trail
+    assert mean(trail) >= 3 * SPEED, trail
+    assert plain["input_to_display_ms"]["median"] >= 200, plain
+
+    # Interpolation: the client with I on drew the other bot between the positions the server sent; the one
+    # with I off drew it only where a state put it, jumping from one to the next.
+    assert full["others"]["in_between_share"] >= 0.5, full
+    assert plain["others"]["in_between_share"] == 0, plain
+    assert full["others"]["frames"] > 60 and plain["others"]["frames"] > 60, (full, plain)
+
+
+@pytest.mark.timeout(120)
+def test_prediction_without_reconciliation_corrects_more_with_more_lag(game_server: int) -> None:
+    low = play(game_server, 50, P_ONLY, NOTHING)
+    high = play(game_server, 150, P_ONLY, NOTHING)
+    summary = {lag: (mean(r.of(0)), mean(r.of(1))) for lag, r in (("50 ms", low), ("150 ms", high))}
+
+    # P without R: every state snaps the player back to where the server is, forgetting the inputs in flight.
+    assert mean(low.of(0)) > 0, summary
+    assert mean(high.of(0)) > 1.5 * mean(low.of(0)), summary
+    # No prediction at all: the shown position trails by about as much, and also more with more lag.
+    assert mean(high.of(1)) > 1.5 * mean(low.of(1)), summary
+    # What the bot measured itself agrees with the traffic.
+    assert high.summaries[0]["corrections_px"]["max"] == pytest.approx(max(high.of(0)), abs=2 * SPEED), summary
