@@ -51,6 +51,7 @@ import pygame
 # Valve's rule of thumb: draw others two snapshots in the past, so one late or lost snapshot never leaves the
 # client with nothing to slide towards (Source Multiplayer Networking: 100 ms at 20 snapshots a second).
 INTERP_DELAY = 2 / protocol.TICK_HZ
+HUD_HEIGHT, LEGEND_HEIGHT = 56, 28  # pixels above and below the arena
 BOT_LEG = 45  # inputs the bot moves in one direction before turning
 KEYS = {pygame.K_LEFT: (-1, 0), pygame.K_a: (-1, 0), pygame.K_RIGHT: (1, 0), pygame.K_d: (1, 0),
         pygame.K_UP: (0, -1), pygame.K_w: (0, -1), pygame.K_DOWN: (0, 1), pygame.K_s: (0, 1)}
@@ -251,25 +252,27 @@ def hud_lines(me: Me, tech: Techniques, measures: Measures) -> list[list[tuple[s
 
 def draw(screen: pygame.Surface, font: pygame.font.Font, me: Me, others: dict[int, collections.deque],
          tech: Techniques, measures: Measures, now: float) -> None:
-    size = protocol.SIZE
-    screen.fill((24, 26, 33))
-    for history in others.values():
-        x, y = other_position(history, tech, measures, now)
-        if tech.interpolate:  # outline: the newest position received, ahead of where we draw it
-            pygame.draw.rect(screen, RED, (*history[-1][1:], size, size), 1)
-        pygame.draw.rect(screen, RED, (round(x), round(y), size, size))
-    if me.known:
-        pygame.draw.rect(screen, BLUE, (*me.server, size, size), 2)  # outline: where the server last said I am
-        pygame.draw.rect(screen, GREEN, (*me.shown, size, size))
-    pygame.draw.rect(screen, (0, 0, 0), (0, 0, protocol.WIDTH, 56))
+    """The HUD on top, the arena (protocol.WIDTH x HEIGHT) below it, a legend at the bottom."""
+    screen.fill((0, 0, 0))
     for row, pieces in enumerate(hud_lines(me, tech, measures)):
         x = 8
         for text, colour in pieces:
             image = font.render(text, True, colour)
             screen.blit(image, (x, 8 + 22 * row))
             x += image.get_width()
-    legend = "you: green (outline: where the server says you are)   others: red"
-    screen.blit(font.render(legend, True, GREY), (8, protocol.HEIGHT - 24))
+    arena = screen.subsurface((0, HUD_HEIGHT, protocol.WIDTH, protocol.HEIGHT))  # draws in game coordinates
+    arena.fill((24, 26, 33))
+    size = protocol.SIZE
+    for history in others.values():
+        x, y = other_position(history, tech, measures, now)
+        if tech.interpolate:  # outline: the newest position received, ahead of where we draw it
+            pygame.draw.rect(arena, RED, (*history[-1][1:], size, size), 1)
+        pygame.draw.rect(arena, RED, (round(x), round(y), size, size))
+    if me.known:
+        pygame.draw.rect(arena, BLUE, (*me.server, size, size), 2)  # outline: where the server last said I am
+        pygame.draw.rect(arena, GREEN, (*me.shown, size, size))
+    legend = "you: green (blue outline: where the server last said you are)   others: red"
+    screen.blit(font.render(legend, True, GREY), (8, HUD_HEIGHT + protocol.HEIGHT + 6))
     pygame.display.flip()
 
 
@@ -318,7 +321,7 @@ def main() -> None:
         os.environ["SDL_VIDEODRIVER"] = "dummy"
     pygame.display.init()
     pygame.font.init()  # not pygame.init(): no sound needed, and audio start-up can be slow or fail headless
-    screen = pygame.display.set_mode((protocol.WIDTH, protocol.HEIGHT))
+    screen = pygame.display.set_mode((protocol.WIDTH, HUD_HEIGHT + protocol.HEIGHT + LEGEND_HEIGHT))
     pygame.display.set_caption("sockscope example game")
     font = pygame.font.Font(None, 22)
 
