@@ -17,10 +17,11 @@ import json
 import math
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from proxy.model import Direction, Message
 from proxy.runner import ProxyThread
 from proxy.server import ProxyConfig
 from tests.conftest import IO_TIMEOUT, Recorder
+from tests.test_tutorial import Proc, Sandbox, _free_port, _wait_accepting, doc_commands
 
 pytestmark = pytest.mark.slow  # real games of a few seconds each
 
@@ -196,3 +198,125 @@ def test_prediction_without_reconciliation_corrects_more_with_more_lag(game_serv
     assert mean(high.of(1)) > 1.5 * mean(low.of(1)), summary
     # What the bot measured itself agrees with the traffic.
     assert high.summaries[0]["corrections_px"]["max"] == pytest.approx(max(high.of(0)), abs=2 * SPEED), summary
+
+
+# ------------------------------------------------------------------------------------------ the chapter's commands
+
+LAB_DOC = Path(__file__).resolve().parent.parent / "docs" / "tutorial" / "lag-lab.md"
+LISTENING = r"^\[SERVER\] listening on 127\.0\.0\.1:{port} \(msgpack, 30 ticks/s\)"
+
+
+@pytest.fixture
+def lab_box(tmp_path: Path) -> Iterator[Sandbox]:
+    """docs/tutorial.md's sandbox (tests/test_tutorial.py): free ports for 5555 and 5556, the game copied."""
+    if importlib.util.find_spec("pygame") is None:
+        pytest.skip("the example game needs pygame (pip install pygame)")
+    server, client = _free_port(), _free_port()
+    while client == server:
+        client = _free_port()
+    (tmp_path / "game").mkdir()
+    for f in GAME.glob("*.py"):
+        (tmp_path / "game" / f.name).write_text(f.read_text(encoding="utf-8").replace("5555", str(server)),
+                                                encoding="utf-8")
+    box = Sandbox(server, client, tmp_path, tmp_path, tmp_path / "game", [])
+    yield box
+    for p in box.procs:
+        p.stop()
+
+
+def start_game_server(box: Sandbox) -> Proc:
+    server = box.start("python docs/examples/game/server.py")
+    server.expect(LISTENING.format(port=box.server), "out")
+    return server
+
+
+def lagged_relay(box: Sandbox, lag_ms: float) -> ProxyThread:
+    """What the chapter's window provides: a proxy on 5556 in front of the server, ``lag_ms`` each way."""
+    lag = DirectionConditions(latency_ms=lag_ms)
+    cfg = ProxyConfig(listen_port=box.client, target_port=box.server, framing=LEN32, conditions=Conditions(lag, lag))
+    return ProxyThread(cfg, ()).start()
+
+
+def bot_summary(p: Proc) -> dict[str, Any]:
+    assert p.finish() == 0, p.output()
+    out = [line for name, line in p.seen if name == "out"]
+    summary: dict[str, Any] = json.loads(out[-1])
+    return summary
+
+
+def lab_install(box: Sandbox, command: str) -> None:
+    assert importlib.util.find_spec("pygame") is not None  # the fixture skips otherwise: this is what it installs
+
+
+def lab_server(box: Sandbox, command: str) -> None:
+    start_game_server(box).stop()
+
+
+def lab_window(box: Sandbox, command: str) -> None:
+    start_game_server(box)
+    window = box.start(command)
+    _wait_accepting(box.client, window)
+    bot = box.start("python docs/examples/game/client.py --port 5556 --headless --bot --duration 3")
+    summary = bot_summary(bot)
+    assert summary["round_trip_ms"]["median"] >= 200, summary  # the window's 100 ms each way
+    assert window.popen.poll() is None, "the window exited by itself"
+
+
+def lab_player(moving: bool) -> Callable[[Sandbox, str], None]:
+    def run(box: Sandbox, command: str) -> None:
+        server = start_game_server(box)
+        relay = lagged_relay(box, 100)
+        try:
+            client = box.start(command)
+            server.expect(r"^\[SERVER\] player \d+ joined", "out")
+            rtt = r"round trip \d+ ms" if moving else r"round trip -"  # nobody presses keys in a test
+            client.expect(r"^\[CLIENT\] \[P\] prediction off   \[R\] reconciliation off   \[I\] interpolation off   "
+                          + rtt, "out")
+            client.stop()
+        finally:
+            relay.stop()
+
+    return run
+
+
+def lab_headless_bot(box: Sandbox, command: str) -> None:
+    start_game_server(box)
+    relay = lagged_relay(box, 100)
+    try:
+        summary = bot_summary(box.start(command))
+    finally:
+        relay.stop()
+    assert summary["predict"] and summary["reconcile"], summary
+    assert summary["corrections_px"]["count"] > 40 and summary["corrections_px"]["max"] == 0, summary
+    assert summary["round_trip_ms"]["median"] >= 200, summary
+
+
+LAB_COMMANDS: dict[str, Callable[[Sandbox, str], None]] = {
+    "python -m pip install pygame": lab_install,
+    "python docs/examples/game/server.py": lab_server,
+    "sockscope --listen 127.0.0.1:5556 --target 127.0.0.1:5555 --framing len32 --latency 100": lab_window,
+    "python docs/examples/game/client.py --port 5556": lab_player(moving=False),
+    "python docs/examples/game/client.py --port 5556 --bot": lab_player(moving=True),
+    "python docs/examples/game/client.py --port 5556 --headless --bot --duration 5 --predict --reconcile":
+        lab_headless_bot,
+}
+
+
+def test_every_lab_chapter_command_is_tested() -> None:
+    assert doc_commands(LAB_DOC.read_text(encoding="utf-8")) == list(LAB_COMMANDS)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", list(LAB_COMMANDS))
+def test_lab_chapter_command(command: str, lab_box: Sandbox) -> None:
+    LAB_COMMANDS[command](lab_box, command)
+
+
+def test_lab_chapter_pictures_exist_and_are_all_used() -> None:
+    text = LAB_DOC.read_text(encoding="utf-8")
+    used = set(re.findall(r"\]\((lab-[\w-]+\.png)\)", text))
+    assert used == {p.name for p in LAB_DOC.parent.glob("lab-*.png")}, used
+    assert "(picture: lab plots — see docs/lab.md)" in text  # where the lab's plots go
+    tutorial = (LAB_DOC.parent.parent / "tutorial.md").read_text(encoding="utf-8")
+    readme = (GAME.parent / "README.md").read_text(encoding="utf-8")
+    assert "(tutorial/lag-lab.md)" in tutorial and "(../tutorial/lag-lab.md)" in readme

@@ -362,7 +362,7 @@ def main() -> None:
                 stats_file.write(json.dumps({"t": round(shown - start, 4), "seq": seq,
                                              "delay_ms": round(measures.delays[-1], 2), "predict": tech.predict,
                                              "interp": tech.interpolate}) + "\n")
-        if shown - last_report >= 2 and measures.round_trips:
+        if shown - last_report >= 2 and me.known:  # the HUD on the terminal too, every two seconds
             hud = "   ".join("".join(text for text, _ in line).strip() for line in hud_lines(me, tech, measures))
             recent = statistics.median(measures.delays[-120:]) if measures.delays else 0.0
             print(f"[CLIENT] {hud}   input-to-display {recent:.0f} ms", flush=True)
