@@ -1,13 +1,15 @@
 """The latency-compensation lab's game (docs/examples/game) played by headless bots through the proxy under
 constant lag, with client-side prediction (P), server reconciliation (R) and entity interpolation (I) on and off.
 
-What each technique does is checked from the traffic sockscope captured, with the lab's definition
-(docs/labspec: the client sends the position it predicts for itself after input N; the server's state whose
-``ack`` is N carries where it really is): with P and R every correction is exactly 0 (the move rule is
-deterministic and both sides apply the same inputs from the same start); with P but not R the corrections grow
-with lag (each state snaps the player back by the inputs still in flight); with P off the position a player sees
-trails its inputs by those same inputs. Interpolation changes only what a client draws, so it is checked from the
-bot's own summary. Each run is a few seconds of real play; nothing sleeps to synchronise.
+What each technique does is checked from the traffic sockscope captured, with the lab's definition (the game's
+protocol.py: the client's input N carries the position it shows for itself after that input; the server's state
+whose ``ack`` is N carries where that input really put it): with P and R every correction is exactly 0 (the move
+rule is deterministic and both sides apply the same inputs from the same start); with P but not R the
+corrections grow with lag (each state pulls the player back to where the server is, without the inputs still in
+flight); with P off the position a player sees trails its inputs by those same inputs. Interpolation changes only
+what a client draws, so it is checked from the bot's own summary. Each run is a few seconds of real play (those
+tests are marked slow); nothing sleeps to synchronise. The commands of docs/tutorial/lag-lab.md are run the way
+tests/test_tutorial.py runs the tutorial's.
 """
 
 from __future__ import annotations
@@ -36,8 +38,6 @@ from proxy.runner import ProxyThread
 from proxy.server import ProxyConfig
 from tests.conftest import IO_TIMEOUT, Recorder
 from tests.test_tutorial import Proc, Sandbox, _free_port, _wait_accepting, doc_commands
-
-pytestmark = pytest.mark.slow  # real games of a few seconds each
 
 GAME = Path(__file__).resolve().parent.parent / "docs" / "examples" / "game"
 LEN32 = FramingSpec("len32be", "len32be")
@@ -161,6 +161,7 @@ def mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_prediction_with_reconciliation_never_corrects_and_without_prediction_you_trail(game_server: int) -> None:
     run = play(game_server, 100, P_R_I, NOTHING)
@@ -185,6 +186,7 @@ def test_prediction_with_reconciliation_never_corrects_and_without_prediction_yo
     assert full["others"]["frames"] > 60 and plain["others"]["frames"] > 60, (full, plain)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_prediction_without_reconciliation_corrects_more_with_more_lag(game_server: int) -> None:
     low = play(game_server, 50, P_ONLY, NOTHING)
@@ -306,6 +308,7 @@ def test_every_lab_chapter_command_is_tested() -> None:
     assert doc_commands(LAB_DOC.read_text(encoding="utf-8")) == list(LAB_COMMANDS)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("command", list(LAB_COMMANDS))
 def test_lab_chapter_command(command: str, lab_box: Sandbox) -> None:
