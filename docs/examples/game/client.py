@@ -69,6 +69,8 @@ class Techniques:
 
 @dataclass
 class Input:
+    """One input sent, kept until the server acknowledges it (reconciliation replays these)."""
+
     seq: int
     dx: int
     dy: int
@@ -132,11 +134,13 @@ def on_my_state(me: Me, tech: Techniques, measures: Measures, msg: dict, now: fl
 
 
 def where_to_show_me(me: Me, tech: Techniques) -> tuple[int, int]:
+    """Where to draw ourselves now that a state has arrived: the heart of the three switches P and R."""
     if not tech.predict:
         return me.server  # no prediction: only ever what the server said, a round trip late
     if not tech.reconcile:
         # Prediction alone: accept the server's position as it is. It does not include the inputs still in
-        # flight, so the square jumps back, and the next inputs move it forward again from there.
+        # flight, so the square is pulled back to where the server was a round trip ago, and only the inputs
+        # sent from now on move it forward again.
         return me.server
     # Server reconciliation: the server's position is the truth as of input `ack`; the inputs after it are on
     # their way to the server, which will apply them exactly as we do. Replay them on top.
