@@ -6,12 +6,18 @@ where each one ends. (Run sockscope with `--framing len32` and it shows one row 
 
 The payload is a dict serialised with msgpack (default), JSON or pickle, chosen with `--format` on both sides.
 
-Messages:
+Messages (the field names are plain on purpose: sockscope's latency lab finds seq, ack, time and x/y by name):
     server -> client  {"t": "welcome", "id": 1}                      your player id
-    client -> server  {"t": "input", "seq": 7, "dx": 1, "dy": 0}     one frame of movement input
-    server -> client  {"t": "state", "tick": 90,
-                       "players": [[id, x, y, last_seq], ...]}       everyone's position, 30 times a second
-`last_seq` is the last input of that player the server has applied: the client needs it for prediction.
+    client -> server  {"t": "input", "seq": 7, "dx": 1, "dy": 0,     one frame of movement input, numbered,
+                       "x": 104, "y": 100}                           and where the client shows itself after it
+    server -> client  {"t": "state", "tick": 90, "time": 3000,       30 times a second, to each client:
+                       "ack": 7, "x": 104, "y": 100,                 the last of YOUR inputs the server applied
+                                                                     and where that put you (the truth),
+                       "players": [[id, x, y, last_seq], ...]}       and everyone's position
+`time` is the server's clock in ms. `ack` and `last_seq` are the last input of that player the server has
+applied: a client needs them for server reconciliation (client.py explains). The `x`, `y` of an input are not
+trusted by the server (it only ever applies dx, dy); they let you, and sockscope, compare what the client
+predicted for input N with what the server then said: that difference is the *correction* the client had to make.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The example game's server: it owns the truth.
 
 Clients only send inputs ("I pressed right"); the server applies them to the positions it keeps, TICK_HZ times
-a second, and sends everyone the result. A client can never just claim a position (that is how cheating works).
+a second, and sends each client the result: its own position, the last of its inputs included in it ("ack"),
+and everyone else's position. A client can never just claim a position (that is how cheating works).
 
     python docs/examples/game/server.py [--port 5555] [--format msgpack|json|pickle]
 
@@ -57,8 +58,8 @@ def accept_loop(srv: socket.socket, fmt: str) -> None:
         threading.Thread(target=handle_client, args=(conn, pid, fmt), daemon=True).start()
 
 
-def tick(number: int, fmt: str) -> None:
-    """One step of the game: apply every input received, then tell everyone where everyone is."""
+def tick(number: int, now_ms: int, fmt: str) -> None:
+    """One step of the game: apply every input received, then tell each client where everyone is."""
     with lock:
         for pid, pending in inputs.items():
             p = players[pid]
@@ -66,10 +67,13 @@ def tick(number: int, fmt: str) -> None:
                 p[0], p[1] = protocol.move(p[0], p[1], int(msg["dx"]), int(msg["dy"]))
                 p[2] = msg["seq"]
             pending.clear()
-        frame = protocol.encode({"t": "state", "tick": number,
-                                 "players": [[pid, x, y, seq] for pid, (x, y, seq) in players.items()]}, fmt)
-        targets = list(clients.values())
-    for conn in targets:
+        everyone = [[pid, x, y, seq] for pid, (x, y, seq) in players.items()]
+        # Each client gets its own state: "ack" says which of ITS inputs this position already includes, so the
+        # client can throw those away and replay only the newer ones (server reconciliation, in client.py).
+        frames = [(conn, protocol.encode({"t": "state", "tick": number, "time": now_ms, "ack": players[pid][2],
+                                          "x": players[pid][0], "y": players[pid][1], "players": everyone}, fmt))
+                  for pid, conn in clients.items()]
+    for conn, frame in frames:
         try:
             conn.sendall(frame)  # a real server would not let one slow client hold up the others; fine here
         except OSError:
@@ -95,7 +99,7 @@ def main() -> None:
     start = time.perf_counter()
     try:
         for number in itertools.count(1):
-            tick(number, args.format)
+            tick(number, round((time.perf_counter() - start) * 1000), args.format)
             time.sleep(max(0.0, start + number / protocol.TICK_HZ - time.perf_counter()))
     except KeyboardInterrupt:
         print("[SERVER] bye", flush=True)
