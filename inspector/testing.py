@@ -369,6 +369,19 @@ class MessageView:
         return f"<MessageView {self.line()}>"
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"
+
+
+def _shown(path: Path) -> str:
+    """A path as a report shows it: relative to the working directory when it is under it (shorter, and what CI
+    uploads), else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _clip(text: str, limit: int = 60) -> str:
     text = text.replace("\n", "\\n")
     return text if len(text) <= limit else text[:limit - 1] + "…"
@@ -751,13 +764,12 @@ class SockscopeProxy:
         conns = self.connections
         closed = {r.conn_id: r for r in self.records if isinstance(r, ConnectionClosed)}
         label = f"{self.name} " if self.name else ""
+        session, pcapng = _shown(saved.session), _shown(saved.pcapng) if saved.pcapng is not None else None
         lines = [f"sockscope proxy {label}{self.host}:{self.port} -> {self.target[0]}:{self.target[1]}: "
-                 f"{len(msgs)} message(s) on {len(conns)} connection(s)",
-                 f"  session: {saved.session}   (open it: sockscope {saved.session})"]
-        if saved.pcapng is not None:
-            lines.append(f"  pcapng:  {saved.pcapng}   (Wireshark)")
-        else:
-            lines.append(f"  pcapng:  not written: {saved.pcapng_error}")
+                 f"{_count(len(msgs), 'message')} on {_count(len(conns), 'connection')}",
+                 f"  session: {session}",
+                 f"  pcapng:  {pcapng}" if pcapng is not None else f"  pcapng:  not written: {saved.pcapng_error}",
+                 f"  see it:  sockscope {session}" + ("   (or the pcapng in Wireshark)" if pcapng else "")]
         if self.forgotten:
             lines.append(f"  (the first {self.forgotten} messages were forgotten: more than {self.max_messages})")
         for cid in conns:
@@ -765,7 +777,7 @@ class SockscopeProxy:
             if c is not None:
                 lines.append(f"  connection {cid}: {c.reason}" + (f" ({c.detail})" if c.detail else ""))
         if msgs:
-            lines.append(f"  last {min(len(msgs), SHOWN_ON_FAILURE)} message(s):")
+            lines.append(f"  last {_count(min(len(msgs), SHOWN_ON_FAILURE), 'message')}:")
             lines.extend("    " + MessageView(m, self._view_of).line() for m in msgs[-SHOWN_ON_FAILURE:])
         return "\n".join(lines)
 

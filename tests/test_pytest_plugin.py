@@ -353,12 +353,13 @@ def test_a_failing_test_reports_its_saved_session_and_pcapng(inner: pytest.Pytes
     session = re.search(r"session: (\S+\.sockscope)", out)
     pcapng = re.search(r"pcapng:  (\S+\.pcapng)", out)
     assert session and pcapng, out
-    assert Path(session.group(1)).parent == artifacts
-    assert "test_inner.py__test_fails" in session.group(1)
-    with open_session(session.group(1)) as reader:
+    session_path, pcapng_path = inner.path / session.group(1), inner.path / pcapng.group(1)  # relative to cwd
+    assert session_path.parent == artifacts and session_path.name == "test_inner.py__test_fails.sockscope"
+    assert f"see it:  sockscope {session.group(1)}   (or the pcapng in Wireshark)" in out
+    with open_session(session_path) as reader:
         kinds = [type(r).__name__ for r in reader]
     assert kinds.count("Message") == 2 and "ConnectionOpened" in kinds
-    data = Path(pcapng.group(1)).read_bytes()
+    data = pcapng_path.read_bytes()
     assert data[:4] == b"\x0a\x0d\x0d\x0a" and len(data) > 200  # a pcapng section header, then packets
     assert re.search(r"#2 conn 1 s2c 6 B forwarded \+30 ms\s+\"hello\\n\"", out), out
     assert sorted(p.suffix for p in artifacts.iterdir()) == [".pcapng", ".sockscope"]  # only the failing test
@@ -548,7 +549,7 @@ def test_under_xdist_each_worker_has_its_own_proxies(inner: pytest.Pytester) -> 
     assert {w for w, _ in seen} == {"gw0", "gw1"}, seen
     assert len({p for _, p in seen}) == len(seen)  # ports from the OS, never shared
     saved = re.search(r"session: (\S+\.sockscope)", out)
-    assert saved is not None and Path(saved.group(1)).is_file(), out
+    assert saved is not None and (inner.path / saved.group(1)).is_file(), out
     assert re.search(r"gw[01]-test_inner\.py__test_fails\.sockscope", saved.group(1))
 
 
