@@ -774,7 +774,9 @@ class SockscopeProxy:
             lines.append(f"  (the first {self.forgotten} messages were forgotten: more than {self.max_messages})")
         for cid in conns:
             c = closed.get(cid)
-            if c is not None:
+            if c is None:
+                lines.append(f"  connection {cid}: still open")
+            else:
                 lines.append(f"  connection {cid}: {c.reason}" + (f" ({c.detail})" if c.detail else ""))
         if msgs:
             lines.append(f"  last {_count(min(len(msgs), SHOWN_ON_FAILURE), 'message')}:")
