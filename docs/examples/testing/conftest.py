@@ -1,9 +1,8 @@
 import socket
 import threading
 
-import pytest
-
 import game
+import pytest
 
 
 class GameServer:

@@ -1,6 +1,5 @@
-import pytest
-
 import game
+import pytest
 
 
 def test_the_conversation_works_on_4g(sockscope_proxy, game_server):
