@@ -5,8 +5,8 @@ server over TCP and UDP, given to the inner run by the conftest below), runs pyt
 and the output: conditions scoped and restored, down and freeze, ``expect`` and its failure message, the failure
 report's saved session and pcapng, cleanup of threads and sockets, and pytest-xdist.
 
-The inner runs load the plugin with ``-p inspector.pytest_plugin`` after ``-p no:sockscope``: the same whether or
-not the installed sockscope already registers the entry point. Most run in this process (fast); the xdist run and
+The inner runs get the plugin from the installed sockscope's entry point, or with ``-p inspector.pytest_plugin``
+where the installed copy predates it. Most run in this process (fast); the xdist run and
 the entry-point check start processes and are marked slow.
 """
 
@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import tomllib
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,15 @@ from proxy.session import open_session
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGIN_ARGS = ("-p", "no:sockscope", "-p", "inspector.pytest_plugin")
+
+
+def _installed() -> bool:
+    return any(ep.name == "sockscope" for ep in entry_points(group="pytest11"))
+
+
+PLUGIN_ARGS = () if _installed() else ("-p", "inspector.pytest_plugin")
+"""How the runs here get the plugin: from the entry point of an installed sockscope, else named (``-p``); naming it
+while the entry point loads it too would register it twice."""
 QUIET_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:benchmark", "-p", "no:pytest-qt")
 """Plugins the processes started here need not load (Qt's alone costs a second per worker)."""
 
