@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_WITHIN",
+    "MAX_BYTES",
     "MAX_MESSAGES",
     "MessageView",
     "Messages",
@@ -77,6 +78,8 @@ DEFAULT_WITHIN: Final = 2.0
 """Seconds :meth:`SockscopeProxy.expect` waits when ``within`` is not given."""
 MAX_MESSAGES: Final = 100_000
 """Messages a proxy keeps by default; past it the oldest are forgotten (counted, and said in a failure report)."""
+MAX_BYTES: Final = 256 << 20
+"""Payload bytes a proxy keeps by default (a test that streams big messages); past it the oldest are forgotten."""
 SHOWN_ON_FAILURE: Final = 10
 """How many of the last messages an ``expect`` failure and a failure report list."""
 
@@ -462,13 +465,16 @@ class SockscopeProxy:
     the ``sockscope_proxy`` fixture). See docs/testing.md for a tour."""
 
     def __init__(self, thread: ProxyThread, target: tuple[str, int], *, max_messages: int = MAX_MESSAGES,
-                 name: str = "") -> None:
+                 max_bytes: int = MAX_BYTES, name: str = "") -> None:
+        if max_messages < 1 or max_bytes < 1:
+            raise ValueError("max_messages and max_bytes must be at least 1")
         self._thread = thread
         self.target = target
         self.name = name
         self.max_messages = max_messages
+        self.max_bytes = max_bytes
         self.forgotten = 0
-        """Messages forgotten because more than ``max_messages`` arrived."""
+        """Messages forgotten because more than ``max_messages`` (or ``max_bytes`` of payload) arrived."""
         self.start_seconds = 0.0
         """How long starting took (the engine thread listening), in seconds."""
         self._cond = threading.Condition()
@@ -476,6 +482,7 @@ class SockscopeProxy:
         self._msgs: dict[int, Message] = {}
         self._order: list[int] = []
         self._trimmed = 0  # messages forgotten from the front of _order: positions are _trimmed + index
+        self._bytes = 0  # payload bytes of the messages kept
         self._version = 0
         self._cursor = 0  # the absolute position expect() starts from
         self._views: dict[int, tuple[bytes, View]] = {}
@@ -495,12 +502,15 @@ class SockscopeProxy:
                 m: Message = record  # type: ignore[assignment]
                 self._msgs[m.id] = m
                 self._order.append(m.id)
-                if len(self._order) > self.max_messages:
+                self._bytes += len(m.data)
+                if len(self._order) > self.max_messages or self._bytes > self.max_bytes:
                     self._forget()
             elif kind is MessageUpdated:
                 u: MessageUpdated = record  # type: ignore[assignment]
                 old = self._msgs.get(u.msg_id)
                 if old is not None:
+                    if u.data is not None:
+                        self._bytes += len(u.data) - len(old.data)
                     self._msgs[u.msg_id] = replace(
                         old, state=u.state, release_ns=u.release_ns if u.release_ns is not None else old.release_ns,
                         data=u.data if u.data is not None else old.data, delays=u.delays or old.delays)
@@ -508,11 +518,15 @@ class SockscopeProxy:
             self._cond.notify_all()
 
     def _forget(self) -> None:
-        """Drop the oldest quarter of the messages (amortised: not one list shift per message)."""
-        n = max(1, self.max_messages // 4)
-        for mid in self._order[:n]:
-            self._msgs.pop(mid, None)
-        del self._order[:n]
+        """Drop the oldest messages down to three quarters of both bounds (amortised: the lists are rebuilt once per
+        quarter of the bounds, not shifted per message)."""
+        keep_count, keep_bytes = self.max_messages * 3 // 4, self.max_bytes * 3 // 4
+        n = 0
+        order = self._order
+        while n < len(order) - 1 and (len(order) - n > keep_count or self._bytes > keep_bytes):
+            self._bytes -= len(self._msgs.pop(order[n]).data)
+            n += 1
+        del order[:n]
         self._trimmed += n
         self.forgotten += n
         keep = set(self._msgs)
@@ -771,7 +785,8 @@ class SockscopeProxy:
                  f"  pcapng:  {pcapng}" if pcapng is not None else f"  pcapng:  not written: {saved.pcapng_error}",
                  f"  see it:  sockscope {session}" + ("   (or the pcapng in Wireshark)" if pcapng else "")]
         if self.forgotten:
-            lines.append(f"  (the first {self.forgotten} messages were forgotten: more than {self.max_messages})")
+            lines.append(f"  (the first {_count(self.forgotten, 'message')} were forgotten: more than "
+                         f"{self.max_messages} messages or {self.max_bytes >> 20} MiB kept)")
         for cid in conns:
             c = closed.get(cid)
             if c is None:
@@ -830,7 +845,7 @@ class ProxyFactory:
 
     def __call__(self, target: tuple[str, int] | int | str, *, udp: bool = False, tcp: bool = True,
                  framing: str = "auto", seed: int | None = None, connect_timeout: float = 5.0,
-                 listen_host: str = "127.0.0.1", max_messages: int = MAX_MESSAGES,
+                 listen_host: str = "127.0.0.1", max_messages: int = MAX_MESSAGES, max_bytes: int = MAX_BYTES,
                  udp_idle_timeout: float = 60.0, preset: str | None = None, latency: float | str | None = None,
                  jitter: float | str | None = None, bandwidth: float | str | None = None,
                  loss: float | str | None = None) -> SockscopeProxy:
@@ -847,6 +862,8 @@ class ProxyFactory:
         from proxy.server import ProxyConfig
 
         t0 = time.perf_counter()
+        if max_messages < 1 or max_bytes < 1:  # before the engine exists: nothing to clean up
+            raise ValueError("max_messages and max_bytes must be at least 1")
         host, port = _target(target)
         start = build_conditions(preset=preset, latency=latency, jitter=jitter, bandwidth=bandwidth, loss=loss)
         cfg = ProxyConfig(listen_host=listen_host, listen_port=0, target_host=host, target_port=port,
@@ -855,7 +872,7 @@ class ProxyFactory:
         name = str(len(self.proxies) + 1)
         holder: list[SockscopeProxy] = []
         thread = ProxyThread(cfg, (lambda r: holder[0]._on_record(r),))
-        proxy = SockscopeProxy(thread, (host, port), max_messages=max_messages, name=name)
+        proxy = SockscopeProxy(thread, (host, port), max_messages=max_messages, max_bytes=max_bytes, name=name)
         holder.append(proxy)
         thread.start()
         proxy.start_seconds = time.perf_counter() - t0

@@ -232,6 +232,19 @@ def test_past_max_messages_the_oldest_are_forgotten(start: ProxyFactory, echo_se
 
 
 @pytest.mark.timeout(30)
+def test_past_max_bytes_the_oldest_are_forgotten(start: ProxyFactory, echo_server: EchoServer) -> None:
+    proxy = start(target=echo_server.port, framing="lines", max_bytes=1000)
+    line = b"x" * 299 + b"\n"
+    with connect(proxy.port) as c:
+        for _ in range(10):
+            assert line_echo(c, line) == line
+    proxy.expect("s2c", within=5)
+    assert sum(m.size for m in proxy.messages) <= 1000 and proxy.forgotten >= 16
+    with pytest.raises(ValueError, match="at least 1"):
+        start(target=echo_server.port, max_bytes=0)
+
+
+@pytest.mark.timeout(30)
 def test_messages_are_a_sequence(start: ProxyFactory, echo_server: EchoServer) -> None:
     proxy = start(target=echo_server.port, framing="lines")
     assert repr(proxy.messages) == "<Messages: none>" and len(proxy.messages) == 0
