@@ -488,6 +488,7 @@ class SockscopeProxy:
         self._views: dict[int, tuple[bytes, View]] = {}
         self._views_lock = threading.Lock()
         self._closed = False
+        self._runs: list[Any] = []  # scenario runs, stopped on close
         self.saved: SavedSession | None = None
         """Set once the capture is saved (on a failure, or by :meth:`save`)."""
 
@@ -613,19 +614,22 @@ class SockscopeProxy:
         if not self._closed:
             self._thread.come_up()
 
-    def scenario(self, path: str | os.PathLike[str]) -> object:
-        """Run a scenario file (a timeline of conditions, docs/scenarios.md) on this proxy.
+    def scenario(self, path: str | os.PathLike[str]) -> Any:
+        """Play a scenario file (a timeline of conditions, docs/scenarios.md) on this proxy, from now on.
 
-        The seam for ``proxy.scenario`` (issue 23 item 2): ``proxy.scenario.load(path)`` gives a ``Scenario``
-        whose ``run`` drives this proxy's engine; until that module exists this raises ``NotImplementedError``.
+        Returns the run (``proxy.scenario.ScenarioRun``): ``with proxy.scenario("commute.toml") as run:`` stops it
+        and restores the conditions when the block ends; ``run.wait(timeout)`` waits for its end. A run still going
+        stops when the proxy closes. Needs ``proxy/scenario.py`` (issue 23 item 2): without it this raises
+        ``NotImplementedError``.
         """
         try:
             from proxy import scenario as scenario_module  # type: ignore[attr-defined,unused-ignore]
         except ImportError:
             raise NotImplementedError("scenario files need proxy/scenario.py (issue 23 item 2), which this "
                                       "version of sockscope does not have yet") from None
-        loaded = scenario_module.load(path)
-        return loaded.run(self._thread)
+        run = scenario_module.run(self._thread, os.fspath(path))
+        self._runs.append(run)
+        return run
 
     # ---------------------------------------------------------------------------------------- messages
 
@@ -806,7 +810,11 @@ class SockscopeProxy:
         if self._closed:
             return
         self._closed = True
-        self._thread.stop()
+        try:
+            for run in self._runs:
+                run.stop(restore=False)
+        finally:
+            self._thread.stop()
 
     @property
     def closed(self) -> bool:

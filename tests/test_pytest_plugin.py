@@ -491,21 +491,31 @@ def test_every_thread_and_socket_is_gone_after_the_test(inner: pytest.Pytester) 
 
 
 @pytest.mark.timeout(60)
-def test_scenario_says_what_it_needs_until_scenario_files_exist(inner: pytest.Pytester) -> None:
+def test_proxy_scenario_plays_a_file_or_says_what_it_needs(inner: pytest.Pytester) -> None:
+    """The seam for scenario files (issue 23 item 2): with proxy/scenario.py, ``proxy.scenario(FILE)`` plays it on
+    the fixture's proxy; without it, the call says what is missing."""
     try:
         import proxy.scenario  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
     except ImportError:
-        pass
+        body = '''
+            with pytest.raises(NotImplementedError, match="proxy/scenario.py"):
+                proxy.scenario("commute.toml")
+        '''
     else:
-        pytest.skip("proxy/scenario.py exists: its own tests cover proxy.scenario(FILE)")
+        body = '''
+            toml = 'name = "t"\\nlength = "60s"\\n[[step]]\\nat = "0s"\\npreset = "Mobile 4G"\\n'
+            (tmp_path / "t.toml").write_text(toml)
+            with proxy.scenario(tmp_path / "t.toml"):
+                assert proxy.current_conditions.c2s.latency_ms == 80
+            assert proxy.current_conditions.is_passthrough
+            proxy.scenario(tmp_path / "t.toml")  # still running when the test ends: stopped with the proxy
+        '''
     inner.makepyfile(test_inner='''
         import pytest
 
-        def test_it(sockscope_proxy, echo):
+        def test_it(sockscope_proxy, echo, tmp_path):
             proxy = sockscope_proxy(target=echo)
-            with pytest.raises(NotImplementedError, match="proxy/scenario.py"):
-                proxy.scenario("commute.toml")
-    ''')
+    ''' + textwrap.indent(textwrap.dedent(body), " " * 12))
     run(inner).assert_outcomes(passed=1)
 
 
