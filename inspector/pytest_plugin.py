@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Generator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["pytest_addoption", "pytest_runtest_makereport", "sockscope_proxy"]
 
-_PROXIES = pytest.StashKey["list[SockscopeProxy]"]()
+_PROXIES: pytest.StashKey[list[SockscopeProxy]] = pytest.StashKey()
 """The proxies a test started, on its item: the report hook saves their captures when the test fails."""
 
 
@@ -51,7 +51,7 @@ def _artifacts_dir(config: pytest.Config) -> Path:
     return Path.cwd() / ".sockscope"
 
 
-def _stem(item: pytest.Item, proxy: SockscopeProxy, index: int, count: int) -> str:
+def _stem(item: pytest.Item, index: int, count: int) -> str:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid.replace("::", "__")).strip("_")[-150:]
     worker = getattr(item.config, "workerinput", {}).get("workerid")
     if worker:
@@ -59,21 +59,20 @@ def _stem(item: pytest.Item, proxy: SockscopeProxy, index: int, count: int) -> s
     return name if count == 1 else f"{name}-proxy{index}"
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport,
-                                                                                             pytest.TestReport]:
-    report = yield
+@pytest.hookimpl(hookwrapper=True)  # the old style: also the pytest 7 that game projects may still run
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
     proxies = item.stash.get(_PROXIES, None)
     if not proxies or not report.failed:
-        return report
+        return
     folder = _artifacts_dir(item.config)
     for i, proxy in enumerate(proxies, 1):
         try:
-            text = proxy.report(folder / _stem(item, proxy, i, len(proxies)))
+            text = proxy.report(folder / _stem(item, i, len(proxies)))
         except Exception as e:  # the test's own failure must still be reported
             text = f"sockscope: could not save the capture of proxy {proxy!r}: {type(e).__name__}: {e}"
         report.sections.append((f"sockscope proxy {proxy.name}" if len(proxies) > 1 else "sockscope", text))
-    return report
 
 
 @pytest.fixture
