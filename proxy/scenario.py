@@ -639,7 +639,8 @@ class _Reader:
                                      f"{fmt_s(a.at_s)} too (line {first.line}); put what they do in one step")
             elif a.at_s + a.ramp_s > b.at_s + 1e-9:
                 self.problems.append(f"{self.source}:{a.line_of('ramp')}: ramp: the ramp ends at "
-                                     f"{fmt_s(a.at_s + a.ramp_s)}, after the next step starts ({fmt_s(b.at_s)}, line {b.line})")
+                                     f"{fmt_s(a.at_s + a.ramp_s)}, after the next step starts "
+                                     f"({fmt_s(b.at_s)}, line {b.line})")
         if length is not None:
             for s in steps:
                 if s.at_s >= length:
