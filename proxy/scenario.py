@@ -38,7 +38,6 @@ scenario's own times (a loop timer per event, never a busy loop); :class:`Scenar
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import itertools
 import math
@@ -68,6 +67,9 @@ from proxy.model import ConnectionOpened, Direction, Record
 from proxy.presets import find_preset
 
 if TYPE_CHECKING:
+    import argparse
+    import asyncio
+
     from proxy.server import ProxyServer
 
 __all__ = [
@@ -84,6 +86,7 @@ __all__ = [
     "ScenarioError",
     "ScenarioRun",
     "Step",
+    "add_scenario_argument",
     "added_rtt_ms",
     "disconnect_all",
     "fmt_s",
@@ -250,6 +253,15 @@ def fmt_s(seconds: float) -> str:
 
 
 # =============================================================================================== reading
+
+SCENARIO_HELP: Final = ("play a scenario file: a timeline of conditions in TOML (steps, ramps, spikes, outages, "
+                        "presets; docs/scenarios.md), from the moment the proxy starts")
+
+
+def add_scenario_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--scenario FILE``, the same for ``sockscope-proxy`` and the window."""
+    parser.add_argument("--scenario", metavar="FILE", default=None, help=SCENARIO_HELP)
+
 
 
 def load(path: str | Path) -> Scenario:
@@ -1665,6 +1677,8 @@ def run(engine: Any, scenario: Scenario | str | Path, *, timeout: float = 5.0) -
 
 def _on_loop(loop: asyncio.AbstractEventLoop, fn: Callable[[], None], timeout: float) -> None:
     """Run ``fn`` on ``loop``'s thread and wait for it (at once when already there)."""
+    import asyncio
+
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
