@@ -283,8 +283,11 @@ def load(path: str | Path) -> Scenario:
     return loads(text, str(p), default_name=p.stem)
 
 
-def loads(text: str, source: str = "<string>", *, default_name: str = "scenario") -> Scenario:
-    """Read and validate a scenario from TOML text; ``source`` names it in errors."""
+def loads(text: str, source: str = "<string>", *, default_name: str | None = None) -> Scenario:
+    """Read and validate a scenario from TOML text; ``source`` names it in errors, and its file name is the
+    scenario's name unless the text gives one (or ``default_name``)."""
+    if default_name is None:
+        default_name = "scenario" if source.startswith("<") else Path(source).stem
     if len(text) > MAX_FILE_BYTES:
         raise ScenarioError([f"{source}: larger than {MAX_FILE_BYTES >> 20} MiB: not a scenario file"])
     try:
@@ -1576,8 +1579,8 @@ class EngineRunner:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        self._notice(f"scenario {self.scenario.name!r}: stopped" + ("; conditions restored" if restore else ""))
-        self._finish(restore)
+        self._run([Say(f"scenario {self.scenario.name!r}: stopped" + ("; conditions restored" if restore else "")),
+                   Finished(restore)])
 
 
 _ACTIVE: dict[int, EngineRunner] = {}
