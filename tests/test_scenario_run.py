@@ -58,6 +58,7 @@ def reset_seen(sock: socket.socket) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_latency_changes_at_the_steps_time(echo_server, start_proxy, recorder) -> None:
     """Pings go round while the scenario runs; those that reach the proxy after the step's conditions are applied
     are delayed by the new latency both ways, those before are not, and the client measures it."""
@@ -136,13 +137,13 @@ def test_a_disconnect_resets_every_open_connection(echo_server, start_proxy, rec
 
 def test_a_change_by_hand_stops_the_ramp_until_the_next_step(echo_server, start_proxy, recorder) -> None:
     p = start_proxy(echo_server.port, LINES)
-    s = sc.loads('resolution = "50ms"\n[[step]]\nat = "0s"\nramp = "1s"\nlatency = 500\n'
-                 '[[step]]\nat = "1500ms"\nlatency = 7\n', "ramp.toml")
+    s = sc.loads('resolution = "50ms"\n[[step]]\nat = "0s"\nramp = "400ms"\nlatency = 500\n'
+                 '[[step]]\nat = "600ms"\nlatency = 7\n', "ramp.toml")
     mine = Conditions.symmetric(DirectionConditions(latency_ms=42))
     run = sc.run(p, s)
     recorder.wait_for(lambda r: isinstance(r, Notice) and "step 1/2" in r.text)
     p.call(p.server.set_conditions, mine)
-    said(recorder, "changed by hand; they stay until the next step (1.5 s)")
+    said(recorder, "changed by hand; they stay until the next step (600 ms)")
     assert p.call(lambda: p.server.global_conditions) == mine  # no ramp update took it back
     assert run.wait(IO_TIMEOUT)
     assert p.call(lambda: p.server.global_conditions).c2s.latency_ms == 7
@@ -252,7 +253,6 @@ def test_sockscope_proxy_plays_a_scenario_and_prints_each_step(tmp_path: Path, e
                          "scenario 'cli': finished; conditions stay as they are"]
 
 
-@pytest.mark.slow
 def test_sockscope_proxy_refuses_a_bad_scenario_with_its_lines(tmp_path: Path) -> None:
     f = tmp_path / "bad.toml"
     f.write_text('[[step]]\nat = 30\n\n[[step]]\nat = "1s"\nlatency = "fast"\n', encoding="utf-8")
