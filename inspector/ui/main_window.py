@@ -600,6 +600,12 @@ class MainWindow(QMainWindow):
             rec.setToolTip("keep recording everything to a session file while live")
             toolbar.addSeparator()
             toolbar.addAction(rec)
+        # Scenarios: a timeline of conditions played from here (File ▸ Load scenario…, a box in the Conditions panel)
+        from inspector.ui.scenario_control import ScenarioControl
+
+        file.addSeparator()
+        self.scenario = ScenarioControl(self)
+        self.scenario.add_to_menu(file)
         file.addSeparator()
         quit_ = file.addAction("&Quit")
         quit_.setShortcut(QKeySequence.StandardKey.Quit)
