@@ -1407,7 +1407,7 @@ class Player:
         parts = []
         if self.step_index is not None:
             s = self.scenario.steps[self.step_index]
-            parts.append(f"{s.name(self.step_index, total)} (since {fmt_s(max(0.0, elapsed - s.at_s))})")
+            parts.append(f"{s.name(self.step_index, total)} (since {_whole_s(elapsed - s.at_s)})")
         else:
             parts.append("before the first step")
         if self.scenario.repeat != 1:
@@ -1415,10 +1415,16 @@ class Player:
         nxt = next((i for i in self._items if i.kind == "step"), None)
         if nxt is not None:
             parts.append(f"next: {self.scenario.steps[nxt.step].name(nxt.step, total)} in "
-                         f"{fmt_s(max(0.0, (nxt.t_ns - now_ns) / NS))}")
+                         f"{_whole_s((nxt.t_ns - now_ns) / NS)}")
         if self.overridden:
             parts.append("changed by hand until then")
         return " · ".join(parts)
+
+
+def _whole_s(seconds: float) -> str:
+    """A countdown's time, to the second (``fmt_s`` below one second): it is read at a glance."""
+    seconds = max(0.0, seconds)
+    return fmt_s(seconds if seconds < 1 else float(math.ceil(seconds - 0.05)))
 
 
 def _describe(c: Conditions) -> str:

@@ -9,6 +9,7 @@ Waits are ``qtbot.waitUntil``; the engine and its control endpoint run on a thre
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -107,7 +108,7 @@ def test_a_change_by_hand_lasts_until_the_next_step_and_stop_restores(
     col = w.conditions.cols[Direction.C2S]
     col.latency.spin.setValue(7)  # as if typed: the panel sends it a moment later
     qtbot.waitUntil(lambda: "changed by hand" in w.scenario.status.text(), timeout=WAIT)
-    assert "next: step 2/2 in 9 min" in w.scenario.status.text()
+    assert re.search(r"next: step 2/2 in (10 min|9 min [0-9]+ s)", w.scenario.status.text())
     assert any("they stay until the next step (10 min)" in line for line in w.scenario.lines)
     w.scenario.stop()
     assert w.conditions.value() == before
