@@ -298,7 +298,8 @@ class ScenarioControl(QObject):
     def _say(self, text: str) -> None:
         self.lines.append(text)
         self.window._log("info", text)
-        self.window.statusBar().showMessage(text, 6000)
+        # the status bar has room for the step's name (the log and the panel's box have the rest)
+        self.window.statusBar().showMessage(": ".join(text.split(": ", 2)[:2]), 6000)
 
     def _restore(self) -> None:
         if self.before is not None:
