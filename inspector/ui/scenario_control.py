@@ -12,7 +12,8 @@ An edit the user makes in the Conditions panel is a change by hand: it stays unt
 (:meth:`proxy.scenario.Player.user_changed`), and the box says so.
 Time zero is when the scenario is loaded into a running proxy, or when the proxy starts if none runs yet (or, with
 ``start = "first-connection"``, when a client connects after that).
-Must not import: ``inspector.bridge`` (the window's link is used through the window).
+Must not import: ``inspector.ui.main_window`` (what it uses of the window is :class:`ScenarioWindow`, a
+``Protocol``), ``inspector.bridge`` (the window's link is used through the window).
 Thread: GUI thread.
 """
 
@@ -21,11 +22,22 @@ from __future__ import annotations
 import html
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, SignalInstance
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QFileDialog, QFrame, QHBoxLayout, QLabel, QMenu, QMessageBox, QPushButton, QVBoxLayout
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QStatusBar,
+    QVBoxLayout,
+    QWidget,
+)
 
 from inspector.ui import palette
 from proxy.conditions import Conditions
@@ -44,8 +56,11 @@ from proxy.scenario import (
 )
 
 if TYPE_CHECKING:
-    from inspector.store import ApplyResult
-    from inspector.ui.main_window import MainWindow
+    from inspector.bridge import Link
+    from inspector.store import ApplyResult, MessageStore
+    from inspector.ui.conditions_dock import ConditionsPanel
+    from inspector.ui.pump import RecordPump
+    from inspector.ui.timeline.dock import TimelineController
 
 __all__ = ["ScenarioControl"]
 
@@ -57,15 +72,38 @@ LOCAL_LINKS: Final = ("child process", "in-process")
 """Links whose engine runs on this machine, on the same monotonic clock as the window."""
 
 
+class ScenarioWindow(Protocol):
+    """What a scenario uses of the main window (a ``Protocol``, so this module does not import the window back)."""
+
+    link: Link | None
+    store: MessageStore
+    conditions: ConditionsPanel
+    pump: RecordPump
+    _link_ready: SignalInstance
+
+    @property
+    def timeline(self) -> TimelineController: ...
+
+    def send(self, name: str, **args: Any) -> None: ...
+
+    def _log(self, level: str, text: str) -> None: ...
+
+    def statusBar(self) -> QStatusBar: ...
+
+
 class ScenarioControl(QObject):
-    """Loads, plays and stops scenarios in ``window`` (a :class:`~inspector.ui.main_window.MainWindow`)."""
+    """Loads, plays and stops scenarios in ``window`` (the main window, a QWidget)."""
 
     changed = Signal()
     """Something about the scenario changed: loaded, a step, finished, stopped (the box is up to date)."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: ScenarioWindow) -> None:
+        if not isinstance(window, QWidget):
+            raise TypeError("the scenario control belongs to a window (a QWidget)")
         super().__init__(window)
         self.window = window
+        self.widget: QWidget = window
+        """The window as the parent of dialogs."""
         self.scenario: Scenario | None = None
         self.player: Player | None = None
         self.lines: list[str] = []
@@ -82,10 +120,10 @@ class ScenarioControl(QObject):
         self._status_timer.setInterval(STATUS_MS)
         self._status_timer.timeout.connect(self._show_status)
 
-        self.load_action = QAction("Load &scenario…", window)
+        self.load_action = QAction("Load &scenario…", self.widget)
         self.load_action.setToolTip("play a scenario file: a timeline of network conditions (docs/scenarios.md)")
         self.load_action.triggered.connect(self.choose_file)
-        self.stop_action = QAction("Stop scenario", window)
+        self.stop_action = QAction("Stop scenario", self.widget)
         self.stop_action.setToolTip("stop the scenario and put back the conditions from before it")
         self.stop_action.triggered.connect(lambda: self.stop())
         self.stop_action.setEnabled(False)
@@ -156,7 +194,7 @@ class ScenarioControl(QObject):
 
     def choose_file(self) -> None:
         start = str(Path(self.scenario.source).parent) if self.scenario is not None else ""
-        path, _ = QFileDialog.getOpenFileName(self.window, "Load a scenario", start, "Scenarios (*.toml);;All (*)")
+        path, _ = QFileDialog.getOpenFileName(self.widget, "Load a scenario", start, "Scenarios (*.toml);;All (*)")
         if path:
             self.load(path)
 
@@ -185,7 +223,7 @@ class ScenarioControl(QObject):
     def _show_problems(self, path: str, problems: list[str]) -> None:
         box = QMessageBox(QMessageBox.Icon.Warning, "This scenario cannot be played",
                           f"{Path(path).name} has {len(problems)} problem{'s' * (len(problems) != 1)}:",
-                          QMessageBox.StandardButton.Ok, self.window)
+                          QMessageBox.StandardButton.Ok, self.widget)
         box.setInformativeText("\n".join(problems))
         box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box.setWindowModality(Qt.WindowModality.WindowModal)
