@@ -958,6 +958,8 @@ class MainWindow(QMainWindow):
         self.model.refresh_all()
         self.conditions.set_colours(self.colours)
         self.intercept.set_colours(self.colours)
+        if hasattr(self, "scenario"):  # made with the menus
+            self.scenario.set_colours(self.colours)
         if self._start_page is not None:
             self._start_page.set_colours(self.colours)
         if self._timeline is not None:
