@@ -264,3 +264,33 @@ def test_sockscope_proxy_refuses_a_bad_scenario_with_its_lines(tmp_path: Path) -
         "\"30ms\" (got 30)",
         f"sockscope-proxy: error: --scenario {f}:6: latency: cannot read 'fast' as a time; use ms, s, min or h, e.g. "
         "\"500ms\", \"1m30s\""]
+
+
+@pytest.mark.slow
+def test_an_outage_loses_every_udp_datagram_until_it_ends() -> None:
+    from tests.test_udp_sockets import UdpEcho, Waiter, client, start
+
+    echo, waiter = UdpEcho(), Waiter()
+    p = start(echo.port, waiter)
+    try:
+        s = sc.loads('[[step]]\nat = "0s"\nlatency = 0\n[[step]]\nat = "50ms"\noutage = "1s"\n', "udp.toml")
+        with client() as c:
+            c.sendto(b"before", ("127.0.0.1", p.port))
+            assert c.recvfrom(100)[0] == b"before"
+            run = sc.run(p, s)
+            waiter.until(lambda rs: any(isinstance(r, Notice) and "outage for 1 s" in r.text for r in rs))
+            c.sendto(b"during", ("127.0.0.1", p.port))
+            waiter.until(lambda rs: any(isinstance(r, Message) and r.data == b"during" for r in rs))
+            assert run.wait(IO_TIMEOUT)
+            c.sendto(b"after", ("127.0.0.1", p.port))
+            assert c.recvfrom(100)[0] == b"after"  # "during" never came back: the first answer is "after"
+        notices = [n for n in waiter.of(Notice) if n.text.startswith("scenario 'udp'")]
+        begin = next(n.time_ns for n in notices if "outage for 1 s" in n.text)
+        end = next(n.time_ns for n in notices if "the outage is over" in n.text)
+        during = next(m for m in waiter.of(Message) if m.data == b"during")
+        assert begin <= during.arrival_ns < end  # it came during the outage ...
+        assert during.state is MessageState.DROPPED and "loss 100 %" in during.note  # ... and was lost
+        assert b"during" not in echo.received
+    finally:
+        p.stop()
+        echo.stop()
