@@ -45,6 +45,7 @@ import re
 import threading
 import time
 import tomllib
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -1589,8 +1590,9 @@ class EngineRunner:
                    Finished(restore)])
 
 
-_ACTIVE: dict[int, EngineRunner] = {}
-"""The scenario running on each server (by ``id``): starting another stops it, without restoring."""
+_ACTIVE: weakref.WeakValueDictionary[int, EngineRunner] = weakref.WeakValueDictionary()
+"""The scenario running on each server (by ``id``): starting another stops it, without restoring. Weak, so a
+server whose loop has gone (a test's) is not kept alive by its last scenario."""
 
 
 def _claim(server: ProxyServer, runner: EngineRunner) -> None:

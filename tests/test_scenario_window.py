@@ -133,6 +133,26 @@ def test_a_scenario_loaded_before_the_proxy_starts_plays_when_it_does(
         "latency_ms"] == 15, timeout=WAIT)
 
 
+def test_a_scenario_cut_short_by_the_proxy_plays_again_with_the_next_one(
+        qtbot: Any, make_window: Callable[..., MainWindow], tmp_path: Path) -> None:
+    f = tmp_path / "again.toml"
+    f.write_text('[[step]]\nat = "0s"\nlatency = 12\n[[step]]\nat = "10m"\nlatency = 50\n', encoding="utf-8")
+    w = make_window(LinkOptions(demo=True, demo_interval=0.05))
+    qtbot.waitUntil(lambda: running(w), timeout=WAIT)
+    assert w.scenario.load(f) and w.scenario.running
+    w.stop_link()
+    qtbot.waitUntil(lambda: "stopped with the proxy" in w.scenario.status.text(), timeout=WAIT)
+    assert not w.scenario.running and w.scenario.stop_button.isVisible()
+    w.start_link(LinkOptions(demo=True, demo_interval=0.05))
+    qtbot.waitUntil(lambda: w.scenario.running and "step 1/2" in w.scenario.status.text(), timeout=WAIT)
+    assert w.conditions.value().c2s.latency_ms == 12
+    w.scenario.stop()
+    w.stop_link()
+    w.start_link(LinkOptions(demo=True, demo_interval=0.05))  # stopped by the user: it stays stopped
+    qtbot.waitUntil(lambda: running(w), timeout=WAIT)
+    assert not w.scenario.running and "stopped" in w.scenario.status.text()
+
+
 def test_a_wrong_scenario_shows_each_problem_with_its_line(qtbot: Any, make_window: Callable[..., MainWindow],
                                                           tmp_path: Path) -> None:
     f = tmp_path / "wrong.toml"

@@ -111,6 +111,9 @@ class ScenarioControl(QObject):
         self.before: Conditions | None = None
         """The panel's conditions when the scenario started (put back by Stop)."""
         self.error_box: QMessageBox | None = None
+        self.armed = False
+        """Play when a proxy starts: a scenario loaded while none ran, or one the proxy's end interrupted (not one
+        that finished or that the user stopped)."""
         self._known_conns: set[int] = set()
         self._drawn_pass = -1
         self._timer = QTimer(self)
@@ -212,6 +215,7 @@ class ScenarioControl(QObject):
             self.stop(restore=False)
         self.scenario, self.player, self._drawn_pass = s, None, -1
         self.lines = []
+        self.armed = True
         self.window._log("info", f"scenario loaded: {s.describe()}")
         self.stop_action.setEnabled(True)
         self.box.show()
@@ -265,13 +269,14 @@ class ScenarioControl(QObject):
         self._draw_plan()
 
     def _link_ready(self, link: object, error: str | None) -> None:
-        if error is None and self.scenario is not None and (self.player is None or self.player.finished):
-            self.player = None  # a scenario loaded while no proxy ran (or one that ended): from the start
+        if error is None and self.scenario is not None and self.armed and not self.running:
+            self.player = None  # loaded while no proxy ran, or cut short when the last one stopped: from the start
             self._begin_when_ready()
             self._show_status()
 
     def _applied(self, result: ApplyResult) -> None:
-        if self.scenario is None or self.player is not None or self.scenario.start != "first-connection":
+        if (self.scenario is None or self.player is not None or not self.armed
+                or self.scenario.start != "first-connection"):
             return
         if not self._link_alive():
             return
@@ -285,8 +290,9 @@ class ScenarioControl(QObject):
             self._status_timer.stop()
             assert self.player is not None
             self.player.finished = True
-            self._say(f"scenario {self.scenario.name if self.scenario else ''!r}: stopped: {why}")
-            self.stop_action.setEnabled(False)
+            self.armed = True  # it plays again, from the start, when a proxy starts again
+            name = self.scenario.name if self.scenario is not None else ""
+            self._say(f"scenario {name!r}: stopped: {why}; it starts again with the proxy")
             self._show_status()
             self.changed.emit()
 
@@ -328,6 +334,7 @@ class ScenarioControl(QObject):
         elif isinstance(a, Say):
             self._say(a.text)
         elif isinstance(a, Finished):
+            self.armed = False
             self._status_timer.stop()
             self.stop_action.setEnabled(False)
             if a.restore:
@@ -357,6 +364,7 @@ class ScenarioControl(QObject):
         self._timer.stop()
         self._status_timer.stop()
         self.stop_action.setEnabled(False)
+        self.armed = False
         if player is None or player.finished or player.origin_ns is None:
             self.scenario = None if player is None else s  # loaded, not started: forgotten
             self.box.setVisible(self.scenario is not None)
@@ -396,6 +404,9 @@ class ScenarioControl(QObject):
 
     def _show_status(self) -> None:
         s, player = self.scenario, self.player
+        if self.running and not self._link_alive():
+            self._link_gone("the proxy is not running")
+            return
         if s is None:
             self.box.hide()
             return
@@ -405,6 +416,8 @@ class ScenarioControl(QObject):
         if player is None:
             text = ("starts when the proxy starts" if not self._link_alive() else
                     "waiting for a client to connect" if s.start == "first-connection" else "starting")
+        elif player.finished and self.armed:
+            text = "stopped with the proxy: it starts again, from the beginning, when the proxy starts"
         elif player.finished:
             last = self.lines[-1] if self.lines else ""
             text = ("stopped" if ": stopped" in last else "finished") + (
@@ -413,4 +426,4 @@ class ScenarioControl(QObject):
             text = player.status(self.engine_now())
         self.status.setText(text)
         self.hint.setVisible(self.running)
-        self.stop_button.setVisible(self.running)
+        self.stop_button.setVisible(self.running or self.armed)
