@@ -38,6 +38,7 @@ scenario's own times (a loop timer per event, never a busy loop); :class:`Scenar
 
 from __future__ import annotations
 
+import collections
 import difflib
 import itertools
 import math
@@ -105,6 +106,8 @@ MAX_TIME_S: Final = 7 * 24 * 3600.0
 MAX_STEPS: Final = 10_000
 """Steps in one pass, counting those a cycle makes."""
 MAX_REPEAT: Final = 1_000_000
+MAX_SPIKES: Final = 16
+"""Spikes one step sets in one direction (a preset's come on top): the relay sums them for every message."""
 MAX_ERRORS: Final = 20
 """Problems reported at once; the rest are counted in one more line."""
 RESOLUTION_S: Final = 0.1
@@ -113,6 +116,8 @@ EARLY_NS: Final = 2_000_000
 """Anything due within this of now is done now: a loop timer may wake a millisecond early, and waking again for
 the last millisecond would be a spin."""
 PLAN_MAX_POINTS: Final = 20_000
+RAMP_POINTS_DRAWN: Final = 50
+"""Updates per ramp in a plan made to be drawn (``Scenario.plan(ramp_points=...)``): a slope, not every update."""
 ALL_LOST: Final = GilbertElliott(p_pct=0.0, r_pct=100.0, bad_loss_pct=100.0, good_loss_pct=100.0)
 """What an outage does to UDP: every datagram lost (the window's 100 % loss is the same model)."""
 
@@ -214,14 +219,16 @@ class Scenario:
         return (f"{self.name!r} ({self.source}): {len(self.steps)} step{'s' * (len(self.steps) != 1)} over "
                 f"{fmt_s(self.length_s)}, {times}{start}")
 
-    def plan(self, until_s: float | None = None, max_points: int = PLAN_MAX_POINTS) -> list[tuple[float, Conditions]]:
+    def plan(self, until_s: float | None = None, max_points: int = PLAN_MAX_POINTS,
+             ramp_points: int | None = None) -> list[tuple[float, Conditions]]:
         """The conditions a run applies, as (seconds from time zero, conditions) in order, up to ``until_s``
         (default: the whole run, or ten passes of one that repeats for ever) and at most ``max_points`` changes.
-        Spikes' ``start_ns`` count from time zero. Made by a :class:`Player` without a clock: what a run does."""
+        Spikes' ``start_ns`` count from time zero. Made by a :class:`Player` without a clock: what a run does
+        (``ramp_points``: with at most that many updates per ramp, enough to draw one)."""
         if until_s is None:
             passes = 10 if self.repeat is None else self.repeat
             until_s = min(self.length_s * passes, MAX_TIME_S * 10)
-        player = Player(self)
+        player = Player(self, ramp_points=ramp_points)
         out: list[tuple[float, Conditions]] = []
         actions = player.start(0)
         while True:
@@ -293,6 +300,8 @@ def loads(text: str, source: str = "<string>", *, default_name: str | None = Non
         raise ScenarioError([f"{source}: larger than {MAX_FILE_BYTES >> 20} MiB: not a scenario file"])
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise ScenarioError([f"{source}: nested too deeply to be a scenario"]) from None
     except tomllib.TOMLDecodeError as e:
         msg = str(e)
         m = re.search(r"\(at line (\d+), column \d+\)$", msg)
@@ -323,7 +332,7 @@ class _KeyLines:
         self._current: tuple[str | int, ...] = ()
         try:
             self._scan()
-        except (IndexError, ValueError):
+        except (IndexError, ValueError, RecursionError):
             pass
 
     def line_of(self, path: Sequence[str | int]) -> int | None:
@@ -760,6 +769,10 @@ class _Reader:
         if isinstance(v, str) and v.strip().lower() in ("none", "off"):
             return ()
         items = v if isinstance(v, list) else [v]
+        if len(items) > MAX_SPIKES:
+            # each message's delay adds up the spikes of its direction: their number is the relay's work
+            self.bad(path, f": {len(items)} spikes; at most {MAX_SPIKES} at once")
+            return None
         out = []
         for n, item in enumerate(items):
             p = (*path, n) if isinstance(v, list) else path
@@ -1189,8 +1202,11 @@ class Player:
     times). The shell tells it about conditions changed by hand with :meth:`user_changed`.
     """
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, *, ramp_points: int | None = None) -> None:
         self.scenario = scenario
+        self.ramp_points = ramp_points
+        """At most this many updates per ramp (a plan to draw needs no more); None: every ``resolution``."""
+        self._sample_ns = round(scenario.resolution_s * NS)
         self.origin_ns: int | None = None
         """Time zero, once started."""
         self.now_ns = 0
@@ -1200,7 +1216,7 @@ class Player:
         self.finished = False
         self.overridden = False
         self.last_applied: Conditions | None = None
-        self._items: list[_Item] = []
+        self._items: collections.deque[_Item] = collections.deque()
         self._target = PASSTHROUGH
         self._ramp: tuple[int, int, Conditions, Conditions] | None = None  # start, end, from, to
         self._next_sample = 0
@@ -1251,7 +1267,7 @@ class Player:
                     items.append(_Item(at, _ON, len(items), "freeze_on", n, d))
                     items.append(_Item(at + round(freeze * NS), _OFF, len(items), "freeze_off", n, d))
         items.sort()
-        self._items = items
+        self._items = collections.deque(items)
         self._target = PASSTHROUGH
         self._ramp = None
         self._frozen = set()
@@ -1280,7 +1296,7 @@ class Player:
         limit = now_ns + EARLY_NS
         while True:
             while self._items and self._items[0].t_ns <= limit:
-                item = self._items.pop(0)
+                item = self._items.popleft()
                 latest = max(latest, item.t_ns)
                 self.now_ns = latest
                 self._do(item, out)
@@ -1310,7 +1326,7 @@ class Player:
                 self._ramp = None
                 changed = changed or not self.overridden
             elif now_ns >= self._next_sample - EARLY_NS:
-                step = round(self.scenario.resolution_s * NS)
+                step = self._sample_ns
                 base = max(now_ns, self._next_sample)
                 self._next_sample = min(end, start + ((base - start) // step + 1) * step)
                 changed = changed or not self.overridden
@@ -1328,7 +1344,10 @@ class Player:
             if s.ramp_s > 0:
                 end = item.t_ns + round(s.ramp_s * NS)
                 self._ramp = (item.t_ns, end, before, self._target)
-                self._next_sample = min(end, item.t_ns + round(self.scenario.resolution_s * NS))
+                self._sample_ns = round(self.scenario.resolution_s * NS)
+                if self.ramp_points:
+                    self._sample_ns = max(self._sample_ns, -(-(end - item.t_ns) // self.ramp_points))
+                self._next_sample = min(end, item.t_ns + self._sample_ns)
             else:
                 self._ramp = None
             out.append(Say(self._step_text(item.step, s)))

@@ -135,6 +135,28 @@ def test_a_file_that_is_not_text_or_too_big_is_refused(tmp_path: Path) -> None:
         sc.load(tmp_path / "missing.toml")
 
 
+def test_hostile_files_get_one_line_and_no_traceback() -> None:
+    assert problems("x = " + "[" * 50_000 + "]" * 50_000) == ["f.toml: nested too deeply to be a scenario"]
+    assert problems("x = " + "{a=" * 5_000 + "1" + "}" * 5_000) == ["f.toml: nested too deeply to be a scenario"]
+    spikes = ", ".join('{add = 1, for = "1s"}' for _ in range(sc.MAX_SPIKES + 1))
+    assert problems(f'[[step]]\nat = "0s"\nspike = [{spikes}]\n') == ["f.toml:3: spike: 17 spikes; at most 16 at once"]
+    assert problems('[[step]]\nat = "0s"\nlabel = "' + "a" * 600 + '"\n') == [
+        "f.toml:3: label: expected a short line of printable text"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_the_largest_timeline_is_read_and_planned_in_bounded_time() -> None:
+    text = "".join(f'[[step]]\nat = "{n}s"\nlatency = {n % 300}\n' for n in range(sc.MAX_STEPS))
+    s = sc.loads(text)
+    assert len(s.steps) == sc.MAX_STEPS
+    assert len(s.plan()) == sc.MAX_STEPS  # one change a step (the first is at 0 s, with the start)
+    long_ramp = sc.loads('resolution = "20ms"\n[[step]]\nat = "0s"\nramp = "160h"\nlatency = 500\n')
+    assert len(long_ramp.plan()) == sc.PLAN_MAX_POINTS  # a week of updates is never made at once
+    drawn = long_ramp.plan(ramp_points=sc.RAMP_POINTS_DRAWN)  # what the window draws: a slope in 50 steps
+    assert len(drawn) == sc.RAMP_POINTS_DRAWN + 1 and drawn[-1][1].c2s.latency_ms == 500
+
+
 def test_too_many_steps_are_refused() -> None:
     presets = ", ".join('"LAN"' for _ in range(sc.MAX_STEPS + 1))
     found = problems(f'[[cycle]]\nevery = "1s"\npresets = [{presets}]\n')

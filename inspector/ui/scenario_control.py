@@ -42,6 +42,8 @@ from PySide6.QtWidgets import (
 from inspector.ui import palette
 from proxy.conditions import Conditions
 from proxy.scenario import (
+    PLAN_MAX_POINTS,
+    RAMP_POINTS_DRAWN,
     Action,
     Apply,
     Disconnect,
@@ -389,12 +391,14 @@ class ScenarioControl(QObject):
         if s is None or player is None or player.origin_ns is None:
             return []
         length = s.length_s
-        one = [(t, c) for t, c in s.plan(until_s=length) if t < length or length == 0]
+        one = [(t, c) for t, c in s.plan(until_s=length, ramp_points=RAMP_POINTS_DRAWN) if t < length or length == 0]
         series = rtt_series(one, length)
         step = round(length * 1e9)
         now = player.pass_index
         last = now + PASSES_DRAWN if s.repeat is None else min(s.repeat, now + PASSES_DRAWN)
-        passes = range(max(0, now - 2), last) if step else range(1)
+        first = max(0, now - 2)
+        last = min(last, first + max(1, PLAN_MAX_POINTS // max(1, len(series))))  # a bounded line to draw
+        passes = range(first, last) if step else range(1)
         return [(player.origin_ns + k * step + round(t * 1e9), ms) for k in passes for t, ms in series]
 
     def _draw_plan(self) -> None:
