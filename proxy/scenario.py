@@ -63,6 +63,7 @@ from proxy.conditions import (
     Jitter,
     Spike,
     parse_bandwidth,
+    parse_bytes,
     parse_loss,
 )
 from proxy.model import ConnectionOpened, Direction, Record
@@ -504,6 +505,8 @@ _CONDITION_KEYS: Final = {
     "jitter_distribution": "uniform, normal or exponential",
     "jitter_cap": "the largest jitter sample (\"200ms\")",
     "bandwidth": "link rate (\"64KB/s\", \"2Mbit\", \"unlimited\")",
+    "bandwidth_burst": "UDP: token bucket size (\"16KB\")",
+    "bandwidth_queue": "UDP: bytes that may wait for the link (\"64KiB\", \"default\")",
     "loss": "packet loss in percent (TCP: as retransmission delay; UDP: lost)",
     "burst_loss": "UDP bursty loss, netem's gemodel (\"5:50\" = p r [1-h [1-k]]) or \"none\"",
     "duplicate": "UDP: percent of datagrams sent twice",
@@ -982,6 +985,27 @@ def _bandwidth(v: Any) -> float | None:
     return bps
 
 
+def _size(v: Any) -> int:
+    if isinstance(v, str):
+        return parse_bytes("--size", v)[Direction.C2S]
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise _Bad(f": expected a number of bytes or text such as \"16KB\"; got {_shown(v)}")
+    return v
+
+
+def _burst_bytes(v: Any) -> int:
+    return _size(v)
+
+
+def _queue_bytes(v: Any) -> int | None:
+    if isinstance(v, str) and v.strip().lower() == "default":
+        return None
+    n = _size(v)
+    if n < 1:
+        raise _Bad(": must be at least 1 byte (or \"default\")")
+    return n
+
+
 def _burst_loss(v: Any) -> GilbertElliott | None:
     if not isinstance(v, str):
         raise _Bad(f": expected netem's gemodel as text, \"P:R[:1-H[:1-K]]\" in percent (e.g. \"5:50\"), or "
@@ -1050,6 +1074,8 @@ _FIELD_READERS: Final[Mapping[str, tuple[str, Callable[[Any], Any]]]] = {
     "jitter_distribution": ("jitter.distribution", _distribution),
     "jitter_cap": ("jitter.cap_ms", _ms),
     "bandwidth": ("bandwidth_bps", _bandwidth),
+    "bandwidth_burst": ("burst_bytes", _burst_bytes),
+    "bandwidth_queue": ("queue_bytes", _queue_bytes),
     "loss": ("loss_pct", _loss),
     "burst_loss": ("burst_loss", _burst_loss),
     "duplicate": ("duplicate_fraction", _fraction),
@@ -1063,7 +1089,7 @@ _FIELD_READERS: Final[Mapping[str, tuple[str, Callable[[Any], Any]]]] = {
     "drop": ("drop_fraction", _fraction),
     "rto": ("rto_ms", _rto),
 }
-_NULLABLE: Final = frozenset({"bandwidth", "burst_loss", "mtu"})
+_NULLABLE: Final = frozenset({"bandwidth", "bandwidth_queue", "burst_loss", "mtu"})
 """Keys whose reader returns None as a value ("unlimited", "none"), not as a failure. A failure has been noted as
 a problem, and a step with problems is never used, so the None kept here is harmless."""
 

@@ -51,6 +51,7 @@ MISTAKES = [
      "expected uniform, normal, exponential"),
     ("burst loss", '[[step]]\nat = "0s"\nburst_loss = "5:500"\n', 3, "burst_loss: '500' is not a percentage"),
     ("mtu", '[[step]]\nat = "0s"\nmtu = 70000\n', 3, "mtu: expected 1 to 65535 bytes"),
+    ("size", '[[step]]\nat = "0s"\nbandwidth_burst = "lots"\n', 3, "bandwidth_burst: cannot read 'lots' as a size"),
     ("unknown preset", '[[step]]\nat = "0s"\npreset = "Mobile 9G"\n', 3, "preset: unknown preset 'Mobile 9G'"),
     ("preset and clear", '[[step]]\nat = "0s"\npreset = "LAN"\nclear = true\n', 4,
      "clear: a step starts from a preset"),
