@@ -1568,11 +1568,15 @@ class EngineRunner:
         self._begin(time.monotonic_ns(), None)
 
     def _record(self, r: Record) -> None:
-        if isinstance(r, ConnectionOpened) and self.player.origin_ns is None and not self.done:
-            if self._unsubscribe is not None:
-                self._unsubscribe()
-                self._unsubscribe = None
-            self._begin(time.monotonic_ns(), r.time_ns)
+        if isinstance(r, ConnectionOpened) and self._unsubscribe is not None and not self.done:
+            self._unsubscribe()
+            self._unsubscribe = None
+            # not from inside the publishing relay: the conditions reach every connection once it has finished
+            self.server.loop.call_soon(self._first_connection, r.time_ns)
+
+    def _first_connection(self, opened_ns: int) -> None:
+        if not self.done and self.player.origin_ns is None:
+            self._begin(time.monotonic_ns(), opened_ns)
 
     def _begin(self, now: int, origin: int | None) -> None:
         self._run(self.player.start(now, origin))
