@@ -125,7 +125,7 @@ class ScenarioControl(QObject):
         self._status_timer.setInterval(STATUS_MS)
         self._status_timer.timeout.connect(self._show_status)
 
-        self.load_action = QAction("Load &scenario…", self.widget)
+        self.load_action = QAction("Load sce&nario…", self.widget)
         self.load_action.setToolTip("play a scenario file: a timeline of network conditions (docs/scenarios.md)")
         self.load_action.triggered.connect(self.choose_file)
         self.stop_action = QAction("Stop scenario", self.widget)
