@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true",
                    help="run the proxy engine inside the window's process (no child process)")
     p.add_argument("--time-startup", action="store_true", help=argparse.SUPPRESS)
+    from proxy.scenario import add_scenario_argument
+
+    add_scenario_argument(p.add_argument_group("scenario"))
     return p
 
 
@@ -211,6 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.in_process:
         os.environ["SOCKSCOPE_IN_PROCESS"] = "1"
+    if args.scenario:  # checked before any window: a wrong file is said on the terminal, line by line
+        from proxy.scenario import ScenarioError, load
+
+        try:
+            load(args.scenario)
+        except ScenarioError as e:
+            for problem in e.problems:
+                print(f"sockscope: error: --scenario {problem}", file=sys.stderr)
+            return 2
 
     missing = missing_x11_libraries()
     if missing:
@@ -224,6 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     window = create_window(app, options, attach, path, time_startup=args.time_startup)
+    if args.scenario:  # plays from when the proxy starts (at once if it already runs)
+        scenario_file = args.scenario
+        QTimer.singleShot(0, lambda: window.scenario.load(scenario_file))
     if args.time_startup and options is not None:
         # for the benchmark: when the first decoded client message (the tutorial's reply, then pings) is a row
         def first_row() -> None:

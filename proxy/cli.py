@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--parent-watch", action="store_true",
                    help="exit when standard input reaches end of file (a parent process that holds the pipe "
                         "went away)")
+    from proxy.scenario import add_scenario_argument
+
+    add_scenario_argument(p.add_argument_group("scenario"))
     return p
 
 
@@ -247,6 +250,7 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
             config.listen_port = 0  # the demo must not collide with a real game on 5556
     server = ProxyServer(config, loop)
     server.subscribe(Printer(server.clock, show_messages=not args.quiet), messages=not args.quiet)
+    scenario = getattr(args, "loaded_scenario", None)
     wait_attach = getattr(args, "wait_attach", None)
     host, port = await server.start(accept=wait_attach is None)
     from proxy.control.endpoint import ControlServer
@@ -276,6 +280,10 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
         stopping.cancel()
         if not stop.is_set():
             await server.start_accepting()
+    if scenario is not None:
+        from proxy.scenario import EngineRunner
+
+        EngineRunner(server, scenario).start()  # steps are printed as notices when they take effect
     client: DemoClient | None = None
     udp_client: UdpDemoClient | None = None
     if args.demo:
@@ -366,6 +374,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"sockscope-proxy: error: {e}", file=sys.stderr)
         return 2
+    if args.scenario:
+        from proxy.scenario import ScenarioError, load
+
+        try:
+            args.loaded_scenario = load(args.scenario)
+        except ScenarioError as e:
+            for problem in e.problems:
+                print(f"sockscope-proxy: error: --scenario {problem}", file=sys.stderr)
+            return 2
     _raise_fd_limit()
     tune_allocator()
     logging.basicConfig(level=logging.WARNING, handlers=[TerminalLogHandler()])

@@ -486,6 +486,11 @@ class ProxyServer:
         self.udp: UdpShell | None = None
         """The UDP side (``--udp``): its datagram core holds the flows, which share ids, conditions and
         subscribers with the TCP connections."""
+        self.refusing = False
+        """An outage (``proxy.scenario``, the ``refuse_connections`` command): each new TCP connection is reset as
+        soon as it is accepted, so the client sees its connection fail; open ones are left alone."""
+        self.refused = 0
+        """TCP connections reset on arrival while :attr:`refusing`."""
 
     # ------------------------------------------------------------------------------ subscribers
 
@@ -639,6 +644,9 @@ class ProxyServer:
         return handler
 
     def _accept(self) -> asyncio.BaseProtocol:
+        if self.refusing:
+            self.refused += 1
+            return _RefusedProtocol()
         return _AcceptedProtocol(self._new_handler(("?", 0)))
 
     def forget(self, handler: ConnectionHandler) -> None:
@@ -1054,6 +1062,14 @@ class ProxyServer:
 
 def _without_one_shots(c: Conditions) -> Conditions:
     return Conditions(replace(c.c2s, drop_next=0, duplicate_next=0), replace(c.s2c, drop_next=0, duplicate_next=0))
+
+
+class _RefusedProtocol(asyncio.Protocol):
+    """A client accepted during an outage: reset at once (a listening port cannot refuse one connection and
+    accept the next, so the client's connect succeeds and its first read or write fails with a reset)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        _abort_with_reset(transport)
 
 
 class _AcceptedProtocol(_SideProtocol):

@@ -32,6 +32,13 @@ class PlotData:
     bytes_per_s: dict[Direction, list[float]] = field(default_factory=dict)
     band: list[tuple[float, float, float]] = field(default_factory=list)
     """Configured added round trip over time: (from second, low ms, high ms), each step until the next."""
+    scenario: list[tuple[int, float]] = field(default_factory=list)
+    """A loaded scenario's planned added round trip: (engine monotonic ns, ms) points of a line (a vertical edge at
+    each step, slopes for ramps; ``proxy.scenario.rtt_series``)."""
+    scenario_x: list[float] = field(default_factory=list)
+    scenario_ms: list[float] = field(default_factory=list)
+    """The planned line in the plots' seconds (since the store's first message) and milliseconds."""
+    _scenario_key: tuple[int, int, int] = (0, -1, 0)
     seen: int = 0
     generation: int = -1
     conn_id: int | None = None
@@ -51,6 +58,12 @@ class PlotData:
                 self.injected_ms.append(rt.injected_ns / 1e6)
                 self.rtt_rows.append(rt.pair.response_row)
         self.seen = len(rts)
+        key = (id(self.scenario), len(self.scenario), t0)
+        if key != self._scenario_key:
+            self._scenario_key = key
+            self.scenario_x = [(t - t0) / 1e9 for t, _ in self.scenario]
+            self.scenario_ms = [ms for _, ms in self.scenario]
+            changed = True
         for d in Direction:
             ts, msgs, byts = analysis.throughput.series(d, conn_id)
             # each bin drawn at its middle

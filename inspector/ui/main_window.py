@@ -600,6 +600,12 @@ class MainWindow(QMainWindow):
             rec.setToolTip("keep recording everything to a session file while live")
             toolbar.addSeparator()
             toolbar.addAction(rec)
+        # Scenarios: a timeline of conditions played from here (File ▸ Load scenario…, a box in the Conditions panel)
+        from inspector.ui.scenario_control import ScenarioControl
+
+        file.addSeparator()
+        self.scenario = ScenarioControl(self)
+        self.scenario.add_to_menu(file)
         file.addSeparator()
         quit_ = file.addAction("&Quit")
         quit_.setShortcut(QKeySequence.StandardKey.Quit)
@@ -952,6 +958,8 @@ class MainWindow(QMainWindow):
         self.model.refresh_all()
         self.conditions.set_colours(self.colours)
         self.intercept.set_colours(self.colours)
+        if hasattr(self, "scenario"):  # made with the menus
+            self.scenario.set_colours(self.colours)
         if self._start_page is not None:
             self._start_page.set_colours(self.colours)
         if self._timeline is not None:

@@ -187,6 +187,25 @@ def fault(server: ProxyServer, a: Args) -> None:
     server.arm_fault(direction_field(a), kind, 1 if count is None else count, opt_int_field(a, "conn_id"))
 
 
+def disconnect_all(server: ProxyServer, a: Args) -> dict[str, int]:
+    """Reset (or, ``reset`` false, close) every open connection and end every UDP flow (a scenario's disconnect)."""
+    reset = a.get("reset", True)
+    if not isinstance(reset, bool):
+        raise CommandError(f"reset: expected true or false, got {shown(reset)}")
+    from proxy.scenario import disconnect_all as run
+
+    return {"connections": run(server, reset, "by a client")}
+
+
+def refuse_connections(server: ProxyServer, a: Args) -> dict[str, int]:
+    """While ``on``, each new TCP connection is reset as soon as it is accepted (a scenario's outage)."""
+    on = a.get("on")
+    if not isinstance(on, bool):
+        raise CommandError(f"on: expected true or false, got {shown(on)}")
+    server.refusing = on
+    return {"refused": server.refused}
+
+
 def set_framing(server: ProxyServer, a: Args) -> dict[str, Any]:
     text = a.get("framing")
     if not isinstance(text, str):
@@ -266,6 +285,8 @@ COMMANDS: Final[Mapping[str, Command]] = MappingProxyType({
     "reset": Command(reset),
     "spike": Command(spike),
     "fault": Command(fault),
+    "disconnect_all": Command(disconnect_all),
+    "refuse_connections": Command(refuse_connections),
     "set_framing": Command(set_framing, _framing_changed),
     "set_connection_framing": Command(set_connection_framing),
     "pause_capture": Command(pause_capture, _capture),

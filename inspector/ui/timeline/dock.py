@@ -264,6 +264,8 @@ class TimelineController(QObject):
         self._conf_key: tuple[float, float] | None = None
         self._conf: list[tuple[int, float, float]] = []
         self._udp_conf: dict[tuple[Direction, str], float] = {}
+        self.scenario_plan: list[tuple[int, float]] = []
+        """A loaded scenario's planned added round trip, (engine monotonic ns, ms) points (``set_scenario_plan``)."""
         self._generation = -1
         self._selected: int | None = None
         self.tick_ms: list[float] = []
@@ -380,6 +382,8 @@ class TimelineController(QObject):
         if self._conf:
             plots.set_configured(self._conf)
         plots.set_configured_udp(self._udp_conf)
+        if self.scenario_plan:
+            plots.set_scenario(self.scenario_plan)
         self._plots = plots
         sizes = self.split.sizes()
         self.split.replaceWidget(0, plots)
@@ -566,6 +570,14 @@ class TimelineController(QObject):
                 self._conf.append((t, lo, hi))
             if self._plots is not None:
                 self._plots.set_configured(self._conf)
+
+    def set_scenario_plan(self, points: list[tuple[int, float]]) -> None:
+        """Draw a scenario's planned added round trip on the RTT plot (a dashed line beside the measured one and the
+        configured band); an empty list removes it."""
+        self.scenario_plan = points
+        if self._plots is not None:
+            self._plots.set_scenario(points)
+            self.refresh(force=True)
 
     def refresh(self, force: bool = False) -> None:
         """One tick: analyse new rows (within the budget), then redraw what is visible."""

@@ -17,6 +17,7 @@ Thread: GUI thread.
 
 from __future__ import annotations
 
+import bisect
 from typing import Any, Final
 
 import numpy as np
@@ -33,6 +34,8 @@ from proxy.model import Direction
 SCATTER_MAX: Final = 3000
 FOLLOW_WINDOW_S: Final = 20.0
 """Seconds of history shown while following the newest data."""
+AHEAD_S: Final = 5.0
+"""Seconds of a loaded scenario's plan shown ahead of the newest data while following."""
 RATE_WINDOW_S: Final = 3.0
 """The rates at each point are the messages (bytes) per second of the last this-many seconds, the most recent
 weighing most (a triangular window: smooth for a game that sends every 0.3 or 1.2 s, still quick to follow)."""
@@ -79,12 +82,13 @@ UDP_STYLES: Final = {"lost": pg.QtCore.Qt.PenStyle.SolidLine, "duplicated": pg.Q
 """How the UDP plot draws each measure (in the direction's colour); the loss it is set to is a dotted line."""
 
 
-def legend_html(c: palette.Colours, udp: bool = False) -> str:
+def legend_html(c: palette.Colours, udp: bool = False, scenario: bool = False) -> str:
     def line(colour: str, name: str, mark: str = "━━") -> str:
         return f"<span style='color:{colour}'>{mark}</span>&nbsp;{name}"
 
     parts = [line(c.c2s.name(), "round trip"), line(c.held.name(), "added by sockscope"),
              line(c.held.name(), "configured", "▒▒"),
+             *([line(c.special.name(), "scenario (planned)", "╌╌")] if scenario else []),
              line(c.c2s.name(), "client → server", "━"), line(c.s2c.name(), "server → client", "━")]
     if udp:
         parts.append(f"UDP, last 2 s: {line(c.muted.name(), 'lost', '━')} {line(c.muted.name(), 'duplicated', '╍')} "
@@ -179,6 +183,8 @@ class TimelinePlots(QWidget):
         self.rtt_plot.addItem(self.band_lo)
         self.rtt_plot.addItem(self.band_hi)
         self.rtt_plot.addItem(self.band)
+        self.scenario_curve = self.rtt_plot.plot([], [], pen=self._scenario_pen(c))
+        """A loaded scenario's planned added round trip (``set_scenario``), beside what the band says is set now."""
         self.injected_curve = self.rtt_plot.plot([], [], pen=pg.mkPen(c.held, width=1.5), connect="finite")
         self.rtt_curve = self.rtt_plot.plot([], [], pen=pg.mkPen(c.c2s, width=1.5), connect="finite")
         self.rtt_dots = pg.ScatterPlotItem(size=6, pen=pg.mkPen(None), brush=pg.mkBrush(c.c2s), hoverable=True,
@@ -198,6 +204,10 @@ class TimelinePlots(QWidget):
         self._compact = 0
         self.set_colours(c)
 
+    @staticmethod
+    def _scenario_pen(c: palette.Colours) -> Any:
+        return pg.mkPen(c.special, width=2, style=pg.QtCore.Qt.PenStyle.DashLine)
+
     def set_colours(self, c: palette.Colours) -> None:
         """The look changed (light or dark): background, axes, lines."""
         self.colours = c
@@ -215,6 +225,7 @@ class TimelinePlots(QWidget):
             band_edge.setPen(pg.mkPen(c.held, width=1, style=pg.QtCore.Qt.PenStyle.DotLine))
         self.band.setBrush(pg.mkBrush(band_colour))
         self.injected_curve.setPen(pg.mkPen(c.held, width=1.5))
+        self.scenario_curve.setPen(self._scenario_pen(c))
         self.rtt_curve.setPen(pg.mkPen(c.c2s, width=1.5))
         self.rtt_dots.setBrush(pg.mkBrush(c.c2s))
         self.selected_dot.setPen(pg.mkPen(c.error, width=2))
@@ -229,7 +240,7 @@ class TimelinePlots(QWidget):
         for ax in ("left", "bottom"):
             self.udp_plot.getAxis(ax).setTextPen(fg)
             self.udp_plot.getAxis(ax).setPen(fg)
-        self.legend.setText(legend_html(c, self.udp_shown and self._compact < 2))
+        self.legend.setText(legend_html(c, self.udp_shown and self._compact < 2, bool(self.data.scenario)))
 
     COMPACT_BELOW = 330
     """Below this height (px) the bytes/s plot steps aside so the other two keep readable axes."""
@@ -259,7 +270,8 @@ class TimelinePlots(QWidget):
         shown = [self.rtt_plot, self.msgs_plot, self.bytes_plot][: 3 - level]
         if self.udp_shown and level < 2:
             shown.append(self.udp_plot)
-        self.legend.setText(legend_html(self.colours, self.udp_plot in shown))  # the legend names what is drawn
+        # the legend names what is drawn
+        self.legend.setText(legend_html(self.colours, self.udp_plot in shown, bool(self.data.scenario)))
         for row, p in enumerate(shown[1:], start=1):
             ci.addItem(p, row=row, col=0)
             ci.layout.setRowStretchFactor(row, 3)
@@ -274,6 +286,11 @@ class TimelinePlots(QWidget):
     def set_configured(self, history: list[tuple[int, float, float]]) -> None:
         """Configured added round trip: (from store time ns, low ms, high ms) steps."""
         self._conf = history
+
+    def set_scenario(self, points: list[tuple[int, float]]) -> None:
+        """A scenario's planned added round trip: (engine monotonic ns, ms) points; empty: none."""
+        self.data.scenario = points
+        self.legend.setText(legend_html(self.colours, self.udp_shown and self._compact < 2, bool(points)))
 
     def set_configured_udp(self, configured: dict[tuple[Direction, str], float]) -> None:
         """What each direction is set to lose, duplicate and send ahead (percent; loss: random and bursts
@@ -317,12 +334,18 @@ class TimelinePlots(QWidget):
             self.byte_curves[dd].setData(*smoothed_rates(rx, np.asarray(d.bytes_per_s.get(dd, []), dtype=float),
                                                          now_s))
         self._draw_band(now_s)
+        self.scenario_curve.setData(np.asarray(d.scenario_x, dtype=float), np.asarray(d.scenario_ms, dtype=float))
         self._draw_udp(analysis, conn_id, t0)
         if self.follow:
             self._setting_range = True
             lo = max(0.0, now_s - FOLLOW_WINDOW_S)
-            self.rtt_plot.setXRange(lo, max(now_s, lo + 1.0), padding=0.02)
-            top = max([10.0, *(d.rtt_ms[-2000:] or [0.0]), *(h for _, _, h in d.band)])
+            # with a scenario, a little of what comes next is in view too
+            hi = max(now_s, lo + 1.0) + (AHEAD_S if d.scenario else 0.0)
+            self.rtt_plot.setXRange(lo, hi, padding=0.02)
+            # the points in view and the one before (a level that started earlier), found by bisection
+            i0 = max(0, bisect.bisect_left(d.scenario_x, lo) - 1)
+            planned = d.scenario_ms[i0:bisect.bisect_right(d.scenario_x, hi)]
+            top = max([10.0, *(d.rtt_ms[-2000:] or [0.0]), *(h for _, _, h in d.band), *planned])
             self.rtt_plot.setYRange(0, top * 1.15, padding=0)
             for p, curves in ((self.msgs_plot, self.msg_curves), (self.bytes_plot, self.byte_curves)):
                 # from zero: a steady 4 messages/s is a level line, not noise blown up to fill the plot
