@@ -59,7 +59,10 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from proxy.addons import (
     HOLD_TIMEOUT,
+    MAX_DELAY,
     MAX_HOLD_TIMEOUT,
+    MAX_INJECTS,
+    MAX_LOGS,
     MIN_TICK_INTERVAL,
     TICK_INTERVAL,
     Addon,
@@ -102,6 +105,8 @@ REPORT_LIMIT: Final = 3
 """Failures of one addon reported with their traceback; later ones are counted (and end in the disable notice)."""
 OBSERVE_TIMEOUT: Final = 5.0
 """Seconds any hook other than a modifier's ``message`` may run before it is reported and interrupted."""
+STUCK_DISABLE: Final = 3.0
+"""Seconds past its time after which an addon whose call still runs (interrupted or not) is disabled."""
 LOAD_TIMEOUT: Final = 10.0
 """Seconds importing an addon file may take."""
 OBSERVE_QUEUE: Final = 10_000
@@ -122,11 +127,12 @@ class AddonLoadError(ValueError):
 
 
 class _LoadFailed(Exception):
-    """Carries what importing a file raised from its worker to the loader (any ``BaseException``)."""
+    """Carries how importing a file failed from its worker to the loader. (Not the addon's exception itself:
+    asyncio treats a ``SystemExit`` or ``KeyboardInterrupt`` in a future as its own.)"""
 
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
+    def __init__(self, outcome: _Outcome) -> None:
+        super().__init__(outcome.error)
+        self.outcome = outcome
 
 
 class Engine(Protocol):
@@ -310,7 +316,7 @@ def _spec(obj: object, default_name: str, where: str) -> _Spec:
         name = default_name
     if not isinstance(name, str) or not name.strip():
         raise AddonLoadError(f"{where}name must be text, got {name!r:.60}")
-    return _Spec(name.strip()[:80], hooks["message"], hooks["connection_opened"], hooks["connection_closed"],
+    return _Spec(str.__str__(name).strip()[:80], hooks["message"], hooks["connection_opened"], hooks["connection_closed"],
                  hooks["tick"], modifies, timeout, interval)
 
 
@@ -331,6 +337,12 @@ def _error_line(e: BaseException, path: str) -> int | None:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
+
+
+def _shown(value: object) -> str:
+    """What a hook returned, for a warning: its type, not its ``repr`` (addon code, which may raise or loop)."""
+    kind = type(value)
+    return f"a {kind.__module__}.{kind.__qualname__}" if kind.__module__ != "builtins" else f"a {kind.__name__}"
 
 
 def _describe(e: BaseException) -> str:
@@ -380,9 +392,76 @@ def _interrupt(thread: threading.Thread) -> bool:
 
 @dataclass(slots=True)
 class _Outcome:
+    """How a call ended, in plain values: whatever an addon returned or raised is described on its worker thread
+    (its ``__str__`` or ``__repr__`` is addon code, which may raise or loop), never on the engine's."""
+
     ok: bool
     result: object = None
-    error: BaseException | None = None
+    """A load's (module, addons); for a hook, None (what it returned is ``returned``)."""
+    returned: str | None = None
+    """What a hook returned instead of None, described by its type."""
+    error: str = ""
+    """``"ZeroDivisionError: division by zero"``."""
+    line: int | None = None
+    """The line of the addon's file the exception came from."""
+    trace: str = ""
+    """Its traceback, without the host's own frames, cut to :data:`TRACEBACK_MAX`."""
+    interrupted: bool = False
+    """It was :class:`AddonInterrupted` (the call ran past its time)."""
+    load_error: str | None = None
+    """A load's :class:`AddonLoadError` message (the file has no addon, a hook has the wrong signature...)."""
+    decision: _Decision | None = None
+    """What the hook asked for through its context."""
+
+
+@dataclass(slots=True)
+class _Decision:
+    """What a hook asked for through its :class:`AddonContext`, as plain values checked on the worker thread (an
+    addon could have put anything in its context's attributes)."""
+
+    data: bytes | None = None
+    drop: bool = False
+    delay: float = 0.0
+    injects: list[tuple[int, Direction, bytes]] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+
+
+def _take_decision(ctx: AddonContext) -> _Decision:
+    d = _Decision()
+    try:
+        data = ctx._data
+        d.data = data if type(data) is bytes else None
+        d.drop = ctx._drop is True
+        delay = ctx._delay
+        d.delay = delay if type(delay) is float and 0 <= delay <= MAX_DELAY else 0.0
+        d.injects = [(c, r, b) for c, r, b in list(ctx._injects)[:MAX_INJECTS]
+                     if type(c) is int and type(r) is Direction and type(b) is bytes]
+        d.logs = [x for x in list(ctx._logs)[: MAX_LOGS + 1] if type(x) is str]
+    except BaseException:  # the addon replaced the context's lists with something else: it decided nothing
+        return _Decision()
+    return d
+
+
+def _failure(e: BaseException, path: str) -> _Outcome:
+    """Describe what a call raised (on its worker thread)."""
+    if isinstance(e, AddonLoadError):
+        return _Outcome(False, error="AddonLoadError", load_error=str(e))
+    interrupted = isinstance(e, AddonInterrupted)
+    try:
+        return _Outcome(False, error=_describe(e), line=_error_line(e, path), trace=_traceback(e),
+                        interrupted=interrupted)
+    except BaseException:  # its __str__ raised: say what we can without it
+        return _Outcome(False, error=f"{type(e).__name__} (its message could not be shown)",
+                        line=_error_line(e, path), interrupted=interrupted)
+
+
+def _returned(value: object) -> str | None:
+    if value is None:
+        return None
+    try:
+        return _shown(value)
+    except BaseException:
+        return "a value"
 
 
 @dataclass(eq=False, slots=True)
@@ -399,14 +478,16 @@ class _Job:
     interrupted: bool = False
     timed_out: bool = False
     reported: bool = False  # its time ran out and that was reported
+    interrupts: int = 0  # interrupts sent again while it kept running
     future: asyncio.Future[Any] | None = None  # a load's
 
 
 class _Worker:
     """A thread that runs one file's calls one at a time, in the order they were queued."""
 
-    def __init__(self, host: AddonHost, label: str) -> None:
+    def __init__(self, host: AddonHost, label: str, path: str) -> None:
         self.host = host
+        self.path = path
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # C get(): an interrupt cannot corrupt it
         self.submitted = 0  # written by the engine thread only
         self.taken = 0  # written by the worker only
@@ -448,13 +529,17 @@ class _Worker:
                 self.started_ns = time.monotonic_ns()
                 self.current = job
                 try:
-                    outcome = _Outcome(True, job.call())
+                    result = job.call()
+                    outcome = (_Outcome(True, result) if job.hook == "load" else
+                               _Outcome(True, returned=_returned(result)))
                 except BaseException as e:  # SystemExit or KeyboardInterrupt raised by an addon end a call, not us
-                    outcome = _Outcome(False, error=e)
+                    outcome = _failure(e, self.path)
                 finally:
-                    self.current = None
                     if job.ctx is not None:
                         job.ctx._closed = True
+                if job.ctx is not None:
+                    outcome.decision = _take_decision(job.ctx)
+                self.current = None
                 try:
                     loop.call_soon_threadsafe(self.host._done, self, job, outcome)
                 except RuntimeError:  # the engine's loop is closed: the proxy is gone
@@ -533,10 +618,13 @@ def _signature(path: str) -> tuple[int, int, int] | None:
 class AddonHost:
     """The loaded addon files of one engine (see the module's docstring)."""
 
-    def __init__(self, engine: Engine, *, reload_poll: float = RELOAD_POLL) -> None:
+    def __init__(self, engine: Engine, *, reload_poll: float = RELOAD_POLL, observe_timeout: float = OBSERVE_TIMEOUT,
+                 load_timeout: float = LOAD_TIMEOUT) -> None:
         self.engine = engine
         self.loop = engine.loop
         self.reload_poll = reload_poll
+        self.observe_timeout = observe_timeout
+        self.load_timeout = load_timeout
         self.files: dict[str, _File] = {}
         """Loaded files by absolute path (the version running)."""
         self._loading: dict[str, _File] = {}  # versions being imported (a reload), by path
@@ -579,28 +667,28 @@ class AddonHost:
         label = os.path.basename(path)
         stem = "".join(c if c.isalnum() else "_" for c in os.path.splitext(label)[0])
         module_name = f"sockscope_addon_{stem}_{version}"
-        file = _File(path, version, _Worker(self, f"{label} v{version}"), signature, module_name=module_name)
+        file = _File(path, version, _Worker(self, f"{label} v{version}", path), signature, module_name=module_name)
         self._loading[path] = file
         future: asyncio.Future[Any] = self.loop.create_future()
-        job = _Job(None, "load", lambda: _load_file(path, module_name), LOAD_TIMEOUT, future=future)
+        limit = self.load_timeout
+        job = _Job(None, "load", lambda: _load_file(path, module_name), limit, future=future)
         file.worker.submit(job, bounded=False)
         self._ensure_watch()
         try:
             try:
-                _module, specs = await asyncio.wait_for(future, LOAD_TIMEOUT + 1.0)
+                _module, specs = await asyncio.wait_for(future, limit + 1.0)
             except TimeoutError:
-                raise AddonLoadError(f"{label}: importing it did not finish within {LOAD_TIMEOUT:g} s (it is "
+                raise AddonLoadError(f"{label}: importing it did not finish within {limit:g} s (it is "
                                      "blocked, or loops at import)") from None
             except _LoadFailed as failed:
-                e = failed.error
-                if isinstance(e, AddonLoadError):
-                    raise e from None
-                if isinstance(e, AddonInterrupted):
-                    raise AddonLoadError(f"{label}: importing it did not finish within {LOAD_TIMEOUT:g} s (an "
+                o = failed.outcome
+                if o.load_error is not None:
+                    raise AddonLoadError(o.load_error) from None
+                if o.interrupted:
+                    raise AddonLoadError(f"{label}: importing it did not finish within {limit:g} s (an "
                                          "endless loop at import?); it was stopped") from None
-                line = _error_line(e, path)
-                at = f" at line {line}" if line is not None else ""
-                raise AddonLoadError(f"{label}: {_describe(e)}{at}\n{_traceback(e)}") from None
+                at = f" at line {o.line}" if o.line is not None else ""
+                raise AddonLoadError(f"{label}: {o.error}{at}" + (f"\n{o.trace}" if o.trace else "")) from None
         except BaseException:
             file.worker.stop()
             sys.modules.pop(module_name, None)
@@ -737,7 +825,7 @@ class AddonHost:
     def _observe(self, s: _Slot, hook: str, fn: Callable[..., object], arg: object,
                  record: Message | None = None) -> None:
         ctx = self._context(s, "observe" if hook == "message" else f"{hook}()")
-        job = _Job(s, hook, functools.partial(fn, ctx, arg), OBSERVE_TIMEOUT, ctx, record=record)
+        job = _Job(s, hook, functools.partial(fn, ctx, arg), self.observe_timeout, ctx, record=record)
         if not s.file.worker.submit(job, bounded=True):
             s.skipped += 1
             if "queue" not in s.said:
@@ -758,7 +846,7 @@ class AddonHost:
             return
         if not s.tick_busy:  # a tick that has not returned yet is not queued again behind itself
             ctx = self._context(s, "tick()")
-            job = _Job(s, "tick", functools.partial(s.spec.tick, ctx), OBSERVE_TIMEOUT, ctx)
+            job = _Job(s, "tick", functools.partial(s.spec.tick, ctx), self.observe_timeout, ctx)
             if s.file.worker.submit(job, bounded=True):
                 s.tick_busy = True
         self._schedule_tick(s)
@@ -853,19 +941,19 @@ class AddonHost:
                 if outcome.ok:
                     job.future.set_result(outcome.result)
                 else:
-                    assert outcome.error is not None
-                    # wrapped: asyncio treats SystemExit and KeyboardInterrupt (an addon may raise them) as its own
-                    job.future.set_exception(_LoadFailed(outcome.error))
+                    job.future.set_exception(_LoadFailed(outcome))
             return
         s = job.slot
         assert s is not None
         if job.hook == "tick":
             s.tick_busy = False
         held = job.held
-        if not outcome.ok:
-            assert outcome.error is not None
+        d = outcome.decision
+        for line in d.logs if d is not None else ():  # what it said, even if it failed afterwards
+            self._notice("info", f"{s.label}: {line}", job.record.conn_id if job.record is not None else None)
+        if not outcome.ok:  # a call that failed changes nothing (and injects nothing)
             if not job.reported:  # else its time ran out: that was reported then
-                self._failed(s, job, outcome.error)
+                self._failed(s, job, outcome)
             if held is not None and held.job is job:
                 self._cancel_timer(held)
                 self._next(held)
@@ -877,49 +965,44 @@ class AddonHost:
                                         "decided then was ignored (not repeated)")
             return
         s.in_row = 0
-        ctx = job.ctx
-        if ctx is not None:
-            for line in ctx._logs:
-                self._notice("info", f"{s.label}: {line}", job.record.conn_id if job.record is not None else None)
-        if outcome.result is not None and "returned" not in s.said:
+        d = outcome.decision or _Decision()
+        if outcome.returned is not None and "returned" not in s.said:
             s.said.add("returned")
-            self._notice("warning", f"{s.label}: {job.hook}() returned {outcome.result!r:.80}; hooks return None "
+            self._notice("warning", f"{s.label}: {job.hook}() returned {outcome.returned}; hooks return None "
                                     "(to change a message use ctx.replace(data)); the value was ignored (not "
                                     "repeated)")
         if held is not None:
             if held.job is not job or held.settled:
                 return
             self._cancel_timer(held)
-            assert ctx is not None
-            if ctx._data is not None:
-                held.data = ctx._data
+            if d.data is not None:
+                held.data = d.data
                 held.changed = held.data != held.record.data
-            held.drop = held.drop or ctx._drop
-            held.delay += ctx._delay
-            held.injects.extend((s, c, d, b) for c, d, b in ctx._injects)
+            held.drop = held.drop or d.drop
+            held.delay = min(MAX_DELAY, held.delay + d.delay)
+            held.injects.extend((s, c, r, b) for c, r, b in d.injects)
             self._next(held)
             return
-        if ctx is not None:
-            for conn_id, direction, data in ctx._injects:
-                self._inject(s, conn_id, direction, data)
+        for conn_id, direction, data in d.injects:
+            self._inject(s, conn_id, direction, data)
 
     def _cancel_timer(self, held: _Held) -> None:
         if held.timer is not None:
             held.timer.cancel()
             held.timer = None
 
-    def _failed(self, s: _Slot, job: _Job, e: BaseException) -> None:
+    def _failed(self, s: _Slot, job: _Job, o: _Outcome) -> None:
         s.failures += 1
         s.in_row += 1
         what = self._what(job)
         if s.reported < REPORT_LIMIT:
             s.reported += 1
-            line = _error_line(e, s.file.path)
-            at = f" at line {line}" if line is not None else ""
+            at = f" at line {o.line}" if o.line is not None else ""
             more = (" Further failures of this addon are counted, not shown." if s.reported == REPORT_LIMIT
                     else "")
-            self._notice("error", f"{s.label}: {job.hook}() raised {_describe(e)}{at}; {what}.{more}\n"
-                                  f"{_traceback(e)}", job.record.conn_id if job.record is not None else None)
+            self._notice("error", f"{s.label}: {job.hook}() raised {o.error}{at}; {what}.{more}"
+                                  + (f"\n{o.trace}" if o.trace else ""),
+                         job.record.conn_id if job.record is not None else None)
         self._check_disable(s)
 
     def _what(self, job: _Job) -> str:
@@ -964,6 +1047,24 @@ class AddonHost:
                          job.record.conn_id if job.record is not None else None)
         self._check_disable(s)
 
+    def _still_running(self, f: _File, job: _Job, late_ns: float) -> None:
+        """A call interrupted at its time is still running: interrupt it again now and then (a hook that catches
+        ``BaseException`` in its loop swallows one); past :data:`STUCK_DISABLE` its addon is disabled."""
+        if job.interrupted and late_ns // 1e9 > job.interrupts:
+            job.interrupts += 1
+            _interrupt(f.worker.thread)
+        s = job.slot
+        if s is None or not s.enabled or late_ns < STUCK_DISABLE * 1e9:
+            return
+        s.enabled = False
+        if s.tick_handle is not None:
+            s.tick_handle.cancel()
+            s.tick_handle = None
+        self._notice("error", f"{s.label} is disabled: its {job.hook}() has not returned {job.limit + STUCK_DISABLE:g} "
+                              "s after it was called, even when interrupted (it may catch BaseException, or wait in "
+                              "C). Its thread may still be busy; fix the file and save it, or restart the proxy.")
+        self._refresh()
+
     # -------------------------------------------------------------------------------- the watch timer
 
     def _ensure_watch(self) -> None:
@@ -978,9 +1079,12 @@ class AddonHost:
         now_ns = time.monotonic_ns()
         for f in [*self.files.values(), *self._loading.values()]:
             job = f.worker.current
-            if job is None or job.reported or job.held is not None:  # a held message has its own timer
+            if job is None:
                 continue
-            if now_ns - f.worker.started_ns > job.limit * 1e9:
+            late_ns = now_ns - f.worker.started_ns - job.limit * 1e9
+            if job.reported:
+                self._still_running(f, job, late_ns)
+            elif late_ns > 0 and job.held is None:  # a held message has its own timer
                 if job.hook == "load":
                     job.reported = True
                     job.interrupted = True

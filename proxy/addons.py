@@ -67,6 +67,10 @@ MAX_INJECT: Final = 16 << 20
 """The most bytes one :meth:`AddonContext.inject` may carry (the default frame cap)."""
 MAX_LOG: Final = 2000
 """Characters of one :meth:`AddonContext.log` line kept (the rest is cut, with an ellipsis)."""
+MAX_LOGS: Final = 100
+"""Lines one hook call may log; more are counted in one last line."""
+MAX_INJECTS: Final = 1000
+"""Injections one hook call may make (a loop that injects for ever must not flood a connection or the memory)."""
 
 
 class AddonInterrupted(BaseException):
@@ -228,6 +232,7 @@ class AddonContext:
         the client; on UDP, one datagram). It enters the receive path as live bytes do."""
         if not isinstance(conn_id, int) or isinstance(conn_id, bool):
             raise TypeError(f"inject: conn_id must be a connection number, got {type(conn_id).__name__}")
+        conn_id = int.__index__(conn_id)  # a plain int: a subclass's methods must not run on the engine's thread
         if isinstance(direction, str):
             direction = Direction.parse(direction)
         elif not isinstance(direction, Direction):
@@ -240,14 +245,19 @@ class AddonContext:
                 raise RuntimeError("inject: this context's hook has returned")
             self._post(conn_id, direction, data)
             return
+        if len(self._injects) >= MAX_INJECTS:
+            raise ValueError(f"inject: at most {MAX_INJECTS} injections per hook call")
         self._injects.append((conn_id, direction, data))
 
     def log(self, text: str) -> None:
         """One line (``info``) on the terminal and in the window's log, prefixed with the addon's name."""
-        text = str(text)
+        text = str.__str__(str(text))  # a plain str: a subclass's methods must not run on the engine's thread
         if len(text) > MAX_LOG:
             text = text[: MAX_LOG - 1] + "…"
-        self._logs.append(text)
+        if len(self._logs) < MAX_LOGS:
+            self._logs.append(text)
+        elif len(self._logs) == MAX_LOGS:
+            self._logs.append(f"… more lines than the {MAX_LOGS} one call may log were left out")
 
     # -- in the message hook of an addon with modifies = True
 
@@ -282,10 +292,10 @@ class AddonContext:
 
 
 def _as_bytes(data: object, what: str) -> bytes:
-    if isinstance(data, bytes):
+    if type(data) is bytes:
         return data
-    if isinstance(data, bytearray | memoryview):
-        return bytes(data)
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)  # a subclass's own methods (its == or len) must not reach the engine
     raise TypeError(f"{what}: expected bytes, got {type(data).__name__} (encode text first, e.g. "
                     "text.encode('utf-8'))")
 
