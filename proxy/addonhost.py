@@ -105,6 +105,8 @@ REPORT_LIMIT: Final = 3
 """Failures of one addon reported with their traceback; later ones are counted (and end in the disable notice)."""
 OBSERVE_TIMEOUT: Final = 5.0
 """Seconds any hook other than a modifier's ``message`` may run before it is reported and interrupted."""
+STUCK_GRACE: Final = 0.1
+"""Seconds an interrupted call may take to end before its worker counts as stuck (its modifiers are skipped)."""
 STUCK_DISABLE: Final = 3.0
 """Seconds past its time after which an addon whose call still runs (interrupted or not) is disabled."""
 LOAD_TIMEOUT: Final = 10.0
@@ -479,6 +481,7 @@ class _Job:
     timed_out: bool = False
     reported: bool = False  # its time ran out and that was reported
     interrupts: int = 0  # interrupts sent again while it kept running
+    interrupted_at: float = 0.0  # time.monotonic() of the first interrupt
     future: asyncio.Future[Any] | None = None  # a load's
 
 
@@ -503,9 +506,11 @@ class _Worker:
 
     @property
     def stuck(self) -> bool:
-        """A call ran out of time and is still running (blocked where it cannot be interrupted)."""
+        """A call ran out of time and still runs :data:`STUCK_GRACE` after it was interrupted (blocked where an
+        interrupt cannot reach it, or catching it). Within the grace, calls queue behind it: an interrupted Python
+        loop ends within microseconds."""
         job = self.current
-        return job is not None and job.interrupted
+        return job is not None and job.interrupted and time.monotonic() - job.interrupted_at > STUCK_GRACE
 
     def submit(self, job: _Job, *, bounded: bool) -> bool:
         if self.stopped or (bounded and self.pending >= OBSERVE_QUEUE):
@@ -1035,6 +1040,7 @@ class AddonHost:
         at = f" (it was at line {line})" if line is not None else ""
         interrupted = worker.current is job and _interrupt(worker.thread)
         job.interrupted = interrupted or worker.current is job
+        job.interrupted_at = time.monotonic()
         s.failures += 1
         s.in_row += 1
         stopped = ("it was interrupted" if interrupted else
