@@ -17,7 +17,7 @@ import pytest
 
 from proxy.addonhost import register_value_decoder
 from proxy.framing import FramingSpec
-from proxy.model import Message, MessageState, MessageUpdated, Notice, Origin, Record
+from proxy.model import Message, MessageState, MessageUpdated, Notice, Origin
 from proxy.runner import ProxyThread
 from proxy.server import ProxyConfig
 from tests.conftest import EchoServer, Recorder, connect, recv_exact
@@ -155,8 +155,8 @@ def test_a_modifier_replaces_drops_and_delays_messages_in_stream_order(
                       and r.state is MessageState.DROPPED)
     edits = [u.data for u in recorder.of(MessageUpdated) if u.msg_id == by_data[b"a\n"].id and u.data is not None]
     assert edits == [b"A!\n"]  # shown as edited, with its new bytes
-    late = [u for u in recorder.of(MessageUpdated) if u.msg_id == by_data[b"late\n"].id
-            and u.state is MessageState.FORWARDED][0]
+    late = next(u for u in recorder.of(MessageUpdated) if u.msg_id == by_data[b"late\n"].id
+            and u.state is MessageState.FORWARDED)
     assert late.release_ns is not None and late.release_ns - by_data[b"late\n"].arrival_ns >= 200_000_000
 
 
@@ -365,5 +365,3 @@ def test_no_addon_costs_the_fast_path_nothing(lines_proxy: ProxyThread, recorder
     assert [m.state for m in messages(recorder)] == [MessageState.FORWARDED] * 2
 
 
-def _records_of(rec: Recorder, kind: type) -> list[Record]:
-    return [r for r in rec.records if isinstance(r, kind)]
