@@ -62,7 +62,6 @@ from proxy.addons import (
     MAX_DELAY,
     MAX_HOLD_TIMEOUT,
     MAX_INJECTS,
-    MAX_LOGS,
     MIN_TICK_INTERVAL,
     TICK_INTERVAL,
     Addon,
@@ -318,8 +317,8 @@ def _spec(obj: object, default_name: str, where: str) -> _Spec:
         name = default_name
     if not isinstance(name, str) or not name.strip():
         raise AddonLoadError(f"{where}name must be text, got {name!r:.60}")
-    return _Spec(str.__str__(name).strip()[:80], hooks["message"], hooks["connection_opened"], hooks["connection_closed"],
-                 hooks["tick"], modifies, timeout, interval)
+    return _Spec(str.__str__(name).strip()[:80], hooks["message"], hooks["connection_opened"],
+                 hooks["connection_closed"], hooks["tick"], modifies, timeout, interval)
 
 
 def _number(value: object, what: str, where: str) -> float:
@@ -425,7 +424,6 @@ class _Decision:
     drop: bool = False
     delay: float = 0.0
     injects: list[tuple[int, Direction, bytes]] = field(default_factory=list)
-    logs: list[str] = field(default_factory=list)
 
 
 def _take_decision(ctx: AddonContext) -> _Decision:
@@ -438,7 +436,6 @@ def _take_decision(ctx: AddonContext) -> _Decision:
         d.delay = delay if type(delay) is float and 0 <= delay <= MAX_DELAY else 0.0
         d.injects = [(c, r, b) for c, r, b in list(ctx._injects)[:MAX_INJECTS]
                      if type(c) is int and type(r) is Direction and type(b) is bytes]
-        d.logs = [x for x in list(ctx._logs)[: MAX_LOGS + 1] if type(x) is str]
     except BaseException:  # the addon replaced the context's lists with something else: it decided nothing
         return _Decision()
     return d
@@ -817,8 +814,15 @@ class AddonHost:
         return AddonMessage(r.id, self._conn(r.conn_id), r.direction, data, r.seq, r.origin.value,
                             r.arrival_ns / 1e9, _decode_value)
 
-    def _context(self, s: _Slot, role: str) -> AddonContext:
-        return AddonContext(s.spec.name, role, dict(self._conns), self._late_inject(s))
+    def _context(self, s: _Slot, role: str, conn_id: int | None = None) -> AddonContext:
+        return AddonContext(s.spec.name, role, dict(self._conns), self._late_inject(s), self._log_sink(s, conn_id))
+
+    def _log_sink(self, s: _Slot, conn_id: int | None) -> Callable[[str], None]:
+        def log(text: str) -> None:
+            with contextlib.suppress(RuntimeError):  # the engine's loop is closed: the proxy is gone
+                self.loop.call_soon_threadsafe(self._notice, "info", f"{s.label}: {text}", conn_id)
+
+        return log
 
     def _late_inject(self, s: _Slot) -> Callable[[int, Direction, bytes], None]:
         def inject(conn_id: int, direction: Direction, data: bytes) -> None:
@@ -829,7 +833,8 @@ class AddonHost:
 
     def _observe(self, s: _Slot, hook: str, fn: Callable[..., object], arg: object,
                  record: Message | None = None) -> None:
-        ctx = self._context(s, "observe" if hook == "message" else f"{hook}()")
+        conn_id = record.conn_id if record is not None else arg.id if isinstance(arg, Connection) else None
+        ctx = self._context(s, "observe" if hook == "message" else f"{hook}()", conn_id)
         job = _Job(s, hook, functools.partial(fn, ctx, arg), self.observe_timeout, ctx, record=record)
         if not s.file.worker.submit(job, bounded=True):
             s.skipped += 1
@@ -881,7 +886,7 @@ class AddonHost:
                     self._notice("warning", f"{s.label} is still stuck in a call that cannot be interrupted: "
                                             "messages are not held for it meanwhile (not repeated)")
                 continue
-            ctx = self._context(s, "modify")
+            ctx = self._context(s, "modify", held.record.conn_id)
             msg = self._message_of(held.record, held.data)
             job = _Job(s, "message", functools.partial(s.spec.message, ctx, msg), s.spec.timeout, ctx, held=held,
                        record=held.record)
@@ -953,9 +958,6 @@ class AddonHost:
         if job.hook == "tick":
             s.tick_busy = False
         held = job.held
-        d = outcome.decision
-        for line in d.logs if d is not None else ():  # what it said, even if it failed afterwards
-            self._notice("info", f"{s.label}: {line}", job.record.conn_id if job.record is not None else None)
         if not outcome.ok:  # a call that failed changes nothing (and injects nothing)
             if not job.reported:  # else its time ran out: that was reported then
                 self._failed(s, job, outcome)

@@ -194,11 +194,12 @@ class AddonContext:
     window's log. Injections made while the hook runs are sent after its message is released, in call order.
     """
 
-    __slots__ = ("_closed", "_connections", "_data", "_delay", "_drop", "_injects", "_logs", "_name", "_post",
-                 "_role")
+    __slots__ = ("_closed", "_connections", "_data", "_delay", "_drop", "_injects", "_log_sink", "_logged", "_logs",
+                 "_name", "_post", "_role")
 
     def __init__(self, name: str, role: str, connections: Mapping[int, Connection],
-                 late_inject: Callable[[int, Direction, bytes], None] | None = None) -> None:
+                 late_inject: Callable[[int, Direction, bytes], None] | None = None,
+                 log_sink: Callable[[str], None] | None = None) -> None:
         self._name = name
         self._role = role  # "modify" (a held message), "observe" (a message already forwarded), or the hook's name
         self._connections = connections
@@ -209,6 +210,8 @@ class AddonContext:
         self._data: bytes | None = None
         self._injects: list[tuple[int, Direction, bytes]] = []
         self._logs: list[str] = []
+        self._log_sink = log_sink  # shows a line at once (thread-safe), even from a hook that never returns
+        self._logged = 0
 
     # -- for every hook
 
@@ -254,10 +257,15 @@ class AddonContext:
         text = str.__str__(str(text))  # a plain str: a subclass's methods must not run on the engine's thread
         if len(text) > MAX_LOG:
             text = text[: MAX_LOG - 1] + "…"
-        if len(self._logs) < MAX_LOGS:
+        self._logged += 1
+        if self._logged > MAX_LOGS + 1:
+            return
+        if self._logged == MAX_LOGS + 1:
+            text = f"… more lines than the {MAX_LOGS} one call may log were left out"
+        if self._log_sink is not None:
+            self._log_sink(text)
+        else:
             self._logs.append(text)
-        elif len(self._logs) == MAX_LOGS:
-            self._logs.append(f"… more lines than the {MAX_LOGS} one call may log were left out")
 
     # -- in the message hook of an addon with modifies = True
 
