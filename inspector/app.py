@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("attach (to a proxy started on its own, e.g. on the game server's machine)")
     g.add_argument("--attach", metavar="HOST:PORT", help="attach to a running proxy's control endpoint")
     add_token_arguments(g, "of the proxy given with --attach (it prints it: 'control on ... token T')")
+    p.add_argument("-s", "--script", action="append", default=[], metavar="FILE", dest="scripts",
+                   help="load an addon into the proxy: a Python file whose hooks see, change, drop, delay or inject "
+                        "messages (docs/addons.md; repeat for several; also the Addons menu's Load addon…)")
     p.add_argument("--demo-interval", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("--in-process", action="store_true",
                    help="run the proxy engine inside the window's process (no child process)")
@@ -136,6 +139,8 @@ def link_from_args(args: argparse.Namespace) -> tuple[LinkOptions | None, tuple[
         extra += ["--max-frame", args.max_frame]
     if args.seed is not None:
         extra += ["--seed", str(args.seed)]
+    for script in getattr(args, "scripts", []):  # -s FILE: loaded by the proxy the window starts, before it listens
+        extra += ["-s", os.path.abspath(script)]
     tcp, udp = transports_from_args(args)
     transport = {"tcp": tcp, "udp": udp, "udp_idle_timeout": args.udp_idle_timeout,
                  "udp_max_flows": args.udp_max_flows}
@@ -223,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
-    window = create_window(app, options, attach, path, time_startup=args.time_startup)
+    window = create_window(app, options, attach, path, time_startup=args.time_startup,
+                           addons=[os.path.abspath(x) for x in args.scripts])
     if args.time_startup and options is not None:
         # for the benchmark: when the first decoded client message (the tutorial's reply, then pings) is a row
         def first_row() -> None:
@@ -241,10 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def create_window(app: QApplication, options: LinkOptions | None, attach: tuple[str, int, str] | None = None,
                   path: str | None = None, *, time_startup: bool = False,
-                  source_layouts: Sequence[object] = ()) -> MainWindow:
+                  source_layouts: Sequence[object] = (), addons: Sequence[str] = ()) -> MainWindow:
     """The window, shown, with its proxy (or attach, or file) started on the first event-loop turn.
     ``source_layouts``: the struct layouts ``sockscope run`` found in the program's source
-    (``inspector.layouts.Layout``), kept as the window's ``source_layouts`` list."""
+    (``inspector.layouts.Layout``), kept as the window's ``source_layouts`` list. ``addons``: addon files
+    (``-s FILE``) loaded into the window's proxy (a child proxy gets them on its command line too)."""
     from PySide6.QtCore import QTimer
 
     app.setApplicationName("sockscope")
@@ -253,6 +260,7 @@ def create_window(app: QApplication, options: LinkOptions | None, attach: tuple[
 
     window = MainWindow(None)
     window.source_layouts = list(source_layouts)  # type: ignore[arg-type]  # Layout objects from inspector.layouts
+    window.addons.preset(list(addons))
     window.show()
     if time_startup:
         app.processEvents()
