@@ -5,22 +5,35 @@ proxy the window runs or is attached to; the files stay remembered, so a proxy t
 attaches to) gets them too (a child proxy started with ``sockscope -s FILE`` already has those). What the proxy
 says about addons (loaded, a hook's traceback, disabled, loaded again after a change) arrives as notices, which the
 log panel shows; a file that cannot load is said above the table, with its line.
-Must not import: ``proxy.runner``/``proxy.server`` (only through the link).
+Only ``inspector.ui.main_window`` imports this module; what it uses of the window is :class:`AddonWindow`, a
+``Protocol``, so it does not import the window back.
+Must not import: ``inspector.ui.main_window``, ``proxy.runner``/``proxy.server`` (only through the link).
 Thread: GUI thread; the command's reply arrives on the link's reader thread and is passed on by a queued signal.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMenuBar
+from PySide6.QtWidgets import QFileDialog, QMenuBar, QStatusBar, QWidget
 
-if TYPE_CHECKING:
-    from inspector.bridge import Link
-    from inspector.ui.main_window import MainWindow
+from inspector.bridge import Link, LinkOptions
+
+
+class AddonWindow(Protocol):
+    """What the addon actions use of the main window (:class:`inspector.ui.main_window.MainWindow`)."""
+
+    link: Link | None
+    options: LinkOptions | None
+
+    def statusBar(self) -> QStatusBar: ...  # Qt's name
+
+    def _report_error(self, text: str) -> None: ...
+
+    def _log(self, level: str, text: str) -> None: ...
 
 ADDON_FILTER = "Python files (*.py);;All files (*)"
 
@@ -36,21 +49,21 @@ def script_paths(args: list[str]) -> list[str]:
 
 
 class AddonActions(QObject):
-    """The Addons menu of a :class:`~inspector.ui.main_window.MainWindow` (see the module's docstring)."""
+    """The Addons menu of a main window (see the module's docstring); ``parent`` is the window as a widget."""
 
     _replied = Signal(str, object, object)  # path, result (or None), error text (or None)
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
+    def __init__(self, window: AddonWindow, parent: QWidget) -> None:
+        super().__init__(parent)
         self.w = window
         self.paths: list[str] = []
         """Addon files of this window, in the order they were loaded."""
-        self.load_action = QAction("&Load addon…", window)
+        self.load_action = QAction("&Load addon…", parent)
         self.load_action.setShortcut(QKeySequence("Ctrl+Shift+L"))
         self.load_action.setToolTip("load a Python file whose hooks see, change, drop, delay or inject messages "
                                     "(docs/addons.md); it is loaded again when you save it")
         self.load_action.triggered.connect(lambda: self.load())
-        self.unload_action = QAction("&Unload addons", window)
+        self.unload_action = QAction("&Unload addons", parent)
         self.unload_action.setToolTip("stop every addon this window loaded (messages held for them go on)")
         self.unload_action.triggered.connect(self.unload_all)
         self.unload_action.setEnabled(False)
@@ -71,7 +84,7 @@ class AddonActions(QObject):
         """Load ``path`` into the proxy (asks for the file when None); remembered for the proxies started later."""
         if path is None:
             start = os.path.dirname(self.paths[-1]) if self.paths else ""
-            path, _ = QFileDialog.getOpenFileName(self.w, "Load addon", start, ADDON_FILTER)
+            path, _ = QFileDialog.getOpenFileName(self.parent(), "Load addon", start, ADDON_FILTER)  # type: ignore[arg-type]
             if not path:
                 return
         path = os.path.abspath(path)

@@ -686,7 +686,7 @@ class MainWindow(QMainWindow):
 
         from inspector.ui.addon_actions import AddonActions  # the Addons menu: Load addon… (docs/addons.md)
 
-        self.addons = AddonActions(self)
+        self.addons = AddonActions(self, self)
         self.addons.add_to_menu(mb)
 
     def _build_status(self) -> None:
