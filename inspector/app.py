@@ -74,6 +74,7 @@ def missing_x11_libraries() -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     from proxy.options import (
+        add_addon_arguments,
         add_address_arguments,
         add_condition_arguments,
         add_framing_arguments,
@@ -91,12 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_transport_arguments(p)
     add_framing_arguments(p)
     add_condition_arguments(p)
+    add_addon_arguments(p)  # passed to the proxy the window starts; also the Addons menu's Load addon…
     g = p.add_argument_group("attach (to a proxy started on its own, e.g. on the game server's machine)")
     g.add_argument("--attach", metavar="HOST:PORT", help="attach to a running proxy's control endpoint")
     add_token_arguments(g, "of the proxy given with --attach (it prints it: 'control on ... token T')")
-    p.add_argument("-s", "--script", action="append", default=[], metavar="FILE", dest="scripts",
-                   help="load an addon into the proxy: a Python file whose hooks see, change, drop, delay or inject "
-                        "messages (docs/addons.md; repeat for several; also the Addons menu's Load addon…)")
     p.add_argument("--demo-interval", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("--in-process", action="store_true",
                    help="run the proxy engine inside the window's process (no child process)")

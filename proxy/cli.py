@@ -29,6 +29,7 @@ from proxy.options import (
     TOKEN_ENV,
     TOKEN_HOW,
     UsageError,
+    add_addon_arguments,
     add_address_arguments,
     add_engine_arguments,
     add_token_arguments,
@@ -65,10 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_address_arguments(p)
     add_transport_arguments(p)
     add_engine_arguments(p)
-    g = p.add_argument_group("addons (docs/addons.md)")
-    g.add_argument("-s", "--script", action="append", default=[], metavar="FILE", dest="scripts",
-                   help="load an addon: a Python file whose hooks see, change, drop, delay or inject messages "
-                        "(repeat for several; a file is loaded again when it changes)")
+    add_addon_arguments(p)
     g = p.add_argument_group("demo and process")
     g.add_argument("--demo", action="store_true",
                    help="start the tutorial's exercise server and client with the proxy between them (with --udp "
