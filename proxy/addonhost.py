@@ -528,6 +528,8 @@ class _Worker:
                 self.taken += 1
                 if job is None:
                     return
+                if job.timed_out:  # a held message's call whose time ran out while it waited in line: moot
+                    continue
                 self.started_ns = time.monotonic_ns()
                 self.current = job
                 try:
@@ -936,10 +938,10 @@ class AddonHost:
             self.engine.inject(conn_id, direction, data, Origin.INJECTED)
         except (KeyError, ValueError) as e:
             text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-            if f"inject:{conn_id}" not in s.said:
-                s.said.add(f"inject:{conn_id}")
+            if "inject" not in s.said:
+                s.said.add("inject")
                 self._notice("warning", f"{s.label}: its injection into #{conn_id} {direction.label} was not sent: "
-                                        f"{text}", conn_id)
+                                        f"{text} (not repeated)", conn_id)
 
     # -------------------------------------------------------------------------------- results
 
@@ -1038,15 +1040,21 @@ class AddonHost:
         s = job.slot
         assert s is not None
         worker = s.file.worker
-        line, stack = _stack_of(worker.thread, s.file.path) if worker.current is job else (None, "")
+        running = worker.current is job
+        line, stack = _stack_of(worker.thread, s.file.path) if running else (None, "")
         at = f" (it was at line {line})" if line is not None else ""
-        interrupted = worker.current is job and _interrupt(worker.thread)
-        job.interrupted = interrupted or worker.current is job
+        interrupted = running and _interrupt(worker.thread)
+        job.interrupted = running
         job.interrupted_at = time.monotonic()
         s.failures += 1
         s.in_row += 1
-        stopped = ("it was interrupted" if interrupted else
-                   "it cannot be interrupted where it waits; calls to this file's addons are skipped until it returns")
+        if not running:
+            stopped = "it never started: an earlier call of this file was still running"
+        elif interrupted:
+            stopped = "it was interrupted"
+        else:
+            stopped = ("it cannot be interrupted where it waits; calls to this file's addons are skipped until it "
+                       "returns")
         text = (f"{s.label}: {job.hook}() did not return within {job.limit:g} s{at}; {self._what(job)}, and "
                 f"{stopped}")
         if s.reported < REPORT_LIMIT:
