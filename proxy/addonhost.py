@@ -72,6 +72,7 @@ from proxy.addons import (
     ValueDecoder,
 )
 from proxy.addons import Message as AddonMessage
+from proxy.loop import Alarm
 from proxy.model import (
     ConnectionClosed,
     ConnectionOpened,
@@ -104,7 +105,7 @@ REPORT_LIMIT: Final = 3
 """Failures of one addon reported with their traceback; later ones are counted (and end in the disable notice)."""
 OBSERVE_TIMEOUT: Final = 5.0
 """Seconds any hook other than a modifier's ``message`` may run before it is reported and interrupted."""
-STUCK_GRACE: Final = 0.1
+STUCK_GRACE: Final = 0.5
 """Seconds an interrupted call may take to end before its worker counts as stuck (its modifiers are skipped)."""
 STUCK_DISABLE: Final = 3.0
 """Seconds past its time after which an addon whose call still runs (interrupted or not) is disabled."""
@@ -598,6 +599,7 @@ class _Held:
     injects: list[tuple[_Slot, int, Direction, bytes]] = field(default_factory=list)
     job: _Job | None = None
     timer: asyncio.TimerHandle | None = None
+    alarm: Alarm | None = None  # releases it after its delay
     settled: bool = False
 
 
@@ -635,6 +637,7 @@ class AddonHost:
         self._versions = 0
         self._conns: dict[int, Connection] = {}
         self._held: dict[int, _Held] = {}  # by message id
+        self._delayed: dict[int, _Held] = {}  # decided, waiting for their delay (by message id)
         self._unsubscribe: Callable[[], None] | None = None
         self._subscribed_messages = False
         self._watch: asyncio.TimerHandle | None = None
@@ -746,6 +749,10 @@ class AddonHost:
         self._closed = True
         for held in list(self._held.values()):
             self._settle_now(held, original=True)
+        for held in list(self._delayed.values()):  # their delay no longer matters (as for conditions' delays)
+            if held.alarm is not None:
+                held.alarm.cancel()
+            self._release_late(held)
         for f in [*self.files.values(), *self._loading.values()]:
             self._retire(f)
         self.files.clear()
@@ -919,12 +926,17 @@ class AddonHost:
             self.engine.settle(held.record)
             return
         if held.delay > 0 and not held.drop:
-            self.loop.call_later(held.delay, self._release_late, held)
+            # an Alarm, not call_later: loop timers may fire a millisecond early, and "later" must mean later
+            held.alarm = Alarm(self.loop, lambda _now: self._release_late(held))
+            held.alarm.set(time.monotonic_ns() + round(held.delay * 1e9))
+            self._delayed[held.record.id] = held
             return
         self.engine.settle(held.record, held.data if held.changed else None, held.drop)
         self._flush_injects(held)
 
     def _release_late(self, held: _Held) -> None:
+        held.alarm = None
+        self._delayed.pop(held.record.id, None)
         self.engine.settle(held.record, held.data if held.changed else None)
         self._flush_injects(held)
 

@@ -10,6 +10,7 @@ granularity.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -189,6 +190,30 @@ def test_shutdown_forwards_what_is_held_for_an_addon(tmp_path: Path, start_proxy
         # the proxy let the held message go on to the server before closing, rather than discarding it
         states = [u.state for u in recorder.of(MessageUpdated) if u.msg_id == held.id]
         assert states[-1] is MessageState.FORWARDED, states
+
+
+@pytest.mark.timeout(60)
+def test_shutdown_forwards_what_an_addon_delayed(tmp_path: Path, start_proxy: Callable[..., ProxyThread],
+                                                 echo_server: EchoServer, recorder: Recorder) -> None:
+    p = start_proxy(echo_server.port, FramingSpec("lines", "lines"))
+    load(p, write_addon(tmp_path, """
+        modifies = True
+
+        def message(ctx, msg):
+            ctx.replace(b"edited\\n")
+            ctx.delay(30)
+    """, "delays.py"))
+    with connect(p.port) as c:
+        c.sendall(b"later\n")
+        host = p.server.addons
+        assert host is not None
+        deadline = time.monotonic() + 10
+        while not p.call(lambda: bool(host._delayed)):  # each look is a round trip to the engine's thread
+            assert time.monotonic() < deadline, "the addon's decision never arrived"
+        (held,) = [m for m in recorder.of(Message) if m.data == b"later\n"]
+        p.stop()
+    updates = [u for u in recorder.of(MessageUpdated) if u.msg_id == held.id]
+    assert updates[-1].state is MessageState.FORWARDED and b"edited\n" in [u.data for u in updates]
 
 
 V1 = """
