@@ -7,8 +7,10 @@ The public types the hooks see are :mod:`proxy.addons`'.
 
 - **Observers** (the default): the host subscribes to the engine's records. ``connection_opened``,
   ``connection_closed`` and ``message`` calls are queued to the worker after the bytes went on; the relay never
-  waits. A worker's queue is bounded (:data:`OBSERVE_QUEUE`): past it, calls are skipped and counted, and the user
-  is told once.
+  waits. Message calls are handed on once the traffic pauses (:data:`SETTLE_NS`, at the latest
+  :data:`SETTLE_MAX_NS`), as the printer makes its deferred lines: hooks then share the interpreter with the relay
+  between a game's exchanges, not between a message and its answer. A worker's queue is bounded
+  (:data:`OBSERVE_QUEUE`): past it, calls are skipped and counted, and the user is told once.
 - **Modifiers** (``modifies = True``): while one is loaded, ``Shared.intercept`` is set and the relay and the
   datagram core hold every message not held for the user (as a hold rule holds it) and hand it here
   (``cmd.Intercept``). The message goes through each modifier's ``message`` hook in load order; the host then
@@ -111,6 +113,10 @@ STUCK_DISABLE: Final = 3.0
 """Seconds past its time after which an addon whose call still runs (interrupted or not) is disabled."""
 LOAD_TIMEOUT: Final = 10.0
 """Seconds importing an addon file may take."""
+SETTLE_NS: Final = 2_000_000
+"""Watchers get their message calls once no message has come for this long (as the printer's deferred lines)..."""
+SETTLE_MAX_NS: Final = 50_000_000
+"""... or at the latest this long after the first of them (traffic that never pauses)."""
 OBSERVE_QUEUE: Final = 10_000
 """Calls waiting for one file's worker, past which observer calls are skipped (and counted)."""
 RELOAD_POLL: Final = 1.0
@@ -427,6 +433,14 @@ class _Decision:
     injects: list[tuple[int, Direction, bytes]] = field(default_factory=list)
 
 
+def _nothing_to_do(job: _Job, o: _Outcome) -> bool:
+    """A call whose outcome changes nothing on the engine's thread (read on the worker: ``in_row`` may be a moment
+    old, which only delays resetting the count of failures in a row to the next call that reports)."""
+    d = o.decision
+    return (o.ok and job.hook == "message" and job.held is None and o.returned is None and not job.reported
+            and (d is None or not d.injects) and job.slot is not None and job.slot.in_row == 0)
+
+
 def _take_decision(ctx: AddonContext) -> _Decision:
     d = _Decision()
     try:
@@ -545,6 +559,8 @@ class _Worker:
                 if job.ctx is not None:
                     outcome.decision = _take_decision(job.ctx)
                 self.current = None
+                if _nothing_to_do(job, outcome):
+                    continue  # a watcher's message call that went well: the engine's thread need not hear of it
                 try:
                     loop.call_soon_threadsafe(self.host._done, self, job, outcome)
                 except RuntimeError:  # the engine's loop is closed: the proxy is gone
@@ -638,6 +654,10 @@ class AddonHost:
         self._conns: dict[int, Connection] = {}
         self._held: dict[int, _Held] = {}  # by message id
         self._delayed: dict[int, _Held] = {}  # decided, waiting for their delay (by message id)
+        self._watchers: list[_Slot] = []  # enabled addons with a message hook that do not modify
+        self._backlog: list[Message] = []  # messages for the watchers, handed on when the traffic pauses
+        self._first_ns = self._last_ns = 0
+        self._settle: asyncio.TimerHandle | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._subscribed_messages = False
         self._watch: asyncio.TimerHandle | None = None
@@ -747,6 +767,10 @@ class AddonHost:
     def close(self) -> None:
         """The engine stops: held messages go on as they are, timers stop, workers end after their current call."""
         self._closed = True
+        if self._settle is not None:
+            self._settle.cancel()
+            self._settle = None
+        self._backlog.clear()
         for held in list(self._held.values()):
             self._settle_now(held, original=True)
         for held in list(self._delayed.values()):  # their delay no longer matters (as for conditions' delays)
@@ -766,7 +790,8 @@ class AddonHost:
     def _refresh(self) -> None:
         """Subscribe to what the enabled addons need, and tell the engine whether to hold messages for them."""
         slots = [s for s in self.slots if s.enabled]
-        want_messages = any(s.spec.message is not None and not s.spec.modifies for s in slots)
+        self._watchers = [s for s in slots if s.spec.message is not None and not s.spec.modifies]
+        want_messages = bool(self._watchers)
         want_any = bool(slots)
         if self._unsubscribe is not None and (not want_any or want_messages != self._subscribed_messages):
             self._unsubscribe()
@@ -800,11 +825,19 @@ class AddonHost:
         """Every record the engine publishes while an addon is loaded (engine thread)."""
         kind = type(r)
         if kind is Message:
-            assert isinstance(r, Message)
-            for s in self.slots:
-                if s.enabled and s.spec.message is not None and not s.spec.modifies:
-                    self._observe(s, "message", s.spec.message, self._message_of(r, r.data), r)
-        elif kind is ConnectionOpened:
+            if self._watchers:  # one append here; the calls are made when the traffic pauses (see _settled)
+                assert isinstance(r, Message)
+                backlog = self._backlog
+                backlog.append(r)
+                self._last_ns = r.arrival_ns
+                if len(backlog) == 1:
+                    self._first_ns = r.arrival_ns
+                    self._settle = self.loop.call_later(SETTLE_NS / 1e9, self._settled)
+                elif len(backlog) >= OBSERVE_QUEUE:
+                    self._flush()
+            return
+        self._flush()  # a connection's messages go to its watchers before its end (and after its start)
+        if kind is ConnectionOpened:
             assert isinstance(r, ConnectionOpened)
             conn = Connection(r.conn_id, r.transport, r.client_addr, r.target_addr, r.replay_of)
             self._conns[r.conn_id] = conn
@@ -819,26 +852,45 @@ class AddonHost:
                 if s.enabled and s.spec.connection_closed is not None:
                     self._observe(s, "connection_closed", s.spec.connection_closed, conn)
 
+    def _settled(self) -> None:
+        """The watchers' message calls are handed to their threads once the traffic pauses for :data:`SETTLE_NS`
+        (or :data:`SETTLE_MAX_NS` after the first of them): their hooks then run between a game's exchanges, not
+        between a message and its answer, where they would compete with the relay for the interpreter."""
+        self._settle = None
+        now = time.monotonic_ns()
+        if self._backlog and now - self._last_ns < SETTLE_NS and now - self._first_ns < SETTLE_MAX_NS:
+            self._settle = self.loop.call_later((self._last_ns + SETTLE_NS - now) / 1e9, self._settled)
+            return
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._settle is not None:
+            self._settle.cancel()
+            self._settle = None
+        backlog, self._backlog = self._backlog, []
+        for r in backlog:
+            for s in self._watchers:
+                if s.enabled:
+                    self._observe(s, "message", s.spec.message, self._message_of(r, r.data), r)  # type: ignore[arg-type]
+
     def _message_of(self, r: Message, data: bytes) -> AddonMessage:
         return AddonMessage(r.id, self._conn(r.conn_id), r.direction, data, r.seq, r.origin.value,
                             r.arrival_ns / 1e9, _decode_value)
 
     def _context(self, s: _Slot, role: str, conn_id: int | None = None) -> AddonContext:
-        return AddonContext(s.spec.name, role, dict(self._conns), self._late_inject(s), self._log_sink(s, conn_id))
+        # made for every call: nothing here may cost more than a few object creations (the relay's thread)
+        return AddonContext(s.spec.name, role, self._conns, functools.partial(self._post_inject, s),
+                            functools.partial(self._post_log, s, conn_id))
 
-    def _log_sink(self, s: _Slot, conn_id: int | None) -> Callable[[str], None]:
-        def log(text: str) -> None:
-            with contextlib.suppress(RuntimeError):  # the engine's loop is closed: the proxy is gone
-                self.loop.call_soon_threadsafe(self._notice, "info", f"{s.label}: {text}", conn_id)
+    def _post_log(self, s: _Slot, conn_id: int | None, text: str) -> None:
+        """``ctx.log`` (the addon's thread): shown at once, even from a hook that never returns."""
+        with contextlib.suppress(RuntimeError):  # the engine's loop is closed: the proxy is gone
+            self.loop.call_soon_threadsafe(self._notice, "info", f"{s.label}: {text}", conn_id)
 
-        return log
-
-    def _late_inject(self, s: _Slot) -> Callable[[int, Direction, bytes], None]:
-        def inject(conn_id: int, direction: Direction, data: bytes) -> None:
-            with contextlib.suppress(RuntimeError):  # the engine's loop is closed: the proxy is gone
-                self.loop.call_soon_threadsafe(self._inject, s, conn_id, direction, data)
-
-        return inject
+    def _post_inject(self, s: _Slot, conn_id: int, direction: Direction, data: bytes) -> None:
+        """``ctx.inject`` after its hook returned (from a thread of the addon's own)."""
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._inject, s, conn_id, direction, data)
 
     def _observe(self, s: _Slot, hook: str, fn: Callable[..., object], arg: object,
                  record: Message | None = None) -> None:

@@ -194,15 +194,16 @@ class AddonContext:
     window's log. Injections made while the hook runs are sent after its message is released, in call order.
     """
 
-    __slots__ = ("_closed", "_connections", "_data", "_delay", "_drop", "_injects", "_log_sink", "_logged", "_logs",
-                 "_name", "_post", "_role")
+    __slots__ = ("_closed", "_connections", "_copy", "_data", "_delay", "_drop", "_injects", "_log_sink", "_logged",
+                 "_logs", "_name", "_post", "_role")
 
     def __init__(self, name: str, role: str, connections: Mapping[int, Connection],
                  late_inject: Callable[[int, Direction, bytes], None] | None = None,
                  log_sink: Callable[[str], None] | None = None) -> None:
         self._name = name
         self._role = role  # "modify" (a held message), "observe" (a message already forwarded), or the hook's name
-        self._connections = connections
+        self._connections = connections  # the engine's own table: copied on first use, on the addon's thread
+        self._copy: dict[int, Connection] | None = None
         self._post = late_inject  # an injection after the hook returned (from a thread of the addon's own)
         self._closed = False
         self._drop = False
@@ -222,8 +223,10 @@ class AddonContext:
 
     @property
     def connections(self) -> Mapping[int, Connection]:
-        """The connections and UDP flows open when the hook was called, by id."""
-        return self._connections
+        """The connections and UDP flows open now, by id (a copy, made on first use in this call)."""
+        if self._copy is None:
+            self._copy = dict(self._connections)  # one C call: atomic while the engine's thread adds and removes
+        return self._copy
 
     @staticmethod
     def now() -> float:
