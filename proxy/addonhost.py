@@ -836,6 +836,8 @@ class AddonHost:
                 elif len(backlog) >= OBSERVE_QUEUE:
                     self._flush()
             return
+        if kind is not ConnectionOpened and kind is not ConnectionClosed:
+            return
         self._flush()  # a connection's messages go to its watchers before its end (and after its start)
         if kind is ConnectionOpened:
             assert isinstance(r, ConnectionOpened)
