@@ -100,3 +100,16 @@ def test_the_datagram_core_holds_for_addons_only_while_one_modifies() -> None:
     shared.update()
     core.sync_shared()
     assert kinds(core.client_datagram(CLIENT, b"fast again", 4)) == ["SendToServer", "Publish(forwarded)"]
+
+
+def test_the_addon_api_is_a_light_import() -> None:
+    """What an addon file imports (``proxy.addons``) loads neither the engine's shell, nor Qt, nor the inspector:
+    an addon can be type-checked and unit-tested on its own."""
+    import subprocess
+    import sys
+
+    code = ("import sys, proxy.addons\n"
+            "heavy = ('asyncio', 'proxy.server', 'proxy.addonhost', 'inspector', 'PySide6')\n"
+            "print(sorted(h for h in heavy if any(m == h or m.startswith(h + '.') for m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
