@@ -74,6 +74,7 @@ def missing_x11_libraries() -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     from proxy.options import (
+        add_addon_arguments,
         add_address_arguments,
         add_condition_arguments,
         add_framing_arguments,
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_transport_arguments(p)
     add_framing_arguments(p)
     add_condition_arguments(p)
+    add_addon_arguments(p)  # passed to the proxy the window starts; also the Addons menu's Load addon…
     g = p.add_argument_group("attach (to a proxy started on its own, e.g. on the game server's machine)")
     g.add_argument("--attach", metavar="HOST:PORT", help="attach to a running proxy's control endpoint")
     add_token_arguments(g, "of the proxy given with --attach (it prints it: 'control on ... token T')")
@@ -139,6 +141,8 @@ def link_from_args(args: argparse.Namespace) -> tuple[LinkOptions | None, tuple[
         extra += ["--max-frame", args.max_frame]
     if args.seed is not None:
         extra += ["--seed", str(args.seed)]
+    for script in getattr(args, "scripts", []):  # -s FILE: loaded by the proxy the window starts, before it listens
+        extra += ["-s", os.path.abspath(script)]
     tcp, udp = transports_from_args(args)
     transport = {"tcp": tcp, "udp": udp, "udp_idle_timeout": args.udp_idle_timeout,
                  "udp_max_flows": args.udp_max_flows}
@@ -235,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
-    window = create_window(app, options, attach, path, time_startup=args.time_startup)
+    window = create_window(app, options, attach, path, time_startup=args.time_startup,
+                           addons=[os.path.abspath(x) for x in args.scripts])
     if args.scenario:  # plays from when the proxy starts (at once if it already runs)
         scenario_file = args.scenario
         QTimer.singleShot(0, lambda: window.scenario.load(scenario_file))
@@ -256,10 +261,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def create_window(app: QApplication, options: LinkOptions | None, attach: tuple[str, int, str] | None = None,
                   path: str | None = None, *, time_startup: bool = False,
-                  source_layouts: Sequence[object] = ()) -> MainWindow:
+                  source_layouts: Sequence[object] = (), addons: Sequence[str] = ()) -> MainWindow:
     """The window, shown, with its proxy (or attach, or file) started on the first event-loop turn.
     ``source_layouts``: the struct layouts ``sockscope run`` found in the program's source
-    (``inspector.layouts.Layout``), kept as the window's ``source_layouts`` list."""
+    (``inspector.layouts.Layout``), kept as the window's ``source_layouts`` list. ``addons``: addon files
+    (``-s FILE``) loaded into the window's proxy (a child proxy gets them on its command line too)."""
     from PySide6.QtCore import QTimer
 
     app.setApplicationName("sockscope")
@@ -268,6 +274,7 @@ def create_window(app: QApplication, options: LinkOptions | None, attach: tuple[
 
     window = MainWindow(None)
     window.source_layouts = list(source_layouts)  # type: ignore[arg-type]  # Layout objects from inspector.layouts
+    window.addons.preset(list(addons))
     window.show()
     if time_startup:
         app.processEvents()

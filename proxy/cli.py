@@ -29,6 +29,7 @@ from proxy.options import (
     TOKEN_ENV,
     TOKEN_HOW,
     UsageError,
+    add_addon_arguments,
     add_address_arguments,
     add_engine_arguments,
     add_token_arguments,
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_address_arguments(p)
     add_transport_arguments(p)
     add_engine_arguments(p)
+    add_addon_arguments(p)
     g = p.add_argument_group("demo and process")
     g.add_argument("--demo", action="store_true",
                    help="start the tutorial's exercise server and client with the proxy between them (with --udp "
@@ -138,6 +140,8 @@ async def start_extras(server: ProxyServer, args: argparse.Namespace,
                 raise ProxyError(str(e)) from None
             chost, cport = await cs.start()
             started.append(cs)
+            # loading an addon runs its code here: only for control clients on this machine
+            server.addons_over_control = is_loopback(chost)
             shown = f"[{chost}]" if ":" in chost else chost
             # A generated token is shown here, on the terminal (never on a command line); one the user gave is not.
             say(f"sockscope: control on {shown}:{cport} " + (f"(token from {source})" if token else
@@ -251,6 +255,7 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
     server = ProxyServer(config, loop)
     server.subscribe(Printer(server.clock, show_messages=not args.quiet), messages=not args.quiet)
     scenario = getattr(args, "loaded_scenario", None)
+    await _load_addons(server, getattr(args, "scripts", []))
     wait_attach = getattr(args, "wait_attach", None)
     host, port = await server.start(accept=wait_attach is None)
     from proxy.control.endpoint import ControlServer
@@ -323,6 +328,18 @@ async def _serve(args: argparse.Namespace, config: ProxyConfig) -> int:
         udp_server.stop()
     failed = any(c is not None and c.error is not None for c in (client, udp_client))
     return 1 if failed else 0
+
+
+async def _load_addons(server: ProxyServer, paths: list[str]) -> None:
+    """``-s FILE``: load each addon before the first connection is accepted; one that cannot be loaded stops the
+    proxy with its error (and the file's line)."""
+    for path in paths:
+        try:
+            await server.load_addon(path)
+        except ValueError as e:  # AddonLoadError
+            if server.addons is not None:
+                server.addons.close()
+            raise ProxyError(f"-s {path}: {e}") from None
 
 
 def _install_signal_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:

@@ -8,7 +8,7 @@ Thread: created and executed on the engine's event-loop thread.
 
 from __future__ import annotations
 
-from proxy.model import Record, Side, frozen
+from proxy.model import Message, Record, Side, frozen
 
 
 @frozen
@@ -60,3 +60,11 @@ class Publish(Command):
     """Hand a record to the subscribers (printer, control endpoint, recorder)."""
 
     record: Record
+
+
+@frozen
+class Intercept(Command):
+    """Hand a message just held for the addons (``modifies = True``, see ``proxy.addonhost``) to them; their
+    decision comes back as a release (as it is, edited, later) or a drop. Follows the message's ``Publish``."""
+
+    record: Message

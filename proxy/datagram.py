@@ -649,6 +649,10 @@ class DatagramCore:
             self._hold(flow, lane, msg_id, seq, data, now, release, origin, delays, verdict.note, verdict.flips,
                        copies, out)
             return
+        if self.shared.intercept and origin is not _DUPLICATE:  # held for the addons (proxy.addonhost)
+            self._hold(flow, lane, msg_id, seq, data, now, release, origin, delays, verdict.note, verdict.flips,
+                       copies, out, intercept=True)
+            return
         self._place(flow, lane, msg_id, seq, data, now, release, origin, delays, verdict.note, verdict.flips, out)
         self._copies(flow, lane, msg_id, data, now, release, delays, verdict.flips, copies, out)
         self._next_wakeup(out)
@@ -698,7 +702,7 @@ class DatagramCore:
 
     def _hold(self, flow: _Flow, lane: _Lane, msg_id: int, seq: int, data: bytes, now: int, release: int,
               origin: Origin, delays: tuple[tuple[DelayReason, int], ...], note: str, flips: tuple[int, ...],
-              copies: tuple[int, ...], out: list[cmd.Command]) -> None:
+              copies: tuple[int, ...], out: list[cmd.Command], intercept: bool = False) -> None:
         d = lane.direction
         if self.waiting_bytes + len(data) + WAIT_OVERHEAD > self.wait_cap:
             self.overflowed += 1
@@ -709,8 +713,10 @@ class DatagramCore:
         self.waiting_bytes += len(data) + WAIT_OVERHEAD
         self.held[msg_id] = _Held(flow.conn_id, d, data, release, delays, note, flips, copies)
         flow.held[msg_id] = None
-        out.append(cmd.Publish(Message(msg_id, flow.conn_id, d, seq, data, now, None, origin, _HELD, delays, note,
-                                       flips)))
+        record = Message(msg_id, flow.conn_id, d, seq, data, now, None, origin, _HELD, delays, note, flips)
+        out.append(cmd.Publish(record))
+        if intercept:
+            out.append(cmd.Intercept(record))
 
     def _place(self, flow: _Flow, lane: _Lane, msg_id: int, seq: int, data: bytes, now: int, release: int,
                origin: Origin, delays: tuple[tuple[DelayReason, int], ...], note: str, flips: tuple[int, ...],

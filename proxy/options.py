@@ -416,6 +416,14 @@ def add_control_arguments(p: argparse.ArgumentParser) -> None:
                         "nothing is lost. S bounds the wait in seconds (default: no bound, as with 0)")
 
 
+def add_addon_arguments(p: argparse.ArgumentParser) -> None:
+    """``-s FILE``: addons (docs/addons.md), for sockscope-proxy and the window (which passes them to its proxy)."""
+    g = p.add_argument_group("addons (docs/addons.md)")
+    g.add_argument("-s", "--script", action="append", default=[], metavar="FILE", dest="scripts",
+                   help="load an addon: a Python file whose hooks see, change, drop, delay or inject messages "
+                        "(repeat for several; a file is loaded again when it changes)")
+
+
 def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     """Every flag of the proxy engine that sockscope-proxy and sockscope run share, in their help's order:
     connections, framing, conditions, output, recording, control."""

@@ -88,17 +88,20 @@ class Shared:
     """Engine-wide state every relay reads: rules, global "hold next" counters, and what framing inference found
     per target (single-threaded)."""
 
-    __slots__ = ("active", "framings", "hold_next", "rules")
+    __slots__ = ("active", "framings", "hold_next", "intercept", "rules")
 
     def __init__(self) -> None:
         self.rules: tuple[Rule, ...] = ()
         self.hold_next = [0, 0]  # per Direction
+        self.intercept = False
+        """Addons that modify messages are loaded: every message not held for the user is held for them
+        (``Intercept``). Set by ``proxy.addonhost`` only; False costs the fast path nothing (it is in ``active``)."""
         self.active = False
         self.framings = FramingMemory()
 
     def update(self) -> None:
-        """Recompute the flag the fast path checks, after changing rules or counters."""
-        self.active = bool(self.rules) or any(self.hold_next)
+        """Recompute the flag the fast path checks, after changing rules, counters or ``intercept``."""
+        self.active = bool(self.rules) or any(self.hold_next) or self.intercept
 
 
 @dataclass(slots=True)
@@ -599,7 +602,7 @@ class Relay:
             extra = round(rule.delay_ms * 1e6)
             release_ns += extra
             delays = (*delays, (DelayReason.RULE, extra))
-        held = False
+        held = intercept = False
         if rule is not None and rule.action == "hold":
             held = True
         elif lane.hold_next > 0:
@@ -610,6 +613,9 @@ class Relay:
             self.shared.hold_next[d] -= 1
             self.shared.update()
             held = True
+        elif self.shared.intercept and origin is not Origin.DUPLICATE:
+            # held for the addons (proxy.addonhost): their decision releases, edits or drops it, within a bound
+            held = intercept = True
         state = MessageState.HELD if held else MessageState.SCHEDULED
         if (not held and not lane.queue and not lane.cond.frozen and release_ns <= now
                 and self.phase is Phase.RELAYING):
@@ -617,8 +623,11 @@ class Relay:
             out.append(cmd.Publish(Message(msg_id, self.conn_id, d, seq, data, now, now, origin,
                                            MessageState.FORWARDED, delays)))
         else:
-            out.append(cmd.Publish(Message(msg_id, self.conn_id, d, seq, data, now, None if held else release_ns,
-                                           origin, state, delays)))
+            record = Message(msg_id, self.conn_id, d, seq, data, now, None if held else release_ns, origin, state,
+                             delays)
+            out.append(cmd.Publish(record))
+            if intercept:
+                out.append(cmd.Intercept(record))
             lane.queue.append(_Pending(msg_id, seq, data, now, release_ns, origin, delays, held))
             lane.queued_bytes += len(data)
         if fault == "duplicate":

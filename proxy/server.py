@@ -49,6 +49,7 @@ from proxy.rules import Rule
 from proxy.tasks import spawn
 
 if TYPE_CHECKING:
+    from proxy.addonhost import AddonHost
     from proxy.udpserver import UdpShell
 
 WRITE_HIGH_WATER = 1 << 20
@@ -250,6 +251,7 @@ class ConnectionHandler:
             cmd.ResetSide: self._reset_side,  # type: ignore[dict-item]
             cmd.RequestWakeup: self._wakeup,  # type: ignore[dict-item]
             cmd.OpenUpstream: self._open_upstream,  # type: ignore[dict-item]
+            cmd.Intercept: self._intercept,  # type: ignore[dict-item]
         }
 
     # -------------------------------------------------------------------------------- callbacks in
@@ -380,6 +382,9 @@ class ConnectionHandler:
             self.reply_seen.set()
         self.server.publish(r)
 
+    def _intercept(self, c: cmd.Intercept) -> None:
+        self.server.intercept(c.record)
+
     def _send(self, c: cmd.SendData) -> None:
         t = self.transports[c.side]
         if t is not None:
@@ -491,6 +496,11 @@ class ProxyServer:
         soon as it is accepted, so the client sees its connection fail; open ones are left alone."""
         self.refused = 0
         """TCP connections reset on arrival while :attr:`refusing`."""
+        self.addons: AddonHost | None = None
+        """The addon files loaded (``-s FILE``, ``load_addon``): made on the first load (proxy.addonhost)."""
+        self.addons_over_control = True
+        """Whether control clients may load addons (the command line turns it off for a remote control endpoint:
+        loading a file runs its code in this process)."""
 
     # ------------------------------------------------------------------------------ subscribers
 
@@ -656,6 +666,8 @@ class ProxyServer:
         """Stop listening, flush what is pending on every connection, close them cleanly."""
         if self._server is not None:
             self._server.close()
+        if self.addons is not None:
+            self.addons.close()  # messages held for addons go on as they are, with what is pending
         now = _now()
         handlers = list(self.handlers.values())
         for h in handlers:
@@ -709,6 +721,54 @@ class ProxyServer:
             self._udp_event(DatagramInjected(_now(), conn_id, direction, bytes(data), origin))
             return
         self._send_event(self._handler(conn_id), ev.DataInjected(_now(), direction, bytes(data), origin))
+
+    # ------------------------------------------------------------------------------ addons (proxy.addonhost)
+
+    async def load_addon(self, path: str) -> list[str]:
+        """Load the addon file ``path`` (again, if it is loaded: its new version replaces the old); returns the
+        names of its addons. ``AddonLoadError`` (a ``ValueError``) says what is wrong, with the file's line."""
+        if self.addons is None:
+            from proxy.addonhost import AddonHost
+
+            self.addons = AddonHost(self)
+        return await self.addons.load(path)
+
+    def unload_addon(self, path: str) -> list[str]:
+        if self.addons is None:
+            raise ValueError("no addon is loaded")
+        return self.addons.unload(path)
+
+    def set_intercept(self, on: bool) -> None:
+        """Hold every message not held for the user for the addons (``cmd.Intercept``), or stop doing so."""
+        if self.shared.intercept == on:
+            return
+        self.shared.intercept = on
+        self.shared.update()
+        if self.udp is not None:
+            self.udp.core.sync_shared()
+
+    def intercept(self, record: Message) -> None:
+        """A message the relay or the datagram core held for the addons (``cmd.Intercept``)."""
+        if self.addons is not None:
+            self.addons.intercept(record)
+        else:  # no host, no intercept flag: cannot happen, but a message must never stay held for nobody
+            self.loop.call_soon(self.settle, record)
+
+    def settle(self, record: Message, data: bytes | None = None, drop: bool = False) -> bool:
+        """What the addons decided for a message held for them: release it (as it is, or as ``data``) or drop it.
+        False, and nothing done, when it is no longer held (the user released it, its connection ended)."""
+        if self.udp is not None and record.id in self.udp.core.held:
+            from proxy.datagram import HeldDropRequested, HeldReleaseRequested
+
+            self._udp_event(HeldDropRequested(_now(), record.id) if drop else
+                            HeldReleaseRequested(_now(), record.id, data))
+            return True
+        h = self.handlers.get(record.conn_id)
+        if h is None or not any(p.msg_id == record.id and p.held for lane in h.relay.lanes for p in lane.queue):
+            return False
+        self._send_event(h, ev.DropRequested(_now(), record.id) if drop else
+                         ev.ReleaseRequested(_now(), record.id, data))
+        return True
 
     def close_connection(self, conn_id: int, reset: bool = False, detail: str = "", after_s: float = 0.0) -> None:
         text = detail or (("reset" if reset else "closed") + " by the user")

@@ -42,7 +42,7 @@ from proxy.model import Notice
 from proxy.tasks import spawn
 
 if TYPE_CHECKING:
-    from proxy.model import Record
+    from proxy.model import Message, Record
 
 
 class _Config(Protocol):
@@ -64,6 +64,8 @@ class Engine(Protocol):
     def loop(self) -> asyncio.AbstractEventLoop: ...
 
     def publish(self, record: Record) -> None: ...
+
+    def intercept(self, record: Message) -> None: ...
 
 __all__ = ["SEND_BUFFER_CAP", "UdpShell"]
 
@@ -180,6 +182,7 @@ class UdpShell:
             OpenFlow: self._open_flow,  # type: ignore[dict-item]
             CloseFlow: self._close_flow,  # type: ignore[dict-item]
             cmd.RequestWakeup: self._wakeup,  # type: ignore[dict-item]
+            cmd.Intercept: self._intercept,  # type: ignore[dict-item]
         }
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -239,6 +242,9 @@ class UdpShell:
 
     def _publish(self, c: cmd.Publish) -> None:
         self.server.publish(c.record)
+
+    def _intercept(self, c: cmd.Intercept) -> None:
+        self.server.intercept(c.record)
 
     def _to_client(self, c: SendToClient) -> None:
         t = self.listen

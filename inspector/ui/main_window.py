@@ -690,6 +690,11 @@ class MainWindow(QMainWindow):
         waiting = icpt.addAction("Replay connection &waiting for each reply")
         waiting.triggered.connect(lambda: self.replay("wait-reply"))
 
+        from inspector.ui.addon_actions import AddonActions  # the Addons menu: Load addon… (docs/addons.md)
+
+        self.addons = AddonActions(self, self)
+        self.addons.add_to_menu(mb)
+
     def _build_status(self) -> None:
         sb = self.statusBar()
         self.st_link = QLabel("not started")
@@ -1074,6 +1079,7 @@ class MainWindow(QMainWindow):
         self._update_status()
         self._target_down = False
         self._check_target()
+        self.addons.link_ready(link)  # this window's addon files, into the proxy it now has
 
     def _show_transports(self, transports: tuple[str, ...]) -> None:
         """What the controls offer follows what the proxy relays: the UDP impairments with UDP, and the framing

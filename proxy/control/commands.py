@@ -227,6 +227,35 @@ def set_connection_framing(server: ProxyServer, a: Args) -> dict[str, Any]:
     return {"conn_id": conn_id, "framing": normalise_name(text), "directions": directions}
 
 
+def load_addon(server: ProxyServer, a: Args) -> Awaitable[dict[str, Any]]:
+    """Load (or load again) an addon file on the proxy's machine (docs/addons.md): it runs in the proxy's process,
+    so only a control endpoint on loopback accepts it."""
+    path = a.get("path")
+    if not isinstance(path, str) or not path:
+        raise CommandError(f"path: expected the path of a Python file, got {shown(path)}")
+    if not server.addons_over_control:
+        raise CommandError("refused: this proxy's control endpoint accepts remote clients, and an addon's code would "
+                           "run in the proxy's process; start the proxy with -s FILE instead")
+    return _loaded(server, path)
+
+
+async def _loaded(server: ProxyServer, path: str) -> dict[str, Any]:
+    try:
+        names = await server.load_addon(path)
+    except ValueError as e:  # AddonLoadError: the file's error, with its line
+        raise CommandError(str(e)) from None
+    host = server.addons
+    return {"path": path, "addons": names,
+            "loaded": [x for x in host.loaded() if x["name"] in names] if host is not None else []}
+
+
+def unload_addon(server: ProxyServer, a: Args) -> dict[str, Any]:
+    path = a.get("path")
+    if not isinstance(path, str) or not path:
+        raise CommandError(f"path: expected the path of a loaded addon file, got {shown(path)}")
+    return {"path": path, "addons": server.unload_addon(path)}
+
+
 def pause_capture(server: ProxyServer, a: Args) -> None:
     server.pause_capture()
 
@@ -289,6 +318,8 @@ COMMANDS: Final[Mapping[str, Command]] = MappingProxyType({
     "refuse_connections": Command(refuse_connections),
     "set_framing": Command(set_framing, _framing_changed),
     "set_connection_framing": Command(set_connection_framing),
+    "load_addon": Command(load_addon),
+    "unload_addon": Command(unload_addon),
     "pause_capture": Command(pause_capture, _capture),
     "resume_capture": Command(resume_capture, _capture),
     "snapshot": Command(snapshot),

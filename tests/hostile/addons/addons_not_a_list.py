@@ -1,0 +1,3 @@
+"""`addons` is not a list of addon objects."""
+
+addons = 42

@@ -1,0 +1,3 @@
+"""Defines nothing a proxy could call."""
+
+speed = 3
