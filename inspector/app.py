@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true",
                    help="run the proxy engine inside the window's process (no child process)")
     p.add_argument("--time-startup", action="store_true", help=argparse.SUPPRESS)
+    lab = p.add_argument_group("latency-compensation lab (docs/lab.md)")
+    lab.add_argument("--lab", action="store_true",
+                     help="open the Lab: input-to-ack delay, inputs in flight, snapshot intervals, corrections")
+    lab.add_argument("--lab-hints", metavar="FILE",
+                     help="which fields are the input sequence, acknowledgement, tick/time and positions (TOML); "
+                          "implies --lab")
     return p
 
 
@@ -209,6 +215,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"sockscope: error: {e}", file=sys.stderr)
         return 2
+    lab_hints = None
+    if args.lab_hints:
+        from inspector.lab.hints import HintsError, load_hints
+
+        try:
+            lab_hints = load_hints(args.lab_hints)
+        except HintsError as e:
+            for line in e.errors:
+                print(f"sockscope: error: {line}", file=sys.stderr)
+            return 2
     if args.in_process:
         os.environ["SOCKSCOPE_IN_PROCESS"] = "1"
 
@@ -224,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     window = create_window(app, options, attach, path, time_startup=args.time_startup)
+    if args.lab or lab_hints is not None:
+        window.show_lab(hints=lab_hints)
     if args.time_startup and options is not None:
         # for the benchmark: when the first decoded client message (the tutorial's reply, then pings) is a row
         def first_row() -> None:

@@ -87,6 +87,7 @@ POINT_ROLES: Final = frozenset({"pos", "predicted"})
 INFER_SAMPLES: Final = 5
 """Messages of a type looked at for obvious names (a field missing from the first one may be in the next)."""
 MAX_PATH_STEPS: Final = 16
+MAX_PATH_CHARS: Final = 1000
 MAX_TYPES: Final = 512
 """Message types remembered (a peer that sends a new type name in every message cannot grow this without end);
 past it, new types are grouped as their direction's "(other)"."""
@@ -108,18 +109,25 @@ class HintsError(ValueError):
 _SEG_RE: Final = re.compile(r'\.?([A-Za-z_][\w-]*)|\[(-?\d{1,18})\]|\.(\d{1,18})|\["((?:[^"\\]|\\.)*)"\]')
 
 
+def _short(text: str, n: int = 60) -> str:
+    """``text`` quoted, cut to ``n`` characters: an error line never echoes a whole hostile value."""
+    return repr(text if len(text) <= n else text[: n - 1] + "…")
+
+
 def parse_path(text: str) -> FieldPath:
     """``pos.x`` -> ``("pos", "x")``; ``players[0][1]``, ``["my key"]``; a leading decoder name (``json.seq``,
     as the filter bar writes it) is dropped. Raises ``ValueError`` with a readable reason."""
     t = text.strip()
     if not t:
         raise ValueError("empty field")
+    if len(t) > MAX_PATH_CHARS:
+        raise ValueError(f"field path longer than {MAX_PATH_CHARS} characters: {_short(t)}")
     steps: list[str | int] = []
     i = 0
     while i < len(t):
         m = _SEG_RE.match(t, i)
         if m is None or (i == 0 and t[0] == ".") or (i > 0 and m.group(1) is not None and t[i] != "."):
-            raise ValueError(f"not a field path: {t!r} (write seq, pos.x, players[0][1] or [\"a key\"])")
+            raise ValueError(f"not a field path: {_short(t)} (write seq, pos.x, players[0][1] or [\"a key\"])")
         name, idx, num, quoted = m.groups()
         if name is not None:
             steps.append(name)
@@ -129,7 +137,7 @@ def parse_path(text: str) -> FieldPath:
             steps.append(int(idx if idx is not None else num))
         i = m.end()
         if len(steps) > MAX_PATH_STEPS:
-            raise ValueError(f"field path longer than {MAX_PATH_STEPS} steps: {t[:60]!r}")
+            raise ValueError(f"field path longer than {MAX_PATH_STEPS} steps: {_short(t)}")
     if len(steps) > 1 and isinstance(steps[0], str) and steps[0] in DECODED_NAMESPACES:
         steps = steps[1:]
     return tuple(steps)
@@ -581,7 +589,7 @@ def parse_hints(text: str, name: str = "<hints>") -> Hints:
     hints = Hints(type_fields=type_fields)
     for key, value in data.items():
         if key not in ("c2s", "s2c"):
-            err((key,), f"unknown key {key!r}: expected type_field, [c2s...] or [s2c...]")
+            err((key,), f"unknown key {_short(key)}: expected type_field, [c2s...] or [s2c...]")
             continue
         d = Direction.C2S if key == "c2s" else Direction.S2C
         if not isinstance(value, dict):
@@ -592,7 +600,8 @@ def parse_hints(text: str, name: str = "<hints>") -> Hints:
                 mt = MessageType(d, k)
                 for role, spec in v.items():
                     if isinstance(spec, dict):
-                        err((key, k, role), f"[{key}.{k}]: {role!r} is a table; message types do not nest")
+                        err((key, k, role), f"{_where(MessageType(d, k))}: {_short(role)} is a table; message types "
+                            "do not nest")
                     else:
                         _role(hints, mt, role, spec, (key, k, role), err)
             else:
@@ -603,12 +612,19 @@ def parse_hints(text: str, name: str = "<hints>") -> Hints:
     return hints
 
 
+def _where(mt: MessageType) -> str:
+    """The type's table header for an error line, its name cut short."""
+    if mt.name is not None and len(mt.name) > 40:
+        return MessageType(mt.direction, mt.name[:39] + "…").toml_header
+    return mt.toml_header
+
+
 def _role(hints: Hints, mt: MessageType, role: str, spec: object, key: tuple[str, ...],
           err: object) -> None:
     assert callable(err)
-    where = mt.toml_header
+    where = _where(mt)
     if role not in ROLES:
-        err(key, f"{where}: unknown role {role!r} (expected one of {', '.join(ROLES)})")
+        err(key, f"{where}: unknown role {_short(role)} (expected one of {', '.join(ROLES)})")
         return
     if ROLE_DIRECTION[role] is not mt.direction:
         other = ROLE_DIRECTION[role].label
