@@ -35,6 +35,7 @@ MAX_VALUES: Final = 64
 """Decoded values looked at per message (a read with hundreds of coalesced JSON values is not a game tick)."""
 _FINAL_GONE: Final = frozenset({MessageState.DROPPED, MessageState.DISCARDED})
 _CLIENT_ORIGINS: Final = frozenset({Origin.LIVE, Origin.EDITED})
+_FOREVER: Final = 1 << 62
 
 
 class LabAnalysis:
@@ -116,7 +117,10 @@ class LabAnalysis:
             tracker.settle(self._status)
         if row:
             self.newest_ns = max(self.newest_ns, s.arrivals[row - 1])
-        tracker.advance(self.newest_ns)
+        # A state in the heap has been delivered (its release is the final one): the records come in the order
+        # the engine published them, so every input that reached the proxy before that release is a row already
+        # in the store. Caught up, every such state can be applied; else only those before the rows still to read.
+        tracker.advance(self.newest_ns if row < n else _FOREVER)
         return changed
 
     def _row(self, row: int) -> None:

@@ -63,7 +63,9 @@ __all__ = [
     "Source",
     "as_count",
     "as_point",
+    "candidates",
     "infer_roles",
+    "leaves",
     "load_hints",
     "parse_hints",
 ]
@@ -366,6 +368,60 @@ def infer_roles(direction: Direction, value: object) -> dict[str, FieldRef]:
     return out
 
 
+MAX_WALK: Final = 400
+"""Nodes of a decoded value the field picker walks (a message of 100,000 list items offers its first few)."""
+
+
+def leaves(value: object, max_depth: int = 5) -> list[tuple[FieldPath, object]]:
+    """(path, value) of the fields in a decoded value, breadth first, at most :data:`MAX_WALK` of them: what the
+    window's field picker lists."""
+    out: list[tuple[FieldPath, object]] = []
+    queue: list[tuple[FieldPath, object]] = [((), value)]
+    i = 0
+    while i < len(queue) and len(out) < MAX_WALK:
+        path, v = queue[i]
+        i += 1
+        if path:
+            out.append((path, v))
+        if len(path) >= max_depth:
+            continue
+        items: list[tuple[str | int, object]] = []
+        if isinstance(v, dict):
+            items = [(step, x) for k, x in list(v.items())[:64] if (step := _key_step(k)) is not None]
+        elif isinstance(v, list | tuple):
+            items = list(enumerate(v[:16]))
+        elif isinstance(v, PickleObject):
+            items = [(step, x) for _n, step, x in _keys(v)[:64] if isinstance(step, str)]
+        queue += [((*path, step), x) for step, x in items]
+    return out
+
+
+def candidates(direction: Direction, value: object) -> dict[str, list[FieldRef]]:
+    """Per role of ``direction``, the fields of ``value`` that could be it (numbers for sequences and times,
+    2-3 numbers, ``{x, y}`` maps and sibling ``x``/``y`` fields for positions), obvious names first."""
+    found = leaves(value)
+    counts = [FieldRef((p,)) for p, v in found if not isinstance(as_count(v), str)]
+    times = [FieldRef((p,)) for p, v in found if not isinstance(as_time(v), str)]
+    points = [FieldRef((p,)) for p, v in found if isinstance(v, list | tuple | dict | PickleObject)
+              and not isinstance(as_point(v), str)]
+    by_parent: dict[FieldPath, dict[str, FieldPath]] = {}
+    for p, v in found:
+        if p and isinstance(p[-1], str) and p[-1].lower() in ("x", "y", "z") and not isinstance(as_time(v), str):
+            by_parent.setdefault(p[:-1], {})[p[-1].lower()] = p
+    for kids in by_parent.values():
+        if "x" in kids and "y" in kids:
+            points.insert(0, FieldRef(tuple(kids[k] for k in ("x", "y", "z") if k in kids)))
+    inferred = infer_roles(direction, value)
+    out: dict[str, list[FieldRef]] = {}
+    for role in ROLES:
+        if ROLE_DIRECTION[role] is not direction:
+            continue
+        pool = points if role in POINT_ROLES else times if role == "time" else counts
+        first = inferred.get(role)
+        out[role] = ([first] if first is not None else []) + [f for f in pool if f != first]
+    return out
+
+
 class Hints:
     """The lab's hints: given (file, window) and inferred, per message type; see the module docstring."""
 
@@ -463,10 +519,9 @@ class Hints:
         self.inferred_version += 1
 
     def types(self) -> list[MessageType]:
-        """Every type with a hint or seen, given first, then in the order they were seen."""
-        out = list(self.given)
-        out += [t for t in self.seen if t not in self.given]
-        return out
+        """Every type seen, in the order it was first seen (so a row keeps its place when its hints change), then
+        the types given hints but not seen yet."""
+        return list(self.seen) + [t for t in self.given if t not in self.seen]
 
     def copy(self) -> Hints:
         h = Hints(type_fields=self.type_fields, infer=self.infer)
