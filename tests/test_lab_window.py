@@ -16,9 +16,9 @@ import pytest
 from PySide6.QtCore import QSettings
 
 from inspector.bridge import LinkOptions, ThreadLink
-from inspector.lab import Hints, MessageType
+from inspector.lab import FieldRef, Hints, MessageType
 from inspector.lab.analysis import LabAnalysis
-from inspector.ui.lab_hints import INFER, NONE, HintsModel
+from inspector.ui.lab_hints import INFER, NONE, TYPE_ROLE, HintsModel
 from inspector.ui.main_window import MainWindow
 from proxy.model import Direction
 from tests.lab_bot import LabBot, LabServer
@@ -63,18 +63,21 @@ def test_the_hints_model_passes_the_model_tester(qtmodeltester: Any) -> None:
     a = LabAnalysis(hand_session().store())
     a.run_to_end()
     m = HintsModel(a.hints)
-    assert m.rowCount() == 3  # s2c welcome, c2s input, s2c state
+    table = [tuple(m.data(m.index(r, c)) for c in range(4)) for r in range(m.rowCount())]
+    assert table == [
+        ("s2c welcome", "(no field found: double-click to pick)", "", ""),
+        ("c2s input", "input seq", "seq", "inferred"), ("c2s input", "predicted", "x, y", "inferred"),
+        ("s2c state", "ack", "ack", "inferred"), ("s2c state", "tick", "tick", "inferred"),
+        ("s2c state", "time", "time", "inferred"), ("s2c state", "position", "x, y", "inferred")]
     # (one check per model: the tester stays connected and checks every change that follows)
     qtmodeltester.check(m, force_py=True)
     a.hints.set(MessageType(S2C, "state"), "ack", None)
+    a.hints.set(MessageType(S2C, "state"), "tick", FieldRef.parse("frame"), "file")
     a.hints.observe(MessageType(C2S, "chat"), {"t": "chat"})
     m.sync()
-    assert m.rowCount() == 4
-    rows = {m.data(m.index(r, 0)): r for r in range(m.rowCount())}
-    state = rows["s2c state"]
-    assert m.data(m.index(state, 2)) == "—"  # ack: said to be none
-    assert m.data(m.index(state, 3)) == "tick (inferred)"
-    assert m.data(m.index(rows["c2s input"], 2)) == ""  # ack is no client role
+    table = [tuple(m.data(m.index(r, c)) for c in range(4)) for r in range(m.rowCount())]
+    assert ("s2c state", "ack", "— (none)", "picked") in table and ("s2c state", "tick", "frame", "hints file") in table
+    assert table[-1][0] == "c2s chat" and m.data(m.index(0, 0), TYPE_ROLE) == MessageType(S2C, "welcome")
     m.set_hints(Hints())
     assert m.rowCount() == 0
 
@@ -117,11 +120,15 @@ def test_the_hints_table_and_the_field_picker(make_window: Callable[..., MainWin
     w = _offline(make_window, s.records())
     lab = w.lab
     m = lab.hints_model
-    rows = {m.data(m.index(r, 0)): r for r in range(m.rowCount())}
-    assert m.data(m.index(rows["c2s input"], 1)) == "seq (inferred)"
+
+    def row_of(text: str, role: str | None = None) -> int:
+        return next(r for r in range(m.rowCount()) if m.data(m.index(r, 0)) == text
+                    and (role is None or m.data(m.index(r, 1)) == role))
+
+    assert m.data(m.index(row_of("c2s input", "input seq"), 3)) == "inferred"
     g = lab.analysis.generation
     # pick the fields of the state type: its ack is the tick (say), its position none
-    dialog = lab.pick_dialog(type_index=m.index(rows["s2c state"], 0))
+    dialog = lab.pick_dialog(type_index=m.index(row_of("s2c state"), 0))
     assert not isinstance(dialog, str)
     assert set(dialog.boxes) == {"ack", "tick", "time", "pos"}
     assert dialog.boxes["ack"].currentText() == f"{INFER}: ack"
@@ -143,7 +150,9 @@ def test_the_hints_table_and_the_field_picker(make_window: Callable[..., MainWin
     assert given["pos"].field is None
     lab.refresh(force=True)
     assert lab.analysis.generation == g + 1  # measured again with the new hints
-    assert m.data(m.index(rows["s2c state"], 2)) == "tick"
+    assert m.data(m.index(row_of("s2c state", "ack"), 2)) == "tick"
+    assert m.data(m.index(row_of("s2c state", "ack"), 3)) == "picked"
+    assert m.data(m.index(row_of("s2c state", "position"), 2)) == "— (none)"
     while lab.analysis.pending:
         lab.refresh(force=True)
     lab.refresh(force=True)

@@ -122,8 +122,9 @@ class LabController(QObject):
         self.hints_table.setWordWrap(False)
         self.hints_table.doubleClicked.connect(lambda idx: self.pick_fields(type_index=idx))
         hh = self.hints_table.horizontalHeader()
-        hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         hh.setStretchLastSection(True)
+        self.hints_table.verticalHeader().setDefaultSectionSize(self.hints_table.fontMetrics().height() + 6)
         self.pick_button = QPushButton("Pick fields…")
         self.pick_button.setToolTip("say which field of a message is which: from the type selected here, or else "
                                     "from the message selected in the table")
@@ -315,7 +316,10 @@ class LabController(QObject):
             self.plots.set_configured(self.conf)
             force = True
         self._sync_scope()
+        rows = self.hints_model.rowCount()
         self.hints_model.sync()
+        if self.hints_model.rowCount() != rows:
+            self.hints_table.resizeColumnsToContents()
         if changed or force or conf_changed:
             self.plots.refresh(self.analysis, self.conn_id)
             self._update_readout()
@@ -351,8 +355,8 @@ class LabController(QObject):
                          f"{adv.two_intervals_ms:.0f} ms; covers 99 % of the gaps)</span>")
         corr = [y for cl in conns for y in cl.corrections.y[-300:]]
         if corr:
-            lines.append(f"<b>Corrections</b>: last {corr[-1]:.1f} px, largest of the last {len(corr)} "
-                         f"{max(corr):.1f} px")
+            lines.append(f"<b>Corrections</b>: {corr[-1]:.1f} px now; up to {max(corr):.1f} px "
+                         f"<span style='color:{muted}'>(the last {len(corr)})</span>")
         lines += self._missing()
         for what, n in t.problems.most_common(3):
             lines.append(f"<span style='color:{c.error.name()}'>⚠ skipped {n:,}×: {html.escape(what)}</span>")

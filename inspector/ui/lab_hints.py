@@ -1,8 +1,9 @@
 """The Lab's hints in the window: a table of message types and the field of each role (inferred ones marked so),
 and a dialog to pick the fields from the decoded tree of a message.
 
-Role: :class:`HintsModel` is a thin adapter over :class:`~inspector.lab.hints.Hints` (one row per message type, one
-column per role; a role that belongs to the other direction is blank). :class:`PickFieldsDialog` shows one
+Role: :class:`HintsModel` is a thin adapter over :class:`~inspector.lab.hints.Hints`: one row per role in force of
+each message type (its field, and where it came from: *inferred*, the hints file, or picked), narrow enough for
+the Lab's side panel. :class:`PickFieldsDialog` shows one
 message's decoded fields as a tree beside a box per role of its direction, each offering the fields that fit (from
 :func:`~inspector.lab.hints.candidates`, obvious names first) or any path typed in; a double-click on a tree row
 puts that field in the role box last used. On OK it sets the hints (source "window"); "(inferred)" gives a role
@@ -47,17 +48,21 @@ from inspector.ui.table_base import HeaderedTableModel, Index
 
 ROLE_HEADERS: Final = {"seq": "input seq", "ack": "ack", "tick": "tick", "time": "time", "pos": "position",
                        "predicted": "predicted"}
-HEADERS: Final = ("message type", *(ROLE_HEADERS[r] for r in ROLES))
-TOOLTIPS: Final = ("a direction and the value of the message's type field (t, type, kind ...)",
-                   *(ROLE_TEXT[r] for r in ROLES))
+HEADERS: Final = ("message type", "role", "field", "from")
+TOOLTIPS: Final = ("a direction and the value of the message's type field (t, type, kind ...); double-click to "
+                   "pick its fields", "what the lab uses the field for", "the path of the field in the decoded "
+                   "message (x, y: two fields)", "inferred from its name (correct it if it is wrong), the hints "
+                   "file, or picked in the window")
 INFER: Final = "(inferred)"
 NONE: Final = "(none)"
 TYPE_ROLE: Final = Qt.ItemDataRole.UserRole + 1
 """The row's :class:`MessageType`."""
+SOURCE_TEXT: Final = {"inferred": "inferred", "file": "hints file", "window": "picked"}
 
 
 class HintsModel(HeaderedTableModel):
-    """One row per message type of :attr:`hints`; :meth:`sync` after the hints may have changed."""
+    """One row per role in force of each message type of :attr:`hints` (a type with none: one row, so it can be
+    picked); :meth:`sync` after the hints may have changed."""
 
     HEADERS = HEADERS
     TOOLTIPS = TOOLTIPS
@@ -65,77 +70,86 @@ class HintsModel(HeaderedTableModel):
     def __init__(self, hints: Hints, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.hints = hints
-        self.types: list[MessageType] = []
+        self.rows: list[tuple[MessageType, str | None]] = []
         self.colours = palette.current()
         self._key: tuple[int, int, int] = (-1, -1, -1)
         self.sync()
 
     def row_total(self) -> int:
-        return len(self.types)
+        return len(self.rows)
 
     def set_hints(self, hints: Hints) -> None:
         self.hints = hints
         self._key = (-1, -1, -1)
         self.sync()
 
+    def _rows(self) -> list[tuple[MessageType, str | None]]:
+        h = self.hints
+        out: list[tuple[MessageType, str | None]] = []
+        for mt in h.types()[:200]:
+            given = h.given.get(mt, {})
+            in_force = h.roles_for(mt)
+            roles = [r for r in ROLES if r in in_force or (r in given and given[r].field is None)]
+            out += [(mt, r) for r in roles] if roles else [(mt, None)]
+        return out
+
     def sync(self) -> None:
-        """Follow the hints: new types are rows added at the end, changed fields are redrawn."""
+        """Follow the hints: new rows at the end are inserted, anything else resets the table."""
         h = self.hints
         key = (h.version, h.inferred_version, len(h.seen) + len(h.given))
         if key == self._key:
             return
         self._key = key
-        types = h.types()[:200]
-        if types[: len(self.types)] == self.types and len(types) > len(self.types):
-            self.beginInsertRows(QModelIndex(), len(self.types), len(types) - 1)
-            self.types = types
+        rows = self._rows()
+        if rows[: len(self.rows)] == self.rows and len(rows) > len(self.rows):
+            self.beginInsertRows(QModelIndex(), len(self.rows), len(rows) - 1)
+            self.rows = rows
             self.endInsertRows()
-        elif types != self.types:
+        elif rows != self.rows:
             self.beginResetModel()
-            self.types = types
+            self.rows = rows
             self.endResetModel()
-        if self.types:
-            self.dataChanged.emit(self.index(0, 1), self.index(len(self.types) - 1, len(HEADERS) - 1))
+        elif self.rows:
+            self.dataChanged.emit(self.index(0, 2), self.index(len(self.rows) - 1, len(HEADERS) - 1))
 
     def cell(self, row: int, col: int) -> tuple[str, str | None]:
-        """(text, source) of a cell; source None for the type column and for blanks."""
-        mt = self.types[row]
-        if col == 0:
-            return mt.text, None
-        role = ROLES[col - 1]
-        if ROLE_DIRECTION[role] is not mt.direction:
-            return "", None
+        """(text, source) of a cell; source None when the row has no hint."""
+        mt, role = self.rows[row]
+        if role is None:
+            return ((mt.text, "(no field found: double-click to pick)", "", "")[col], None)
         given = self.hints.given.get(mt, {}).get(role)
         if given is not None and given.field is None:
-            return "—", "window" if given.source == "window" else "file"
-        h = self.hints.roles_for(mt).get(role)
-        if h is None or h.field is None:
-            return "·", None
-        return h.field.text, h.source
+            source: str | None = given.source
+            field = "— (none)"
+        else:
+            h = self.hints.roles_for(mt).get(role)
+            source = h.source if h is not None else None
+            field = h.field.text if h is not None and h.field is not None else ""
+        return ((mt.text, ROLE_HEADERS[role], field, SOURCE_TEXT.get(source or "", ""))[col], source)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self.types) or not 0 <= index.column() < len(HEADERS):
+        if not index.isValid() or not 0 <= index.row() < len(self.rows) or not 0 <= index.column() < len(HEADERS):
             return None
         text, source = self.cell(index.row(), index.column())
-        mt = self.types[index.row()]
+        mt, r = self.rows[index.row()]
+        col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
-            return text + (" (inferred)" if source == "inferred" else "")
+            return text
         if role == Qt.ItemDataRole.ToolTipRole:
-            if index.column() == 0:
+            if col == 0:
                 return f"{mt.text}: {self.hints.seen.get(mt, 0):,} messages; double-click to pick its fields"
-            if not text:
-                return None
-            r = ROLES[index.column() - 1]
+            if r is None:
+                return "no field of this type looks like an input sequence, acknowledgement, tick, time or position"
             what = {"inferred": "inferred from its name: correct it if it is wrong", "file": "from the hints file",
-                    "window": "picked in the window"}.get(source or "", "not found: pick it if the type has one")
+                    "window": "picked in the window"}.get(source or "", "")
             return f"{ROLE_TEXT[r]}: {what}"
         if role == Qt.ItemDataRole.ForegroundRole:
-            if index.column() == 0:
+            if col == 0:
                 return self.colours.direction(mt.direction)
-            if source == "inferred" or text == "·":
+            if source == "inferred" or r is None:
                 return self.colours.muted
             return None
-        if role == Qt.ItemDataRole.FontRole and source == "inferred":
+        if role == Qt.ItemDataRole.FontRole and source == "inferred" and col >= 2:
             f = QFont()
             f.setItalic(True)
             return f

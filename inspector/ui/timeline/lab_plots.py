@@ -147,13 +147,17 @@ class LabPlots(QWidget):
         self.jitter_region.hide()
         self.hist_plot.addItem(self.jitter_region)
         self.marks: dict[str, Any] = {}
-        for key, label, pos in (("p95", "p95", 0.92), ("p99", "p99", 0.82), ("two", "2 intervals", 0.70),
-                                ("rec", "interpolation delay", 0.55)):
+        # labels across the top, one below the other, each starting at its line (they never overlap)
+        for key, label, pos in (("rec", "interpolation delay", 0.95), ("two", "2 intervals", 0.86),
+                                ("p99", "p99", 0.77), ("p95", "p95", 0.68)):
             line = pg.InfiniteLine(angle=90, movable=False, label=label,
-                                   labelOpts={"position": pos, "rotateAxis": (1, 0), "anchors": [(0, 0.5), (0, 0.5)]})
+                                   labelOpts={"position": pos, "anchors": [(0, 0.5), (0, 0.5)], "fill": None})
             line.hide()
             self.hist_plot.addItem(line)
             self.marks[key] = line
+        # the recommendation on top of a percentile it equals, its label ending at its line (room on the left)
+        self.marks["rec"].setZValue(10)
+        self.marks["rec"].label.anchors = [(1, 0.5), (1, 0.5)]
         self.set_colours(self.colours)
 
     # ------------------------------------------------------------------------------------------ look
@@ -183,7 +187,9 @@ class LabPlots(QWidget):
         bar = QColor(c.s2c)
         bar.setAlpha(170)
         self.bars.setOpts(brush=pg.mkBrush(bar), pen=pg.mkPen(None))
-        self.jitter_region.setBrush(pg.mkBrush(fill))
+        light = QColor(c.held)
+        light.setAlpha(35)
+        self.jitter_region.setBrush(pg.mkBrush(light))
         for line in self.jitter_region.lines:
             line.setPen(pg.mkPen(c.held, width=1, style=Qt.PenStyle.DotLine))
         styles = {"p95": (c.muted, Qt.PenStyle.DashLine, 1.5), "p99": (c.error, Qt.PenStyle.DashLine, 1.5),
@@ -293,7 +299,7 @@ class LabPlots(QWidget):
                 line.hide()
             self.jitter_region.hide()
             return
-        top = max(advice.recommended_ms * 1.35, advice.median_ms + 2 * s2c_jit + 5, 10.0)
+        top = max(advice.recommended_ms * 1.5, advice.median_ms + 2 * s2c_jit + 5, 10.0)  # room for the labels
         width = max(1, math.ceil(top / 80))  # at most ~80 bars, each a whole number of ms
         n = min(len(counts), int(top) + width + 1)
         shown = counts[:n].copy()
@@ -307,10 +313,10 @@ class LabPlots(QWidget):
                        ("rec", advice.recommended_ms)):
             self.marks[key].setValue(v)
             self.marks[key].show()
-        self.marks["rec"].label.setFormat(f"interpolation delay {advice.recommended_ms:.0f} ms")
-        self.marks["two"].label.setFormat(f"2 intervals {advice.two_intervals_ms:.0f}")
-        self.marks["p99"].label.setFormat(f"p99 {advice.p99_ms:.0f}")
-        self.marks["p95"].label.setFormat(f"p95 {advice.p95_ms:.0f}")
+        self.marks["rec"].label.setFormat(f"interpolation delay {advice.recommended_ms:.0f} ms ")
+        self.marks["two"].label.setFormat(f" 2 intervals {advice.two_intervals_ms:.0f}")
+        self.marks["p99"].label.setFormat(f" p99 {advice.p99_ms:.0f}")
+        self.marks["p95"].label.setFormat(f" p95 {advice.p95_ms:.0f}")
         if s2c_jit > 0:
             self.jitter_region.setRegion((max(0.0, advice.median_ms - 2 * s2c_jit), advice.median_ms + 2 * s2c_jit))
             self.jitter_region.show()
