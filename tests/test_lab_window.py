@@ -110,9 +110,11 @@ def test_a_recorded_session_fills_every_plot(make_window: Callable[..., MainWind
     # a click on a correction dot selects the state in the table
     pts = plots.corr_dots.points()
     assert len(pts)
-    plots._dots_clicked(None, [pts[-1]])
+    plots._dots_clicked(plots.corr_dots, [pts[-1]])
     idx = w.table.currentIndex()
-    assert idx.isValid() and w.selected_row() == pts[-1].data()
+    row = plots.row_of_dot(plots.corr_dots, pts[-1].index())
+    assert idx.isValid() and row is not None and w.selected_row() == row
+    assert w.store.dirs[row] == S2C and b"state" in w.store.payload(row)
 
 
 def test_the_hints_table_and_the_field_picker(make_window: Callable[..., MainWindow], qtbot: Any) -> None:

@@ -9,14 +9,17 @@ interval (the inputs it alone keeps in flight) as a dashed line beside the input
 a right-hand axis (ms) beside the corrections; and, on the histogram, where the server → client jitter can put
 the gaps (latency shifts every snapshot alike and leaves the gaps as they are).
 Bounded work per refresh: a connection's curves are set again only when its series grew (each series is capped
-by the lab), only the newest :data:`SCATTER_MAX` points in view get dots, and the histogram is at most
-:data:`~inspector.lab.core.HIST_BINS` bins. Called at most 10 times a second, and only while the Lab is shown.
+by the lab); while following, only the points of the last two follow windows are handed to pyqtgraph (found by
+bisection, so the work does not grow with the session); only the newest :data:`SCATTER_MAX` points in view get
+dots; the histogram is at most :data:`~inspector.lab.core.HIST_BINS` bins. Called at most 10 times a second,
+and only while the Lab is shown.
 Must not import: ``inspector.bridge``.
 Thread: GUI thread.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable
 from typing import Any, Final
@@ -79,6 +82,7 @@ class LabPlots(QWidget):
         self.conf: list[Conf] = []
         self.advice = Interpolation()
         self._drawn: dict[tuple[int, str], int] = {}
+        self._dot_rows: dict[str, np.ndarray] = {}
         self._curves: dict[tuple[int, str], tuple[Any, Any]] = {}
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.ci.setSpacing(2)
@@ -224,19 +228,23 @@ class LabPlots(QWidget):
         return have[1]
 
     def _set(self, plot: Any, conn: ConnLab, kind: str, series: Series, t0: int, *, y: str = "y",
-             staircase: bool = False) -> None:
+             staircase: bool = False, since_ns: int | None = None) -> None:
+        """Hand ``series`` to its curve if it grew; ``since_ns``: only the points from then on (following)."""
         key = (conn.conn_id, kind)
         if self._drawn.get(key) == series.added and key in self._curves:
             return
         self._drawn[key] = series.added
-        x = (_arr(series.t, np.int64) - t0) / 1e9
-        yy = _arr(series.extra if y == "extra" else series.y, np.float64)
+        i0 = 0 if since_ns is None else max(0, bisect.bisect_left(series.t, since_ns) - 1)
+        x = (_arr(series.t[i0:], np.int64) - t0) / 1e9
+        yy = _arr((series.extra if y == "extra" else series.y)[i0:], np.float64)
         if staircase:
             x, yy = steps(x, yy)
         self._curve(plot, conn.conn_id, kind).setData(x, yy)
 
     def refresh(self, analysis: LabAnalysis, conn_id: int | None) -> None:
-        """Redraw from ``analysis`` (only the curves whose series grew), for ``conn_id`` or every connection."""
+        """Redraw from ``analysis`` (only the curves whose series grew), for ``conn_id`` or every connection.
+        While following, only the points of the last two follow windows go to pyqtgraph: the work per refresh
+        stays the same however long the session."""
         t0 = analysis.store.t0_ns or 0
         if analysis.generation != self.generation or conn_id != self.conn_id:
             self.generation, self.conn_id = analysis.generation, conn_id
@@ -244,15 +252,17 @@ class LabPlots(QWidget):
                 plot.removeItem(curve)
             self._curves.clear()
             self._drawn.clear()
+        store = analysis.store
+        now_ns = max(store.arrivals[-1], t0) if len(store) else t0
+        now_s = (now_ns - t0) / 1e9
+        since = now_ns - int(2 * FOLLOW_WINDOW_S * 1e9) if self.follow else None
         conns = [c for c in analysis.tracker.conns.values()
                  if c.has_series and (conn_id is None or c.conn_id == conn_id)]
         for c in conns:
-            self._set(self.delay_plot, c, "added", c.delay, t0, y="extra")
-            self._set(self.delay_plot, c, "delay", c.delay, t0)
-            self._set(self.flight_plot, c, "flight", c.in_flight, t0, staircase=True)
-            self._set(self.corr_plot, c, "corr", c.corrections, t0)
-        store = analysis.store
-        now_s = (max(store.arrivals[-1], t0) - t0) / 1e9 if len(store) else 0.0
+            self._set(self.delay_plot, c, "added", c.delay, t0, y="extra", since_ns=since)
+            self._set(self.delay_plot, c, "delay", c.delay, t0, since_ns=since)
+            self._set(self.flight_plot, c, "flight", c.in_flight, t0, staircase=True, since_ns=since)
+            self._set(self.corr_plot, c, "corr", c.corrections, t0, since_ns=since)
         interval = self._input_interval(conns)
         self._draw_conf(t0, now_s, interval)
         self._draw_hist(conns)
@@ -347,7 +357,10 @@ class LabPlots(QWidget):
         self._setting_range = False
 
     def _dots(self, conns: list[ConnLab], t0: int) -> None:
+        """Dots for the newest points in view (at most :data:`SCATTER_MAX`, shared by the connections); the store
+        row of each is kept beside them (not as pyqtgraph's per-point objects) for a click."""
         (x0, x1), _ = self.delay_plot.vb.viewRange()
+        per_conn = max(1, SCATTER_MAX // max(1, len(conns)))
         for dots, attr in ((self.delay_dots, "delay"), (self.corr_dots, "corrections")):
             xs: list[np.ndarray] = []
             ys: list[np.ndarray] = []
@@ -356,18 +369,17 @@ class LabPlots(QWidget):
                 s: Series = getattr(c, attr)
                 if not len(s):
                     continue
-                x = (_arr(s.t, np.int64) - t0) / 1e9
-                i0 = int(np.searchsorted(x, x0, side="left"))
-                i1 = int(np.searchsorted(x, x1, side="right"))
-                i0 = max(i0, i1 - SCATTER_MAX)
-                xs.append(x[i0:i1])
+                i0 = bisect.bisect_left(s.t, t0 + int(x0 * 1e9))
+                i1 = bisect.bisect_right(s.t, t0 + int(x1 * 1e9))
+                i0 = max(i0, i1 - per_conn)
+                xs.append((_arr(s.t[i0:i1], np.int64) - t0) / 1e9)
                 ys.append(_arr(s.y[i0:i1], np.float64))
                 rows.append(_arr(s.rows[i0:i1], np.int64))
             if xs:
-                x = np.concatenate(xs)[-SCATTER_MAX:]
-                dots.setData(x=x, y=np.concatenate(ys)[-SCATTER_MAX:],
-                             data=[int(r) for r in np.concatenate(rows)[-SCATTER_MAX:]])
+                self._dot_rows[attr] = np.concatenate(rows)
+                dots.setData(x=np.concatenate(xs), y=np.concatenate(ys))
             else:
+                self._dot_rows[attr] = np.zeros(0, dtype=np.int64)
                 dots.setData([], [])
 
     # ------------------------------------------------------------------------------------------ interaction
@@ -378,11 +390,18 @@ class LabPlots(QWidget):
     def _corr_tip(self, x: float, y: float, data: Any) -> str:
         return f"correction of {y:.1f} px at {x:.2f} s (click: select the state)"
 
-    def _dots_clicked(self, _item: Any, points: Any, _ev: Any = None) -> None:
+    def row_of_dot(self, item: Any, index: int) -> int | None:
+        """The store row behind dot ``index`` of ``item`` (the delay or the correction dots)."""
+        rows = self._dot_rows.get("delay" if item is self.delay_dots else "corrections")
+        if rows is None or not 0 <= index < len(rows) or rows[index] < 0:
+            return None
+        return int(rows[index])
+
+    def _dots_clicked(self, item: Any, points: Any, _ev: Any = None) -> None:
         if len(points):
-            row = points[0].data()
-            if row is not None and int(row) >= 0:
-                self.row_clicked.emit(int(row))
+            row = self.row_of_dot(item, points[0].index())
+            if row is not None:
+                self.row_clicked.emit(row)
 
     def _moved_by_user(self, *_args: Any) -> None:
         if not self._setting_range and self.follow:
@@ -391,4 +410,5 @@ class LabPlots(QWidget):
     def set_follow(self, on: bool) -> None:
         if on != self.follow:
             self.follow = on
+            self._drawn.clear()  # following draws the latest points only; not following, all of them
             self.follow_changed.emit(on)
