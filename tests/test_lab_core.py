@@ -451,3 +451,45 @@ def test_analyse_store_takes_a_hints_file(tmp_path: Any) -> None:
     assert report.overall.corrections_px.count == 0  # the file said the inputs carry no prediction
     srcs = {(t, r): s for t, r, _, s in report.hints}
     assert srcs[("c2s input", "seq")] == "file" and srcs[("s2c state", "pos")] == "inferred"
+
+
+def _write_session(path: Any, records: list[Record]) -> None:
+    from proxy.codec import record_to_dict
+    from proxy.model import Clock
+    from proxy.session import encode_header, encode_record
+
+    data = encode_header(clock=Clock(1, 2), listen=("127.0.0.1", 1), target=("127.0.0.1", 2),
+                         framing={"c2s": "len32be", "s2c": "len32be", "max_frame": 1 << 20}, created_wall_ns=3)
+    for r in records:
+        data += encode_record(msgpack.packb(record_to_dict(r), use_bin_type=True))
+    path.write_bytes(data)
+
+
+def test_a_saved_session_gives_the_same_report_as_the_records(tmp_path: Any) -> None:
+    from inspector.lab import analyse_session
+
+    s, _truth = Game(up_ms=50, down_ms=50, mispredict_every=4).run()
+    path = tmp_path / "game.sockscope"
+    _write_session(path, s.records())
+    assert analyse_session(path).to_dict() == analyse(s.records()).to_dict()
+
+
+@pytest.mark.timeout(60)
+def test_python_m_inspector_lab_prints_the_report(tmp_path: Any) -> None:
+    path = tmp_path / "game.sockscope"
+    _write_session(path, hand_session().records())
+    out = subprocess.run([sys.executable, "-m", "inspector.lab", str(path)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "input → ack: median 155 ms" in out.stdout and "corrections:" in out.stdout
+    js = subprocess.run([sys.executable, "-m", "inspector.lab", str(path), "--json"], capture_output=True,
+                        text=True, timeout=60)
+    assert json.loads(js.stdout)["overall"]["inputs"] == 3
+    bad = tmp_path / "h.toml"
+    bad.write_text('[c2s.input]\nack = "ack"\n')
+    err = subprocess.run([sys.executable, "-m", "inspector.lab", str(path), "--hints", str(bad)],
+                         capture_output=True, text=True, timeout=60)
+    assert err.returncode == 2 and err.stderr.startswith(f"error: {bad}:2: ")
+    nosuch = subprocess.run([sys.executable, "-m", "inspector.lab", str(tmp_path / "nope")], capture_output=True,
+                            text=True, timeout=60)
+    assert nosuch.returncode == 2 and "cannot open" in nosuch.stderr

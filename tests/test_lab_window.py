@@ -89,12 +89,12 @@ def test_a_recorded_session_fills_every_plot(make_window: Callable[..., MainWind
     plots = lab.plots
     assert lab.panel.isVisible() and plots.isVisible()
     for conn in (1, 2):
-        _x, y = plots._curves[(conn, "delay")][1].getData()
+        y = plots._curves[(conn, "delay")][1].yData
         assert len(y) == len(truth[conn]["delays"])
         assert float(np.median(y)) == pytest.approx(statistics.median(truth[conn]["delays"]), abs=1e-6)
-        _x, fy = plots._curves[(conn, "flight")][1].getData()
+        fy = plots._curves[(conn, "flight")][1].yData
         assert max(fy) == max(truth[conn]["in_flight"])
-        _x, cy = plots._curves[(conn, "corr")][1].getData()
+        cy = plots._curves[(conn, "corr")][1].yData
         assert max(cy) == pytest.approx(max(truth[conn]["corrections"]))
     heights = plots.bars.opts["height"]
     assert sum(heights) == sum(len(t["gaps"]) for t in truth.values())
@@ -212,11 +212,11 @@ def test_live_game_through_the_proxy_and_the_latency_slider_moves_the_ack_delay(
         # every plot has data
         plots = lab.plots
         for kind in ("delay", "added", "flight", "corr"):
-            _x, y = plots._curves[(1, kind)][1].getData()
+            y = plots._curves[(1, kind)][1].yData
             assert y is not None and len(y), kind
         _x, lo = plots.band_lo.getData()
         assert lo is not None and max(lo) == 200
-        _x, expected = plots.flight_expected.getData()
+        expected = plots.flight_expected.yData
         assert expected is not None and max(expected) == pytest.approx(12, abs=3)  # 200 ms of 60 Hz inputs
         assert statistics.median(conn.in_flight.y[-60:]) >= 10
         # 30 states a second: about 33 ms apart (the latency step itself made one gap 100 ms longer)
@@ -251,3 +251,33 @@ def test_a_lab_never_shown_costs_nothing_and_catches_up_when_shown(
     assert lab.analysis.decoded == len(w.store)
     # each tick took at most its budget plus one row's work (never the whole backlog at once)
     assert len(lab.tick_ms) >= 2
+
+
+def test_following_hands_pyqtgraph_only_the_latest_points(qtbot: Any) -> None:
+    """However long the session, a refresh while following sets only the last two follow windows of points (the
+    work per refresh is bounded); not following, every point the lab keeps."""
+    from inspector.lab.core import SERIES_CAP
+    from inspector.store import MessageStore
+    from inspector.ui.timeline.lab_plots import FOLLOW_WINDOW_S, LabPlots
+    from proxy.model import Message
+
+    ms = 1_000_000
+    a = LabAnalysis(MessageStore())
+    n = SERIES_CAP  # 16 ms apart: 320 s of inputs
+    for i in range(1, n + 1):
+        a.tracker.message(1, C2S, {"t": "input", "seq": i}, i * 16 * ms, i * 16 * ms)
+        if i % 2 == 0:
+            a.tracker.message(1, S2C, {"t": "state", "ack": i}, i * 16 * ms, i * 16 * ms + 40 * ms)
+    a.tracker.finish()
+    a.store.apply([Message(1, 1, C2S, 0, b"{}", 16 * ms, 16 * ms),
+                   Message(2, 1, C2S, 1, b"{}", (n + 1) * 16 * ms, (n + 1) * 16 * ms)])
+    p = LabPlots()
+    qtbot.addWidget(p)
+    p.refresh(a, None)
+    x = p._curves[(1, "delay")][1].xData  # what it was given (getData() is what is drawn in view)
+    window = 2 * FOLLOW_WINDOW_S * 1000 / 16
+    assert len(a.tracker.conns[1].delay) == n and len(x) <= window + 2
+    assert len(p.delay_dots.points()) <= window + 2
+    p.set_follow(False)
+    p.refresh(a, None)
+    assert len(p._curves[(1, "delay")][1].xData) == n

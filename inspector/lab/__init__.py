@@ -14,7 +14,7 @@ Thread: none of its own; not thread-safe (GUI thread in the window, any one thre
 
 from __future__ import annotations
 
-from inspector.lab.analysis import LabAnalysis, analyse, analyse_store
+from inspector.lab.analysis import LabAnalysis, analyse, analyse_session, analyse_store
 from inspector.lab.core import ConnLab, LabTracker, Series
 from inspector.lab.hints import (
     ROLES,
@@ -45,6 +45,7 @@ __all__ = [
     "MessageType",
     "Series",
     "analyse",
+    "analyse_session",
     "analyse_store",
     "infer_roles",
     "load_hints",

@@ -29,7 +29,7 @@ from inspector.lab.report import ConnReport, LabReport
 from inspector.store import NO_TIME, MessageStore
 from proxy.model import Direction, MessageState, Origin, Record
 
-__all__ = ["LabAnalysis", "analyse", "analyse_store"]
+__all__ = ["LabAnalysis", "analyse", "analyse_session", "analyse_store"]
 
 MAX_VALUES: Final = 64
 """Decoded values looked at per message (a read with hundreds of coalesced JSON values is not a game tick)."""
@@ -232,4 +232,24 @@ def analyse(records: Iterable[Record], hints: Hints | str | Path | None = None, 
     """
     store = MessageStore()
     store.apply(records)
+    return analyse_store(store, hints, registry=registry)
+
+
+def analyse_session(path: str | Path, hints: Hints | str | Path | None = None, *,
+                    registry: DecoderRegistry | None = None) -> LabReport:
+    """The lab's figures for a session file (``--record``, File ▸ Save, a failed test's saved session).
+    Raises ``proxy.session.SessionError`` for a file that is not a session, ``HintsError`` for bad hints."""
+    from proxy.session import open_session
+
+    if isinstance(hints, str | Path):
+        hints = load_hints(hints)  # before reading a possibly big session: a mistake there is found at once
+    store = MessageStore()
+    reader = open_session(path)
+    batch: list[Record] = []
+    for record in reader:
+        batch.append(record)
+        if len(batch) >= 4096:
+            store.apply(batch)
+            batch = []
+    store.apply(batch)
     return analyse_store(store, hints, registry=registry)
