@@ -37,7 +37,8 @@ class Distribution:
         if not self.count:
             return "none"
         f = f"{{:.{digits}f}}"
-        return (f"median {f.format(self.p50)} {unit}, p95 {f.format(self.p95)}, p99 {f.format(self.p99)}, "
+        u = f" {unit}" if unit else ""
+        return (f"median {f.format(self.p50)}{u}, p95 {f.format(self.p95)}, p99 {f.format(self.p99)}, "
                 f"max {f.format(self.max)} (n={self.count:,})")
 
 
@@ -125,7 +126,7 @@ class LabReport:
             f"inputs {o.inputs:,} ({o.acked:,} acknowledged, {o.unacked:,} in flight at the end); "
             f"states {o.states:,}" + (f" at {o.snapshot_rate_hz:.1f}/s" if math.isfinite(o.snapshot_rate_hz) else ""),
             f"input → ack: {o.input_ack_ms.text('ms')}; added by sockscope {o.added_ms.text('ms')}",
-            f"inputs in flight: {o.in_flight.text('')}".replace("  ", " "),
+            f"inputs in flight: {o.in_flight.text('')}",
             f"snapshot interval: {o.snapshot_interval_ms.text('ms', 1)}",
             f"interpolation delay: {o.interpolation.text()}",
             f"corrections: {o.corrections_px.text('px', 1)}",
