@@ -272,13 +272,89 @@ def screenshots(out: str, size: tuple[int, int] = (1600, 1000)) -> None:
             os.remove(os.path.join(out, ".lab-shots.ini"))
 
 
+def game_screenshots(out: str, game: str, size: tuple[int, int] = (1600, 1000)) -> None:
+    """Pictures of the Lab with docs/examples/game itself (its server and two headless bots, one with every
+    technique off, one predicting and reconciling) at 2 x 100 ms, then with 30 ms of server -> client jitter:
+    lab-game-lag.png (the client with nothing on), lab-game-reconcile.png, lab-game-jitter.png."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from inspector.bridge import LinkOptions, ThreadLink
+    from inspector.ui.main_window import MainWindow
+    from proxy.model import Direction
+
+    env = dict(os.environ, SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy", PYGAME_HIDE_SUPPORT_PROMPT="1")
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    server = subprocess.Popen([sys.executable, os.path.join(game, "server.py"), "--port", "0"],
+                              stdout=subprocess.PIPE, text=True, env=env)
+    assert server.stdout is not None
+    port = int(server.stdout.readline().split(":")[1].split()[0])
+    settings = QSettings(os.path.join(out, ".lab-shots.ini"), QSettings.Format.IniFormat)
+    w = MainWindow(LinkOptions(listen=("127.0.0.1", 0), target=("127.0.0.1", port), framing="len32"),
+                   settings=settings, link_factory=ThreadLink)
+    w.resize(*size)
+    w.show()
+    clients: list[subprocess.Popen[bytes]] = []
+
+    def wait(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            app.processEvents()
+            time.sleep(0.01)
+
+    try:
+        while w.link is None or w.link.listen_addr is None:
+            wait(0.05)
+        for d in Direction:
+            w.conditions.cols[d].latency.spin.setValue(100)
+        wait(0.5)
+        lp = str(w.link.listen_addr[1])
+        for flags in (["--no-predict", "--no-reconcile", "--no-interpolate"],
+                      ["--predict", "--reconcile", "--interpolate"]):
+            clients.append(subprocess.Popen([sys.executable, os.path.join(game, "client.py"), "--port", lp,
+                                             "--headless", "--bot", "--duration", "60", *flags], env=env))
+            wait(0.3)
+        w.show_lab()
+        wait(10)
+        w.lab.scope.setCurrentIndex(w.lab.scope.findData(1))
+        wait(1)
+        w.lab.panel.grab().save(os.path.join(out, "lab-game-lag.png"))
+        w.lab.scope.setCurrentIndex(w.lab.scope.findData(2))
+        wait(1)
+        w.lab.panel.grab().save(os.path.join(out, "lab-game-reconcile.png"))
+        w.conditions.cols[Direction.S2C].jitter.spin.setValue(30)
+        wait(21)  # the histogram's 600 intervals all under jitter
+        w.lab.panel.grab().save(os.path.join(out, "lab-game-jitter.png"))
+    finally:
+        for c in clients:
+            c.kill()
+            c.wait()
+        w.stop_link()
+        server.kill()
+        server.wait()
+        w.close()
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(out, ".lab-shots.ini"))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--screenshots", metavar="DIR", help="take docs/lab.md's pictures into DIR")
+    p.add_argument("--game", metavar="DIR", help="with --screenshots: the pictures with docs/examples/game (DIR) "
+                                                "instead of this file's bots")
     p.add_argument("--serve", action="store_true", help="run the server and two bots until Ctrl+C")
     args = p.parse_args()
     if args.screenshots:
-        screenshots(args.screenshots)
+        if args.game:
+            game_screenshots(args.screenshots, args.game)
+        else:
+            screenshots(args.screenshots)
         return
     server = LabServer()
     print(f"lab server on 127.0.0.1:{server.port}", flush=True)

@@ -65,7 +65,7 @@ def test_the_hints_model_passes_the_model_tester(qtmodeltester: Any) -> None:
     m = HintsModel(a.hints)
     table = [tuple(m.data(m.index(r, c)) for c in range(4)) for r in range(m.rowCount())]
     assert table == [
-        ("s2c welcome", "(no field found: double-click to pick)", "", ""),
+        ("s2c welcome", "—", "none found", ""),
         ("c2s input", "input seq", "seq", "inferred"), ("c2s input", "predicted", "x, y", "inferred"),
         ("s2c state", "ack", "ack", "inferred"), ("s2c state", "tick", "tick", "inferred"),
         ("s2c state", "time", "time", "inferred"), ("s2c state", "position", "x, y", "inferred")]

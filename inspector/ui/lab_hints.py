@@ -116,7 +116,7 @@ class HintsModel(HeaderedTableModel):
         """(text, source) of a cell; source None when the row has no hint."""
         mt, role = self.rows[row]
         if role is None:
-            return ((mt.text, "(no field found: double-click to pick)", "", "")[col], None)
+            return ((mt.text, "—", "none found", "")[col], None)
         given = self.hints.given.get(mt, {}).get(role)
         if given is not None and given.field is None:
             source: str | None = given.source
@@ -139,7 +139,8 @@ class HintsModel(HeaderedTableModel):
             if col == 0:
                 return f"{mt.text}: {self.hints.seen.get(mt, 0):,} messages; double-click to pick its fields"
             if r is None:
-                return "no field of this type looks like an input sequence, acknowledgement, tick, time or position"
+                return ("no field of this type looks like an input sequence, acknowledgement, tick, time or "
+                        "position: double-click to pick its fields")
             what = {"inferred": "inferred from its name: correct it if it is wrong", "file": "from the hints file",
                     "window": "picked in the window"}.get(source or "", "")
             return f"{ROLE_TEXT[r]}: {what}"
