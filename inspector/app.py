@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     from proxy.scenario import add_scenario_argument
 
     add_scenario_argument(p.add_argument_group("scenario"))
+    lab = p.add_argument_group("latency-compensation lab (docs/lab.md)")
+    lab.add_argument("--lab", action="store_true",
+                     help="open the Lab: input-to-ack delay, inputs in flight, snapshot intervals, corrections")
+    lab.add_argument("--lab-hints", metavar="FILE",
+                     help="which fields are the input sequence, acknowledgement, tick/time and positions (TOML); "
+                          "implies --lab")
     return p
 
 
@@ -216,6 +222,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"sockscope: error: {e}", file=sys.stderr)
         return 2
+    lab_hints = None
+    if args.lab_hints:
+        from inspector.lab.hints import HintsError, load_hints
+
+        try:
+            lab_hints = load_hints(args.lab_hints)
+        except HintsError as e:
+            for line in e.errors:
+                print(f"sockscope: error: {line}", file=sys.stderr)
+            return 2
     if args.in_process:
         os.environ["SOCKSCOPE_IN_PROCESS"] = "1"
     if args.scenario:  # checked before any window: a wrong file is said on the terminal, line by line
@@ -244,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.scenario:  # plays from when the proxy starts (at once if it already runs)
         scenario_file = args.scenario
         QTimer.singleShot(0, lambda: window.scenario.load(scenario_file))
+    if args.lab or lab_hints is not None:
+        window.show_lab(hints=lab_hints)
     if args.time_startup and options is not None:
         # for the benchmark: when the first decoded client message (the tutorial's reply, then pings) is a row
         def first_row() -> None:

@@ -86,6 +86,7 @@ if TYPE_CHECKING:
     from inspector.layouts import Layout  # imported when a layout is offered: 17 ms of start-up otherwise
     from inspector.ui.decode_as import DecodeAsDialog  # dialogs: imported when first opened
     from inspector.ui.editor import ComposeDialog, EditDialog
+    from inspector.ui.lab_dock import LabController
     from inspector.ui.timeline.dock import TimelineController
 
 _FROM_TO = {Direction.C2S: "from your client to the server", Direction.S2C: "from the server to your client"}
@@ -456,6 +457,12 @@ class MainWindow(QMainWindow):
         for d in (self.timeline_dock, self.stats_dock):
             d.hide()
             d.visibilityChanged.connect(self._timeline_wanted)
+        # The Lab (issue 24): latency-compensation plots for the game's own inputs and states, made when first shown.
+        self._lab: LabController | None = None
+        self.lab_dock = self._dock("Lab", "lab_dock", QWidget(), bottom)
+        self.tabifyDockWidget(self.stats_dock, self.lab_dock)
+        self.lab_dock.hide()
+        self.lab_dock.visibilityChanged.connect(lambda visible: self._build_lab() if visible else None)
 
     # -- timeline (issue 7): Timeline + Statistics docks, annotation badges, detail note, selection sync
     @property
@@ -636,6 +643,11 @@ class MainWindow(QMainWindow):
         view.addAction(self.timeline_action)
         for dock in (self.conn_dock, self.cond_dock, self.intercept_dock, self.stats_dock, self.log_dock):
             view.addAction(dock.toggleViewAction())
+        self.lab_action = self.lab_dock.toggleViewAction()
+        self.lab_action.setText("&Lab (prediction, interpolation)")
+        self.lab_action.setToolTip("input-to-ack delay, inputs in flight, snapshot intervals and the interpolation "
+                                   "delay to use, corrections: for your game's own messages")
+        view.addAction(self.lab_action)
         view.addSeparator()
         self.reset_layout_action = view.addAction("&Reset layout")
         self.reset_layout_action.setToolTip("put every panel back where it starts, sized for this window")
@@ -755,7 +767,7 @@ class MainWindow(QMainWindow):
 
     def _docks(self) -> list[QDockWidget]:
         return [self.conn_dock, self.cond_dock, self.intercept_dock, self.timeline_dock, self.stats_dock,
-                self.log_dock]
+                self.log_dock, self.lab_dock]
 
     def reset_layout(self) -> None:
         """The default layout for the window's size (View ▸ Reset layout): the table and the detail pane get the
@@ -781,9 +793,10 @@ class MainWindow(QMainWindow):
         self.addDockWidget(bottom, self.timeline_dock)
         self.tabifyDockWidget(self.timeline_dock, self.stats_dock)
         self.tabifyDockWidget(self.stats_dock, self.log_dock)
+        self.tabifyDockWidget(self.log_dock, self.lab_dock)
         for d in (self.conn_dock, self.cond_dock, self.intercept_dock):
             d.show()
-        for d in (self.timeline_dock, self.stats_dock, self.log_dock):
+        for d in (self.timeline_dock, self.stats_dock, self.log_dock, self.lab_dock):
             d.hide()
         self.cond_dock.raise_()
         self.split.setSizes([h * 11 // 20, h * 9 // 20])
@@ -947,6 +960,46 @@ class MainWindow(QMainWindow):
             self.resizeDocks([self.timeline_dock], [max(TIMELINE_MIN_PX, self.height() * 42 // 100)],
                              Qt.Orientation.Vertical)
 
+    # -- the lab (issue 24): latency-compensation plots for the game's own inputs and states
+    @property
+    def lab(self) -> LabController:
+        """The Lab's controller (made when the Lab is first shown or asked for)."""
+        return self._build_lab()
+
+    def _build_lab(self) -> LabController:
+        if self._lab is None:
+            from inspector.ui.lab_dock import LabController
+
+            lab = self._lab = LabController(self.store, self, conditions=self.conditions.value,
+                                            selected_row=self.selected_row)
+            placeholder = self.lab_dock.widget()
+            self.lab_dock.setWidget(lab.panel)
+            if placeholder is not None:
+                placeholder.deleteLater()
+            lab.message_selected.connect(self._select_store_row)
+            self._watch_text_boxes(lab.panel)
+            if lab.colours != self.colours:
+                lab.set_colours(self.colours)
+        return self._lab
+
+    def show_lab(self, on: bool = True, *, hints: object | None = None) -> None:
+        """Show (or hide) the Lab, tall enough to read its plots; ``hints``: an ``inspector.lab.Hints`` to use
+        (``sockscope --lab-hints``)."""
+        if not on:
+            self.lab_dock.hide()
+            return
+        lab = self._build_lab()
+        if hints is not None:
+            from inspector.lab.hints import Hints
+
+            assert isinstance(hints, Hints)
+            lab.set_hints(hints)
+        self.lab_dock.show()
+        self.lab_dock.raise_()
+        if not self.lab_dock.isFloating():
+            self.resizeDocks([self.lab_dock], [max(TIMELINE_MIN_PX + 60, self.height() * 45 // 100)],
+                             Qt.Orientation.Vertical)
+
     def set_look(self, look: str, *, save: bool = True) -> None:
         """The light or dark look, or the system's (View ▸ Look)."""
         palette.apply_look(look)
@@ -969,6 +1022,8 @@ class MainWindow(QMainWindow):
             self._start_page.set_colours(self.colours)
         if self._timeline is not None:
             self._timeline.set_colours(self.colours)
+        if self._lab is not None:
+            self._lab.set_colours(self.colours)
         if self.detail.row is not None:
             self.detail.show_row(self.detail.row)
         self._update_status()
