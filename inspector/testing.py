@@ -60,6 +60,7 @@ from proxy.model import (
 if TYPE_CHECKING:
     from inspector.decode import View
     from inspector.filters import Filter
+    from inspector.lab import LabReport
     from proxy.runner import ProxyThread
 
 __all__ = [
@@ -667,6 +668,18 @@ class SockscopeProxy:
         notices), in order."""
         with self._cond:
             return list(self._records)
+
+    def lab(self, hints: Any = None) -> LabReport:
+        """The latency-compensation lab's figures (docs/lab.md) for everything captured so far: input-to-ack
+        delay, inputs in flight, snapshot intervals and the interpolation delay that covers them, and the
+        client's corrections. ``hints``: a hints file (TOML) or :class:`inspector.lab.hints.Hints`; None infers
+        the fields from their names (seq, ack, tick, time, x/y).
+
+        >>> assert proxy.lab().overall.corrections_px.max <= 5, proxy.lab().text()  # doctest: +SKIP
+        """
+        from inspector.lab import analyse
+
+        return analyse(self.records, hints)
 
     @property
     def connections(self) -> list[int]:

@@ -31,6 +31,7 @@ from typing import Any
 import msgpack
 import pytest
 
+from inspector.lab import Distribution, LabReport, analyse
 from proxy.conditions import Conditions, DirectionConditions
 from proxy.framing import FramingSpec
 from proxy.model import Direction, Message
@@ -131,6 +132,8 @@ def game_server() -> Iterator[int]:
 class Run:
     summaries: list[dict[str, Any]]  # each bot's own JSON summary, in the order the flags were given
     corrections: dict[int, list[float]]  # player id -> corrections measured from the captured traffic
+    lab: LabReport  # the same traffic through sockscope's lab (docs/lab.md), hints inferred from the names
+    conn_of: dict[int, int]  # player id -> connection id
 
     def of(self, i: int) -> list[float]:
         found = self.corrections[self.summaries[i]["player"]]
@@ -154,7 +157,16 @@ def play(server: int, lag_ms: float, *flags: list[str]) -> Run:
             assert bot.returncode == 0, err
             summaries.append(json.loads(out.strip().splitlines()[-1]))
     messages = [m for m in recorder.of(Message) if m.data]
-    return Run(summaries, corrections(messages))
+    conn_of = {}
+    for m in messages:
+        if m.direction is Direction.S2C and (msg := msgpack.unpackb(m.data[4:]))["t"] == "welcome":
+            conn_of[msg["id"]] = m.conn_id
+    return Run(summaries, corrections(messages), analyse(recorder.records), conn_of)
+
+
+def lab_corrections(run: Run, i: int) -> Distribution:
+    """What the lab measured for bot ``i``'s connection."""
+    return run.lab.connections[run.conn_of[run.summaries[i]["player"]]].corrections_px
 
 
 def mean(values: list[float]) -> float:
@@ -169,6 +181,7 @@ def test_prediction_with_reconciliation_never_corrects_and_without_prediction_yo
 
     # P + R: the client's guess for every input is exactly what the server then says.
     assert max(run.of(0)) == 0, run.of(0)
+    assert lab_corrections(run, 0).count >= 40 and lab_corrections(run, 0).max == 0, run.lab.text()
     assert full["corrections_px"]["max"] == 0, full
     assert full["unacked_inputs"]["max"] >= 6, full  # the guesses ran ahead of the server by a round trip
     assert full["round_trip_ms"]["median"] >= 200, full  # 100 ms each way, plus waiting for the server's tick
@@ -177,6 +190,7 @@ def test_prediction_with_reconciliation_never_corrects_and_without_prediction_yo
     trail = run.of(1)
     assert sum(c > 0 for c in trail) >= 0.9 * len(trail), trail
     assert mean(trail) >= 3 * SPEED, trail
+    assert lab_corrections(run, 1).p50 >= 3 * SPEED, run.lab.text()
     assert plain["input_to_display_ms"]["median"] >= 200, plain
 
     # Interpolation: the client with I on drew the other bot between the positions the server sent; the one
@@ -184,6 +198,24 @@ def test_prediction_with_reconciliation_never_corrects_and_without_prediction_yo
     assert full["others"]["in_between_share"] >= 0.5, full
     assert plain["others"]["in_between_share"] == 0, plain
     assert full["others"]["frames"] > 60 and plain["others"]["frames"] > 60, (full, plain)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_under_the_4g_preset_no_correction_is_larger_than_5_px(game_server: int, sockscope_proxy: Any) -> None:
+    """Issue 24 item 4, as a learner's own test would say it: the lab's figures through the pytest plugin."""
+    proxy = sockscope_proxy(target=game_server, framing="len32", preset="Mobile 4G", seed=7)
+    bots = [subprocess.Popen([sys.executable, str(GAME / "client.py"), "--port", str(proxy.port), "--headless",
+                              "--bot", "--duration", str(PLAY_SECONDS), *P_R_I],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=game_env())
+            for _ in range(2)]
+    for bot in bots:
+        _, err = bot.communicate(timeout=PLAY_SECONDS + 30)
+        assert bot.returncode == 0, err
+    report = proxy.lab()
+    assert report.overall.corrections_px.count >= 40, report.text()
+    assert report.overall.corrections_px.max <= 5, report.text()
+    assert report.overall.input_ack_ms.p50 >= 200, report.text()  # Mobile 4G: 100 ms each way, plus the tick
 
 
 @pytest.mark.slow
