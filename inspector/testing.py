@@ -620,14 +620,11 @@ class SockscopeProxy:
 
         Returns the run (``proxy.scenario.ScenarioRun``): ``with proxy.scenario("commute.toml") as run:`` stops it
         and restores the conditions when the block ends; ``run.wait(timeout)`` waits for its end. A run still going
-        stops when the proxy closes. Needs ``proxy/scenario.py`` (issue 23 item 2): without it this raises
-        ``NotImplementedError``.
+        stops when the proxy closes. A file with mistakes raises ``proxy.scenario.ScenarioError``, one line per
+        mistake with its line number.
         """
-        try:
-            from proxy import scenario as scenario_module  # type: ignore[attr-defined,unused-ignore]
-        except ImportError:
-            raise NotImplementedError("scenario files need proxy/scenario.py (issue 23 item 2), which this "
-                                      "version of sockscope does not have yet") from None
+        from proxy import scenario as scenario_module
+
         run = scenario_module.run(self._thread, os.fspath(path))
         self._runs.append(run)
         return run

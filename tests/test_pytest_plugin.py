@@ -487,29 +487,21 @@ def test_every_thread_and_socket_is_gone_after_the_test(inner: pytest.Pytester) 
     run(inner, "-p", "no:randomly").assert_outcomes(passed=4)
 
 
-# ------------------------------------------------------------------------------------------------ scenario seam
+# ------------------------------------------------------------------------------------------------ scenario files
 
 
 @pytest.mark.timeout(60)
-def test_proxy_scenario_plays_a_file_or_says_what_it_needs(inner: pytest.Pytester) -> None:
-    """The seam for scenario files (issue 23 item 2): with proxy/scenario.py, ``proxy.scenario(FILE)`` plays it on
-    the fixture's proxy; without it, the call says what is missing."""
-    try:
-        import proxy.scenario  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
-    except ImportError:
-        body = '''
-            with pytest.raises(NotImplementedError, match="proxy/scenario.py"):
-                proxy.scenario("commute.toml")
-        '''
-    else:
-        body = '''
-            toml = 'name = "t"\\nlength = "60s"\\n[[step]]\\nat = "0s"\\npreset = "Mobile 4G"\\n'
-            (tmp_path / "t.toml").write_text(toml)
-            with proxy.scenario(tmp_path / "t.toml"):
-                assert proxy.current_conditions.c2s.latency_ms == 80
-            assert proxy.current_conditions.is_passthrough
-            proxy.scenario(tmp_path / "t.toml")  # still running when the test ends: stopped with the proxy
-        '''
+def test_proxy_scenario_plays_a_file_and_stops_with_its_block(inner: pytest.Pytester) -> None:
+    """``proxy.scenario(FILE)`` plays a scenario file (docs/scenarios.md) on the fixture's proxy; the block's end
+    stops it and restores the conditions; a run still going stops with the proxy."""
+    body = '''
+        toml = 'name = "t"\\nlength = "60s"\\n[[step]]\\nat = "0s"\\npreset = "Mobile 4G"\\n'
+        (tmp_path / "t.toml").write_text(toml)
+        with proxy.scenario(tmp_path / "t.toml"):
+            assert proxy.current_conditions.c2s.latency_ms == 80
+        assert proxy.current_conditions.is_passthrough
+        proxy.scenario(tmp_path / "t.toml")  # still running when the test ends: stopped with the proxy
+    '''
     inner.makepyfile(test_inner='''
         import pytest
 
