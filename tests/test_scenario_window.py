@@ -95,6 +95,26 @@ def test_a_loaded_scenario_is_drawn_on_the_timeline_and_played(qtbot: Any, make_
     assert before and sorted(before)[len(before) // 2] < 80
 
 
+def test_a_scenarios_bandwidth_is_drawn_on_the_bytes_plot_as_it_takes_effect(
+        qtbot: Any, make_window: Callable[..., MainWindow], tmp_path: Path) -> None:
+    """Latency has the plan and the band on the RTT plot; bandwidth set by a step is a dotted line per direction on
+    the bytes/s plot, gone when the direction is unlimited again."""
+    f = tmp_path / "squeeze.toml"
+    f.write_text('[[step]]\nat = "0s"\ns2c.bandwidth = "64KB/s"\n'
+                 '[[step]]\nat = "300ms"\nbandwidth = "unlimited"\n', encoding="utf-8")
+    w = make_window(LinkOptions(demo=True, demo_interval=0.05))
+    w.show_timeline()
+    qtbot.waitUntil(lambda: running(w) and w.timeline._plots is not None, timeout=WAIT)
+    plots = w.timeline.plots
+    assert not any(line.isVisible() for line in plots.bandwidth_set.values())
+    assert w.scenario.load(f)
+    s2c, c2s = plots.bandwidth_set[Direction.S2C], plots.bandwidth_set[Direction.C2S]
+    qtbot.waitUntil(lambda: s2c.isVisible(), timeout=WAIT)
+    assert s2c.value() == 64_000 and not c2s.isVisible()
+    qtbot.waitUntil(lambda: w.scenario.player is not None and w.scenario.player.finished, timeout=WAIT)
+    qtbot.waitUntil(lambda: not s2c.isVisible(), timeout=WAIT)
+
+
 def test_a_change_by_hand_lasts_until_the_next_step_and_stop_restores(
         qtbot: Any, make_window: Callable[..., MainWindow], tmp_path: Path) -> None:
     f = tmp_path / "long.toml"

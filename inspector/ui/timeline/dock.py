@@ -264,6 +264,8 @@ class TimelineController(QObject):
         self._conf_key: tuple[float, float] | None = None
         self._conf: list[tuple[int, float, float]] = []
         self._udp_conf: dict[tuple[Direction, str], float] = {}
+        self._bandwidth_conf: dict[Direction, float] = {}
+        """Each direction's bandwidth in bytes/s as set (0: unlimited), drawn on the bytes/s plot."""
         self.scenario_plan: list[tuple[int, float]] = []
         """A loaded scenario's planned added round trip, (engine monotonic ns, ms) points (``set_scenario_plan``)."""
         self._generation = -1
@@ -382,6 +384,7 @@ class TimelineController(QObject):
         if self._conf:
             plots.set_configured(self._conf)
         plots.set_configured_udp(self._udp_conf)
+        plots.set_configured_bandwidth(self._bandwidth_conf)
         if self.scenario_plan:
             plots.set_scenario(self.scenario_plan)
         self._plots = plots
@@ -549,8 +552,10 @@ class TimelineController(QObject):
             lo = cond.c2s.latency_ms + cond.s2c.latency_ms
             hi = lo + cond.c2s.jitter.ms + cond.s2c.jitter.ms
             udp: dict[tuple[Direction, str], float] = {}
+            bandwidth: dict[Direction, float] = {}
             for d in Direction:
                 dc = cond.for_direction(d)
+                bandwidth[d] = float(dc.bandwidth_bps or 0)
                 udp[(d, "lost")] = configured_loss_pct(dc)
                 udp[(d, "duplicated")] = dc.duplicate_fraction * 100
                 udp[(d, "sent ahead")] = float(dc.reorder_pct)
@@ -560,6 +565,10 @@ class TimelineController(QObject):
             self._udp_conf = udp
             if self._plots is not None:
                 self._plots.set_configured_udp(udp)
+        if bandwidth != self._bandwidth_conf:
+            self._bandwidth_conf = bandwidth
+            if self._plots is not None:
+                self._plots.set_configured_bandwidth(bandwidth)
         if (lo, hi) != self._conf_key:
             self._conf_key = (lo, hi)
             s = self.store

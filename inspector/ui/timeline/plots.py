@@ -200,6 +200,16 @@ class TimelinePlots(QWidget):
             pen = pg.mkPen(c.direction(d), width=1.5)
             self.msg_curves[d] = self.msgs_plot.plot([], [], pen=pen, stepMode=None)
             self.byte_curves[d] = self.bytes_plot.plot([], [], pen=pen)
+        # what each direction's bandwidth is set to, beside the bytes/s it carries (none when unlimited)
+        self.bandwidth_set: dict[Direction, Any] = {}
+        for d in Direction:
+            line = pg.InfiniteLine(angle=0, movable=False, label=f"{d.name.lower()} bandwidth set", labelOpts={
+                "position": 0.02, "color": c.direction(d), "anchors": [(0, 1), (0, 1)]},
+                pen=pg.mkPen(c.direction(d), width=1, style=pg.QtCore.Qt.PenStyle.DotLine))
+            line.hide()
+            self.bytes_plot.addItem(line)
+            self.bandwidth_set[d] = line
+        self._bandwidth_conf: dict[Direction, float] = {}
         self._conf: list[tuple[int, float, float]] = []
         self._compact = 0
         self.set_colours(c)
@@ -302,6 +312,16 @@ class TimelinePlots(QWidget):
             if value is not None:
                 line.setValue(value)
 
+    def set_configured_bandwidth(self, configured: dict[Direction, float]) -> None:
+        """What each direction's bandwidth is set to (bytes/s), drawn as a dotted line on the bytes/s plot beside
+        what it carries; a direction left unlimited (0 or absent) has none."""
+        self._bandwidth_conf = {d: v for d, v in configured.items() if v > 0}
+        for d, line in self.bandwidth_set.items():
+            value = self._bandwidth_conf.get(d)
+            line.setVisible(value is not None)
+            if value is not None:
+                line.setValue(value)
+
     def _draw_udp(self, analysis: Analysis, conn_id: int | None, t0: int) -> None:
         dg = analysis.datagrams
         if not self.udp_shown:
@@ -351,6 +371,8 @@ class TimelinePlots(QWidget):
                 # from zero: a steady 4 messages/s is a level line, not noise blown up to fill the plot
                 top_rate = max((float(np.nanmax(y)) for c in curves.values()
                                 if (y := c.getData()[1]) is not None and len(y)), default=1.0)
+                if p is self.bytes_plot:  # the cap in view too: the curve is seen to meet it
+                    top_rate = max([top_rate, *self._bandwidth_conf.values()])
                 p.setYRange(0, max(1.0, top_rate) * 1.25, padding=0)
             if self.udp_shown:
                 tops = [float(np.nanmax(y)) for c in self.udp_curves.values()
