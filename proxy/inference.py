@@ -9,11 +9,12 @@ view without guessing.
 
 How: every candidate framing scans the same window of bytes from its first byte, each keeping its own count of
 messages, of reads that ended exactly on one of its boundaries ("aligned"), and of degenerate messages (an empty
-payload, a one-byte msgpack object): 1-, 2-, 4- and 8-byte length prefixes (big and little endian, counting the
-prefix or not), the Real Python header+body format (``header16json``), ``\\r\\n``, ``\\n`` and ``\\0`` terminators, a
-multi-byte terminator learnt from what the reads end with (``EOT\\0``, ``<END>``), JSON and msgpack streams, and
-fixed-size records (the greatest common divisor of the read sizes when one read is that size, binary bytes only,
-at most 1 KiB). A candidate fits when
+payload, a one-byte msgpack object): the HTTP Upgrade to WebSocket then its frames (``websocket``, built only when
+the first read starts with ``GET `` or ``HTTP/1.``: the head alone, upgrading to websocket, decides), 1-, 2-, 4- and
+8-byte length prefixes (big and little endian, counting the prefix or not), the Real Python header+body format
+(``header16json``), ``\\r\\n``, ``\\n`` and ``\\0`` terminators, a multi-byte terminator learnt from what the reads
+end with (``EOT\\0``, ``<END>``), JSON and msgpack streams, and fixed-size records (the greatest common divisor of
+the read sizes when one read is that size, binary bytes only, at most 1 KiB). A candidate fits when
 it is aligned with the last read, has enough messages (one for a length prefix of 2 bytes or more, whose exact
 match with the read is strong evidence; two for the rest; three for fixed records) and few degenerate ones; the
 most specific fitting candidate wins (the order of ``_RANK``). Nothing promising after 3 reads, or nothing fitting
@@ -103,8 +104,8 @@ _STREAM_SLICE: Final = 256
 """JSON and msgpack candidates are fed this much at a time, so a degenerate one stops early."""
 
 # Most specific first: an exact length match is the strongest evidence; fixed records the weakest.
-_RANK: Final = {"websocket": -1, "header16json": 0, "len64": 1, "len32": 2, "len16": 3, "len8": 4, "custom": 5, "crlf": 6,
-                "lines": 7, "nul": 8, "json": 9, "msgpack": 10, "fixed": 11}
+_RANK: Final = {"websocket": -1, "header16json": 0, "len64": 1, "len32": 2, "len16": 3, "len8": 4, "custom": 5,
+                "crlf": 6, "lines": 7, "nul": 8, "json": 9, "msgpack": 10, "fixed": 11}
 _TEXT_BYTES: Final = bytes(range(0x20, 0x7F)) + b"\t\r\n"
 _PAYLOAD_END: Final = frozenset(b"}])\"'.0123456789abcdefghijklmnopqrstuvwxyz")
 """Bytes that end a typical payload rather than begin a terminator: stripped from the front of a common suffix
