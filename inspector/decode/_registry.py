@@ -130,6 +130,9 @@ class DecoderRegistry(Mapping[str, Decoder]):
             raise ValueError(f"a decoder named {name!r} is already registered")
         self._decoders[key] = decoder
         self._scorers = [(n, d, d.confidence) for n, d in self._decoders.items()]
+        bind = getattr(decoder, "bind_registry", None)
+        if callable(bind):  # a decoder of containers (websocket) decodes its payloads with this registry's others
+            bind(self)
 
     def load_entry_points(self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) -> None:
         """Register every decoder of the ``sockscope.decoders`` group; record and skip the broken ones.
@@ -182,6 +185,10 @@ class DecoderRegistry(Mapping[str, Decoder]):
         framings): connection numbers start again in a new window or session, and #1 there is another connection."""
         for scoped in (self.decode_as, self.struct_formats, self.json_delimiters, self.framings):
             scoped._by.clear()
+        for d in self._decoders.values():
+            clear = getattr(d, "clear_settings", None)
+            if callable(clear):  # a decoder that follows streams per connection (websocket) forgets them too
+                clear()
         self._settings_changed()
 
     def _settings_changed(self) -> None:
