@@ -356,7 +356,7 @@ class StreamTracker:
                 lane.mode = 2
                 info = self._head(key, head)
                 if info is not None:
-                    self._keep(key, head, info, head == data)
+                    self._keep(key, data if head == data else head, info, head == data)
                 continue
             h = parse_header(buf)
             if h is None:
@@ -370,7 +370,7 @@ class StreamTracker:
             del buf[:h.total]
             info = self._frame(key, lane, frame, h)
             if info is not None:
-                self._keep(key, frame, info, frame == data)
+                self._keep(key, data if frame == data else frame, info, frame == data)
 
     def _stop(self, lane: _Lane, why: str) -> None:
         lane.mode, lane.stopped = 3, why
