@@ -402,10 +402,9 @@ class StreamTracker:
         if op >= 8:
             return None  # control frames stand alone
         if op != 0:
-            if lane.in_message:
-                lane.note = "a new message began before the last one ended"
+            note = "a new message began before the last one ended (RFC 6455 5.4)" if lane.in_message else ""
             lane.in_message, lane.opcode, lane.compressed = True, op, h.rsv1
-            lane.fragment, lane.parts, lane.out, lane.wire, lane.note = 0, [], 0, 0, ""
+            lane.fragment, lane.parts, lane.out, lane.wire, lane.note = 0, [], 0, 0, note
         elif not lane.in_message:
             return StreamInfo(0, 1, h.fin, False, b"", note="a continuation frame with no message to continue")
         lane.fragment += 1
@@ -427,7 +426,7 @@ class StreamTracker:
             return StreamInfo(lane.opcode, lane.fragment, False, lane.compressed, piece, wire_bytes=lane.wire,
                               note=lane.note)
         lane.in_message = False
-        if lane.fragment == 1 and not lane.compressed:
+        if lane.fragment == 1 and not lane.compressed and not lane.note:
             lane.parts = []
             return None  # a whole uncompressed message in one frame: nothing the frame does not show itself
         message = b"".join(lane.parts)
