@@ -525,9 +525,11 @@ class MessageStore:
             self._runs[key] = [r.from_seq]  # raw inferred: the reads so far and the next are alike, keep them
 
     def _follow_websocket(self, conn_id: int, d: int, backlog: list[Message]) -> None:
+        from inspector.decode import default_registry
         from inspector.decode._websocket import TRACKER  # imported when a WebSocket connection first shows up
 
         self._ws_feeds[conn_id << 1 | d] = TRACKER.feeder(self, conn_id, Direction(d), backlog)
+        default_registry().set_framing("websocket", conn_id, Direction(d))  # its decoder reads every message
 
     def _reframe(self, lane: LaneFraming, run: list[int], lo: int, hi: int, framing: str, exact: bool,
                  result: ApplyResult) -> None:

@@ -97,6 +97,8 @@ class DecoderRegistry(Mapping[str, Decoder]):
         self._scorers: list[tuple[str, Decoder, Callable[[bytes, DecodeContext], float]]] = []
         """(name, decoder, its bound ``confidence``) in registration order: what ``auto`` asks per message."""
         self.load_errors: list[PluginLoadError] = []
+        self._framing_owners: dict[str, Decoder] = {}
+        """Framings whose every message one decoder reads (a decoder's optional ``framings`` attribute)."""
         self._generation = 0
         self._contexts: dict[tuple[int | None, Direction | None, bool], tuple[int, DecodeContext]] = {}
         self.decode_as: _Scoped[str] = _Scoped(self._settings_changed)
@@ -130,6 +132,8 @@ class DecoderRegistry(Mapping[str, Decoder]):
             raise ValueError(f"a decoder named {name!r} is already registered")
         self._decoders[key] = decoder
         self._scorers = [(n, d, d.confidence) for n, d in self._decoders.items()]
+        for framing in getattr(decoder, "framings", ()):
+            self._framing_owners[framing] = decoder
         bind = getattr(decoder, "bind_registry", None)
         if callable(bind):  # a decoder of containers (websocket) decodes its payloads with this registry's others
             bind(self)
@@ -246,6 +250,9 @@ class DecoderRegistry(Mapping[str, Decoder]):
         name = decoder or ctx.decode_as
         if name and name.lower() != AUTO:
             return self.decode_with(name, data, ctx)
+        if ctx.framing is not None and ctx.framing in self._framing_owners:
+            # a framing that is a protocol (websocket): its decoder reads every message, payloads included
+            return self._decode_by(self._framing_owners[ctx.framing], data, ctx)
         return self.auto(data, ctx)
 
     def decode_message(self, msg: Message, decoder: str | None = None, *, detail: bool = True,

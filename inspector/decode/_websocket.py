@@ -35,7 +35,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from websockets.exceptions import InvalidHeader
 from websockets.frames import CLOSE_CODE_EXPLANATIONS, Frame, Opcode
@@ -85,8 +85,9 @@ _depth = threading.local()
 # ------------------------------------------------------------------------------------------------ parsing
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
+class Header(NamedTuple):
+    """One frame's header (a tuple: made for every frame decoded)."""
+
     fin: bool
     rsv1: bool
     rsv2: bool
@@ -214,8 +215,7 @@ def _deflate_words(params: list[tuple[str, str | None]], request: bool) -> str:
 # ------------------------------------------------------------------------------------------------ tracking
 
 
-@dataclass(frozen=True, slots=True)
-class StreamInfo:
+class StreamInfo(NamedTuple):
     """What only the stream shows about one frame (a fragment, or a compressed message's frame)."""
 
     opcode: int
@@ -499,6 +499,9 @@ class WebSocketDecoder:
     """Frames and the Upgrade handshake; see the module docstring."""
 
     name = NAME
+    framings = (NAME,)
+    """Where the framing is ``websocket`` every message is a frame or a head: the registry asks this decoder alone
+    (the payload's decoder is picked inside)."""
 
     def __init__(self, tracker: StreamTracker | None = None) -> None:
         self.tracker = tracker if tracker is not None else TRACKER
@@ -632,8 +635,9 @@ class WebSocketDecoder:
             warnings.append(f"{len(data) - h.total} bytes after this frame (more frames: use the websocket framing)")
         self._violations(h, ctx, warnings)
         op = _OPCODES[h.opcode]
-        payload = _payload(data, h)
         info = self.tracker.lookup(data, ctx.conn_id, ctx.direction) if not h.control else None
+        # (a compressed message the tracker inflated needs no unmasking here: its content is the tracker's)
+        payload = b"" if info is not None and info.compressed and not ctx.detail else _payload(data, h)
         value: dict[str, object] = {"opcode": op, "fin": h.fin, "rsv1": h.rsv1, "masked": h.masked,
                                     "length": h.length}
         fields: list[Field] = []
@@ -795,8 +799,9 @@ class WebSocketDecoder:
         return out, ""
 
     def _inner(self, content: bytes, opcode: int, ctx: DecodeContext) -> View | None:
-        inner_ctx = DecodeContext(ctx.direction, ctx.conn_id, ctx.struct_format, ctx.json_delimiter, None,
-                                  ctx.detail, ctx.deadline_ns, None)
+        # The frame's own context: "decode as" and the framing are the frame's, and neither ``decode_with`` nor
+        # ``auto`` reads them to pick a decoder (``decode`` would: the framing names this decoder)
+        inner_ctx = ctx
         reg = self.registry
         if opcode == 1:
             try:
@@ -809,7 +814,7 @@ class WebSocketDecoder:
                 if view.error is None:
                     return view
             return reg.decode_with("text", content, inner_ctx)
-        return reg.decode(content, inner_ctx)
+        return reg.auto(content, inner_ctx)
 
     def _editable(self, h: Header, payload: bytes, content: bytes | None, opcode: int,
                   inner: View | None) -> str | None:
