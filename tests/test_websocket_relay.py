@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed as WsClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.sync.server import Server, ServerConnection, serve
 
-from inspector.decode import DecodeContext, View, default_registry
+from inspector.decode import DecodeContext, View, default_registry, existing_registry
 from inspector.store import MessageStore
 from proxy.framing import FramingSpec
 from proxy.model import ConnectionClosed, Direction, FramingInferred, Message, MessageState, Notice, Origin
@@ -28,6 +28,16 @@ from tests.conftest import IO_TIMEOUT, Recorder
 
 C2S, S2C = Direction.C2S, Direction.S2C
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def _forget_connections() -> Iterator[None]:
+    """The store names each WebSocket direction's framing in the process's registry, as the window's does; a test
+    after this one may number its connections from 1 again (a new window forgets them the same way)."""
+    yield
+    reg = existing_registry()
+    if reg is not None:
+        reg.clear_settings()
 
 
 class GameServer:

@@ -541,7 +541,7 @@ class WebSocketDecoder:
         h = parse_header(data)
         if h is None or h.opcode not in _OPCODES:
             return 0.0
-        return 0.97 if h.total == len(data) else 0.5
+        return 0.97 if h.total == len(data) else 0.2
 
     # -- decoding
 
