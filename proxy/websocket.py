@@ -411,9 +411,9 @@ class WebSocketFramer:
     def _alter(self, how: str, whole: bool) -> None:
         if not self._altered:
             self._altered = True
-            self._note("altered", f"a compressed message was {how}, so the receiver's inflate context no longer "
-                                  "matches the sender's: sockscope now forwards this direction's compressed messages "
-                                  "uncompressed (RSV1 clear), inflated by the proxy")
+            self._note("altered", f"a compressed message was {how}: later compressed messages go out uncompressed "
+                                  "(RSV1 clear), inflated by sockscope, so that the receiver, whose inflate context "
+                                  "no longer matches the sender's, still reads them right")
         if not whole:
             self._note("fragment", f"a fragment of a fragmented message was {how}: the receiver sees that message "
                                    "broken")

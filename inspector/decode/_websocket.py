@@ -667,7 +667,7 @@ class WebSocketDecoder:
                 if compressed and content is not None:
                     flags += f" (deflate {info.wire_bytes}→{len(content)} B)"
                 elif compressed:
-                    flags += f" (deflate, {len(info.piece)} B so far)"
+                    flags += f" (deflate: {len(info.piece)} B inflated)"
             elif compressed and h.opcode:
                 content, inner_note = self._inflate_alone(payload, h.fin)
                 if inner_note:
@@ -702,29 +702,28 @@ class WebSocketDecoder:
         if not ctx.detail:
             return View(NAME, clip(summary), warnings=tuple(warnings), truncated=cut, values=(value,))
         b0 = data[0]
-        fields.append(Field("FIN", f"{int(h.fin)} ({'last frame of its message' if h.fin else 'more frames follow'})",
-                            0, 1))
-        fields.append(Field("RSV1", f"{int(h.rsv1)}" + (" (compressed: permessage-deflate)" if h.rsv1 else ""), 0, 1))
+        fields.append(Field("FIN", f"{int(h.fin)} ({'last frame' if h.fin else 'more follow'})", 0, 1))
+        fields.append(Field("RSV1", f"{int(h.rsv1)}" + (" (deflate)" if h.rsv1 else ""), 0, 1))
         fields.append(Field("RSV2, RSV3", f"{(b0 >> 5) & 1}, {(b0 >> 4) & 1}", 0, 1))
         fields.append(Field("opcode", f"{h.opcode} ({op})", 0, 1))
-        fields.append(Field("MASK", f"{int(h.masked)}" + (" (client to server)" if h.masked else ""), 1, 2))
+        fields.append(Field("MASK", f"{int(h.masked)}" + (" (masked)" if h.masked else ""), 1, 2))
         fields.append(Field("payload length", f"{h.length}" + ("" if h.length_bytes == 1 else
                                                                 f" ({8 * (h.length_bytes - 1)}-bit)"),
                             1, 1 + h.length_bytes))
         if h.masked:
             fields.append(Field("masking key", h.key.hex(" "), h.size - 4, h.size))
         end = min(len(data), h.total)
-        fields.append(Field("payload", f"{len(payload)} bytes" + (" (masked on the wire)" if h.masked else ""),
-                            h.size, end, tuple(extra)))
+        fields.append(Field("payload", f"{end - h.size} B" + (", masked" if h.masked else ""), h.size, end,
+                            tuple(extra)))
         if inner is not None:
-            what = "message" if (info is not None and info.fragments > 1) or h.rsv1 or content_op != h.opcode \
-                else "payload decoded"
+            whole = (info is not None and info.fragments > 1) or h.rsv1 or content_op != h.opcode
+            what = "message" if whole else "content"
             about = []
             if info is not None and info.fragments > 1:
-                about.append(f"reassembled from {info.fragments} frames")
+                about.append(f"{info.fragments} frames")
             if (info is not None and info.compressed) or h.rsv1:
-                about.append(f"inflated to {len(content or b'')} bytes")
-            shift = h.size if what == "payload decoded" else None
+                about.append(f"inflated to {len(content or b'')} B")
+            shift = None if whole else h.size
             kids = tuple(_shift(f, shift) for f in inner.fields)
             fields.append(Field(what, f"{inner.decoder}" + (f", {', '.join(about)}" if about else ""), None, None,
                                 kids))
