@@ -346,3 +346,48 @@ def test_inject_both_ways_into_a_compressed_session(
         injected = [r for r in recorder.of(Message) if r.origin is Origin.INJECTED]
         assert {m.direction for m in injected} == {C2S, S2C}
     assert not any(isinstance(r, Notice) and "uncompressed" in r.text for r in recorder.records)
+
+
+def test_filters_reach_frames_and_their_decoded_content(
+        relay: ProxyThread, game: GameServer, recorder: Recorder) -> None:
+    from inspector.filters import parse_filter
+
+    with client(relay, game.compression) as c:
+        play(c)
+    recorder.wait_for(lambda r: isinstance(r, ConnectionClosed))
+    views = Views(recorder)
+    views.update()
+    s = views.store
+    msgs = [s.message(row) for row in s.view]
+
+    def matching(text: str) -> list[Message]:
+        f = parse_filter(text)
+        return [m for m in msgs if f.matches(m)]
+
+    assert [m.direction for m in matching('websocket.opcode == "ping"')] == [C2S]
+    assert len(matching('websocket.opcode == "pong" and s2c')) == 1
+    assert len(matching("websocket.close.code == 4001")) == 2  # the server's close and the client's echo
+    assert len(matching('websocket.payload.type == "hello"')) == 1
+    assert len(matching('websocket.payload.t == "state"')) == 1  # msgpack, from the server
+    assert len(matching('websocket.payload ~ "part one"')) == 1  # the reassembled fragments, on the last frame
+    assert len(matching("websocket.fin == false")) == 2 + 3  # the client's and the server's unfinished fragments
+    assert len(matching("websocket.rsv1 == true")) == (5 + 3 if game.compression else 0)  # data messages' first frames
+    assert len(matching('websocket.handshake == "response" and websocket.status == 101')) == 1
+    assert len(matching('websocket.path == "/game"')) == 1
+
+
+def test_replaying_a_compressed_client_reaches_the_server_right(
+        start_proxy: Callable[..., ProxyThread], deflate_game: GameServer, recorder: Recorder) -> None:
+    game = deflate_game
+    p = start_proxy(game.port, framing=FramingSpec("auto", "auto"))
+    with client(p, "deflate") as c:
+        for text in CHAT:
+            c.send(text)
+            assert game.next() == text
+            c.recv(timeout=IO_TIMEOUT)
+    first = recorder.wait_for(lambda r: isinstance(r, ConnectionClosed))
+    assert isinstance(first, ConnectionClosed)
+    new_id = p.run_coroutine(p.server.replay(first.conn_id, mode="wait-reply", reply_timeout=2.0))
+    for text in CHAT:  # the server inflates every replayed message in order, with the same negotiation
+        assert game.next() == text
+    assert new_id != first.conn_id
