@@ -391,3 +391,31 @@ def test_replaying_a_compressed_client_reaches_the_server_right(
     for text in CHAT:  # the server inflates every replayed message in order, with the same negotiation
         assert game.next() == text
     assert new_id != first.conn_id
+
+
+def test_a_rule_in_the_proxy_holds_pings_and_uncompressed_messages_by_their_frames(
+        start_proxy: Callable[..., ProxyThread], recorder: Recorder) -> None:
+    """Rules run in the proxy, which decodes each message alone: a control frame, or an uncompressed text frame,
+    is recognised by its bytes there (docs/decoders.md#websocket)."""
+    from proxy.rules import Rule
+
+    game = GameServer(None)
+    try:
+        p = start_proxy(game.port, framing=FramingSpec("auto", "auto"))
+        p.call(p.server.set_rules, [Rule.from_dict({"filter": 'websocket.opcode == "ping"', "action": "hold"}),
+                                    Rule.from_dict({"filter": 'websocket.payload.type == "chat"', "action": "hold"})])
+        with client(p, None) as c:
+            c.send(CHAT[0])
+            assert game.next() == CHAT[0]
+            c.recv(timeout=IO_TIMEOUT)
+            c.ping(b"are you there")
+            ping = held(recorder, C2S)
+            p.call(p.server.release, ping.id)
+            c.send(CHAT[1])
+            chat = recorder.wait_for(lambda r: isinstance(r, Message) and r.state is MessageState.HELD
+                                     and r.id != ping.id)
+            assert isinstance(chat, Message)
+            p.call(p.server.release, chat.id)
+            assert game.next() == CHAT[1]
+    finally:
+        game.close()

@@ -29,6 +29,7 @@ from any (its tables are dicts updated by single assignments, each entry immutab
 
 from __future__ import annotations
 
+import re
 import struct
 import threading
 import zlib
@@ -138,6 +139,28 @@ def parse_header(data: bytes | bytearray, pos: int = 0) -> Header | None:
         size += 4
     return Header(bool(b0 & 0x80), bool(b0 & 0x40), bool(b0 & 0x20), bool(b0 & 0x10), b0 & 0x0F, masked,
                   length, 1 + (size - 2 - (4 if masked else 0)), key, size)
+
+
+def _strong_frame(data: bytes, h: Header) -> bool:
+    """Whether bytes of unknown framing are, beyond doubt, one whole frame (a rule in the proxy, where no stream
+    says so): an uncompressed text frame or a control frame, of exactly this length, with FIN, no reserved bit, a
+    non-zero masking key if masked, and a payload that is text (a close frame: a valid code; a client's ping or
+    pong: any bytes). A binary or
+    compressed frame's payload looks like any binary record's, so it is never claimed from its bytes alone."""
+    if (h.total != len(data) or not h.fin or h.rsv1 or h.rsv2 or h.rsv3 or h.length == 0
+            or h.opcode not in (1, 8, 9, 10) or (h.masked and h.key == b"\x00\x00\x00\x00")):
+        return False
+    payload = _payload(data, h)
+    if h.opcode == 8:
+        return h.length >= 2 and 1000 <= int.from_bytes(payload[:2], "big") < 5000 and bool(
+            _TEXT.fullmatch(payload, 2))
+    if h.control:  # a ping or a pong: a client's carries any bytes (the library's, four random ones)
+        return h.length <= 125 and (h.masked or bool(_TEXT.fullmatch(payload)))
+    return h.length >= 2 and bool(_TEXT.fullmatch(payload))
+
+
+_TEXT: Final = re.compile(rb"[\t\n\r\x20-\x7e\x80-\xff]*")
+"""Text a game sends (no control bytes); UTF-8 validity is the text decoder's to judge."""
 
 
 def _payload(data: bytes, h: Header) -> bytes:
@@ -536,12 +559,12 @@ class WebSocketDecoder:
             if b"\r\nupgrade:" in low and b"websocket" in low:
                 return 0.95
             return 0.0
-        if not ours:
-            return 0.0  # two bytes of a binary record read as a frame header too often: only where frames are
         h = parse_header(data)
         if h is None or h.opcode not in _OPCODES:
             return 0.0
-        return 0.97 if h.total == len(data) else 0.2
+        if ours:
+            return 0.97 if h.total == len(data) else 0.2
+        return 0.6 if _strong_frame(data, h) else 0.0
 
     # -- decoding
 
