@@ -448,3 +448,33 @@ def test_a_decompression_bomb_stops_the_following_within_its_cap() -> None:
     f.dropped(frame)
     assert f.outgoing(frame) is frame
     assert TRACK_MESSAGE_MAX < 64 << 20
+
+
+# ------------------------------------------------------------------------------------------ the terminal
+
+
+def test_the_terminal_summariser_follows_a_websocket_direction_in_order() -> None:
+    """``sockscope-proxy`` prints each frame decoded: compressed messages inflated with their context, fragments
+    reassembled, because the summariser feeds the stream tracker every message of a websocket direction."""
+    from inspector.decode import default_registry
+    from inspector.summary import Summariser
+    from proxy.model import Direction, FramingInferred, Message
+
+    s = open_session()
+    for m in (b'{"type": "chat", "text": "greetings, everyone"}', b'{"type": "chat", "text": "greetings, everyone"}'):
+        s.client.send_text(m)
+    s.client.send_text(b"one, ", fin=False)
+    s.client.send_continuation(b"two", fin=True)
+    s.from_client()
+    reg = default_registry()
+    summ = Summariser(reg)
+    try:
+        summ.observe(FramingInferred(1, Direction.C2S, "websocket", "inferred", 1, len(s.c2s[0]), 0, 0, 1,
+                                     "inferred"))
+        lines = [summ(Message(i, 1, Direction.C2S, i, b, 0, 0), 1 << 62) for i, b in enumerate(s.c2s[1:], 1)]
+    finally:
+        reg.clear_settings()
+    assert lines[0] is not None and lines[0].startswith("websocket text (deflate ")
+    assert lines[1] is not None and '"greetings, everyone"' in lines[1]  # 5 bytes on the wire, read whole
+    assert lines[2] is not None and "fragment 1, continues" in lines[2]
+    assert lines[3] is not None and "end of a 2-frame message" in lines[3] and "one, two" in lines[3]
