@@ -14,7 +14,7 @@ bytes escapes, e.g. ``delim:EOT\x00``); ``len8``, ``len16``/``len32``/``len64`` 
 prefix counting the bytes after it; ``-incl``: counting itself too); ``fixed:N``; ``msgpack``; ``json``;
 ``header16json`` (a 2-byte big-endian header length, a JSON header map with ``content-length``, then the body:
 the Real Python socket tutorial's message format); ``websocket`` (the HTTP Upgrade head, then one message per
-WebSocket frame: :mod:`proxy.websocket`, imported when first named).
+WebSocket frame: :mod:`proxy.websocket`, which registers it when imported, as :mod:`proxy.inference` does).
 
 Runs on the relay's thread, so every framer's cost is bounded by the bytes it is fed: no recursion (the JSON
 scanner is iterative, msgpack's C unpacker uses a fixed stack), no rescans (a frame arriving byte by byte costs
@@ -839,7 +839,7 @@ def normalise_name(name: str) -> str:
                 raise FramingError("len8 has no byte order: write len8")
             endian = "be"
         return length_name(int(bits) // 8, endian or "be", bool(incl))
-    if low != "auto":  # known by name; built once proxy.inference is imported
+    if low not in ("auto", "websocket"):  # known by name; built once proxy.inference (proxy.websocket) is imported
         make_framer(low)  # raises FramingError for an unknown name
     return low
 
@@ -874,9 +874,11 @@ def make_framer(name: str, max_frame: int = DEFAULT_MAX_FRAME) -> Framer:
     if n == "header16json":
         return HeaderJsonFramer(max_frame)
     if n == "websocket":
-        if n not in _LAYERED:
-            import proxy.websocket  # noqa: F401  (registers it; the engine imports it at start, via inference)
-        return _LAYERED[n](max_frame)
+        factory = _LAYERED.get("websocket")
+        if factory is None:
+            raise FramingError("websocket framing needs proxy.websocket: import it before building a websocket "
+                               "framer")
+        return factory(max_frame)
     if n.startswith("delim:"):
         return DelimiterFramer(parse_delimiter(stripped[len("delim:"):]), max_frame)
     m = _LEN_NAME.fullmatch(n)

@@ -419,3 +419,33 @@ def test_a_rule_in_the_proxy_holds_pings_and_uncompressed_messages_by_their_fram
             assert game.next() == CHAT[1]
     finally:
         game.close()
+
+
+def test_a_first_read_of_head_and_frames_is_reframed_and_its_frames_decoded_in_order() -> None:
+    """A server that writes its 101 and its first compressed messages at once: the proxy decides websocket at that
+    read's end, the window re-frames the read into the head and its frames, and the later frames, which refer
+    back to those (context takeover), still inflate right."""
+    from proxy.model import ConnectionOpened
+    from tests.test_websocket_framing import open_session
+
+    s = open_session()
+    for m in CHAT:
+        s.server.send_text(m.encode())
+    frames = [b for b in s.server.data_to_send() if b]
+    first_read = s.s2c[0] + frames[0] + frames[1]
+    records = [ConnectionOpened(9, ("127.0.0.1", 1), ("127.0.0.1", 2), 0),
+               Message(1, 9, S2C, 0, first_read, 0, 0),
+               FramingInferred(9, S2C, "websocket", "inferred", 1, len(first_read), 0, 0, 3, "inferred"),
+               Message(2, 9, S2C, 1, frames[2], 0, 0), Message(3, 9, S2C, 2, frames[3], 0, 0)]
+    store = MessageStore()
+    try:
+        store.apply(records)
+        reg = default_registry()
+        views = [reg.decode_message(store.message(h)) for h in store.view]
+        assert [v.values[0].get("handshake") or v.values[0]["payload"] for v in views] == [
+            "response", *(json.loads(m) for m in CHAT)]
+        assert all(v.decoder == "websocket" and not v.warnings for v in views)
+    finally:
+        existing = existing_registry()
+        if existing is not None:
+            existing.clear_settings()

@@ -531,7 +531,8 @@ class WebSocketDecoder:
         self._registry: DecoderRegistry | None = None
 
     def bind_registry(self, registry: DecoderRegistry) -> None:
-        """The registry whose other decoders read the payloads (called when it registers this decoder)."""
+        """The registry whose other decoders read the payloads (called when it registers this decoder; a decoder used
+        on its own makes one of text, JSON, msgpack and hex)."""
         self._registry = registry
 
     def clear_settings(self) -> None:
@@ -541,10 +542,14 @@ class WebSocketDecoder:
     @property
     def registry(self) -> DecoderRegistry:
         reg = self._registry
-        if reg is None:
-            from . import default_registry
+        if reg is None:  # used on its own: the payloads by the built-ins that need no setting
+            from ._hex import HexDecoder
+            from ._json import JsonDecoder
+            from ._msgpack import MsgpackDecoder
+            from ._registry import DecoderRegistry
+            from ._text import TextDecoder
 
-            reg = self._registry = default_registry()
+            reg = self._registry = DecoderRegistry([TextDecoder(), JsonDecoder(), MsgpackDecoder(), HexDecoder()])
         return reg
 
     # -- confidence
