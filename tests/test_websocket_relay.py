@@ -449,3 +449,20 @@ def test_a_first_read_of_head_and_frames_is_reframed_and_its_frames_decoded_in_o
         existing = existing_registry()
         if existing is not None:
             existing.clear_settings()
+
+
+def test_named_websocket_framing_frames_the_same_session_from_its_first_byte(
+        start_proxy: Callable[..., ProxyThread], deflate_game: GameServer, recorder: Recorder) -> None:
+    p = start_proxy(deflate_game.port, framing=FramingSpec("websocket", "websocket"))
+    with client(p, "deflate") as c:
+        assert play(c)[-1] == (4001, "game over")
+    recorder.wait_for(lambda r: isinstance(r, ConnectionClosed))
+    assert not recorder.of(FramingInferred)  # named, not inferred: nothing changed
+    views = Views(recorder)
+    views.store.new_connection_framing = ("websocket", "websocket")  # what the window learns from the proxy
+    c2s = frame_values(views.of(C2S))
+    s2c = frame_values(views.of(S2C))
+    assert c2s[0]["handshake"] == "request" and s2c[0]["status"] == 101
+    assert [v["opcode"] for v in c2s[1:]] == ["text", "binary", "text", "continuation", "continuation", "ping",
+                                              "text", "text", "close"]
+    assert c2s[5]["payload"] == "part one, part two"
