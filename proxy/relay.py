@@ -15,6 +15,11 @@ on raw until one fits the framing exactly again (``ResyncFramer``). Bytes that c
 framer gives up) are handled the same way. After ``LOSS_LIMIT`` such losses a direction stays raw. Time spent
 with reading paused by the shell (``ReadingPaused``: backpressure, a connect) does not count.
 
+A ``websocket`` lane's framer (``proxy.websocket``) also hears what becomes of each frame: every write goes
+through it (so such a lane never takes the fast path), and drops and edits are told to it, so that a compressed
+direction stays readable for the receiver (the rest of it goes uncompressed once a compressed message was dropped,
+edited or duplicated). Every other framing is untouched.
+
 Must not import: Qt, ``inspector``, asyncio, sockets, ``time``.
 Thread: engine loop thread; a relay is owned by one connection handler.
 """
