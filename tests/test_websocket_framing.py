@@ -478,3 +478,34 @@ def test_the_terminal_summariser_follows_a_websocket_direction_in_order() -> Non
     assert lines[1] is not None and '"greetings, everyone"' in lines[1]  # 5 bytes on the wire, read whole
     assert lines[2] is not None and "fragment 1, continues" in lines[2]
     assert lines[3] is not None and "end of a 2-frame message" in lines[3] and "one, two" in lines[3]
+
+
+@pytest.mark.parametrize("deflate", [True, False])
+def test_the_summary_shortcut_gives_the_full_decodes_summary_view(deflate: bool) -> None:
+    """The table and filters decode each frame's summary through a shortcut for the usual frame; it must give what
+    the general path gives (summary, values, warnings, truncation), frame by frame."""
+    from inspector.decode import DecodeContext, DecoderRegistry, builtin_decoders
+    from inspector.decode._websocket import StreamTracker, WebSocketDecoder
+    from proxy.model import Direction, Message
+
+    s = traffic(deflate)
+    reg = DecoderRegistry(builtin_decoders())
+    dec = reg["websocket"]
+    assert isinstance(dec, WebSocketDecoder)
+    dec.tracker = StreamTracker()
+    shortcuts = 0
+    for d, sent in ((Direction.C2S, s.c2s), (Direction.S2C, s.s2c)):
+        feed = dec.tracker.feeder(object(), 1, d)
+        ctx = DecodeContext(direction=d, conn_id=1, detail=False)
+        for i, b in enumerate(sent):
+            feed(Message(i, 1, d, i, b, 0, 0))
+            if i == 0:
+                continue
+            fast = dec._summary_of_usual_frame(b, ctx)
+            slow = dec._decode_frame(b, ctx)
+            if fast is not None:
+                shortcuts += 1
+                assert (fast.summary, fast.values, fast.warnings, fast.truncated, fast.error) == (
+                    slow.summary, slow.values, slow.warnings, slow.truncated, slow.error)
+            assert dec.decode(b, ctx) == (fast or slow)
+    assert shortcuts >= 20
