@@ -20,6 +20,10 @@ from dataclasses import dataclass
 from typing import Final
 
 from proxy.framing import DEFAULT_MAX_FRAME, FramingError, make_framer, normalise_name
+from proxy.websocket import WebSocketFramer
+
+_LAYERED = (WebSocketFramer,)
+"""Framings that register themselves when imported, imported here so a view can be re-framed with them."""
 
 __all__ = ["REFRAME_MAX_BYTES", "REFRAME_MAX_PIECES", "Cut", "Piece", "cut"]
 

@@ -256,6 +256,10 @@ class MessageStore:
         """The proxy's framing for new connections (c2s, s2c), when known: what a connection starts with."""
         self.reframe_work = 0
         """Bytes fed to framers to re-frame reads for the view, in total (a deterministic cost measure)."""
+        self._ws_feeds: dict[int, Callable[[Message], None]] = {}
+        """Directions framed as ``websocket`` (key conn_id << 1 | direction): each live message goes to the WebSocket
+        decoder's stream tracker too, in order, so fragments are reassembled and compressed messages inflated with
+        their context (``inspector/decode/_websocket.py``)."""
 
     def _init_columns(self) -> None:
         self.ids = array("Q")
@@ -328,14 +332,23 @@ class MessageStore:
         result = ApplyResult(len(self.ids), n_view, n_view)
         changed: set[int] = set()
         run: list[Message] = []  # consecutive messages are stored together (a flood is nearly all messages)
+        ws = self._ws_feeds
         for r in records:
             if type(r) is Message:
+                if ws:
+                    feed = ws.get(r.conn_id << 1 | r.direction)
+                    if feed is not None:
+                        feed(r)
                 run.append(r)
                 continue
             if run:
                 self._append_many(run, result)
                 run = []
             if isinstance(r, Message):
+                if ws:
+                    feed = ws.get(r.conn_id << 1 | r.direction)
+                    if feed is not None:
+                        feed(r)
                 self._append_many([r], result)
             elif isinstance(r, MessageUpdated):
                 row = self._update(r, result)
@@ -357,6 +370,8 @@ class MessageStore:
                         lane.history.append((0, lane.framing, lane.cause, lane.reason))
                 elif start is not None:
                     for d, name in enumerate(start):
+                        if name == "websocket":
+                            self._follow_websocket(r.conn_id, d, [])
                         lane = c.framing[d]
                         lane.framing, lane.cause = name, "start"
                         lane.reason = ("inferred from the first messages" if name == "auto"
@@ -370,6 +385,9 @@ class MessageStore:
             elif isinstance(r, ConnectionClosed):
                 c = self._touch_conn(r.conn_id, result)
                 c.closed_ns, c.reason, c.detail = r.time_ns, r.reason, r.detail
+                if ws:
+                    ws.pop(r.conn_id << 1, None)
+                    ws.pop(r.conn_id << 1 | 1, None)
                 self._runs.pop(r.conn_id << 1, None)  # nothing more will be re-framed on it
                 self._runs.pop(r.conn_id << 1 | 1, None)
             elif isinstance(r, Notice):
@@ -528,6 +546,11 @@ class MessageStore:
         result.framings.append(r)
         key = r.conn_id << 1 | d
         run = self._runs.get(key)
+        if r.framing == "websocket" and key not in self._ws_feeds:
+            seqs = self.seqs
+            backlog = [] if run is None or r.cause not in ("inferred", "remembered") else [
+                self.message(row) for row in run[1:] if r.since_seq <= seqs[row] < r.from_seq]
+            self._follow_websocket(r.conn_id, d, backlog)
         if r.framing not in ("raw", "auto") and run is not None:
             if r.cause in ("inferred", "remembered"):
                 self._reframe(lane, run, r.since_seq, r.from_seq, r.framing, True, result)
@@ -537,6 +560,13 @@ class MessageStore:
                 self._reframe(lane, run, run[0], r.from_seq, r.framing, False, result)
         if not (r.framing == "raw" and r.cause in ("inferred", "remembered")):
             self._runs[key] = [r.from_seq]  # raw inferred: the reads so far and the next are alike, keep them
+
+    def _follow_websocket(self, conn_id: int, d: int, backlog: list[Message]) -> None:
+        from inspector.decode import default_registry
+        from inspector.decode._websocket import TRACKER  # imported when a WebSocket connection first shows up
+
+        self._ws_feeds[conn_id << 1 | d] = TRACKER.feeder(self, conn_id, Direction(d), backlog)
+        default_registry().set_framing("websocket", conn_id, Direction(d))  # its decoder reads every message
 
     def _reframe(self, lane: LaneFraming, run: list[int], lo: int, hi: int, framing: str, exact: bool,
                  result: ApplyResult) -> None:

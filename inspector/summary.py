@@ -57,6 +57,8 @@ class _Lane:
     """Records kept for a guess (only while one is to be made)."""
     waiting: bool = False
     """The offer waits: for the source scan, or for records to guess from."""
+    feed: Callable[[Message], None] | None = None
+    """For a ``websocket`` direction: the WebSocket decoder's stream tracker, fed each message in order."""
 
 
 def make_summariser(scan: SourceScan | None = None) -> Callable[[Message, int], str | None]:
@@ -86,6 +88,8 @@ class Summariser:
         from inspector.decode import DecodeContext, framing_delimiter
 
         lane = self._lanes.get((msg.conn_id, msg.direction))
+        if lane is not None and lane.feed is not None:
+            lane.feed(msg)  # a WebSocket direction: its stream tracker sees every message, in order
         ctx = self.registry.context_for(msg.conn_id, msg.direction, detail=False)
         if lane is not None and lane.framing is not None:
             if lane.waiting:
@@ -133,6 +137,10 @@ class Summariser:
                 self._lanes.clear()  # connections that never closed (their records were dropped): start again
             lane = self._lanes[key] = _Lane()
         lane.framing = None if r.framing in ("auto", "raw") else r.framing
+        if r.framing == "websocket" and lane.feed is None:
+            from inspector.decode._websocket import TRACKER
+
+            lane.feed = TRACKER.feeder(self, r.conn_id, r.direction)
         m = _FIXED.fullmatch(r.framing)
         size = int(m.group(1)) if m else 0
         if size == lane.size:

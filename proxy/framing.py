@@ -13,7 +13,8 @@ Framing names (``make_framer``): ``raw``; ``auto``; ``lines``; ``delim:ESC`` (a 
 bytes escapes, e.g. ``delim:EOT\x00``); ``len8``, ``len16``/``len32``/``len64`` with ``be``/``le`` (a length
 prefix counting the bytes after it; ``-incl``: counting itself too); ``fixed:N``; ``msgpack``; ``json``;
 ``header16json`` (a 2-byte big-endian header length, a JSON header map with ``content-length``, then the body:
-the Real Python socket tutorial's message format).
+the Real Python socket tutorial's message format); ``websocket`` (the HTTP Upgrade head, then one message per
+WebSocket frame: :mod:`proxy.websocket`, which registers it when imported, as :mod:`proxy.inference` does).
 
 Runs on the relay's thread, so every framer's cost is bounded by the bytes it is fed: no recursion (the JSON
 scanner is iterative, msgpack's C unpacker uses a fixed stack), no rescans (a frame arriving byte by byte costs
@@ -38,7 +39,8 @@ from proxy.model import Direction
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
 
 FRAMING_NAMES = ("auto", "raw", "lines", "delim:ESC", "len8", "len16", "len16be", "len16le", "len32", "len32be",
-                 "len32le", "len64be", "len64le", "lenNxx-incl", "fixed:N", "msgpack", "json", "header16json")
+                 "len32le", "len64be", "len64le", "lenNxx-incl", "fixed:N", "msgpack", "json", "header16json",
+                 "websocket")
 MAX_DELIMITER = 64
 """Bytes a ``delim:`` terminator may have."""
 
@@ -837,7 +839,7 @@ def normalise_name(name: str) -> str:
                 raise FramingError("len8 has no byte order: write len8")
             endian = "be"
         return length_name(int(bits) // 8, endian or "be", bool(incl))
-    if low != "auto":  # known by name; built once proxy.inference is imported
+    if low not in ("auto", "websocket"):  # known by name; built once proxy.inference (proxy.websocket) is imported
         make_framer(low)  # raises FramingError for an unknown name
     return low
 
@@ -871,6 +873,12 @@ def make_framer(name: str, max_frame: int = DEFAULT_MAX_FRAME) -> Framer:
         return JsonFramer(max_frame)
     if n == "header16json":
         return HeaderJsonFramer(max_frame)
+    if n == "websocket":
+        factory = _LAYERED.get("websocket")
+        if factory is None:
+            raise FramingError("websocket framing needs proxy.websocket: import it before building a websocket "
+                               "framer")
+        return factory(max_frame)
     if n.startswith("delim:"):
         return DelimiterFramer(parse_delimiter(stripped[len("delim:"):]), max_frame)
     m = _LEN_NAME.fullmatch(n)

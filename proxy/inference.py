@@ -9,11 +9,12 @@ view without guessing.
 
 How: every candidate framing scans the same window of bytes from its first byte, each keeping its own count of
 messages, of reads that ended exactly on one of its boundaries ("aligned"), and of degenerate messages (an empty
-payload, a one-byte msgpack object): 1-, 2-, 4- and 8-byte length prefixes (big and little endian, counting the
-prefix or not), the Real Python header+body format (``header16json``), ``\\r\\n``, ``\\n`` and ``\\0`` terminators, a
-multi-byte terminator learnt from what the reads end with (``EOT\\0``, ``<END>``), JSON and msgpack streams, and
-fixed-size records (the greatest common divisor of the read sizes when one read is that size, binary bytes only,
-at most 1 KiB). A candidate fits when
+payload, a one-byte msgpack object): the HTTP Upgrade to WebSocket then its frames (``websocket``, built only when
+the first read starts with ``GET `` or ``HTTP/1.``: the head alone, upgrading to websocket, decides), 1-, 2-, 4- and
+8-byte length prefixes (big and little endian, counting the prefix or not), the Real Python header+body format
+(``header16json``), ``\\r\\n``, ``\\n`` and ``\\0`` terminators, a multi-byte terminator learnt from what the reads
+end with (``EOT\\0``, ``<END>``), JSON and msgpack streams, and fixed-size records (the greatest common divisor of
+the read sizes when one read is that size, binary bytes only, at most 1 KiB). A candidate fits when
 it is aligned with the last read, has enough messages (one for a length prefix of 2 bytes or more, whose exact
 match with the read is strong evidence; two for the rest; three for fixed records) and few degenerate ones; the
 most specific fitting candidate wins (the order of ``_RANK``). Nothing promising after 3 reads, or nothing fitting
@@ -67,6 +68,9 @@ from proxy.framing import (
     register_framer,
 )
 from proxy.model import Direction
+from proxy.websocket import HEAD_MAX as WS_HEAD_MAX
+from proxy.websocket import looks_like_upgrade
+from proxy.websocket import parse_head as parse_ws_head
 
 compile_json_runs()  # the engine imports this module at start: never compiled later, on the relay's thread
 
@@ -100,8 +104,8 @@ _STREAM_SLICE: Final = 256
 """JSON and msgpack candidates are fed this much at a time, so a degenerate one stops early."""
 
 # Most specific first: an exact length match is the strongest evidence; fixed records the weakest.
-_RANK: Final = {"header16json": 0, "len64": 1, "len32": 2, "len16": 3, "len8": 4, "custom": 5, "crlf": 6,
-                "lines": 7, "nul": 8, "json": 9, "msgpack": 10, "fixed": 11}
+_RANK: Final = {"websocket": -1, "header16json": 0, "len64": 1, "len32": 2, "len16": 3, "len8": 4, "custom": 5,
+                "crlf": 6, "lines": 7, "nul": 8, "json": 9, "msgpack": 10, "fixed": 11}
 _TEXT_BYTES: Final = bytes(range(0x20, 0x7F)) + b"\t\r\n"
 _PAYLOAD_END: Final = frozenset(b"}])\"'.0123456789abcdefghijklmnopqrstuvwxyz")
 """Bytes that end a typical payload rather than begin a terminator: stripped from the front of a common suffix
@@ -152,6 +156,8 @@ def describe(name: str) -> str:
         return "raw (each read is a message)"
     if name == "auto":
         return "inferred from the first messages"
+    if name == "websocket":
+        return "WebSocket (an HTTP Upgrade, then one message per RFC 6455 frame)"
     if name == "header16json":
         return "2-byte big-endian header length, JSON header with content-length, then the body (Real Python style)"
     if name == "lines":
@@ -418,6 +424,76 @@ class _HeaderJson(_Candidate):
         return pos == n
 
 
+class _WebSocket(_Candidate):
+    """The HTTP Upgrade to WebSocket (the client's ``GET`` or the server's ``101``), then RFC 6455 frames: built only
+    for a direction whose first read starts like an HTTP head. The head alone is evidence enough (one message)."""
+
+    __slots__ = ("head_done", "pos", "scanned")
+
+    def __init__(self) -> None:
+        super().__init__("websocket", _RANK["websocket"], 1)
+        self.pos = 0
+        self.scanned = 0
+        self.head_done = False
+
+    def advance(self, window: bytearray, data: bytes) -> bool:
+        n = len(window)
+        pos = self.pos
+        if not self.head_done:
+            end = window.find(b"\r\n\r\n", self.scanned)
+            if end < 0:
+                if n > WS_HEAD_MAX:
+                    self.alive = False
+                self.scanned = max(0, n - 3)
+                return False
+            end += 4
+            try:
+                hs = parse_ws_head(window[:end])
+            except ValueError:
+                self.alive = False
+                return False
+            if not hs.upgrades_to_websocket or not (hs.request or hs.status == 101):
+                self.alive = False
+                return False
+            self.head_done = True
+            self.frames = 1
+            pos = end
+        while pos + 2 <= n:
+            b0, b1 = window[pos], window[pos + 1]
+            if (b0 & 0x0F) not in _WS_OPCODES:
+                self.alive = False
+                return False
+            length = b1 & 0x7F
+            head = 2
+            if length == 126:
+                if pos + 4 > n:
+                    break
+                length, head = (window[pos + 2] << 8) | window[pos + 3], 4
+            elif length == 127:
+                if pos + 10 > n:
+                    break
+                length, head = int.from_bytes(window[pos + 2:pos + 10], "big"), 10
+            total = head + (4 if b1 & 0x80 else 0) + length
+            if total > INFER_BYTES:
+                self.alive = False  # more than the window could ever confirm
+                return False
+            if pos + total > n:
+                self.wake = pos + total
+                break
+            self.frames += 1
+            pos += total
+            if self.hopeless():
+                return False
+        self.pos = pos
+        return pos == n
+
+    def degenerate(self, reads: int) -> bool:
+        return False  # a burst of small frames (pings, one-byte updates) is a game's normal traffic
+
+
+_WS_OPCODES: Final = frozenset((0, 1, 2, 8, 9, 10))
+
+
 class _Stream(_Candidate):
     """JSON or msgpack. JSON: the incremental framer of ``proxy.framing`` fed each read (its own bounded buffer).
     msgpack: msgpack's unpacker driven as ``proxy.framing.MsgpackFramer`` drives it (the same declared-length
@@ -554,7 +630,7 @@ class _Fixed(_Candidate):
 
 _MSGPACK_ONE_BYTE: Final = re.compile(rb"[\x00-\x80\x90\xa0\xc0\xc2\xc3\xe0-\xff]*")
 """A run of msgpack objects of one byte each: fixints, nil, false, true, an empty map, array or string."""
-_STANDARD: Final = frozenset(["header16json", "json", "msgpack", *(name for *_, pairs in _LENGTH_GROUPS
+_STANDARD: Final = frozenset(["websocket", "header16json", "json", "msgpack", *(name for *_, pairs in _LENGTH_GROUPS
                                                                   for _, name, _ in pairs),
                               *_DELIMITER_NAMES.values()])
 """The candidates every inference starts with (unless the first read already rules them out)."""
@@ -572,6 +648,8 @@ def _candidate_for(name: str) -> _Candidate | None:
     """A candidate for a framing named by a hint (``None`` for ``raw`` and names inference does not scan for)."""
     if name == "header16json":
         return _HeaderJson()
+    if name == "websocket":
+        return _WebSocket()
     if name in ("json", "msgpack"):
         return _Stream(name)
     if name.startswith("fixed:"):
@@ -722,6 +800,8 @@ class Inference:
         its first step, exactly as when it was built and scanned). A length prefix wider than the read, and the
         Real Python header, are built once the window is long enough to check them."""
         size = len(data)
+        if looks_like_upgrade(data):
+            self._adopt(_WebSocket(), 0)
         if size >= 3:
             self._add_header(data)
         else:

@@ -314,7 +314,8 @@ def add_framing_arguments(p: argparse.ArgumentParser) -> None:
                         "direction: the default), raw (each read), lines, delim:ESC (a terminator of your own, "
                         r"e.g. delim:EOT\x00), len8, len16/len32/len64[be|le] (a length prefix; add -incl when "
                         "it counts itself), header16json (a 2-byte header length, a JSON header with the body's "
-                        "content-length, the body: the Real Python tutorial's format), fixed:N, msgpack, json; per "
+                        "content-length, the body: the Real Python tutorial's format), fixed:N, msgpack, json, "
+                        "websocket (the HTTP Upgrade, then one message per frame); per "
                         "direction as c2s=fixed:12,s2c=lines (docs/framing.md)")
     g.add_argument("--max-frame", default=str(DEFAULT_MAX_FRAME), metavar="SIZE",
                    help="largest frame before that direction falls back to raw (default 16MiB)")

@@ -15,6 +15,11 @@ on raw until one fits the framing exactly again (``ResyncFramer``). Bytes that c
 framer gives up) are handled the same way. After ``LOSS_LIMIT`` such losses a direction stays raw. Time spent
 with reading paused by the shell (``ReadingPaused``: backpressure, a connect) does not count.
 
+A ``websocket`` lane's framer (``proxy.websocket``) also hears what becomes of each frame: every write goes
+through it (so such a lane never takes the fast path), and drops and edits are told to it, so that a compressed
+direction stays readable for the receiver (the rest of it goes uncompressed once a compressed message was dropped,
+edited or duplicated). Every other framing is untouched.
+
 Must not import: Qt, ``inspector``, asyncio, sockets, ``time``.
 Thread: engine loop thread; a relay is owned by one connection handler.
 """
@@ -51,6 +56,7 @@ from proxy.model import (
 from proxy.model import UpstreamConnected as UpstreamConnectedRecord
 from proxy.rules import Rule, failure_text, first_match, unreported_failures
 from proxy.scheduler import DirectionScheduler, Scheduled
+from proxy.websocket import WebSocketFramer
 
 STALL_NS = 250_000_000
 """The longest a byte may wait in a framer for the rest of its frame (while its side is being read)."""
@@ -135,6 +141,9 @@ class _Lane:
     paused: bool = False  # the shell is not reading this direction's source
     losses: int = 0  # framings lost on this lane (stalls, contradictions)
     destination: Side = Side.SERVER  # direction.destination, kept here for the fast path
+    wire: WebSocketFramer | None = None
+    """The lane's framer when it is ``websocket``: told what becomes of each frame, it keeps a compressed direction
+    right when a message is dropped, edited or duplicated (``proxy.websocket``). Such a lane is never fast."""
 
     def __post_init__(self) -> None:
         self.destination = self.direction.destination
@@ -381,6 +390,8 @@ class Relay:
         lane.framing = framing
         lane.special = type(framer) is AutoFramer or type(framer) is ResyncFramer
         lane.watch = lane.special or framer.can_hold
+        lane.wire = framer if type(framer) is WebSocketFramer else None
+        self._refresh_fast(lane)
 
     def _after_framing(self, lane: _Lane, framer: Framer, frames: list[bytes], now: int,
                        out: list[cmd.Command]) -> None:
@@ -546,7 +557,7 @@ class Relay:
     # ------------------------------------------------------------------------------------------ internals
 
     def _refresh_fast(self, lane: _Lane) -> None:
-        lane.fast = lane.cond.is_passthrough and lane.hold_next == 0
+        lane.fast = lane.cond.is_passthrough and lane.hold_next == 0 and lane.wire is None
 
     def _admit(self, lane: _Lane, data: bytes, now: int, origin: Origin, out: list[cmd.Command]) -> None:
         """A framed message enters its lane: record it, then forward it at once or queue it."""
@@ -588,6 +599,9 @@ class Relay:
         if fault == "drop":
             out.append(cmd.Publish(Message(msg_id, self.conn_id, d, seq, data, now, None, origin,
                                            MessageState.DROPPED)))
+            if lane.wire is not None:
+                lane.wire.dropped(data)
+                self._wire_notes(lane, lane.wire, now, out)
             return
         if rule is not None and rule.action in ("close", "reset"):
             out.append(cmd.Publish(Message(msg_id, self.conn_id, d, seq, data, now, None, origin,
@@ -619,7 +633,7 @@ class Relay:
         state = MessageState.HELD if held else MessageState.SCHEDULED
         if (not held and not lane.queue and not lane.cond.frozen and release_ns <= now
                 and self.phase is Phase.RELAYING):
-            self._write(lane, data, out)  # before the record, as on the fast path
+            self._write(lane, data, out, now)  # before the record, as on the fast path
             out.append(cmd.Publish(Message(msg_id, self.conn_id, d, seq, data, now, now, origin,
                                            MessageState.FORWARDED, delays)))
         else:
@@ -658,10 +672,20 @@ class Relay:
             "which are not your program's messages; the stream's own framing may break (choose a --framing)",
             now, self.conn_id, lane.direction)))
 
-    def _write(self, lane: _Lane, data: bytes, out: list[cmd.Command]) -> None:
+    def _write(self, lane: _Lane, data: bytes, out: list[cmd.Command], now: int) -> None:
+        wire = lane.wire
+        if wire is not None:
+            data = wire.outgoing(data)
+            if wire.notes:
+                self._wire_notes(lane, wire, now, out)
         out.append(cmd.SendData(lane.direction.destination, data))
         lane.bytes_out += len(data)
         lane.messages_out += 1
+
+    def _wire_notes(self, lane: _Lane, wire: WebSocketFramer, now: int, out: list[cmd.Command]) -> None:
+        for note in wire.take_notes():
+            out.append(cmd.Publish(Notice("warning", f"connection #{self.conn_id} {lane.direction.label}: {note}",
+                                          now, self.conn_id, lane.direction)))
 
     def _release_due(self, lane: _Lane, now: int, out: list[cmd.Command]) -> None:
         if self.phase is not Phase.RELAYING or lane.cond.frozen:
@@ -673,7 +697,7 @@ class Relay:
             delays = p.delays
             if now > p.release_ns:  # late: it waited behind something (a connect, a hold, a freeze)
                 delays = (*delays, (DelayReason.QUEUE, now - p.release_ns))
-            self._write(lane, p.data, out)  # before the record, as on the fast path
+            self._write(lane, p.data, out, now)  # before the record, as on the fast path
             out.append(cmd.Publish(MessageUpdated(p.msg_id, self.conn_id, lane.direction,
                                                   MessageState.FORWARDED, now, now, None, delays)))
 
@@ -749,6 +773,9 @@ class Relay:
             return
         p.held = False
         if e.data is not None:
+            if lane.wire is not None:
+                lane.wire.replaced(p.data, e.data)
+                self._wire_notes(lane, lane.wire, e.now, out)
             lane.queued_bytes += len(e.data) - len(p.data)
             p.data = e.data
             p.origin = Origin.EDITED
@@ -764,6 +791,9 @@ class Relay:
         lane, p = self._find(e.msg_id)
         lane.queue.remove(p)
         lane.queued_bytes -= len(p.data)
+        if lane.wire is not None:
+            lane.wire.dropped(p.data)
+            self._wire_notes(lane, lane.wire, e.now, out)
         out.append(cmd.Publish(MessageUpdated(p.msg_id, self.conn_id, lane.direction, MessageState.DROPPED, e.now)))
         self._wakeup_at = None
         self._after_release(e.now, out)

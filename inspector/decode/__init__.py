@@ -59,6 +59,7 @@ _LAZY: dict[str, str] = {
     "StructDecoder": "._struct",
     "parse_layout": "._struct",
     "TextDecoder": "._text",
+    "WebSocketDecoder": "._websocket",
 }
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from ._render import render
     from ._struct import StructDecoder, parse_layout
     from ._text import TextDecoder
+    from ._websocket import WebSocketDecoder
 
 
 def __getattr__(name: str) -> Any:
@@ -111,6 +113,7 @@ __all__ = [
     "StructDecoder",
     "TextDecoder",
     "View",
+    "WebSocketDecoder",
     "builtin_decoders",
     "decode",
     "decode_message",
@@ -138,8 +141,10 @@ def builtin_decoders() -> list[Decoder]:
     from ._pickle import PickleDecoder
     from ._struct import StructDecoder
     from ._text import TextDecoder
+    from ._websocket import WebSocketDecoder
 
-    return [TextDecoder(), JsonDecoder(), MsgpackDecoder(), PickleDecoder(), StructDecoder(), HexDecoder()]
+    return [TextDecoder(), JsonDecoder(), MsgpackDecoder(), PickleDecoder(), StructDecoder(), WebSocketDecoder(),
+            HexDecoder()]
 
 
 _default: DecoderRegistry | None = None

@@ -97,6 +97,8 @@ class DecoderRegistry(Mapping[str, Decoder]):
         self._scorers: list[tuple[str, Decoder, Callable[[bytes, DecodeContext], float]]] = []
         """(name, decoder, its bound ``confidence``) in registration order: what ``auto`` asks per message."""
         self.load_errors: list[PluginLoadError] = []
+        self._framing_owners: dict[str, Decoder] = {}
+        """Framings whose every message one decoder reads (a decoder's optional ``framings`` attribute)."""
         self._generation = 0
         self._contexts: dict[tuple[int | None, Direction | None, bool], tuple[int, DecodeContext]] = {}
         self.decode_as: _Scoped[str] = _Scoped(self._settings_changed)
@@ -130,6 +132,11 @@ class DecoderRegistry(Mapping[str, Decoder]):
             raise ValueError(f"a decoder named {name!r} is already registered")
         self._decoders[key] = decoder
         self._scorers = [(n, d, d.confidence) for n, d in self._decoders.items()]
+        for framing in getattr(decoder, "framings", ()):
+            self._framing_owners[framing] = decoder
+        bind = getattr(decoder, "bind_registry", None)
+        if callable(bind):  # a decoder of containers (websocket) decodes its payloads with this registry's others
+            bind(self)
 
     def load_entry_points(self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) -> None:
         """Register every decoder of the ``sockscope.decoders`` group; record and skip the broken ones.
@@ -182,6 +189,10 @@ class DecoderRegistry(Mapping[str, Decoder]):
         framings): connection numbers start again in a new window or session, and #1 there is another connection."""
         for scoped in (self.decode_as, self.struct_formats, self.json_delimiters, self.framings):
             scoped._by.clear()
+        for d in self._decoders.values():
+            clear = getattr(d, "clear_settings", None)
+            if callable(clear):  # a decoder that follows streams per connection (websocket) forgets them too
+                clear()
         self._settings_changed()
 
     def _settings_changed(self) -> None:
@@ -239,6 +250,9 @@ class DecoderRegistry(Mapping[str, Decoder]):
         name = decoder or ctx.decode_as
         if name and name.lower() != AUTO:
             return self.decode_with(name, data, ctx)
+        if ctx.framing is not None and ctx.framing in self._framing_owners:
+            # a framing that is a protocol (websocket): its decoder reads every message, payloads included
+            return self._decode_by(self._framing_owners[ctx.framing], data, ctx)
         return self.auto(data, ctx)
 
     def decode_message(self, msg: Message, decoder: str | None = None, *, detail: bool = True,
