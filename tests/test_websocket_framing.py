@@ -509,3 +509,15 @@ def test_the_summary_shortcut_gives_the_full_decodes_summary_view(deflate: bool)
                     slow.summary, slow.values, slow.warnings, slow.truncated, slow.error)
             assert dec.decode(b, ctx) == (fast or slow)
     assert shortcuts >= 20
+
+
+def test_the_windows_framing_menu_offers_websocket_in_one_click() -> None:
+    """A connection that upgraded before sockscope was told (or a WebSocket without the Upgrade in view) gets its
+    framing from the menu's one-click choices, as the other common framings do."""
+    from inspector.ui.framing_control import KINDS, QUICK, framing_name
+    from proxy.framing import make_framer
+
+    assert "websocket" in QUICK and "websocket" in dict(KINDS)
+    framer = make_framer(framing_name("websocket"))
+    frame = bytes((0x81, 2)) + b"hi"  # a text frame from the server, with no Upgrade head before it
+    assert framer.feed(frame + frame[:1]) == [frame]

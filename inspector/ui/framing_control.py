@@ -57,9 +57,10 @@ KINDS: Final = (
     ("msgpack", "msgpack objects, back to back"),
     ("json", "JSON values, back to back"),
     ("fixed", "fixed-size records (struct)"),
+    ("websocket", "WebSocket: the HTTP Upgrade, then one message per frame (browser games)"),
 )
 """The dialog's kinds of framing: key, and what the user reads."""
-QUICK: Final = ("auto", "raw", "lines", "json", "msgpack", "header16json", "len16be", "len32be", "len32le")
+QUICK: Final = ("auto", "raw", "lines", "json", "msgpack", "header16json", "len16be", "len32be", "len32le", "websocket")
 """The one-click choices of the menu."""
 WIDTHS: Final = (1, 2, 4, 8)
 SAMPLE_LOOKBACK: Final = 5000
