@@ -370,7 +370,8 @@ def test_a_failing_test_reports_its_saved_session_and_pcapng(inner: pytest.Pytes
     assert kinds.count("Message") == 2 and "ConnectionOpened" in kinds
     data = pcapng_path.read_bytes()
     assert data[:4] == b"\x0a\x0d\x0d\x0a" and len(data) > 200  # a pcapng section header, then packets
-    assert re.search(r"#2 conn 1 s2c 6 B forwarded \+30 ms\s+\"hello\\n\"", out), out
+    line = re.search(r"#2 conn 1 s2c 6 B forwarded \+(\d+) ms\s+\"hello\\n\"", out)
+    assert line and int(line.group(1)) >= 30, out  # 30 ms set; a busy machine adds a few
     assert sorted(p.suffix for p in artifacts.iterdir()) == [".pcapng", ".sockscope"]  # only the failing test
 
 
