@@ -129,6 +129,8 @@ class DecoderRegistry(Mapping[str, Decoder]):
         if key in self._decoders and not replace:
             raise ValueError(f"a decoder named {name!r} is already registered")
         self._decoders[key] = decoder
+        if getattr(decoder, "registry", False) is None:  # decodes payloads (ENet, Godot): with this registry
+            decoder.registry = self  # type: ignore[attr-defined]
         self._scorers = [(n, d, d.confidence) for n, d in self._decoders.items()]
 
     def load_entry_points(self, entry_points: Iterable[importlib.metadata.EntryPoint] | None = None) -> None:
