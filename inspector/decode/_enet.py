@@ -298,7 +298,8 @@ class Reassembled:
         self.last = last
         """The fragment number whose arrival completed it."""
         self.last_crc = last_crc
-        """CRC32 of that fragment's bytes (a datagram decoded later is matched by it)."""
+        """CRC32 of the datagram that completed it (a datagram decoded later is matched by it: a lost copy of the
+        same fragment differs in its header's sent time)."""
         self.msg_id = msg_id
         """The captured message (datagram) that completed it."""
 
@@ -414,7 +415,7 @@ class FlowBook:
         if len(part.got) == count:
             self._drop(key)
             whole = bytes(part.buf)
-            self.done[key] = Reassembled(whole, count, number, zlib.crc32(piece), msg.id)
+            self.done[key] = Reassembled(whole, count, number, zlib.crc32(data), msg.id)
             self.done_bytes += len(whole)
             while self.done and (len(self.done) > self.max_done or self.done_bytes > self.max_done_bytes):
                 _, old = self.done.popitem(last=False)
@@ -594,6 +595,8 @@ class EnetDecoder:
             _check(p)
         if not p.commands and p.error is not None:
             return error_view(NAME, data, f"not ENet: {p.error}", detail=ctx.detail)
+        if not p.commands and not p.trailing:
+            warnings.append("no command after the header")
         if p.error is not None:
             warnings.append(f"the commands stop early: {p.error}")
         if p.trailing:
@@ -606,7 +609,7 @@ class EnetDecoder:
             checked = verify_checksum(p, flow)
             if checked is False:
                 warnings.append("the checksum is wrong: ENet drops this datagram")
-        return _Builder(self, p, data, ctx, flow, how, checked, warnings).view()
+        return _Builder(self, p, p.data, ctx, flow, how, checked, warnings).view()
 
     def _compressed_view(self, p: Parsed, how: str, ctx: DecodeContext) -> View:
         data = p.data
@@ -663,6 +666,7 @@ class _Builder:
         detail = ctx.detail
         values: list[dict[str, Any]] = []
         parts: list[str] = []
+        controls: list[str] = []
         acks: list[str] = []
         fields: list[Field] = [_header_field(p)] if detail else []
         lines: list[str] = []
@@ -671,22 +675,27 @@ class _Builder:
             values.append(value)
             if c.kind == 1:
                 acks.append(text)
-            else:
+            elif c.kind in _MODES:  # the game's messages first: what the row is about
                 parts.append(text)
+            else:
+                controls.append(text)
             if detail:
                 lines.append(text)
                 budget = self.budget
                 if budget.left > 0:
                     node = self.field(len(lines), c, text, payload, value)
+                    if self.how:  # its bytes are the inflated ones, not the datagram's
+                        node = _unplaced(node)
                     budget.left -= _count(node)
                     if budget.left >= 0:
                         fields.append(node)
                     else:
                         budget.truncated = True
+        parts.extend(controls)
         if acks:
             parts.append(("ack " if len(acks) == 1 else f"{len(acks)} acks: ")
                          + ", ".join(a[4:] for a in acks[:4]) + (", …" if len(acks) > 4 else ""))
-        summary = " · ".join(parts)
+        summary = " · ".join(parts) or f"no command ({len(self.data)} B)"
         if p.checksum_at is not None:
             summary += " · crc " + _CHECKSUM_WORDS[self.checked]
         if self.how:
@@ -771,8 +780,7 @@ class _Builder:
             unrel = int(c.kind == 12)
             key = (ctx.conn_id, int(ctx.direction), c.channel, unrel, start_seq, c.seq if unrel else 0)
             done = self.dec.book.reassembled(key)
-        if done is not None and done.last == number and done.last_crc == zlib.crc32(
-                self.data[c.data_start : c.data_end]):
+        if done is not None and done.last == number and done.last_crc == zlib.crc32(self.p.data):
             v["reassembled"] = True
             v["size"] = len(done.data)
             whole = self.payload(done.data)
