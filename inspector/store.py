@@ -99,7 +99,7 @@ _MOVED: Final = frozenset((_STATE_CODE[MessageState.FORWARDED], _SCHEDULED))
 """States of reads that may be re-framed: on their way or delivered (not held, dropped or discarded)."""
 _LIVE: Final = _ORIGIN_CODE[Origin.LIVE]
 
-def _observe_datagram(m: Message) -> None:
+def _first_datagram(m: Message) -> None:
     """Hand a UDP datagram, in capture order, to the ENet decoder's book of flows (fragments to reassemble, connect
     ids); imported on the first datagram, so a TCP-only window never loads the decoders for it."""
     global _observe_datagram
@@ -107,6 +107,9 @@ def _observe_datagram(m: Message) -> None:
 
     _observe_datagram = observe_datagram
     observe_datagram(m)
+
+
+_observe_datagram: Callable[[Message], None] = _first_datagram
 
 
 RowPredicate = Callable[[int], bool]
