@@ -1,0 +1,100 @@
+"""The timeline on real ENet traffic: each reliable command paired with the ACK that acknowledges it (channel,
+reliable sequence number, and the echo of the carrying datagram's sent time), the reliable round trip per channel,
+and ENet's retransmissions after a loss, as the ladder and the detail pane show them.
+
+pyenet hosts through the UDP relay as in tests/test_enet_sockets.py (latency and seeded loss set in the engine);
+the records go through a real MessageStore and the Qt-free Analysis.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from inspector.store import MessageStore
+from inspector.timeline.series import PlotData
+from inspector.timeline.stats import Analysis
+from proxy.conditions import Conditions, DirectionConditions
+from proxy.model import ConnectionOpened, Direction, MessageState
+from tests.test_enet_sockets import EnetRun, enet
+
+pytestmark = pytest.mark.slow
+
+
+def analysed(run: EnetRun) -> tuple[MessageStore, Analysis]:
+    msgs = run.close()
+    store = MessageStore()
+    store.apply([*run.waiter.of(ConnectionOpened), *msgs])
+    analysis = Analysis(store)
+    analysis.run_to_end()
+    return store, analysis
+
+
+@pytest.mark.timeout(120)
+def test_reliable_commands_pair_with_their_acks_per_channel() -> None:
+    run = EnetRun(conditions=Conditions(c2s=DirectionConditions(latency_ms=30),
+                                        s2c=DirectionConditions(latency_ms=10)))
+    for i in range(6):
+        run.peer.send(0, enet.Packet(f"a{i}".encode(), enet.PACKET_FLAG_RELIABLE))
+        run.peer.send(2, enet.Packet(f"b{i}".encode(), enet.PACKET_FLAG_RELIABLE))
+        run.client.flush()
+        run.pump(lambda n=i: len(run.got["server"]) >= 2 * (n + 1))
+    run.server_peer.send(1, enet.Packet(b"down", enet.PACKET_FLAG_RELIABLE))
+    run.pump(lambda: run.got["client"] == [(1, b"down")])
+    run.settle()
+    store, analysis = analysed(run)
+    pairs = [p for p in analysis.pairer.pairs if p.channel is not None]
+    by_channel = {ch: [p for p in pairs if p.channel == ch] for ch in (0, 1, 2)}
+    assert len(by_channel[0]) == 6 and len(by_channel[2]) == 6 and len(by_channel[1]) == 1
+    for p in pairs:
+        req = analysis.registry.decode_message(store.message(p.request_row), detail=False)
+        ack = analysis.registry.decode_message(store.message(p.response_row), detail=False)
+        assert store.direction(p.request_row) is not store.direction(p.response_row)
+        seq = int(p.key.split("#")[1]) if p.key else -1
+        sent = [c for c in req.values if c["channel"] == p.channel and c["seq"] == seq and c.get("reliable")]
+        acks = [c for c in ack.values if c["command"] == "ack" and c["channel"] == p.channel
+                and c["acked_seq"] == seq]
+        assert sent and acks and acks[0]["acked_sent_time"] == sent[0]["sent_time"]
+    rts = [rt for rt in analysis.pairer.round_trips if rt.pair.channel in (0, 2)]
+    assert len(rts) == 12
+    # what sockscope added (30 ms there, 10 ms back) is inside every reliable round trip, and said to be
+    assert all(rt.rtt_ms >= 39 and 39 <= rt.injected_ms <= rt.rtt_ms for rt in rts)
+    down = [rt for rt in analysis.pairer.round_trips if rt.pair.channel == 1]
+    assert down and store.direction(down[0].pair.request_row) is Direction.S2C
+    plot = PlotData()
+    plot.update(analysis, None)
+    assert {0, 1, 2} <= set(plot.channels())
+    xs, ys, rows = plot.channel_series(2)
+    assert len(xs) == 6 and all(y >= 39 for y in ys)
+
+
+@pytest.mark.timeout(120)
+def test_after_a_loss_the_ladder_notes_show_enets_retransmissions() -> None:
+    run = EnetRun(conditions=Conditions(c2s=DirectionConditions(loss_pct=25), s2c=DirectionConditions()), seed=3)
+    left = [f"msg {i}".encode() for i in range(24)]
+
+    def send_next() -> None:
+        if left:
+            run.peer.send(0, enet.Packet(left.pop(0), enet.PACKET_FLAG_RELIABLE))
+            run.client.flush()
+
+    run.pump(lambda: len(run.got["server"]) == 24, timeout=60, each=send_next)
+    run.settle()
+    store, analysis = analysed(run)
+    pairer = analysis.pairer
+    lost = [r for r in range(len(store)) if store.state(r) is MessageState.DROPPED
+            and store.direction(r) is Direction.C2S]
+    assert lost
+    resends = [r for r, text in pairer.notes.items() if "↻ resends" in text]
+    assert resends
+    for r in resends:  # each resend carries a command some earlier datagram carried, and says which try it is
+        assert store.direction(r) is Direction.C2S and "try)" in pairer.enet_note(r)  # type: ignore[operator]
+    for r in lost:  # a lost datagram's reliable commands went again in a later one, which its note names
+        note = pairer.enet_note(r)
+        values = analysis.registry.decode_message(store.message(r), detail=False).values
+        if any(c.get("reliable") for c in values):
+            assert note is not None and "sent again in #" in note
+    # the pair is with the copy that got through (its sent time is the one the ack echoes), never a lost one
+    for p in pairer.pairs:
+        if p.channel == 0:
+            assert store.state(p.request_row) is not MessageState.DROPPED
+    assert len([p for p in pairer.pairs if p.channel == 0]) == 24
