@@ -64,6 +64,7 @@ def test_reliable_commands_pair_with_their_acks_per_channel() -> None:
     plot.update(analysis, None)
     assert {0, 1, 2} <= set(plot.channels())
     xs, ys, rows = plot.channel_series(2)
+    assert all(store.direction(r) is Direction.S2C for r in rows)  # the points are the acks
     assert len(xs) == 6 and all(y >= 39 for y in ys)
 
 
