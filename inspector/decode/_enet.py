@@ -309,46 +309,51 @@ FragKey = tuple[int, int, int, int, int, int]
 
 
 class _Partial:
-    __slots__ = ("buf", "count", "got", "held", "total")
+    __slots__ = ("count", "got", "held", "total")
 
     def __init__(self, count: int, total: int) -> None:
         self.count = count
         self.total = total
-        self.got: dict[int, bytes] = {}
+        self.got: dict[int, tuple[int, bytes]] = {}
+        """Fragment number -> (offset, bytes): nothing is allocated for the claimed total until it is all here."""
         self.held = 0
-        self.buf: bytearray | None = None
 
 
 class FlowBook:
     """Fragments and flow facts, fed in capture order; bounded:
 
     - at most :attr:`max_flows` flows (past it the oldest is forgotten);
-    - at most :attr:`max_partial` messages being reassembled per flow and direction, and :attr:`max_partial_bytes`
-      of their fragments in all (past either, the oldest partial message is dropped: ENet would have given up on it
-      long before);
+    - at most :attr:`max_partial` messages being reassembled per flow and direction, :attr:`max_partial_total` in
+      all, and :attr:`max_partial_bytes` of their fragments (past any, the oldest partial message is dropped: ENet
+      would have given up on it long before). Fragments are kept as they came: the claimed total length is never
+      allocated, and a message is made whole only when its fragments cover it exactly;
     - at most :attr:`max_done` reassembled messages kept, :attr:`max_done_bytes` in all (the oldest go first; a
       fragment whose message was forgotten is shown as a fragment only);
     - a message claiming more than :data:`MAX_MESSAGE` bytes is not reassembled.
+    Every datagram costs work proportional to its size plus a few dictionary operations.
     """
 
-    def __init__(self, max_flows: int = 4096, max_partial: int = 32, max_partial_bytes: int = 64 << 20,
-                 max_done: int = 4096, max_done_bytes: int = 64 << 20) -> None:
+    def __init__(self, max_flows: int = 4096, max_partial: int = 32, max_partial_total: int = 4096,
+                 max_partial_bytes: int = 64 << 20, max_done: int = 4096, max_done_bytes: int = 64 << 20) -> None:
         self.max_flows = max_flows
         self.max_partial = max_partial
+        self.max_partial_total = max_partial_total
         self.max_partial_bytes = max_partial_bytes
         self.max_done = max_done
         self.max_done_bytes = max_done_bytes
         self.flows: OrderedDict[int, FlowInfo] = OrderedDict()
         self.partial: OrderedDict[FragKey, _Partial] = OrderedDict()
+        self._lanes: dict[tuple[int, int], OrderedDict[FragKey, None]] = {}
         self.partial_bytes = 0
         self.done: OrderedDict[FragKey, Reassembled] = OrderedDict()
         self.done_bytes = 0
         self.dropped = 0
-        """Partial messages given up on (a cap was reached)."""
+        """Partial messages given up on (a cap was reached, or the fragments did not cover the message)."""
 
     def clear(self) -> None:
         self.flows.clear()
         self.partial.clear()
+        self._lanes.clear()
         self.done.clear()
         self.partial_bytes = self.done_bytes = 0
 
@@ -394,7 +399,6 @@ class FlowBook:
             return
         unrel = int(c.kind == 12)
         key = (msg.conn_id, d, c.channel, unrel, start_seq, c.seq if unrel else 0)
-        piece = data[c.data_start : c.data_end]
         if key in self.done:
             return  # a retransmission of a part of a message already whole
         part = self.partial.get(key)
@@ -403,18 +407,28 @@ class FlowBook:
                 self._drop(key)
             part = _Partial(count, total)
             self.partial[key] = part
-            self._bound_partials(msg.conn_id, d)
+            lane = self._lanes.get(key[:2])  # type: ignore[arg-type]
+            if lane is None:
+                lane = self._lanes[key[:2]] = OrderedDict()  # type: ignore[index]
+            lane[key] = None
+            if len(lane) > self.max_partial:
+                self._drop(next(iter(lane)))
+                self.dropped += 1
+            if len(self.partial) > self.max_partial_total:
+                self._drop(next(iter(self.partial)))
+                self.dropped += 1
         if number in part.got:
             return
-        part.got[number] = piece
+        piece = data[c.data_start : c.data_end]
+        part.got[number] = (offset, piece)
         part.held += len(piece)
         self.partial_bytes += len(piece)
-        if part.buf is None:
-            part.buf = bytearray(total)
-        part.buf[offset : offset + length] = piece
         if len(part.got) == count:
             self._drop(key)
-            whole = bytes(part.buf)
+            whole = _joined(part)
+            if whole is None:
+                self.dropped += 1
+                return
             self.done[key] = Reassembled(whole, count, number, zlib.crc32(data), msg.id)
             self.done_bytes += len(whole)
             while self.done and (len(self.done) > self.max_done or self.done_bytes > self.max_done_bytes):
@@ -424,19 +438,32 @@ class FlowBook:
             self._drop(next(iter(self.partial)))
             self.dropped += 1
 
-    def _bound_partials(self, conn: int, d: int) -> None:
-        mine = [k for k in self.partial if k[0] == conn and k[1] == d]
-        for k in mine[: max(0, len(mine) - self.max_partial)]:
-            self._drop(k)
-            self.dropped += 1
-
     def _drop(self, key: FragKey) -> None:
         part = self.partial.pop(key, None)
         if part is not None:
             self.partial_bytes -= part.held
+            lane = self._lanes.get(key[:2])  # type: ignore[arg-type]
+            if lane is not None:
+                lane.pop(key, None)
+                if not lane:
+                    del self._lanes[key[:2]]  # type: ignore[arg-type]
 
     def reassembled(self, key: FragKey) -> Reassembled | None:
         return self.done.get(key)
+
+
+def _joined(part: _Partial) -> bytes | None:
+    """The message, when its fragments cover ``part.total`` bytes exactly, one after the other; else None."""
+    if part.held != part.total:
+        return None
+    at = 0
+    pieces = []
+    for offset, piece in sorted(part.got.values()):
+        if offset != at:
+            return None
+        pieces.append(piece)
+        at += len(piece)
+    return b"".join(pieces)
 
 
 FLOWS = FlowBook()
