@@ -539,9 +539,20 @@ MAX_NESTING: Final = 2
 """Decoders that decode a payload with the registry (ENet, Godot's RAW, a relay) nest at most this deep."""
 
 
-def decode_payload(registry: DecoderRegistry | None, payload: bytes, ctx: DecodeContext,
-                   prefer: str | None = None) -> View | None:
-    """``payload`` decoded by the usual decoders (``prefer`` first if it decodes), or None when nested too deep."""
+LaneKey = tuple[int | None, int | None, int, str | None]
+"""(connection, direction, channel, struct layout): the messages of one ENet channel, usually all of one format."""
+MEMO_MAX: Final = 4096
+
+
+def decode_payload(registry: DecoderRegistry | None, payload: bytes, ctx: DecodeContext, prefer: str | None = None,
+                   memo: dict[LaneKey, tuple[str, float]] | None = None, lane: LaneKey | None = None
+                   ) -> View | None:
+    """``payload`` decoded by the usual decoders (``prefer`` first if it decodes), or None when nested too deep.
+
+    ``memo`` and ``lane``: the decoder that surely won the last payload of this lane, and its confidence. When that
+    decoder is exactly as confident of this payload, it is the one "auto" would pick again (see below why), so it
+    decodes without asking the others: that ranking is most of the cost of a small payload. A payload of another kind
+    goes through "auto" as usual."""
     if nesting() >= MAX_NESTING:
         return None
     if registry is None:
@@ -555,7 +566,29 @@ def decode_payload(registry: DecoderRegistry | None, payload: bytes, ctx: Decode
             view = registry.decode_with(prefer, payload, inner)
             if view.error is None:
                 return view
-        return registry.auto(payload, inner)
+        hit = memo.get(lane) if memo is not None and lane is not None else None
+        if hit is not None:
+            decoder = registry.get(hit[0])
+            try:
+                same = decoder is not None and decoder.confidence(payload, inner) == hit[1]
+            except Exception:  # a plugin's bug: as auto would, take it as "cannot"
+                same = False
+            if same:
+                view = registry.decode_with(hit[0], payload, inner)
+                if view.error is None:
+                    return view
+        view = registry.auto(payload, inner)
+        if memo is not None and lane is not None and view.error is None:
+            ranked = registry.confidences(payload, inner)
+            # Only a plain, sure win is remembered (not a fallback after the first failed, nor a body behind a prefix,
+            # nor text, which is as sure of any ASCII): at 0.8 and above the built-ins' kinds do not overlap (JSON's
+            # first byte, msgpack's maps, a pickle's PROTO, Godot's commands), so no other would be surer. A user's
+            # struct layout is surer of any message of its size: lanes with one always rank.
+            if ranked and ranked[0][0] == view.decoder and ranked[0][1] >= 0.8 and inner.struct_format is None:
+                if len(memo) >= MEMO_MAX:
+                    memo.clear()
+                memo[lane] = ranked[0]
+        return view
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -572,10 +605,15 @@ class EnetDecoder:
 
     name = NAME
 
-    def __init__(self, registry: DecoderRegistry | None = None, book: FlowBook | None = None) -> None:
+    def __init__(self, registry: DecoderRegistry | None = None, book: FlowBook | None = None,
+                 decode_payloads: bool = True) -> None:
         self.registry = registry
         self.book = book if book is not None else FLOWS
+        self.decode_payloads = decode_payloads
+        """False: payloads are shown by their size only (the ENet layer alone: its benchmark)."""
         self._memo: tuple[bytes, FlowInfo | None, Parsed] | None = None
+        self.lanes: dict[LaneKey, tuple[str, float]] = {}
+        """The decoder of each channel's last payload (see :func:`decode_payload`)."""
 
     def confidence(self, data: bytes, ctx: DecodeContext) -> float:
         n = len(data)
@@ -771,7 +809,7 @@ class _Builder:
             head = f"ch{ch} reliable #{c.seq}"
         else:
             return self.fragment(c, v, f"ch{ch} {mode} #{c.seq if kind == 8 else body[0]}")
-        view = self.payload(self.data[c.data_start : c.data_end])
+        view = self.payload(self.data[c.data_start : c.data_end], ch)
         return v, f"{head} {size} B" + _payload_text(view, v), view
 
     def control(self, c: Command, v: dict[str, Any]) -> str:
@@ -810,20 +848,24 @@ class _Builder:
         if done is not None and done.last == number and done.last_crc == zlib.crc32(self.p.data):
             v["reassembled"] = True
             v["size"] = len(done.data)
-            whole = self.payload(done.data)
+            whole = self.payload(done.data, c.channel)
             return v, f"{head} {total} B reassembled from {count} fragments" + _payload_text(whole, v), whole
         v["reassembled"] = False
         frag = f"{head} fragment {number + 1}/{count} of {total} B"
         return v, frag + (f" (whole in message {done.msg_id})" if done is not None else ""), None
 
-    def payload(self, payload: bytes) -> View | None:
+    def payload(self, payload: bytes, channel: int) -> View | None:
+        if not self.dec.decode_payloads:
+            return None
         flow = self.flow
         prefer = "godot" if flow is not None and flow.godot_peer is not None else None
         ctx = self.ctx
         if ctx.detail and self.budget.left <= 0:  # the tree is full: the rest need only their summaries
             ctx = DecodeContext(ctx.direction, ctx.conn_id, ctx.struct_format, ctx.json_delimiter, None, False,
                                 ctx.deadline_ns, None)
-        return decode_payload(self.dec.registry, payload, ctx, prefer)
+        d = ctx.direction
+        lane = (ctx.conn_id, None if d is None else int(d), channel, ctx.struct_format)
+        return decode_payload(self.dec.registry, payload, ctx, prefer, self.dec.lanes, lane)
 
     def field(self, i: int, c: Command, text: str, payload: View | None, v: dict[str, Any]) -> Field:
         """The command's node in the tree, with byte ranges."""

@@ -18,6 +18,7 @@ Thread: any thread; pure.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._api import MAX_NODES, DecodeContext, Field, View, clip, error_view, hex_dump
@@ -70,6 +71,10 @@ class GodotValue(dict, Renderable):  # type: ignore[type-arg]
         self.type_name = type_name
 
     def render_into(self, r: Renderer, depth: int) -> None:
+        parts = list(self.values())
+        if all(type(v) is float or type(v) is int for v in parts):  # a vector or colour: one write, not one a part
+            r.write(f"{self.type_name}({', '.join(map(repr, parts))})")
+            return
         r.write(self.type_name + "(")
         first = True
         for v in self.values():
@@ -340,17 +345,26 @@ def read_variant(data: bytes) -> Any:
 class Packet:
     """One SceneMultiplayer packet as read: its command, a summary, parts with byte ranges, and a plain value."""
 
-    __slots__ = ("command", "parts", "raw", "summary", "value")
+    __slots__ = ("_summary", "command", "parts", "raw", "value")
 
-    def __init__(self, command: str, summary: str, value: dict[str, Any], parts: list[tuple[str, Any, int, int]],
-                 raw: tuple[int, int] | None = None) -> None:
+    def __init__(self, command: str, summary: str | Callable[[], str], value: dict[str, Any],
+                 parts: list[tuple[str, Any, int, int]], raw: tuple[int, int] | None = None) -> None:
         self.command = command
-        self.summary = summary
+        self._summary = summary
+        """The one-line text, or how to make it: rendering arguments costs more than reading them, and a
+        confidence check reads packets it never shows."""
         self.value = value
         self.parts = parts
         """(name, value, start, end) in the packet, for the field tree."""
         self.raw = raw
         """For RAW and relayed RAW packets: where the game's own bytes are (start, end)."""
+
+    @property
+    def summary(self) -> str:
+        s = self._summary
+        if not isinstance(s, str):
+            s = self._summary = s()
+        return s
 
 
 def _cstring(data: bytes, pos: int, what: str) -> tuple[str, int]:
@@ -468,8 +482,13 @@ def _remote_call(data: bytes, pos: int, first: int) -> Packet:
         value["args"] = args
         parts.append(("argument count", argc, off, off + 1))
         parts.append(("arguments", args, off + 1, args_end))
-        shown = render(args, 120)[0]
-        shown = "(" + shown[1:-1] + ")" if shown.startswith("[") and shown.endswith("]") else shown
+
+        def call() -> str:
+            shown = render(args, 120)[0]
+            shown = "(" + shown[1:-1] + ")" if shown.startswith("[") and shown.endswith("]") else shown
+            return f"rpc {target} method {method}{shown}"
+
+        return Packet("remote_call", call, value, parts)
     return Packet("remote_call", f"rpc {target} method {method}{shown}", value, parts)
 
 
@@ -512,8 +531,8 @@ def _spawn(data: bytes, pos: int) -> Packet:
     if state:
         parts.append(("spawn state", state, off, end))
     what = "custom" if scene == 0xFF else f"scene {scene}"
-    return Packet("spawn", f'spawn "{name}" ({what}) net id {nid}' + (f" state {render(state, 80)[0]}" if state
-                                                                     else ""), value, parts)
+    return Packet("spawn", lambda: f'spawn "{name}" ({what}) net id {nid}' + (f" state {render(state, 80)[0]}"
+                                                                             if state else ""), value, parts)
 
 
 def _sync(data: bytes, pos: int, first: int) -> Packet:
@@ -556,9 +575,12 @@ def _sync(data: bytes, pos: int, first: int) -> Packet:
     if off != end:
         raise BadPacket(f"{end - off} bytes after the sync states")
     value["nodes"] = nodes
-    shown = "; ".join(f"{n['net_id']}: {render(n['values'], 60)[0]}" for n in nodes[:3])
-    return Packet("sync", ("delta " if delta else f"sync t={value.get('time')} ") + shown
-                  + ("; …" if len(nodes) > 3 else ""), value, parts)
+
+    def synced() -> str:
+        shown = "; ".join(f"{n['net_id']}: {render(n['values'], 60)[0]}" for n in nodes[:3])
+        return ("delta " if delta else f"sync t={value.get('time')} ") + shown + ("; …" if len(nodes) > 3 else "")
+
+    return Packet("sync", synced, value, parts)
 
 
 def _sys(data: bytes, pos: int, depth: int) -> Packet:
@@ -584,10 +606,11 @@ def _sys(data: bytes, pos: int, depth: int) -> Packet:
         raise BadPacket("relay without a packet")
     inner = parse_packet(data, pos + 6, depth + 1)
     value["packet"] = inner.value
-    parts.append(("relayed packet", inner.summary, pos + 6, end))
+    parts.append(("relayed packet", inner.command, pos + 6, end))
     parts.extend((f"  {n}", v, s, e) for n, v, s, e in inner.parts)
     whom = "all" if peer == 0 else f"all but {-peer}" if peer < 0 else str(peer)
-    return Packet("sys", f"relay {'to' if peer <= 0 else 'for'} {whom}: {inner.summary}", value, parts, raw=inner.raw)
+    return Packet("sys", lambda: f"relay {'to' if peer <= 0 else 'for'} {whom}: {inner.summary}", value, parts,
+                  raw=inner.raw)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -600,23 +623,28 @@ def confidence_of(data: bytes, nested: bool = False) -> float:
     bytes and a call without arguments are no evidence: the ENet decoder shows them as Godot's on a flow whose
     CONNECT was a Godot client's. A call with arguments counts only inside an ENet payload (``nested``): Godot sends
     nothing outside one (here)."""
+    return _scored(data, nested)[0]
+
+
+def _scored(data: bytes, nested: bool) -> tuple[float, Packet | None]:
     if not data or len(data) > 1 << 16:
-        return 0.0
+        return 0.0, None
     first = data[0]
     if first & 7 != 0 and first not in (1, 2, 4, 5, 6, 7, 0x16):
-        return 0.0
+        return 0.0, None
+    if not nested and (first & 7 == 0 or first == 5):  # calls and despawns count inside a payload only
+        return 0.0, None
     try:
         p = parse_packet(data)
     except (BadPacket, struct.error, IndexError, OverflowError, RecursionError, MemoryError):
-        return 0.0
+        return 0.0, None
     if p.command == "remote_call":
-        args = p.value.get("args")
-        return 0.5 if nested and first & 0x80 == 0 and args else 0.0
+        return (0.5 if nested and first & 0x80 == 0 and p.value.get("args") else 0.0), p
     if p.command == "despawn" or (p.command == "sys" and p.value.get("sys") in ("add_peer", "del_peer")):
-        return 0.5 if nested else 0.0
+        return (0.5 if nested else 0.0), p
     if p.command == "sys" and p.value.get("sys") == "auth":
-        return 0.0
-    return 0.8
+        return 0.0, p
+    return 0.8, p
 
 
 class GodotDecoder:
@@ -627,19 +655,29 @@ class GodotDecoder:
     def __init__(self, registry: DecoderRegistry | None = None) -> None:
         self.registry = registry
         """Where a RAW packet's bytes are decoded (default: the process's registry)."""
+        self._memo: tuple[bytes, Packet] | None = None
+        """The packet the last confidence check read (the registry decodes the same bytes next)."""
 
     def confidence(self, data: bytes, ctx: DecodeContext) -> float:
         from ._enet import nesting
 
-        return confidence_of(data, nesting() > 0)
+        score, p = _scored(data, nesting() > 0)
+        if p is not None:
+            self._memo = (data, p)
+        return score
 
     def decode(self, data: bytes, ctx: DecodeContext) -> View:
-        try:
-            p = parse_packet(data)
-        except (BadPacket, struct.error, IndexError, OverflowError) as e:
-            return error_view(NAME, data, f"not a Godot multiplayer packet: {e}", detail=ctx.detail)
-        except RecursionError:
-            return error_view(NAME, data, "not a Godot multiplayer packet: nested too deeply", detail=ctx.detail)
+        memo = self._memo
+        if memo is not None and memo[0] is data:
+            p = memo[1]
+        else:
+            try:
+                p = parse_packet(data)
+            except (BadPacket, struct.error, IndexError, OverflowError) as e:
+                return error_view(NAME, data, f"not a Godot multiplayer packet: {e}", detail=ctx.detail)
+            except RecursionError:
+                return error_view(NAME, data, "not a Godot multiplayer packet: nested too deeply",
+                                  detail=ctx.detail)
         inner = None
         if p.raw is not None and p.raw[1] > p.raw[0]:
             from ._enet import decode_payload

@@ -98,6 +98,8 @@ class DecoderRegistry(Mapping[str, Decoder]):
         """(name, decoder, its bound ``confidence``) in registration order: what ``auto`` asks per message."""
         self.load_errors: list[PluginLoadError] = []
         self._generation = 0
+        self._sure: dict[tuple[int, Direction], tuple[str, float, Decoder]] = {}
+        """(connection, direction) -> the decoder that last won surely there (see :meth:`_sure_for`)."""
         self._contexts: dict[tuple[int | None, Direction | None, bool], tuple[int, DecodeContext]] = {}
         self.decode_as: _Scoped[str] = _Scoped(self._settings_changed)
         self.struct_formats: _Scoped[str] = _Scoped(self._settings_changed)
@@ -129,6 +131,7 @@ class DecoderRegistry(Mapping[str, Decoder]):
         if key in self._decoders and not replace:
             raise ValueError(f"a decoder named {name!r} is already registered")
         self._decoders[key] = decoder
+        self._sure.clear()
         if getattr(decoder, "registry", False) is None:  # decodes payloads (ENet, Godot): with this registry
             decoder.registry = self  # type: ignore[attr-defined]
         self._scorers = [(n, d, d.confidence) for n, d in self._decoders.items()]
@@ -188,6 +191,7 @@ class DecoderRegistry(Mapping[str, Decoder]):
 
     def _settings_changed(self) -> None:
         self._generation += 1
+        self._sure.clear()
 
     def context_for(self, conn_id: int | None, direction: Direction | None, *, detail: bool = True) -> DecodeContext:
         """The user's settings for a connection and direction; ``detail`` False asks for a summary-only view."""
@@ -258,12 +262,51 @@ class DecoderRegistry(Mapping[str, Decoder]):
         A message that is a length prefix plus a body (``--framing len16``/``len32``, the usual way games frame
         msgpack or pickle) is decoded as its body when the whole message reads only as text or hex.
         """
+        sure = self._sure_for(data, ctx)
+        if sure is not None:
+            return sure
         view = self._auto(data, ctx)
         if view.decoder in _UNSTRUCTURED and len(data) > 2:
             wrapped = self._prefixed(data, ctx) or self._headed(data, ctx)
             if wrapped is not None:
                 return wrapped
         return view
+
+    def _sure_for(self, data: bytes, ctx: DecodeContext) -> View | None:
+        """The view "auto" gives, without ranking every decoder, when a connection's messages are of one kind.
+
+        A connection (direction) whose last message a decoder won surely (at :data:`_SURE` or more: JSON's
+        ``{``, a pickle with PROTO and STOP, ENet's commands) is remembered with that confidence; a message of which
+        that decoder is exactly as sure is the same kind, of which the others were less sure, so it decodes it
+        directly (ranking is most of the cost of a small message; ENet's datagrams have one ranking each and one per
+        payload). Anything else ranks as usual. Not used with a struct layout or a known framing (whose confidences
+        follow the message's size or the framing, not its kind) nor for messages of no connection."""
+        conn, d = ctx.conn_id, ctx.direction
+        if conn is None or d is None or ctx.struct_format is not None or ctx.framing is not None:
+            return None
+        key = (conn, d)
+        hit = self._sure.get(key)
+        if hit is not None:
+            name, conf, decoder = hit
+            try:
+                same = decoder.confidence(data, ctx) == conf
+            except Exception:
+                same = False
+            if same:
+                view = self._decode_by(decoder, data, ctx)
+                if view.error is None:
+                    return view
+            self._sure.pop(key, None)
+        ranked = self._ranked(data, ctx)
+        if ranked and ranked[0][0] >= _SURE and ranked[0][1] not in _UNSTRUCTURED:
+            conf, name, decoder = ranked[0]
+            view = self._decode_by(decoder, data, ctx)
+            if view.error is None:
+                if len(self._sure) >= _MAX_CONTEXTS:
+                    self._sure.clear()
+                self._sure[key] = (name, conf, decoder)
+                return view
+        return None
 
     def _headed(self, data: bytes, ctx: DecodeContext) -> View | None:
         """A header and a body (``--framing header16json``, the Real Python socket tutorial's format): a 2-byte
@@ -396,6 +439,8 @@ def _by_confidence(entry: tuple[float, str, Decoder]) -> float:
 
 
 _UNSTRUCTURED = frozenset({"text", "hex"})
+_SURE = 0.9
+"""A confidence at which the built-ins' kinds of message do not overlap (see DecoderRegistry._sure_for)."""
 _MAX_HEADER = 64 << 10
 """Longest JSON header of a header-and-body message looked at."""
 _LENGTH_PREFIXES: tuple[tuple[str, int], ...] = ((">I", 4), ("<I", 4), (">H", 2), ("<H", 2))
