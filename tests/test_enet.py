@@ -404,3 +404,19 @@ def test_filters_on_enet_fields(text: str, hits: list[bool]) -> None:
         return REG.decode(m.data, SUMMARY)
 
     assert [f.matches(_msg(m), provider) for m in msgs] == hits
+
+
+def test_a_remote_call_is_named_by_the_path_its_sender_announced() -> None:
+    conn = 7040
+    store = _store_with_flow(conn)
+    announce = e.header(0, sent_time=1) + e.reliable(0, 1, e.simplify_path(3, "Players/Ada"))
+    call = e.header(0) + e.unsequenced(1, 1, e.rpc(3, 0, [e.Vec2((1.0, 2.0))]))
+    back = e.header(0) + e.unsequenced(1, 1, e.rpc(3, 0, [e.Vec2((1.0, 2.0))]))
+    store.apply([Message(1, conn, Direction.C2S, 0, announce, 0, 0), Message(2, conn, Direction.C2S, 1, call, 0, 0),
+                 Message(3, conn, Direction.S2C, 0, back, 0, 0)])
+    reg = DecoderRegistry(builtin_decoders())
+    view = reg.decode_message(store.message(1))
+    assert view.values[0]["payload"]["path"] == "Players/Ada"
+    assert "godot rpc Players/Ada (node 3) method 0(Vector2(1.0, 2.0))" in view.summary
+    other_way = reg.decode_message(store.message(2))  # the server's cache ids are its own
+    assert "path" not in other_way.values[0]["payload"] and "rpc node 3 method 0" in other_way.summary

@@ -274,7 +274,7 @@ def best_parse(data: bytes, flow: FlowInfo | None = None) -> Parsed:
 class FlowInfo:
     """What the book knows of one flow (both directions)."""
 
-    __slots__ = ("checksum", "connect_ids", "datagrams", "godot_peer")
+    __slots__ = ("checksum", "connect_ids", "datagrams", "godot_paths", "godot_peer")
 
     def __init__(self) -> None:
         self.datagrams = 0
@@ -285,6 +285,9 @@ class FlowInfo:
         """The peer id a Godot client announced in its CONNECT (255 channels, data = its unique id)."""
         self.checksum = False
         """A datagram of this flow carried a checksum that verified."""
+        self.godot_paths: dict[int, dict[int, str]] = {}
+        """Godot: per direction, the node paths its sender announced (SIMPLIFY_PATH), by cache id: a remote call
+        names its node by that id."""
 
 
 class Reassembled:
@@ -391,6 +394,21 @@ class FlowBook:
                     info.godot_peer = connect_data
             elif kind in (8, 12):
                 self._fragment(msg, d, c, data)
+            elif kind == 6 and c.data_end - c.data_start >= 40 and data[c.data_start] == 1:
+                self._godot_path(info, d, data[c.data_start : c.data_end])
+
+    @staticmethod
+    def _godot_path(info: FlowInfo, d: int, packet: bytes) -> None:
+        """A SIMPLIFY_PATH (always sent reliably): remember which node the sender's cache id stands for."""
+        from ._godot import BadPacket, parse_packet
+
+        try:
+            p = parse_packet(packet)
+        except (BadPacket, ValueError, IndexError):
+            return
+        paths = info.godot_paths.setdefault(d, {})
+        if len(paths) < 4096:
+            paths[p.value["id"]] = p.value["path"]
 
     def _fragment(self, msg: Message, d: int, c: Command, data: bytes) -> None:
         start_seq, length, count, number, total, offset = c.body

@@ -484,9 +484,8 @@ def _remote_call(data: bytes, pos: int, first: int) -> Packet:
         parts.append(("arguments", args, off + 1, args_end))
 
         def call() -> str:
-            shown = render(args, 120)[0]
-            shown = "(" + shown[1:-1] + ")" if shown.startswith("[") and shown.endswith("]") else shown
-            return f"rpc {target} method {method}{shown}"
+            text, cut = render(args, 120)
+            return f"rpc {target} method {method}({text[1:] if cut else text[1:-1]})"
 
         return Packet("remote_call", call, value, parts)
     return Packet("remote_call", f"rpc {target} method {method}{shown}", value, parts)
@@ -678,18 +677,28 @@ class GodotDecoder:
             except RecursionError:
                 return error_view(NAME, data, "not a Godot multiplayer packet: nested too deeply",
                                   detail=ctx.detail)
+        from ._enet import FLOWS, decode_payload
+
         inner = None
         if p.raw is not None and p.raw[1] > p.raw[0]:
-            from ._enet import decode_payload
-
             inner = decode_payload(self.registry, data[p.raw[0] : p.raw[1]], ctx)
-        return packet_view(p, data, ctx.detail, inner)
+        flow = FLOWS.flow(ctx.conn_id)
+        paths = None
+        if flow is not None and flow.godot_paths and ctx.direction is not None:
+            paths = flow.godot_paths.get(int(ctx.direction))
+        return packet_view(p, data, ctx.detail, inner, paths)
 
 
-def packet_view(p: Packet, data: bytes, detail: bool, inner: View | None = None) -> View:
-    """The view of a parsed packet; ``inner``: a RAW packet's bytes decoded by the usual decoders."""
+def packet_view(p: Packet, data: bytes, detail: bool, inner: View | None = None,
+                paths: dict[int, str] | None = None) -> View:
+    """The view of a parsed packet; ``inner``: a RAW packet's bytes decoded by the usual decoders; ``paths``: the
+    node paths the sender announced (SIMPLIFY_PATH) by cache id, which name a remote call's node."""
     summary = p.summary
     value = dict(p.value)
+    node = value.get("node")
+    if paths and p.command == "remote_call" and isinstance(node, int) and node in paths:
+        value["path"] = paths[node]
+        summary = summary.replace(f"rpc node {node} ", f"rpc {paths[node]} (node {node}) ", 1)
     if inner is not None:
         summary = f"{summary} · {inner.decoder} {inner.summary}"
         value["payload"] = inner.values[0] if len(inner.values) == 1 else list(inner.values)
