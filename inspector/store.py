@@ -37,6 +37,7 @@ Thread: not thread-safe; owned by the Qt (GUI) thread. The bridge hands it batch
 from __future__ import annotations
 
 import bisect
+import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -110,6 +111,13 @@ def _first_datagram(m: Message) -> None:
 
 
 _observe_datagram: Callable[[Message], None] = _first_datagram
+
+
+def _forget_flows() -> None:
+    """Empty the ENet book of flows, if the decoders are loaded (else it has nothing to forget)."""
+    enet = sys.modules.get("inspector.decode._enet")
+    if enet is not None:
+        enet.FLOWS.clear()
 
 
 RowPredicate = Callable[[int], bool]
@@ -272,6 +280,7 @@ class MessageStore:
         """The proxy's framing for new connections (c2s, s2c), when known: what a connection starts with."""
         self.reframe_work = 0
         """Bytes fed to framers to re-frame reads for the view, in total (a deterministic cost measure)."""
+        _forget_flows()  # a new capture numbers its connections from 1 again: #1 here is another flow
 
     def _init_columns(self) -> None:
         self.ids = array("Q")

@@ -99,3 +99,20 @@ def test_after_a_loss_the_ladder_notes_show_enets_retransmissions() -> None:
         if p.channel == 0:
             assert store.state(p.request_row) is not MessageState.DROPPED
     assert len([p for p in pairer.pairs if p.channel == 0]) == 24
+
+
+@pytest.mark.timeout(60)
+def test_stream_lessons_are_not_marked_on_datagrams() -> None:
+    """An ENet datagram often ends like the start of a msgpack object; the next like its end: no "split" on UDP."""
+    from proxy.model import Message
+
+    store = MessageStore()
+    store.apply([ConnectionOpened(1, ("127.0.0.1", 1), ("127.0.0.1", 2), 0, transport="udp"),
+                 ConnectionOpened(2, ("127.0.0.1", 3), ("127.0.0.1", 4), 0)])
+    first, second = b'\x82\xa1a\x01\xa1b', b"\x02"  # a msgpack map cut in two
+    store.apply([Message(1, 1, Direction.C2S, 0, first, 1, 1), Message(2, 1, Direction.C2S, 1, second, 2, 2),
+                 Message(3, 2, Direction.C2S, 0, first, 3, 3), Message(4, 2, Direction.C2S, 1, second, 4, 4)])
+    analysis = Analysis(store)
+    analysis.run_to_end()
+    assert not analysis.annotator.for_row(store, 0) and not analysis.annotator.for_row(store, 1)
+    assert [a.kind.value for a in analysis.annotator.for_row(store, 2)] == ["split"]  # TCP: as before

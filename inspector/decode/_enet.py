@@ -653,6 +653,12 @@ class EnetDecoder:
             return 0.0  # a record that happens to parse: ENet needs better evidence on a flow it has not seen
         return 0.95 if p.checksum_at is not None else 0.92
 
+    def forget_connections(self) -> None:
+        """Numbering starts again (a new window or session): what was learnt of connection #1 is not the new #1's."""
+        self.book.clear()
+        self.lanes.clear()
+        self._memo = None
+
     def _parsed(self, data: bytes, flow: FlowInfo | None) -> Parsed:
         """``data`` parsed and checked; the registry asks for the confidence, then decodes the same bytes: the
         reading is kept for that (one tuple, replaced whole: safe across threads)."""

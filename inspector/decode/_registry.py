@@ -188,6 +188,10 @@ class DecoderRegistry(Mapping[str, Decoder]):
         for scoped in (self.decode_as, self.struct_formats, self.json_delimiters, self.framings):
             scoped._by.clear()
         self._settings_changed()
+        for d in self._decoders.values():  # what a decoder learnt of connections (ENet's flows)
+            forget = getattr(d, "forget_connections", None)
+            if callable(forget):
+                forget()
 
     def _settings_changed(self) -> None:
         self._generation += 1
