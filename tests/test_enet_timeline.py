@@ -116,3 +116,29 @@ def test_stream_lessons_are_not_marked_on_datagrams() -> None:
     analysis.run_to_end()
     assert not analysis.annotator.for_row(store, 0) and not analysis.annotator.for_row(store, 1)
     assert [a.kind.value for a in analysis.annotator.for_row(store, 2)] == ["split"]  # TCP: as before
+
+
+@pytest.mark.timeout(60)
+def test_an_ack_that_was_lost_pairs_with_nothing_and_the_resend_pairs_with_the_next() -> None:
+    from proxy.model import Message
+    from tests import enet_bytes as e
+
+    store = MessageStore()
+    store.apply([ConnectionOpened(1, ("127.0.0.1", 1), ("127.0.0.1", 2), 0, transport="udp")])
+    first = e.header(0, sent_time=100) + e.reliable(0, 1, b"hello")
+    resend = e.header(0, sent_time=300) + e.reliable(0, 1, b"hello")
+    store.apply([
+        Message(1, 1, Direction.C2S, 0, first, 1_000_000, 1_000_000),
+        Message(2, 1, Direction.S2C, 0, e.header(0) + e.ack(0, 1, 100), 2_000_000, None,
+                state=MessageState.DROPPED, note="lost: random loss 20 %"),
+        Message(3, 1, Direction.C2S, 1, resend, 3_000_000, 3_000_000),
+        Message(4, 1, Direction.S2C, 1, e.header(0) + e.ack(0, 1, 300), 4_000_000, 5_000_000),
+    ])
+    analysis = Analysis(store)
+    analysis.run_to_end()
+    (pair,) = analysis.pairer.pairs
+    assert (pair.request_row, pair.response_row, pair.channel, pair.key) == (2, 3, 0, "ch0 #1")
+    assert analysis.pairer.enet_note(2) == "↻ resends ch0 #1 (2nd try)"
+    assert analysis.pairer.enet_note(0) == "ch0 #1 sent again in #3"
+    (rt,) = analysis.pairer.round_trips
+    assert rt.rtt_ns == 2_000_000

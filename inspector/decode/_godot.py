@@ -85,6 +85,8 @@ class GodotValue(dict, Renderable):  # type: ignore[type-arg]
         r.write(")")
 
     def iter_children(self) -> tuple[Any, int]:
+        if all(type(v) is float or type(v) is int for v in self.values()):
+            return iter(()), 0  # a vector or colour is one node: Vector2(1.0, 2.0) says it all
         return iter(self.items()), len(self)
 
     def __repr__(self) -> str:

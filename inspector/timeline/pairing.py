@@ -242,6 +242,8 @@ class Pairer:
     _udp: dict[int, bool] = field(default_factory=dict)
     _sent: dict[tuple[int, int, int, int], list[tuple[int, int | None]]] = field(default_factory=dict)
     """ENet: (conn, direction, channel, reliable seq) -> its transmissions (row, header sent time), until acked."""
+    _what: dict[tuple[int, int, int, int], str] = field(default_factory=dict)
+    """ENet: the same keys -> how a pair names the command (``ch0 #5``, or ``ping #2`` on the control channel)."""
     notes: dict[int, str] = field(default_factory=dict)
     """ENet: rows that resent reliable commands, or whose commands were resent later (see :meth:`enet_note`)."""
 
@@ -314,23 +316,28 @@ class Pairer:
             if not isinstance(ch, int) or not isinstance(seq, int):
                 continue
             if c.get("command") == "ack":
+                if lost:  # never reached the sender of the command: ENet will resend it
+                    continue
                 acked = c.get("acked_seq")
                 key = (conn, other, ch, acked if isinstance(acked, int) else seq)
                 tx = sent.pop(key, None)
+                what = self._what.pop(key, f"ch{ch} #{key[3]}")
                 if not tx:
                     continue
                 echo = c.get("acked_sent_time")
                 q = next((r for r, t in reversed(tx) if t == echo), None)
                 if q is None:  # no copy carried that sent time (the capture missed it): the last that got through
                     q = next((r for r, t in reversed(tx) if t is not None), tx[-1][0])
-                pair = self._add(store, Pair(conn, q, row, f"ch{ch} #{key[3]}", ch))
+                pair = self._add(store, Pair(conn, q, row, what, ch))
                 first = first or pair
             elif c.get("reliable") is True:
                 key = (conn, d, ch, seq)
                 tx = sent.get(key)
                 if tx is None:
                     tx = sent[key] = []
+                    self._what[key] = f"ch{ch} #{seq}" if ch != 255 else f"{c.get('command')} #{seq}"
                     if len(sent) > PENDING_MAX * 64:  # never acknowledged (the capture began late, the peer left)
+                        self._what.pop(next(iter(sent)), None)
                         sent.pop(next(iter(sent)))
                 elif len(tx) < 64:
                     prev = tx[-1][0]
