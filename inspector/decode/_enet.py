@@ -31,14 +31,15 @@ entry or none.
 from __future__ import annotations
 
 import struct
-import threading
 import zlib
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Final
 
 from proxy.model import Direction, Message, MessageState
 
+from . import _godot
 from ._api import MAX_DUMP, MAX_NODES, DecodeContext, Field, View, clip, error_view, hex_dump
+from ._payload import LaneKey, decode_payload, nesting
 from ._render import TreeBudget
 
 if TYPE_CHECKING:
@@ -72,7 +73,6 @@ MAX_MESSAGE: Final = 32 << 20
 """ENET_HOST_DEFAULT_MAXIMUM_PACKET_SIZE: a fragmented message claiming more is not reassembled."""
 
 _U16 = struct.Struct(">H")
-_local = threading.local()
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -400,11 +400,9 @@ class FlowBook:
     @staticmethod
     def _godot_path(info: FlowInfo, d: int, packet: bytes) -> None:
         """A SIMPLIFY_PATH (always sent reliably): remember which node the sender's cache id stands for."""
-        from ._godot import BadPacket, parse_packet
-
         try:
-            p = parse_packet(packet)
-        except (BadPacket, ValueError, IndexError):
+            p = _godot.parse_packet(packet)
+        except (_godot.BadPacket, ValueError, IndexError):
             return
         paths = info.godot_paths.setdefault(d, {})
         if len(paths) < 4096:
@@ -488,6 +486,17 @@ FLOWS = FlowBook()
 """The process's book (the window's store and the terminal's summariser feed it)."""
 
 
+def _godot_paths(conn_id: int | None, direction: Direction | None) -> dict[int, str] | None:
+    """The node paths a flow's sender in ``direction`` announced (for the Godot decoder's summaries)."""
+    flow = FLOWS.flow(conn_id)
+    if flow is None or direction is None or not flow.godot_paths:
+        return None
+    return flow.godot_paths.get(int(direction))
+
+
+_godot.PATHS = _godot_paths  # Godot's decoder names a remote call's node by them, without importing this module
+
+
 def observe_datagram(msg: Message) -> None:
     """Feed :data:`FLOWS` one UDP datagram in capture order; never raises (a bug must not lose a capture)."""
     try:
@@ -532,81 +541,6 @@ def _inflate(p: Parsed) -> tuple[Parsed | None, str]:
     if body[:4] == b"\x28\xb5\x2f\xfd":
         return None, "Zstandard (Godot's COMPRESS_ZSTD): not decoded"
     return None, "ENet's range coder or Godot's FastLZ: not decoded"
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Nested decoding guard (a payload is decoded by the registry, which has this decoder too)
-
-
-def nesting() -> int:
-    return getattr(_local, "depth", 0)  # type: ignore[no-any-return]
-
-
-class _Nested:
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        _local.depth = getattr(_local, "depth", 0) + 1
-
-    def __exit__(self, *exc: object) -> None:
-        _local.depth -= 1
-
-
-NESTED = _Nested()
-MAX_NESTING: Final = 2
-"""Decoders that decode a payload with the registry (ENet, Godot's RAW, a relay) nest at most this deep."""
-
-
-LaneKey = tuple[int | None, int | None, int, str | None]
-"""(connection, direction, channel, struct layout): the messages of one ENet channel, usually all of one format."""
-MEMO_MAX: Final = 4096
-
-
-def decode_payload(registry: DecoderRegistry | None, payload: bytes, ctx: DecodeContext, prefer: str | None = None,
-                   memo: dict[LaneKey, tuple[str, float]] | None = None, lane: LaneKey | None = None
-                   ) -> View | None:
-    """``payload`` decoded by the usual decoders (``prefer`` first if it decodes), or None when nested too deep.
-
-    ``memo`` and ``lane``: the decoder that surely won the last payload of this lane, and its confidence. When that
-    decoder is exactly as confident of this payload, it is the one "auto" would pick again (see below why), so it
-    decodes without asking the others: that ranking is most of the cost of a small payload. A payload of another kind
-    goes through "auto" as usual."""
-    if nesting() >= MAX_NESTING:
-        return None
-    if registry is None:
-        from . import default_registry
-
-        registry = default_registry()
-    inner = DecodeContext(ctx.direction, ctx.conn_id, ctx.struct_format, ctx.json_delimiter, None, ctx.detail,
-                          ctx.deadline_ns, None)
-    with NESTED:
-        if prefer is not None and prefer in registry:
-            view = registry.decode_with(prefer, payload, inner)
-            if view.error is None:
-                return view
-        hit = memo.get(lane) if memo is not None and lane is not None else None
-        if hit is not None:
-            decoder = registry.get(hit[0])
-            try:
-                same = decoder is not None and decoder.confidence(payload, inner) == hit[1]
-            except Exception:  # a plugin's bug: as auto would, take it as "cannot"
-                same = False
-            if same:
-                view = registry.decode_with(hit[0], payload, inner)
-                if view.error is None:
-                    return view
-        view = registry.auto(payload, inner)
-        if memo is not None and lane is not None and view.error is None:
-            ranked = registry.confidences(payload, inner)
-            # Only a plain, sure win is remembered (not a fallback after the first failed, nor a body behind a prefix,
-            # nor text, which is as sure of any ASCII): at 0.8 and above the built-ins' kinds do not overlap (JSON's
-            # first byte, msgpack's maps, a pickle's PROTO, Godot's commands), so no other would be surer. A user's
-            # struct layout is surer of any message of its size: lanes with one always rank.
-            if ranked and ranked[0][0] == view.decoder and ranked[0][1] >= 0.8 and inner.struct_format is None:
-                if len(memo) >= MEMO_MAX:
-                    memo.clear()
-                memo[lane] = ranked[0]
-        return view
 
 
 # ------------------------------------------------------------------------------------------------------------

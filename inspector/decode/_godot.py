@@ -11,7 +11,7 @@ Godot's binary serialization: core/io/marshalls.cpp), read here by :func:`read_v
 (``send_bytes``) are the game's own: the ENet decoder hands them on to the usual decoders.
 Nothing here trusts a length: every count is checked against the bytes left before anything is made, nesting stops
 at :data:`MAX_DEPTH`, values at :data:`MAX_VALUES`, so the work is proportional to the packet's size.
-Must not import: Qt, or anything from ``proxy``.
+Must not import: Qt, or anything from ``proxy`` except ``proxy.model``; nor ``_enet`` (which imports this).
 Thread: any thread; pure.
 """
 
@@ -21,7 +21,10 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from proxy.model import Direction
+
 from ._api import MAX_NODES, DecodeContext, Field, View, clip, error_view, hex_dump
+from ._payload import decode_payload, nesting
 from ._render import NODE_REPR, Renderable, Renderer, TreeBudget, render
 from ._tree import value_field
 
@@ -55,6 +58,8 @@ _REALS: dict[int, tuple[int, tuple[str, ...]]] = {
 _INTS: dict[int, tuple[str, ...]] = {6: ("x", "y"), 8: ("x", "y", "w", "h"), 10: ("x", "y", "z"),
                                       13: ("x", "y", "z", "w")}
 _PACKED_WIDTH = {30: ("<i", 4), 31: ("<q", 8), 32: ("<f", 4), 33: ("<d", 8)}
+PATHS: Callable[[int | None, Direction | None], dict[int, str] | None] | None = None
+"""The node paths a flow's sender announced, by cache id (set by the ENet decoder, which follows the flows)."""
 _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
 _U64 = struct.Struct("<Q")
@@ -660,8 +665,6 @@ class GodotDecoder:
         """The packet the last confidence check read (the registry decodes the same bytes next)."""
 
     def confidence(self, data: bytes, ctx: DecodeContext) -> float:
-        from ._enet import nesting
-
         score, p = _scored(data, nesting() > 0)
         if p is not None:
             self._memo = (data, p)
@@ -679,15 +682,11 @@ class GodotDecoder:
             except RecursionError:
                 return error_view(NAME, data, "not a Godot multiplayer packet: nested too deeply",
                                   detail=ctx.detail)
-        from ._enet import FLOWS, decode_payload
-
         inner = None
         if p.raw is not None and p.raw[1] > p.raw[0]:
             inner = decode_payload(self.registry, data[p.raw[0] : p.raw[1]], ctx)
-        flow = FLOWS.flow(ctx.conn_id)
-        paths = None
-        if flow is not None and flow.godot_paths and ctx.direction is not None:
-            paths = flow.godot_paths.get(int(ctx.direction))
+        lookup = PATHS
+        paths = lookup(ctx.conn_id, ctx.direction) if lookup is not None else None
         return packet_view(p, data, ctx.detail, inner, paths)
 
 

@@ -97,6 +97,8 @@ class LadderView(QWidget):
         self._dragged = False
         self.notes: Callable[[int], str | None] | None = None
         """A short note for a row, drawn beside its arrow (the timeline's ENet retransmissions)."""
+        self._note_ys: dict[Direction, float] = {}
+        """Where the last note of each side was drawn in this paint (a note too close to it is left out)."""
         self.setMinimumSize(260, 160)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMouseTracking(False)
@@ -272,6 +274,7 @@ class LadderView(QWidget):
             p.drawLine(QPointF(x, HEADER_PX), QPointF(x, h))
             p.drawText(QRectF(x - 50, 2, 100, HEADER_PX - 4), Qt.AlignmentFlag.AlignCenter, LANES[i])
         arrows = self.layout_arrows()
+        self._note_ys.clear()
         now_y = self.time_to_y(self._now_ns())
         p.setClipRect(QRectF(0, HEADER_PX, self.width(), h - HEADER_PX))  # arrows never cover the lane names
         for a in arrows:
@@ -292,7 +295,9 @@ class LadderView(QWidget):
         notes = self.notes
         if notes is not None and a.row >= 0 and a.count == 1:
             text = notes(a.row)
-            if text:
+            last = self._note_ys.get(a.direction)
+            if text and (last is None or abs(a.y_arrival - last) >= 13 or selected):  # never one over another
+                self._note_ys[a.direction] = a.y_arrival
                 self._draw_note(p, a, xs, text)
 
     def _draw_note(self, p: QPainter, a: Arrow, xs: list[float], text: str) -> None:
