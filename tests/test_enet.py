@@ -420,3 +420,9 @@ def test_a_remote_call_is_named_by_the_path_its_sender_announced() -> None:
     assert "godot rpc Players/Ada (node 3) method 0(Vector2(1.0, 2.0))" in view.summary
     other_way = reg.decode_message(store.message(2))  # the server's cache ids are its own
     assert "path" not in other_way.values[0]["payload"] and "rpc node 3 method 0" in other_way.summary
+
+
+def test_the_filter_bar_completes_enet_fields() -> None:
+    from inspector.filters import FIELD_NAMES
+
+    assert {"enet", "godot", "enet.channel", "enet.reliable", "enet.lane"} <= set(FIELD_NAMES)
