@@ -118,3 +118,15 @@ def test_a_rule_filter_on_hostile_datagrams_decides_within_its_budget() -> None:
 def test_parsing_is_bounded_by_commands_read() -> None:
     p = parse((HOSTILE / "pings-16k-in-64k.bin").read_bytes())
     assert len(p.commands) == 256 and p.more == 65504 - 4 - 256 * 4
+
+
+def test_past_its_deadline_a_datagram_still_gives_every_commands_fields() -> None:
+    import time as _time
+
+    data = e.header(0, sent_time=1) + b"".join(e.reliable(i % 4, i + 1, b'{"i": %d}' % i) for i in range(30))
+    ctx = DecodeContext(direction=Direction.C2S, conn_id=5, decode_as="enet", detail=False,
+                        deadline_ns=_time.monotonic_ns() - 1)
+    view = REG.decode(data, ctx)
+    assert len(view.values) == 30 and all("payload" not in v for v in view.values)
+    assert [v["channel"] for v in view.values] == [i % 4 for i in range(30)]
+    assert any("past the decoding deadline" in w for w in view.warnings)

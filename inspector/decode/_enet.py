@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Final
 from proxy.model import Direction, Message, MessageState
 
 from . import _godot
-from ._api import MAX_DUMP, MAX_NODES, DecodeContext, Field, View, clip, error_view, hex_dump
+from ._api import MAX_DUMP, MAX_NODES, DecodeContext, Field, View, clip, error_view, hex_dump, past_deadline
 from ._payload import LaneKey, decode_payload, nesting
 from ._render import TreeBudget
 
@@ -676,13 +676,14 @@ _CHECKSUM_WORDS: Final = {True: "ok", False: "WRONG", None: "unchecked"}
 class _Builder:
     """Makes one datagram's view: summary and values always; the field tree and text only with detail."""
 
-    __slots__ = ("budget", "checked", "ctx", "data", "dec", "flow", "how", "p", "warnings")
+    __slots__ = ("budget", "checked", "ctx", "data", "dec", "flow", "how", "late", "p", "warnings")
 
     def __init__(self, dec: EnetDecoder, p: Parsed, data: bytes, ctx: DecodeContext, flow: FlowInfo | None,
                  how: str, checked: bool | None, warnings: list[str]) -> None:
         self.dec, self.p, self.data, self.ctx, self.flow = dec, p, data, ctx, flow
         self.how, self.checked, self.warnings = how, checked, warnings
         self.budget = TreeBudget(MAX_NODES)
+        self.late = False
 
     def view(self) -> View:
         p, ctx = self.p, self.ctx
@@ -814,6 +815,11 @@ class _Builder:
 
     def payload(self, payload: bytes, channel: int) -> View | None:
         if not self.dec.decode_payloads:
+            return None
+        if past_deadline(self.ctx):  # the commands' fields are cheap and still come; the payloads wait for no one
+            if not self.late:
+                self.late = True
+                self.warnings.append("past the decoding deadline: the remaining payloads are shown by size only")
             return None
         flow = self.flow
         prefer = "godot" if flow is not None and flow.godot_peer is not None else None
