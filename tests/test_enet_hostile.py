@@ -130,3 +130,35 @@ def test_past_its_deadline_a_datagram_still_gives_every_commands_fields() -> Non
     assert len(view.values) == 30 and all("payload" not in v for v in view.values)
     assert [v["channel"] for v in view.values] == [i % 4 for i in range(30)]
     assert any("past the decoding deadline" in w for w in view.warnings)
+
+
+# A datagram pyenet 1.3.17 compressed with its range coder (a 1396-byte fragment of 8 x "abcdefgh" ... in 45 bytes).
+RANGE_CODED = bytes.fromhex("c0005f158878849c56becf64e492f5c9530f5262edf8b18d3f811570e2bbaef1f9eedab6a90d91585ad3"
+                            "39ca1204057b70")
+
+
+def test_the_range_coder_decodes_pyenets_bytes_and_is_bounded() -> None:
+    import os
+    import random
+
+    from inspector.decode import _rangecoder
+
+    out = _rangecoder.decompress(RANGE_CODED[4:], 4092)
+    assert len(out) == 1396 and out[24:40] == b"abcdefghabcdefgh"
+    view = REG.decode(RANGE_CODED, DecodeContext(decode_as="enet"))
+    assert view.summary.startswith("[range-coded] ch0 reliable #4 fragment 1/") and view.values[0]["fragment"]
+    with pytest.raises(_rangecoder.Corrupt, match="steps"):  # the work budget
+        _rangecoder.decompress(RANGE_CODED[4:], 4092, work=500)
+    with pytest.raises(_rangecoder.Corrupt, match="bytes"):  # the output limit
+        _rangecoder.decompress(RANGE_CODED[4:], 1000)
+    rng = random.Random(7)
+    for _ in range(300):  # noise: a clean failure or some bytes, never an exception, never past the limit
+        noise = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
+        try:
+            assert len(_rangecoder.decompress(noise, 4092)) <= 4092
+        except _rangecoder.Corrupt:
+            pass
+    for _ in range(50):  # compressed-looking datagrams of an unknown flow: bounded, and never taken for ENet
+        d = b"\xc0\x00" + os.urandom(rng.randrange(8, 1400))
+        view = REG.decode(d, DecodeContext(direction=Direction.C2S, conn_id=77))
+        assert view.decoder != "enet" or view.summary.startswith("[range-coded]")

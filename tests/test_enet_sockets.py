@@ -256,3 +256,48 @@ def test_a_rule_drops_ten_percent_of_the_unreliable_datagrams_of_channel_1() -> 
     assert {d.decode() for ch, d in run.got["server"] if ch == 1} == delivered_pos
     # reliable events on channel 0 were never dropped: all of them arrived
     assert [d for ch, d in run.got["server"] if ch == 0] == [d for ch, d in sent if ch == 0]
+
+
+@pytest.mark.timeout(90)
+def test_a_flow_compressed_with_enets_range_coder_is_inflated_and_decoded() -> None:
+    """pyenet's ``compress_with_range_coder()`` (Godot's COMPRESS_RANGE_CODER): every datagram compressed, from the
+    CONNECT on; sockscope inflates each with its port of ENet's range coder and decodes the commands inside."""
+
+    class Compressed(EnetRun):
+        def __init__(self) -> None:
+            original = enet.Host
+
+            def compressing(*a: Any, **kw: Any) -> Any:
+                host = original(*a, **kw)
+                host.compress_with_range_coder()
+                return host
+
+            enet.Host = compressing  # both hosts, before the client's first datagram
+            try:
+                super().__init__()
+            finally:
+                enet.Host = original
+
+    run = Compressed()
+    big = b'{"map": "' + b"ab" * 3000 + b'"}'
+    sends = [(0, b'{"t": "hello", "n": 1}', enet.PACKET_FLAG_RELIABLE), (1, b'{"t": "pos", "x": 3}', 0),
+             (2, big, enet.PACKET_FLAG_RELIABLE)]
+    for ch, data, flags in sends:
+        run.peer.send(ch, enet.Packet(data, flags))
+    run.pump(lambda: len(run.got["server"]) == len(sends))
+    run.settle()
+    msgs = run.close()
+    assert sorted(run.got["server"]) == sorted((ch, data) for ch, data, _ in sends)
+    (opened,) = run.waiter.of(ConnectionOpened)
+    compressed = [m for m in msgs if m.data[0] & 0x40]
+    assert compressed and msgs[0] in compressed  # the CONNECT too: nothing plain to learn the flow from
+    store, views = decoded(msgs, opened.conn_id)
+    assert all(v.decoder == "enet" and v.error is None for v in views), [(v.decoder, v.summary) for v in views]
+    assert all(views[store.row_of(m.id)].summary.startswith("[range-coded] ") for m in compressed)  # type: ignore[index]
+    up = commands(views, store, Direction.C2S)
+    assert up[0]["command"] == "connect" and up[0]["channels"] == 4
+    by_lane = {c["lane"]: c for c in up if c.get("lane") and not c.get("fragment")}
+    assert by_lane["0/reliable"]["payload"] == {"t": "hello", "n": 1}
+    assert by_lane["1/unreliable"]["payload"] == {"t": "pos", "x": 3}
+    (whole,) = [c for c in up if c.get("reassembled")]
+    assert whole["payload"] == {"map": "ab" * 3000}

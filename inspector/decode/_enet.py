@@ -8,7 +8,9 @@ the low 4 bits, ACKNOWLEDGE 0x80 and UNSEQUENCED 0x40 flags, channel, reliable s
 of its type: ACK, CONNECT, VERIFY_CONNECT, DISCONNECT, PING, SEND_RELIABLE, SEND_UNRELIABLE, SEND_FRAGMENT,
 SEND_UNSEQUENCED, BANDWIDTH_LIMIT, THROTTLE_CONFIGURE, SEND_UNRELIABLE_FRAGMENT. A send's payload (the game's
 message) is decoded by the usual decoders (JSON, msgpack, pickle, struct ..., and Godot's SceneMultiplayer, see
-``_godot``). A compressed datagram is said to be one; zlib (Godot's COMPRESS_ZLIB) is inflated, others are not.
+``_godot``). A compressed datagram is inflated when its compressor is ENet's range coder (``_rangecoder``: pyenet's
+``compress_with_range_coder()``, Godot's COMPRESS_RANGE_CODER) or zlib (Godot's COMPRESS_ZLIB), and said to be
+compressed otherwise (Godot's FastLZ and Zstandard).
 
 A fragmented message spans datagrams, so its reassembly needs the flow's earlier datagrams: :class:`FlowBook`
 (one per process, :data:`FLOWS`) is fed every UDP datagram in capture order by whoever sees them in order (the
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from proxy.model import Direction, Message, MessageState
 
-from . import _godot
+from . import _godot, _rangecoder
 from ._api import MAX_DUMP, MAX_NODES, DecodeContext, Field, View, clip, error_view, hex_dump, past_deadline
 from ._payload import LaneKey, decode_payload, nesting
 from ._render import TreeBudget
@@ -69,6 +71,8 @@ _USUAL_FLAGS: Final = (None, (0,), (FLAG_ACK,), (FLAG_ACK,), (FLAG_ACK, FLAG_UNS
 """The flags ENet itself sets on each command type (a disconnect is unsequenced when not connected)."""
 _CONTROL_CHANNEL: Final = 0xFF
 _MODES: Final = {6: "reliable", 7: "unreliable", 8: "reliable", 9: "unsequenced", 12: "unreliable"}
+CONFIDENCE_WORK: Final = 20_000
+"""Range-coder steps a confidence check may spend on a compressed datagram of a flow not yet known to be ENet."""
 MAX_MESSAGE: Final = 32 << 20
 """ENET_HOST_DEFAULT_MAXIMUM_PACKET_SIZE: a fragmented message claiming more is not reassembled."""
 
@@ -370,6 +374,11 @@ class FlowBook:
             return
         info = self.flows.get(msg.conn_id)
         p = best_parse(data, info)
+        if p.compressed and (info is not None or _worth_inflating(data)):
+            q, _how = _inflate(p, CONFIDENCE_WORK)
+            if q is not None:
+                p = q
+                data = q.data  # the commands' offsets are in the inflated bytes
         if not p.exact or not p.commands:
             return
         _check(p)
@@ -520,27 +529,69 @@ def verify_checksum(p: Parsed, flow: FlowInfo | None) -> bool | None:
     return False if candidates else None
 
 
-def _inflate(p: Parsed) -> tuple[Parsed | None, str]:
-    """A compressed datagram's commands, when the compressor is one we can undo (zlib: Godot's COMPRESS_ZLIB)."""
-    body = p.data[p.header_size :]
+RANGE_CODER: Final = "range coder (ENet's compress_with_range_coder, Godot's COMPRESS_RANGE_CODER)"
+_inflated: tuple[bytes, int, tuple[Parsed | None, str]] | None = None
+"""The last datagram inflated, with its work budget (the registry asks for the confidence, then decodes it)."""
+
+
+def _inflate(p: Parsed, work: int = _rangecoder.MAX_WORK, deadline_ns: int | None = None
+             ) -> tuple[Parsed | None, str]:
+    """A compressed datagram's commands, when the compressor is one we can undo: ENet's range coder (pyenet's
+    ``compress_with_range_coder()``, Godot's ``COMPRESS_RANGE_CODER``) or zlib (Godot's ``COMPRESS_ZLIB``); the
+    reading must then be exact. Tried after the header, then after a checksum (which covers the inflated bytes)."""
+    global _inflated
+    memo = _inflated
+    if memo is not None and memo[0] is p.data and memo[1] >= work:
+        return memo[2]
+    result = _inflate_at(p, p.header_size, work, deadline_ns)
+    if result[0] is None and p.checksum_at is None and len(p.data) > p.header_size + 4:
+        with_crc = _inflate_at(p, p.header_size + 4, work, deadline_ns)
+        if with_crc[0] is not None:
+            with_crc[0].checksum_at = p.header_size
+            result = with_crc
+    _inflated = (p.data, work, result)
+    return result
+
+
+def _inflate_at(p: Parsed, hs: int, work: int, deadline_ns: int | None) -> tuple[Parsed | None, str]:
+    body = p.data[hs:]
+    limit = MAX_MTU - hs
+    how = ""
+    out: bytes | None = None
     if len(body) >= 2 and body[0] & 0x0F == 8 and ((body[0] << 8) | body[1]) % 31 == 0:
         try:
             z = zlib.decompressobj()
-            out = z.decompress(body, MAX_MTU)
+            out = z.decompress(body, limit)
+            how = "zlib (Godot's COMPRESS_ZLIB)"
             if z.unconsumed_tail or not z.eof:
                 return None, "zlib, but it does not inflate within ENet's 4096-byte MTU"
-        except zlib.error as e:
-            return None, f"not zlib ({e})"
-        whole = p.data[: p.header_size] + out
-        q = Parsed()
-        for slot in ("data", "peer", "session", "sent_time", "header_size", "checksum_at"):
-            setattr(q, slot, getattr(p, slot))
-        q.data = whole
-        _commands(q, whole, p.header_size, len(whole))
-        return q, "zlib (Godot's COMPRESS_ZLIB)"
-    if body[:4] == b"\x28\xb5\x2f\xfd":
+        except zlib.error:
+            out = None
+    elif body[:4] == b"\x28\xb5\x2f\xfd":
         return None, "Zstandard (Godot's COMPRESS_ZSTD): not decoded"
-    return None, "ENet's range coder or Godot's FastLZ: not decoded"
+    if out is None:
+        try:
+            out = _rangecoder.decompress(body, limit, work, deadline_ns)
+            how = RANGE_CODER
+        except _rangecoder.Corrupt as e:
+            return None, f"Godot's FastLZ, or not ENet's range coder ({e}): not decoded"
+    whole = p.data[:hs] + out
+    q = Parsed()
+    for slot in ("peer", "session", "sent_time", "checksum_at"):
+        setattr(q, slot, getattr(p, slot))
+    q.data = whole
+    q.header_size = hs
+    _commands(q, whole, hs, len(whole))
+    if not (q.exact and q.commands):
+        return None, "Godot's FastLZ, or not ENet's range coder: not decoded"
+    return q, how
+
+
+def _worth_inflating(data: bytes) -> bool:
+    """Whether a compressed-looking datagram of a flow not known to be ENet is worth a try: a small peer id (ENet
+    numbers peers from 0; Godot's servers take 32 by default). Text and JSON often have the compressed flag's bit set
+    (letters), but rarely such a second byte."""
+    return data[0] & 0x0F == 0 and data[1] < 0x40
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -573,11 +624,16 @@ class EnetDecoder:
             return 0.0
         flow = self.book.flow(ctx.conn_id)
         known = flow is not None and flow.datagrams > 0
-        if data[0] & 0x40:  # compressed: nothing to check but the flow's past
+        if data[0] & 0x40:  # compressed: the flow's past, or the commands inside
             if known:
                 return 0.9
-            q, _how = _inflate(parse(data))
-            return 0.9 if q is not None and q.exact and q.commands else 0.0
+            if not _worth_inflating(data):
+                return 0.0
+            q, _how = _inflate(parse(data), CONFIDENCE_WORK)
+            if q is None:
+                return 0.0
+            _check(q)
+            return 0.0 if q.unusual or q.weak else 0.9
         p = self._parsed(data, flow)
         if not p.commands or p.error is not None:
             return 0.0
@@ -611,7 +667,7 @@ class EnetDecoder:
         warnings: list[str] = []
         how = ""
         if p.compressed:
-            q, how = _inflate(p)
+            q, how = _inflate(p, deadline_ns=ctx.deadline_ns)
             if q is None:
                 return self._compressed_view(p, how, ctx)
             p = q
@@ -723,7 +779,7 @@ class _Builder:
         if p.checksum_at is not None:
             summary += " · crc " + _CHECKSUM_WORDS[self.checked]
         if self.how:
-            summary = f"[{self.how.split(' ')[0]}] " + summary
+            summary = ("[range-coded] " if self.how == RANGE_CODER else "[zlib] ") + summary
         if not detail:
             return View(decoder=NAME, summary=clip(summary), warnings=tuple(self.warnings), values=tuple(values))
         n = len(p.commands)
