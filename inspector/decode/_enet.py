@@ -71,6 +71,11 @@ _USUAL_FLAGS: Final = (None, (0,), (FLAG_ACK,), (FLAG_ACK,), (FLAG_ACK, FLAG_UNS
 """The flags ENet itself sets on each command type (a disconnect is unsequenced when not connected)."""
 _CONTROL_CHANNEL: Final = 0xFF
 _MODES: Final = {6: "reliable", 7: "unreliable", 8: "reliable", 9: "unsequenced", 12: "unreliable"}
+COMPRESSED: Final = 0.88
+"""The confidence in a compressed datagram of a known flow, or one that inflated to exact commands. Below JSON's 0.9
+(whose ``{`` and ``[`` have the compressed bit's value), and none of ENet's values equals another decoder's: a tie
+would go to the one registered first, and the registry's memory of a connection's sure winner (``_sure_for``) counts
+on a different value meaning a different kind."""
 CONFIDENCE_WORK: Final = 20_000
 """Range-coder steps a confidence check may spend on a compressed datagram of a flow not yet known to be ENet."""
 MAX_MESSAGE: Final = 32 << 20
@@ -626,22 +631,22 @@ class EnetDecoder:
         known = flow is not None and flow.datagrams > 0
         if data[0] & 0x40:  # compressed: the flow's past, or the commands inside
             if known:
-                return 0.9
+                return COMPRESSED
             if not _worth_inflating(data):
                 return 0.0
             q, _how = _inflate(parse(data), CONFIDENCE_WORK)
             if q is None:
                 return 0.0
             _check(q)
-            return 0.0 if q.unusual or q.weak else 0.9
+            return 0.0 if q.unusual or q.weak else COMPRESSED
         p = self._parsed(data, flow)
         if not p.commands or p.error is not None:
             return 0.0
         if known:
-            return 0.2 if p.trailing else 0.6 if p.unusual else 0.95
+            return 0.2 if p.trailing else 0.6 if p.unusual else 0.96
         if p.trailing or p.unusual or p.weak:
             return 0.0  # a record that happens to parse: ENet needs better evidence on a flow it has not seen
-        return 0.95 if p.checksum_at is not None else 0.92
+        return 0.94 if p.checksum_at is not None else 0.92
 
     def forget_connections(self) -> None:
         """Numbering starts again (a new window or session): what was learnt of connection #1 is not the new #1's."""

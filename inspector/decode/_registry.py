@@ -98,7 +98,7 @@ class DecoderRegistry(Mapping[str, Decoder]):
         """(name, decoder, its bound ``confidence``) in registration order: what ``auto`` asks per message."""
         self.load_errors: list[PluginLoadError] = []
         self._generation = 0
-        self._sure: dict[tuple[int, Direction], tuple[str, float, Decoder]] = {}
+        self._sure: dict[tuple[int, Direction], tuple[float, str, Decoder]] = {}
         """(connection, direction) -> the decoder that last won surely there (see :meth:`_sure_for`)."""
         self._contexts: dict[tuple[int | None, Direction | None, bool], tuple[int, DecodeContext]] = {}
         self.decode_as: _Scoped[str] = _Scoped(self._settings_changed)
@@ -266,50 +266,55 @@ class DecoderRegistry(Mapping[str, Decoder]):
         A message that is a length prefix plus a body (``--framing len16``/``len32``, the usual way games frame
         msgpack or pickle) is decoded as its body when the whole message reads only as text or hex.
         """
-        sure = self._sure_for(data, ctx)
-        if sure is not None:
-            return sure
-        view = self._auto(data, ctx)
+        key = self._sure_key(ctx)
+        if key is not None:
+            sure = self._sure_for(key, data, ctx)
+            if sure is not None:
+                return sure
+        ranked = self._ranked(data, ctx)
+        view = self._auto(data, ctx, ranked)
+        if key is not None and ranked and view.error is None and view.decoder == ranked[0][1] \
+                and ranked[0][0] >= _SURE and view.decoder not in _UNSTRUCTURED:
+            if len(self._sure) >= _MAX_CONTEXTS:
+                self._sure.clear()
+            self._sure[key] = ranked[0]
         if view.decoder in _UNSTRUCTURED and len(data) > 2:
             wrapped = self._prefixed(data, ctx) or self._headed(data, ctx)
             if wrapped is not None:
                 return wrapped
         return view
 
-    def _sure_for(self, data: bytes, ctx: DecodeContext) -> View | None:
-        """The view "auto" gives, without ranking every decoder, when a connection's messages are of one kind.
-
-        A connection (direction) whose last message a decoder won surely (at :data:`_SURE` or more: JSON's
-        ``{``, a pickle with PROTO and STOP, ENet's commands) is remembered with that confidence; a message of which
-        that decoder is exactly as sure is the same kind, of which the others were less sure, so it decodes it
-        directly (ranking is most of the cost of a small message; ENet's datagrams have one ranking each and one per
-        payload). Anything else ranks as usual. Not used with a struct layout or a known framing (whose confidences
-        follow the message's size or the framing, not its kind) nor for messages of no connection."""
+    @staticmethod
+    def _sure_key(ctx: DecodeContext) -> tuple[int, Direction] | None:
+        """Where a sure winner is remembered (see :meth:`_sure_for`): a connection's direction, unless a struct
+        layout or a known framing makes confidences follow the message's size or the framing, not its kind."""
         conn, d = ctx.conn_id, ctx.direction
         if conn is None or d is None or ctx.struct_format is not None or ctx.framing is not None:
             return None
-        key = (conn, d)
+        return (conn, d)
+
+    def _sure_for(self, key: tuple[int, Direction], data: bytes, ctx: DecodeContext) -> View | None:
+        """The view "auto" gives, without ranking every decoder, when a connection's messages are of one kind.
+
+        A connection (direction) whose last message a decoder won surely (at :data:`_SURE` or more: JSON's
+        ``{``, a pickle with PROTO and STOP, ENet's commands) is remembered with that confidence (by :meth:`auto`);
+        a message of which that decoder is exactly as sure is the same kind, of which the others were less sure (the
+        built-ins' sure values differ), so it decodes it directly: ranking is most of the cost of a small message,
+        and ENet's datagrams have one ranking each and one per payload. A view that gave up is returned as ranking
+        would have (its decoder would have ranked first); anything else ranks as usual."""
         hit = self._sure.get(key)
-        if hit is not None:
-            name, conf, decoder = hit
-            try:
-                same = decoder.confidence(data, ctx) == conf
-            except Exception:
-                same = False
-            if same:
-                view = self._decode_by(decoder, data, ctx)
-                if view.error is None:
-                    return view
-            self._sure.pop(key, None)
-        ranked = self._ranked(data, ctx)
-        if ranked and ranked[0][0] >= _SURE and ranked[0][1] not in _UNSTRUCTURED:
-            conf, name, decoder = ranked[0]
+        if hit is None:
+            return None
+        conf, _name, decoder = hit
+        try:
+            same = decoder.confidence(data, ctx) == conf
+        except Exception:
+            same = False
+        if same:
             view = self._decode_by(decoder, data, ctx)
-            if view.error is None:
-                if len(self._sure) >= _MAX_CONTEXTS:
-                    self._sure.clear()
-                self._sure[key] = (name, conf, decoder)
+            if view.error is None or gave_up(view):
                 return view
+        self._sure.pop(key, None)
         return None
 
     def _headed(self, data: bytes, ctx: DecodeContext) -> View | None:
@@ -375,9 +380,10 @@ class DecoderRegistry(Mapping[str, Decoder]):
             )
         return None
 
-    def _auto(self, data: bytes, ctx: DecodeContext) -> View:
+    def _auto(self, data: bytes, ctx: DecodeContext,
+              ranked: list[tuple[float, str, Decoder]] | None = None) -> View:
         first_error: View | None = None
-        for _, _, decoder in self._ranked(data, ctx):
+        for _, _, decoder in self._ranked(data, ctx) if ranked is None else ranked:
             view = self._decode_by(decoder, data, ctx)
             if view.error is None or gave_up(view):
                 return view  # past the deadline, trying the next decoder would only overrun it further
