@@ -73,12 +73,18 @@ ViewProvider: TypeAlias = Callable[[Message], "View | None"]
 """Gives the decoded view of a message (a store passes its cache); None when it has none."""
 
 MESSAGE_FIELDS = ("c2s", "s2c", "conn", "dir", "origin", "state", "size", "id", "seq", "bytes", "text")
-DECODED_NAMESPACES = ("json", "msgpack", "pickle", "struct", "hex")
+DECODED_NAMESPACES = ("json", "msgpack", "pickle", "struct", "enet", "godot", "hex")
 FIELD_NAMES: tuple[str, ...] = (
     *MESSAGE_FIELDS,
     *DECODED_NAMESPACES,
     "pickle.class",
     "pickle.module",
+    "enet.channel",
+    "enet.reliable",
+    "enet.lane",
+    "enet.command",
+    "enet.payload",
+    "godot.command",
 )
 """Names the filter bar can complete (decoded namespaces take a dotted path after them)."""
 KEYWORDS = ("and", "or", "not", "contains", "true", "false", "null")

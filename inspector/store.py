@@ -27,6 +27,9 @@ oldest payloads are released: their rows stay (size, times, state) and :meth:`pa
 :meth:`payload_evicted` true, so the window says "payload evicted" instead of showing wrong bytes. Past
 ``max_rows`` new messages are not stored at all and counted in ``rows_refused``.
 
+Every UDP datagram is also handed, as it is appended and before anything decodes it, to the ENet decoder's book of
+flows (``inspector.decode._enet.FLOWS``): a fragmented ENet message is reassembled there in capture order.
+
 Must not import: Qt, ``inspector.ui``, ``inspector.bridge``.
 Thread: not thread-safe; owned by the Qt (GUI) thread. The bridge hands it batches on that thread.
 """
@@ -34,6 +37,7 @@ Thread: not thread-safe; owned by the Qt (GUI) thread. The bridge hands it batch
 from __future__ import annotations
 
 import bisect
+import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +99,26 @@ HISTORY_MAX: Final = 16
 _MOVED: Final = frozenset((_STATE_CODE[MessageState.FORWARDED], _SCHEDULED))
 """States of reads that may be re-framed: on their way or delivered (not held, dropped or discarded)."""
 _LIVE: Final = _ORIGIN_CODE[Origin.LIVE]
+
+def _first_datagram(m: Message) -> None:
+    """Hand a UDP datagram, in capture order, to the ENet decoder's book of flows (fragments to reassemble, connect
+    ids); imported on the first datagram, so a TCP-only window never loads the decoders for it."""
+    global _observe_datagram
+    from inspector.decode._enet import observe_datagram
+
+    _observe_datagram = observe_datagram
+    observe_datagram(m)
+
+
+_observe_datagram: Callable[[Message], None] = _first_datagram
+
+
+def _forget_flows() -> None:
+    """Empty the ENet book of flows, if the decoders are loaded (else it has nothing to forget)."""
+    enet = sys.modules.get("inspector.decode._enet")
+    if enet is not None:
+        enet.FLOWS.clear()
+
 
 RowPredicate = Callable[[int], bool]
 """A visibility test over a row number (see :meth:`MessageStore.message` to get the row as a record)."""
@@ -260,6 +284,7 @@ class MessageStore:
         """Directions framed as ``websocket`` (key conn_id << 1 | direction): each live message goes to the WebSocket
         decoder's stream tracker too, in order, so fragments are reassembled and compressed messages inflated with
         their context (``inspector/decode/_websocket.py``)."""
+        _forget_flows()  # a new capture numbers its connections from 1 again: #1 here is another flow
 
     def _init_columns(self) -> None:
         self.ids = array("Q")
@@ -486,6 +511,8 @@ class MessageStore:
                     runs[key] = [m.seq, row]
                 elif len(run) <= REFRAME_MAX_SOURCES:
                     run.append(row)
+                if conn.transport == "udp":  # before anything decodes the row: a fragment may complete an ENet message
+                    _observe_datagram(m)
                 if pred is None or pred(row):
                     visible_append(row)
                     if view_append is not None:

@@ -86,6 +86,9 @@ class Summariser:
 
     def __call__(self, msg: Message, deadline_ns: int) -> str | None:
         from inspector.decode import DecodeContext, framing_delimiter
+        from inspector.decode._enet import observe_datagram
+
+        observe_datagram(msg)  # in capture order: an ENet message in fragments is whole on its last datagram
 
         lane = self._lanes.get((msg.conn_id, msg.direction))
         if lane is not None and lane.feed is not None:

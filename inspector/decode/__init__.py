@@ -1,4 +1,4 @@
-"""Decoders for captured messages: text, JSON, msgpack, pickle (read safely), struct, hex, and plugins.
+"""Decoders for captured messages: text, JSON, msgpack, pickle (read safely), struct, ENet and Godot, hex, plugins.
 
 Role: re-exports the decoder API and builds the default registry (built-ins in confidence-tie order, then the
 ``sockscope.decoders`` entry points) on first use, so importing this package stays cheap: the decoders' and the
@@ -44,6 +44,8 @@ from ._api import (
 # for its types and ``parse_layout`` before its first frame, and pickle's reader, the registry (importlib.metadata
 # for the plugins) and the rest cost ~60 ms there. ``_api`` (the types) is cheap and stays eager.
 _LAZY: dict[str, str] = {
+    "EnetDecoder": "._enet",
+    "GodotDecoder": "._godot",
     "HexDecoder": "._hex",
     "JsonDecoder": "._json",
     "MsgpackDecoder": "._msgpack",
@@ -63,6 +65,8 @@ _LAZY: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from ._enet import EnetDecoder
+    from ._godot import GodotDecoder
     from ._hex import HexDecoder
     from ._json import JsonDecoder
     from ._msgpack import MsgpackDecoder
@@ -101,7 +105,9 @@ __all__ = [
     "DecoderRegistry",
     "EncodeError",
     "Encoder",
+    "EnetDecoder",
     "Field",
+    "GodotDecoder",
     "HexDecoder",
     "JsonDecoder",
     "MsgpackDecoder",
@@ -135,6 +141,8 @@ __all__ = [
 
 def builtin_decoders() -> list[Decoder]:
     """Fresh instances of the built-ins, in the order that breaks confidence ties."""
+    from ._enet import EnetDecoder
+    from ._godot import GodotDecoder
     from ._hex import HexDecoder
     from ._json import JsonDecoder
     from ._msgpack import MsgpackDecoder
@@ -144,7 +152,7 @@ def builtin_decoders() -> list[Decoder]:
     from ._websocket import WebSocketDecoder
 
     return [TextDecoder(), JsonDecoder(), MsgpackDecoder(), PickleDecoder(), StructDecoder(), WebSocketDecoder(),
-            HexDecoder()]
+            EnetDecoder(), GodotDecoder(), HexDecoder()]
 
 
 _default: DecoderRegistry | None = None

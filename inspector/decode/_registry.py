@@ -100,6 +100,8 @@ class DecoderRegistry(Mapping[str, Decoder]):
         self._framing_owners: dict[str, Decoder] = {}
         """Framings whose every message one decoder reads (a decoder's optional ``framings`` attribute)."""
         self._generation = 0
+        self._sure: dict[tuple[int, Direction], tuple[float, str, Decoder]] = {}
+        """(connection, direction) -> the decoder that last won surely there (see :meth:`_sure_for`)."""
         self._contexts: dict[tuple[int | None, Direction | None, bool], tuple[int, DecodeContext]] = {}
         self.decode_as: _Scoped[str] = _Scoped(self._settings_changed)
         self.struct_formats: _Scoped[str] = _Scoped(self._settings_changed)
@@ -131,6 +133,9 @@ class DecoderRegistry(Mapping[str, Decoder]):
         if key in self._decoders and not replace:
             raise ValueError(f"a decoder named {name!r} is already registered")
         self._decoders[key] = decoder
+        self._sure.clear()
+        if getattr(decoder, "registry", False) is None:  # decodes payloads (ENet, Godot): with this registry
+            decoder.registry = self  # type: ignore[attr-defined]
         self._scorers = [(n, d, d.confidence) for n, d in self._decoders.items()]
         for framing in getattr(decoder, "framings", ()):
             self._framing_owners[framing] = decoder
@@ -194,9 +199,14 @@ class DecoderRegistry(Mapping[str, Decoder]):
             if callable(clear):  # a decoder that follows streams per connection (websocket) forgets them too
                 clear()
         self._settings_changed()
+        for d in self._decoders.values():  # what a decoder learnt of connections (ENet's flows)
+            forget = getattr(d, "forget_connections", None)
+            if callable(forget):
+                forget()
 
     def _settings_changed(self) -> None:
         self._generation += 1
+        self._sure.clear()
 
     def context_for(self, conn_id: int | None, direction: Direction | None, *, detail: bool = True) -> DecodeContext:
         """The user's settings for a connection and direction; ``detail`` False asks for a summary-only view."""
@@ -270,12 +280,56 @@ class DecoderRegistry(Mapping[str, Decoder]):
         A message that is a length prefix plus a body (``--framing len16``/``len32``, the usual way games frame
         msgpack or pickle) is decoded as its body when the whole message reads only as text or hex.
         """
-        view = self._auto(data, ctx)
+        key = self._sure_key(ctx)
+        if key is not None:
+            sure = self._sure_for(key, data, ctx)
+            if sure is not None:
+                return sure
+        ranked = self._ranked(data, ctx)
+        view = self._auto(data, ctx, ranked)
+        if key is not None and ranked and view.error is None and view.decoder == ranked[0][1] \
+                and ranked[0][0] >= _SURE and view.decoder not in _UNSTRUCTURED:
+            if len(self._sure) >= _MAX_CONTEXTS:
+                self._sure.clear()
+            self._sure[key] = ranked[0]
         if view.decoder in _UNSTRUCTURED and len(data) > 2:
             wrapped = self._prefixed(data, ctx) or self._headed(data, ctx)
             if wrapped is not None:
                 return wrapped
         return view
+
+    @staticmethod
+    def _sure_key(ctx: DecodeContext) -> tuple[int, Direction] | None:
+        """Where a sure winner is remembered (see :meth:`_sure_for`): a connection's direction, unless a struct
+        layout or a known framing makes confidences follow the message's size or the framing, not its kind."""
+        conn, d = ctx.conn_id, ctx.direction
+        if conn is None or d is None or ctx.struct_format is not None or ctx.framing is not None:
+            return None
+        return (conn, d)
+
+    def _sure_for(self, key: tuple[int, Direction], data: bytes, ctx: DecodeContext) -> View | None:
+        """The view "auto" gives, without ranking every decoder, when a connection's messages are of one kind.
+
+        A connection (direction) whose last message a decoder won surely (at :data:`_SURE` or more: JSON's
+        ``{``, a pickle with PROTO and STOP, ENet's commands) is remembered with that confidence (by :meth:`auto`);
+        a message of which that decoder is exactly as sure is the same kind, of which the others were less sure (the
+        built-ins' sure values differ), so it decodes it directly: ranking is most of the cost of a small message,
+        and ENet's datagrams have one ranking each and one per payload. A view that gave up is returned as ranking
+        would have (its decoder would have ranked first); anything else ranks as usual."""
+        hit = self._sure.get(key)
+        if hit is None:
+            return None
+        conf, _name, decoder = hit
+        try:
+            same = decoder.confidence(data, ctx) == conf
+        except Exception:
+            same = False
+        if same:
+            view = self._decode_by(decoder, data, ctx)
+            if view.error is None or gave_up(view):
+                return view
+        self._sure.pop(key, None)
+        return None
 
     def _headed(self, data: bytes, ctx: DecodeContext) -> View | None:
         """A header and a body (``--framing header16json``, the Real Python socket tutorial's format): a 2-byte
@@ -340,9 +394,10 @@ class DecoderRegistry(Mapping[str, Decoder]):
             )
         return None
 
-    def _auto(self, data: bytes, ctx: DecodeContext) -> View:
+    def _auto(self, data: bytes, ctx: DecodeContext,
+              ranked: list[tuple[float, str, Decoder]] | None = None) -> View:
         first_error: View | None = None
-        for _, _, decoder in self._ranked(data, ctx):
+        for _, _, decoder in self._ranked(data, ctx) if ranked is None else ranked:
             view = self._decode_by(decoder, data, ctx)
             if view.error is None or gave_up(view):
                 return view  # past the deadline, trying the next decoder would only overrun it further
@@ -408,6 +463,8 @@ def _by_confidence(entry: tuple[float, str, Decoder]) -> float:
 
 
 _UNSTRUCTURED = frozenset({"text", "hex"})
+_SURE = 0.9
+"""A confidence at which the built-ins' kinds of message do not overlap (see DecoderRegistry._sure_for)."""
 _MAX_HEADER = 64 << 10
 """Longest JSON header of a header-and-body message looked at."""
 _LENGTH_PREFIXES: tuple[tuple[str, int], ...] = ((">I", 4), ("<I", 4), (">H", 2), ("<H", 2))

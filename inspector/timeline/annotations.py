@@ -14,6 +14,8 @@ Role: looks at store rows as they arrive (in store order) and marks the ones tha
   (the first small write goes at once, the next ones wait for its ACK, delayed ~40 ms on Linux and ~200 ms on
   Windows), or small client→server reads that keep arriving at ~40 ms / ~200 ms intervals with coalescing.
 
+The stream's lessons (coalesced, split, Nagle) are about TCP: a UDP flow's datagrams are never marked with them (a
+datagram is one message, as it was sent; an ENet datagram that looks like half a msgpack object is not one).
 Each annotation links to a short page in ``docs/lessons/``. Detection is cheap (prefix-capped) and never runs
 captured code: pickles are walked with ``pickletools.genops`` only.
 Must not import: Qt, ``inspector.ui``, ``inspector.bridge``.
@@ -276,6 +278,7 @@ class Annotator:
     counts: dict[Kind, int] = field(default_factory=lambda: dict.fromkeys(Kind, 0))
     _lanes: dict[tuple[int, int], _Lane] = field(default_factory=dict)
     _nagle: dict[int, _NagleState] = field(default_factory=dict)
+    _udp: dict[int, bool] = field(default_factory=dict)
 
     def _add(self, kind: Kind, row: int, detail: str) -> None:
         notes = self.by_row.setdefault(row, [])
@@ -290,6 +293,14 @@ class Annotator:
             return
         conn, d = store.conn_ids[row], store.dirs[row]
         v = view()
+        udp = self._udp.get(conn)
+        if udp is None:
+            c = store.connections.get(conn)
+            udp = self._udp[conn] = c is not None and c.is_udp
+        if udp:  # a datagram is one message, whole: the stream's lessons (coalesced, split, Nagle) do not apply
+            if v.decoder == "pickle":
+                self._add(Kind.PICKLE, row, "decoded safely; never unpickle it in your program")
+            return
         count, what = app_message_count(data, v.decoder, len(v.values), v.error is not None)
         if count > 1:
             self._add(Kind.COALESCED, row, f"{count} {what} in one read")

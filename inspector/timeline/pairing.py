@@ -12,6 +12,13 @@ Two ways to pair, per connection:
 - **by key**: a :class:`KeySpec` picked from decoded fields (``json.id``, ``msgpack.seq``, ``pickle.seq``,
   ``struct.seq``) or a regular expression on the text (``ping (\\d+)`` / ``pong (\\d+)``; the first group is the key,
   or the whole match). A response pairs with the latest request of the same connection carrying the same key.
+- **ENet** (auto, on a UDP flow whose datagrams decode as ENet): each reliable command (a reliable send, a
+  fragment, a ping, a connect ...) pairs with the ACK the other side sends for it: same channel, the ACK's
+  acknowledged reliable sequence number, and its echo of the sent time of the datagram that carried the command,
+  so the copy that got through is the one paired, not a lost one before it. That is ENet's own reliable round trip,
+  per channel (:attr:`Pair.channel`). A reliable command seen again in a later datagram of the same direction is a
+  retransmission (ENet resends what was not acknowledged in time): :meth:`Pairer.enet_note` says so for the
+  ladder and the detail pane, and says of a lost datagram which later one carried its commands again.
 
 Times (all from the records, engine clock): ``rtt = response.release - request.arrival`` (what the client waits
 between its ``send`` reaching the proxy and the answer leaving it), ``injected = (request.release -
@@ -46,7 +53,7 @@ __all__ = [
     "round_trip",
 ]
 
-DECODED_NAMESPACES: Final = ("json", "msgpack", "pickle", "struct", "text", "hex")
+DECODED_NAMESPACES: Final = ("json", "msgpack", "pickle", "struct", "text", "hex", "enet", "godot")
 """Decoder names a :class:`KeySpec` may start with (``json.id``)."""
 
 PENDING_MAX: Final = 256
@@ -157,6 +164,9 @@ class Pair:
     request_row: int
     response_row: int
     key: str | None = None
+    channel: int | None = None
+    """For an ENet command and its acknowledgement: the ENet channel (255 for connect, ping and other control
+    commands); None for every other pair."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +202,11 @@ class RoundTrip:
 
 
 _GONE: Final = frozenset({MessageState.DROPPED, MessageState.DISCARDED, MessageState.HELD})
+_LOST: Final = frozenset({MessageState.DROPPED, MessageState.DISCARDED})
+
+
+def _nth(n: int) -> str:
+    return {2: "2nd", 3: "3rd"}.get(n, f"{n}th")
 
 
 def round_trip(store: MessageStore, pair: Pair) -> RoundTrip | None:
@@ -224,12 +239,24 @@ class Pairer:
     _auto: dict[int, list[int]] = field(default_factory=dict)
     _keyed: dict[tuple[int, str], int] = field(default_factory=dict)
     _unsettled: list[int] = field(default_factory=list)
+    _udp: dict[int, bool] = field(default_factory=dict)
+    _sent: dict[tuple[int, int, int, int], list[tuple[int, int | None]]] = field(default_factory=dict)
+    """ENet: (conn, direction, channel, reliable seq) -> its transmissions (row, header sent time), until acked."""
+    _what: dict[tuple[int, int, int, int], str] = field(default_factory=dict)
+    """ENet: the same keys -> how a pair names the command (``ch0 #5``, or ``ping #2`` on the control channel)."""
+    notes: dict[int, str] = field(default_factory=dict)
+    """ENet: rows that resent reliable commands, or whose commands were resent later (see :meth:`enet_note`)."""
 
     def feed(self, store: MessageStore, row: int, view: ViewFn) -> Pair | None:
-        """Look at one new row; returns the pair it completes, if any."""
+        """Look at one new row; returns the pair it completes, if any (an ENet datagram may complete several:
+        all are in :attr:`pairs`; the first is returned)."""
         conn = store.conn_ids[row]
         d = store.dirs[row]
         rule = self.rule
+        if rule.auto and self._is_udp(store, conn):
+            v = view()
+            if v.decoder == "enet" and v.error is None:
+                return self._enet(store, row, conn, d, v)
         if rule.auto:
             pending = self._auto.setdefault(conn, [])
             if d == Direction.C2S:
@@ -263,11 +290,74 @@ class Pairer:
     def _add(self, store: MessageStore, pair: Pair) -> Pair:
         i = len(self.pairs)
         self.pairs.append(pair)
-        self.by_row[pair.request_row] = i
-        self.by_row[pair.response_row] = i
+        self.by_row.setdefault(pair.request_row, i)  # an ENet datagram can be in several pairs: the first is shown
+        self.by_row.setdefault(pair.response_row, i)
         self._unsettled.append(i)
         self.settle(store)
         return pair
+
+    def _is_udp(self, store: MessageStore, conn: int) -> bool:
+        udp = self._udp.get(conn)
+        if udp is None:
+            c = store.connections.get(conn)
+            udp = self._udp[conn] = c is not None and c.is_udp
+        return udp
+
+    def _enet(self, store: MessageStore, row: int, conn: int, d: int, v: View) -> Pair | None:
+        """One ENet datagram: note its reliable commands (and whether they are resent), pair its acks."""
+        first: Pair | None = None
+        lost = store.state(row) in _LOST
+        sent = self._sent
+        other = d ^ 1
+        for c in v.values:
+            if not isinstance(c, dict):
+                continue
+            ch, seq = c.get("channel"), c.get("seq")
+            if not isinstance(ch, int) or not isinstance(seq, int):
+                continue
+            if c.get("command") == "ack":
+                if lost:  # never reached the sender of the command: ENet will resend it
+                    continue
+                acked = c.get("acked_seq")
+                key = (conn, other, ch, acked if isinstance(acked, int) else seq)
+                tx = sent.pop(key, None)
+                what = self._what.pop(key, f"ch{ch} #{key[3]}")
+                if not tx:
+                    continue
+                echo = c.get("acked_sent_time")
+                q = next((r for r, t in reversed(tx) if t == echo), None)
+                if q is None:  # no copy carried that sent time (the capture missed it): the last that got through
+                    q = next((r for r, t in reversed(tx) if t is not None), tx[-1][0])
+                pair = self._add(store, Pair(conn, q, row, what, ch))
+                first = first or pair
+            elif c.get("reliable") is True:
+                key = (conn, d, ch, seq)
+                tx = sent.get(key)
+                if tx is None:
+                    tx = sent[key] = []
+                    self._what[key] = f"ch{ch} #{seq}" if ch != 255 else f"{c.get('command')} #{seq}"
+                    if len(sent) > PENDING_MAX * 64:  # never acknowledged (the capture began late, the peer left)
+                        self._what.pop(next(iter(sent)), None)
+                        sent.pop(next(iter(sent)))
+                elif len(tx) < 64:
+                    prev = tx[-1][0]
+                    what = f"ch{ch} #{seq}" if ch != 255 else f"{c.get('command')} #{seq}"
+                    self._note(row, f"↻ resends {what} ({_nth(len(tx) + 1)} try)")
+                    self._note(prev, f"{what} sent again in #{store.ids[row]}")
+                t = c.get("sent_time")
+                tx.append((row, None if lost or not isinstance(t, int) else t))  # a lost copy is never acked
+        return first
+
+    def _note(self, row: int, text: str) -> None:
+        old = self.notes.get(row)
+        if old is None:
+            self.notes[row] = text
+        elif text not in old and len(old) < 200:
+            self.notes[row] = f"{old}; {text}"
+
+    def enet_note(self, row: int) -> str | None:
+        """For the ladder: what ENet's reliability did with this datagram (resent commands, or was resent)."""
+        return self.notes.get(row)
 
     def settle(self, store: MessageStore) -> int:
         """Time the pairs whose messages have been released since; returns how many settled."""

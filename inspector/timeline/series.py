@@ -27,6 +27,8 @@ class PlotData:
     injected_ms: list[float] = field(default_factory=list)
     rtt_rows: list[int] = field(default_factory=list)
     """The response's store row for each point (what a click selects)."""
+    rtt_channel: list[int | None] = field(default_factory=list)
+    """The ENet channel of each point (a reliable command and its ack), None for a request and its answer."""
     rate_x: dict[Direction, list[float]] = field(default_factory=dict)
     msgs_per_s: dict[Direction, list[float]] = field(default_factory=dict)
     bytes_per_s: dict[Direction, list[float]] = field(default_factory=dict)
@@ -47,7 +49,7 @@ class PlotData:
         """Bring the data up to date with ``analysis``; True if anything changed."""
         t0 = analysis.store.t0_ns or 0
         if analysis.generation != self.generation or conn_id != self.conn_id or t0 != self.t0_ns:
-            self.rtt_x, self.rtt_ms, self.injected_ms, self.rtt_rows = [], [], [], []
+            self.rtt_x, self.rtt_ms, self.injected_ms, self.rtt_rows, self.rtt_channel = [], [], [], [], []
             self.seen, self.generation, self.conn_id, self.t0_ns = 0, analysis.generation, conn_id, t0
         rts = analysis.pairer.round_trips
         changed = self.seen < len(rts)
@@ -57,6 +59,7 @@ class PlotData:
                 self.rtt_ms.append(rt.rtt_ns / 1e6)
                 self.injected_ms.append(rt.injected_ns / 1e6)
                 self.rtt_rows.append(rt.pair.response_row)
+                self.rtt_channel.append(rt.pair.channel)
         self.seen = len(rts)
         key = (id(self.scenario), len(self.scenario), t0)
         if key != self._scenario_key:
@@ -70,3 +73,19 @@ class PlotData:
             self.rate_x[d] = [(t - t0 + BIN_NS / 2) / 1e9 for t in ts]
             self.msgs_per_s[d], self.bytes_per_s[d] = msgs, byts
         return changed
+
+    def channels(self) -> list[int]:
+        """The ENet channels with round trips, in order."""
+        return sorted({c for c in self.rtt_channel if c is not None})
+
+    def channel_series(self, channel: int | None) -> tuple[list[float], list[float], list[int]]:
+        """(seconds, round trip ms, response rows) of one ENet channel (None: the requests and answers)."""
+        xs: list[float] = []
+        ys: list[float] = []
+        rows: list[int] = []
+        for x, y, r, c in zip(self.rtt_x, self.rtt_ms, self.rtt_rows, self.rtt_channel, strict=True):
+            if c == channel:
+                xs.append(x)
+                ys.append(y)
+                rows.append(r)
+        return xs, ys, rows

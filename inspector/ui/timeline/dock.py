@@ -342,6 +342,7 @@ class TimelineController(QObject):
         self._plots: TimelinePlots | None = None
         self._plots_slot = QWidget()
         self.ladder = LadderView(self.store)
+        self.ladder.notes = lambda row: self.analysis.pairer.enet_note(row)  # the pairer is remade on a new rule
         self.ladder.row_clicked.connect(self.message_selected)
         self.ladder.follow_changed.connect(self._follow_changed)
         self.split = QSplitter(Qt.Orientation.Horizontal)
@@ -669,12 +670,22 @@ class TimelineController(QObject):
         rt = self.analysis.pairer.round_trip_of(self.store, row)
         pair = self.analysis.pairer.pair_of(row)
         c = self.colours
-        if pair is not None:
+        if pair is not None and pair.channel is not None:  # ENet: a reliable command and its acknowledgement
+            other = pair.response_row if pair.request_row == row else pair.request_row
+            what = html.escape(pair.key or "")
+            role = f"carries {what}, acknowledged in" if pair.request_row == row else f"acknowledges {what} of"
+            text = (f"⇄ ENet: {role} #{self.store.ids[other]}" +
+                    (f": {html.escape(rt.describe())}" if rt is not None else ""))
+            parts.append(f"<span style='color:{c.c2s.name()}'>{text}</span>")
+        elif pair is not None:
             other = pair.response_row if pair.request_row == row else pair.request_row
             role = "request" if pair.request_row == row else "answer"
             text = (f"⇄ {role} of a pair with #{self.store.ids[other]}" +
                     (f": {html.escape(rt.describe())}" if rt is not None else " (not released yet)"))
             parts.append(f"<span style='color:{c.c2s.name()}'>{text}</span>")
+        enet_note = self.analysis.pairer.enet_note(row)
+        if enet_note:
+            parts.append(f"<span style='color:{c.error.name()}'>{html.escape(enet_note)}</span>")
         for n in self.annotations(row):
             lesson = n.lesson
             url = QUrl.fromLocalFile(str(lesson.path)).toString()

@@ -7,7 +7,9 @@ bar runs down to "now"; a dropped or discarded one stops at the proxy with a cro
 screen than can be told apart, arrows are aggregated into buckets (one arrow per direction and bucket, labelled
 with the count) until you zoom in.
 Colours come from :mod:`inspector.ui.palette` (the table's). The selected message is drawn bold and kept in view;
-clicking an arrow emits :attr:`LadderView.row_clicked`.
+clicking an arrow emits :attr:`LadderView.row_clicked`. A message with a note (:attr:`LadderView.notes`: on an ENet
+flow, a datagram that resends reliable commands after a loss, and the lost one it stands in for) carries the note as
+a small label beside its arrow, so a loss shows as a cross followed, a little later, by "↻ resends ch0 #5 (2nd try)".
 Wheel zooms (around the pointer), dragging pans; both stop following the newest traffic ("Follow" resumes).
 Must not import: ``inspector.bridge``.
 Thread: GUI thread.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -92,6 +95,10 @@ class LadderView(QWidget):
         self._press: QPointF | None = None
         self._press_top = 0
         self._dragged = False
+        self.notes: Callable[[int], str | None] | None = None
+        """A short note for a row, drawn beside its arrow (the timeline's ENet retransmissions)."""
+        self._note_ys: dict[Direction, float] = {}
+        """Where the last note of each side was drawn in this paint (a note too close to it is left out)."""
         self.setMinimumSize(260, 160)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMouseTracking(False)
@@ -267,6 +274,7 @@ class LadderView(QWidget):
             p.drawLine(QPointF(x, HEADER_PX), QPointF(x, h))
             p.drawText(QRectF(x - 50, 2, 100, HEADER_PX - 4), Qt.AlignmentFlag.AlignCenter, LANES[i])
         arrows = self.layout_arrows()
+        self._note_ys.clear()
         now_y = self.time_to_y(self._now_ns())
         p.setClipRect(QRectF(0, HEADER_PX, self.width(), h - HEADER_PX))  # arrows never cover the lane names
         for a in arrows:
@@ -283,6 +291,26 @@ class LadderView(QWidget):
         p.end()
 
     def _draw_arrow(self, p: QPainter, a: Arrow, xs: list[float], now_y: float, *, selected: bool) -> None:
+        self._draw_line(p, a, xs, now_y, selected=selected)
+        notes = self.notes
+        if notes is not None and a.row >= 0 and a.count == 1:
+            text = notes(a.row)
+            last = self._note_ys.get(a.direction)
+            if text and (last is None or abs(a.y_arrival - last) >= 13 or selected):  # never one over another
+                self._note_ys[a.direction] = a.y_arrival
+                self._draw_note(p, a, xs, text)
+
+    def _draw_note(self, p: QPainter, a: Arrow, xs: list[float], text: str) -> None:
+        """The note above the arrow's first leg (sender to proxy): red for a resend, muted for what was resent."""
+        c = self.colours
+        src = xs[0] if a.direction is Direction.C2S else xs[2]
+        left, right = sorted((src, xs[1]))
+        p.setPen(QPen(c.error if text.startswith("↻") else c.muted, 1))
+        flags = (Qt.AlignmentFlag.AlignRight if a.direction is Direction.C2S else Qt.AlignmentFlag.AlignLeft)
+        p.drawText(QRectF(left + 2, a.y_arrival - 13, right - left - 4, 12), flags | Qt.AlignmentFlag.AlignVCenter,
+                   text if len(text) <= 60 else text[:59] + "…")
+
+    def _draw_line(self, p: QPainter, a: Arrow, xs: list[float], now_y: float, *, selected: bool) -> None:
         c = self.colours
         colour = QColor(c.special if a.special else c.direction(a.direction))
         width = 1.3 + min(3.0, math.log2(a.count)) if a.count > 1 else 1.3

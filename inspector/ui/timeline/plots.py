@@ -7,6 +7,8 @@ right-click for its menu); when the user moves a view, following the newest data
 again. Clicking an RTT point emits :attr:`TimelinePlots.row_clicked` with the
 response's store row. Only the most recent :data:`SCATTER_MAX` points in view get clickable dots; the line shows
 them all (pyqtgraph clips and downsamples it), so 10^5 round trips stay smooth.
+On an ENet flow the round trips are ENet's own (each reliable command to the ACK for it), one line and colour per
+channel, named in the legend.
 What is drawn is what a learner should read: the legend is a line above the plots (never over the newest data),
 message and byte rates are averaged over :data:`RATE_WINDOW_S` (a ping every 0.5 s is a level 2/s, not the
 sawtooth of 250 ms bins) and fall to zero when traffic stops, and the round-trip line breaks across a pause in the
@@ -77,14 +79,39 @@ def with_gaps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.insert(x, gaps + 1, mid), np.insert(y, gaps + 1, np.nan)
 
 
+CHANNEL_COLOURS: Final = ("#2a9d8f", "#e76f51", "#8e5bd9", "#e9a800", "#3a86ff", "#d62f7f", "#6a994e", "#8d6e63")
+"""ENet channels' round trips, one colour each (channel 255, ENet's own connect and ping, in the muted colour)."""
+
+
+def channel_colour(c: palette.Colours, channel: int) -> QColor:
+    return QColor(c.muted) if channel == 255 else QColor(CHANNEL_COLOURS[channel % len(CHANNEL_COLOURS)])
+
+
+def channel_name(channel: int) -> str:
+    return "ENet control (connect, ping)" if channel == 255 else f"ch{channel}"
+
+
 UDP_STYLES: Final = {"lost": pg.QtCore.Qt.PenStyle.SolidLine, "duplicated": pg.QtCore.Qt.PenStyle.DashLine,
                      "sent ahead": pg.QtCore.Qt.PenStyle.DashDotLine}
 """How the UDP plot draws each measure (in the direction's colour); the loss it is set to is a dotted line."""
 
 
-def legend_html(c: palette.Colours, udp: bool = False, scenario: bool = False) -> str:
+def legend_html(c: palette.Colours, udp: bool = False, scenario: bool = False,
+                channels: tuple[int, ...] = ()) -> str:
     def line(colour: str, name: str, mark: str = "━━") -> str:
         return f"<span style='color:{colour}'>{mark}</span>&nbsp;{name}"
+
+    if channels:  # ENet: the reliable round trip (a command to its ack) per channel
+        parts = ["ENet reliable round trip: " + " ".join(line(channel_colour(c, ch).name(), channel_name(ch), "●")
+                                                         for ch in channels),
+                 line(c.held.name(), "added by sockscope"), line(c.held.name(), "configured", "▒▒"),
+                 *([line(c.special.name(), "scenario (planned)", "╌╌")] if scenario else []),
+                 line(c.c2s.name(), "client → server", "━"), line(c.s2c.name(), "server → client", "━")]
+        if udp:
+            parts.append(f"UDP, last 2 s: {line(c.muted.name(), 'lost', '━')} "
+                         f"{line(c.muted.name(), 'duplicated', '╍')} {line(c.muted.name(), 'sent ahead', '─·')} "
+                         f"{line(c.muted.name(), 'loss set', '┈')}")
+        return "&nbsp;&nbsp;".join(parts)
 
     parts = [line(c.c2s.name(), "round trip"), line(c.held.name(), "added by sockscope"),
              line(c.held.name(), "configured", "▒▒"),
@@ -193,6 +220,9 @@ class TimelinePlots(QWidget):
         self.rtt_plot.addItem(self.rtt_dots)
         self.selected_dot = pg.ScatterPlotItem(size=12, pen=pg.mkPen(c.error, width=2), brush=pg.mkBrush(None))
         self.rtt_plot.addItem(self.selected_dot)
+        self.channel_curves: dict[int, Any] = {}
+        """ENet: one round-trip line per channel, made when the channel's first round trip comes."""
+        self.channels: tuple[int, ...] = ()
 
         self.msg_curves: dict[Direction, Any] = {}
         self.byte_curves: dict[Direction, Any] = {}
@@ -250,7 +280,10 @@ class TimelinePlots(QWidget):
         for ax in ("left", "bottom"):
             self.udp_plot.getAxis(ax).setTextPen(fg)
             self.udp_plot.getAxis(ax).setPen(fg)
-        self.legend.setText(legend_html(c, self.udp_shown and self._compact < 2, bool(self.data.scenario)))
+        for ch, curve in self.channel_curves.items():
+            curve.setPen(pg.mkPen(channel_colour(c, ch), width=1.5))
+        self.legend.setText(legend_html(c, self.udp_shown and self._compact < 2, bool(self.data.scenario),
+                                        self.channels))
 
     COMPACT_BELOW = 330
     """Below this height (px) the bytes/s plot steps aside so the other two keep readable axes."""
@@ -281,7 +314,8 @@ class TimelinePlots(QWidget):
         if self.udp_shown and level < 2:
             shown.append(self.udp_plot)
         # the legend names what is drawn
-        self.legend.setText(legend_html(self.colours, self.udp_plot in shown, bool(self.data.scenario)))
+        self.legend.setText(legend_html(self.colours, self.udp_plot in shown, bool(self.data.scenario),
+                                        self.channels))
         for row, p in enumerate(shown[1:], start=1):
             ci.addItem(p, row=row, col=0)
             ci.layout.setRowStretchFactor(row, 3)
@@ -300,7 +334,8 @@ class TimelinePlots(QWidget):
     def set_scenario(self, points: list[tuple[int, float]]) -> None:
         """A scenario's planned added round trip: (engine monotonic ns, ms) points; empty: none."""
         self.data.scenario = points
-        self.legend.setText(legend_html(self.colours, self.udp_shown and self._compact < 2, bool(points)))
+        self.legend.setText(legend_html(self.colours, self.udp_shown and self._compact < 2, bool(points),
+                                        self.channels))
 
     def set_configured_udp(self, configured: dict[tuple[Direction, str], float]) -> None:
         """What each direction is set to lose, duplicate and send ahead (percent; loss: random and bursts
@@ -345,7 +380,27 @@ class TimelinePlots(QWidget):
         d.band = [((t - t0) / 1e9, lo, hi) for t, lo, hi in self._conf]
         del changed, force  # the throughput bins change with every batch: always redraw (called ≤ 10/s)
         x = np.asarray(d.rtt_x, dtype=float)
-        self.rtt_curve.setData(*with_gaps(x, np.asarray(d.rtt_ms, dtype=float)))
+        channels = tuple(d.channels())
+        if channels:  # ENet: a line per channel; the main line keeps the other pairs (TCP connections, if any)
+            px, py, _rows = d.channel_series(None)
+            self.rtt_curve.setData(*with_gaps(np.asarray(px, dtype=float), np.asarray(py, dtype=float)))
+            for ch in channels:
+                curve = self.channel_curves.get(ch)
+                if curve is None:
+                    curve = self.channel_curves[ch] = self.rtt_plot.plot(
+                        [], [], pen=pg.mkPen(channel_colour(self.colours, ch), width=1.5), connect="finite")
+                cx, cy, _rows = d.channel_series(ch)
+                curve.setData(*with_gaps(np.asarray(cx, dtype=float), np.asarray(cy, dtype=float)))
+            for ch, curve in self.channel_curves.items():
+                if ch not in channels:
+                    curve.setData([], [])
+        else:
+            self.rtt_curve.setData(*with_gaps(x, np.asarray(d.rtt_ms, dtype=float)))
+            for curve in self.channel_curves.values():
+                curve.setData([], [])
+        if channels != self.channels:
+            self.channels = channels
+            self._relayout()
         self.injected_curve.setData(*with_gaps(x, np.asarray(d.injected_ms, dtype=float)))
         for dd in Direction:
             rx = np.asarray(d.rate_x.get(dd, []), dtype=float)
@@ -405,7 +460,15 @@ class TimelinePlots(QWidget):
         i0 = int(np.searchsorted(x, x0, side="left"))
         i1 = int(np.searchsorted(x, x1, side="right"))
         i0 = max(i0, i1 - SCATTER_MAX)
-        self.rtt_dots.setData(x=x[i0:i1], y=np.asarray(d.rtt_ms[i0:i1], dtype=float), data=d.rtt_rows[i0:i1])
+        if self.channels:
+            c = self.colours
+            brushes = {ch: pg.mkBrush(channel_colour(c, ch)) for ch in self.channels}
+            main = pg.mkBrush(c.c2s)
+            self.rtt_dots.setData(x=x[i0:i1], y=np.asarray(d.rtt_ms[i0:i1], dtype=float), data=d.rtt_rows[i0:i1],
+                                  brush=[main if ch is None else brushes[ch] for ch in d.rtt_channel[i0:i1]])
+            return
+        self.rtt_dots.setData(x=x[i0:i1], y=np.asarray(d.rtt_ms[i0:i1], dtype=float), data=d.rtt_rows[i0:i1],
+                              brush=pg.mkBrush(self.colours.c2s))
 
     def select_row(self, row: int | None) -> None:
         d = self.data
@@ -421,6 +484,14 @@ class TimelinePlots(QWidget):
     # ------------------------------------------------------------------------------------------ interaction
 
     def _tip(self, x: float, y: float, data: Any) -> str:
+        d = self.data
+        try:
+            ch = d.rtt_channel[d.rtt_rows.index(data)] if data is not None else None
+        except ValueError:
+            ch = None
+        if ch is not None:
+            return (f"ENet {channel_name(ch)}: reliable round trip {y:.1f} ms at {x:.2f} s, a command to its ack "
+                    "(click: select the ack)")
         return f"round trip {y:.1f} ms at {x:.2f} s (click: select the answer)"
 
     def _dots_clicked(self, _item: Any, points: Any, _ev: Any = None) -> None:

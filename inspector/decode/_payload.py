@@ -1,0 +1,91 @@
+"""Decoding a payload inside a decoded message (an ENet send's data, a Godot RAW packet) with the usual decoders.
+
+Role: :func:`decode_payload` hands a payload to the registry the outer decoder belongs to, and keeps nesting
+bounded: the registry holds the outer decoders too (an ENet payload could read as ENet again), so a thread-local
+depth stops at :data:`MAX_NESTING` and the outer decoders say "not me" while nested (:func:`nesting`). It also
+remembers each lane's sure winner, so a lane of one kind of message skips ranking every decoder (see the function).
+Must not import: Qt, ``proxy``, the decoder package's ``__init__`` (its builtins import the decoders that import
+this).
+Thread: any thread; the depth is per thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Final
+
+from ._api import DecodeContext, View
+
+if TYPE_CHECKING:
+    from ._registry import DecoderRegistry
+
+_local = threading.local()
+
+
+def nesting() -> int:
+    return getattr(_local, "depth", 0)  # type: ignore[no-any-return]
+
+
+class _Nested:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        _local.depth = getattr(_local, "depth", 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        _local.depth -= 1
+
+
+NESTED = _Nested()
+MAX_NESTING: Final = 2
+"""Decoders that decode a payload with the registry (ENet, Godot's RAW, a relay) nest at most this deep."""
+
+
+LaneKey = tuple[int | None, int | None, int, str | None]
+"""(connection, direction, channel, struct layout): the messages of one ENet channel, usually all of one format."""
+MEMO_MAX: Final = 4096
+
+
+def decode_payload(registry: DecoderRegistry | None, payload: bytes, ctx: DecodeContext, prefer: str | None = None,
+                   memo: dict[LaneKey, tuple[str, float]] | None = None, lane: LaneKey | None = None
+                   ) -> View | None:
+    """``payload`` decoded by the usual decoders (``prefer`` first if it decodes), or None when nested too deep.
+
+    ``memo`` and ``lane``: the decoder that surely won the last payload of this lane, and its confidence. When that
+    decoder is exactly as confident of this payload, it is the one "auto" would pick again (see below why), so it
+    decodes without asking the others: that ranking is most of the cost of a small payload. A payload of another kind
+    goes through "auto" as usual."""
+    if nesting() >= MAX_NESTING:
+        return None
+    if registry is None:  # a decoder made outside a registry: its payloads stay bytes
+        return None
+    inner = DecodeContext(ctx.direction, ctx.conn_id, ctx.struct_format, ctx.json_delimiter, None, ctx.detail,
+                          ctx.deadline_ns, None)
+    with NESTED:
+        if prefer is not None and prefer in registry:
+            view = registry.decode_with(prefer, payload, inner)
+            if view.error is None:
+                return view
+        hit = memo.get(lane) if memo is not None and lane is not None else None
+        if hit is not None:
+            decoder = registry.get(hit[0])
+            try:
+                same = decoder is not None and decoder.confidence(payload, inner) == hit[1]
+            except Exception:  # a plugin's bug: as auto would, take it as "cannot"
+                same = False
+            if same:
+                view = registry.decode_with(hit[0], payload, inner)
+                if view.error is None:
+                    return view
+        view = registry.auto(payload, inner)
+        if memo is not None and lane is not None and view.error is None:
+            ranked = registry.confidences(payload, inner)
+            # Only a plain, sure win is remembered (not a fallback after the first failed, nor a body behind a prefix,
+            # nor text, which is as sure of any ASCII): at 0.8 and above the built-ins' kinds do not overlap (JSON's
+            # first byte, msgpack's maps, a pickle's PROTO, Godot's commands), so no other would be surer. A user's
+            # struct layout is surer of any message of its size: lanes with one always rank.
+            if ranked and ranked[0][0] == view.decoder and ranked[0][1] >= 0.8 and inner.struct_format is None:
+                if len(memo) >= MEMO_MAX:
+                    memo.clear()
+                memo[lane] = ranked[0]
+        return view
