@@ -1,6 +1,13 @@
-"""An endless loop that catches BaseException, so interrupting it once does not stop it: the addon is disabled."""
+"""An endless loop that catches BaseException, so interrupting it once does not stop it: the addon is disabled.
+
+The loop gives up after 8 s of its own, only so that the test run does not carry a thread spinning for the GIL into
+every later test (an addon runs in the proxy's process: a real one like this would spin until the proxy ends)."""
+
+import time
 
 from proxy.addons import Addon
+
+SPIN_S = 8.0
 
 
 class Stubborn(Addon):
@@ -8,9 +15,10 @@ class Stubborn(Addon):
     timeout = 0.2
 
     def message(self, ctx, msg):
-        while msg.data == b"spin\n":
+        deadline = time.monotonic() + SPIN_S
+        while msg.data == b"spin\n" and time.monotonic() < deadline:
             try:
-                while True:
+                while time.monotonic() < deadline:
                     pass
             except BaseException:
                 pass
