@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from proxy.printer import EXIT_WAIT
 from tests.conftest import IO_TIMEOUT
 from tests.test_hostile_proxy import GameLoop, ProxyProcess
 
@@ -131,10 +132,15 @@ def test_2000_connections_with_a_terminal_that_does_not_read() -> None:
                   f"({time.monotonic() - closed_at:.2f} s after the last close); proxy RSS "
                   f"{p.status()['VmHWM'] // 1024} MB peak; game round trips meanwhile: {stats}")
             assert fds == baseline, f"{fds - baseline} descriptors still open 2 s after the last close"
+            stopping = time.monotonic()
             out, err = p.stop()
+            stop_s = time.monotonic() - stopping
             assert p.proc.returncode == 0, err.decode("utf-8", "replace")
         text = out.decode("utf-8", "replace")
-        assert "lines dropped: the terminal is not reading fast enough" in text or text.count(" opened ") == \
-            CONNECTIONS + 1
+        # The lines the terminal never read were dropped and counted; the count is said once the terminal reads
+        # again, which here is only at exit, where the printer waits at most EXIT_WAIT for its buffer: on a busy
+        # machine that bound can pass first, and then the exit is what cut the output.
+        assert ("lines dropped: the terminal is not reading fast enough" in text
+                or text.count(" opened ") == CONNECTIONS + 1 or stop_s >= EXIT_WAIT), (stop_s, text[-300:])
     finally:
         echo.close()
