@@ -2,10 +2,10 @@
 (input-to-ack delay, inputs in flight, the interpolation delay to use, corrections) and the schema hints.
 
 Role: :class:`LabController` owns a Qt-free :class:`~inspector.lab.analysis.LabAnalysis` over the window's store
-and two timers: *only while the Lab is on screen*, an analysis timer (40 per second) looks at the store's new
-rows within :data:`BUDGET_S` a tick, and a refresh timer (10 per second) notes the conditions in force (what the
-plots draw beside the measures) and redraws; a session that never opens the Lab pays nothing, and one opened late
-catches up a budget at a time.
+and two timers: *only while the Lab is on screen*, slices of analysis (:mod:`inspector.ui.slices`, 40 a second)
+look at the store's new rows, and a refresh timer (10 per second) notes the conditions in force (what the plots
+draw beside the measures) and redraws; a session that never opens the Lab pays nothing, and one opened late
+catches up a slice at a time.
 It offers :attr:`panel` (scope, plots, read-out, hints table with "Pick fields…", "Load…", "Save…", "Infer
 again") and :attr:`message_selected` (a dot was clicked). Hints come from ``sockscope --lab-hints FILE``
 (:meth:`set_hints`), from inference (shown as *inferred*), or from the field picker
@@ -45,14 +45,11 @@ from inspector.lab.hints import Hints, HintsError, MessageType, load_hints
 from inspector.store import MessageStore
 from inspector.ui import palette
 from inspector.ui.lab_hints import TYPE_ROLE, HintsModel, PickFieldsDialog
+from inspector.ui.slices import SLICE_S, Slices
 from inspector.ui.timeline.lab_plots import Conf, LabPlots
 from proxy.model import Direction
 
 REFRESH_MS: Final = 100
-ANALYSE_MS: Final = 25
-BUDGET_S: Final = 0.002
-"""Longest one tick analyses new rows: as the timeline does, analysis runs in 2 ms slices on its own 25 ms timer
-(up to 80 ms a second), so under a flood no slice keeps the event loop from input, painting and the record pump."""
 """Longest a refresh tick spends analysing new rows (the rest waits for the next tick)."""
 ConditionsFn = Callable[[], Any]
 SelectedFn = Callable[[], "int | None"]
@@ -82,11 +79,8 @@ class LabController(QObject):
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
         self.timer.start()
-        self._analysed = False  # rows analysed between redraws
-        self.analyse_timer = QTimer(self)
-        self.analyse_timer.setInterval(ANALYSE_MS)
-        self.analyse_timer.timeout.connect(self._analyse)
-        self.analyse_timer.start()
+        # new rows are analysed in short slices between redraws, only while the Lab is shown (inspector.ui.slices)
+        self.slices = Slices(lambda budget: self.panel.isVisible() and self.analysis.update(budget), self)
 
     # ------------------------------------------------------------------------------------------ widgets
 
@@ -314,8 +308,7 @@ class LabController(QObject):
         if not force and not self.panel.isVisible():
             return
         t0 = time.perf_counter()
-        changed = self.analysis.update(BUDGET_S) or self._analysed
-        self._analysed = False
+        changed = self.analysis.update(SLICE_S) | self.slices.take()
         conf_changed = self._track_conditions()
         if self.analysis.generation != self._generation:
             self._generation = self.analysis.generation
@@ -406,14 +399,9 @@ class LabController(QObject):
         return (f"{n:,} inputs acknowledged · input → ack ≈ <b>{med:.0f} ms</b>{added}"
                 if math.isfinite(med) else "")
 
-    def _analyse(self) -> None:
-        """A slice of analysis between redraws, while the Lab is shown."""
-        if self.panel.isVisible():
-            self._analysed = self.analysis.update(BUDGET_S) or self._analysed
-
     def stop(self) -> None:
         self.timer.stop()
-        self.analyse_timer.stop()
+        self.slices.stop()
 
 
 __all__ = ["LabController"]

@@ -62,6 +62,7 @@ from inspector.timeline.pairing import KeySpec, PairingRule
 from inspector.timeline.stats import Analysis, DatagramCounts, GroupRow, rows_to_csv
 from inspector.ui import format as fmt
 from inspector.ui import palette
+from inspector.ui.slices import SLICE_S, Slices
 from inspector.ui.table_base import HeaderedTableModel
 from inspector.ui.timeline.ladder import LadderView
 from proxy.model import Direction
@@ -72,11 +73,6 @@ if TYPE_CHECKING:
 Index = QModelIndex | QPersistentModelIndex
 REFRESH_MS: Final = 100
 """How often the timeline redraws (and analyses a slice of new rows)."""
-ANALYSE_MS: Final = 25
-BUDGET_S: Final = 0.002
-"""Longest one tick spends analysing new rows (the rest waits for the next tick). Analysis runs in short slices
-on its own 25 ms timer, up to 80 ms a second in all, so that under a flood no slice keeps the event loop from
-input, painting and the record pump for more than about 2 ms."""
 STATS_HEADERS: Final = ("dir", "type", "count", "rate (Hz)", "mean size", "max size", "bytes/s")
 STATS_TIPS: Final = (
     "direction", "the decoded key messages are grouped by", "messages", "tick rate: (count − 1) / time from first "
@@ -285,11 +281,8 @@ class TimelineController(QObject):
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
         self.timer.start()
-        self._analysed = False  # rows analysed between redraws
-        self.analyse_timer = QTimer(self)
-        self.analyse_timer.setInterval(ANALYSE_MS)
-        self.analyse_timer.timeout.connect(self._analyse)
-        self.analyse_timer.start()
+        # new rows are analysed in short slices between redraws (inspector.ui.slices)
+        self.slices = Slices(lambda budget: bool(self.analysis.pending) and self.analysis.update(budget), self)
 
     # ------------------------------------------------------------------------------------------ widgets
 
@@ -592,8 +585,7 @@ class TimelineController(QObject):
     def refresh(self, force: bool = False) -> None:
         """One tick: analyse new rows (within the budget), then redraw what is visible."""
         t0 = time.perf_counter()
-        changed = self.analysis.update(BUDGET_S) or self._analysed
-        self._analysed = False
+        changed = self.analysis.update(SLICE_S) | self.slices.take()
         self._track_conditions()
         if self.analysis.generation != self._generation:
             self._generation = self.analysis.generation
@@ -617,11 +609,6 @@ class TimelineController(QObject):
         self.tick_ms.append((time.perf_counter() - t0) * 1000)
         if len(self.tick_ms) > 1000:
             del self.tick_ms[:500]
-
-    def _analyse(self) -> None:
-        """A slice of analysis between redraws."""
-        if self.analysis.pending:
-            self._analysed = self.analysis.update(BUDGET_S) or self._analysed
 
     def refresh_stats(self) -> None:
         scope = self.stats_scope.currentData()
@@ -722,7 +709,7 @@ class TimelineController(QObject):
 
     def stop(self) -> None:
         self.timer.stop()
-        self.analyse_timer.stop()
+        self.slices.stop()
 
 
 __all__ = ["LESSONS", "AnnotationDelegate", "StatsModel", "TimelineController"]
