@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from proxy.loop import new_event_loop
 from proxy.model import Record
-from proxy.server import ProxyConfig, ProxyError, ProxyServer
+from proxy.server import ProxyConfig, ProxyServer
 
 if TYPE_CHECKING:
     from proxy.control.endpoint import ControlServer
@@ -45,7 +45,6 @@ class ProxyThread:
         self.control: ControlServer | None = None
         self._control_token = control_token
         self._control_options = dict(control_options or {})
-        self._down = False
         self._thread = threading.Thread(target=self._run, name="sockscope-engine", daemon=True)
         self._started: concurrent.futures.Future[tuple[str, int]] = concurrent.futures.Future()
 
@@ -112,61 +111,16 @@ class ProxyThread:
     @property
     def is_down(self) -> bool:
         """Between :meth:`go_down` and :meth:`come_up`."""
-        return self._down
+        return self.server.stopped_listening
 
     def go_down(self, reset: bool = True, timeout: float = 10.0) -> None:
-        """Take the proxy off its port, as if the server had gone away: the listening sockets close, so a client's
-        TCP connect is refused (and a connected UDP client sees "port unreachable"); with ``reset`` every open TCP
-        connection is reset (RST to both sides). UDP flows always end (there is no one to relay to). The port
-        number is kept: :meth:`come_up` listens on it again."""
-        self.run_coroutine(self._go_down(reset), timeout)
+        """Take the proxy off its port, as if the server had gone away (``ProxyServer.stop_listening``): connects
+        are refused; with ``reset`` open TCP connections are reset; UDP flows end. :meth:`come_up` undoes it."""
+        self.run_coroutine(self.server.stop_listening(reset), timeout)
 
     def come_up(self, timeout: float = 10.0) -> None:
         """Listen again on the port :meth:`go_down` left (``ProxyError`` if another program took it meanwhile)."""
-        self.run_coroutine(self._come_up(), timeout)
-
-    async def _go_down(self, reset: bool) -> None:
-        s = self.server
-        if self._down:
-            return
-        self._down = True
-        # ProxyServer has no "stop listening, keep relaying" of its own: its listener is closed here directly.
-        # Only the listening socket closes (asyncio's Server.close leaves accepted connections alone); its accept
-        # queue is reset by the kernel, as a dead server's would be.
-        if s._server is not None:
-            s._server.close()
-        shell = s.udp
-        if shell is not None:
-            for cid in list(shell.core.flows):
-                s.close_connection(cid, detail="the proxy is down")
-            if shell.listen is not None:
-                shell.listen.close()
-                shell.listen = None
-            elif shell._sock is not None:
-                shell._sock.close()
-            shell._sock = None
-        if reset:
-            for cid in list(s.handlers):
-                s.close_connection(cid, reset=True, detail="the proxy is down")
-        await asyncio.sleep(0)  # let the transports' close callbacks run
-
-    async def _come_up(self) -> None:
-        s = self.server
-        if not self._down:
-            return
-        assert s.listen_addr is not None
-        host, port = s.listen_addr
-        try:
-            if s.config.tcp:
-                # SO_REUSEADDR (asyncio's default on POSIX) lets the port be bound again despite TIME_WAIT.
-                s._server = await self.loop.create_server(s._accept, host, port, backlog=1024)
-            if s.udp is not None:
-                s.udp.bind(host, port)
-                await s.udp.serve()
-        except OSError as e:
-            raise ProxyError(f"cannot listen on {host}:{port} again: {e.strerror or e} (another program took the "
-                             "port while the proxy was down)") from None
-        self._down = False
+        self.run_coroutine(self.server.listen_again(), timeout)
 
     async def _shutdown(self) -> None:
         await self.server.shutdown()

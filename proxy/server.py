@@ -491,6 +491,8 @@ class ProxyServer:
         self.udp: UdpShell | None = None
         """The UDP side (``--udp``): its datagram core holds the flows, which share ids, conditions and
         subscribers with the TCP connections."""
+        self.stopped_listening = False
+        """Between :meth:`stop_listening` and :meth:`listen_again` (the pytest plugin's ``proxy.down()``)."""
         self.refusing = False
         """An outage (``proxy.scenario``, the ``refuse_connections`` command): each new TCP connection is reset as
         soon as it is accepted, so the client sees its connection fail; open ones are left alone."""
@@ -614,6 +616,48 @@ class ProxyServer:
         sock = self._server.sockets[0]
         host, port = sock.getsockname()[:2]
         self.listen_addr = (str(host), int(port))
+
+    async def stop_listening(self, reset: bool = True) -> None:
+        """Take the proxy off its port, as if the server had gone away: the listening sockets close, so a client's
+        TCP connect is refused (and a connected UDP client sees "port unreachable"); with ``reset`` every open TCP
+        connection is reset (RST to both sides). UDP flows always end (there is no one to relay to). The port
+        number is kept: :meth:`listen_again` listens on it again. (A scenario's outage, :attr:`refusing`, keeps the
+        port and resets each new connection instead: it must work for a client of the control protocol, which
+        cannot re-bind the port for the proxy.)"""
+        if self.stopped_listening:
+            return
+        self.stopped_listening = True
+        # Only the listening socket closes (asyncio's Server.close leaves accepted connections alone); its accept
+        # queue is reset by the kernel, as a dead server's would be.
+        if self._server is not None:
+            self._server.close()
+        if self.udp is not None:
+            for cid in list(self.udp.core.flows):
+                self.close_connection(cid, detail="the proxy is down")
+            self.udp.close_listener()
+        if reset:
+            for cid in list(self.handlers):
+                self.close_connection(cid, reset=True, detail="the proxy is down")
+        await asyncio.sleep(0)  # let the transports' close callbacks run
+
+    async def listen_again(self) -> None:
+        """Listen again on the port :meth:`stop_listening` left (``ProxyError`` if another program took it
+        meanwhile)."""
+        if not self.stopped_listening:
+            return
+        assert self.listen_addr is not None
+        host, port = self.listen_addr
+        try:
+            if self.config.tcp:
+                # SO_REUSEADDR (asyncio's default on POSIX) lets the port be bound again despite TIME_WAIT.
+                self._server = await self.loop.create_server(self._accept, host, port, backlog=1024)
+            if self.udp is not None:
+                self.udp.bind(host, port)
+                await self.udp.serve()
+        except OSError as e:
+            raise ProxyError(f"cannot listen on {host}:{port} again: {e.strerror or e} (another program took the "
+                             "port while the proxy was down)") from None
+        self.stopped_listening = False
 
     async def start_accepting(self) -> None:
         """Accept the connections waiting since ``start(accept=False)``, and every later one."""

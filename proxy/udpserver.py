@@ -225,13 +225,17 @@ class UdpShell:
         for fs in list(self.flows.values()):
             self._drop_socket(fs)
         self.flows.clear()
+        self.close_listener()
+        await asyncio.sleep(0)  # let the transports' close callbacks run
+
+    def close_listener(self) -> None:
+        """Close the listening socket (served or only bound); :meth:`bind` and :meth:`serve` make a new one."""
         if self.listen is not None:
             self.listen.close()
             self.listen = None
         elif self._sock is not None:
             self._sock.close()
         self._sock = None
-        await asyncio.sleep(0)  # let the transports' close callbacks run
 
     def run(self, commands: list[cmd.Command]) -> None:
         dispatch = self.dispatch
