@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from proxy.model import Direction
 
@@ -95,7 +95,108 @@ class GodotValue(dict, Renderable):  # type: ignore[type-arg]
         return iter(self.items()), len(self)
 
     def __repr__(self) -> str:
-        return render(self, 200)[0]
+        return render_value(self, 200)[0]
+
+
+# -- the usual values, fast -------------------------------------------------------------------------------------
+#
+# A game's packets carry a few ints, bools, floats, short strings and vectors, in small arrays and dictionaries.
+# :func:`read_variants` and :func:`render_value` first try a flat reading and a flat rendering of exactly those
+# (locals, one struct per type, no method per value); anything else (another type, a typed container, a packet
+# over :data:`_FLAT_BYTES`, nesting past :data:`_FLAT_DEPTH`, a text over its budget, any error) is left to the
+# general :class:`_Reader` and :class:`~inspector.decode._render.Renderer`, which start again from the beginning:
+# what they give (values, text, errors) is what is shown, so the flat versions must give exactly that or nothing.
+
+_FLAT_DEPTH = 16
+"""Nesting the flat reader and renderer follow (well below MAX_DEPTH: past it the general ones decide)."""
+_FLAT_BYTES = 4096
+"""Packets the flat reader reads: at most 4096 values and 1024 reals, far below MAX_VALUES."""
+_I64 = 1 << 63
+
+
+def render_value(value: Any, limit: int) -> tuple[str, bool]:
+    """:func:`~inspector.decode._render.render` (same text, same cut), flat for the usual small values."""
+    text = _flat(value, limit, 0)
+    if text is not None:
+        return text, False
+    return render(value, limit)
+
+
+def _flat(v: Any, room: int, depth: int) -> str | None:
+    """``v`` rendered as the Renderer renders it when that takes at most ``room`` characters; None when it may take
+    more, or ``v`` holds anything but ints, floats, bools, None, str, bytes, lists, tuples, plain dicts and
+    GodotValues (the Renderer decides those). Work is bounded by ``room``: every value adds a character."""
+    t = type(v)
+    if t is list or t is tuple or t is dict or t is GodotValue:
+        if depth >= _FLAT_DEPTH:
+            return None
+        s = _flat_container(v, t, room, depth)
+        if s is None:
+            return None
+    else:
+        s = _flat_scalar(v, t, room)
+        if s is None:
+            return None
+    return s if len(s) <= room else None
+
+
+def _flat_scalar(v: Any, t: type, room: int) -> str | None:
+    if t is float or v is None or t is bool:
+        return repr(v)  # float_repr is repr: 'nan', 'inf', '-inf'
+    if t is int:
+        return repr(v) if -_I64 <= v < _I64 else None  # int_repr's own cases (a huge int): the Renderer's
+    if t is str or t is bytes:
+        return repr(v) if len(v) <= room else None
+    return None
+
+
+def _flat_container(v: Any, t: type, room: int, depth: int) -> str | None:
+    parts: list[str] = []
+    left = room - 2
+    depth += 1
+    if t is dict:
+        for k, x in v.items():
+            tk = type(k)
+            k_s = repr(k) if tk is str and len(k) <= left else _flat(k, left, depth)
+            if k_s is None:
+                return None
+            tx = type(x)
+            x_s = repr(x) if tx is float or tx is bool or x is None else _flat(x, left - len(k_s) - 2, depth)
+            if x_s is None:
+                return None
+            parts.append(k_s + ": " + x_s)
+            left -= len(k_s) + len(x_s) + 4
+            if left < -2:
+                return None
+        return "{" + ", ".join(parts) + "}"
+    if t is GodotValue:
+        vals = list(v.values())
+        left -= len(v.type_name)
+        if len(vals) > room:  # (an Object's properties) each takes a character at least
+            return None
+        if all(type(x) is float or type(x) is int for x in vals):  # GodotValue.render_into's two forms
+            for x in vals:
+                if type(x) is int and not -_I64 <= x < _I64:
+                    return None
+            name: str = v.type_name
+            return name + "(" + ", ".join(map(repr, vals)) + ")"  # a few numbers: a few dozen characters
+    else:
+        vals = v
+    for x in vals:
+        tx = type(x)
+        x_s = repr(x) if tx is float or tx is bool or x is None else _flat(x, left, depth)
+        if x_s is None:
+            return None
+        parts.append(x_s)
+        left -= len(x_s) + 2
+        if left < -2:
+            return None
+    if t is list:
+        return "[" + ", ".join(parts) + "]"
+    if t is tuple:
+        return "(" + ", ".join(parts) + (",)" if len(parts) == 1 else ")")
+    name = v.type_name
+    return name + "(" + ", ".join(parts) + ")"
 
 
 class BadPacket(ValueError):
@@ -325,7 +426,13 @@ def _vec(v: tuple[float, ...]) -> GodotValue:
 def read_variants(data: bytes, pos: int = 0, end: int | None = None, count: int | None = None) -> list[Any]:
     """The compressed Variants in ``data[pos:end]`` (all of them, or ``count``); :class:`BadPacket` when they do
     not fit exactly."""
-    r = _Reader(data, pos, len(data) if end is None else end)
+    if end is None:
+        end = len(data)
+    if end - pos <= _FLAT_BYTES:
+        flat = _flat_variants(data, pos, end, count)
+        if flat is not None:
+            return flat
+    r = _Reader(data, pos, end)
     out: list[Any] = []
     while r.pos < r.end and (count is None or len(out) < count):
         out.append(r.compressed())
@@ -334,6 +441,162 @@ def read_variants(data: bytes, pos: int = 0, end: int | None = None, count: int 
     if r.pos != r.end:
         raise BadPacket(f"{r.end - r.pos} bytes left after {len(out)} values")
     return out
+
+
+_FLAT_HEADERS: Final = frozenset({0, 1, 2, 2 | _FLAG_64, 3, 3 | _FLAG_64, 4, 5, 5 | _FLAG_64, 6, 9, 9 | _FLAG_64, 10,
+                                   20, 21, 27, 28})
+"""Value headers the flat reader reads: the usual types, untyped containers (anything else: the general reader)."""
+_S_I32 = struct.Struct("<i")
+_S_F32 = struct.Struct("<f")
+_S_F64 = struct.Struct("<d")
+_S_2F = struct.Struct("<2f")
+_S_2D = struct.Struct("<2d")
+_S_3F = struct.Struct("<3f")
+_S_3D = struct.Struct("<3d")
+_S_2I = struct.Struct("<2i")
+_S_3I = struct.Struct("<3i")
+_S_4F = struct.Struct("<4f")
+
+
+def _flat_variants(data: bytes, pos: int, end: int, count: int | None) -> list[Any] | None:
+    """:func:`read_variants`' values when they are all of the usual kinds (see :func:`_flat_variant`) and fit
+    exactly; None for anything else, errors included (the general reader then says what)."""
+    out: list[Any] = []
+    append = out.append
+    while pos < end and (count is None or len(out) < count):
+        meta = data[pos]
+        kind = meta & 0x3F
+        if kind == 1:  # bool: the value is the top bit
+            append(meta >= 0x80)
+            pos += 1
+        elif kind == 2:  # int in 1, 2, 4 or 8 bytes
+            q = pos + 1
+            pos = q + (1 << (meta >> 6))
+            if pos > end:
+                return None
+            append(int.from_bytes(data[q:pos], "little", signed=True))
+        else:
+            got = _flat_variant(data, pos, end, 0)
+            if got is None:
+                return None
+            append(got[0])
+            pos = got[1]
+    if pos != end or (count is not None and len(out) < count):
+        return None
+    return out
+
+
+def _flat_variant(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int] | None:
+    """One value of Godot's binary serialization at ``pos`` and the position after it, as :meth:`_Reader.variant`
+    reads it, when its header is one of :data:`_FLAT_HEADERS` and it fits; else None."""
+    if depth > _FLAT_DEPTH or pos + 4 > end:
+        return None
+    header = _U32.unpack_from(data, pos)[0]
+    if header not in _FLAT_HEADERS:
+        return None
+    p = pos + 4
+    if header == 0:
+        return None, p
+    if header == 2:
+        if p + 4 > end:
+            return None
+        return _S_I32.unpack_from(data, p)[0], p + 4
+    if header == 5:
+        if p + 8 > end:
+            return None
+        x, y = _S_2F.unpack_from(data, p)
+        return GodotValue("Vector2", {"x": x, "y": y}), p + 8
+    if header == 3:
+        if p + 4 > end:
+            return None
+        return _S_F32.unpack_from(data, p)[0], p + 4
+    if header == 4 or header == 21:
+        if p + 4 > end:
+            return None
+        n = _U32.unpack_from(data, p)[0]
+        q = p + 4
+        stop = q + n + (-n % 4)
+        if stop > end:
+            return None
+        try:
+            return data[q : q + n].decode("utf-8"), stop
+        except UnicodeDecodeError:
+            return None
+    if header == 1:
+        if p + 4 > end:
+            return None
+        return _U32.unpack_from(data, p)[0] != 0, p + 4
+    if header == 28 or header == 27:
+        if p + 4 > end:
+            return None
+        n = _U32.unpack_from(data, p)[0] & 0x7FFFFFFF
+        p += 4
+        if header == 28:
+            if n > (end - p) // 4:
+                return None
+            items: list[Any] = []
+            for _ in range(n):
+                got = _flat_variant(data, p, end, depth + 1)
+                if got is None:
+                    return None
+                items.append(got[0])
+                p = got[1]
+            return items, p
+        if n > (end - p) // 8:
+            return None
+        out: dict[Any, Any] = {}
+        for _ in range(n):
+            got = _flat_variant(data, p, end, depth + 1)
+            if got is None:
+                return None
+            k = got[0]
+            tk = type(k)
+            if tk is list or tk is dict or tk is GodotValue:  # unhashable: the general reader shows it as text
+                return None
+            got = _flat_variant(data, got[1], end, depth + 1)
+            if got is None:
+                return None
+            out[k] = got[0]
+            p = got[1]
+        return out, p
+    if header == 9:
+        if p + 12 > end:
+            return None
+        x, y, z = _S_3F.unpack_from(data, p)
+        return GodotValue("Vector3", {"x": x, "y": y, "z": z}), p + 12
+    if header == 2 | _FLAG_64:
+        if p + 8 > end:
+            return None
+        return int.from_bytes(data[p : p + 8], "little", signed=True), p + 8
+    if header == 3 | _FLAG_64:
+        if p + 8 > end:
+            return None
+        return _S_F64.unpack_from(data, p)[0], p + 8
+    if header == 5 | _FLAG_64:
+        if p + 16 > end:
+            return None
+        x, y = _S_2D.unpack_from(data, p)
+        return GodotValue("Vector2", {"x": x, "y": y}), p + 16
+    if header == 9 | _FLAG_64:
+        if p + 24 > end:
+            return None
+        x, y, z = _S_3D.unpack_from(data, p)
+        return GodotValue("Vector3", {"x": x, "y": y, "z": z}), p + 24
+    if header == 6:
+        if p + 8 > end:
+            return None
+        x, y = _S_2I.unpack_from(data, p)
+        return GodotValue("Vector2i", {"x": x, "y": y}), p + 8
+    if header == 10:
+        if p + 12 > end:
+            return None
+        x, y, z = _S_3I.unpack_from(data, p)
+        return GodotValue("Vector3i", {"x": x, "y": y, "z": z}), p + 12
+    # 20: Color (always single precision)
+    if p + 16 > end:
+        return None
+    r, g, b, a = _S_4F.unpack_from(data, p)
+    return GodotValue("Color", {"r": r, "g": g, "b": b, "a": a}), p + 16
 
 
 def read_variant(data: bytes) -> Any:
@@ -491,7 +754,7 @@ def _remote_call(data: bytes, pos: int, first: int) -> Packet:
         parts.append(("arguments", args, off + 1, args_end))
 
         def call() -> str:
-            text, cut = render(args, 120)
+            text, cut = render_value(args, 120)
             return f"rpc {target} method {method}({text[1:] if cut else text[1:-1]})"
 
         return Packet("remote_call", call, value, parts)
@@ -537,7 +800,7 @@ def _spawn(data: bytes, pos: int) -> Packet:
     if state:
         parts.append(("spawn state", state, off, end))
     what = "custom" if scene == 0xFF else f"scene {scene}"
-    return Packet("spawn", lambda: f'spawn "{name}" ({what}) net id {nid}' + (f" state {render(state, 80)[0]}"
+    return Packet("spawn", lambda: f'spawn "{name}" ({what}) net id {nid}' + (f" state {render_value(state, 80)[0]}"
                                                                              if state else ""), value, parts)
 
 
@@ -583,7 +846,7 @@ def _sync(data: bytes, pos: int, first: int) -> Packet:
     value["nodes"] = nodes
 
     def synced() -> str:
-        shown = "; ".join(f"{n['net_id']}: {render(n['values'], 60)[0]}" for n in nodes[:3])
+        shown = "; ".join(f"{n['net_id']}: {render_value(n['values'], 60)[0]}" for n in nodes[:3])
         return ("delta " if delta else f"sync t={value.get('time')} ") + shown + ("; …" if len(nodes) > 3 else "")
 
     return Packet("sync", synced, value, parts)
@@ -716,7 +979,7 @@ def packet_view(p: Packet, data: bytes, detail: bool, inner: View | None = None,
     if inner is not None and p.raw is not None:
         fields.append(Field(f"payload ({inner.decoder})", clip(inner.summary, 120), p.raw[0], p.raw[1],
                             tuple(_shift(f, p.raw[0]) for f in inner.fields)))
-    text = f"Godot SceneMultiplayer {p.command}\n{summary}\n\n" + render(value, 4000)[0]
+    text = f"Godot SceneMultiplayer {p.command}\n{summary}\n\n" + render_value(value, 4000)[0]
     if p.raw is not None and inner is None:
         text += "\n\n" + hex_dump(data[p.raw[0] : p.raw[1]])
     return View(decoder=NAME, summary=clip(summary), fields=tuple(fields), text=text, truncated=budget.truncated,
