@@ -38,7 +38,6 @@ NAME = "json"
 MAX_VALUES = 10_000
 _DECODER = json.JSONDecoder()
 _WS = re.compile(r"[ \t\n\r]*")
-_WS_RUN = re.compile(r"\s+")
 _PREFIXES = ((">I", 4), ("<I", 4), (">H", 2), ("<H", 2))
 _PREFIX_HEADER = "# length-prefix "
 _STARTS = frozenset(b'{["')
@@ -134,7 +133,7 @@ class JsonDecoder:
         head = text[:400]
         if ctx.json_delimiter:  # a terminator (b"EOT\0") says nothing in a one-line summary
             head = head.replace(ctx.json_delimiter.decode("utf-8", "replace"), " ")
-        summary = _WS_RUN.sub(" ", head).strip()
+        summary = " ".join(head.split())  # runs of whitespace as one space (str.split's whitespace is \s's)
         if len(spans) > 1:
             summary = f"[{len(spans)} values] {summary}"
         if pfx:
@@ -185,6 +184,16 @@ class JsonDecoder:
         out: list[tuple[object, int, int]] = []
         n = len(text)
         pos = 0
+        if text and text[0] in "{[":  # the usual message: one object, no blank around it: one call, no matching
+            try:
+                value, end = _DECODER.raw_decode(text, 0)
+            except (RecursionError, ValueError):
+                pass  # the loop below reads it again, and says what is wrong exactly as it always did
+            else:
+                out.append((value, 0, end))
+                if end == n:
+                    return out
+                pos = end
         while True:
             pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
             if pos >= n:

@@ -223,6 +223,13 @@ def _walk(values: list[object]) -> float:
 
 
 def evidence(data: bytes) -> float | None:
+    return _evidence(data)[0]
+
+
+_NOTHING: Any = object()
+
+
+def _evidence(data: bytes) -> tuple[float | None, Any]:
     """How much ``data`` looks like msgpack a program sent (see the comment above); None when it does not parse
     as msgpack from its first byte (a byte no msgpack has, a string that is not UTF-8, nothing complete).
 
@@ -230,22 +237,27 @@ def evidence(data: bytes) -> float | None:
     own rule: no timestamp may be in the message), else, and when an array is a key, with maps as tuples of pairs
     (no key is hashed: colliding keys cost nothing here); at most :data:`~inspector.decode._api.MAX_PARSE` bytes
     (a longer message is judged by the objects complete in its first 64 KiB). Only the first :data:`_PAIRS` pairs
-    of a map and :data:`_WALK_NODES` values in all are looked at."""
+    of a map and :data:`_WALK_NODES` values in all are looked at.
+
+    (Here with, as its second item, the whole message's one object when it was read exactly as the decoder reads
+    it, else :data:`_NOTHING`: see :meth:`MsgpackDecoder.confidence`.)"""
     if len(data) <= MAX_PARSE:
         hook: dict[str, Any] = {"object_pairs_hook": tuple} if _may_hold_timestamp(data) else {}
         try:
             try:
-                return _WHOLE + _walk([msgpack.unpackb(data, raw=False, strict_map_key=False, **hook)])
+                obj = msgpack.unpackb(data, raw=False, strict_map_key=False, **hook)
+                # without a hook, what the decoder's _unpack reads (strict UTF-8 read the same as surrogateescape)
+                return _WHOLE + _walk([obj]), obj if not hook else _NOTHING
             except TypeError:  # an array as a map key (unhashable as a list): as tuples of pairs
                 if hook:
                     raise
                 hook = {"object_pairs_hook": tuple}
-                return _WHOLE + _walk([msgpack.unpackb(data, raw=False, strict_map_key=False, **hook)])
+                return _WHOLE + _walk([msgpack.unpackb(data, raw=False, strict_map_key=False, **hook)]), _NOTHING
         except msgpack.ExtraData as e:  # several objects: a stream, read below, if it may be one
             if type(e.unpacked) not in _CONTAINERS or _confidence_of_first(e.extra[0], 2) < 0.3:
-                return None  # see the stream's rules below: most binary records end here, cheaply
+                return None, _NOTHING  # see the stream's rules below: most binary records end here, cheaply
         except Exception:  # the first object is cut short, or has a bad byte, bad UTF-8, too deep a nesting
-            return None
+            return None, _NOTHING
         chunk = data
     else:
         chunk = data[: 64 << 10]
@@ -259,26 +271,31 @@ def evidence(data: bytes) -> float | None:
             if values and (type(obj) in _SCALARS or type(values[0]) not in _CONTAINERS):
                 # A stream that goes on with scalars, or does not start with a map or an array: random bytes read
                 # as that, programs send a map or an array per message.
-                return None
+                return None, _NOTHING
             values.append(obj)
             end = unpacker.tell()  # after the loop, tell() counts the bytes of a cut object too
             if len(values) >= _PROBE_STREAM:
-                return _CUT_TAIL + _walk(values)
+                return _CUT_TAIL + _walk(values), _NOTHING
     except Exception:
-        return None
+        return None, _NOTHING
     if not values:
-        return None
+        return None, _NOTHING
     if end == len(data):
-        return _WHOLE + _walk(values)
+        return _WHOLE + _walk(values), _NOTHING
     if _confidence_of_first(data[end], 2) < 0.3 or type(values[0]) not in _CONTAINERS:
-        return None  # cut short: only if a map or array came first, and what is left could start an object
-    return _CUT_TAIL + _walk(values)
+        return None, _NOTHING  # cut short: only if a map or array came first, and what is left could start an object
+    return _CUT_TAIL + _walk(values), _NOTHING
 
 
 class MsgpackDecoder:
     """msgpack; ``editable`` holds one Python-literal value per packed object, one per line."""
 
     name = NAME
+
+    def __init__(self) -> None:
+        self._memo: tuple[bytes, Any] | None = None
+        """The one object of the message the last confidence check read, for its decode (taken once: each view's
+        values are its own). A tuple replaced whole: safe across threads."""
 
     def confidence(self, data: bytes, ctx: DecodeContext) -> float:
         if not data:
@@ -288,25 +305,46 @@ class MsgpackDecoder:
         first = _confidence_of_first(data[0], len(data))
         if first == 0.0 or (first == 0.3 and _confidence_of_first(data[1], 2) < 0.3):
             return 0.0  # an empty map or array, then a scalar: a pickle (0x80 0x04) or a record, not a stream
-        ev = evidence(data)
-        return first if ev is not None and ev > EVIDENCE_NEEDED else 0.0
+        ev, obj = _evidence(data)
+        if ev is None or ev <= EVIDENCE_NEEDED:
+            return 0.0
+        if obj is not _NOTHING:
+            self._memo = (data, obj)  # the registry decodes the same bytes next: that object, unread again
+        return first
 
     def decode(self, data: bytes, ctx: DecodeContext) -> View:
         chunk = data[:MAX_PARSE]
         truncated = len(data) > MAX_PARSE
         warnings: list[str] = []
-        try:
+        memo = self._memo
+        if memo is not None and memo[0] is data:
+            self._memo = None
+            values: list[object] = [memo[1]]
+            ends = [len(data)]
+            guard = None
+        else:
             try:
-                values, ends, guard = _unpack(chunk, True, ctx.deadline_ns)
-            except TypeError:  # an array used as a map key: only tuples are hashable
-                values, ends, guard = _unpack(chunk, False, ctx.deadline_ns)
-                warnings.append("a map has array keys: arrays are shown as tuples")
-        except _UNPACK_ERRORS as exc:
-            return error_view(NAME, data, f"not msgpack: {exc}", detail=ctx.detail)
-        except _GaveUp as exc:
-            return gave_up_view(NAME, data, str(exc), detail=ctx.detail)
-        except RecursionError:
-            return error_view(NAME, data, "not msgpack: nested too deeply", detail=ctx.detail)
+                values, ends, guard = self._read(chunk, warnings, ctx.deadline_ns)
+            except _UNPACK_ERRORS as exc:
+                return error_view(NAME, data, f"not msgpack: {exc}", detail=ctx.detail)
+            except _GaveUp as exc:
+                return gave_up_view(NAME, data, str(exc), detail=ctx.detail)
+            except RecursionError:
+                return error_view(NAME, data, "not msgpack: nested too deeply", detail=ctx.detail)
+        return self._view(data, chunk, values, ends, guard, truncated, warnings, ctx)
+
+    @staticmethod
+    def _read(chunk: bytes, warnings: list[str],
+              deadline_ns: int | None) -> tuple[list[object], list[int], KeyGuard | None]:
+        try:
+            return _unpack(chunk, True, deadline_ns)
+        except TypeError:  # an array used as a map key: only tuples are hashable
+            values, ends, guard = _unpack(chunk, False, deadline_ns)
+            warnings.append("a map has array keys: arrays are shown as tuples")
+            return values, ends, guard
+
+    def _view(self, data: bytes, chunk: bytes, values: list[object], ends: list[int], guard: KeyGuard | None,
+              truncated: bool, warnings: list[str], ctx: DecodeContext) -> View:
         if not values:
             return error_view(NAME, data, "no complete msgpack object", detail=ctx.detail)
         consumed = ends[-1]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Final
 
-from ._api import DecodeContext, View
+from ._api import DecodeContext, View, set_deadline
 
 if TYPE_CHECKING:
     from ._registry import DecoderRegistry
@@ -41,6 +41,31 @@ MAX_NESTING: Final = 2
 """Decoders that decode a payload with the registry (ENet, Godot's RAW, a relay) nest at most this deep."""
 
 
+_NESTED_CONTEXTS: dict[int, tuple[DecodeContext, DecodeContext]] = {}
+"""id(outer context) -> (outer, its payloads' context): the registry keeps one context per connection, direction
+and detail, so a payload's context is made once, not per payload (the outer is held, so its id is not reused)."""
+_MAX_NESTED_CONTEXTS: Final = 256
+
+
+def nested_context(ctx: DecodeContext) -> DecodeContext:
+    """The context a payload inside a message of ``ctx`` is decoded with: the same direction, connection, struct
+    layout, JSON delimiter, detail and deadline; no "decode as" and no framing (those are the outer message's)."""
+    hit = _NESTED_CONTEXTS.get(id(ctx))
+    if hit is not None and hit[0] is ctx:
+        inner = hit[1]
+        if inner.deadline_ns != ctx.deadline_ns:
+            # The outer's deadline was set in place (the table does so per row: see _api.set_deadline), so the
+            # outer is one thread's own, and so is this context made from it: set in place too.
+            set_deadline(inner, ctx.deadline_ns)
+        return inner
+    inner = DecodeContext(ctx.direction, ctx.conn_id, ctx.struct_format, ctx.json_delimiter, None, ctx.detail,
+                          ctx.deadline_ns, None)
+    if len(_NESTED_CONTEXTS) >= _MAX_NESTED_CONTEXTS:
+        _NESTED_CONTEXTS.clear()  # contexts with deadlines are made per message: they come and go
+    _NESTED_CONTEXTS[id(ctx)] = (ctx, inner)
+    return inner
+
+
 LaneKey = tuple[int | None, int | None, int, str | None]
 """(connection, direction, channel, struct layout): the messages of one ENet channel, usually all of one format."""
 MEMO_MAX: Final = 4096
@@ -59,11 +84,10 @@ def decode_payload(registry: DecoderRegistry | None, payload: bytes, ctx: Decode
         return None
     if registry is None:  # a decoder made outside a registry: its payloads stay bytes
         return None
-    inner = DecodeContext(ctx.direction, ctx.conn_id, ctx.struct_format, ctx.json_delimiter, None, ctx.detail,
-                          ctx.deadline_ns, None)
+    inner = nested_context(ctx)
     with NESTED:
-        if prefer is not None and prefer in registry:
-            view = registry.decode_with(prefer, payload, inner)
+        if prefer is not None:
+            view = registry.decode_with(prefer, payload, inner)  # (an error view if it is not registered)
             if view.error is None:
                 return view
         hit = memo.get(lane) if memo is not None and lane is not None else None
