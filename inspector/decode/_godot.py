@@ -117,47 +117,43 @@ _I64 = 1 << 63
 def render_value(value: Any, limit: int) -> tuple[str, bool]:
     """:func:`~inspector.decode._render.render` (same text, same cut), flat for the usual small values."""
     text = _flat(value, limit, 0)
-    if text is not None:
+    if text is not None and len(text) <= limit:  # (a scalar's text is not measured inside _flat)
         return text, False
     return render(value, limit)
 
 
 def _flat(v: Any, room: int, depth: int) -> str | None:
-    """``v`` rendered as the Renderer renders it when that takes at most ``room`` characters; None when it may take
-    more, or ``v`` holds anything but ints, floats, bools, None, str, bytes, lists, tuples, plain dicts and
-    GodotValues (the Renderer decides those). Work is bounded by ``room``: every value adds a character."""
+    """``v`` rendered as the Renderer renders it when that takes at most ``room`` characters (a container's text
+    is measured here, a scalar's by the caller); None when it may take more, or ``v`` holds anything but ints,
+    floats, bools, None, str, bytes, lists, tuples, plain dicts and GodotValues (the Renderer decides those).
+    Work is bounded by ``room``: every value adds a character."""
     t = type(v)
-    if t is list or t is tuple or t is dict or t is GodotValue:
-        if depth >= _FLAT_DEPTH:
-            return None
-        s = _flat_container(v, t, room, depth)
-        if s is None:
-            return None
-    else:
-        s = _flat_scalar(v, t, room)
-        if s is None:
-            return None
-    return s if len(s) <= room else None
-
-
-def _flat_scalar(v: Any, t: type, room: int) -> str | None:
     if t is float or v is None or t is bool:
-        return repr(v)  # float_repr is repr: 'nan', 'inf', '-inf'
+        return repr(v)  # float_repr is repr: 'nan', 'inf', '-inf' (and a float's repr is short)
     if t is int:
         return repr(v) if -_I64 <= v < _I64 else None  # int_repr's own cases (a huge int): the Renderer's
     if t is str or t is bytes:
         return repr(v) if len(v) <= room else None
-    return None
-
-
-def _flat_container(v: Any, t: type, room: int, depth: int) -> str | None:
+    if depth >= _FLAT_DEPTH:
+        return None
+    depth += 1
     parts: list[str] = []
     left = room - 2
-    depth += 1
-    if t is dict:
+    if t is GodotValue:
+        vals = list(v.values())
+        if len(vals) > room:  # (an Object's properties) each takes a character at least
+            return None
+        for x in vals:  # GodotValue.render_into's two forms: numbers only, or any values
+            tx = type(x)
+            if tx is not float and (tx is not int or not -_I64 <= x < _I64):
+                break
+        else:
+            s: str = v.type_name + "(" + ", ".join(map(repr, vals)) + ")"
+            return s if len(s) <= room else None
+        left -= len(v.type_name)
+    elif t is dict:
         for k, x in v.items():
-            tk = type(k)
-            k_s = repr(k) if tk is str and len(k) <= left else _flat(k, left, depth)
+            k_s = repr(k) if type(k) is str and len(k) <= left else _flat(k, left, depth)
             if k_s is None:
                 return None
             tx = type(x)
@@ -168,20 +164,12 @@ def _flat_container(v: Any, t: type, room: int, depth: int) -> str | None:
             left -= len(k_s) + len(x_s) + 4
             if left < -2:
                 return None
-        return "{" + ", ".join(parts) + "}"
-    if t is GodotValue:
-        vals = list(v.values())
-        left -= len(v.type_name)
-        if len(vals) > room:  # (an Object's properties) each takes a character at least
-            return None
-        if all(type(x) is float or type(x) is int for x in vals):  # GodotValue.render_into's two forms
-            for x in vals:
-                if type(x) is int and not -_I64 <= x < _I64:
-                    return None
-            name: str = v.type_name
-            return name + "(" + ", ".join(map(repr, vals)) + ")"  # a few numbers: a few dozen characters
-    else:
+        s = "{" + ", ".join(parts) + "}"
+        return s if len(s) <= room else None
+    elif t is list or t is tuple:
         vals = v
+    else:
+        return None
     for x in vals:
         tx = type(x)
         x_s = repr(x) if tx is float or tx is bool or x is None else _flat(x, left, depth)
@@ -192,11 +180,12 @@ def _flat_container(v: Any, t: type, room: int, depth: int) -> str | None:
         if left < -2:
             return None
     if t is list:
-        return "[" + ", ".join(parts) + "]"
-    if t is tuple:
-        return "(" + ", ".join(parts) + (",)" if len(parts) == 1 else ")")
-    name = v.type_name
-    return name + "(" + ", ".join(parts) + ")"
+        s = "[" + ", ".join(parts) + "]"
+    elif t is tuple:
+        s = "(" + ", ".join(parts) + (",)" if len(parts) == 1 else ")")
+    else:
+        s = v.type_name + "(" + ", ".join(parts) + ")"
+    return s if len(s) <= room else None
 
 
 class BadPacket(ValueError):

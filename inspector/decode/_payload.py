@@ -80,12 +80,14 @@ def decode_payload(registry: DecoderRegistry | None, payload: bytes, ctx: Decode
     decoder is exactly as confident of this payload, it is the one "auto" would pick again (see below why), so it
     decodes without asking the others: that ranking is most of the cost of a small payload. A payload of another kind
     goes through "auto" as usual."""
-    if nesting() >= MAX_NESTING:
+    depth = getattr(_local, "depth", 0)
+    if depth >= MAX_NESTING:
         return None
     if registry is None:  # a decoder made outside a registry: its payloads stay bytes
         return None
     inner = nested_context(ctx)
-    with NESTED:
+    _local.depth = depth + 1  # (NESTED's work, without its two method calls: this runs for every payload)
+    try:
         if prefer is not None:
             view = registry.decode_with(prefer, payload, inner)  # (an error view if it is not registered)
             if view.error is None:
@@ -97,8 +99,8 @@ def decode_payload(registry: DecoderRegistry | None, payload: bytes, ctx: Decode
                 same = decoder is not None and decoder.confidence(payload, inner) == hit[1]
             except Exception:  # a plugin's bug: as auto would, take it as "cannot"
                 same = False
-            if same:
-                view = registry.decode_with(hit[0], payload, inner)
+            if same and decoder is not None:
+                view = registry._decode_by(decoder, payload, inner)  # (decode_with, its lookup done above)
                 if view.error is None:
                     return view
         view = registry.auto(payload, inner)
@@ -113,3 +115,5 @@ def decode_payload(registry: DecoderRegistry | None, payload: bytes, ctx: Decode
                     memo.clear()
                 memo[lane] = ranked[0]
         return view
+    finally:
+        _local.depth = depth
