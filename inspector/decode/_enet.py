@@ -41,7 +41,7 @@ from proxy.model import Direction, Message, MessageState
 
 from . import _godot, _rangecoder
 from ._api import MAX_DUMP, MAX_NODES, DecodeContext, Field, View, clip, error_view, hex_dump, past_deadline
-from ._payload import LaneKey, decode_payload, nesting
+from ._payload import LaneKey, decode_payload, nesting, summary_view
 from ._render import TreeBudget
 
 if TYPE_CHECKING:
@@ -246,7 +246,7 @@ def _check(p: Parsed) -> None:
         if kind in _MODES:
             if c.channel == _CONTROL_CHANNEL:
                 u.append(f"{c.name} on channel 255")
-            if c.is_fragment:
+            if kind == 8 or kind == 12:  # a fragment
                 _start, length, count, number, total, offset = c.body
                 if not (number < count <= 1 << 20 and offset <= total and length <= total - offset):
                     u.append("a fragment outside its message")
@@ -687,7 +687,8 @@ class EnetDecoder:
             warnings.append(f"{p.trailing} bytes after the last command (ENet ignores them)")
         if p.more:
             warnings.append(f"only the first {MAX_COMMANDS} commands are decoded ({p.more} more bytes not read)")
-        warnings.extend(f"unusual for ENet: {u}" for u in p.unusual[:4])
+        if p.unusual:
+            warnings.extend(f"unusual for ENet: {u}" for u in p.unusual[:4])
         checked: bool | None = None
         if p.checksum_at is not None:
             checked = verify_checksum(p, flow)
@@ -734,6 +735,10 @@ _CONNECT_KEYS: Final = (
 _CHECKSUM_WORDS: Final = {True: "ok", False: "WRONG", None: "unchecked"}
 
 
+_NO_TREE: Final = TreeBudget(0)
+"""The budget of a summary's builder: never read or spent (only a view with detail has a tree)."""
+
+
 class _Builder:
     """Makes one datagram's view: summary and values always; the field tree and text only with detail."""
 
@@ -743,7 +748,7 @@ class _Builder:
                  how: str, checked: bool | None, warnings: list[str]) -> None:
         self.dec, self.p, self.data, self.ctx, self.flow = dec, p, data, ctx, flow
         self.how, self.checked, self.warnings = how, checked, warnings
-        self.budget = TreeBudget(MAX_NODES)
+        self.budget = TreeBudget(MAX_NODES) if ctx.detail else _NO_TREE  # (a summary has no tree)
         self.late = False
 
     def view(self) -> View:
@@ -786,7 +791,7 @@ class _Builder:
         if self.how:
             summary = ("[range-coded] " if self.how == RANGE_CODER else "[zlib] ") + summary
         if not detail:
-            return View(decoder=NAME, summary=clip(summary), warnings=tuple(self.warnings), values=tuple(values))
+            return summary_view(NAME, clip(summary), tuple(values), tuple(self.warnings))
         n = len(p.commands)
         head = (f"ENet datagram: {n} command{'s' * (n != 1)}, peer {'none' if p.peer == NO_PEER else p.peer}, "
                 f"session {p.session}" + (f", sent time {p.sent_time}" if p.sent_time is not None else "")
@@ -877,14 +882,14 @@ class _Builder:
     def payload(self, payload: bytes, channel: int) -> View | None:
         if not self.dec.decode_payloads:
             return None
-        if past_deadline(self.ctx):  # the commands' fields are cheap and still come; the payloads wait for no one
-            if not self.late:
+        ctx = self.ctx
+        if ctx.deadline_ns is not None and past_deadline(ctx):  # the commands' fields are cheap and still come;
+            if not self.late:  # the payloads wait for no one
                 self.late = True
                 self.warnings.append("past the decoding deadline: the remaining payloads are shown by size only")
             return None
         flow = self.flow
         prefer = "godot" if flow is not None and flow.godot_peer is not None else None
-        ctx = self.ctx
         if ctx.detail and self.budget.left <= 0:  # the tree is full: the rest need only their summaries
             ctx = DecodeContext(ctx.direction, ctx.conn_id, ctx.struct_format, ctx.json_delimiter, None, False,
                                 ctx.deadline_ns, None)

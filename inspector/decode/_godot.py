@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 from proxy.model import Direction
 
 from ._api import MAX_NODES, DecodeContext, Field, View, clip, error_view, hex_dump
-from ._payload import decode_payload, nesting
+from ._payload import decode_payload, nesting, summary_view
 from ._render import NODE_REPR, Renderable, Renderer, TreeBudget, render
 from ._tree import value_field
 
@@ -63,6 +63,7 @@ PATHS: Callable[[int | None, Direction | None], dict[int, str] | None] | None = 
 _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
 _U64 = struct.Struct("<Q")
+_U32X2 = struct.Struct("<II")
 
 
 class GodotValue(dict, Renderable):  # type: ignore[type-arg]
@@ -137,10 +138,16 @@ def _flat(v: Any, room: int, depth: int) -> str | None:
     if depth >= _FLAT_DEPTH:
         return None
     depth += 1
+    s: str
     parts: list[str] = []
     left = room - 2
     if t is GodotValue:
         vals = list(v.values())
+        if len(vals) == 2:  # Vector2: one format, not a loop and a join (the usual argument and state)
+            a, b = vals
+            if type(a) is float and type(b) is float:
+                s = f"{v.type_name}({a!r}, {b!r})"
+                return s if len(s) <= room else None
         if len(vals) > room:  # (an Object's properties) each takes a character at least
             return None
         for x in vals:  # GodotValue.render_into's two forms: numbers only, or any values
@@ -148,7 +155,7 @@ def _flat(v: Any, room: int, depth: int) -> str | None:
             if tx is not float and (tx is not int or not -_I64 <= x < _I64):
                 break
         else:
-            s: str = v.type_name + "(" + ", ".join(map(repr, vals)) + ")"
+            s = v.type_name + "(" + ", ".join(map(repr, vals)) + ")"
             return s if len(s) <= room else None
         left -= len(v.type_name)
     elif t is dict:
@@ -812,12 +819,12 @@ def _sync(data: bytes, pos: int, first: int) -> Packet:
     nodes = []
     head = 16 if delta else 8
     while off + head <= end and (delta or off + 8 < end):
-        nid = _U32.unpack_from(data, off)[0]
         if delta:
+            nid = _U32.unpack_from(data, off)[0]
             indexes = _U64.unpack_from(data, off + 4)[0]
             size = _U32.unpack_from(data, off + 12)[0]
         else:
-            size = _U32.unpack_from(data, off + 4)[0]
+            nid, size = _U32X2.unpack_from(data, off)
         start = off + head
         if size > end - start:
             raise BadPacket(f"sync state of {size} bytes at byte {start}, {end - start} left")
@@ -835,7 +842,7 @@ def _sync(data: bytes, pos: int, first: int) -> Packet:
     value["nodes"] = nodes
 
     def synced() -> str:
-        shown = "; ".join(f"{n['net_id']}: {render_value(n['values'], 60)[0]}" for n in nodes[:3])
+        shown = "; ".join([f"{n['net_id']}: {render_value(n['values'], 60)[0]}" for n in nodes[:3]])
         return ("delta " if delta else f"sync t={value.get('time')} ") + shown + ("; …" if len(nodes) > 3 else "")
 
     return Packet("sync", synced, value, parts)
@@ -957,7 +964,7 @@ def packet_view(p: Packet, data: bytes, detail: bool, inner: View | None = None,
         value["payload"] = inner.values[0] if len(inner.values) == 1 else list(inner.values)
         value["payload_decoder"] = inner.decoder
     if not detail:
-        return View(decoder=NAME, summary=clip(summary), values=(value,))
+        return summary_view(NAME, clip(summary), (value,))
     budget = TreeBudget(MAX_NODES)
     fields = [Field("command", f"{p.command} (0x{data[0]:02x})", 0, 1)]
     for name, v, s, e in p.parts:

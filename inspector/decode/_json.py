@@ -31,6 +31,7 @@ from ._api import (
     error_view,
     gave_up_view,
 )
+from ._payload import summary_view
 from ._render import TreeBudget
 from ._tree import value_field
 
@@ -139,8 +140,7 @@ class JsonDecoder:
         if pfx:
             summary = f"[len {len(data) - off}] {summary}"
         if not ctx.detail:
-            return View(decoder=NAME, summary=clip(summary), warnings=tuple(warnings), truncated=truncated,
-                        values=values)
+            return summary_view(NAME, clip(summary), values, tuple(warnings), truncated)
         byte_pos = _byte_offsets(text, [p for _, s, e in spans for p in (s, e)])
         budget = TreeBudget(MAX_NODES)
         fields: list[Field] = []

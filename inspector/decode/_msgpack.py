@@ -35,6 +35,7 @@ from ._api import (
 )
 from ._keys import KeyGuard
 from ._literal import parse_literals
+from ._payload import summary_view
 from ._render import TreeBudget, render
 from ._tree import value_field
 
@@ -367,8 +368,7 @@ class MsgpackDecoder:
         exact_text = _exact_repr(values) if not kept and (ctx.detail or len(chunk) <= _SMALL) else None
         summary = _summary(values, len(chunk), exact_text)
         if not ctx.detail:
-            return View(decoder=NAME, summary=summary, warnings=tuple(warnings), truncated=truncated,
-                        values=tuple(values))
+            return summary_view(NAME, summary, tuple(values), tuple(warnings), truncated)
 
         budget = TreeBudget(MAX_NODES)
         fields: list[Field] = []
