@@ -754,6 +754,8 @@ class _Builder:
     def view(self) -> View:
         p, ctx = self.p, self.ctx
         detail = ctx.detail
+        if not detail:
+            return self._summary_view(p)
         values: list[dict[str, Any]] = []
         parts: list[str] = []
         controls: list[str] = []
@@ -781,17 +783,7 @@ class _Builder:
                         fields.append(node)
                     else:
                         budget.truncated = True
-        parts.extend(controls)
-        if acks:
-            parts.append(("ack " if len(acks) == 1 else f"{len(acks)} acks: ")
-                         + ", ".join(a[4:] for a in acks[:4]) + (", …" if len(acks) > 4 else ""))
-        summary = " · ".join(parts) or f"no command ({len(self.data)} B)"
-        if p.checksum_at is not None:
-            summary += " · crc " + _CHECKSUM_WORDS[self.checked]
-        if self.how:
-            summary = ("[range-coded] " if self.how == RANGE_CODER else "[zlib] ") + summary
-        if not detail:
-            return summary_view(NAME, clip(summary), tuple(values), tuple(self.warnings))
+        summary = self._summary(parts, controls, acks)
         n = len(p.commands)
         head = (f"ENet datagram: {n} command{'s' * (n != 1)}, peer {'none' if p.peer == NO_PEER else p.peer}, "
                 f"session {p.session}" + (f", sent time {p.sent_time}" if p.sent_time is not None else "")
@@ -806,6 +798,43 @@ class _Builder:
                     warnings=tuple(self.warnings),
                     truncated=self.budget.truncated or bool(p.more) or len(self.data) > MAX_DUMP,
                     values=tuple(values))
+
+    def _summary_view(self, p: Parsed) -> View:
+        """The view without detail: what :meth:`view` makes of the commands, without the tree and the text."""
+        values: list[dict[str, Any]] = []
+        sends: list[str] = []
+        controls: list[str] = []
+        acks: list[str] = []
+        command = self.command
+        for c in p.commands:
+            value, text, _payload = command(c)
+            values.append(value)
+            kind = c.kind
+            if kind == 1:
+                acks.append(text)
+            elif kind in _MODES:  # the game's messages first: what the row is about
+                sends.append(text)
+            else:
+                controls.append(text)
+        return summary_view(NAME, clip(self._summary(sends, controls, acks)), tuple(values), tuple(self.warnings))
+
+    def _summary(self, parts: list[str], controls: list[str], acks: list[str]) -> str:
+        """The row's line: the sends, then the other commands, then the acks in one."""
+        if controls:
+            parts.extend(controls)
+        if acks:
+            if len(acks) == 1:
+                parts.append(acks[0])  # "ack ch0 #5 (sent 9)"
+            else:
+                parts.append(f"{len(acks)} acks: " + ", ".join([a[4:] for a in acks[:4]])
+                             + (", …" if len(acks) > 4 else ""))
+        summary = " · ".join(parts) or f"no command ({len(self.data)} B)"
+        p = self.p
+        if p.checksum_at is not None:
+            summary += " · crc " + _CHECKSUM_WORDS[self.checked]
+        if self.how:
+            summary = ("[range-coded] " if self.how == RANGE_CODER else "[zlib] ") + summary
+        return summary
 
     def command(self, c: Command) -> tuple[dict[str, Any], str, View | None]:
         """The command's value (for filters), its one-line text, and its payload's view (sends)."""
