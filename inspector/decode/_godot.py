@@ -179,7 +179,16 @@ def _flat(v: Any, room: int, depth: int) -> str | None:
         return None
     for x in vals:
         tx = type(x)
-        x_s = repr(x) if tx is float or tx is bool or x is None else _flat(x, left, depth)
+        if tx is float or tx is bool or x is None or (tx is int and -_I64 <= x < _I64):
+            x_s = repr(x)
+        elif tx is GodotValue and len(x) == 2 and depth < _FLAT_DEPTH:  # a Vector2, as _flat renders it
+            a, b = x.values()
+            if type(a) is float and type(b) is float:
+                x_s = f"{x.type_name}({a!r}, {b!r})"
+            else:
+                x_s = _flat(x, left, depth)
+        else:
+            x_s = _flat(x, left, depth)
         if x_s is None:
             return None
         parts.append(x_s)
@@ -442,6 +451,7 @@ def read_variants(data: bytes, pos: int = 0, end: int | None = None, count: int 
 _FLAT_HEADERS: Final = frozenset({0, 1, 2, 2 | _FLAG_64, 3, 3 | _FLAG_64, 4, 5, 5 | _FLAG_64, 6, 9, 9 | _FLAG_64, 10,
                                    20, 21, 27, 28})
 """Value headers the flat reader reads: the usual types, untyped containers (anything else: the general reader)."""
+_new_value = GodotValue.__new__
 _S_I32 = struct.Struct("<i")
 _S_F32 = struct.Struct("<f")
 _S_F64 = struct.Struct("<d")
@@ -482,6 +492,27 @@ def _flat_variants(data: bytes, pos: int, end: int, count: int | None) -> list[A
     return out
 
 
+def _flat_item(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int] | None:
+    """:func:`_flat_variant` for an item of an array or dictionary: a short string, a bool or a 32-bit int (the
+    usual keys and values) read here, anything else there."""
+    if pos + 8 <= end:
+        header, word = _U32X2.unpack_from(data, pos)
+        if header == 4:  # a String of ``word`` bytes, padded to 4
+            q = pos + 8
+            stop = q + word + (-word % 4)
+            if stop <= end:
+                try:
+                    return data[q : q + word].decode("utf-8"), stop
+                except UnicodeDecodeError:
+                    return None
+            return None
+        if header == 1:
+            return word != 0, pos + 8
+        if header == 2:
+            return (word - (1 << 32) if word >= 1 << 31 else word), pos + 8
+    return _flat_variant(data, pos, end, depth)
+
+
 def _flat_variant(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int] | None:
     """One value of Godot's binary serialization at ``pos`` and the position after it, as :meth:`_Reader.variant`
     reads it, when its header is one of :data:`_FLAT_HEADERS` and it fits; else None."""
@@ -501,7 +532,11 @@ def _flat_variant(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int
         if p + 8 > end:
             return None
         x, y = _S_2F.unpack_from(data, p)
-        return GodotValue("Vector2", {"x": x, "y": y}), p + 8
+        v = _new_value(GodotValue)  # GodotValue("Vector2", {"x": x, "y": y}), without its two __init__ calls
+        v["x"] = x
+        v["y"] = y
+        v.type_name = "Vector2"
+        return v, p + 8
     if header == 3:
         if p + 4 > end:
             return None
@@ -532,7 +567,7 @@ def _flat_variant(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int
                 return None
             items: list[Any] = []
             for _ in range(n):
-                got = _flat_variant(data, p, end, depth + 1)
+                got = _flat_item(data, p, end, depth + 1)
                 if got is None:
                     return None
                 items.append(got[0])
@@ -542,14 +577,14 @@ def _flat_variant(data: bytes, pos: int, end: int, depth: int) -> tuple[Any, int
             return None
         out: dict[Any, Any] = {}
         for _ in range(n):
-            got = _flat_variant(data, p, end, depth + 1)
+            got = _flat_item(data, p, end, depth + 1)
             if got is None:
                 return None
             k = got[0]
             tk = type(k)
             if tk is list or tk is dict or tk is GodotValue:  # unhashable: the general reader shows it as text
                 return None
-            got = _flat_variant(data, got[1], end, depth + 1)
+            got = _flat_item(data, got[1], end, depth + 1)
             if got is None:
                 return None
             out[k] = got[0]
@@ -717,8 +752,8 @@ def _remote_call(data: bytes, pos: int, first: int) -> Packet:
     off = pos + 1
     if off + nw + mw > end:
         raise BadPacket("remote call shorter than its node and method ids")
-    node = int.from_bytes(data[off : off + nw], "little")
-    method = int.from_bytes(data[off + nw : off + nw + mw], "little")
+    node = data[off] if nw == 1 else int.from_bytes(data[off : off + nw], "little")
+    method = data[off + nw] if mw == 1 else int.from_bytes(data[off + nw : off + nw + mw], "little")
     parts: list[tuple[str, Any, int, int]] = [("node id", node, off, off + nw),
                                                ("method id", method, off + nw, off + nw + mw)]
     off += nw + mw
@@ -945,7 +980,8 @@ class GodotDecoder:
         if p.raw is not None and p.raw[1] > p.raw[0]:
             inner = decode_payload(self.registry, data[p.raw[0] : p.raw[1]], ctx)
         lookup = PATHS
-        paths = lookup(ctx.conn_id, ctx.direction) if lookup is not None else None
+        # (a remote call's node is named by them, and nothing else is)
+        paths = lookup(ctx.conn_id, ctx.direction) if lookup is not None and p.command == "remote_call" else None
         return packet_view(p, data, ctx.detail, inner, paths)
 
 
