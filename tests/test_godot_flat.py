@@ -152,3 +152,30 @@ def test_summaries_of_the_usual_calls_render_flat() -> None:
     text = _godot._flat(args, 120, 0)
     assert text == "[Vector2(0.5, -3.25), 17, {'jump': True, 'fire': False}, 'gg', None]"
     assert (text, False) == render(args, 120)
+
+
+@pytest.mark.timeout(120)
+def test_what_the_flat_reader_reads_reprs_as_the_renderer_renders_it() -> None:
+    """A summary of values the flat reader read is their ``repr`` (see _godot._plain_text): the same text."""
+    rng = random.Random(2626)
+    checked = 0
+    for _ in range(4000):
+        data = b"".join(compressed(rng) for _ in range(rng.randrange(1, 5)))
+        values = _godot._flat_variants(data, 0, len(data), None)
+        if values is None:
+            continue
+        checked += 1
+        for limit in (0, 10, 60, 120, 4000):
+            assert _godot._plain_text(values, limit) == render(values, limit), data.hex()
+        for v in values:
+            if isinstance(v, GodotValue):
+                assert repr(v) == render(v, 200)[0]
+    assert checked > 1000
+
+
+@given(st.floats(width=32), st.floats(width=32), st.sampled_from(["Vector2", "Vector2i", "Size"]))
+@settings(max_examples=300, deadline=2000)
+def test_a_vectors_repr_is_its_rendering(x: float, y: float, name: str) -> None:
+    v = GodotValue(name, {"x": x, "y": y})
+    assert repr(v) == render(v, 200)[0]
+    assert repr([v, {"k": v}]) == render([v, {"k": v}], 4000)[0]

@@ -96,6 +96,10 @@ class GodotValue(dict, Renderable):  # type: ignore[type-arg]
         return iter(self.items()), len(self)
 
     def __repr__(self) -> str:
+        if len(self) == 2:  # a Vector2 (see _flat)
+            a, b = self.values()
+            if type(a) is float and type(b) is float:
+                return f"{self.type_name}({a!r}, {b!r})"
         return render_value(self, 200)[0]
 
 
@@ -431,12 +435,16 @@ def _vec(v: tuple[float, ...]) -> GodotValue:
 def read_variants(data: bytes, pos: int = 0, end: int | None = None, count: int | None = None) -> list[Any]:
     """The compressed Variants in ``data[pos:end]`` (all of them, or ``count``); :class:`BadPacket` when they do
     not fit exactly."""
-    if end is None:
-        end = len(data)
+    return _read(data, pos, len(data) if end is None else end, count)[0]
+
+
+def _read(data: bytes, pos: int, end: int, count: int | None) -> tuple[list[Any], bool]:
+    """:func:`read_variants`' values, and whether the flat reader read them (then they are all of its kinds, and
+    ``repr`` renders them as the Renderer does: see :func:`_plain_text`)."""
     if end - pos <= _FLAT_BYTES:
         flat = _flat_variants(data, pos, end, count)
         if flat is not None:
-            return flat
+            return flat, True
     r = _Reader(data, pos, end)
     out: list[Any] = []
     while r.pos < r.end and (count is None or len(out) < count):
@@ -445,7 +453,19 @@ def read_variants(data: bytes, pos: int = 0, end: int | None = None, count: int 
         raise BadPacket(f"{len(out)} of {count} values before the end")
     if r.pos != r.end:
         raise BadPacket(f"{r.end - r.pos} bytes left after {len(out)} values")
-    return out
+    return out, False
+
+
+def _plain_text(values: list[Any], limit: int) -> tuple[str, bool]:
+    """:func:`render_value` of values the flat reader read: for them (None, bools, 64-bit ints, floats, strings,
+    vectors and colours as GodotValues, lists, dicts keyed by those scalars, at most 16 deep, from at most
+    :data:`_FLAT_BYTES` bytes) ``repr`` writes what the Renderer writes (a GodotValue's ``repr`` is its rendering,
+    and a vector's is short), in C and in time proportional to those bytes; longer than ``limit``, the Renderer
+    cuts it."""
+    text = repr(values)
+    if len(text) <= limit:
+        return text, False
+    return render(values, limit)
 
 
 _FLAT_HEADERS: Final = frozenset({0, 1, 2, 2 | _FLAG_64, 3, 3 | _FLAG_64, 4, 5, 5 | _FLAG_64, 6, 9, 9 | _FLAG_64, 10,
@@ -779,13 +799,13 @@ def _remote_call(data: bytes, pos: int, first: int) -> Packet:
         if off >= args_end:
             raise BadPacket("remote call without its argument count")
         argc = data[off]
-        args = read_variants(data, off + 1, args_end, argc)
+        args, plain = _read(data, off + 1, args_end, argc)
         value["args"] = args
         parts.append(("argument count", argc, off, off + 1))
         parts.append(("arguments", args, off + 1, args_end))
 
         def call() -> str:
-            text, cut = render_value(args, 120)
+            text, cut = _plain_text(args, 120) if plain else render_value(args, 120)
             return f"rpc {target} method {method}({text[1:] if cut else text[1:-1]})"
 
         return Packet("remote_call", call, value, parts)
@@ -852,6 +872,7 @@ def _sync(data: bytes, pos: int, first: int) -> Packet:
         parts.append(("sync time", time, pos + 1, pos + 3))
         off = pos + 3
     nodes = []
+    plains = True  # every node's values read by the flat reader (see _plain_text)
     head = 16 if delta else 8
     while off + head <= end and (delta or off + 8 < end):
         if delta:
@@ -863,7 +884,9 @@ def _sync(data: bytes, pos: int, first: int) -> Packet:
         start = off + head
         if size > end - start:
             raise BadPacket(f"sync state of {size} bytes at byte {start}, {end - start} left")
-        state = read_variants(data, start, start + size)
+        state, plain = _read(data, start, start + size, None)
+        if not plain:
+            plains = False
         entry: dict[str, Any] = {"net_id": nid, "values": state}
         if delta:
             entry["indexes"] = indexes
@@ -877,7 +900,8 @@ def _sync(data: bytes, pos: int, first: int) -> Packet:
     value["nodes"] = nodes
 
     def synced() -> str:
-        shown = "; ".join([f"{n['net_id']}: {render_value(n['values'], 60)[0]}" for n in nodes[:3]])
+        shown = "; ".join([f"{n['net_id']}: {(_plain_text if plains else render_value)(n['values'], 60)[0]}"
+                           for n in nodes[:3]])
         return ("delta " if delta else f"sync t={value.get('time')} ") + shown + ("; …" if len(nodes) > 3 else "")
 
     return Packet("sync", synced, value, parts)
