@@ -840,12 +840,14 @@ class _Builder:
         """The command's value (for filters), its one-line text, and its payload's view (sends)."""
         p = self.p
         kind, body, ch = c.kind, c.body, c.channel
-        v: dict[str, Any] = {"command": CMD_NAMES[kind], "channel": ch, "seq": c.seq, "peer": p.peer,
-                             "sent_time": p.sent_time}
-        if kind == 1:
-            v["acked_seq"], v["acked_sent_time"] = body
-            return v, f"ack ch{ch} #{body[0]} (sent {body[1]})", None
-        v["reliable"] = bool(c.flags & FLAG_ACK)
+        v: dict[str, Any]
+        if kind == 1:  # (the same keys in the same order as below, in one literal: most commands are acks)
+            a, b = body
+            v = {"command": "ack", "channel": ch, "seq": c.seq, "peer": p.peer, "sent_time": p.sent_time,
+                 "acked_seq": a, "acked_sent_time": b}
+            return v, f"ack ch{ch} #{a} (sent {b})", None
+        v = {"command": CMD_NAMES[kind], "channel": ch, "seq": c.seq, "peer": p.peer, "sent_time": p.sent_time,
+             "reliable": bool(c.flags & FLAG_ACK)}
         mode = _MODES.get(kind)
         if mode is None:
             return v, self.control(c, v), None

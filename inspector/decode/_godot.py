@@ -501,6 +501,14 @@ def _flat_variants(data: bytes, pos: int, end: int, count: int | None) -> list[A
             if pos > end:
                 return None
             append(int.from_bytes(data[q:pos], "little", signed=True))
+        elif meta == 5 and pos + 12 <= end and data[pos + 1 : pos + 4] == b"\0\0\0":  # a Vector2 (the usual)
+            x, y = _S_2F.unpack_from(data, pos + 4)
+            v = _new_value(GodotValue)  # as _flat_variant makes it
+            v["x"] = x
+            v["y"] = y
+            v.type_name = "Vector2"
+            append(v)
+            pos += 12
         else:
             got = _flat_variant(data, pos, end, 0)
             if got is None:
@@ -789,7 +797,6 @@ def _remote_call(data: bytes, pos: int, first: int) -> Packet:
             raise BadPacket("bytes after the remote call's path")
         parts[0] = ("node path", path, args_end, end)
     value: dict[str, Any] = {"command": "remote_call", "node": path if path is not None else node, "method": method}
-    target = f'"{path}"' if path is not None else f"node {node}"
     if byte_only:
         blob = data[off:args_end]
         value["args"] = [blob] if blob else []
@@ -806,9 +813,11 @@ def _remote_call(data: bytes, pos: int, first: int) -> Packet:
 
         def call() -> str:
             text, cut = _plain_text(args, 120) if plain else render_value(args, 120)
+            target = f'"{path}"' if path is not None else f"node {node}"
             return f"rpc {target} method {method}({text[1:] if cut else text[1:-1]})"
 
         return Packet("remote_call", call, value, parts)
+    target = f'"{path}"' if path is not None else f"node {node}"
     return Packet("remote_call", f"rpc {target} method {method}{shown}", value, parts)
 
 
@@ -990,9 +999,11 @@ class GodotDecoder:
 
     def decode(self, data: bytes, ctx: DecodeContext) -> View:
         memo = self._memo
+        fresh = False
         if memo is not None and memo[0] is data:
             p = memo[1]
         else:
+            fresh = True
             try:
                 p = parse_packet(data)
             except (BadPacket, struct.error, IndexError, OverflowError) as e:
@@ -1006,15 +1017,16 @@ class GodotDecoder:
         lookup = PATHS
         # (a remote call's node is named by them, and nothing else is)
         paths = lookup(ctx.conn_id, ctx.direction) if lookup is not None and p.command == "remote_call" else None
-        return packet_view(p, data, ctx.detail, inner, paths)
+        return packet_view(p, data, ctx.detail, inner, paths, fresh)
 
 
 def packet_view(p: Packet, data: bytes, detail: bool, inner: View | None = None,
-                paths: dict[int, str] | None = None) -> View:
+                paths: dict[int, str] | None = None, fresh: bool = False) -> View:
     """The view of a parsed packet; ``inner``: a RAW packet's bytes decoded by the usual decoders; ``paths``: the
-    node paths the sender announced (SIMPLIFY_PATH) by cache id, which name a remote call's node."""
+    node paths the sender announced (SIMPLIFY_PATH) by cache id, which name a remote call's node; ``fresh``: the
+    packet was read for this view alone (its value is then the view's, not a copy)."""
     summary = p.summary
-    value = dict(p.value)
+    value = p.value if fresh else dict(p.value)
     node = value.get("node")
     if paths and p.command == "remote_call" and isinstance(node, int) and node in paths:
         value["path"] = paths[node]
