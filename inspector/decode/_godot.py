@@ -36,6 +36,7 @@ MAX_DEPTH = 64
 """Nesting of arrays and dictionaries read (Godot itself stops at 1024)."""
 MAX_VALUES = 20_000
 """Variants read from one packet; past it the packet is shown as cut."""
+_MAX_SYNC_NODES = MAX_VALUES // 4
 
 COMMANDS = ("remote_call", "simplify_path", "confirm_path", "raw", "spawn", "despawn", "sync", "sys")
 SYS_COMMANDS = ("auth", "add_peer", "del_peer", "relay")
@@ -64,6 +65,7 @@ _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
 _U64 = struct.Struct("<Q")
 _U32X2 = struct.Struct("<II")
+_U16LE = struct.Struct("<H")
 
 
 class GodotValue(dict, Renderable):  # type: ignore[type-arg]
@@ -674,17 +676,19 @@ def read_variant(data: bytes) -> Any:
 class Packet:
     """One SceneMultiplayer packet as read: its command, a summary, parts with byte ranges, and a plain value."""
 
-    __slots__ = ("_summary", "command", "parts", "raw", "value")
+    __slots__ = ("_parts", "_summary", "command", "raw", "value")
 
     def __init__(self, command: str, summary: str | Callable[[], str], value: dict[str, Any],
-                 parts: list[tuple[str, Any, int, int]], raw: tuple[int, int] | None = None) -> None:
+                 parts: list[tuple[str, Any, int, int]] | Callable[[], list[tuple[str, Any, int, int]]],
+                 raw: tuple[int, int] | None = None) -> None:
         self.command = command
         self._summary = summary
         """The one-line text, or how to make it: rendering arguments costs more than reading them, and a
         confidence check reads packets it never shows."""
         self.value = value
-        self.parts = parts
-        """(name, value, start, end) in the packet, for the field tree."""
+        self._parts = parts
+        """(name, value, start, end) in the packet, for the field tree; or how to make them (only a view with
+        detail has a tree)."""
         self.raw = raw
         """For RAW and relayed RAW packets: where the game's own bytes are (start, end)."""
 
@@ -694,6 +698,14 @@ class Packet:
         if not isinstance(s, str):
             s = self._summary = s()
         return s
+
+    @property
+    def parts(self) -> list[tuple[str, Any, int, int]]:
+        """(name, value, start, end) in the packet, for the field tree."""
+        pt = self._parts
+        if not isinstance(pt, list):
+            pt = self._parts = pt()
+        return pt
 
 
 def _cstring(data: bytes, pos: int, what: str) -> tuple[str, int]:
@@ -871,15 +883,14 @@ def _sync(data: bytes, pos: int, first: int) -> Packet:
     delta = first == 0x16
     if end - pos < 11:
         raise BadPacket("sync shorter than 11 bytes")
-    parts: list[tuple[str, Any, int, int]] = []
     value: dict[str, Any] = {"command": "sync", "delta": delta}
     if delta:
         off = pos + 1
     else:
-        time = struct.unpack_from("<H", data, pos + 1)[0]
+        time = _U16LE.unpack_from(data, pos + 1)[0]
         value["time"] = time
-        parts.append(("sync time", time, pos + 1, pos + 3))
         off = pos + 3
+    spans: list[int] = []  # where each node's part starts and ends: the field tree's, made only for a tree
     nodes = []
     plains = True  # every node's values read by the flat reader (see _plain_text)
     head = 16 if delta else 8
@@ -900,13 +911,22 @@ def _sync(data: bytes, pos: int, first: int) -> Packet:
         if delta:
             entry["indexes"] = indexes
         nodes.append(entry)
-        parts.append((f"net id {nid}" + (" (path-based)" if nid & 0x80000000 else ""), state, off, start + size))
+        spans.append(off)
         off = start + size
-        if len(nodes) > MAX_VALUES // 4:
+        spans.append(off)
+        if len(nodes) > _MAX_SYNC_NODES:
             break
     if off != end:
         raise BadPacket(f"{end - off} bytes after the sync states")
     value["nodes"] = nodes
+
+    def parts() -> list[tuple[str, Any, int, int]]:
+        out: list[tuple[str, Any, int, int]] = [] if delta else [("sync time", value["time"], pos + 1, pos + 3)]
+        for i, n in enumerate(nodes):
+            nid = n["net_id"]
+            out.append((f"net id {nid}" + (" (path-based)" if nid & 0x80000000 else ""), n["values"], spans[2 * i],
+                        spans[2 * i + 1]))
+        return out
 
     def synced() -> str:
         shown = "; ".join([f"{n['net_id']}: {(_plain_text if plains else render_value)(n['values'], 60)[0]}"
