@@ -179,3 +179,52 @@ def test_a_vectors_repr_is_its_rendering(x: float, y: float, name: str) -> None:
     v = GodotValue(name, {"x": x, "y": y})
     assert repr(v) == render(v, 200)[0]
     assert repr([v, {"k": v}]) == render([v, {"k": v}], 4000)[0]
+
+
+# -- the usual packets' summaries in one go ---------------------------------------------------------------------
+
+
+def _general_summary(data: bytes, paths: dict[int, str] | None) -> Any:
+    try:
+        p = _godot.parse_packet(data)
+    except (BadPacket, struct.error, IndexError, OverflowError) as e:
+        return ["error", str(e)]
+    v = _godot.packet_view(p, data, False, None, paths if p.command == "remote_call" else None)
+    return [v.decoder, v.summary, v.error, list(v.warnings), v.truncated, canon(v.values)]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("named", [False, True])
+def test_the_usual_packets_summarise_as_the_general_path_does(named: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """_quick_view (a remote call's or a sync's summary view read in one go) gives exactly what parse_packet and
+    packet_view give, node paths included, or nothing; on generated, mutated and edge-case packets."""
+    from inspector.decode._api import DecodeContext
+    from tests import enet_bytes as e
+    from tests.test_enet_speed_equivalence import godot_packet
+
+    paths = {3: "/root/Main/Player", 70000: "/root/World", 0x7FFFFFF0: "/root/Far"} if named else None
+    monkeypatch.setattr(_godot, "PATHS", lambda conn, d: paths)
+    ctx = DecodeContext(detail=False)
+    rng = random.Random(606)
+    quick = 0
+    packets: list[bytes] = []
+    for _ in range(3000):
+        packets.append(godot_packet(rng))
+    for n in range(6):  # syncs of 0 to 5 nodes (the quick path takes up to 3)
+        packets.append(e.sync(n, [(i + 1, [e.Vec2((1.5, float(i))), i]) for i in range(n)]))
+    for node in (3, 300, 70000, 0x7FFFFFF0):
+        for method in (1, 700):
+            packets.append(e.rpc(node, method, [e.Vec2((0.5, 2.0)), 7, {"a": True}, "s" * 200]))
+            packets.append(e.rpc(node, method, [1]))
+    packets.append(e.rpc(3, 1, [1], path="/root/Main/Player"))
+    for data in list(packets):
+        for _ in range(3):
+            packets.append(mutate(rng, data))
+    for data in packets:
+        view = _godot._quick_view(data, ctx)
+        if view is None:
+            continue
+        quick += 1
+        got = [view.decoder, view.summary, view.error, list(view.warnings), view.truncated, canon(view.values)]
+        assert got == _general_summary(data, paths), data.hex()
+    assert quick > 800

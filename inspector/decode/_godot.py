@@ -1023,6 +1023,10 @@ class GodotDecoder:
         if memo is not None and memo[0] is data:
             p = memo[1]
         else:
+            if not ctx.detail:
+                view = _quick_view(data, ctx)
+                if view is not None:
+                    return view
             fresh = True
             try:
                 p = parse_packet(data)
@@ -1038,6 +1042,66 @@ class GodotDecoder:
         # (a remote call's node is named by them, and nothing else is)
         paths = lookup(ctx.conn_id, ctx.direction) if lookup is not None and p.command == "remote_call" else None
         return packet_view(p, data, ctx.detail, inner, paths, fresh)
+
+
+def _quick_view(data: bytes, ctx: DecodeContext) -> View | None:
+    """The summary view of the usual packets, a remote call with its node's id and arguments or a sync of a few
+    nodes, read in one go when the flat reader reads their values: what :func:`parse_packet` and
+    :func:`packet_view` make of them (the same value, keys in the same order, the same summary), without the
+    packet, its parts for the tree and its closures. None for anything else (the general path then reads it, and
+    says what is wrong with it)."""
+    n = len(data)
+    if n < 3 or n > _FLAT_BYTES:
+        return None
+    first = data[0]
+    if first == 0x06:  # SYNC (not a delta): time, then (net id, size, state) per node (see _sync)
+        if n < 11:
+            return None
+        time = _U16LE.unpack_from(data, 1)[0]
+        off = 3
+        nodes: list[dict[str, Any]] = []
+        shown: list[str] = []
+        while off + 8 < n:
+            if len(nodes) == 3:
+                return None  # more: the general path (its summary says "; …")
+            nid, size = _U32X2.unpack_from(data, off)
+            start = off + 8
+            off = start + size
+            if off > n:
+                return None
+            vals = _flat_variants(data, start, off, None)
+            if vals is None:
+                return None
+            nodes.append({"net_id": nid, "values": vals})
+            shown.append(f"{nid}: {_plain_text(vals, 60)[0]}")
+        if off != n:
+            return None
+        summary = f"sync t={time} " + "; ".join(shown)
+        return summary_view(NAME, clip(summary), ({"command": "sync", "delta": False, "time": time,
+                                                    "nodes": nodes},))
+    if first & 0x8F or first & 0x30 == 0x30:  # a remote call with Variant arguments and a 1, 2 or 4-byte node id
+        return None  # (not its path: see below); anything else: the general path
+    nw = _NODE_WIDTH[(first >> 4) & 3]
+    mw = 2 if first & 0x40 else 1
+    off = 1 + nw + mw
+    if off >= n:
+        return None
+    node = data[1] if nw == 1 else int.from_bytes(data[1 : 1 + nw], "little")
+    if nw == 4 and node & 0x80000000:
+        return None  # its node's path follows the arguments
+    method = data[1 + nw] if mw == 1 else int.from_bytes(data[1 + nw : off], "little")
+    args = _flat_variants(data, off + 1, n, data[off])
+    if args is None:
+        return None
+    value: dict[str, Any] = {"command": "remote_call", "node": node, "method": method, "args": args}
+    text, cut = _plain_text(args, 120)
+    summary = f"rpc node {node} method {method}({text[1:] if cut else text[1:-1]})"
+    lookup = PATHS
+    paths = lookup(ctx.conn_id, ctx.direction) if lookup is not None else None
+    if paths and node in paths:  # as packet_view names it
+        value["path"] = paths[node]
+        summary = summary.replace(f"rpc node {node} ", f"rpc {paths[node]} (node {node}) ", 1)
+    return summary_view(NAME, clip(summary), (value,))
 
 
 def packet_view(p: Packet, data: bytes, detail: bool, inner: View | None = None,
