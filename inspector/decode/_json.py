@@ -98,8 +98,14 @@ class JsonDecoder:
 
     name = NAME
 
+    def __init__(self) -> None:
+        self._prefix: tuple[bytes, tuple[str, int] | None] | None = None
+        """The bytes the last confidence check looked at and their length prefix (the registry decodes the same
+        bytes next). A tuple replaced whole: safe across threads."""
+
     def confidence(self, data: bytes, ctx: DecodeContext) -> float:
         pfx = length_prefix(data)
+        self._prefix = (data, pfx)
         head = data[pfx[1] if pfx else 0 :][:64].lstrip()
         if not head:
             return 0.0
@@ -111,7 +117,8 @@ class JsonDecoder:
         return 0.3 if first in b"-0123456789tfn" else 0.0
 
     def decode(self, data: bytes, ctx: DecodeContext) -> View:
-        pfx = length_prefix(data)
+        memo = self._prefix
+        pfx = memo[1] if memo is not None and memo[0] is data else length_prefix(data)
         off = pfx[1] if pfx else 0
         body = data[off : off + MAX_PARSE]
         truncated = len(data) - off > MAX_PARSE
@@ -130,7 +137,7 @@ class JsonDecoder:
             return gave_up_view(NAME, data, str(exc), detail=ctx.detail)
         if truncated:
             warnings.append(f"only the first {MAX_PARSE} of {len(data) - off} bytes were parsed")
-        values = tuple(v for v, _, _ in spans)
+        values = (spans[0][0],) if len(spans) == 1 else tuple(v for v, _, _ in spans)
         head = text[:400]
         if ctx.json_delimiter:  # a terminator (b"EOT\0") says nothing in a one-line summary
             head = head.replace(ctx.json_delimiter.decode("utf-8", "replace"), " ")
