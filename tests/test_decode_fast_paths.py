@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inspector.decode import DecodeContext, View
-from inspector.decode._api import set_deadline, with_deadline
+from inspector.decode._api import MAX_PARSE, set_deadline, with_deadline
 from inspector.decode._json import _DECODER, _WS, JsonDecoder, _incomplete, _unreadable
 from inspector.decode._msgpack import MsgpackDecoder
 from inspector.decode._payload import nested_context, summary_view
@@ -68,7 +68,7 @@ def test_a_payloads_context_is_made_once_per_outer_context_and_follows_its_deadl
 # -- JSON ---------------------------------------------------------------------------------------------------------
 
 
-def _old_split(text: str) -> tuple[list[tuple[object, int, int]], list[str]] | str:
+def _old_split(text: str, truncated: bool) -> tuple[list[tuple[object, int, int]], list[str]] | str:
     """JsonDecoder._split without a delimiter as it was before its one-call read (main, 00198c9): its values and
     warnings, or its error."""
     warnings: list[str] = []
@@ -82,9 +82,11 @@ def _old_split(text: str) -> tuple[list[tuple[object, int, int]], list[str]] | s
         try:
             value, end = _DECODER.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            if out and _incomplete(exc, n):
+            if out and (truncated or _incomplete(exc, n)):
                 warnings.append(f"incomplete JSON value at character {pos} (continues in next message?)")
                 break
+            if truncated and not out:
+                return f"a JSON value larger than {MAX_PARSE} bytes is not parsed"
             return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
         except (RecursionError, ValueError) as exc:
             return str(_unreadable(exc, pos))
@@ -95,10 +97,10 @@ def _old_split(text: str) -> tuple[list[tuple[object, int, int]], list[str]] | s
     return out, warnings
 
 
-def _new_split(text: str) -> tuple[list[tuple[object, int, int]], list[str]] | str:
+def _new_split(text: str, truncated: bool) -> tuple[list[tuple[object, int, int]], list[str]] | str:
     warnings: list[str] = []
     try:
-        return JsonDecoder()._split(text, None, False, warnings), warnings
+        return JsonDecoder()._split(text, None, truncated, warnings), warnings
     except ValueError as e:
         return str(e)
 
@@ -111,11 +113,11 @@ _json_texts = st.one_of(
 
 
 @given(st.lists(_json_texts, min_size=1, max_size=3), st.sampled_from(["", " ", "\n", "  \t"]),
-       st.sampled_from(["", " ", "\n", "}", "x"]))
+       st.sampled_from(["", " ", "\n", "}", "x"]), st.booleans())
 @settings(max_examples=400, deadline=2000)
-def test_json_reads_one_or_more_values_as_the_loop_did(texts: list[str], sep: str, tail: str) -> None:
+def test_json_reads_one_or_more_values_as_the_loop_did(texts: list[str], sep: str, tail: str, cut: bool) -> None:
     text = sep.join(texts) + tail
-    assert json.dumps(_new_split(text)) == json.dumps(_old_split(text))
+    assert json.dumps(_new_split(text, cut)) == json.dumps(_old_split(text, cut))
 
 
 def test_a_deeply_nested_json_value_is_the_same_clear_error() -> None:

@@ -192,15 +192,18 @@ class JsonDecoder:
         n = len(text)
         pos = 0
         if text and text[0] in "{[":  # the usual message: one object, no blank around it: one call, no matching
-            try:
+            try:  # (the loop's first turn, as it would go)
                 value, end = _DECODER.raw_decode(text, 0)
-            except (RecursionError, ValueError):
-                pass  # the loop below reads it again, and says what is wrong exactly as it always did
-            else:
-                out.append((value, 0, end))
-                if end == n:
-                    return out
-                pos = end
+            except json.JSONDecodeError as exc:
+                if truncated:
+                    raise ValueError(f"a JSON value larger than {MAX_PARSE} bytes is not parsed") from None
+                raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+            except (RecursionError, ValueError) as exc:
+                raise _unreadable(exc, 0) from None
+            out.append((value, 0, end))
+            if end == n:
+                return out
+            pos = end
         while True:
             pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
             if pos >= n:
