@@ -228,3 +228,11 @@ def test_the_usual_packets_summarise_as_the_general_path_does(named: bool, monke
         got = [view.decoder, view.summary, view.error, list(view.warnings), view.truncated, canon(view.values)]
         assert got == _general_summary(data, paths), data.hex()
     assert quick > 800
+
+
+def test_a_long_named_pair_of_floats_is_cut_as_the_renderer_cuts_it() -> None:
+    """An Object with two float properties renders like a vector; a hostile class name of 300 characters is cut."""
+    v = GodotValue("C" * 300, {"a": 1.5, "b": 2.5})
+    assert repr(v) == render(v, 200)[0] and repr(v).endswith("…")
+    for limit in (10, 120, 400):
+        assert render_value([v, 1], limit) == render([v, 1], limit)

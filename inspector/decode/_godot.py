@@ -101,7 +101,9 @@ class GodotValue(dict, Renderable):  # type: ignore[type-arg]
         if len(self) == 2:  # a Vector2 (see _flat)
             a, b = self.values()
             if type(a) is float and type(b) is float:
-                return f"{self.type_name}({a!r}, {b!r})"
+                text = f"{self.type_name}({a!r}, {b!r})"
+                if len(text) <= 200:  # (an Object's class name may be longer: then cut, as render cuts it)
+                    return text
         return render_value(self, 200)[0]
 
 
