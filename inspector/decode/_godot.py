@@ -11,6 +11,9 @@ Godot's binary serialization: core/io/marshalls.cpp), read here by :func:`read_v
 (``send_bytes``) are the game's own: the ENet decoder hands them on to the usual decoders.
 Nothing here trusts a length: every count is checked against the bytes left before anything is made, nesting stops
 at :data:`MAX_DEPTH`, values at :data:`MAX_VALUES`, so the work is proportional to the packet's size.
+The summary path (the table's, every packet) has shortcuts for a game's usual packets and values: a flat reader, a
+flat renderer and a one-go summary of remote calls and syncs (see "the usual values, fast" below); each gives exactly
+what the general code gives, or nothing, and then the general code decides.
 Must not import: Qt, or anything from ``proxy`` except ``proxy.model``; nor ``_enet`` (which imports this).
 Thread: any thread; pure.
 """

@@ -3,7 +3,9 @@
 Role: :func:`decode_payload` hands a payload to the registry the outer decoder belongs to, and keeps nesting
 bounded: the registry holds the outer decoders too (an ENet payload could read as ENet again), so a thread-local
 depth stops at :data:`MAX_NESTING` and the outer decoders say "not me" while nested (:func:`nesting`). It also
-remembers each lane's sure winner, so a lane of one kind of message skips ranking every decoder (see the function).
+remembers each lane's sure winner, so a lane of one kind of message skips ranking every decoder (see the function),
+and makes a payload's context once per outer context (:func:`nested_context`). :func:`summary_view` makes the
+summary-only views of the summary path (every datagram's and payload's) at half the dataclass's cost.
 Must not import: Qt, ``proxy``, the decoder package's ``__init__`` (its builtins import the decoders that import
 this).
 Thread: any thread; the depth is per thread.
