@@ -932,6 +932,7 @@ class MainWindow(QMainWindow):
         self.detail.fill_decoders()
         if self._timeline is None:
             self._build_timeline()
+        self._collector.settle()
 
     def _page_changed(self, _index: int) -> None:
         if self._check_on_main and self.isVisible() and self.central.currentWidget() is self.main_view:

@@ -109,6 +109,8 @@ class MessageTableModel(HeaderedTableModel):
         self._bold = QFont()
         self._bold.setBold(True)
         self._cells: dict[int, tuple[tuple[Any, ...], ...]] = {}
+        self._at: dict[int, tuple[tuple[Any, ...], ...]] = {}
+        """The same tuples by table position, valid until the next announcement (``_forget``)."""
         for signal in (self.dataChanged, self.modelReset, self.rowsInserted, self.rowsRemoved, self.layoutChanged):
             signal.connect(self._forget)
 
@@ -117,13 +119,23 @@ class MessageTableModel(HeaderedTableModel):
     def row_total(self) -> int:
         return self._count
 
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else self._count  # asked once per painted cell: no further call
+
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         # The view asks for seven roles of every cell it paints (about 900 calls for one screen of rows), so the
         # common ones are answered from one tuple per row, built on the first ask and dropped whenever the model
-        # announces a change (``_forget``). Roles nobody answers return before anything is looked up.
+        # announces a change (``_forget``). Roles nobody answers return before anything is looked up. Between
+        # two announcements a table position always shows the same row, so the tuple is found by position
+        # first: most calls are two dict lookups (the first ask of a row, and mid-edit asks, take the long way).
         slot = _CACHED_SLOT.get(role)
-        if slot is None and role not in _UNCACHED:
-            return None
+        if slot is None:
+            if role not in _UNCACHED:
+                return None
+        else:
+            cells = self._at.get(index.row())
+            if cells is not None:
+                return cells[slot][index.column()]
         pos, col = index.row(), index.column()
         if not 0 <= pos < self._count or not 0 <= col < _NCOLS:  # an invalid index has row -1
             return None
@@ -137,7 +149,10 @@ class MessageTableModel(HeaderedTableModel):
             if cells is None:
                 if len(self._cells) >= _CELL_CACHE_ROWS:
                     self._cells.clear()
+                    self._at.clear()
                 cells = self._cells[row] = self._row_cells(row)
+            if not self._pending:  # mid-edit, positions move with each announced step
+                self._at[pos] = cells
             return cells[slot][col]
         s = self.store
         if role == ROW_ROLE:
@@ -188,11 +203,12 @@ class MessageTableModel(HeaderedTableModel):
 
     def _forget(self, *_args: Any) -> None:
         self._cells.clear()
+        self._at.clear()
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
-        if name in _SHOWN_ATTRS and "_cells" in self.__dict__:  # the clock, its mode or the palette changed
-            self._cells.clear()
+        if name in _SHOWN_ATTRS and "_at" in self.__dict__:  # the clock, its mode or the palette changed
+            self._forget()
 
     def _text(self, row: int, col: int) -> str:
         s = self.store
@@ -281,6 +297,7 @@ class MessageTableModel(HeaderedTableModel):
     def on_applied(self, result: ApplyResult) -> None:
         """Announce one batch: the re-framed rows, then one insert for the new rows, one dataChanged for changed
         ones."""
+        self._at.clear()  # positions are about to move: nothing may answer by position until it is announced
         if result.view_edits:
             if self._count != result.view_count_before:  # this model missed a batch: start again from the store
                 self.reset()

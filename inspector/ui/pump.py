@@ -2,7 +2,9 @@
 
 Role: :class:`RecordPump`, a ``QTimer`` on the GUI thread that drains a link's :class:`~inspector.bridge.RecordQueue`
 at most ~30 times a second and applies each batch to the :class:`~inspector.store.MessageStore` in one go (the
-batching point between the client's reader thread and the table), and :class:`LinkEvents`, which turns the proxy's
+batching point between the client's reader thread and the table; under a flood a batch is shown, and so the table
+repainted, in an event-loop turn after the one that applied it, so input and timers already due go between the two
+blocks), and :class:`LinkEvents`, which turns the proxy's
 announcements of changes made by other clients into Qt signals delivered on the GUI thread.
 Must not import: widgets (``QtCore`` only).
 Thread: GUI thread; :meth:`LinkEvents.announce` is called on the link's reader thread and only emits signals.
@@ -48,8 +50,9 @@ class RecordPump(QObject):
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
         self._interval = interval_ms  # a caller's own interval (tests) is kept as given
-        self._timer.timeout.connect(self.pump)
+        self._timer.timeout.connect(self._on_timer)
         self._died_reported = False
+        self._unshown: list[ApplyResult] = []
         self.last_batch_size = 0
         self.on_batch: list[Callable[[list[Record]], None]] = []
         """Extra consumers of every raw batch (the timeline), called before ``applied`` is emitted."""
@@ -69,10 +72,21 @@ class RecordPump(QObject):
     def stop(self) -> None:
         self._timer.stop()
 
-    def pump(self) -> ApplyResult | None:
+    def _on_timer(self) -> None:
+        self.pump(defer_show=True)
+
+    def show_pending(self) -> None:
+        """Emit ``applied`` for the batches applied but not shown yet, oldest first."""
+        while self._unshown:
+            self.applied.emit(self._unshown.pop(0))
+
+    def pump(self, defer_show: bool = False) -> ApplyResult | None:
+        """Apply what the link has queued; ``applied`` is emitted before returning, except under a flood on the
+        timer (``defer_show``), when it follows in a moment of its own (see below)."""
         link = self.link
         if link is None:
             return None
+        self.show_pending()  # every result once, in order, before the next
         records, self.last_frames = link.events.drain_frames()
         result = None
         framing = getattr(link, "framing", None)
@@ -86,7 +100,13 @@ class RecordPump(QObject):
             for consumer in self.on_batch:
                 consumer(records)
             result = self.store.apply(records)
-            self.applied.emit(result)
+            if defer_show and busy:
+                # Showing a flood's batch (the table's repaint after it: 12 ms of the GUI thread at 20,000
+                # messages/s) waits for the input and timers already due, rather than adding to the apply's block.
+                self._unshown.append(result)
+                QTimer.singleShot(1, self, self.show_pending)
+            else:
+                self.applied.emit(result)
         if not self._died_reported and not link.alive:
             self._died_reported = True
             self.link_died.emit(link.death or "the proxy stopped")
