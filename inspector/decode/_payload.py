@@ -89,7 +89,8 @@ def _view_maker() -> _ViewMaker:
         return View(decoder=decoder, summary=summary, warnings=warnings, truncated=truncated, values=values)
 
     slots = getattr(View, "__slots__", ())
-    if tuple(f.name for f in dataclasses.fields(View)) != _VIEW_FIELDS or tuple(slots) != _VIEW_FIELDS:
+    if tuple(f.name for f in dataclasses.fields(View)) != _VIEW_FIELDS or tuple(slots) != _VIEW_FIELDS \
+            or hasattr(View, "__post_init__"):  # a check the constructor would run: keep it
         return plain
     d, s, f, t, w, e, c, tr, ed, v = (getattr(View, n).__set__ for n in _VIEW_FIELDS)
     new = object.__new__
