@@ -375,6 +375,42 @@ def test_replay_and_resend_reach_the_real_peer(qtbot: Any, make_window: Callable
     qtbot.waitUntil(replay_done, timeout=WAIT)
 
 
+def test_a_rule_from_the_intercept_panel_can_take_a_share(qtbot: Any, make_window: Callable[..., MainWindow],
+                                                        echo_server: EchoServer) -> None:
+    """"Drop 50 % of the client's messages", made in the panel, reaches the real engine: some messages are dropped,
+    the others echoed, each shown in its state; the list says the share."""
+    w = make_window(LinkOptions(listen=("127.0.0.1", 0), target=("127.0.0.1", echo_server.port)))
+    link = wait_link(qtbot, w)
+    assert link.listen_addr is not None
+    panel = w.intercept
+    panel.rule_filter.setText('c2s and text ~ "m"')
+    panel.rule_action.setCurrentText("drop")
+    panel.rule_share.setValue(50)
+    panel.add_rule()
+    assert panel.rules == [{"filter": 'c2s and text ~ "m"', "action": "drop",
+                            "name": 'drop 50 % when c2s and text ~ "m"', "percent": 50.0}]
+    assert panel.rule_list.item(0).text() == 'when c2s and text ~ "m"  →  drop (50 % of them)'
+    server = engine_of(w).engine.server
+    qtbot.waitUntil(lambda: [r.percent for r in server.shared.rules] == [50.0], timeout=WAIT)  # in force
+    with connect(link.listen_addr[1]) as c:
+        states: list[MessageState] = []
+        for i in range(20):
+            before = len(w.store)
+            c.sendall(b"m%02d" % i)
+
+            def settled(before: int = before) -> bool:
+                rows = [r for r in range(before, len(w.store)) if w.store.dirs[r] == Direction.C2S]
+                return bool(rows) and w.store.state(rows[0]) in (MessageState.FORWARDED, MessageState.DROPPED)
+
+            qtbot.waitUntil(settled, timeout=WAIT)
+            row = next(r for r in range(before, len(w.store)) if w.store.dirs[r] == Direction.C2S)
+            states.append(w.store.state(row))
+            if states[-1] is MessageState.FORWARDED:
+                assert recv_exact(c, 3) == b"m%02d" % i
+    dropped = states.count(MessageState.DROPPED)
+    assert 0 < dropped < 20  # a share: neither none nor all (the engine's draws are seeded: the same every run)
+
+
 def test_rules_from_the_intercept_panel_hold_and_delay(qtbot: Any, make_window: Callable[..., MainWindow],
                                                        echo_server: EchoServer) -> None:
     w = make_window(LinkOptions(listen=("127.0.0.1", 0), target=("127.0.0.1", echo_server.port)))

@@ -126,6 +126,12 @@ class InterceptPanel(QWidget):
         self.rule_delay.setSuffix(" ms")
         self.rule_delay.setEnabled(False)
         self.rule_action.currentTextChanged.connect(lambda a: self.rule_delay.setEnabled(a == "delay"))
+        self.rule_share = QSpinBox()
+        self.rule_share.setRange(1, 100)
+        self.rule_share.setValue(100)
+        self.rule_share.setSuffix(" % of matches")
+        self.rule_share.setToolTip("act on only this share of the messages the filter matches (\"drop 10 % of the "
+                                   "unreliable ones\"); the proxy draws which from its --seed, so a run repeats")
         self.rule_add = QPushButton("Add rule")
         self.rule_add.clicked.connect(self.add_rule)
         self.rule_filter.returnPressed.connect(self.add_rule)
@@ -145,6 +151,7 @@ class InterceptPanel(QWidget):
         then.addWidget(QLabel("then"))
         then.addWidget(self.rule_action)
         then.addWidget(self.rule_delay)
+        then.addWidget(self.rule_share)
         then.addWidget(self.rule_add)
         then.addStretch(1)
         below = QHBoxLayout()
@@ -181,6 +188,10 @@ class InterceptPanel(QWidget):
         rule: dict[str, Any] = {"filter": text, "action": action, "name": f"{action} when {text}"}
         if action == "delay":
             rule["delay_ms"] = float(self.rule_delay.value())
+        share = self.rule_share.value()
+        if share < 100:  # as the engine writes rules: no share means every match
+            rule["percent"] = float(share)
+            rule["name"] = f"{action} {share} % when {text}"
         self.rules.append(rule)
         self.rule_list.addItem(rule_label(rule))
         self.rule_filter.clear()
@@ -255,4 +266,7 @@ def rule_label(rule: dict[str, Any]) -> str:
     action = str(rule.get("action", ""))
     if action == "delay":
         action += f" {float(rule.get('delay_ms') or 0):g} ms"
+    share = rule.get("percent")
+    if isinstance(share, int | float) and not isinstance(share, bool) and share < 100:
+        action += f" ({share:g} % of them)"
     return f"when {' and '.join(parts) or 'any message'}  →  {action}"
