@@ -83,8 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             records = open_session(args.session)
             clock = records.header.clock
         stamp = _stamper(clock)
+        udp: set[int] = set()
+        observe: Callable[[Message], None] | None = None
         for r in records:
             if isinstance(r, Message):
+                if r.conn_id in udp and observe is not None:
+                    # every datagram, in capture order and before the filter: an ENet message sent in fragments is
+                    # decoded whole on its last one (as the window and the terminal do)
+                    observe(r)
                 if not flt.matches(r, view_of):  # type: ignore[arg-type]
                     continue
                 v = registry.decode_message(r, detail=args.tree, deadline_ns=time.monotonic_ns() + budget_ns)
@@ -102,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         print(f"        {line}")
                 shown += 1
             elif isinstance(r, ConnectionOpened):
+                if r.transport == "udp":
+                    udp.add(r.conn_id)
+                    if observe is None:
+                        from inspector.decode._enet import observe_datagram as observe
                 (ch, cp), (th, tp) = r.client_addr, r.target_addr
                 print(f"{stamp(r.time_ns)} #{r.conn_id} opened {ch}:{cp} → {th}:{tp}")
             elif isinstance(r, ConnectionClosed):

@@ -11,9 +11,13 @@ by pytest-timeout and its own deadline.
 
 from __future__ import annotations
 
+import json
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import enet  # pyenet, in the test extra
@@ -23,6 +27,7 @@ from inspector.decode import DecoderRegistry, View, builtin_decoders
 from inspector.store import MessageStore
 from proxy.conditions import Conditions, DirectionConditions
 from proxy.model import ConnectionOpened, Direction, Message, MessageState, Notice
+from proxy.recorder import Recorder
 from proxy.rules import Rule
 from proxy.runner import ProxyThread
 from proxy.server import ProxyConfig
@@ -35,13 +40,15 @@ DEADLINE = 30.0
 class EnetRun:
     """A pyenet server, the proxy relaying UDP to it, and a pyenet client connected through the proxy."""
 
-    def __init__(self, channels: int = 4, rules: list[Rule] | None = None, **config: Any) -> None:
+    def __init__(self, channels: int = 4, rules: list[Rule] | None = None, record: Path | None = None,
+                 **config: Any) -> None:
         self.waiter = Waiter()
         self.server = enet.Host(enet.Address(b"127.0.0.1", 0), 4, channels, 0, 0)
         config.setdefault("udp", True)
         config.setdefault("tcp", False)
         self.proxy = ProxyThread(ProxyConfig(listen_port=0, target_port=self.server.address.port, **config),
                                  (self.waiter,)).start()
+        self.recorder = None if record is None else self.proxy.call(Recorder, record, self.proxy.server)
         if rules:  # before the client's first datagram: every datagram of the flow meets them
             self.proxy.call(self.proxy.server.set_rules, rules)
         self.client = enet.Host(None, 1, channels, 0, 0)
@@ -78,6 +85,8 @@ class EnetRun:
     def close(self) -> list[Message]:
         self.peer.disconnect()
         self.pump(lambda: self.peer.state == enet.PEER_STATE_DISCONNECTED, timeout=10)
+        if self.recorder is not None:
+            self.proxy.call(self.recorder.close)
         self.proxy.stop()
         return list(self.waiter.of(Message))
 
@@ -301,3 +310,27 @@ def test_a_flow_compressed_with_enets_range_coder_is_inflated_and_decoded() -> N
     assert by_lane["1/unreliable"]["payload"] == {"t": "pos", "x": 3}
     (whole,) = [c for c in up if c.get("reassembled")]
     assert whole["payload"] == {"map": "ab" * 3000}
+
+
+@pytest.mark.timeout(90)
+def test_the_dump_of_a_recording_shows_a_fragmented_message_whole(tmp_path: Path) -> None:
+    """``python -m inspector.dump`` reassembles an ENet message sent in fragments, as the window does: the last
+    fragment's line shows the whole message decoded (here JSON), and a filter on the message's fields finds it."""
+    path = tmp_path / "enet.sockscope"
+    run = EnetRun(record=path)
+    big = json.dumps({"type": "map", "tiles": list(range(900))}).encode()  # ~4.5 KB: several fragments
+    run.peer.send(0, enet.Packet(big, enet.PACKET_FLAG_RELIABLE))
+    run.pump(lambda: len(run.got["server"]) == 1)
+    assert run.got["server"][0][1] == big
+    run.settle()
+    run.close()
+    for args in ((), ("--filter", 'enet.payload.type == "map"')):
+        out = subprocess.run([sys.executable, "-m", "inspector.dump", str(path), *args], capture_output=True,
+                             text=True, encoding="utf-8", timeout=60)
+        assert out.returncode == 0, out.stderr
+        whole = [line for line in out.stdout.splitlines() if "reassembled from" in line]
+        assert len(whole) == 1, out.stdout
+        assert "ch0 reliable #" in whole[0] and f"{len(big)} B reassembled from" in whole[0]
+        assert ': json {"type": "map", "tiles": [0, 1, 2' in whole[0]
+        if args:
+            assert [line for line in out.stdout.splitlines() if "[enet]" in line] == whole  # only the last datagram
