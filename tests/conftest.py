@@ -108,9 +108,9 @@ class EchoServer:
             threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
 
     def _echo(self, conn: socket.socket) -> None:
-        conn.settimeout(60)
         with conn:
             try:
+                conn.settimeout(60)  # inside: close() may have closed the connection before this thread ran
                 while data := conn.recv(65536):
                     conn.sendall(data)
                 conn.shutdown(socket.SHUT_WR)

@@ -124,13 +124,14 @@ class InterceptPanel(QWidget):
         self.rule_delay.setRange(1, 60_000)
         self.rule_delay.setValue(200)
         self.rule_delay.setSuffix(" ms")
-        self.rule_delay.setEnabled(False)
-        self.rule_action.currentTextChanged.connect(lambda a: self.rule_delay.setEnabled(a == "delay"))
+        self.rule_delay.setToolTip("how long a matching message waits (on top of the conditions)")
+        self.rule_delay.setVisible(False)  # shown for "delay" only: the row stays as narrow as the dock
+        self.rule_action.currentTextChanged.connect(lambda a: self.rule_delay.setVisible(a == "delay"))
         self.rule_share = QSpinBox()
         self.rule_share.setRange(1, 100)
         self.rule_share.setValue(100)
-        self.rule_share.setSuffix(" % of matches")
-        self.rule_share.setToolTip("act on only this share of the messages the filter matches (\"drop 10 % of the "
+        self.rule_share.setSuffix(" %")
+        self.rule_share.setToolTip("the share of the matching messages the action applies to (\"drop 10 % of the "
                                    "unreliable ones\"); the proxy draws which from its --seed, so a run repeats")
         self.rule_add = QPushButton("Add rule")
         self.rule_add.clicked.connect(self.add_rule)
