@@ -128,6 +128,17 @@ class JsonDecoder:
             if not (truncated and exc.start >= len(body) - 3):
                 return error_view(NAME, data, f"not UTF-8 at byte {off + exc.start}", detail=ctx.detail)
             text = body[: exc.start].decode("utf-8")
+        return self._decode_text(data, text, pfx, off, truncated, ctx)
+
+    def decode_text(self, data: bytes, text: str, ctx: DecodeContext) -> View:
+        """``decode(data, ctx)`` for ``data`` whose UTF-8 reading is ``text`` (a WebSocket text message, read
+        once to check it is UTF-8): the same view, without decoding the bytes a second time."""
+        if len(data) > MAX_PARSE or length_prefix(data) is not None:
+            return self.decode(data, ctx)
+        return self._decode_text(data, text, None, 0, False, ctx)
+
+    def _decode_text(self, data: bytes, text: str, pfx: tuple[str, int] | None, off: int, truncated: bool,
+                     ctx: DecodeContext) -> View:
         warnings: list[str] = []
         try:
             spans = self._split(text, ctx.json_delimiter, truncated, warnings, ctx.deadline_ns)

@@ -48,6 +48,7 @@ from proxy.model import Direction, Message, Origin
 from ._api import (
     MAX_PARSE,
     DecodeContext,
+    Decoder,
     EncodeError,
     Field,
     View,
@@ -55,6 +56,8 @@ from ._api import (
     error_view,
     hex_dump,
 )
+from ._json import JsonDecoder
+from ._payload import summary_view
 
 if TYPE_CHECKING:
     from ._registry import DecoderRegistry
@@ -79,6 +82,7 @@ _OPCODES: Final = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "pi
 _BY_NAME: Final = {v: k for k, v in _OPCODES.items()}
 _CLOSE_NAMES: Final = {int(k): v for k, v in CLOSE_CODE_EXPLANATIONS.items()}
 _HEADER = "# websocket"
+_SURE_MAX: Final = 4096
 _depth = threading.local()
 """How deep this thread is in WebSocket decodes: a payload is never decoded as a WebSocket frame again."""
 
@@ -529,6 +533,10 @@ class WebSocketDecoder:
     def __init__(self, tracker: StreamTracker | None = None) -> None:
         self.tracker = tracker if tracker is not None else TRACKER
         self._registry: DecoderRegistry | None = None
+        self._sure: dict[tuple[int | None, Direction | None], tuple[object, int, float, Decoder]] = {}
+        """(connection, direction) -> the registry's decoders and settings generation then, the confidence and the
+        decoder that surely won its last binary message (see :meth:`_binary`; a decoder registered or a setting
+        changed since voids it); entries are replaced whole (safe across threads)."""
 
     def bind_registry(self, registry: DecoderRegistry) -> None:
         """The registry whose other decoders read the payloads (called when it registers this decoder; a decoder used
@@ -538,6 +546,7 @@ class WebSocketDecoder:
     def clear_settings(self) -> None:
         """Connection numbers start again (called by :meth:`DecoderRegistry.clear_settings`)."""
         self.tracker.reset()
+        self._sure.clear()
 
     @property
     def registry(self) -> DecoderRegistry:
@@ -577,7 +586,7 @@ class WebSocketDecoder:
         depth = getattr(_depth, "n", 0)
         _depth.n = depth + 1
         try:
-            if _looks_like_head(data):
+            if data[:1] in b"GH" and _looks_like_head(data):  # (frames rarely begin so: skip the slices)
                 return self._decode_head(data, ctx)
             if not ctx.detail:
                 view = self._summary_of_usual_frame(data, ctx)
@@ -656,13 +665,40 @@ class WebSocketDecoder:
     def _summary_of_usual_frame(self, data: bytes, ctx: DecodeContext) -> View | None:
         """The summary view (``detail`` False: the table, filters) of a whole message in one frame, the usual case,
         built with less work; None for anything else, which :meth:`_decode_frame` does (it gives the same view
-        for this case: tests compare them)."""
-        h = parse_header(data)
-        if (h is None or h.total != len(data) or not h.fin or h.opcode > 2 or h.opcode == 0 or h.rsv2 or h.rsv3
-                or (ctx.direction is not None and (ctx.direction is Direction.C2S) is not h.masked)):
+        for this case: tests compare them). The header is read here as :func:`parse_header` reads it, without
+        making its tuple (this runs for every row)."""
+        n = len(data)
+        if n < 2:
             return None
-        info = self.tracker.lookup(data, ctx.conn_id, ctx.direction)
-        if h.rsv1:
+        b0 = data[0]
+        opcode = b0 & 0x0F
+        if b0 & 0xB0 != 0x80 or not (opcode == 1 or opcode == 2):  # FIN, no RSV2/RSV3, text or binary
+            return None
+        b1 = data[1]
+        length = b1 & 0x7F
+        size = 2
+        if length >= 126:
+            if length == 126:
+                if n < 4:
+                    return None
+                length = (data[2] << 8) | data[3]
+                size = 4
+            else:
+                if n < 10:
+                    return None
+                length = int.from_bytes(data[2:10], "big")
+                size = 10
+        masked = b1 >= 0x80
+        if masked:
+            size += 4
+        if size + length != n:
+            return None
+        direction = ctx.direction
+        if direction is not None and (direction is Direction.C2S) is not masked:
+            return None
+        rsv1 = b0 & 0x40 != 0
+        info = self.tracker.lookup(data, ctx.conn_id, direction)
+        if rsv1:
             if info is None or info.note or info.message is None or info.fragments != 1:
                 return None
             content = info.message
@@ -670,19 +706,20 @@ class WebSocketDecoder:
         elif info is not None:
             return None
         else:
-            content = _payload(data, h)
+            content = apply_mask(data[size:], data[size - 4:size]) if masked else data[size:]
             flags = ""
-        inner = self._inner(content, h.opcode, ctx)
+        inner = self._inner(content, opcode, ctx)
         if inner is None:
             return None
-        op = _OPCODES[h.opcode]
-        value: dict[str, object] = {"opcode": op, "fin": True, "rsv1": h.rsv1, "masked": h.masked,
-                                    "length": h.length, "compressed": h.rsv1}
-        value["payload"] = (inner.values[0] if len(inner.values) == 1 else list(inner.values) if inner.values
-                            else None)
-        shown = inner.summary if inner.decoder in ("text", "json") else f"{inner.decoder} {inner.summary}"
+        op = _OPCODES[opcode]
+        values = inner.values
+        value: dict[str, object] = {"opcode": op, "fin": True, "rsv1": rsv1, "masked": masked, "length": length,
+                                    "compressed": rsv1,
+                                    "payload": values[0] if len(values) == 1 else list(values) if values else None}
+        decoder = inner.decoder
+        shown = inner.summary if decoder == "text" or decoder == "json" else f"{decoder} {inner.summary}"
         summary = f"{op}{flags} {shown}" if content else f"{op}{flags} (empty)"
-        return View(NAME, clip(summary), truncated=inner.truncated, values=(value,))
+        return summary_view(NAME, clip(summary), (value,), (), inner.truncated)
 
     def _decode_frame(self, data: bytes, ctx: DecodeContext) -> View:
         h = parse_header(data)
@@ -867,16 +904,59 @@ class WebSocketDecoder:
         reg = self.registry
         if opcode == 1:
             try:
-                content.decode("utf-8")
+                text = content.decode("utf-8")
             except UnicodeDecodeError as e:
                 return error_view("text", content, f"a text message that is not UTF-8 at byte {e.start} "
                                   "(RFC 6455 8.1: the receiver must fail the connection)", detail=ctx.detail)
             if content.lstrip()[:1] in (b"{", b"["):
-                view = reg.decode_with("json", content, inner_ctx)
+                view = self._json(reg, content, text, inner_ctx)
                 if view.error is None:
                     return view
             return reg.decode_with("text", content, inner_ctx)
-        return reg.auto(content, inner_ctx)
+        return self._binary(reg, content, inner_ctx)
+
+    @staticmethod
+    def _json(reg: DecoderRegistry, content: bytes, text: str, ctx: DecodeContext) -> View:
+        """``reg.decode_with("json", content, ctx)``; the built-in JSON decoder is given the text already read."""
+        decoder = reg._decoders.get("json")
+        if type(decoder) is JsonDecoder:
+            try:
+                return decoder.decode_text(content, text, ctx)
+            except Exception:  # (as decode_with would take it: the general call says so)
+                pass
+        return reg.decode_with("json", content, ctx)
+
+    def _binary(self, reg: DecoderRegistry, content: bytes, ctx: DecodeContext) -> View:
+        """``reg.auto(content, ctx)``: a binary message's decoder, the one that surely won the last binary message
+        of the same direction decoding it straight away when it is exactly as confident of this one (ranking every
+        decoder is most of the cost of a small message). The reasoning and the rule are :func:`decode_payload`'s
+        (a plain win at 0.8 or more; never with a struct layout, whose confidence follows sizes). Only where the
+        registry keeps no such memory itself: a direction with a framing (that of websocket)."""
+        if ctx.framing is None or ctx.struct_format is not None:
+            return reg.auto(content, ctx)
+        lane = (ctx.conn_id, ctx.direction)
+        memo = self._sure
+        hit = memo.get(lane)
+        if hit is not None and hit[0] is reg._scorers and hit[1] == reg._generation:
+            decoder = hit[3]
+            try:
+                same = decoder.confidence(content, ctx) == hit[2]
+            except Exception:  # a plugin's bug: as auto would, take it as "cannot"
+                same = False
+            if same:
+                view = reg._decode_by(decoder, content, ctx)
+                if view.error is None:
+                    return view
+        view = reg.auto(content, ctx)
+        if view.error is None:
+            ranked = reg._ranked(content, ctx)
+            if ranked and ranked[0][1] == view.decoder and ranked[0][0] >= 0.8:
+                if len(memo) >= _SURE_MAX:
+                    memo.clear()
+                memo[lane] = (reg._scorers, reg._generation, ranked[0][0], ranked[0][2])
+            elif hit is not None:
+                memo.pop(lane, None)
+        return view
 
     def _editable(self, h: Header, payload: bytes, content: bytes | None, opcode: int,
                   inner: View | None) -> str | None:
