@@ -87,9 +87,18 @@ def _pretty(values: tuple[object, ...], limit: int) -> tuple[str, bool]:
 
 def length_prefix(data: bytes) -> tuple[str, int] | None:
     """The struct format and size of a length prefix equal to the rest of ``data``, if it has one."""
-    for fmt, size in _PREFIXES:
-        if len(data) > size and data[size] in _STARTS and struct.unpack_from(fmt, data)[0] == len(data) - size:
-            return fmt, size
+    # (_PREFIXES's order, each pair of formats looked at only when the byte after its prefix may start a value)
+    n = len(data)
+    if n > 4 and data[4] in _STARTS:
+        if struct.unpack_from(">I", data)[0] == n - 4:
+            return ">I", 4
+        if struct.unpack_from("<I", data)[0] == n - 4:
+            return "<I", 4
+    if n > 2 and data[2] in _STARTS:
+        if struct.unpack_from(">H", data)[0] == n - 2:
+            return ">H", 2
+        if struct.unpack_from("<H", data)[0] == n - 2:
+            return "<H", 2
     return None
 
 

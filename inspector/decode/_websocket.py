@@ -268,6 +268,10 @@ class StreamInfo(NamedTuple):
         return len(self.piece) + (len(self.message) if self.message is not None else 0)
 
 
+_new_info: Final = tuple.__new__
+"""``_new_info(StreamInfo, (every field))``: a :class:`StreamInfo` without the named tuple's Python ``__new__``."""
+
+
 @dataclass(slots=True)
 class _Lane:
     buf: bytearray = field(default_factory=bytearray)
@@ -362,6 +366,8 @@ class StreamTracker:
             return
         buf = lane.buf
         if not buf and lane.mode == 2:
+            if self._whole_message(key, lane, data):
+                return
             h = parse_header(data)
             if h is not None and h.total == len(data):  # the usual case: the message is one frame
                 info = self._frame(key, lane, data, h)
@@ -398,6 +404,53 @@ class StreamTracker:
             info = self._frame(key, lane, frame, h)
             if info is not None:
                 self._keep(key, data if frame == data else frame, info, frame == data)
+
+    def _whole_message(self, key: tuple[int, int, int], lane: _Lane, data: bytes) -> bool:
+        """A data message in one frame, the usual case, between messages (what :meth:`_frame` does with it, its
+        header read here as :func:`parse_header` reads it, without making its tuple); False, having done
+        nothing, for anything else."""
+        n = len(data)
+        if n < 2 or lane.in_message:
+            return False
+        b0 = data[0]
+        opcode = b0 & 0x0F
+        if b0 & 0x80 == 0 or not (opcode == 1 or opcode == 2):
+            return False
+        b1 = data[1]
+        length = b1 & 0x7F
+        size = 2
+        if length >= 126:
+            if length == 126:
+                if n < 4:
+                    return False
+                length = (data[2] << 8) | data[3]
+                size = 4
+            else:
+                if n < 10:
+                    return False
+                length = int.from_bytes(data[2:10], "big")
+                size = 10
+        masked = b1 >= 0x80
+        if masked:
+            size += 4
+        if size + length != n:
+            return False
+        compressed = b0 & 0x40 != 0
+        payload = apply_mask(data[size:], data[size - 4:size]) if masked else data[size:]
+        wire = len(payload)
+        lane.opcode, lane.compressed, lane.fragment, lane.parts, lane.out, lane.wire, lane.note = \
+            opcode, compressed, 1, [], 0, wire, ""
+        self.work += wire
+        piece = self._inflate(lane, payload, True) if compressed else payload
+        if len(piece) > INFLATE_MAX:
+            piece = piece[:INFLATE_MAX]
+            lane.note = lane.note or f"the message is longer than {INFLATE_MAX} bytes: shown up to there"
+        lane.out = len(piece)
+        note = lane.note
+        if compressed or note:  # (a whole uncompressed message: nothing the frame does not show itself)
+            self._keep(key, data, _new_info(StreamInfo, (opcode, 1, True, compressed, piece, piece, 1, wire, note,
+                                                         None)), True)
+        return True
 
     def _stop(self, lane: _Lane, why: str) -> None:
         lane.mode, lane.stopped = 3, why
@@ -467,8 +520,13 @@ class StreamTracker:
             return b""
         if lane.inflater is None:
             lane.inflater = zlib.decompressobj(-15)
-        lane.credit = min(lane.credit + RATIO * len(payload), RATIO * FRAME_MAX)
-        allow = min(INFLATE_MAX + 1 - lane.out, lane.credit)
+        credit = lane.credit + RATIO * len(payload)
+        if credit > RATIO * FRAME_MAX:
+            credit = RATIO * FRAME_MAX
+        lane.credit = credit
+        allow = INFLATE_MAX + 1 - lane.out
+        if credit < allow:
+            allow = credit
         if allow <= 0:
             self._lose(lane, "this direction inflates past what its bytes allow (a decompression bomb?)")
             return b""
