@@ -766,18 +766,32 @@ class WebSocketDecoder:
         else:
             content = apply_mask(data[size:], data[size - 4:size]) if masked else data[size:]
             flags = ""
-        inner = self._inner(content, opcode, ctx)
-        if inner is None:
-            return None
         op = _OPCODES[opcode]
-        values = inner.values
+        json = None
+        if opcode == 1 and content[:1] in (b"{", b"["):  # the usual text message: one JSON value, shown as JSON
+            decoder = self.registry._decoders.get("json")
+            if type(decoder) is JsonDecoder:
+                try:
+                    json = decoder.summary_of_text(content, content.decode("utf-8"), ctx)
+                except Exception:  # not UTF-8 (or a bug): _inner says so
+                    json = None
+        if json is not None:
+            shown, payload = json
+            truncated = False
+        else:
+            inner = self._inner(content, opcode, ctx)
+            if inner is None:
+                return None
+            values = inner.values
+            payload = values[0] if len(values) == 1 else list(values) if values else None
+            decoder_name = inner.decoder
+            shown = inner.summary if decoder_name == "text" or decoder_name == "json" else \
+                f"{decoder_name} {inner.summary}"
+            truncated = inner.truncated
         value: dict[str, object] = {"opcode": op, "fin": True, "rsv1": rsv1, "masked": masked, "length": length,
-                                    "compressed": rsv1,
-                                    "payload": values[0] if len(values) == 1 else list(values) if values else None}
-        decoder = inner.decoder
-        shown = inner.summary if decoder == "text" or decoder == "json" else f"{decoder} {inner.summary}"
+                                    "compressed": rsv1, "payload": payload}
         summary = f"{op}{flags} {shown}" if content else f"{op}{flags} (empty)"
-        return summary_view(NAME, clip(summary), (value,), (), inner.truncated)
+        return summary_view(NAME, clip(summary), (value,), (), truncated)
 
     def _decode_frame(self, data: bytes, ctx: DecodeContext) -> View:
         h = parse_header(data)
