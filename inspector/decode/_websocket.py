@@ -36,7 +36,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from websockets.exceptions import InvalidHeader
 from websockets.frames import CLOSE_CODE_EXPLANATIONS, Frame, Opcode
@@ -270,6 +270,11 @@ class StreamInfo(NamedTuple):
 
 _new_info: Final = tuple.__new__
 """``_new_info(StreamInfo, (every field))``: a :class:`StreamInfo` without the named tuple's Python ``__new__``."""
+_Record = tuple[Any, ...]
+"""What the tracker keeps of a frame: its :class:`StreamInfo`'s fields in a plain tuple (after the frame's bytes, in
+the table by identity). A plain tuple of bytes, numbers and strings is one the garbage collector stops tracking,
+where a named tuple is tracked for as long as it lives: tens of thousands kept would make every full collection
+walk them all."""
 
 
 @dataclass(slots=True)
@@ -295,8 +300,10 @@ class StreamTracker:
 
     def __init__(self) -> None:
         self._lanes: OrderedDict[tuple[int, int, int], _Lane] = OrderedDict()
-        self._by_id: OrderedDict[int, tuple[bytes, StreamInfo]] = OrderedDict()
-        self._by_value: OrderedDict[tuple[int, int, bytes], StreamInfo] = OrderedDict()
+        self._by_id: OrderedDict[int, _Record] = OrderedDict()
+        """id(the frame's bytes) -> (those bytes, then its StreamInfo's fields)."""
+        self._by_value: OrderedDict[tuple[int, int, bytes], _Record] = OrderedDict()
+        """(connection, direction, the frame's bytes) -> its StreamInfo's fields."""
         self._bytes = 0
         self._keys: dict[tuple[int, int], str] = {}  # (owner, conn) -> the client's Sec-WebSocket-Key
         self.known: set[tuple[int, int]] = set()
@@ -354,10 +361,11 @@ class StreamTracker:
     def lookup(self, data: bytes, conn_id: int | None, direction: Direction | None) -> StreamInfo | None:
         hit = self._by_id.get(id(data))
         if hit is not None and hit[0] is data:
-            return hit[1]
+            return _new_info(StreamInfo, hit[1:])
         if conn_id is None or direction is None:
             return None
-        return self._by_value.get((conn_id, int(direction), data))
+        rec = self._by_value.get((conn_id, int(direction), data))
+        return None if rec is None else _new_info(StreamInfo, rec)
 
     # -- internals
 
@@ -438,8 +446,8 @@ class StreamTracker:
         compressed = b0 & 0x40 != 0
         payload = apply_mask(data[size:], data[size - 4:size]) if masked else data[size:]
         wire = len(payload)
-        lane.opcode, lane.compressed, lane.fragment, lane.parts, lane.out, lane.wire, lane.note = \
-            opcode, compressed, 1, [], 0, wire, ""
+        # (between messages lane.parts is empty already: every message's end empties it)
+        lane.opcode, lane.compressed, lane.fragment, lane.out, lane.wire, lane.note = opcode, compressed, 1, 0, wire, ""
         self.work += wire
         piece = self._inflate(lane, payload, True) if compressed else payload
         if len(piece) > INFLATE_MAX:
@@ -448,8 +456,11 @@ class StreamTracker:
         lane.out = len(piece)
         note = lane.note
         if compressed or note:  # (a whole uncompressed message: nothing the frame does not show itself)
-            self._keep(key, data, _new_info(StreamInfo, (opcode, 1, True, compressed, piece, piece, 1, wire, note,
-                                                         None)), True)
+            # (_keep's work, by the bytes object's id)
+            self._by_id[id(data)] = (data, opcode, 1, True, compressed, piece, piece, 1, wire, note, None)
+            self._bytes += 2 * len(piece) + n
+            if self._bytes > TRACK_BYTES or len(self._by_id) + len(self._by_value) > TRACK_ENTRIES:
+                self._release()
         return True
 
     def _stop(self, lane: _Lane, why: str) -> None:
@@ -552,14 +563,20 @@ class StreamTracker:
     def _keep(self, key: tuple[int, int, int], data: bytes, info: StreamInfo, by_id: bool) -> None:
         self._bytes += info.size + len(data)
         if by_id:
-            self._by_id[id(data)] = (data, info)
+            self._by_id[id(data)] = (data, *info)
         else:
-            self._by_value[(key[1], key[2], data)] = info
+            self._by_value[(key[1], key[2], data)] = tuple(info)
+        self._release()
+
+    def _release(self) -> None:
+        """The oldest entries let go while the tables are over their caps."""
         while self._bytes > TRACK_BYTES or len(self._by_id) + len(self._by_value) > TRACK_ENTRIES:
-            table: OrderedDict[object, object] = self._by_id if self._by_id else self._by_value  # type: ignore[assignment]
-            _, old = table.popitem(last=False)
-            d, i = old if isinstance(old, tuple) else (b"", old)
-            self._bytes -= i.size + len(d)  # type: ignore[union-attr]
+            if self._by_id:
+                old = self._by_id.popitem(last=False)[1]
+                d, rec = old[0], old[1:]
+            else:  # (the frame's bytes are the key's: counted when kept, so here too)
+                (_conn, _d, d), rec = self._by_value.popitem(last=False)
+            self._bytes -= len(rec[4]) + (len(rec[5]) if rec[5] is not None else 0) + len(d)
 
 
 TRACKER = StreamTracker()
@@ -641,15 +658,15 @@ class WebSocketDecoder:
     # -- decoding
 
     def decode(self, data: bytes, ctx: DecodeContext) -> View:
+        if not ctx.detail:  # (never a head: a head's first byte, G or H, has no FIN bit)
+            view = self._summary_of_usual_frame(data, ctx)
+            if view is not None:
+                return view
         depth = getattr(_depth, "n", 0)
         _depth.n = depth + 1
         try:
             if data[:1] in b"GH" and _looks_like_head(data):  # (frames rarely begin so: skip the slices)
                 return self._decode_head(data, ctx)
-            if not ctx.detail:
-                view = self._summary_of_usual_frame(data, ctx)
-                if view is not None:
-                    return view
             return self._decode_frame(data, ctx)
         finally:
             _depth.n = depth
@@ -723,8 +740,9 @@ class WebSocketDecoder:
     def _summary_of_usual_frame(self, data: bytes, ctx: DecodeContext) -> View | None:
         """The summary view (``detail`` False: the table, filters) of a whole message in one frame, the usual case,
         built with less work; None for anything else, which :meth:`_decode_frame` does (it gives the same view
-        for this case: tests compare them). The header is read here as :func:`parse_header` reads it, without
-        making its tuple (this runs for every row)."""
+        for this case: tests compare them). Called before :meth:`decode` counts this thread's depth: it counts
+        it itself around what may decode a payload with the registry. The header is read here as
+        :func:`parse_header` reads it, without making its tuple (this runs for every row)."""
         n = len(data)
         if n < 2:
             return None
@@ -779,7 +797,12 @@ class WebSocketDecoder:
             shown, payload = json
             truncated = False
         else:
-            inner = self._inner(content, opcode, ctx)
+            depth = getattr(_depth, "n", 0)  # (the builtin JSON reader above never decodes a payload again)
+            _depth.n = depth + 1
+            try:
+                inner = self._inner(content, opcode, ctx)
+            finally:
+                _depth.n = depth
             if inner is None:
                 return None
             values = inner.values
