@@ -146,18 +146,19 @@ class JsonDecoder:
             return self.decode(data, ctx)
         return self._decode_text(data, text, None, 0, False, ctx)
 
-    def summary_of_text(self, data: bytes, text: str, ctx: DecodeContext) -> tuple[str, object] | None:
+    def summary_of_text(self, data: bytes, text: str, ctx: DecodeContext) -> tuple[str, object] | bool | None:
         """For the usual message, one JSON object or array from its first character to its last (no delimiter, no
         length prefix, at most ``MAX_PARSE`` bytes), whose UTF-8 reading is ``text``: the summary and the value of
         ``decode(data, ctx)`` with ``ctx.detail`` False, a view that would be ``summary_view(NAME, summary,
-        (value,))``; None for anything else (decode it). The view's own work, without making the view."""
+        (value,))``; False when its first value does not read (``decode`` gives an error view: its first turn
+        fails), None for anything else (decode it). The view's own work, without making the view."""
         if ctx.json_delimiter or len(data) > MAX_PARSE or not text or text[0] not in "{[" \
                 or length_prefix(data) is not None:
             return None
         try:
             value, end = _DECODER.raw_decode(text, 0)
         except (ValueError, RecursionError):  # (decode says why)
-            return None
+            return False
         if end != len(text):
             return None
         return clip(" ".join(text[:400].split())), value

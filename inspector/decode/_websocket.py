@@ -785,7 +785,7 @@ class WebSocketDecoder:
             content = apply_mask(data[size:], data[size - 4:size]) if masked else data[size:]
             flags = ""
         op = _OPCODES[opcode]
-        json = None
+        json: tuple[str, object] | bool | None = None
         if opcode == 1 and content[:1] in (b"{", b"["):  # the usual text message: one JSON value, shown as JSON
             decoder = self.registry._decoders.get("json")
             if type(decoder) is JsonDecoder:
@@ -793,14 +793,14 @@ class WebSocketDecoder:
                     json = decoder.summary_of_text(content, content.decode("utf-8"), ctx)
                 except Exception:  # not UTF-8 (or a bug): _inner says so
                     json = None
-        if json is not None:
+        if isinstance(json, tuple):
             shown, payload = json
             truncated = False
         else:
             depth = getattr(_depth, "n", 0)  # (the builtin JSON reader above never decodes a payload again)
             _depth.n = depth + 1
             try:
-                inner = self._inner(content, opcode, ctx)
+                inner = self._inner(content, opcode, ctx, json is False)
             finally:
                 _depth.n = depth
             if inner is None:
@@ -992,7 +992,8 @@ class WebSocketDecoder:
             return out[:INFLATE_MAX], f"inflates past {INFLATE_MAX} bytes (a decompression bomb?): shown up to there"
         return out, ""
 
-    def _inner(self, content: bytes, opcode: int, ctx: DecodeContext) -> View | None:
+    def _inner(self, content: bytes, opcode: int, ctx: DecodeContext, not_json: bool = False) -> View | None:
+        """The content's view; ``not_json``: its JSON reading is known to fail (its view would not be used)."""
         # The frame's own context: "decode as" and the framing are the frame's, and neither ``decode_with`` nor
         # ``auto`` reads them to pick a decoder (``decode`` would: the framing names this decoder)
         inner_ctx = ctx
@@ -1003,7 +1004,7 @@ class WebSocketDecoder:
             except UnicodeDecodeError as e:
                 return error_view("text", content, f"a text message that is not UTF-8 at byte {e.start} "
                                   "(RFC 6455 8.1: the receiver must fail the connection)", detail=ctx.detail)
-            if content.lstrip()[:1] in (b"{", b"["):
+            if not not_json and content.lstrip()[:1] in (b"{", b"["):
                 view = self._json(reg, content, text, inner_ctx)
                 if view.error is None:
                     return view
