@@ -83,7 +83,7 @@ def summary_form(view: Any) -> Any:
 
 
 def _digest(form: Any) -> str:
-    return hashlib.sha256(json.dumps(form, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(form, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()[:10]
 
 
 def detail_digest(view: Any) -> str:
