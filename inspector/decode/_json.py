@@ -5,7 +5,9 @@ encoding an unchanged view gives back the very same bytes; a 2- or 4-byte length
 len(body)) + body``) is detected, shown as a field, and recomputed on encode.
 The work is bounded by the message's size: parsing is the C scanner's (nesting deeper than it allows, or a number
 too long to convert, is a clear error, not an exception), runs of delimiters are skipped in C, the pretty text is
-written piece by piece up to its cap, and ``DecodeContext.deadline_ns`` is checked between values.
+written piece by piece up to its cap, and ``DecodeContext.deadline_ns`` is checked between values. A caller that
+has read the text already (a WebSocket text message) passes it: ``decode_text``, and ``summary_of_text`` for the
+usual one-value message's summary without its view.
 Must not import: Qt, or anything from ``proxy`` except ``proxy.model``.
 Thread: any thread; pure.
 """

@@ -22,6 +22,12 @@ ones then says so). Inflating is capped everywhere: at most ``INFLATE_MAX`` byte
 inflated bytes at most ``RATIO`` times its compressed bytes, so a decompression bomb costs what its bytes are
 worth and says so; the tracker's memory is capped too (``TRACK_BYTES``), oldest first.
 
+The summary path (every row of the table) has shortcuts that give the very views of the general path (tests compare
+them on recorded and generated traffic): a whole message in one frame is followed and summarised with its header read
+in place; a text message that is one JSON value takes its summary from the JSON decoder's ``summary_of_text``; a
+binary message goes straight to the decoder that surely won the direction's last one when it is exactly as sure
+(:meth:`WebSocketDecoder._binary`); the tracker keeps plain tuples, which the garbage collector stops walking.
+
 Must not import: Qt, or anything from ``proxy`` except ``proxy.model``.
 Thread: decoding from any thread; :class:`StreamTracker` is fed on one thread (the store's, the GUI thread) and read
 from any (its tables are dicts updated by single assignments, each entry immutable).
