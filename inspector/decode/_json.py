@@ -5,7 +5,9 @@ encoding an unchanged view gives back the very same bytes; a 2- or 4-byte length
 len(body)) + body``) is detected, shown as a field, and recomputed on encode.
 The work is bounded by the message's size: parsing is the C scanner's (nesting deeper than it allows, or a number
 too long to convert, is a clear error, not an exception), runs of delimiters are skipped in C, the pretty text is
-written piece by piece up to its cap, and ``DecodeContext.deadline_ns`` is checked between values.
+written piece by piece up to its cap, and ``DecodeContext.deadline_ns`` is checked between values. A caller that
+has read the text already (a WebSocket text message) passes it: ``decode_text``, and ``summary_of_text`` for the
+usual one-value message's summary without its view.
 Must not import: Qt, or anything from ``proxy`` except ``proxy.model``.
 Thread: any thread; pure.
 """
@@ -87,9 +89,18 @@ def _pretty(values: tuple[object, ...], limit: int) -> tuple[str, bool]:
 
 def length_prefix(data: bytes) -> tuple[str, int] | None:
     """The struct format and size of a length prefix equal to the rest of ``data``, if it has one."""
-    for fmt, size in _PREFIXES:
-        if len(data) > size and data[size] in _STARTS and struct.unpack_from(fmt, data)[0] == len(data) - size:
-            return fmt, size
+    # (_PREFIXES's order, each pair of formats looked at only when the byte after its prefix may start a value)
+    n = len(data)
+    if n > 4 and data[4] in _STARTS:
+        if struct.unpack_from(">I", data)[0] == n - 4:
+            return ">I", 4
+        if struct.unpack_from("<I", data)[0] == n - 4:
+            return "<I", 4
+    if n > 2 and data[2] in _STARTS:
+        if struct.unpack_from(">H", data)[0] == n - 2:
+            return ">H", 2
+        if struct.unpack_from("<H", data)[0] == n - 2:
+            return "<H", 2
     return None
 
 
@@ -128,6 +139,34 @@ class JsonDecoder:
             if not (truncated and exc.start >= len(body) - 3):
                 return error_view(NAME, data, f"not UTF-8 at byte {off + exc.start}", detail=ctx.detail)
             text = body[: exc.start].decode("utf-8")
+        return self._decode_text(data, text, pfx, off, truncated, ctx)
+
+    def decode_text(self, data: bytes, text: str, ctx: DecodeContext) -> View:
+        """``decode(data, ctx)`` for ``data`` whose UTF-8 reading is ``text`` (a WebSocket text message, read
+        once to check it is UTF-8): the same view, without decoding the bytes a second time."""
+        if len(data) > MAX_PARSE or length_prefix(data) is not None:
+            return self.decode(data, ctx)
+        return self._decode_text(data, text, None, 0, False, ctx)
+
+    def summary_of_text(self, data: bytes, text: str, ctx: DecodeContext) -> tuple[str, object] | bool | None:
+        """For the usual message, one JSON object or array from its first character to its last (no delimiter, no
+        length prefix, at most ``MAX_PARSE`` bytes), whose UTF-8 reading is ``text``: the summary and the value of
+        ``decode(data, ctx)`` with ``ctx.detail`` False, a view that would be ``summary_view(NAME, summary,
+        (value,))``; False when its first value does not read (``decode`` gives an error view: its first turn
+        fails), None for anything else (decode it). The view's own work, without making the view."""
+        if ctx.json_delimiter or len(data) > MAX_PARSE or not text or text[0] not in "{[" \
+                or length_prefix(data) is not None:
+            return None
+        try:
+            value, end = _DECODER.raw_decode(text, 0)
+        except (ValueError, RecursionError):  # (decode says why)
+            return False
+        if end != len(text):
+            return None
+        return clip(" ".join(text[:400].split())), value
+
+    def _decode_text(self, data: bytes, text: str, pfx: tuple[str, int] | None, off: int, truncated: bool,
+                     ctx: DecodeContext) -> View:
         warnings: list[str] = []
         try:
             spans = self._split(text, ctx.json_delimiter, truncated, warnings, ctx.deadline_ns)

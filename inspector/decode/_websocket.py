@@ -22,6 +22,12 @@ ones then says so). Inflating is capped everywhere: at most ``INFLATE_MAX`` byte
 inflated bytes at most ``RATIO`` times its compressed bytes, so a decompression bomb costs what its bytes are
 worth and says so; the tracker's memory is capped too (``TRACK_BYTES``), oldest first.
 
+The summary path (every row of the table) has shortcuts that give the very views of the general path (tests compare
+them on recorded and generated traffic): a whole message in one frame is followed and summarised with its header read
+in place; a text message that is one JSON value takes its summary from the JSON decoder's ``summary_of_text``; a
+binary message goes straight to the decoder that surely won the direction's last one when it is exactly as sure
+(:meth:`WebSocketDecoder._binary`); the tracker keeps plain tuples, which the garbage collector stops walking.
+
 Must not import: Qt, or anything from ``proxy`` except ``proxy.model``.
 Thread: decoding from any thread; :class:`StreamTracker` is fed on one thread (the store's, the GUI thread) and read
 from any (its tables are dicts updated by single assignments, each entry immutable).
@@ -36,7 +42,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from websockets.exceptions import InvalidHeader
 from websockets.frames import CLOSE_CODE_EXPLANATIONS, Frame, Opcode
@@ -48,6 +54,7 @@ from proxy.model import Direction, Message, Origin
 from ._api import (
     MAX_PARSE,
     DecodeContext,
+    Decoder,
     EncodeError,
     Field,
     View,
@@ -55,6 +62,8 @@ from ._api import (
     error_view,
     hex_dump,
 )
+from ._json import JsonDecoder
+from ._payload import summary_view
 
 if TYPE_CHECKING:
     from ._registry import DecoderRegistry
@@ -79,6 +88,7 @@ _OPCODES: Final = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "pi
 _BY_NAME: Final = {v: k for k, v in _OPCODES.items()}
 _CLOSE_NAMES: Final = {int(k): v for k, v in CLOSE_CODE_EXPLANATIONS.items()}
 _HEADER = "# websocket"
+_SURE_MAX: Final = 4096
 _depth = threading.local()
 """How deep this thread is in WebSocket decodes: a payload is never decoded as a WebSocket frame again."""
 
@@ -264,6 +274,15 @@ class StreamInfo(NamedTuple):
         return len(self.piece) + (len(self.message) if self.message is not None else 0)
 
 
+_new_info: Final = tuple.__new__
+"""``_new_info(StreamInfo, (every field))``: a :class:`StreamInfo` without the named tuple's Python ``__new__``."""
+_Record = tuple[Any, ...]
+"""What the tracker keeps of a frame: its :class:`StreamInfo`'s fields in a plain tuple (after the frame's bytes, in
+the table by identity). A plain tuple of bytes, numbers and strings is one the garbage collector stops tracking,
+where a named tuple is tracked for as long as it lives: tens of thousands kept would make every full collection
+walk them all."""
+
+
 @dataclass(slots=True)
 class _Lane:
     buf: bytearray = field(default_factory=bytearray)
@@ -287,8 +306,10 @@ class StreamTracker:
 
     def __init__(self) -> None:
         self._lanes: OrderedDict[tuple[int, int, int], _Lane] = OrderedDict()
-        self._by_id: OrderedDict[int, tuple[bytes, StreamInfo]] = OrderedDict()
-        self._by_value: OrderedDict[tuple[int, int, bytes], StreamInfo] = OrderedDict()
+        self._by_id: OrderedDict[int, _Record] = OrderedDict()
+        """id(the frame's bytes) -> (those bytes, then its StreamInfo's fields)."""
+        self._by_value: OrderedDict[tuple[int, int, bytes], _Record] = OrderedDict()
+        """(connection, direction, the frame's bytes) -> its StreamInfo's fields."""
         self._bytes = 0
         self._keys: dict[tuple[int, int], str] = {}  # (owner, conn) -> the client's Sec-WebSocket-Key
         self.known: set[tuple[int, int]] = set()
@@ -346,10 +367,11 @@ class StreamTracker:
     def lookup(self, data: bytes, conn_id: int | None, direction: Direction | None) -> StreamInfo | None:
         hit = self._by_id.get(id(data))
         if hit is not None and hit[0] is data:
-            return hit[1]
+            return _new_info(StreamInfo, hit[1:])
         if conn_id is None or direction is None:
             return None
-        return self._by_value.get((conn_id, int(direction), data))
+        rec = self._by_value.get((conn_id, int(direction), data))
+        return None if rec is None else _new_info(StreamInfo, rec)
 
     # -- internals
 
@@ -358,6 +380,8 @@ class StreamTracker:
             return
         buf = lane.buf
         if not buf and lane.mode == 2:
+            if self._whole_message(key, lane, data):
+                return
             h = parse_header(data)
             if h is not None and h.total == len(data):  # the usual case: the message is one frame
                 info = self._frame(key, lane, data, h)
@@ -394,6 +418,56 @@ class StreamTracker:
             info = self._frame(key, lane, frame, h)
             if info is not None:
                 self._keep(key, data if frame == data else frame, info, frame == data)
+
+    def _whole_message(self, key: tuple[int, int, int], lane: _Lane, data: bytes) -> bool:
+        """A data message in one frame, the usual case, between messages (what :meth:`_frame` does with it, its
+        header read here as :func:`parse_header` reads it, without making its tuple); False, having done
+        nothing, for anything else."""
+        n = len(data)
+        if n < 2 or lane.in_message:
+            return False
+        b0 = data[0]
+        opcode = b0 & 0x0F
+        if b0 & 0x80 == 0 or not (opcode == 1 or opcode == 2):
+            return False
+        b1 = data[1]
+        length = b1 & 0x7F
+        size = 2
+        if length >= 126:
+            if length == 126:
+                if n < 4:
+                    return False
+                length = (data[2] << 8) | data[3]
+                size = 4
+            else:
+                if n < 10:
+                    return False
+                length = int.from_bytes(data[2:10], "big")
+                size = 10
+        masked = b1 >= 0x80
+        if masked:
+            size += 4
+        if size + length != n:
+            return False
+        compressed = b0 & 0x40 != 0
+        payload = apply_mask(data[size:], data[size - 4:size]) if masked else data[size:]
+        wire = len(payload)
+        # (between messages lane.parts is empty already: every message's end empties it)
+        lane.opcode, lane.compressed, lane.fragment, lane.out, lane.wire, lane.note = opcode, compressed, 1, 0, wire, ""
+        self.work += wire
+        piece = self._inflate(lane, payload, True) if compressed else payload
+        if len(piece) > INFLATE_MAX:
+            piece = piece[:INFLATE_MAX]
+            lane.note = lane.note or f"the message is longer than {INFLATE_MAX} bytes: shown up to there"
+        lane.out = len(piece)
+        note = lane.note
+        if compressed or note:  # (a whole uncompressed message: nothing the frame does not show itself)
+            # (_keep's work, by the bytes object's id)
+            self._by_id[id(data)] = (data, opcode, 1, True, compressed, piece, piece, 1, wire, note, None)
+            self._bytes += 2 * len(piece) + n
+            if self._bytes > TRACK_BYTES or len(self._by_id) + len(self._by_value) > TRACK_ENTRIES:
+                self._release()
+        return True
 
     def _stop(self, lane: _Lane, why: str) -> None:
         lane.mode, lane.stopped = 3, why
@@ -463,8 +537,13 @@ class StreamTracker:
             return b""
         if lane.inflater is None:
             lane.inflater = zlib.decompressobj(-15)
-        lane.credit = min(lane.credit + RATIO * len(payload), RATIO * FRAME_MAX)
-        allow = min(INFLATE_MAX + 1 - lane.out, lane.credit)
+        credit = lane.credit + RATIO * len(payload)
+        if credit > RATIO * FRAME_MAX:
+            credit = RATIO * FRAME_MAX
+        lane.credit = credit
+        allow = INFLATE_MAX + 1 - lane.out
+        if credit < allow:
+            allow = credit
         if allow <= 0:
             self._lose(lane, "this direction inflates past what its bytes allow (a decompression bomb?)")
             return b""
@@ -490,14 +569,20 @@ class StreamTracker:
     def _keep(self, key: tuple[int, int, int], data: bytes, info: StreamInfo, by_id: bool) -> None:
         self._bytes += info.size + len(data)
         if by_id:
-            self._by_id[id(data)] = (data, info)
+            self._by_id[id(data)] = (data, *info)
         else:
-            self._by_value[(key[1], key[2], data)] = info
+            self._by_value[(key[1], key[2], data)] = tuple(info)
+        self._release()
+
+    def _release(self) -> None:
+        """The oldest entries let go while the tables are over their caps."""
         while self._bytes > TRACK_BYTES or len(self._by_id) + len(self._by_value) > TRACK_ENTRIES:
-            table: OrderedDict[object, object] = self._by_id if self._by_id else self._by_value  # type: ignore[assignment]
-            _, old = table.popitem(last=False)
-            d, i = old if isinstance(old, tuple) else (b"", old)
-            self._bytes -= i.size + len(d)  # type: ignore[union-attr]
+            if self._by_id:
+                old = self._by_id.popitem(last=False)[1]
+                d, rec = old[0], old[1:]
+            else:  # (the frame's bytes are the key's: counted when kept, so here too)
+                (_conn, _d, d), rec = self._by_value.popitem(last=False)
+            self._bytes -= len(rec[4]) + (len(rec[5]) if rec[5] is not None else 0) + len(d)
 
 
 TRACKER = StreamTracker()
@@ -529,6 +614,10 @@ class WebSocketDecoder:
     def __init__(self, tracker: StreamTracker | None = None) -> None:
         self.tracker = tracker if tracker is not None else TRACKER
         self._registry: DecoderRegistry | None = None
+        self._sure: dict[tuple[int | None, Direction | None], tuple[object, int, float, Decoder]] = {}
+        """(connection, direction) -> the registry's decoders and settings generation then, the confidence and the
+        decoder that surely won its last binary message (see :meth:`_binary`; a decoder registered or a setting
+        changed since voids it); entries are replaced whole (safe across threads)."""
 
     def bind_registry(self, registry: DecoderRegistry) -> None:
         """The registry whose other decoders read the payloads (called when it registers this decoder; a decoder used
@@ -538,6 +627,7 @@ class WebSocketDecoder:
     def clear_settings(self) -> None:
         """Connection numbers start again (called by :meth:`DecoderRegistry.clear_settings`)."""
         self.tracker.reset()
+        self._sure.clear()
 
     @property
     def registry(self) -> DecoderRegistry:
@@ -574,15 +664,15 @@ class WebSocketDecoder:
     # -- decoding
 
     def decode(self, data: bytes, ctx: DecodeContext) -> View:
+        if not ctx.detail:  # (never a head: a head's first byte, G or H, has no FIN bit)
+            view = self._summary_of_usual_frame(data, ctx)
+            if view is not None:
+                return view
         depth = getattr(_depth, "n", 0)
         _depth.n = depth + 1
         try:
-            if _looks_like_head(data):
+            if data[:1] in b"GH" and _looks_like_head(data):  # (frames rarely begin so: skip the slices)
                 return self._decode_head(data, ctx)
-            if not ctx.detail:
-                view = self._summary_of_usual_frame(data, ctx)
-                if view is not None:
-                    return view
             return self._decode_frame(data, ctx)
         finally:
             _depth.n = depth
@@ -656,13 +746,41 @@ class WebSocketDecoder:
     def _summary_of_usual_frame(self, data: bytes, ctx: DecodeContext) -> View | None:
         """The summary view (``detail`` False: the table, filters) of a whole message in one frame, the usual case,
         built with less work; None for anything else, which :meth:`_decode_frame` does (it gives the same view
-        for this case: tests compare them)."""
-        h = parse_header(data)
-        if (h is None or h.total != len(data) or not h.fin or h.opcode > 2 or h.opcode == 0 or h.rsv2 or h.rsv3
-                or (ctx.direction is not None and (ctx.direction is Direction.C2S) is not h.masked)):
+        for this case: tests compare them). Called before :meth:`decode` counts this thread's depth: it counts
+        it itself around what may decode a payload with the registry. The header is read here as
+        :func:`parse_header` reads it, without making its tuple (this runs for every row)."""
+        n = len(data)
+        if n < 2:
             return None
-        info = self.tracker.lookup(data, ctx.conn_id, ctx.direction)
-        if h.rsv1:
+        b0 = data[0]
+        opcode = b0 & 0x0F
+        if b0 & 0xB0 != 0x80 or not (opcode == 1 or opcode == 2):  # FIN, no RSV2/RSV3, text or binary
+            return None
+        b1 = data[1]
+        length = b1 & 0x7F
+        size = 2
+        if length >= 126:
+            if length == 126:
+                if n < 4:
+                    return None
+                length = (data[2] << 8) | data[3]
+                size = 4
+            else:
+                if n < 10:
+                    return None
+                length = int.from_bytes(data[2:10], "big")
+                size = 10
+        masked = b1 >= 0x80
+        if masked:
+            size += 4
+        if size + length != n:
+            return None
+        direction = ctx.direction
+        if direction is not None and (direction is Direction.C2S) is not masked:
+            return None
+        rsv1 = b0 & 0x40 != 0
+        info = self.tracker.lookup(data, ctx.conn_id, direction)
+        if rsv1:
             if info is None or info.note or info.message is None or info.fragments != 1:
                 return None
             content = info.message
@@ -670,19 +788,39 @@ class WebSocketDecoder:
         elif info is not None:
             return None
         else:
-            content = _payload(data, h)
+            content = apply_mask(data[size:], data[size - 4:size]) if masked else data[size:]
             flags = ""
-        inner = self._inner(content, h.opcode, ctx)
-        if inner is None:
-            return None
-        op = _OPCODES[h.opcode]
-        value: dict[str, object] = {"opcode": op, "fin": True, "rsv1": h.rsv1, "masked": h.masked,
-                                    "length": h.length, "compressed": h.rsv1}
-        value["payload"] = (inner.values[0] if len(inner.values) == 1 else list(inner.values) if inner.values
-                            else None)
-        shown = inner.summary if inner.decoder in ("text", "json") else f"{inner.decoder} {inner.summary}"
+        op = _OPCODES[opcode]
+        json: tuple[str, object] | bool | None = None
+        if opcode == 1 and content[:1] in (b"{", b"["):  # the usual text message: one JSON value, shown as JSON
+            decoder = self.registry._decoders.get("json")
+            if type(decoder) is JsonDecoder:
+                try:
+                    json = decoder.summary_of_text(content, content.decode("utf-8"), ctx)
+                except Exception:  # not UTF-8 (or a bug): _inner says so
+                    json = None
+        if isinstance(json, tuple):
+            shown, payload = json
+            truncated = False
+        else:
+            depth = getattr(_depth, "n", 0)  # (the builtin JSON reader above never decodes a payload again)
+            _depth.n = depth + 1
+            try:
+                inner = self._inner(content, opcode, ctx, json is False)
+            finally:
+                _depth.n = depth
+            if inner is None:
+                return None
+            values = inner.values
+            payload = values[0] if len(values) == 1 else list(values) if values else None
+            decoder_name = inner.decoder
+            shown = inner.summary if decoder_name == "text" or decoder_name == "json" else \
+                f"{decoder_name} {inner.summary}"
+            truncated = inner.truncated
+        value: dict[str, object] = {"opcode": op, "fin": True, "rsv1": rsv1, "masked": masked, "length": length,
+                                    "compressed": rsv1, "payload": payload}
         summary = f"{op}{flags} {shown}" if content else f"{op}{flags} (empty)"
-        return View(NAME, clip(summary), truncated=inner.truncated, values=(value,))
+        return summary_view(NAME, clip(summary), (value,), (), truncated)
 
     def _decode_frame(self, data: bytes, ctx: DecodeContext) -> View:
         h = parse_header(data)
@@ -860,23 +998,67 @@ class WebSocketDecoder:
             return out[:INFLATE_MAX], f"inflates past {INFLATE_MAX} bytes (a decompression bomb?): shown up to there"
         return out, ""
 
-    def _inner(self, content: bytes, opcode: int, ctx: DecodeContext) -> View | None:
+    def _inner(self, content: bytes, opcode: int, ctx: DecodeContext, not_json: bool = False) -> View | None:
+        """The content's view; ``not_json``: its JSON reading is known to fail (its view would not be used)."""
         # The frame's own context: "decode as" and the framing are the frame's, and neither ``decode_with`` nor
         # ``auto`` reads them to pick a decoder (``decode`` would: the framing names this decoder)
         inner_ctx = ctx
         reg = self.registry
         if opcode == 1:
             try:
-                content.decode("utf-8")
+                text = content.decode("utf-8")
             except UnicodeDecodeError as e:
                 return error_view("text", content, f"a text message that is not UTF-8 at byte {e.start} "
                                   "(RFC 6455 8.1: the receiver must fail the connection)", detail=ctx.detail)
-            if content.lstrip()[:1] in (b"{", b"["):
-                view = reg.decode_with("json", content, inner_ctx)
+            if not not_json and content.lstrip()[:1] in (b"{", b"["):
+                view = self._json(reg, content, text, inner_ctx)
                 if view.error is None:
                     return view
             return reg.decode_with("text", content, inner_ctx)
-        return reg.auto(content, inner_ctx)
+        return self._binary(reg, content, inner_ctx)
+
+    @staticmethod
+    def _json(reg: DecoderRegistry, content: bytes, text: str, ctx: DecodeContext) -> View:
+        """``reg.decode_with("json", content, ctx)``; the built-in JSON decoder is given the text already read."""
+        decoder = reg._decoders.get("json")
+        if type(decoder) is JsonDecoder:
+            try:
+                return decoder.decode_text(content, text, ctx)
+            except Exception:  # (as decode_with would take it: the general call says so)
+                pass
+        return reg.decode_with("json", content, ctx)
+
+    def _binary(self, reg: DecoderRegistry, content: bytes, ctx: DecodeContext) -> View:
+        """``reg.auto(content, ctx)``: a binary message's decoder, the one that surely won the last binary message
+        of the same direction decoding it straight away when it is exactly as confident of this one (ranking every
+        decoder is most of the cost of a small message). The reasoning and the rule are :func:`decode_payload`'s
+        (a plain win at 0.8 or more; never with a struct layout, whose confidence follows sizes). Only where the
+        registry keeps no such memory itself: a direction with a framing (that of websocket)."""
+        if ctx.framing is None or ctx.struct_format is not None:
+            return reg.auto(content, ctx)
+        lane = (ctx.conn_id, ctx.direction)
+        memo = self._sure
+        hit = memo.get(lane)
+        if hit is not None and hit[0] is reg._scorers and hit[1] == reg._generation:
+            decoder = hit[3]
+            try:
+                same = decoder.confidence(content, ctx) == hit[2]
+            except Exception:  # a plugin's bug: as auto would, take it as "cannot"
+                same = False
+            if same:
+                view = reg._decode_by(decoder, content, ctx)
+                if view.error is None:
+                    return view
+        view = reg.auto(content, ctx)
+        if view.error is None:
+            ranked = reg._ranked(content, ctx)
+            if ranked and ranked[0][1] == view.decoder and ranked[0][0] >= 0.8:
+                if len(memo) >= _SURE_MAX:
+                    memo.clear()
+                memo[lane] = (reg._scorers, reg._generation, ranked[0][0], ranked[0][2])
+            elif hit is not None:
+                memo.pop(lane, None)
+        return view
 
     def _editable(self, h: Header, payload: bytes, content: bytes | None, opcode: int,
                   inner: View | None) -> str | None:
