@@ -96,6 +96,36 @@ _depth = threading.local()
 # ------------------------------------------------------------------------------------------------ parsing
 
 
+
+def whole_data_frame(data: bytes) -> int | None:
+    """The header's size when ``data`` is exactly one whole final text or binary frame (FIN set, any RSV bits), as
+    :func:`parse_header` reads a header but without making its tuple (the tracker and the table's summaries ask
+    this of every message); None for anything else."""
+    n = len(data)
+    if n < 2:
+        return None
+    b0 = data[0]
+    opcode = b0 & 0x0F
+    if b0 & 0x80 == 0 or not (opcode == 1 or opcode == 2):
+        return None
+    b1 = data[1]
+    length = b1 & 0x7F
+    size = 2
+    if length >= 126:
+        if length == 126:
+            if n < 4:
+                return None
+            length = (data[2] << 8) | data[3]
+            size = 4
+        else:
+            if n < 10:
+                return None
+            length = int.from_bytes(data[2:10], "big")
+            size = 10
+    if b1 >= 0x80:
+        size += 4
+    return size if size + length == n else None
+
 class Header(NamedTuple):
     """One frame's header (a tuple: made for every frame decoded)."""
 
@@ -423,32 +453,15 @@ class StreamTracker:
         """A data message in one frame, the usual case, between messages (what :meth:`_frame` does with it, its
         header read here as :func:`parse_header` reads it, without making its tuple); False, having done
         nothing, for anything else."""
-        n = len(data)
-        if n < 2 or lane.in_message:
+        if lane.in_message:
             return False
+        size = whole_data_frame(data)
+        if size is None:
+            return False
+        n = len(data)
         b0 = data[0]
         opcode = b0 & 0x0F
-        if b0 & 0x80 == 0 or not (opcode == 1 or opcode == 2):
-            return False
-        b1 = data[1]
-        length = b1 & 0x7F
-        size = 2
-        if length >= 126:
-            if length == 126:
-                if n < 4:
-                    return False
-                length = (data[2] << 8) | data[3]
-                size = 4
-            else:
-                if n < 10:
-                    return False
-                length = int.from_bytes(data[2:10], "big")
-                size = 10
-        masked = b1 >= 0x80
-        if masked:
-            size += 4
-        if size + length != n:
-            return False
+        masked = data[1] >= 0x80
         compressed = b0 & 0x40 != 0
         payload = apply_mask(data[size:], data[size - 4:size]) if masked else data[size:]
         wire = len(payload)
@@ -749,32 +762,13 @@ class WebSocketDecoder:
         for this case: tests compare them). Called before :meth:`decode` counts this thread's depth: it counts
         it itself around what may decode a payload with the registry. The header is read here as
         :func:`parse_header` reads it, without making its tuple (this runs for every row)."""
-        n = len(data)
-        if n < 2:
+        size = whole_data_frame(data)
+        if size is None or data[0] & 0x30:  # no RSV2/RSV3 here
             return None
+        length = len(data) - size
         b0 = data[0]
         opcode = b0 & 0x0F
-        if b0 & 0xB0 != 0x80 or not (opcode == 1 or opcode == 2):  # FIN, no RSV2/RSV3, text or binary
-            return None
-        b1 = data[1]
-        length = b1 & 0x7F
-        size = 2
-        if length >= 126:
-            if length == 126:
-                if n < 4:
-                    return None
-                length = (data[2] << 8) | data[3]
-                size = 4
-            else:
-                if n < 10:
-                    return None
-                length = int.from_bytes(data[2:10], "big")
-                size = 10
-        masked = b1 >= 0x80
-        if masked:
-            size += 4
-        if size + length != n:
-            return None
+        masked = data[1] >= 0x80
         direction = ctx.direction
         if direction is not None and (direction is Direction.C2S) is not masked:
             return None
