@@ -32,21 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, overload
 
-from proxy.conditions import (
-    PASSTHROUGH,
-    Conditions,
-    ConditionsError,
-    DirectionConditions,
-    parse_bandwidth,
-    parse_corrupt,
-    parse_duplicate,
-    parse_jitter,
-    parse_latency,
-    parse_loss,
-    parse_mtu,
-    parse_reorder,
-    parse_spike,
-)
+from proxy.conditions import PASSTHROUGH, Conditions, ConditionsError, set_from_text
 from proxy.model import (
     ConnectionClosed,
     ConnectionOpened,
@@ -131,32 +117,21 @@ def build_conditions(base: Conditions = PASSTHROUGH, *, direction: str | Directi
         for d in dirs:
             per[d] = chosen.for_direction(d)
 
-    def apply(name: str, value: object, parse: Callable[[str], dict[Direction, Any]],
-              change: Callable[[DirectionConditions, Any], DirectionConditions]) -> None:
+    def apply(name: str, value: object) -> None:
         if value is None:
             return
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise ConditionsError(f"{name}={value!r}: expected a number or a string")
         try:
-            parsed = parse(value if isinstance(value, str) else repr(value))
-            for d, v in parsed.items():
-                if d in dirs:
-                    per[d] = change(per[d], v)
+            set_from_text(per, name, value if isinstance(value, str) else repr(value), directions=dirs,
+                          now_ns=time.monotonic_ns())
         except ConditionsError as e:
             raise ConditionsError(f"{name}={value!r}: {str(e).removeprefix(f'--{name}: ')}") from None
 
-    apply("latency", latency, parse_latency, lambda c, v: replace(c, latency_ms=v))
-    apply("jitter", jitter, parse_jitter, lambda c, v: replace(c, jitter=v))
-    apply("bandwidth", bandwidth, parse_bandwidth, lambda c, v: replace(c, bandwidth_bps=v))
-    apply("loss", loss, parse_loss, lambda c, v: replace(c, loss_pct=v[0], burst_loss=v[1]))
-    apply("duplicate", duplicate, parse_duplicate,
-          lambda c, v: replace(c, duplicate_fraction=v[0] / 100, duplicate_delay_ms=v[1]))
-    apply("reorder", reorder, parse_reorder, lambda c, v: replace(c, reorder_pct=v[0], reorder_gap=v[1]))
-    apply("corrupt", corrupt, parse_corrupt, lambda c, v: replace(c, corrupt_pct=v))
-    apply("mtu", mtu, parse_mtu, lambda c, v: replace(c, mtu=v[0], mtu_action=v[1]))
-    if spike is not None:
-        apply("spike", spike, lambda t: parse_spike(t, now_ns=time.monotonic_ns()),
-              lambda c, v: replace(c, spikes=(*c.spikes, v)))
+    for name, value in (("latency", latency), ("jitter", jitter), ("bandwidth", bandwidth), ("loss", loss),
+                        ("duplicate", duplicate), ("reorder", reorder), ("corrupt", corrupt), ("mtu", mtu),
+                        ("spike", spike)):
+        apply(name, value)
     if frozen is not None:
         for d in dirs:
             per[d] = replace(per[d], frozen=bool(frozen))

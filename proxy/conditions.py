@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Final, Literal, get_args
 
@@ -45,6 +45,7 @@ __all__ = [
     "parse_mtu",
     "parse_reorder",
     "parse_spike",
+    "set_from_text",
 ]
 
 NS_PER_MS: Final = 1_000_000
@@ -933,3 +934,37 @@ def parse_bytes(flag: str, text: str) -> dict[Direction, int]:
             raise ConditionsError(f"{flag}: cannot read {v!r} as a size; {_BYTES_EXAMPLE}")
         out[d] = round(float(m.group(1)) * _BYTE_UNITS[(m.group(2) or "").lower()])
     return out
+
+
+_TEXT_SETTERS: Final[dict[str, tuple[Callable[[str], Mapping[Direction, Any]],
+                                     Callable[[DirectionConditions, Any], DirectionConditions]]]] = {
+    "latency": (parse_latency, lambda c, v: replace(c, latency_ms=v)),
+    "jitter": (parse_jitter, lambda c, v: replace(c, jitter=v)),
+    "bandwidth": (parse_bandwidth, lambda c, v: replace(c, bandwidth_bps=v)),
+    "loss": (parse_loss, lambda c, v: replace(c, loss_pct=v[0], burst_loss=v[1])),
+    "duplicate": (parse_duplicate, lambda c, v: replace(c, duplicate_fraction=v[0] / 100, duplicate_delay_ms=v[1])),
+    "reorder": (parse_reorder, lambda c, v: replace(c, reorder_pct=v[0], reorder_gap=v[1])),
+    "corrupt": (parse_corrupt, lambda c, v: replace(c, corrupt_pct=v)),
+    "mtu": (parse_mtu, lambda c, v: replace(c, mtu=v[0], mtu_action=v[1])),
+}
+"""Each condition the command line writes as text: its parser and the fields its value sets (``spike`` apart: its
+parser needs the start time, and a spike adds to the direction's spikes)."""
+
+
+def set_from_text(per: dict[Direction, DirectionConditions], name: str, text: str, *, now_ns: int = 0,
+                  directions: Iterable[Direction] = (Direction.C2S, Direction.S2C)) -> None:
+    """Set one condition written as its command-line flag takes it (``name``: ``latency``, ``jitter``,
+    ``bandwidth``, ``spike``, ``loss``, ``duplicate``, ``reorder``, ``corrupt`` or ``mtu``) on ``per``'s
+    ``directions`` that the text names; a spike starting at ``now_ns`` is added to theirs. The one place that
+    knows which fields a flag sets (the CLI's flags and the pytest plugin's ``conditions(...)`` both come here).
+    Bad text raises :class:`ConditionsError` naming the flag."""
+    wanted = set(directions)
+    if name == "spike":
+        for d, spike in parse_spike(text, now_ns=now_ns).items():
+            if d in wanted:
+                per[d] = replace(per[d], spikes=(*per[d].spikes, spike))
+        return
+    parse, change = _TEXT_SETTERS[name]
+    for d, v in parse(text).items():
+        if d in wanted:
+            per[d] = change(per[d], v)

@@ -145,53 +145,17 @@ def conditions_from_cli(
     """
     # imported here, not with this module: the window and ``sockscope run`` parse their flags first, and most
     # starts give no condition at all
-    from proxy.conditions import (
-        PASSTHROUGH,
-        Conditions,
-        DirectionConditions,
-        parse_bandwidth,
-        parse_bytes,
-        parse_corrupt,
-        parse_duplicate,
-        parse_jitter,
-        parse_latency,
-        parse_loss,
-        parse_mtu,
-        parse_reorder,
-        parse_spike,
-    )
+    from proxy.conditions import PASSTHROUGH, Conditions, DirectionConditions, parse_bytes, set_from_text
     from proxy.presets import find_preset
 
     base = PASSTHROUGH if preset is None else find_preset(preset).conditions
     per: dict[Direction, DirectionConditions] = {d: base.for_direction(d) for d in Direction}
-    if latency is not None:
-        for d, ms in parse_latency(latency).items():
-            per[d] = replace(per[d], latency_ms=ms)
-    if jitter is not None:
-        for d, j in parse_jitter(jitter).items():
-            per[d] = replace(per[d], jitter=j)
-    if bandwidth is not None:
-        for d, bw in parse_bandwidth(bandwidth).items():
-            per[d] = replace(per[d], bandwidth_bps=bw)
     specs = [spike] if isinstance(spike, str) else list(spike or ())
-    for spec in specs:
-        for d, s in parse_spike(spec, now_ns=now_ns).items():
-            per[d] = replace(per[d], spikes=(*per[d].spikes, s))
-    if loss is not None:
-        for d, (pct, ge) in parse_loss(loss).items():
-            per[d] = replace(per[d], loss_pct=pct, burst_loss=ge)
-    if duplicate is not None:
-        for d, (pct, delay) in parse_duplicate(duplicate).items():
-            per[d] = replace(per[d], duplicate_fraction=pct / 100, duplicate_delay_ms=delay)
-    if reorder is not None:
-        for d, (pct, gap) in parse_reorder(reorder).items():
-            per[d] = replace(per[d], reorder_pct=pct, reorder_gap=gap)
-    if corrupt is not None:
-        for d, c in parse_corrupt(corrupt).items():
-            per[d] = replace(per[d], corrupt_pct=c)
-    if mtu is not None:
-        for d, (size, action) in parse_mtu(mtu).items():
-            per[d] = replace(per[d], mtu=size, mtu_action=action)
+    for name, text in (("latency", latency), ("jitter", jitter), ("bandwidth", bandwidth),
+                       *(("spike", spec) for spec in specs), ("loss", loss), ("duplicate", duplicate),
+                       ("reorder", reorder), ("corrupt", corrupt), ("mtu", mtu)):
+        if text is not None:
+            set_from_text(per, name, text, now_ns=now_ns)
     if jitter_reorders:
         per = {d: replace(c, jitter_reorders=True) for d, c in per.items()}
     if bandwidth_burst is not None:
