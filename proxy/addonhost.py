@@ -591,6 +591,13 @@ class _Slot:
     def label(self) -> str:
         return f"addon {self.spec.name!r} ({os.path.basename(self.file.path)})"
 
+    def switch_off(self) -> None:
+        """No more calls: disabled, its tick cancelled (on the loop thread)."""
+        self.enabled = False
+        if self.tick_handle is not None:
+            self.tick_handle.cancel()
+            self.tick_handle = None
+
 
 @dataclass(eq=False, slots=True)
 class _File:
@@ -739,10 +746,7 @@ class AddonHost:
 
     def _retire(self, file: _File) -> None:
         for s in file.slots:
-            s.enabled = False
-            if s.tick_handle is not None:
-                s.tick_handle.cancel()
-                s.tick_handle = None
+            s.switch_off()
         file.worker.stop()  # after the calls already queued (their results still apply)
         old_module = sys.modules.get(file.module_name)
         if old_module is not None:
@@ -1090,10 +1094,7 @@ class AddonHost:
     def _check_disable(self, s: _Slot) -> None:
         if s.in_row < FAILURE_LIMIT or not s.enabled:
             return
-        s.enabled = False
-        if s.tick_handle is not None:
-            s.tick_handle.cancel()
-            s.tick_handle = None
+        s.switch_off()
         self._notice("error", f"{s.label} is disabled: {s.in_row} calls in a row failed ({s.failures} in all). "
                               f"Messages go on without it. Fix {s.file.path} and save it: it is loaded again.")
         self._refresh()
@@ -1138,10 +1139,7 @@ class AddonHost:
         s = job.slot
         if s is None or not s.enabled or late_ns < STUCK_DISABLE * 1e9:
             return
-        s.enabled = False
-        if s.tick_handle is not None:
-            s.tick_handle.cancel()
-            s.tick_handle = None
+        s.switch_off()
         self._notice("error", f"{s.label} is disabled: its {job.hook}() has not returned {job.limit + STUCK_DISABLE:g} "
                               "s after it was called, even when interrupted (it may catch BaseException, or wait in "
                               "C). Its thread may still be busy; fix the file and save it, or restart the proxy.")
